@@ -1,0 +1,294 @@
+//! GRU: Cho et al. 2014. Gates stacked r, z, n (PyTorch's order); σ = gate activation
+//! (sigmoid), act = candidate activation (tanh).
+//!
+//! Reset after the recurrent product (PyTorch, cuDNN, ONNX `linear_before_reset = 1`, Keras
+//! `reset_after = True`):
+//! ```text
+//! (1) a = W_ih x + b_ih + [b_hr, b_hz, 0]          (input part: one GEMM for all t)
+//! (2) q = W_hh h_prev + [0, 0, b_hn]               q = [q_r, q_z, q_n]
+//! (3) r = σ(a_r + q_r),  z = σ(a_z + q_z)
+//! (4) n = act(a_n + r ⊙ q_n)
+//! (5) h = (1 − z) ⊙ n + z ⊙ h_prev
+//! ```
+//! Backward:
+//! ```text
+//! (5)ᵀ dn = dh ⊙ (1 − z);  dz = dh ⊙ (h_prev − n);  dh_prev = dh ⊙ z
+//! (4)ᵀ da_n = dn ⊙ act'(n);  dr = da_n ⊙ q_n;  dq_n = da_n ⊙ r
+//! (3)ᵀ da_r = dr ⊙ σ'(r);  da_z = dz ⊙ σ'(z)
+//! (2)ᵀ dq = [da_r, da_z, dq_n];  dh_prev += dq W_hh;  dW_hh += dqᵀ h_prev;  db_hn += Σ dq_n
+//! (1)ᵀ da = [da_r, da_z, da_n]  (to the input projection)
+//! ```
+//! Reset before the product (Cho 2014, ONNX default, Keras `reset_after = False`):
+//! ```text
+//! (1) a = W_ih x + b_ih + b_hh                      (all of b_hh sits outside r here)
+//! (2) q_rz = W_h{r,z} h_prev;  r = σ(a_r + q_r),  z = σ(a_z + q_z)
+//! (3) s = r ⊙ h_prev
+//! (4) n = act(a_n + W_hn s)
+//! (5) h = (1 − z) ⊙ n + z ⊙ h_prev
+//! ```
+//! Backward:
+//! ```text
+//! (5)ᵀ dn = dh ⊙ (1 − z);  dz = dh ⊙ (h_prev − n);  dh_prev = dh ⊙ z
+//! (4)ᵀ da_n = dn ⊙ act'(n);  ds = da_n W_hn;  dW_hn += da_nᵀ s
+//! (3)ᵀ dr = ds ⊙ h_prev;  dh_prev += ds ⊙ r
+//! (2)ᵀ da_r = dr ⊙ σ'(r);  da_z = dz ⊙ σ'(z);  dh_prev += [da_r, da_z] W_h{r,z};
+//!      dW_h{r,z} += [da_r, da_z]ᵀ h_prev
+//! (1)ᵀ da = [da_r, da_z, da_n];  db_hh += Σ da
+//! ```
+
+use super::{BwdStep, FwdStep, RecurrentGrads, Slabs, SlabWidths, StepWeights};
+use crate::error::Result;
+use crate::kernel::{add_column_sums, matmul, Accumulate, Mat};
+use crate::{Activation, Float};
+
+/// Where the reset gate multiplies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ResetPlacement {
+    /// `n = act(W_in x + b_in + r ⊙ (W_hn h_prev + b_hn))`: PyTorch, cuDNN, ONNX
+    /// `linear_before_reset = 1`, Keras `reset_after = True`.
+    #[default]
+    AfterMatmul,
+    /// `n = act(W_in x + b_in + W_hn (r ⊙ h_prev) + b_hn)`: Cho et al. 2014, ONNX's default,
+    /// Keras `reset_after = False`.
+    BeforeMatmul,
+}
+
+/// The activations of a GRU (ONNX's f, g).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GruActivations {
+    /// r, z (default sigmoid)
+    pub gate: Activation,
+    /// n (default tanh)
+    pub candidate: Activation,
+}
+
+impl Default for GruActivations {
+    fn default() -> Self {
+        Self {
+            gate: Activation::Sigmoid,
+            candidate: Activation::Tanh,
+        }
+    }
+}
+
+/// GRU options. The default is PyTorch's `nn.GRU`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GruCell {
+    pub reset: ResetPlacement,
+    pub activations: GruActivations,
+}
+
+impl GruCell {
+    pub(crate) fn validate(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+pub(crate) fn slab_widths(cell: &GruCell, hidden: usize) -> SlabWidths {
+    match cell.reset {
+        ResetPlacement::AfterMatmul => SlabWidths {
+            aux: hidden,          // q_n (b_hn included)
+            dalt: 3 * hidden,     // dq, the gradient at the recurrent product
+            fwd_scratch: 3 * hidden, // q
+            ..SlabWidths::default()
+        },
+        ResetPlacement::BeforeMatmul => SlabWidths {
+            aux: hidden,          // s = r ⊙ h_prev
+            fwd_scratch: 3 * hidden, // q
+            bwd_scratch: hidden,  // ds
+            ..SlabWidths::default()
+        },
+    }
+}
+
+/// Reset-after keeps b_hn out of the input projection: it sits inside r ⊙ (…).
+pub(crate) fn folds_hh_bias(cell: &GruCell, row: usize, hidden: usize) -> bool {
+    cell.reset == ResetPlacement::BeforeMatmul || row < 2 * hidden
+}
+
+pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: FwdStep<'_, T>) {
+    let (n, h) = (s.n, w.hidden);
+    let gh = 3 * h;
+    let act = cell.activations;
+    let one = T::one();
+    match cell.reset {
+        ResetPlacement::AfterMatmul => {
+            // (2) q = h_prev W_hhᵀ (+ b_hn below)
+            matmul(s.scratch, gh, Mat::rows(s.h_prev, n, h, h), Mat::rows(w.w_hh_t, h, gh, gh), Accumulate::Overwrite);
+            for b in 0..n {
+                let a = &mut s.gates[b * gh..(b + 1) * gh];
+                let q = &s.scratch[b * gh..(b + 1) * gh];
+                let h_prev = &s.h_prev[b * h..(b + 1) * h];
+                let hb = &mut s.h[b * h..(b + 1) * h];
+                let qn_saved = &mut s.aux[b * h..(b + 1) * h];
+                for j in 0..h {
+                    // (3)
+                    let r = act.gate.apply(a[j] + q[j]);
+                    let z = act.gate.apply(a[h + j] + q[h + j]);
+                    // (2) b_hn, (4)
+                    let qn = q[2 * h + j] + w.b_hh.map_or(T::zero(), |b| b[2 * h + j]);
+                    let nn = act.candidate.apply(a[2 * h + j] + r * qn);
+                    // (5)
+                    hb[j] = (one - z) * nn + z * h_prev[j];
+                    a[j] = r;
+                    a[h + j] = z;
+                    a[2 * h + j] = nn;
+                    qn_saved[j] = qn;
+                }
+            }
+        }
+        ResetPlacement::BeforeMatmul => {
+            // (2) q_rz = h_prev W_h{r,z}ᵀ: the first 2H columns of the packed W_hhᵀ
+            matmul(
+                s.scratch,
+                gh,
+                Mat::rows(s.h_prev, n, h, h),
+                Mat::rows(w.w_hh_t, h, 2 * h, gh),
+                Accumulate::Overwrite,
+            );
+            for b in 0..n {
+                let a = &mut s.gates[b * gh..(b + 1) * gh];
+                let q = &s.scratch[b * gh..(b + 1) * gh];
+                let h_prev = &s.h_prev[b * h..(b + 1) * h];
+                let sb = &mut s.aux[b * h..(b + 1) * h];
+                for j in 0..h {
+                    let r = act.gate.apply(a[j] + q[j]);
+                    let z = act.gate.apply(a[h + j] + q[h + j]);
+                    a[j] = r;
+                    a[h + j] = z;
+                    // (3)
+                    sb[j] = r * h_prev[j];
+                }
+            }
+            // (4) q_n = s W_hnᵀ: the last H columns of the packed W_hhᵀ
+            let (_, q_n) = s.scratch.split_at_mut(2 * h);
+            matmul(
+                q_n,
+                gh,
+                Mat::rows(s.aux, n, h, h),
+                Mat::rows(&w.w_hh_t[2 * h..], h, h, gh),
+                Accumulate::Overwrite,
+            );
+            for b in 0..n {
+                let a = &mut s.gates[b * gh..(b + 1) * gh];
+                let q = &s.scratch[b * gh..(b + 1) * gh];
+                let h_prev = &s.h_prev[b * h..(b + 1) * h];
+                let hb = &mut s.h[b * h..(b + 1) * h];
+                for j in 0..h {
+                    let nn = act.candidate.apply(a[2 * h + j] + q[2 * h + j]);
+                    let z = a[h + j];
+                    // (5)
+                    hb[j] = (one - z) * nn + z * h_prev[j];
+                    a[2 * h + j] = nn;
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: BwdStep<'_, T>) {
+    let (n, h) = (s.n, w.hidden);
+    let gh = 3 * h;
+    let act = cell.activations;
+    let one = T::one();
+    match cell.reset {
+        ResetPlacement::AfterMatmul => {
+            for b in 0..n {
+                let g = &s.gates[b * gh..(b + 1) * gh];
+                let qn = &s.aux[b * h..(b + 1) * h];
+                let h_prev = &s.h_prev[b * h..(b + 1) * h];
+                let dh = &mut s.dh[b * h..(b + 1) * h];
+                let da = &mut s.dgates[b * gh..(b + 1) * gh];
+                let dq = &mut s.dalt[b * gh..(b + 1) * gh];
+                for j in 0..h {
+                    let (r, z, nn) = (g[j], g[h + j], g[2 * h + j]);
+                    // (5)ᵀ
+                    let dn = dh[j] * (one - z);
+                    let dz = dh[j] * (h_prev[j] - nn);
+                    // (4)ᵀ
+                    let dan = dn * act.candidate.derivative_from_output(nn);
+                    let dr = dan * qn[j];
+                    // (3)ᵀ
+                    let dar = dr * act.gate.derivative_from_output(r);
+                    let daz = dz * act.gate.derivative_from_output(z);
+                    da[j] = dar;
+                    da[h + j] = daz;
+                    da[2 * h + j] = dan;
+                    dq[j] = dar;
+                    dq[h + j] = daz;
+                    dq[2 * h + j] = dan * r;
+                    dh[j] = dh[j] * z;
+                }
+            }
+            // (2)ᵀ dh_prev += dq W_hh
+            matmul(s.dh, h, Mat::rows(s.dalt, n, gh, gh), Mat::rows(w.w_hh, gh, h, h), Accumulate::Add);
+        }
+        ResetPlacement::BeforeMatmul => {
+            for b in 0..n {
+                let g = &s.gates[b * gh..(b + 1) * gh];
+                let h_prev = &s.h_prev[b * h..(b + 1) * h];
+                let dh = &s.dh[b * h..(b + 1) * h];
+                let da = &mut s.dgates[b * gh..(b + 1) * gh];
+                for j in 0..h {
+                    let (z, nn) = (g[h + j], g[2 * h + j]);
+                    // (5)ᵀ, (4)ᵀ first half
+                    let dn = dh[j] * (one - z);
+                    let dz = dh[j] * (h_prev[j] - nn);
+                    da[h + j] = dz * act.gate.derivative_from_output(z);
+                    da[2 * h + j] = dn * act.candidate.derivative_from_output(nn);
+                }
+            }
+            // (4)ᵀ ds = da_n W_hn
+            matmul(
+                s.scratch,
+                h,
+                Mat::rows(&s.dgates[2 * h..], n, h, gh),
+                Mat::rows(&w.w_hh[2 * h * h..], h, h, h),
+                Accumulate::Overwrite,
+            );
+            for b in 0..n {
+                let r = &s.gates[b * gh..b * gh + h];
+                let h_prev = &s.h_prev[b * h..(b + 1) * h];
+                let ds = &s.scratch[b * h..(b + 1) * h];
+                let dh = &mut s.dh[b * h..(b + 1) * h];
+                let da_r = &mut s.dgates[b * gh..b * gh + h];
+                let z = &s.gates[b * gh + h..b * gh + 2 * h];
+                for j in 0..h {
+                    // (3)ᵀ, (2)ᵀ
+                    da_r[j] = ds[j] * h_prev[j] * act.gate.derivative_from_output(r[j]);
+                    dh[j] = dh[j] * z[j] + ds[j] * r[j];
+                }
+            }
+            // (2)ᵀ dh_prev += [da_r, da_z] W_h{r,z}
+            matmul(s.dh, h, Mat::rows(s.dgates, n, 2 * h, gh), Mat::rows(w.w_hh, 2 * h, h, h), Accumulate::Add);
+        }
+    }
+}
+
+pub(crate) fn recurrent_grads<T: Float>(
+    cell: &GruCell,
+    w: &StepWeights<'_, T>,
+    s: &Slabs<'_, T>,
+    g: RecurrentGrads<'_, T>,
+) {
+    let (rows, h) = (s.rows, w.hidden);
+    let gh = 3 * h;
+    match cell.reset {
+        ResetPlacement::AfterMatmul => {
+            // (2)ᵀ dW_hh += dqᵀ h_prev, db_hh += Σ dq
+            matmul(g.w_hh, h, Mat::rows(s.dalt, rows, gh, gh).t(), Mat::rows(s.h_prev, rows, h, h), Accumulate::Add);
+            if let Some(db) = g.b_hh {
+                add_column_sums(db, s.dalt, rows, gh);
+            }
+        }
+        ResetPlacement::BeforeMatmul => {
+            // (2)ᵀ dW_h{r,z} += [da_r, da_z]ᵀ h_prev;  (4)ᵀ dW_hn += da_nᵀ s
+            let (dw_rz, dw_n) = g.w_hh.split_at_mut(2 * h * h);
+            matmul(dw_rz, h, Mat::rows(s.dgates, rows, 2 * h, gh).t(), Mat::rows(s.h_prev, rows, h, h), Accumulate::Add);
+            matmul(dw_n, h, Mat::rows(&s.dgates[2 * h..], rows, h, gh).t(), Mat::rows(s.aux, rows, h, h), Accumulate::Add);
+            if let Some(db) = g.b_hh {
+                add_column_sums(db, s.dgates, rows, gh);
+            }
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! LSTM: Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000, optional
+//! diagonal peepholes (Gers & Schmidhuber 2000), projection (LSTMP, Sak et al. 2014, as
+//! PyTorch's `proj_size`) and coupled input-forget gate (ONNX `input_forget`).
+//!
+//! Forward, gates stacked i, f, g, o (PyTorch's order), σ = gate activation (sigmoid),
+//! act_g = cell activation (tanh), act_h = hidden activation (tanh):
+//! ```text
+//! (1) a = W_ih x + b_ih + b_hh + W_hh h_prev          [G*H]   (input part: one GEMM for all t)
+//! (2) i = σ(a_i + p_i ⊙ c_prev)
+//! (3) f = σ(a_f + p_f ⊙ c_prev)        coupled: f = 1 − i
+//! (4) g = act_g(a_g)
+//! (5) c = f ⊙ c_prev + i ⊙ g
+//! (6) o = σ(a_o + p_o ⊙ c)             the output gate peeps at the NEW cell state
+//! (7) m = o ⊙ act_h(c)
+//! (8) h = m                            projection: h = W_hr m
+//! ```
+//! Backward, given dh (from the output at t and from step t+1) and dc (from step t+1):
+//! ```text
+//! (8)ᵀ dm = dh                         projection: dm = dh W_hr, dW_hr += dhᵀ m
+//! (7)ᵀ do = dm ⊙ act_h(c);  dc += dm ⊙ o ⊙ act_h'(c)
+//! (6)ᵀ da_o = do ⊙ σ'(o);   dc += da_o ⊙ p_o;  dp_o += da_o ⊙ c
+//! (5)ᵀ di = dc ⊙ g;  dg = dc ⊙ i;  df = dc ⊙ c_prev;  dc_prev = dc ⊙ f
+//! (4)ᵀ da_g = dg ⊙ act_g'(g)
+//! (3)ᵀ da_f = df ⊙ σ'(f);   dc_prev += da_f ⊙ p_f;  dp_f += da_f ⊙ c_prev
+//!      coupled: di −= df, da_f = 0
+//! (2)ᵀ da_i = di ⊙ σ'(i);   dc_prev += da_i ⊙ p_i;  dp_i += da_i ⊙ c_prev
+//! (1)ᵀ dh_prev = da W_hh;  dW_hh += daᵀ h_prev;  db_hh += Σ da   (after the loop: one GEMM)
+//! ```
+//! With the coupled gate the f rows of the weights stay in place (the ONNX layout) and
+//! receive zero gradient.
+
+use super::{BwdStep, FwdStep, RecurrentGrads, Slabs, SlabWidths, StepWeights};
+use crate::error::{config_err, Result};
+use crate::kernel::{add_column_sums, matmul, Accumulate, Mat};
+use crate::{Activation, Float};
+
+/// Which gates see the cell state (diagonal peepholes). i and f see c_prev, o sees the new c.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Peepholes {
+    pub input: bool,
+    pub forget: bool,
+    pub output: bool,
+}
+
+impl Peepholes {
+    /// No peepholes (PyTorch, Keras, cuDNN).
+    pub const NONE: Self = Self {
+        input: false,
+        forget: false,
+        output: false,
+    };
+    /// All three (Gers & Schmidhuber 2000; ONNX, oneDNN).
+    pub const ALL: Self = Self {
+        input: true,
+        forget: true,
+        output: true,
+    };
+
+    /// Whether any peephole is on.
+    pub fn any(self) -> bool {
+        self.input || self.forget || self.output
+    }
+}
+
+/// Whether the forget gate has its own weights or is tied to the input gate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InputForget {
+    /// f is its own gate (everyone's default).
+    #[default]
+    Separate,
+    /// f = 1 − i (CIFG; ONNX `input_forget = 1`).
+    Coupled,
+}
+
+/// The activations of an LSTM (ONNX's f, g, h).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LstmActivations {
+    /// i, f, o (default sigmoid)
+    pub gate: Activation,
+    /// g (default tanh)
+    pub cell: Activation,
+    /// applied to c before the output gate (default tanh)
+    pub hidden: Activation,
+}
+
+impl Default for LstmActivations {
+    fn default() -> Self {
+        Self {
+            gate: Activation::Sigmoid,
+            cell: Activation::Tanh,
+            hidden: Activation::Tanh,
+        }
+    }
+}
+
+/// LSTM options. The default is PyTorch's `nn.LSTM`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LstmCell {
+    pub peepholes: Peepholes,
+    /// P > 0 projects h to P values (PyTorch `proj_size`); 0 = none.
+    pub proj_size: usize,
+    pub input_forget: InputForget,
+    pub activations: LstmActivations,
+}
+
+impl LstmCell {
+    pub(crate) fn validate(&self, hidden_size: usize) -> Result<()> {
+        if self.proj_size >= hidden_size && self.proj_size > 0 {
+            return Err(config_err(
+                "proj_size",
+                format!("must be smaller than hidden_size ({hidden_size}), got {}", self.proj_size),
+            ));
+        }
+        if self.input_forget == InputForget::Coupled && self.peepholes.forget {
+            return Err(config_err(
+                "peepholes.forget",
+                "a coupled forget gate (f = 1 - i) has no pre-activation to peep into",
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn slab_widths(cell: &LstmCell, hidden: usize) -> SlabWidths {
+    let p = cell.proj_size;
+    SlabWidths {
+        aux: hidden,                              // act_h(c)
+        m: if p > 0 { hidden } else { 0 },        // m = o ⊙ act_h(c), input of W_hr
+        dalt: p,                                  // dh at every step, for dW_hr
+        fwd_scratch: 0,
+        bwd_scratch: if p > 0 { hidden } else { 0 }, // dm
+    }
+}
+
+pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s: FwdStep<'_, T>) {
+    let (n, h, r) = (s.n, w.hidden, w.h_out);
+    let gh = 4 * h;
+    // (1) a += h_prev W_hhᵀ
+    matmul(s.gates, gh, Mat::rows(s.h_prev, n, r, r), Mat::rows(w.w_hh_t, r, gh, gh), Accumulate::Add);
+    let act = cell.activations;
+    let coupled = cell.input_forget == InputForget::Coupled;
+    let proj = cell.proj_size > 0;
+    let one = T::one();
+    for b in 0..n {
+        let a = &mut s.gates[b * gh..(b + 1) * gh];
+        let (a_i, rest) = a.split_at_mut(h);
+        let (a_f, rest) = rest.split_at_mut(h);
+        let (a_g, a_o) = rest.split_at_mut(h);
+        let c_prev = &s.c_prev[b * h..(b + 1) * h];
+        let c = &mut s.c[b * h..(b + 1) * h];
+        let tc = &mut s.aux[b * h..(b + 1) * h];
+        let m = if proj { &mut s.m[b * h..(b + 1) * h] } else { &mut s.h[b * r..(b + 1) * r] };
+        for j in 0..h {
+            let cp = c_prev[j];
+            // (2)
+            let i = act.gate.apply(a_i[j] + w.p_i.map_or(T::zero(), |p| p[j] * cp));
+            // (3)
+            let f = if coupled {
+                one - i
+            } else {
+                act.gate.apply(a_f[j] + w.p_f.map_or(T::zero(), |p| p[j] * cp))
+            };
+            // (4)
+            let g = act.cell.apply(a_g[j]);
+            // (5)
+            let cj = f * cp + i * g;
+            // (6)
+            let o = act.gate.apply(a_o[j] + w.p_o.map_or(T::zero(), |p| p[j] * cj));
+            // (7)
+            let t = act.hidden.apply(cj);
+            a_i[j] = i;
+            a_f[j] = f;
+            a_g[j] = g;
+            a_o[j] = o;
+            c[j] = cj;
+            tc[j] = t;
+            m[j] = o * t;
+        }
+    }
+    // (8) h = m W_hrᵀ
+    if proj {
+        matmul(s.h, r, Mat::rows(s.m, n, h, h), Mat::rows(w.w_hr_t, h, r, r), Accumulate::Overwrite);
+    }
+}
+
+pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s: BwdStep<'_, T>) {
+    let (n, h, r) = (s.n, w.hidden, w.h_out);
+    let gh = 4 * h;
+    let proj = cell.proj_size > 0;
+    // (8)ᵀ dm = dh W_hr; keep dh for dW_hr
+    if proj {
+        s.dalt.copy_from_slice(&s.dh[..n * r]);
+        matmul(s.scratch, h, Mat::rows(s.dh, n, r, r), Mat::rows(w.w_hr, r, h, h), Accumulate::Overwrite);
+    }
+    let act = cell.activations;
+    let coupled = cell.input_forget == InputForget::Coupled;
+    for b in 0..n {
+        let gates = &s.gates[b * gh..(b + 1) * gh];
+        let (i, rest) = gates.split_at(h);
+        let (f, rest) = rest.split_at(h);
+        let (g, o) = rest.split_at(h);
+        let da = &mut s.dgates[b * gh..(b + 1) * gh];
+        let (da_i, rest) = da.split_at_mut(h);
+        let (da_f, rest) = rest.split_at_mut(h);
+        let (da_g, da_o) = rest.split_at_mut(h);
+        let c_prev = &s.c_prev[b * h..(b + 1) * h];
+        let tc = &s.aux[b * h..(b + 1) * h];
+        let dm = if proj { &s.scratch[b * h..(b + 1) * h] } else { &s.dh[b * r..(b + 1) * r] };
+        let dc = &mut s.dc[b * h..(b + 1) * h];
+        for j in 0..h {
+            // (7)ᵀ
+            let d_o = dm[j] * tc[j];
+            let mut dcj = dc[j] + dm[j] * o[j] * act.hidden.derivative_from_output(tc[j]);
+            // (6)ᵀ
+            let dao = d_o * act.gate.derivative_from_output(o[j]);
+            if let Some(p) = w.p_o {
+                dcj += dao * p[j];
+            }
+            // (5)ᵀ
+            let mut di = dcj * g[j];
+            let dg = dcj * i[j];
+            let df = dcj * c_prev[j];
+            let mut dcp = dcj * f[j];
+            // (4)ᵀ
+            let dag = dg * act.cell.derivative_from_output(g[j]);
+            // (3)ᵀ
+            let daf = if coupled {
+                di -= df;
+                T::zero()
+            } else {
+                df * act.gate.derivative_from_output(f[j])
+            };
+            // (2)ᵀ
+            let dai = di * act.gate.derivative_from_output(i[j]);
+            if let Some(p) = w.p_i {
+                dcp += dai * p[j];
+            }
+            if let Some(p) = w.p_f {
+                dcp += daf * p[j];
+            }
+            da_i[j] = dai;
+            da_f[j] = daf;
+            da_g[j] = dag;
+            da_o[j] = dao;
+            dc[j] = dcp;
+        }
+    }
+    // (1)ᵀ dh_prev = da W_hh
+    matmul(s.dh, r, Mat::rows(s.dgates, n, gh, gh), Mat::rows(w.w_hh, gh, r, r), Accumulate::Overwrite);
+}
+
+pub(crate) fn recurrent_grads<T: Float>(
+    _cell: &LstmCell,
+    w: &StepWeights<'_, T>,
+    s: &Slabs<'_, T>,
+    g: RecurrentGrads<'_, T>,
+) {
+    let (rows, h, r) = (s.rows, w.hidden, w.h_out);
+    let gh = 4 * h;
+    // (1)ᵀ dW_hh += daᵀ h_prev, db_hh += Σ da
+    let da = Mat::rows(s.dgates, rows, gh, gh);
+    matmul(g.w_hh, r, da.t(), Mat::rows(s.h_prev, rows, r, r), Accumulate::Add);
+    if let Some(db) = g.b_hh {
+        add_column_sums(db, s.dgates, rows, gh);
+    }
+    // (8)ᵀ dW_hr += dhᵀ m
+    if let Some(dw_hr) = g.w_hr {
+        matmul(dw_hr, h, Mat::rows(s.dalt, rows, r, r).t(), Mat::rows(s.m, rows, h, h), Accumulate::Add);
+    }
+    // (2)ᵀ (3)ᵀ (6)ᵀ peephole gradients: Σ over steps and batch of da ⊙ (the c it saw)
+    let peeps = [(g.p_i, 0, s.c_prev), (g.p_f, 1, s.c_prev), (g.p_o, 3, s.c)];
+    for (dp, gate, c) in peeps {
+        let Some(dp) = dp else { continue };
+        for row in 0..rows {
+            let da = &s.dgates[row * gh + gate * h..row * gh + (gate + 1) * h];
+            let c = &c[row * h..(row + 1) * h];
+            for j in 0..h {
+                dp[j] += da[j] * c[j];
+            }
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The cells: math only. Each module opens with its equations and the derived backward, and
+//! keeps `forward_step` and `backward_step` side by side. The sequence driver in
+//! [`crate::layer`] calls them once per time step on the rows of the batch that are still
+//! active; everything that touches the recurrent weights (the step product and, after the
+//! loop, the recurrent weight gradients) lives here, everything else (the input projection for
+//! all steps, directions, lengths, stacking) lives in the driver.
+
+pub mod gru;
+pub mod lstm;
+pub mod rnn;
+
+pub use gru::{GruActivations, GruCell, ResetPlacement};
+pub use lstm::{InputForget, LstmActivations, LstmCell, Peepholes};
+pub use rnn::{Leak, RnnCell};
+
+use crate::error::{config_err, Result};
+
+/// Which recurrent cell a layer runs, with the cell's own options.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum CellKind {
+    /// Long short-term memory (gates i, f, g, o).
+    Lstm(LstmCell),
+    /// Gated recurrent unit (gates r, z, n).
+    Gru(GruCell),
+    /// Elman RNN, optionally with leaky integration.
+    Rnn(RnnCell),
+}
+
+impl CellKind {
+    /// A plain PyTorch `nn.LSTM` cell.
+    pub fn lstm() -> Self {
+        CellKind::Lstm(LstmCell::default())
+    }
+
+    /// A plain PyTorch `nn.GRU` cell (reset applied after the recurrent product).
+    pub fn gru() -> Self {
+        CellKind::Gru(GruCell::default())
+    }
+
+    /// A plain PyTorch `nn.RNN` cell with tanh.
+    pub fn rnn_tanh() -> Self {
+        CellKind::Rnn(RnnCell::default())
+    }
+
+    /// A plain PyTorch `nn.RNN` cell with ReLU.
+    pub fn rnn_relu() -> Self {
+        CellKind::Rnn(RnnCell {
+            nonlinearity: crate::Activation::Relu,
+            ..RnnCell::default()
+        })
+    }
+
+    /// Number of gates G stacked in the weight matrices (`[G * hidden_size, ·]`).
+    pub fn gate_count(&self) -> usize {
+        match self {
+            CellKind::Lstm(_) => 4,
+            CellKind::Gru(_) => 3,
+            CellKind::Rnn(_) => 1,
+        }
+    }
+
+    /// Projection size P (LSTM only), 0 when there is none.
+    pub fn proj_size(&self) -> usize {
+        match self {
+            CellKind::Lstm(c) => c.proj_size,
+            _ => 0,
+        }
+    }
+
+    /// Whether the cell carries a cell state `c` besides `h`.
+    pub fn has_cell_state(&self) -> bool {
+        matches!(self, CellKind::Lstm(_))
+    }
+
+    pub(crate) fn validate(&self, hidden_size: usize, num_layers: usize) -> Result<()> {
+        match self {
+            CellKind::Lstm(c) => c.validate(hidden_size),
+            CellKind::Gru(c) => c.validate(),
+            CellKind::Rnn(c) => c.validate(num_layers),
+        }
+    }
+
+    /// A short lowercase name (`lstm`, `gru`, `rnn_tanh`, `rnn_relu`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            CellKind::Lstm(_) => "lstm",
+            CellKind::Gru(_) => "gru",
+            CellKind::Rnn(r) if r.nonlinearity == crate::Activation::Relu => "rnn_relu",
+            CellKind::Rnn(_) => "rnn_tanh",
+        }
+    }
+}
+
+pub(crate) fn check_rate(what: &str, alpha: f64) -> Result<()> {
+    if !(alpha > 0.0 && alpha <= 1.0) {
+        return Err(config_err(what, format!("must lie in (0, 1], got {alpha}")));
+    }
+    Ok(())
+}
+
+/// The weights of one (layer, direction) as the step functions use them.
+pub(crate) struct StepWeights<'a, T> {
+    /// H
+    pub hidden: usize,
+    /// R = H_out: P with a projection, else H
+    pub h_out: usize,
+    /// `[G*H, R]`, as stored (the backward product's right operand)
+    pub w_hh: &'a [T],
+    /// `[R, G*H]`, packed once per call (the forward product's right operand)
+    pub w_hh_t: &'a [T],
+    /// `[G*H]` (only the GRU reads it inside the step; elsewhere it is folded into the input
+    /// projection)
+    pub b_hh: Option<&'a [T]>,
+    /// `[P, H]` or empty
+    pub w_hr: &'a [T],
+    /// `[H, P]` packed, or empty
+    pub w_hr_t: &'a [T],
+    pub p_i: Option<&'a [T]>,
+    pub p_f: Option<&'a [T]>,
+    pub p_o: Option<&'a [T]>,
+    /// leaky-integration rate α of this layer (RNN), 1 otherwise
+    pub leak: T,
+}
+
+/// One forward step over the first `n` (active) rows of the batch. Every slice holds exactly
+/// `n` rows of its width.
+pub(crate) struct FwdStep<'a, T> {
+    pub n: usize,
+    /// `[n, R]` state before the step
+    pub h_prev: &'a [T],
+    /// `[n, H]` (LSTM)
+    pub c_prev: &'a [T],
+    /// `[n, R]` state after the step
+    pub h: &'a mut [T],
+    /// `[n, H]` (LSTM)
+    pub c: &'a mut [T],
+    /// `[n, G*H]`: in, the input projection of this step (biases folded in); out, what the
+    /// backward keeps (the gate activations)
+    pub gates: &'a mut [T],
+    /// `[n, aux]`: a per-cell saved quantity (see each cell)
+    pub aux: &'a mut [T],
+    /// `[n, H]` LSTM projection input m = o ⊙ act(c), else empty
+    pub m: &'a mut [T],
+    /// per-cell scratch, `[n, ·]`
+    pub scratch: &'a mut [T],
+}
+
+/// One backward step over the first `n` rows. Every slice holds exactly `n` rows.
+pub(crate) struct BwdStep<'a, T> {
+    pub n: usize,
+    pub h_prev: &'a [T],
+    pub c_prev: &'a [T],
+    pub gates: &'a [T],
+    pub aux: &'a [T],
+    /// in: ∂L/∂h of this step (from the output and from step t+1); out: ∂L/∂h_prev
+    pub dh: &'a mut [T],
+    /// in: ∂L/∂c from step t+1; out: ∂L/∂c_prev (LSTM)
+    pub dc: &'a mut [T],
+    /// out: ∂L/∂(gate pre-activations) as seen by the input projection, `[n, G*H]`
+    pub dgates: &'a mut [T],
+    /// out: a per-cell second gradient slab (see each cell)
+    pub dalt: &'a mut [T],
+    pub scratch: &'a mut [T],
+}
+
+/// A whole direction's saved tensors and gradients, for the recurrent weight gradients that
+/// are computed after the backward loop as one product each. `rows = seq_len * batch`.
+pub(crate) struct Slabs<'a, T> {
+    pub rows: usize,
+    /// `[rows, R]`: the state before each step
+    pub h_prev: &'a [T],
+    /// `[rows, H]`: the cell state before and after each step (LSTM)
+    pub c_prev: &'a [T],
+    pub c: &'a [T],
+    pub aux: &'a [T],
+    pub m: &'a [T],
+    pub dgates: &'a [T],
+    pub dalt: &'a [T],
+}
+
+/// Gradient views of the recurrent-side parameters of one (layer, direction).
+pub(crate) struct RecurrentGrads<'a, T> {
+    pub w_hh: &'a mut [T],
+    pub b_hh: Option<&'a mut [T]>,
+    pub w_hr: Option<&'a mut [T]>,
+    pub p_i: Option<&'a mut [T]>,
+    pub p_f: Option<&'a mut [T]>,
+    pub p_o: Option<&'a mut [T]>,
+}
+
+/// Widths (per batch row) of the per-cell slabs and scratch buffers.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SlabWidths {
+    pub aux: usize,
+    pub m: usize,
+    pub dalt: usize,
+    pub fwd_scratch: usize,
+    pub bwd_scratch: usize,
+}
+
+impl CellKind {
+    pub(crate) fn slab_widths(&self, hidden: usize) -> SlabWidths {
+        match self {
+            CellKind::Lstm(c) => lstm::slab_widths(c, hidden),
+            CellKind::Gru(c) => gru::slab_widths(c, hidden),
+            CellKind::Rnn(_) => SlabWidths::default(),
+        }
+    }
+
+    /// Whether `b_hh[row]` may be added to the input projection instead of inside the step.
+    pub(crate) fn folds_hh_bias(&self, row: usize, hidden: usize) -> bool {
+        match self {
+            CellKind::Gru(c) => gru::folds_hh_bias(c, row, hidden),
+            _ => true,
+        }
+    }
+
+    pub(crate) fn forward_step<T: crate::Float>(&self, w: &StepWeights<'_, T>, s: FwdStep<'_, T>) {
+        match self {
+            CellKind::Lstm(c) => lstm::forward_step(c, w, s),
+            CellKind::Gru(c) => gru::forward_step(c, w, s),
+            CellKind::Rnn(c) => rnn::forward_step(c, w, s),
+        }
+    }
+
+    pub(crate) fn backward_step<T: crate::Float>(&self, w: &StepWeights<'_, T>, s: BwdStep<'_, T>) {
+        match self {
+            CellKind::Lstm(c) => lstm::backward_step(c, w, s),
+            CellKind::Gru(c) => gru::backward_step(c, w, s),
+            CellKind::Rnn(c) => rnn::backward_step(c, w, s),
+        }
+    }
+
+    pub(crate) fn recurrent_grads<T: crate::Float>(
+        &self,
+        w: &StepWeights<'_, T>,
+        s: &Slabs<'_, T>,
+        g: RecurrentGrads<'_, T>,
+    ) {
+        match self {
+            CellKind::Lstm(c) => lstm::recurrent_grads(c, w, s, g),
+            CellKind::Gru(c) => gru::recurrent_grads(c, w, s, g),
+            CellKind::Rnn(_) => rnn::recurrent_grads(w, s, g),
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Elman RNN with an optional leaky integrator (the "leaky units" of the text).
+//!
+//! ```text
+//! (1) a = W_ih x + b_ih + b_hh + W_hh h_prev      (input part: one GEMM for all t)
+//! (2) u = act(a)                                  act = tanh or ReLU
+//! (3) h = (1 − α) ⊙ h_prev + α ⊙ u                α = 1: PyTorch's nn.RNN
+//! ```
+//! Backward:
+//! ```text
+//! (3)ᵀ du = α ⊙ dh;  dh_prev = (1 − α) ⊙ dh
+//! (2)ᵀ da = du ⊙ act'(u)
+//! (1)ᵀ dh_prev += da W_hh;  dW_hh += daᵀ h_prev;  db_hh += Σ da   (after the loop)
+//! ```
+
+use super::{check_rate, BwdStep, FwdStep, RecurrentGrads, Slabs, StepWeights};
+use crate::error::{config_err, Result};
+use crate::kernel::{add_column_sums, matmul, Accumulate, Mat};
+use crate::{Activation, Float};
+
+/// Leaky integration: h = (1 − α) h_prev + α act(…), with a fixed rate α ∈ (0, 1].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Leak {
+    /// α = 1: the plain Elman RNN.
+    #[default]
+    None,
+    /// One α for every layer.
+    Uniform(f64),
+    /// One α per layer (length `num_layers`).
+    PerLayer(Vec<f64>),
+}
+
+impl Leak {
+    /// α of `layer`.
+    pub fn rate(&self, layer: usize) -> f64 {
+        match self {
+            Leak::None => 1.0,
+            Leak::Uniform(a) => *a,
+            Leak::PerLayer(v) => v[layer],
+        }
+    }
+}
+
+/// RNN options. The default is PyTorch's `nn.RNN` (tanh, not leaky).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RnnCell {
+    /// tanh or ReLU (PyTorch's `nonlinearity`)
+    pub nonlinearity: Activation,
+    pub leak: Leak,
+}
+
+impl Default for RnnCell {
+    fn default() -> Self {
+        Self {
+            nonlinearity: Activation::Tanh,
+            leak: Leak::None,
+        }
+    }
+}
+
+impl RnnCell {
+    pub(crate) fn validate(&self, num_layers: usize) -> Result<()> {
+        match &self.leak {
+            Leak::None => Ok(()),
+            Leak::Uniform(a) => check_rate("leak", *a),
+            Leak::PerLayer(v) => {
+                if v.len() != num_layers {
+                    return Err(config_err(
+                        "leak",
+                        format!("one rate per layer: expected {num_layers}, got {}", v.len()),
+                    ));
+                }
+                v.iter().enumerate().try_for_each(|(l, &a)| check_rate(&format!("leak[{l}]"), a))
+            }
+        }
+    }
+}
+
+pub(crate) fn forward_step<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s: FwdStep<'_, T>) {
+    let (n, h) = (s.n, w.hidden);
+    // (1)
+    matmul(s.gates, h, Mat::rows(s.h_prev, n, h, h), Mat::rows(w.w_hh_t, h, h, h), Accumulate::Add);
+    let alpha = w.leak;
+    let keep = T::one() - alpha;
+    let leaky = alpha != T::one();
+    for ((u, hh), hp) in s.gates[..n * h].iter_mut().zip(&mut s.h[..n * h]).zip(&s.h_prev[..n * h]) {
+        // (2)
+        *u = cell.nonlinearity.apply(*u);
+        // (3)
+        *hh = if leaky { keep * *hp + alpha * *u } else { *u };
+    }
+}
+
+pub(crate) fn backward_step<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s: BwdStep<'_, T>) {
+    let (n, h) = (s.n, w.hidden);
+    let alpha = w.leak;
+    let keep = T::one() - alpha;
+    for ((da, dh), u) in s.dgates[..n * h].iter_mut().zip(&mut s.dh[..n * h]).zip(&s.gates[..n * h]) {
+        // (3)ᵀ (2)ᵀ
+        *da = alpha * *dh * cell.nonlinearity.derivative_from_output(*u);
+        *dh = keep * *dh;
+    }
+    // (1)ᵀ dh_prev += da W_hh
+    matmul(s.dh, h, Mat::rows(s.dgates, n, h, h), Mat::rows(w.w_hh, h, h, h), Accumulate::Add);
+}
+
+pub(crate) fn recurrent_grads<T: Float>(w: &StepWeights<'_, T>, s: &Slabs<'_, T>, g: RecurrentGrads<'_, T>) {
+    let (rows, h) = (s.rows, w.hidden);
+    // (1)ᵀ dW_hh += daᵀ h_prev, db_hh += Σ da
+    matmul(g.w_hh, h, Mat::rows(s.dgates, rows, h, h).t(), Mat::rows(s.h_prev, rows, h, h), Accumulate::Add);
+    if let Some(db) = g.b_hh {
+        add_column_sums(db, s.dgates, rows, h);
+    }
+}

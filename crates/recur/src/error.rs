@@ -1,0 +1,83 @@
+//! The one error type of the library.
+
+use std::fmt;
+
+/// A tensor shape written as PyTorch prints it, e.g. `[5, 3, 10]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Shape(pub Vec<usize>);
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[")?;
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{d}")?;
+        }
+        write!(f, "]")
+    }
+}
+
+impl fmt::Debug for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Everything that can go wrong at recur's public API.
+///
+/// Messages are lowercase and name the tensor or setting, what was expected and what was
+/// given, so that they can be shown to a user as they are.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A tensor's shape does not match the configuration.
+    #[error("{what}: expected shape {expected}, got {got}")]
+    Shape {
+        what: String,
+        expected: Shape,
+        got: Shape,
+    },
+    /// A buffer's length does not match the shape it is said to have.
+    #[error("{what}: {len} values do not fill shape {shape}")]
+    Length {
+        what: String,
+        shape: Shape,
+        len: usize,
+    },
+    /// A configuration value is out of range or contradicts another one.
+    #[error("invalid configuration: {what}: {reason}")]
+    Config { what: String, reason: String },
+    /// A per-sequence length is zero or longer than the batch's `seq_len`.
+    #[error("lengths[{index}] = {length} is outside 1..={seq_len}")]
+    SequenceLength {
+        index: usize,
+        length: usize,
+        seq_len: usize,
+    },
+    /// There is nothing to compute on (no steps, no sequences, no data).
+    #[error("empty input: {0}")]
+    Empty(String),
+    /// The call does not make sense for this model (e.g. streaming a bidirectional layer).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+/// `Result` with recur's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn shape_err(what: impl Into<String>, expected: &[usize], got: &[usize]) -> Error {
+    Error::Shape {
+        what: what.into(),
+        expected: Shape(expected.to_vec()),
+        got: Shape(got.to_vec()),
+    }
+}
+
+pub(crate) fn config_err(what: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::Config {
+        what: what.into(),
+        reason: reason.into(),
+    }
+}

@@ -1,0 +1,333 @@
+//! The sequence driver: runs one direction of one layer over a whole batch of sequences.
+//! Written once for every cell and both directions.
+//!
+//! Layout, time-major throughout (`rows = seq_len * batch`, row `t * batch + b`):
+//! - the batch is sorted by length (longest first) by the caller, so the rows still running at
+//!   time t are a prefix `0..active[t]`: every step product runs on exactly the live rows;
+//! - states live in `seq_len + 1` slots. Forward: the state before step t is slot t, after it
+//!   slot t + 1. Reverse: before is slot t + 1, after is slot t. Either way the states before
+//!   all steps, and after all steps, are contiguous `[rows, ·]` slabs, which is what the
+//!   weight-gradient products after the loop read. Rows that are not running at t copy their
+//!   state across, so the final slot holds every sequence's state at its own last step.
+//!
+//! Forward: one GEMM for the input projection of all steps (biases folded in), then per step
+//! the cell's one recurrent product and one fused elementwise pass. Backward: per step the
+//! cell's elementwise pass and its product for dh_prev; after the loop one GEMM each for the
+//! input gradient and every weight gradient.
+
+use crate::cell::{BwdStep, CellKind, FwdStep, RecurrentGrads, Slabs, StepWeights};
+use crate::kernel::{add_column_sums, matmul, Accumulate, Mat};
+use crate::layer::params::Block;
+use crate::Float;
+
+/// What one (layer, direction) runs on.
+pub(crate) struct DirSpec<'a, T> {
+    pub cell: &'a CellKind,
+    pub w: Block<&'a [T]>,
+    pub input_size: usize,
+    pub hidden: usize,
+    pub h_out: usize,
+    pub reverse: bool,
+    pub seq_len: usize,
+    pub batch: usize,
+    /// rows running at each time t (a prefix of the sorted batch)
+    pub active: &'a [usize],
+    pub leak: T,
+}
+
+/// What the forward pass of one direction keeps for the backward.
+#[derive(Clone, Debug)]
+pub(crate) struct DirTape<T> {
+    /// `[seq_len + 1, batch, R]`
+    pub h: Vec<T>,
+    /// `[seq_len + 1, batch, H]` (LSTM) or empty
+    pub c: Vec<T>,
+    /// `[seq_len, batch, G*H]` gate activations
+    pub gates: Vec<T>,
+    /// `[seq_len, batch, aux]` per cell
+    pub aux: Vec<T>,
+    /// `[seq_len, batch, H]` LSTM projection input, or empty
+    pub m: Vec<T>,
+}
+
+impl<T: Float> DirSpec<'_, T> {
+    fn gh(&self) -> usize {
+        self.cell.gate_count() * self.hidden
+    }
+
+    fn prev_slot(&self, t: usize) -> usize {
+        t + usize::from(self.reverse)
+    }
+
+    fn cur_slot(&self, t: usize) -> usize {
+        t + usize::from(!self.reverse)
+    }
+
+    /// The slot holding the initial state, and the one holding the final state.
+    pub fn first_slot(&self) -> usize {
+        if self.reverse { self.seq_len } else { 0 }
+    }
+
+    pub fn last_slot(&self) -> usize {
+        if self.reverse { 0 } else { self.seq_len }
+    }
+
+    /// Time index of the k-th step in this direction's processing order.
+    fn time_of(&self, k: usize) -> usize {
+        if self.reverse { self.seq_len - 1 - k } else { k }
+    }
+
+    fn has_c(&self) -> bool {
+        self.cell.has_cell_state()
+    }
+
+    fn step_weights<'b>(&'b self, w_hh_t: &'b [T], w_hr_t: &'b [T]) -> StepWeights<'b, T> {
+        StepWeights {
+            hidden: self.hidden,
+            h_out: self.h_out,
+            w_hh: self.w.w_hh,
+            w_hh_t,
+            b_hh: self.w.b_hh,
+            w_hr: self.w.w_hr.unwrap_or(&[]),
+            w_hr_t,
+            p_i: self.w.p_i,
+            p_f: self.w.p_f,
+            p_o: self.w.p_o,
+            leak: self.leak,
+        }
+    }
+
+    /// Runs the direction over `x` (`[rows, input_size]`) from `h0` (`[batch, R]`) and `c0`
+    /// (`[batch, H]`, LSTM).
+    pub fn forward(&self, x: &[T], h0: &[T], c0: &[T]) -> DirTape<T> {
+        let (tl, bs, h, r) = (self.seq_len, self.batch, self.hidden, self.h_out);
+        let gh = self.gh();
+        let rows = tl * bs;
+        let widths = self.cell.slab_widths(h);
+
+        // The recurrent weights, packed once per call into the layout the step product reads.
+        let w_hh_t = transpose(self.w.w_hh, gh, r);
+        let w_hr_t = self.w.w_hr.map_or_else(Vec::new, |w| transpose(w, r, h));
+        let sw = self.step_weights(&w_hh_t, &w_hr_t);
+
+        // (1) the input projection of every step: one GEMM, biases folded in.
+        let mut bias = vec![T::zero(); gh];
+        if let Some(b) = self.w.b_ih {
+            bias.copy_from_slice(b);
+        }
+        if let Some(b) = self.w.b_hh {
+            for (row, v) in bias.iter_mut().enumerate() {
+                if self.cell.folds_hh_bias(row, h) {
+                    *v += b[row];
+                }
+            }
+        }
+        let mut gates = Vec::with_capacity(rows * gh);
+        for _ in 0..rows {
+            gates.extend_from_slice(&bias);
+        }
+        matmul(
+            &mut gates,
+            gh,
+            Mat::rows(x, rows, self.input_size, self.input_size),
+            Mat::rows(self.w.w_ih, gh, self.input_size, self.input_size).t(),
+            Accumulate::Add,
+        );
+
+        let mut hs = vec![T::zero(); (tl + 1) * bs * r];
+        let first = self.first_slot();
+        hs[first * bs * r..(first + 1) * bs * r].copy_from_slice(h0);
+        let mut cs = Vec::new();
+        if self.has_c() {
+            cs = vec![T::zero(); (tl + 1) * bs * h];
+            cs[first * bs * h..(first + 1) * bs * h].copy_from_slice(c0);
+        }
+        let mut aux = vec![T::zero(); rows * widths.aux];
+        let mut m = vec![T::zero(); rows * widths.m];
+        let mut scratch = vec![T::zero(); bs * widths.fwd_scratch];
+
+        for k in 0..tl {
+            let t = self.time_of(k);
+            let n = self.active[t];
+            let (h_prev, h_cur) = slots(&mut hs, bs * r, self.prev_slot(t), self.cur_slot(t));
+            let (c_prev, c_cur) = if self.has_c() {
+                slots(&mut cs, bs * h, self.prev_slot(t), self.cur_slot(t))
+            } else {
+                (&[][..], &mut [][..])
+            };
+            self.cell.forward_step(
+                &sw,
+                FwdStep {
+                    n,
+                    h_prev: &h_prev[..n * r],
+                    c_prev: if self.has_c() { &c_prev[..n * h] } else { c_prev },
+                    h: &mut h_cur[..n * r],
+                    c: if self.has_c() { &mut c_cur[..n * h] } else { c_cur },
+                    gates: &mut gates[t * bs * gh..(t * bs + n) * gh],
+                    aux: &mut aux[t * bs * widths.aux..(t * bs + n) * widths.aux],
+                    m: &mut m[t * bs * widths.m..(t * bs + n) * widths.m],
+                    scratch: &mut scratch[..n * widths.fwd_scratch],
+                },
+            );
+            // Sequences that have ended (or, in reverse, not yet begun) carry their state.
+            h_cur[n * r..].copy_from_slice(&h_prev[n * r..]);
+            if self.has_c() {
+                c_cur[n * h..].copy_from_slice(&c_prev[n * h..]);
+            }
+        }
+        DirTape {
+            h: hs,
+            c: cs,
+            gates,
+            aux,
+            m,
+        }
+    }
+
+    /// Writes the direction's outputs into `y` (`[rows, ld]`) at column `off`; rows past a
+    /// sequence's end stay as they are (zero).
+    pub fn write_output(&self, tape: &DirTape<T>, y: &mut [T], ld: usize, off: usize) {
+        let (bs, r) = (self.batch, self.h_out);
+        for t in 0..self.seq_len {
+            let slot = &tape.h[self.cur_slot(t) * bs * r..];
+            for b in 0..self.active[t] {
+                let row = t * bs + b;
+                y[row * ld + off..row * ld + off + r].copy_from_slice(&slot[b * r..(b + 1) * r]);
+            }
+        }
+    }
+
+    /// Final states `([batch, R], [batch, H])`.
+    pub fn final_state<'t>(&self, tape: &'t DirTape<T>) -> (&'t [T], &'t [T]) {
+        let (bs, r, h) = (self.batch, self.h_out, self.hidden);
+        let last = self.last_slot();
+        let hn = &tape.h[last * bs * r..(last + 1) * bs * r];
+        let cn = if self.has_c() { &tape.c[last * bs * h..(last + 1) * bs * h] } else { &[][..] };
+        (hn, cn)
+    }
+
+    /// BPTT through the direction. `dy` is the gradient of the layer output (`[rows, ld]`,
+    /// this direction's columns at `off`); `dh_n`, `dc_n` those of the final states. Adds the
+    /// parameter gradients into `g`, writes (or adds, per `dx_acc`) the input gradient into
+    /// `dx` (`[rows, input_size]`) and returns the initial-state gradients.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        x: &[T],
+        tape: &DirTape<T>,
+        (dy, ld, off): (&[T], usize, usize),
+        dh_n: &[T],
+        dc_n: &[T],
+        g: Block<&mut [T]>,
+        dx: &mut [T],
+        dx_acc: Accumulate,
+    ) -> (Vec<T>, Vec<T>) {
+        let (tl, bs, h, r) = (self.seq_len, self.batch, self.hidden, self.h_out);
+        let gh = self.gh();
+        let rows = tl * bs;
+        let widths = self.cell.slab_widths(h);
+        let sw = self.step_weights(&[], &[]);
+
+        let mut dh = dh_n.to_vec();
+        let mut dc = if self.has_c() { dc_n.to_vec() } else { Vec::new() };
+        let mut dgates = vec![T::zero(); rows * gh];
+        let mut dalt = vec![T::zero(); rows * widths.dalt];
+        let mut scratch = vec![T::zero(); bs * widths.bwd_scratch];
+
+        for k in (0..tl).rev() {
+            let t = self.time_of(k);
+            let n = self.active[t];
+            for b in 0..n {
+                let src = &dy[(t * bs + b) * ld + off..(t * bs + b) * ld + off + r];
+                for (d, &s) in dh[b * r..(b + 1) * r].iter_mut().zip(src) {
+                    *d += s;
+                }
+            }
+            let ps = self.prev_slot(t);
+            let row0 = t * bs;
+            self.cell.backward_step(
+                &sw,
+                BwdStep {
+                    n,
+                    h_prev: &tape.h[ps * bs * r..(ps * bs + n) * r],
+                    c_prev: if self.has_c() { &tape.c[ps * bs * h..(ps * bs + n) * h] } else { &[] },
+                    gates: &tape.gates[row0 * gh..(row0 + n) * gh],
+                    aux: &tape.aux[row0 * widths.aux..(row0 + n) * widths.aux],
+                    dh: &mut dh[..n * r],
+                    dc: if self.has_c() { &mut dc[..n * h] } else { &mut [] },
+                    dgates: &mut dgates[row0 * gh..(row0 + n) * gh],
+                    dalt: &mut dalt[row0 * widths.dalt..(row0 + n) * widths.dalt],
+                    scratch: &mut scratch[..n * widths.bwd_scratch],
+                },
+            );
+        }
+
+        // After the loop: every weight gradient is one product over all steps.
+        let Block {
+            w_ih: dw_ih,
+            w_hh: dw_hh,
+            b_ih: db_ih,
+            b_hh: db_hh,
+            w_hr: dw_hr,
+            p_i,
+            p_f,
+            p_o,
+        } = g;
+        let prev0 = self.prev_slot(0);
+        let cur0 = self.cur_slot(0);
+        let c_slab = |slot: usize| if self.has_c() { &tape.c[slot * bs * h..(slot + tl) * bs * h] } else { &[][..] };
+        self.cell.recurrent_grads(
+            &sw,
+            &Slabs {
+                rows,
+                h_prev: &tape.h[prev0 * bs * r..(prev0 + tl) * bs * r],
+                c_prev: c_slab(prev0),
+                c: c_slab(cur0),
+                aux: &tape.aux,
+                m: &tape.m,
+                dgates: &dgates,
+                dalt: &dalt,
+            },
+            RecurrentGrads {
+                w_hh: dw_hh,
+                b_hh: db_hh,
+                w_hr: dw_hr,
+                p_i,
+                p_f,
+                p_o,
+            },
+        );
+        let da = Mat::rows(&dgates[..], rows, gh, gh);
+        let n_in = self.input_size;
+        // (1)ᵀ dX = da W_ih;  dW_ih += daᵀ X;  db_ih += Σ da
+        matmul(dx, n_in, da, Mat::rows(self.w.w_ih, gh, n_in, n_in), dx_acc);
+        matmul(dw_ih, n_in, da.t(), Mat::rows(x, rows, n_in, n_in), Accumulate::Add);
+        if let Some(db) = db_ih {
+            add_column_sums(db, &dgates, rows, gh);
+        }
+        (dh, dc)
+    }
+}
+
+/// `[rows, cols]` → `[cols, rows]`
+pub(crate) fn transpose<T: Float>(a: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut out = vec![T::zero(); rows * cols];
+    for (i, row) in a.chunks_exact(cols).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            out[j * rows + i] = v;
+        }
+    }
+    out
+}
+
+/// Two distinct slots of a slotted buffer: `(&slot[prev], &mut slot[cur])`.
+fn slots<T>(v: &mut [T], stride: usize, prev: usize, cur: usize) -> (&[T], &mut [T]) {
+    debug_assert_ne!(prev, cur);
+    if prev < cur {
+        let (a, b) = v.split_at_mut(cur * stride);
+        (&a[prev * stride..(prev + 1) * stride], &mut b[..stride])
+    } else {
+        let (a, b) = v.split_at_mut(prev * stride);
+        (&b[..stride], &mut a[cur * stride..(cur + 1) * stride])
+    }
+}

@@ -1,0 +1,642 @@
+//! Sequencing: stacks of recurrent layers run over whole batches of sequences.
+//!
+//! [`Recurrent`] is what PyTorch calls `nn.LSTM` / `nn.GRU` / `nn.RNN`: `num_layers` layers,
+//! one or two directions, inter-layer dropout, per-sequence lengths, and PyTorch's parameter
+//! names and output layout. Its forward and backward run each (layer, direction) through
+//! the driver in [`driver`].
+
+pub(crate) mod driver;
+pub mod params;
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::cell::CellKind;
+use crate::error::{config_err, shape_err, Error, Result};
+use crate::kernel::Accumulate;
+use crate::tensor::Tensor;
+use crate::Float;
+use driver::{DirSpec, DirTape};
+pub use params::{ParamInfo, ParamKind, ParamLayout};
+
+/// Which way(s) a layer reads the sequence.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Direction {
+    /// t = 0 … T−1.
+    #[default]
+    Forward,
+    /// t = T−1 … 0 only (ONNX `direction = reverse`); its parameters carry `_reverse` names.
+    Reverse,
+    /// Both, outputs concatenated `[forward, reverse]` on the last axis, as PyTorch does.
+    Bidirectional,
+}
+
+impl Direction {
+    /// 1 or 2.
+    pub fn count(self) -> usize {
+        match self {
+            Direction::Bidirectional => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Where the batch axis sits in inputs and outputs (never in states, as in PyTorch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BatchLayout {
+    /// `[seq_len, batch, features]` (PyTorch's default).
+    #[default]
+    SeqFirst,
+    /// `[batch, seq_len, features]` (PyTorch `batch_first = True`).
+    BatchFirst,
+}
+
+/// Whether the layers have biases (PyTorch `bias`). Both `b_ih` and `b_hh`, or neither.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Bias {
+    #[default]
+    Enabled,
+    Disabled,
+}
+
+/// Configuration of a recurrent stack. The defaults are PyTorch's.
+///
+/// ```
+/// use recur::{CellKind, Direction, RecurrentConfig};
+/// let config = RecurrentConfig {
+///     cell: CellKind::lstm(),
+///     input_size: 10,
+///     hidden_size: 20,
+///     num_layers: 2,
+///     direction: Direction::Bidirectional,
+///     ..Default::default()
+/// };
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecurrentConfig {
+    pub cell: CellKind,
+    pub input_size: usize,
+    pub hidden_size: usize,
+    /// default 1
+    pub num_layers: usize,
+    pub bias: Bias,
+    pub direction: Direction,
+    /// Dropout probability on the output of every layer but the last, in training only.
+    pub dropout: f64,
+    pub layout: BatchLayout,
+}
+
+impl Default for RecurrentConfig {
+    fn default() -> Self {
+        Self {
+            cell: CellKind::lstm(),
+            input_size: 0,
+            hidden_size: 0,
+            num_layers: 1,
+            bias: Bias::Enabled,
+            direction: Direction::Forward,
+            dropout: 0.0,
+            layout: BatchLayout::SeqFirst,
+        }
+    }
+}
+
+impl RecurrentConfig {
+    /// Checks every setting.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first setting that is out of range.
+    pub fn validate(&self) -> Result<()> {
+        if self.input_size == 0 {
+            return Err(config_err("input_size", "must be at least 1"));
+        }
+        if self.hidden_size == 0 {
+            return Err(config_err("hidden_size", "must be at least 1"));
+        }
+        if self.num_layers == 0 {
+            return Err(config_err("num_layers", "must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(config_err("dropout", format!("must lie in [0, 1), got {}", self.dropout)));
+        }
+        self.cell.validate(self.hidden_size, self.num_layers)
+    }
+
+    /// H_out: `proj_size` with a projection, else `hidden_size`.
+    pub fn h_out(&self) -> usize {
+        match self.cell.proj_size() {
+            0 => self.hidden_size,
+            p => p,
+        }
+    }
+}
+
+/// Recurrent state: `h` is `[num_layers * D, batch, H_out]`, `c` (LSTM only) is
+/// `[num_layers * D, batch, hidden_size]`; index `layer * D + direction`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct State<T> {
+    pub h: Tensor<T>,
+    pub c: Option<Tensor<T>>,
+}
+
+/// What a forward pass returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Output<T> {
+    /// `[seq_len, batch, D * H_out]` (or batch-first): the last layer's output at every
+    /// step, zero past each sequence's end.
+    pub output: Tensor<T>,
+    /// `h_n`, `c_n`: each sequence's state at its own last step.
+    pub state: State<T>,
+}
+
+/// Gradients flowing into a backward pass; a missing one is zero.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OutputGrad<'a, T> {
+    /// ∂L/∂output, shaped like `Output::output`. Values past a sequence's end are ignored.
+    pub output: Option<&'a Tensor<T>>,
+    /// ∂L/∂h_n
+    pub h_n: Option<&'a Tensor<T>>,
+    /// ∂L/∂c_n (LSTM)
+    pub c_n: Option<&'a Tensor<T>>,
+}
+
+/// Gradients a backward pass returns besides the parameter gradients.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputGrad<T> {
+    /// ∂L/∂input, shaped like the input.
+    pub input: Tensor<T>,
+    /// ∂L/∂h0, ∂L/∂c0.
+    pub state: State<T>,
+}
+
+/// Everything a training forward pass keeps for [`Recurrent::backward`].
+#[derive(Clone, Debug)]
+pub struct Tape<T> {
+    config: RecurrentConfig,
+    seq_len: usize,
+    batch: usize,
+    /// sorted position → caller's batch index
+    perm: Vec<usize>,
+    /// rows running at each time
+    active: Vec<usize>,
+    /// input of each layer, time-major in sorted order `[seq_len * batch, layer_in]`
+    inputs: Vec<Vec<T>>,
+    /// dropout mask applied to the output of layer l (scaled by 1/(1−p)), or empty
+    masks: Vec<Vec<T>>,
+    dirs: Vec<DirTape<T>>,
+}
+
+/// A stack of recurrent layers with its parameters in one flat buffer.
+#[derive(Clone, Debug)]
+pub struct Recurrent<T> {
+    config: RecurrentConfig,
+    layout: ParamLayout,
+    params: Vec<T>,
+}
+
+/// Shape bookkeeping of one call: sizes, the length sort and the active-row counts.
+struct Batch {
+    seq_len: usize,
+    batch: usize,
+    perm: Vec<usize>,
+    active: Vec<usize>,
+}
+
+impl<T: Float> Recurrent<T> {
+    /// A stack with PyTorch's default initialisation: every parameter ~ U(−1/√H, 1/√H),
+    /// drawn from a ChaCha8 generator seeded with `seed`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the configuration is invalid.
+    pub fn new(config: RecurrentConfig, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let layout = Self::layout_for(&config);
+        let k = 1.0 / (config.hidden_size as f64).sqrt();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let params = (0..layout.len())
+            .map(|_| T::from_f64(rng.random_range(-k..k)).unwrap_or_else(T::zero))
+            .collect();
+        Ok(Self { config, layout, params })
+    }
+
+    /// A stack holding the given parameters (laid out as [`Recurrent::layout`] says).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid configuration, [`Error::Length`] when `params` has
+    /// the wrong length.
+    pub fn from_params(config: RecurrentConfig, params: Vec<T>) -> Result<Self> {
+        config.validate()?;
+        let layout = Self::layout_for(&config);
+        if params.len() != layout.len() {
+            return Err(Error::Length {
+                what: "params".into(),
+                shape: crate::error::Shape(vec![layout.len()]),
+                len: params.len(),
+            });
+        }
+        Ok(Self { config, layout, params })
+    }
+
+    fn layout_for(config: &RecurrentConfig) -> ParamLayout {
+        ParamLayout::new(
+            &config.cell,
+            &params::Dims {
+                input_size: config.input_size,
+                hidden_size: config.hidden_size,
+                num_layers: config.num_layers,
+                num_directions: config.direction.count(),
+                reverse_only: config.direction == Direction::Reverse,
+                bias: config.bias == Bias::Enabled,
+            },
+        )
+    }
+
+    pub fn config(&self) -> &RecurrentConfig {
+        &self.config
+    }
+
+    /// The parameter layout table: names, shapes, offsets.
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    /// All parameters, flat, in [`Recurrent::layout`] order.
+    pub fn params(&self) -> &[T] {
+        &self.params
+    }
+
+    pub fn params_mut(&mut self) -> &mut [T] {
+        &mut self.params
+    }
+
+    /// The parameter tensor named `name` (PyTorch state_dict name), if present.
+    pub fn param(&self, name: &str) -> Option<&[T]> {
+        self.layout.get(name).map(|e| &self.params[e.offset..e.offset + e.len])
+    }
+
+    pub fn param_mut(&mut self, name: &str) -> Option<&mut [T]> {
+        let e = self.layout.get(name)?;
+        Some(&mut self.params[e.offset..e.offset + e.len])
+    }
+
+    /// A zero initial state for `batch` sequences.
+    pub fn zero_state(&self, batch: usize) -> State<T> {
+        let ld = self.config.num_layers * self.config.direction.count();
+        State {
+            h: Tensor::zeros(&[ld, batch, self.config.h_out()]),
+            c: self
+                .config
+                .cell
+                .has_cell_state()
+                .then(|| Tensor::zeros(&[ld, batch, self.config.hidden_size])),
+        }
+    }
+
+    /// Inference: runs the stack over `input` (`[seq_len, batch, input_size]`, or batch-first)
+    /// from `state` (zero when `None`). `lengths` gives each sequence's length (any order;
+    /// PyTorch packed-sequence semantics); `None` means all are `seq_len`. No dropout.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] naming a tensor of the wrong shape, [`Error::SequenceLength`] for a
+    /// length outside `1..=seq_len`, [`Error::Empty`] for an empty batch.
+    pub fn forward(&self, input: &Tensor<T>, state: Option<&State<T>>, lengths: Option<&[usize]>) -> Result<Output<T>> {
+        self.run(input, state, lengths, None).map(|(out, _)| out)
+    }
+
+    /// Training: as [`Recurrent::forward`], with inter-layer dropout drawn from `seed`, and
+    /// keeps what [`Recurrent::backward`] needs.
+    ///
+    /// # Errors
+    /// As [`Recurrent::forward`].
+    pub fn forward_train(
+        &self,
+        input: &Tensor<T>,
+        state: Option<&State<T>>,
+        lengths: Option<&[usize]>,
+        seed: u64,
+    ) -> Result<(Output<T>, Tape<T>)> {
+        self.run(input, state, lengths, Some(seed))
+            .map(|(out, tape)| (out, tape.expect("training run keeps a tape")))
+    }
+
+    fn check_batch(&self, input: &Tensor<T>, lengths: Option<&[usize]>) -> Result<Batch> {
+        let shape = input.shape();
+        let i = self.config.input_size;
+        let expected_desc = |t: usize, b: usize| match self.config.layout {
+            BatchLayout::SeqFirst => vec![t, b, i],
+            BatchLayout::BatchFirst => vec![b, t, i],
+        };
+        if shape.len() != 3 || shape[2] != i {
+            let (t, b) = match shape.len() {
+                3 => (shape[0], shape[1]),
+                _ => (0, 0),
+            };
+            return Err(shape_err("input", &expected_desc(t, b), shape));
+        }
+        let (seq_len, batch) = match self.config.layout {
+            BatchLayout::SeqFirst => (shape[0], shape[1]),
+            BatchLayout::BatchFirst => (shape[1], shape[0]),
+        };
+        if seq_len == 0 || batch == 0 {
+            return Err(Error::Empty("input has no steps or no sequences".into()));
+        }
+        let lens: Vec<usize> = match lengths {
+            None => vec![seq_len; batch],
+            Some(l) => {
+                if l.len() != batch {
+                    return Err(shape_err("lengths", &[batch], &[l.len()]));
+                }
+                for (index, &length) in l.iter().enumerate() {
+                    if length == 0 || length > seq_len {
+                        return Err(Error::SequenceLength { index, length, seq_len });
+                    }
+                }
+                l.to_vec()
+            }
+        };
+        let mut perm: Vec<usize> = (0..batch).collect();
+        perm.sort_by(|&a, &b| lens[b].cmp(&lens[a]));
+        let active = (0..seq_len).map(|t| lens.iter().filter(|&&l| l > t).count()).collect();
+        Ok(Batch { seq_len, batch, perm, active })
+    }
+
+    fn check_state(&self, state: Option<&State<T>>, batch: usize, what: [&str; 2]) -> Result<()> {
+        let Some(s) = state else { return Ok(()) };
+        let ld = self.config.num_layers * self.config.direction.count();
+        s.h.expect_shape(what[0], &[ld, batch, self.config.h_out()])?;
+        match (&s.c, self.config.cell.has_cell_state()) {
+            (Some(c), true) => c.expect_shape(what[1], &[ld, batch, self.config.hidden_size]),
+            (None, false) => Ok(()),
+            (None, true) => Err(Error::Unsupported(format!("{}: an LSTM state needs c", what[1]))),
+            (Some(_), false) => Err(Error::Unsupported(format!("{}: only an LSTM has a cell state", what[1]))),
+        }
+    }
+
+    /// `[seq_len, batch, f]` or `[batch, seq_len, f]` in the caller's order → time-major in
+    /// sorted order.
+    fn gather_seq(&self, src: &[T], b: &Batch, f: usize) -> Vec<T> {
+        let mut out = vec![T::zero(); b.seq_len * b.batch * f];
+        for t in 0..b.seq_len {
+            for (s, &orig) in b.perm.iter().enumerate() {
+                let from = self.seq_index(t, orig, b) * f;
+                out[(t * b.batch + s) * f..(t * b.batch + s + 1) * f].copy_from_slice(&src[from..from + f]);
+            }
+        }
+        out
+    }
+
+    /// The inverse of [`Self::gather_seq`].
+    fn scatter_seq(&self, src: &[T], b: &Batch, f: usize) -> Vec<T> {
+        let mut out = vec![T::zero(); b.seq_len * b.batch * f];
+        for t in 0..b.seq_len {
+            for (s, &orig) in b.perm.iter().enumerate() {
+                let to = self.seq_index(t, orig, b) * f;
+                out[to..to + f].copy_from_slice(&src[(t * b.batch + s) * f..(t * b.batch + s + 1) * f]);
+            }
+        }
+        out
+    }
+
+    fn seq_index(&self, t: usize, b: usize, bt: &Batch) -> usize {
+        match self.config.layout {
+            BatchLayout::SeqFirst => t * bt.batch + b,
+            BatchLayout::BatchFirst => b * bt.seq_len + t,
+        }
+    }
+
+    fn seq_shape(&self, b: &Batch, f: usize) -> [usize; 3] {
+        match self.config.layout {
+            BatchLayout::SeqFirst => [b.seq_len, b.batch, f],
+            BatchLayout::BatchFirst => [b.batch, b.seq_len, f],
+        }
+    }
+
+    /// Block `ld` of a `[L*D, batch, f]` state in sorted order.
+    fn gather_state(src: &[T], ld: usize, b: &Batch, f: usize) -> Vec<T> {
+        let base = ld * b.batch * f;
+        let mut out = vec![T::zero(); b.batch * f];
+        for (s, &orig) in b.perm.iter().enumerate() {
+            out[s * f..(s + 1) * f].copy_from_slice(&src[base + orig * f..base + (orig + 1) * f]);
+        }
+        out
+    }
+
+    fn scatter_state(dst: &mut [T], ld: usize, b: &Batch, f: usize, src: &[T]) {
+        let base = ld * b.batch * f;
+        for (s, &orig) in b.perm.iter().enumerate() {
+            dst[base + orig * f..base + (orig + 1) * f].copy_from_slice(&src[s * f..(s + 1) * f]);
+        }
+    }
+
+    fn spec<'a>(&'a self, b: &'a Batch, layer: usize, dir: usize) -> DirSpec<'a, T> {
+        let cfg = &self.config;
+        let d = cfg.direction.count();
+        let leak = match &cfg.cell {
+            CellKind::Rnn(r) => r.leak.rate(layer),
+            _ => 1.0,
+        };
+        DirSpec {
+            cell: &cfg.cell,
+            w: self.layout.block(&self.params, layer * d + dir),
+            input_size: if layer == 0 { cfg.input_size } else { d * cfg.h_out() },
+            hidden: cfg.hidden_size,
+            h_out: cfg.h_out(),
+            reverse: dir == 1 || cfg.direction == Direction::Reverse,
+            seq_len: b.seq_len,
+            batch: b.batch,
+            active: &b.active,
+            leak: T::from_f64(leak).unwrap_or_else(T::one),
+        }
+    }
+
+    fn run(
+        &self,
+        input: &Tensor<T>,
+        state: Option<&State<T>>,
+        lengths: Option<&[usize]>,
+        train_seed: Option<u64>,
+    ) -> Result<(Output<T>, Option<Tape<T>>)> {
+        let b = self.check_batch(input, lengths)?;
+        self.check_state(state, b.batch, ["h0", "c0"])?;
+        let cfg = &self.config;
+        let (nl, nd, h, r) = (cfg.num_layers, cfg.direction.count(), cfg.hidden_size, cfg.h_out());
+        let rows = b.seq_len * b.batch;
+        let mut x = self.gather_seq(input.data(), &b, cfg.input_size);
+        let mut rng = train_seed.map(ChaCha8Rng::seed_from_u64);
+        let (mut inputs, mut masks, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
+        let mut h_n = vec![T::zero(); nl * nd * b.batch * r];
+        let mut c_n = vec![T::zero(); if cfg.cell.has_cell_state() { nl * nd * b.batch * h } else { 0 }];
+        let zeros_h = vec![T::zero(); b.batch * r];
+        let zeros_c = vec![T::zero(); b.batch * h];
+        let mut y = Vec::new();
+        for layer in 0..nl {
+            y = vec![T::zero(); rows * nd * r];
+            for dir in 0..nd {
+                let ld = layer * nd + dir;
+                let spec = self.spec(&b, layer, dir);
+                let h0 = state.map_or_else(|| zeros_h.clone(), |s| Self::gather_state(s.h.data(), ld, &b, r));
+                let c0 = match state.and_then(|s| s.c.as_ref()) {
+                    Some(c) => Self::gather_state(c.data(), ld, &b, h),
+                    None => zeros_c.clone(),
+                };
+                let tape = spec.forward(&x, &h0, &c0);
+                spec.write_output(&tape, &mut y, nd * r, dir * r);
+                let (hn, cn) = spec.final_state(&tape);
+                Self::scatter_state(&mut h_n, ld, &b, r, hn);
+                if cfg.cell.has_cell_state() {
+                    Self::scatter_state(&mut c_n, ld, &b, h, cn);
+                }
+                if rng.is_some() {
+                    dirs.push(tape);
+                }
+            }
+            let mut mask = Vec::new();
+            if let Some(rng) = rng.as_mut()
+                && layer + 1 < nl
+                && cfg.dropout > 0.0
+            {
+                let keep = 1.0 - cfg.dropout;
+                let scale = T::from_f64(1.0 / keep).unwrap_or_else(T::one);
+                mask = (0..y.len())
+                    .map(|_| if rng.random::<f64>() < keep { scale } else { T::zero() })
+                    .collect();
+            }
+            let next = if mask.is_empty() { y.clone() } else { y.iter().zip(&mask).map(|(&v, &m)| v * m).collect() };
+            if rng.is_some() {
+                inputs.push(std::mem::replace(&mut x, next));
+                masks.push(mask);
+            } else {
+                x = next;
+            }
+        }
+        let output = Tensor::new(self.scatter_seq(&y, &b, nd * r), &self.seq_shape(&b, nd * r))?;
+        let state_out = State {
+            h: Tensor::new(h_n, &[nl * nd, b.batch, r])?,
+            c: if cfg.cell.has_cell_state() { Some(Tensor::new(c_n, &[nl * nd, b.batch, h])?) } else { None },
+        };
+        let tape = rng.map(|_| Tape {
+            config: cfg.clone(),
+            seq_len: b.seq_len,
+            batch: b.batch,
+            perm: b.perm,
+            active: b.active,
+            inputs,
+            masks,
+            dirs,
+        });
+        Ok((Output { output, state: state_out }, tape))
+    }
+
+    /// BPTT through the whole stack. Adds every parameter's gradient into `param_grads`
+    /// (laid out as [`Recurrent::layout`]; accumulation, as PyTorch's `.grad`) and returns
+    /// the gradients of the input and the initial states. Gradients of the final states may
+    /// be given, so that truncated BPTT over consecutive chunks composes exactly with BPTT
+    /// over the whole sequence.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for a gradient of the wrong shape, [`Error::Length`] for a
+    /// `param_grads` of the wrong length, [`Error::Unsupported`] for a tape recorded by a
+    /// model of another configuration.
+    pub fn backward(&self, tape: &Tape<T>, grad: OutputGrad<'_, T>, param_grads: &mut [T]) -> Result<InputGrad<T>> {
+        let cfg = &self.config;
+        if tape.config != *cfg {
+            return Err(Error::Unsupported("the tape was recorded by a model of another configuration".into()));
+        }
+        if param_grads.len() != self.layout.len() {
+            return Err(Error::Length {
+                what: "param_grads".into(),
+                shape: crate::error::Shape(vec![self.layout.len()]),
+                len: param_grads.len(),
+            });
+        }
+        let b = Batch {
+            seq_len: tape.seq_len,
+            batch: tape.batch,
+            perm: tape.perm.clone(),
+            active: tape.active.clone(),
+        };
+        let (nl, nd, h, r) = (cfg.num_layers, cfg.direction.count(), cfg.hidden_size, cfg.h_out());
+        let rows = b.seq_len * b.batch;
+        let mut dy = match grad.output {
+            Some(g) => {
+                g.expect_shape("grad output", &self.seq_shape(&b, nd * r))?;
+                self.gather_seq(g.data(), &b, nd * r)
+            }
+            None => vec![T::zero(); rows * nd * r],
+        };
+        let ldb = nl * nd;
+        if let Some(g) = grad.h_n {
+            g.expect_shape("grad h_n", &[ldb, b.batch, r])?;
+        }
+        match (grad.c_n, cfg.cell.has_cell_state()) {
+            (Some(g), true) => g.expect_shape("grad c_n", &[ldb, b.batch, h])?,
+            (Some(_), false) => return Err(Error::Unsupported("grad c_n: only an LSTM has a cell state".into())),
+            _ => {}
+        }
+        let mut dh0 = vec![T::zero(); ldb * b.batch * r];
+        let mut dc0 = vec![T::zero(); if cfg.cell.has_cell_state() { ldb * b.batch * h } else { 0 }];
+        let mut dx = Vec::new();
+        for layer in (0..nl).rev() {
+            let x = &tape.inputs[layer];
+            let n_in = if layer == 0 { cfg.input_size } else { nd * r };
+            dx = vec![T::zero(); rows * n_in];
+            for dir in 0..nd {
+                let ld = layer * nd + dir;
+                let spec = self.spec(&b, layer, dir);
+                let dh_n = grad.h_n.map_or_else(|| vec![T::zero(); b.batch * r], |g| Self::gather_state(g.data(), ld, &b, r));
+                let dc_n = grad.c_n.map_or_else(|| vec![T::zero(); b.batch * h], |g| Self::gather_state(g.data(), ld, &b, h));
+                let g = self.layout.block_mut(param_grads, ld);
+                let acc = if dir == 0 { Accumulate::Overwrite } else { Accumulate::Add };
+                let (dh, dc) = spec.backward(x, &tape.dirs[ld], (&dy, nd * r, dir * r), &dh_n, &dc_n, g, &mut dx, acc);
+                Self::scatter_state(&mut dh0, ld, &b, r, &dh);
+                if cfg.cell.has_cell_state() {
+                    Self::scatter_state(&mut dc0, ld, &b, h, &dc);
+                }
+            }
+            if layer > 0 {
+                let mask = &tape.masks[layer - 1];
+                if !mask.is_empty() {
+                    for (d, &m) in dx.iter_mut().zip(mask) {
+                        *d *= m;
+                    }
+                }
+                dy = std::mem::take(&mut dx);
+            }
+        }
+        Ok(InputGrad {
+            input: Tensor::new(self.scatter_seq(&dx, &b, cfg.input_size), &self.seq_shape(&b, cfg.input_size))?,
+            state: State {
+                h: Tensor::new(dh0, &[ldb, b.batch, r])?,
+                c: if cfg.cell.has_cell_state() { Some(Tensor::new(dc0, &[ldb, b.batch, h])?) } else { None },
+            },
+        })
+    }
+
+    /// Streaming inference: one time step for `batch` sequences, `x` is `[batch, input_size]`.
+    /// Updates `state` in place and returns the last layer's output `[batch, H_out]`. Gives
+    /// exactly the numbers of [`Recurrent::forward`] over the whole sequence.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for a wrong `x` or `state`, [`Error::Unsupported`] for a reverse or
+    /// bidirectional stack (those need the whole sequence).
+    pub fn step(&self, x: &Tensor<T>, state: &mut State<T>) -> Result<Tensor<T>> {
+        if self.config.direction != Direction::Forward {
+            return Err(Error::Unsupported("step: a reverse direction needs the whole sequence".into()));
+        }
+        let i = self.config.input_size;
+        if x.shape().len() != 2 || x.shape()[1] != i {
+            let b = x.shape().first().copied().unwrap_or(0);
+            return Err(shape_err("x", &[b, i], x.shape()));
+        }
+        let batch = x.shape()[0];
+        let one = match self.config.layout {
+            BatchLayout::SeqFirst => [1, batch, i],
+            BatchLayout::BatchFirst => [batch, 1, i],
+        };
+        let input = Tensor::new(x.data().to_vec(), &one)?;
+        let out = self.forward(&input, Some(state), None)?;
+        *state = out.state;
+        Tensor::new(out.output.into_data(), &[batch, self.config.h_out()])
+    }
+}

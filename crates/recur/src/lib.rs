@@ -1,0 +1,72 @@
+//! # recur
+//!
+//! Gated recurrent neural networks (LSTM, GRU, Elman RNN) with hand-derived
+//! backpropagation through time, exact to PyTorch, built for CPU speed.
+//!
+//! ```
+//! use recur::{CellKind, Direction, OutputGrad, Recurrent, RecurrentConfig, Tensor};
+//!
+//! let config = RecurrentConfig {
+//!     cell: CellKind::lstm(),
+//!     input_size: 3,
+//!     hidden_size: 8,
+//!     num_layers: 2,
+//!     direction: Direction::Bidirectional,
+//!     ..Default::default()
+//! };
+//! let lstm = Recurrent::<f32>::new(config, 42)?;
+//! // [seq_len = 5, batch = 2, input_size = 3]
+//! let x = Tensor::new(vec![0.1f32; 5 * 2 * 3], &[5, 2, 3])?;
+//! let (out, tape) = lstm.forward_train(&x, None, Some(&[5, 3]), 7)?;
+//! assert_eq!(out.output.shape(), &[5, 2, 16]);
+//! assert_eq!(out.state.h.shape(), &[4, 2, 8]);
+//!
+//! let mut grads = vec![0.0f32; lstm.params().len()];
+//! let dy = Tensor::new(vec![1.0f32; 5 * 2 * 16], &[5, 2, 16])?;
+//! let dx = lstm.backward(&tape, OutputGrad { output: Some(&dy), ..Default::default() }, &mut grads)?;
+//! assert_eq!(dx.input.shape(), &[5, 2, 3]);
+//! # Ok::<(), recur::Error>(())
+//! ```
+//!
+//! ## Conventions
+//! - PyTorch's everywhere: gate orders (LSTM i, f, g, o; GRU r, z, n), weight layouts
+//!   (`weight_ih_l{k}`: `[G * hidden_size, input]`), state_dict names, `[seq_len, batch, ·]`
+//!   tensors with `BatchLayout::BatchFirst` as the option, `h_n` index `layer * D + direction`.
+//! - Every cell's equations and derived backward are at the top of its module in [`cell`].
+//! - Numbers are generic over `f32` and `f64` ([`Float`]).
+//! - The library never prints; every failure is an [`Error`].
+
+pub mod cell;
+mod error;
+pub mod kernel;
+pub mod layer;
+mod tensor;
+
+pub use cell::{CellKind, GruCell, InputForget, Leak, LstmCell, Peepholes, ResetPlacement, RnnCell};
+pub use error::{Error, Result, Shape};
+pub use kernel::activation::Activation;
+pub use layer::{
+    Bias, BatchLayout, Direction, InputGrad, Output, OutputGrad, ParamInfo, ParamKind, ParamLayout, Recurrent,
+    RecurrentConfig, State, Tape,
+};
+pub use tensor::Tensor;
+
+/// The scalar types recur computes in: `f32` for speed, `f64` for gradient checks.
+pub trait Float:
+    num_traits::Float
+    + num_traits::FromPrimitive
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
+    + std::iter::Sum
+    + Default
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + std::fmt::Display
+    + 'static
+{
+}
+
+impl Float for f32 {}
+impl Float for f64 {}
