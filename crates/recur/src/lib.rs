@@ -42,12 +42,14 @@ pub mod kernel;
 pub mod layer;
 mod tensor;
 
-pub use cell::{CellKind, GruCell, InputForget, Leak, LstmCell, Peepholes, ResetPlacement, RnnCell};
+pub use cell::{
+    CellKind, GruCell, InputForget, Leak, LstmCell, Peepholes, ResetPlacement, RnnCell,
+};
 pub use error::{Error, Result, Shape};
 pub use kernel::activation::Activation;
 pub use layer::{
-    Bias, BatchLayout, Direction, InputGrad, Output, OutputGrad, ParamInfo, ParamKind, ParamLayout, Recurrent,
-    RecurrentConfig, State, Tape,
+    BatchLayout, Bias, Direction, InputGrad, Output, OutputGrad, ParamInfo, ParamKind, ParamLayout,
+    Recurrent, RecurrentConfig, State, Tape,
 };
 pub use tensor::Tensor;
 

@@ -36,9 +36,9 @@
 //! (1)ᵀ da = [da_r, da_z, da_n];  db_hh += Σ da
 //! ```
 
-use super::{BwdStep, FwdStep, RecurrentGrads, Slabs, SlabWidths, StepWeights};
+use super::{BwdStep, FwdStep, RecurrentGrads, SlabWidths, Slabs, StepWeights};
 use crate::error::Result;
-use crate::kernel::{add_column_sums, matmul, Accumulate, Mat};
+use crate::kernel::{Accumulate, Mat, add_column_sums, matmul};
 use crate::{Activation, Float};
 
 /// Where the reset gate multiplies.
@@ -87,15 +87,15 @@ impl GruCell {
 pub(crate) fn slab_widths(cell: &GruCell, hidden: usize) -> SlabWidths {
     match cell.reset {
         ResetPlacement::AfterMatmul => SlabWidths {
-            aux: hidden,          // q_n (b_hn included)
-            dalt: 3 * hidden,     // dq, the gradient at the recurrent product
+            aux: hidden,             // q_n (b_hn included)
+            dalt: 3 * hidden,        // dq, the gradient at the recurrent product
             fwd_scratch: 3 * hidden, // q
             ..SlabWidths::default()
         },
         ResetPlacement::BeforeMatmul => SlabWidths {
-            aux: hidden,          // s = r ⊙ h_prev
+            aux: hidden,             // s = r ⊙ h_prev
             fwd_scratch: 3 * hidden, // q
-            bwd_scratch: hidden,  // ds
+            bwd_scratch: hidden,     // ds
             ..SlabWidths::default()
         },
     }
@@ -114,7 +114,13 @@ pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: 
     match cell.reset {
         ResetPlacement::AfterMatmul => {
             // (2) q = h_prev W_hhᵀ (+ b_hn below)
-            matmul(s.scratch, gh, Mat::rows(s.h_prev, n, h, h), Mat::rows(w.w_hh_t, h, gh, gh), Accumulate::Overwrite);
+            matmul(
+                s.scratch,
+                gh,
+                Mat::rows(s.h_prev, n, h, h),
+                Mat::rows(w.w_hh_t, h, gh, gh),
+                Accumulate::Overwrite,
+            );
             for b in 0..n {
                 let a = &mut s.gates[b * gh..(b + 1) * gh];
                 let q = &s.scratch[b * gh..(b + 1) * gh];
@@ -217,11 +223,17 @@ pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s:
                     dq[j] = dar;
                     dq[h + j] = daz;
                     dq[2 * h + j] = dan * r;
-                    dh[j] = dh[j] * z;
+                    dh[j] *= z;
                 }
             }
             // (2)ᵀ dh_prev += dq W_hh
-            matmul(s.dh, h, Mat::rows(s.dalt, n, gh, gh), Mat::rows(w.w_hh, gh, h, h), Accumulate::Add);
+            matmul(
+                s.dh,
+                h,
+                Mat::rows(s.dalt, n, gh, gh),
+                Mat::rows(w.w_hh, gh, h, h),
+                Accumulate::Add,
+            );
         }
         ResetPlacement::BeforeMatmul => {
             for b in 0..n {
@@ -260,7 +272,13 @@ pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s:
                 }
             }
             // (2)ᵀ dh_prev += [da_r, da_z] W_h{r,z}
-            matmul(s.dh, h, Mat::rows(s.dgates, n, 2 * h, gh), Mat::rows(w.w_hh, 2 * h, h, h), Accumulate::Add);
+            matmul(
+                s.dh,
+                h,
+                Mat::rows(s.dgates, n, 2 * h, gh),
+                Mat::rows(w.w_hh, 2 * h, h, h),
+                Accumulate::Add,
+            );
         }
     }
 }
@@ -276,7 +294,13 @@ pub(crate) fn recurrent_grads<T: Float>(
     match cell.reset {
         ResetPlacement::AfterMatmul => {
             // (2)ᵀ dW_hh += dqᵀ h_prev, db_hh += Σ dq
-            matmul(g.w_hh, h, Mat::rows(s.dalt, rows, gh, gh).t(), Mat::rows(s.h_prev, rows, h, h), Accumulate::Add);
+            matmul(
+                g.w_hh,
+                h,
+                Mat::rows(s.dalt, rows, gh, gh).t(),
+                Mat::rows(s.h_prev, rows, h, h),
+                Accumulate::Add,
+            );
             if let Some(db) = g.b_hh {
                 add_column_sums(db, s.dalt, rows, gh);
             }
@@ -284,8 +308,20 @@ pub(crate) fn recurrent_grads<T: Float>(
         ResetPlacement::BeforeMatmul => {
             // (2)ᵀ dW_h{r,z} += [da_r, da_z]ᵀ h_prev;  (4)ᵀ dW_hn += da_nᵀ s
             let (dw_rz, dw_n) = g.w_hh.split_at_mut(2 * h * h);
-            matmul(dw_rz, h, Mat::rows(s.dgates, rows, 2 * h, gh).t(), Mat::rows(s.h_prev, rows, h, h), Accumulate::Add);
-            matmul(dw_n, h, Mat::rows(&s.dgates[2 * h..], rows, h, gh).t(), Mat::rows(s.aux, rows, h, h), Accumulate::Add);
+            matmul(
+                dw_rz,
+                h,
+                Mat::rows(s.dgates, rows, 2 * h, gh).t(),
+                Mat::rows(s.h_prev, rows, h, h),
+                Accumulate::Add,
+            );
+            matmul(
+                dw_n,
+                h,
+                Mat::rows(&s.dgates[2 * h..], rows, h, gh).t(),
+                Mat::rows(s.aux, rows, h, h),
+                Accumulate::Add,
+            );
             if let Some(db) = g.b_hh {
                 add_column_sums(db, s.dgates, rows, gh);
             }

@@ -29,9 +29,9 @@
 //! With the coupled gate the f rows of the weights stay in place (the ONNX layout) and
 //! receive zero gradient.
 
-use super::{BwdStep, FwdStep, RecurrentGrads, Slabs, SlabWidths, StepWeights};
-use crate::error::{config_err, Result};
-use crate::kernel::{add_column_sums, matmul, Accumulate, Mat};
+use super::{BwdStep, FwdStep, RecurrentGrads, SlabWidths, Slabs, StepWeights};
+use crate::error::{Result, config_err};
+use crate::kernel::{Accumulate, Mat, add_column_sums, matmul};
 use crate::{Activation, Float};
 
 /// Which gates see the cell state (diagonal peepholes). i and f see c_prev, o sees the new c.
@@ -108,7 +108,10 @@ impl LstmCell {
         if self.proj_size >= hidden_size && self.proj_size > 0 {
             return Err(config_err(
                 "proj_size",
-                format!("must be smaller than hidden_size ({hidden_size}), got {}", self.proj_size),
+                format!(
+                    "must be smaller than hidden_size ({hidden_size}), got {}",
+                    self.proj_size
+                ),
             ));
         }
         if self.input_forget == InputForget::Coupled && self.peepholes.forget {
@@ -124,9 +127,9 @@ impl LstmCell {
 pub(crate) fn slab_widths(cell: &LstmCell, hidden: usize) -> SlabWidths {
     let p = cell.proj_size;
     SlabWidths {
-        aux: hidden,                              // act_h(c)
-        m: if p > 0 { hidden } else { 0 },        // m = o ⊙ act_h(c), input of W_hr
-        dalt: p,                                  // dh at every step, for dW_hr
+        aux: hidden,                       // act_h(c)
+        m: if p > 0 { hidden } else { 0 }, // m = o ⊙ act_h(c), input of W_hr
+        dalt: p,                           // dh at every step, for dW_hr
         fwd_scratch: 0,
         bwd_scratch: if p > 0 { hidden } else { 0 }, // dm
     }
@@ -136,7 +139,13 @@ pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
     let (n, h, r) = (s.n, w.hidden, w.h_out);
     let gh = 4 * h;
     // (1) a += h_prev W_hhᵀ
-    matmul(s.gates, gh, Mat::rows(s.h_prev, n, r, r), Mat::rows(w.w_hh_t, r, gh, gh), Accumulate::Add);
+    matmul(
+        s.gates,
+        gh,
+        Mat::rows(s.h_prev, n, r, r),
+        Mat::rows(w.w_hh_t, r, gh, gh),
+        Accumulate::Add,
+    );
     let act = cell.activations;
     let coupled = cell.input_forget == InputForget::Coupled;
     let proj = cell.proj_size > 0;
@@ -149,23 +158,32 @@ pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
         let c_prev = &s.c_prev[b * h..(b + 1) * h];
         let c = &mut s.c[b * h..(b + 1) * h];
         let tc = &mut s.aux[b * h..(b + 1) * h];
-        let m = if proj { &mut s.m[b * h..(b + 1) * h] } else { &mut s.h[b * r..(b + 1) * r] };
+        let m = if proj {
+            &mut s.m[b * h..(b + 1) * h]
+        } else {
+            &mut s.h[b * r..(b + 1) * r]
+        };
         for j in 0..h {
             let cp = c_prev[j];
             // (2)
-            let i = act.gate.apply(a_i[j] + w.p_i.map_or(T::zero(), |p| p[j] * cp));
+            let i = act
+                .gate
+                .apply(a_i[j] + w.p_i.map_or(T::zero(), |p| p[j] * cp));
             // (3)
             let f = if coupled {
                 one - i
             } else {
-                act.gate.apply(a_f[j] + w.p_f.map_or(T::zero(), |p| p[j] * cp))
+                act.gate
+                    .apply(a_f[j] + w.p_f.map_or(T::zero(), |p| p[j] * cp))
             };
             // (4)
             let g = act.cell.apply(a_g[j]);
             // (5)
             let cj = f * cp + i * g;
             // (6)
-            let o = act.gate.apply(a_o[j] + w.p_o.map_or(T::zero(), |p| p[j] * cj));
+            let o = act
+                .gate
+                .apply(a_o[j] + w.p_o.map_or(T::zero(), |p| p[j] * cj));
             // (7)
             let t = act.hidden.apply(cj);
             a_i[j] = i;
@@ -179,7 +197,13 @@ pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
     }
     // (8) h = m W_hrᵀ
     if proj {
-        matmul(s.h, r, Mat::rows(s.m, n, h, h), Mat::rows(w.w_hr_t, h, r, r), Accumulate::Overwrite);
+        matmul(
+            s.h,
+            r,
+            Mat::rows(s.m, n, h, h),
+            Mat::rows(w.w_hr_t, h, r, r),
+            Accumulate::Overwrite,
+        );
     }
 }
 
@@ -190,7 +214,13 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
     // (8)ᵀ dm = dh W_hr; keep dh for dW_hr
     if proj {
         s.dalt.copy_from_slice(&s.dh[..n * r]);
-        matmul(s.scratch, h, Mat::rows(s.dh, n, r, r), Mat::rows(w.w_hr, r, h, h), Accumulate::Overwrite);
+        matmul(
+            s.scratch,
+            h,
+            Mat::rows(s.dh, n, r, r),
+            Mat::rows(w.w_hr, r, h, h),
+            Accumulate::Overwrite,
+        );
     }
     let act = cell.activations;
     let coupled = cell.input_forget == InputForget::Coupled;
@@ -205,7 +235,11 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
         let (da_g, da_o) = rest.split_at_mut(h);
         let c_prev = &s.c_prev[b * h..(b + 1) * h];
         let tc = &s.aux[b * h..(b + 1) * h];
-        let dm = if proj { &s.scratch[b * h..(b + 1) * h] } else { &s.dh[b * r..(b + 1) * r] };
+        let dm = if proj {
+            &s.scratch[b * h..(b + 1) * h]
+        } else {
+            &s.dh[b * r..(b + 1) * r]
+        };
         let dc = &mut s.dc[b * h..(b + 1) * h];
         for j in 0..h {
             // (7)ᵀ
@@ -246,7 +280,13 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
         }
     }
     // (1)ᵀ dh_prev = da W_hh
-    matmul(s.dh, r, Mat::rows(s.dgates, n, gh, gh), Mat::rows(w.w_hh, gh, r, r), Accumulate::Overwrite);
+    matmul(
+        s.dh,
+        r,
+        Mat::rows(s.dgates, n, gh, gh),
+        Mat::rows(w.w_hh, gh, r, r),
+        Accumulate::Overwrite,
+    );
 }
 
 pub(crate) fn recurrent_grads<T: Float>(
@@ -259,13 +299,25 @@ pub(crate) fn recurrent_grads<T: Float>(
     let gh = 4 * h;
     // (1)ᵀ dW_hh += daᵀ h_prev, db_hh += Σ da
     let da = Mat::rows(s.dgates, rows, gh, gh);
-    matmul(g.w_hh, r, da.t(), Mat::rows(s.h_prev, rows, r, r), Accumulate::Add);
+    matmul(
+        g.w_hh,
+        r,
+        da.t(),
+        Mat::rows(s.h_prev, rows, r, r),
+        Accumulate::Add,
+    );
     if let Some(db) = g.b_hh {
         add_column_sums(db, s.dgates, rows, gh);
     }
     // (8)ᵀ dW_hr += dhᵀ m
     if let Some(dw_hr) = g.w_hr {
-        matmul(dw_hr, h, Mat::rows(s.dalt, rows, r, r).t(), Mat::rows(s.m, rows, h, h), Accumulate::Add);
+        matmul(
+            dw_hr,
+            h,
+            Mat::rows(s.dalt, rows, r, r).t(),
+            Mat::rows(s.m, rows, h, h),
+            Accumulate::Add,
+        );
     }
     // (2)ᵀ (3)ᵀ (6)ᵀ peephole gradients: Σ over steps and batch of da ⊙ (the c it saw)
     let peeps = [(g.p_i, 0, s.c_prev), (g.p_f, 1, s.c_prev), (g.p_o, 3, s.c)];

@@ -13,7 +13,7 @@ pub use gru::{GruActivations, GruCell, ResetPlacement};
 pub use lstm::{InputForget, LstmActivations, LstmCell, Peepholes};
 pub use rnn::{Leak, RnnCell};
 
-use crate::error::{config_err, Result};
+use crate::error::{Result, config_err};
 
 /// Which recurrent cell a layer runs, with the cell's own options.
 #[derive(Clone, Debug, PartialEq)]

@@ -12,9 +12,9 @@
 //! (1)ᵀ dh_prev += da W_hh;  dW_hh += daᵀ h_prev;  db_hh += Σ da   (after the loop)
 //! ```
 
-use super::{check_rate, BwdStep, FwdStep, RecurrentGrads, Slabs, StepWeights};
-use crate::error::{config_err, Result};
-use crate::kernel::{add_column_sums, matmul, Accumulate, Mat};
+use super::{BwdStep, FwdStep, RecurrentGrads, Slabs, StepWeights, check_rate};
+use crate::error::{Result, config_err};
+use crate::kernel::{Accumulate, Mat, add_column_sums, matmul};
 use crate::{Activation, Float};
 
 /// Leaky integration: h = (1 − α) h_prev + α act(…), with a fixed rate α ∈ (0, 1].
@@ -69,7 +69,9 @@ impl RnnCell {
                         format!("one rate per layer: expected {num_layers}, got {}", v.len()),
                     ));
                 }
-                v.iter().enumerate().try_for_each(|(l, &a)| check_rate(&format!("leak[{l}]"), a))
+                v.iter()
+                    .enumerate()
+                    .try_for_each(|(l, &a)| check_rate(&format!("leak[{l}]"), a))
             }
         }
     }
@@ -78,11 +80,21 @@ impl RnnCell {
 pub(crate) fn forward_step<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s: FwdStep<'_, T>) {
     let (n, h) = (s.n, w.hidden);
     // (1)
-    matmul(s.gates, h, Mat::rows(s.h_prev, n, h, h), Mat::rows(w.w_hh_t, h, h, h), Accumulate::Add);
+    matmul(
+        s.gates,
+        h,
+        Mat::rows(s.h_prev, n, h, h),
+        Mat::rows(w.w_hh_t, h, h, h),
+        Accumulate::Add,
+    );
     let alpha = w.leak;
     let keep = T::one() - alpha;
     let leaky = alpha != T::one();
-    for ((u, hh), hp) in s.gates[..n * h].iter_mut().zip(&mut s.h[..n * h]).zip(&s.h_prev[..n * h]) {
+    for ((u, hh), hp) in s.gates[..n * h]
+        .iter_mut()
+        .zip(&mut s.h[..n * h])
+        .zip(&s.h_prev[..n * h])
+    {
         // (2)
         *u = cell.nonlinearity.apply(*u);
         // (3)
@@ -94,19 +106,39 @@ pub(crate) fn backward_step<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s:
     let (n, h) = (s.n, w.hidden);
     let alpha = w.leak;
     let keep = T::one() - alpha;
-    for ((da, dh), u) in s.dgates[..n * h].iter_mut().zip(&mut s.dh[..n * h]).zip(&s.gates[..n * h]) {
+    for ((da, dh), u) in s.dgates[..n * h]
+        .iter_mut()
+        .zip(&mut s.dh[..n * h])
+        .zip(&s.gates[..n * h])
+    {
         // (3)ᵀ (2)ᵀ
         *da = alpha * *dh * cell.nonlinearity.derivative_from_output(*u);
         *dh = keep * *dh;
     }
     // (1)ᵀ dh_prev += da W_hh
-    matmul(s.dh, h, Mat::rows(s.dgates, n, h, h), Mat::rows(w.w_hh, h, h, h), Accumulate::Add);
+    matmul(
+        s.dh,
+        h,
+        Mat::rows(s.dgates, n, h, h),
+        Mat::rows(w.w_hh, h, h, h),
+        Accumulate::Add,
+    );
 }
 
-pub(crate) fn recurrent_grads<T: Float>(w: &StepWeights<'_, T>, s: &Slabs<'_, T>, g: RecurrentGrads<'_, T>) {
+pub(crate) fn recurrent_grads<T: Float>(
+    w: &StepWeights<'_, T>,
+    s: &Slabs<'_, T>,
+    g: RecurrentGrads<'_, T>,
+) {
     let (rows, h) = (s.rows, w.hidden);
     // (1)ᵀ dW_hh += daᵀ h_prev, db_hh += Σ da
-    matmul(g.w_hh, h, Mat::rows(s.dgates, rows, h, h).t(), Mat::rows(s.h_prev, rows, h, h), Accumulate::Add);
+    matmul(
+        g.w_hh,
+        h,
+        Mat::rows(s.dgates, rows, h, h).t(),
+        Mat::rows(s.h_prev, rows, h, h),
+        Accumulate::Add,
+    );
     if let Some(db) = g.b_hh {
         add_column_sums(db, s.dgates, rows, h);
     }

@@ -71,11 +71,20 @@ const PARALLEL_MIN_FMAS: usize = 1 << 20;
 ///
 /// Uses both cores (rayon's global pool) for large products.
 #[inline]
-pub fn matmul<T: Float>(dst: &mut [T], ld_dst: usize, a: Mat<'_, T>, b: Mat<'_, T>, acc: Accumulate) {
+pub fn matmul<T: Float>(
+    dst: &mut [T],
+    ld_dst: usize,
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+    acc: Accumulate,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     debug_assert_eq!(b.rows, k, "inner dimensions differ");
     debug_assert!(a.in_bounds() && b.in_bounds(), "operand view out of bounds");
-    debug_assert!(m == 0 || n == 0 || (m - 1) * ld_dst + n <= dst.len(), "dst too small");
+    debug_assert!(
+        m == 0 || n == 0 || (m - 1) * ld_dst + n <= dst.len(),
+        "dst too small"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -140,10 +149,14 @@ mod tests {
 
     fn fill(n: usize, seed: u64) -> Vec<f64> {
         // A small LCG is enough to fill test matrices.
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
             })
             .collect()
@@ -163,8 +176,16 @@ mod tests {
                         case += 1;
                         let a_data = fill(m * k, case);
                         let b_data = fill(k * n, case + 1000);
-                        let a = if ta { Mat::rows(&a_data, k, m, m).t() } else { Mat::rows(&a_data, m, k, k) };
-                        let b = if tb { Mat::rows(&b_data, n, k, k).t() } else { Mat::rows(&b_data, k, n, n) };
+                        let a = if ta {
+                            Mat::rows(&a_data, k, m, m).t()
+                        } else {
+                            Mat::rows(&a_data, m, k, k)
+                        };
+                        let b = if tb {
+                            Mat::rows(&b_data, n, k, k).t()
+                        } else {
+                            Mat::rows(&b_data, k, n, n)
+                        };
                         for acc in [Accumulate::Overwrite, Accumulate::Add] {
                             let ld = n + 3;
                             let init = fill(m * ld, case + 2000);
@@ -192,8 +213,20 @@ mod tests {
         let b: Vec<f32> = fill(k * n, 2).into_iter().map(|v| v as f32).collect();
         let mut fast = vec![0f32; m * n];
         let mut slow = vec![0f32; m * n];
-        matmul(&mut fast, n, Mat::rows(&a, m, k, k), Mat::rows(&b, k, n, n), Accumulate::Overwrite);
-        reference::matmul(&mut slow, n, Mat::rows(&a, m, k, k), Mat::rows(&b, k, n, n), Accumulate::Overwrite);
+        matmul(
+            &mut fast,
+            n,
+            Mat::rows(&a, m, k, k),
+            Mat::rows(&b, k, n, n),
+            Accumulate::Overwrite,
+        );
+        reference::matmul(
+            &mut slow,
+            n,
+            Mat::rows(&a, m, k, k),
+            Mat::rows(&b, k, n, n),
+            Accumulate::Overwrite,
+        );
         for (x, y) in fast.iter().zip(&slow) {
             assert!((x - y).abs() < 1e-4, "{x} vs {y}");
         }

@@ -15,10 +15,10 @@
 //! cell's elementwise pass and its product for dh_prev; after the loop one GEMM each for the
 //! input gradient and every weight gradient.
 
-use crate::cell::{BwdStep, CellKind, FwdStep, RecurrentGrads, Slabs, StepWeights};
-use crate::kernel::{add_column_sums, matmul, Accumulate, Mat};
-use crate::layer::params::Block;
 use crate::Float;
+use crate::cell::{BwdStep, CellKind, FwdStep, RecurrentGrads, Slabs, StepWeights};
+use crate::kernel::{Accumulate, Mat, add_column_sums, matmul};
+use crate::layer::params::Block;
 
 /// What one (layer, direction) runs on.
 pub(crate) struct DirSpec<'a, T> {
@@ -74,7 +74,11 @@ impl<T: Float> DirSpec<'_, T> {
 
     /// Time index of the k-th step in this direction's processing order.
     fn time_of(&self, k: usize) -> usize {
-        if self.reverse { self.seq_len - 1 - k } else { k }
+        if self.reverse {
+            self.seq_len - 1 - k
+        } else {
+            k
+        }
     }
 
     fn has_c(&self) -> bool {
@@ -160,9 +164,17 @@ impl<T: Float> DirSpec<'_, T> {
                 FwdStep {
                     n,
                     h_prev: &h_prev[..n * r],
-                    c_prev: if self.has_c() { &c_prev[..n * h] } else { c_prev },
+                    c_prev: if self.has_c() {
+                        &c_prev[..n * h]
+                    } else {
+                        c_prev
+                    },
                     h: &mut h_cur[..n * r],
-                    c: if self.has_c() { &mut c_cur[..n * h] } else { c_cur },
+                    c: if self.has_c() {
+                        &mut c_cur[..n * h]
+                    } else {
+                        c_cur
+                    },
                     gates: &mut gates[t * bs * gh..(t * bs + n) * gh],
                     aux: &mut aux[t * bs * widths.aux..(t * bs + n) * widths.aux],
                     m: &mut m[t * bs * widths.m..(t * bs + n) * widths.m],
@@ -202,7 +214,11 @@ impl<T: Float> DirSpec<'_, T> {
         let (bs, r, h) = (self.batch, self.h_out, self.hidden);
         let last = self.last_slot();
         let hn = &tape.h[last * bs * r..(last + 1) * bs * r];
-        let cn = if self.has_c() { &tape.c[last * bs * h..(last + 1) * bs * h] } else { &[][..] };
+        let cn = if self.has_c() {
+            &tape.c[last * bs * h..(last + 1) * bs * h]
+        } else {
+            &[][..]
+        };
         (hn, cn)
     }
 
@@ -229,7 +245,11 @@ impl<T: Float> DirSpec<'_, T> {
         let sw = self.step_weights(&[], &[]);
 
         let mut dh = dh_n.to_vec();
-        let mut dc = if self.has_c() { dc_n.to_vec() } else { Vec::new() };
+        let mut dc = if self.has_c() {
+            dc_n.to_vec()
+        } else {
+            Vec::new()
+        };
         let mut dgates = vec![T::zero(); rows * gh];
         let mut dalt = vec![T::zero(); rows * widths.dalt];
         let mut scratch = vec![T::zero(); bs * widths.bwd_scratch];
@@ -250,11 +270,19 @@ impl<T: Float> DirSpec<'_, T> {
                 BwdStep {
                     n,
                     h_prev: &tape.h[ps * bs * r..(ps * bs + n) * r],
-                    c_prev: if self.has_c() { &tape.c[ps * bs * h..(ps * bs + n) * h] } else { &[] },
+                    c_prev: if self.has_c() {
+                        &tape.c[ps * bs * h..(ps * bs + n) * h]
+                    } else {
+                        &[]
+                    },
                     gates: &tape.gates[row0 * gh..(row0 + n) * gh],
                     aux: &tape.aux[row0 * widths.aux..(row0 + n) * widths.aux],
                     dh: &mut dh[..n * r],
-                    dc: if self.has_c() { &mut dc[..n * h] } else { &mut [] },
+                    dc: if self.has_c() {
+                        &mut dc[..n * h]
+                    } else {
+                        &mut []
+                    },
                     dgates: &mut dgates[row0 * gh..(row0 + n) * gh],
                     dalt: &mut dalt[row0 * widths.dalt..(row0 + n) * widths.dalt],
                     scratch: &mut scratch[..n * widths.bwd_scratch],
@@ -275,7 +303,13 @@ impl<T: Float> DirSpec<'_, T> {
         } = g;
         let prev0 = self.prev_slot(0);
         let cur0 = self.cur_slot(0);
-        let c_slab = |slot: usize| if self.has_c() { &tape.c[slot * bs * h..(slot + tl) * bs * h] } else { &[][..] };
+        let c_slab = |slot: usize| {
+            if self.has_c() {
+                &tape.c[slot * bs * h..(slot + tl) * bs * h]
+            } else {
+                &[][..]
+            }
+        };
         self.cell.recurrent_grads(
             &sw,
             &Slabs {
@@ -301,7 +335,13 @@ impl<T: Float> DirSpec<'_, T> {
         let n_in = self.input_size;
         // (1)ᵀ dX = da W_ih;  dW_ih += daᵀ X;  db_ih += Σ da
         matmul(dx, n_in, da, Mat::rows(self.w.w_ih, gh, n_in, n_in), dx_acc);
-        matmul(dw_ih, n_in, da.t(), Mat::rows(x, rows, n_in, n_in), Accumulate::Add);
+        matmul(
+            dw_ih,
+            n_in,
+            da.t(),
+            Mat::rows(x, rows, n_in, n_in),
+            Accumulate::Add,
+        );
         if let Some(db) = db_ih {
             add_column_sums(db, &dgates, rows, gh);
         }

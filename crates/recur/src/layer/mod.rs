@@ -11,11 +11,11 @@ pub mod params;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::Float;
 use crate::cell::CellKind;
-use crate::error::{config_err, shape_err, Error, Result};
+use crate::error::{Error, Result, config_err, shape_err};
 use crate::kernel::Accumulate;
 use crate::tensor::Tensor;
-use crate::Float;
 use driver::{DirSpec, DirTape};
 pub use params::{ParamInfo, ParamKind, ParamLayout};
 
@@ -118,7 +118,10 @@ impl RecurrentConfig {
             return Err(config_err("num_layers", "must be at least 1"));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(config_err("dropout", format!("must lie in [0, 1), got {}", self.dropout)));
+            return Err(config_err(
+                "dropout",
+                format!("must lie in [0, 1), got {}", self.dropout),
+            ));
         }
         self.cell.validate(self.hidden_size, self.num_layers)
     }
@@ -217,7 +220,11 @@ impl<T: Float> Recurrent<T> {
         let params = (0..layout.len())
             .map(|_| T::from_f64(rng.random_range(-k..k)).unwrap_or_else(T::zero))
             .collect();
-        Ok(Self { config, layout, params })
+        Ok(Self {
+            config,
+            layout,
+            params,
+        })
     }
 
     /// A stack holding the given parameters (laid out as [`Recurrent::layout`] says).
@@ -235,7 +242,11 @@ impl<T: Float> Recurrent<T> {
                 len: params.len(),
             });
         }
-        Ok(Self { config, layout, params })
+        Ok(Self {
+            config,
+            layout,
+            params,
+        })
     }
 
     fn layout_for(config: &RecurrentConfig) -> ParamLayout {
@@ -272,7 +283,9 @@ impl<T: Float> Recurrent<T> {
 
     /// The parameter tensor named `name` (PyTorch state_dict name), if present.
     pub fn param(&self, name: &str) -> Option<&[T]> {
-        self.layout.get(name).map(|e| &self.params[e.offset..e.offset + e.len])
+        self.layout
+            .get(name)
+            .map(|e| &self.params[e.offset..e.offset + e.len])
     }
 
     pub fn param_mut(&mut self, name: &str) -> Option<&mut [T]> {
@@ -300,7 +313,12 @@ impl<T: Float> Recurrent<T> {
     /// # Errors
     /// [`Error::Shape`] naming a tensor of the wrong shape, [`Error::SequenceLength`] for a
     /// length outside `1..=seq_len`, [`Error::Empty`] for an empty batch.
-    pub fn forward(&self, input: &Tensor<T>, state: Option<&State<T>>, lengths: Option<&[usize]>) -> Result<Output<T>> {
+    pub fn forward(
+        &self,
+        input: &Tensor<T>,
+        state: Option<&State<T>>,
+        lengths: Option<&[usize]>,
+    ) -> Result<Output<T>> {
         self.run(input, state, lengths, None).map(|(out, _)| out)
     }
 
@@ -349,7 +367,11 @@ impl<T: Float> Recurrent<T> {
                 }
                 for (index, &length) in l.iter().enumerate() {
                     if length == 0 || length > seq_len {
-                        return Err(Error::SequenceLength { index, length, seq_len });
+                        return Err(Error::SequenceLength {
+                            index,
+                            length,
+                            seq_len,
+                        });
                     }
                 }
                 l.to_vec()
@@ -357,8 +379,15 @@ impl<T: Float> Recurrent<T> {
         };
         let mut perm: Vec<usize> = (0..batch).collect();
         perm.sort_by(|&a, &b| lens[b].cmp(&lens[a]));
-        let active = (0..seq_len).map(|t| lens.iter().filter(|&&l| l > t).count()).collect();
-        Ok(Batch { seq_len, batch, perm, active })
+        let active = (0..seq_len)
+            .map(|t| lens.iter().filter(|&&l| l > t).count())
+            .collect();
+        Ok(Batch {
+            seq_len,
+            batch,
+            perm,
+            active,
+        })
     }
 
     fn check_state(&self, state: Option<&State<T>>, batch: usize, what: [&str; 2]) -> Result<()> {
@@ -368,8 +397,14 @@ impl<T: Float> Recurrent<T> {
         match (&s.c, self.config.cell.has_cell_state()) {
             (Some(c), true) => c.expect_shape(what[1], &[ld, batch, self.config.hidden_size]),
             (None, false) => Ok(()),
-            (None, true) => Err(Error::Unsupported(format!("{}: an LSTM state needs c", what[1]))),
-            (Some(_), false) => Err(Error::Unsupported(format!("{}: only an LSTM has a cell state", what[1]))),
+            (None, true) => Err(Error::Unsupported(format!(
+                "{}: an LSTM state needs c",
+                what[1]
+            ))),
+            (Some(_), false) => Err(Error::Unsupported(format!(
+                "{}: only an LSTM has a cell state",
+                what[1]
+            ))),
         }
     }
 
@@ -380,7 +415,8 @@ impl<T: Float> Recurrent<T> {
         for t in 0..b.seq_len {
             for (s, &orig) in b.perm.iter().enumerate() {
                 let from = self.seq_index(t, orig, b) * f;
-                out[(t * b.batch + s) * f..(t * b.batch + s + 1) * f].copy_from_slice(&src[from..from + f]);
+                out[(t * b.batch + s) * f..(t * b.batch + s + 1) * f]
+                    .copy_from_slice(&src[from..from + f]);
             }
         }
         out
@@ -392,7 +428,8 @@ impl<T: Float> Recurrent<T> {
         for t in 0..b.seq_len {
             for (s, &orig) in b.perm.iter().enumerate() {
                 let to = self.seq_index(t, orig, b) * f;
-                out[to..to + f].copy_from_slice(&src[(t * b.batch + s) * f..(t * b.batch + s + 1) * f]);
+                out[to..to + f]
+                    .copy_from_slice(&src[(t * b.batch + s) * f..(t * b.batch + s + 1) * f]);
             }
         }
         out
@@ -439,7 +476,11 @@ impl<T: Float> Recurrent<T> {
         DirSpec {
             cell: &cfg.cell,
             w: self.layout.block(&self.params, layer * d + dir),
-            input_size: if layer == 0 { cfg.input_size } else { d * cfg.h_out() },
+            input_size: if layer == 0 {
+                cfg.input_size
+            } else {
+                d * cfg.h_out()
+            },
             hidden: cfg.hidden_size,
             h_out: cfg.h_out(),
             reverse: dir == 1 || cfg.direction == Direction::Reverse,
@@ -460,13 +501,25 @@ impl<T: Float> Recurrent<T> {
         let b = self.check_batch(input, lengths)?;
         self.check_state(state, b.batch, ["h0", "c0"])?;
         let cfg = &self.config;
-        let (nl, nd, h, r) = (cfg.num_layers, cfg.direction.count(), cfg.hidden_size, cfg.h_out());
+        let (nl, nd, h, r) = (
+            cfg.num_layers,
+            cfg.direction.count(),
+            cfg.hidden_size,
+            cfg.h_out(),
+        );
         let rows = b.seq_len * b.batch;
         let mut x = self.gather_seq(input.data(), &b, cfg.input_size);
         let mut rng = train_seed.map(ChaCha8Rng::seed_from_u64);
         let (mut inputs, mut masks, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
         let mut h_n = vec![T::zero(); nl * nd * b.batch * r];
-        let mut c_n = vec![T::zero(); if cfg.cell.has_cell_state() { nl * nd * b.batch * h } else { 0 }];
+        let mut c_n = vec![
+            T::zero();
+            if cfg.cell.has_cell_state() {
+                nl * nd * b.batch * h
+            } else {
+                0
+            }
+        ];
         let zeros_h = vec![T::zero(); b.batch * r];
         let zeros_c = vec![T::zero(); b.batch * h];
         let mut y = Vec::new();
@@ -475,7 +528,10 @@ impl<T: Float> Recurrent<T> {
             for dir in 0..nd {
                 let ld = layer * nd + dir;
                 let spec = self.spec(&b, layer, dir);
-                let h0 = state.map_or_else(|| zeros_h.clone(), |s| Self::gather_state(s.h.data(), ld, &b, r));
+                let h0 = state.map_or_else(
+                    || zeros_h.clone(),
+                    |s| Self::gather_state(s.h.data(), ld, &b, r),
+                );
                 let c0 = match state.and_then(|s| s.c.as_ref()) {
                     Some(c) => Self::gather_state(c.data(), ld, &b, h),
                     None => zeros_c.clone(),
@@ -499,10 +555,20 @@ impl<T: Float> Recurrent<T> {
                 let keep = 1.0 - cfg.dropout;
                 let scale = T::from_f64(1.0 / keep).unwrap_or_else(T::one);
                 mask = (0..y.len())
-                    .map(|_| if rng.random::<f64>() < keep { scale } else { T::zero() })
+                    .map(|_| {
+                        if rng.random::<f64>() < keep {
+                            scale
+                        } else {
+                            T::zero()
+                        }
+                    })
                     .collect();
             }
-            let next = if mask.is_empty() { y.clone() } else { y.iter().zip(&mask).map(|(&v, &m)| v * m).collect() };
+            let next = if mask.is_empty() {
+                y.clone()
+            } else {
+                y.iter().zip(&mask).map(|(&v, &m)| v * m).collect()
+            };
             if rng.is_some() {
                 inputs.push(std::mem::replace(&mut x, next));
                 masks.push(mask);
@@ -510,10 +576,17 @@ impl<T: Float> Recurrent<T> {
                 x = next;
             }
         }
-        let output = Tensor::new(self.scatter_seq(&y, &b, nd * r), &self.seq_shape(&b, nd * r))?;
+        let output = Tensor::new(
+            self.scatter_seq(&y, &b, nd * r),
+            &self.seq_shape(&b, nd * r),
+        )?;
         let state_out = State {
             h: Tensor::new(h_n, &[nl * nd, b.batch, r])?,
-            c: if cfg.cell.has_cell_state() { Some(Tensor::new(c_n, &[nl * nd, b.batch, h])?) } else { None },
+            c: if cfg.cell.has_cell_state() {
+                Some(Tensor::new(c_n, &[nl * nd, b.batch, h])?)
+            } else {
+                None
+            },
         };
         let tape = rng.map(|_| Tape {
             config: cfg.clone(),
@@ -525,7 +598,13 @@ impl<T: Float> Recurrent<T> {
             masks,
             dirs,
         });
-        Ok((Output { output, state: state_out }, tape))
+        Ok((
+            Output {
+                output,
+                state: state_out,
+            },
+            tape,
+        ))
     }
 
     /// BPTT through the whole stack. Adds every parameter's gradient into `param_grads`
@@ -538,10 +617,17 @@ impl<T: Float> Recurrent<T> {
     /// [`Error::Shape`] for a gradient of the wrong shape, [`Error::Length`] for a
     /// `param_grads` of the wrong length, [`Error::Unsupported`] for a tape recorded by a
     /// model of another configuration.
-    pub fn backward(&self, tape: &Tape<T>, grad: OutputGrad<'_, T>, param_grads: &mut [T]) -> Result<InputGrad<T>> {
+    pub fn backward(
+        &self,
+        tape: &Tape<T>,
+        grad: OutputGrad<'_, T>,
+        param_grads: &mut [T],
+    ) -> Result<InputGrad<T>> {
         let cfg = &self.config;
         if tape.config != *cfg {
-            return Err(Error::Unsupported("the tape was recorded by a model of another configuration".into()));
+            return Err(Error::Unsupported(
+                "the tape was recorded by a model of another configuration".into(),
+            ));
         }
         if param_grads.len() != self.layout.len() {
             return Err(Error::Length {
@@ -556,7 +642,12 @@ impl<T: Float> Recurrent<T> {
             perm: tape.perm.clone(),
             active: tape.active.clone(),
         };
-        let (nl, nd, h, r) = (cfg.num_layers, cfg.direction.count(), cfg.hidden_size, cfg.h_out());
+        let (nl, nd, h, r) = (
+            cfg.num_layers,
+            cfg.direction.count(),
+            cfg.hidden_size,
+            cfg.h_out(),
+        );
         let rows = b.seq_len * b.batch;
         let mut dy = match grad.output {
             Some(g) => {
@@ -571,11 +662,22 @@ impl<T: Float> Recurrent<T> {
         }
         match (grad.c_n, cfg.cell.has_cell_state()) {
             (Some(g), true) => g.expect_shape("grad c_n", &[ldb, b.batch, h])?,
-            (Some(_), false) => return Err(Error::Unsupported("grad c_n: only an LSTM has a cell state".into())),
+            (Some(_), false) => {
+                return Err(Error::Unsupported(
+                    "grad c_n: only an LSTM has a cell state".into(),
+                ));
+            }
             _ => {}
         }
         let mut dh0 = vec![T::zero(); ldb * b.batch * r];
-        let mut dc0 = vec![T::zero(); if cfg.cell.has_cell_state() { ldb * b.batch * h } else { 0 }];
+        let mut dc0 = vec![
+            T::zero();
+            if cfg.cell.has_cell_state() {
+                ldb * b.batch * h
+            } else {
+                0
+            }
+        ];
         let mut dx = Vec::new();
         for layer in (0..nl).rev() {
             let x = &tape.inputs[layer];
@@ -584,11 +686,30 @@ impl<T: Float> Recurrent<T> {
             for dir in 0..nd {
                 let ld = layer * nd + dir;
                 let spec = self.spec(&b, layer, dir);
-                let dh_n = grad.h_n.map_or_else(|| vec![T::zero(); b.batch * r], |g| Self::gather_state(g.data(), ld, &b, r));
-                let dc_n = grad.c_n.map_or_else(|| vec![T::zero(); b.batch * h], |g| Self::gather_state(g.data(), ld, &b, h));
+                let dh_n = grad.h_n.map_or_else(
+                    || vec![T::zero(); b.batch * r],
+                    |g| Self::gather_state(g.data(), ld, &b, r),
+                );
+                let dc_n = grad.c_n.map_or_else(
+                    || vec![T::zero(); b.batch * h],
+                    |g| Self::gather_state(g.data(), ld, &b, h),
+                );
                 let g = self.layout.block_mut(param_grads, ld);
-                let acc = if dir == 0 { Accumulate::Overwrite } else { Accumulate::Add };
-                let (dh, dc) = spec.backward(x, &tape.dirs[ld], (&dy, nd * r, dir * r), &dh_n, &dc_n, g, &mut dx, acc);
+                let acc = if dir == 0 {
+                    Accumulate::Overwrite
+                } else {
+                    Accumulate::Add
+                };
+                let (dh, dc) = spec.backward(
+                    x,
+                    &tape.dirs[ld],
+                    (&dy, nd * r, dir * r),
+                    &dh_n,
+                    &dc_n,
+                    g,
+                    &mut dx,
+                    acc,
+                );
                 Self::scatter_state(&mut dh0, ld, &b, r, &dh);
                 if cfg.cell.has_cell_state() {
                     Self::scatter_state(&mut dc0, ld, &b, h, &dc);
@@ -605,10 +726,17 @@ impl<T: Float> Recurrent<T> {
             }
         }
         Ok(InputGrad {
-            input: Tensor::new(self.scatter_seq(&dx, &b, cfg.input_size), &self.seq_shape(&b, cfg.input_size))?,
+            input: Tensor::new(
+                self.scatter_seq(&dx, &b, cfg.input_size),
+                &self.seq_shape(&b, cfg.input_size),
+            )?,
             state: State {
                 h: Tensor::new(dh0, &[ldb, b.batch, r])?,
-                c: if cfg.cell.has_cell_state() { Some(Tensor::new(dc0, &[ldb, b.batch, h])?) } else { None },
+                c: if cfg.cell.has_cell_state() {
+                    Some(Tensor::new(dc0, &[ldb, b.batch, h])?)
+                } else {
+                    None
+                },
             },
         })
     }
@@ -622,7 +750,9 @@ impl<T: Float> Recurrent<T> {
     /// bidirectional stack (those need the whole sequence).
     pub fn step(&self, x: &Tensor<T>, state: &mut State<T>) -> Result<Tensor<T>> {
         if self.config.direction != Direction::Forward {
-            return Err(Error::Unsupported("step: a reverse direction needs the whole sequence".into()));
+            return Err(Error::Unsupported(
+                "step: a reverse direction needs the whole sequence".into(),
+            ));
         }
         let i = self.config.input_size;
         if x.shape().len() != 2 || x.shape()[1] != i {

@@ -1,8 +1,8 @@
 //! The one parameter layout table. Parameters, gradients (and later optimizer moments and
 //! checkpoints) are flat buffers laid out by it; every tensor has its PyTorch state_dict name.
 
-use crate::cell::{CellKind, LstmCell};
 use crate::Float;
+use crate::cell::{CellKind, LstmCell};
 
 /// What a parameter tensor is, independent of its layer and direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -87,17 +87,27 @@ impl ParamLayout {
         let mut blocks = Vec::new();
         let mut offset = 0;
         for layer in 0..d.num_layers {
-            let layer_in = if layer == 0 { d.input_size } else { d.num_directions * h_out };
+            let layer_in = if layer == 0 {
+                d.input_size
+            } else {
+                d.num_directions * h_out
+            };
             for dir in 0..d.num_directions {
                 let start = offset;
-                let suffix = if dir == 1 || d.reverse_only { "_reverse" } else { "" };
+                let suffix = if dir == 1 || d.reverse_only {
+                    "_reverse"
+                } else {
+                    ""
+                };
                 for (kind, stem) in TABLE {
                     let shape = match kind {
                         ParamKind::WeightIh => vec![g * h, layer_in],
                         ParamKind::WeightHh => vec![g * h, h_out],
                         ParamKind::BiasIh | ParamKind::BiasHh => vec![g * h],
                         ParamKind::WeightHr => vec![p, h],
-                        ParamKind::PeepholeI | ParamKind::PeepholeF | ParamKind::PeepholeO => vec![h],
+                        ParamKind::PeepholeI | ParamKind::PeepholeF | ParamKind::PeepholeO => {
+                            vec![h]
+                        }
                     };
                     if !present(kind, d.bias, p, lstm) {
                         continue;
@@ -146,7 +156,9 @@ impl ParamLayout {
 
     fn block_entries(&self, block: usize) -> impl Iterator<Item = &ParamInfo> {
         let (start, end) = self.blocks[block];
-        self.entries.iter().filter(move |e| e.offset >= start && e.offset < end)
+        self.entries
+            .iter()
+            .filter(move |e| e.offset >= start && e.offset < end)
     }
 
     /// Named views of one (layer, direction) block of a flat buffer.
@@ -163,7 +175,11 @@ impl ParamLayout {
     }
 
     /// Named mutable views of one (layer, direction) block of a flat buffer.
-    pub(crate) fn block_mut<'a, T: Float>(&self, buf: &'a mut [T], block: usize) -> Block<&'a mut [T]> {
+    pub(crate) fn block_mut<'a, T: Float>(
+        &self,
+        buf: &'a mut [T],
+        block: usize,
+    ) -> Block<&'a mut [T]> {
         let (start, end) = self.blocks[block];
         let mut rest = &mut buf[start..end];
         let mut out = Block::default();

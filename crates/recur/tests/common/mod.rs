@@ -1,0 +1,196 @@
+//! Shared test helpers: loading the committed fixtures (see fixtures/README.md).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use recur::{
+    BatchLayout, Bias, CellKind, Direction, GruCell, InputForget, Leak, LstmCell, Peepholes,
+    Recurrent, RecurrentConfig, ResetPlacement, RnnCell, Tensor,
+};
+
+/// One fixture file: its metadata and its float64 tensors.
+pub struct Fixture {
+    pub name: String,
+    pub meta: HashMap<String, String>,
+    pub tensors: HashMap<String, (Vec<usize>, Vec<f64>)>,
+}
+
+pub fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// All fixtures of a folder (`pytorch` or `reference`), sorted by name.
+pub fn load_all(folder: &str) -> Vec<Fixture> {
+    let dir = fixture_dir().join(folder);
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "no fixtures in {}", dir.display());
+    names.iter().map(|p| load(p)).collect()
+}
+
+pub fn load(path: &std::path::Path) -> Fixture {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta: HashMap<String, String> = header
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors = HashMap::new();
+    for (name, view) in st.tensors() {
+        assert_eq!(view.dtype(), safetensors::Dtype::F64, "{name}");
+        let data: Vec<f64> = view
+            .data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        tensors.insert(name.to_string(), (view.shape().to_vec(), data));
+    }
+    Fixture {
+        name: path.file_stem().unwrap().to_string_lossy().into_owned(),
+        meta,
+        tensors,
+    }
+}
+
+impl Fixture {
+    pub fn usize(&self, key: &str) -> usize {
+        self.meta[key].parse().unwrap()
+    }
+
+    pub fn flag(&self, key: &str) -> bool {
+        self.meta.get(key).is_some_and(|v| v == "true")
+    }
+
+    pub fn tensor(&self, name: &str) -> Tensor<f64> {
+        let (shape, data) = self
+            .tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("{}: no tensor {name}", self.name));
+        Tensor::new(data.clone(), shape).unwrap()
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    pub fn lengths(&self) -> Option<Vec<usize>> {
+        self.meta
+            .get("lengths")
+            .map(|s| s.split(',').map(|v| v.trim().parse().unwrap()).collect())
+    }
+
+    /// The recur configuration the fixture describes.
+    pub fn config(&self) -> RecurrentConfig {
+        let hidden_size = self.usize("hidden_size");
+        let num_layers = self.usize("num_layers");
+        let leak = match self.meta.get("leak") {
+            Some(a) => Leak::Uniform(a.parse().unwrap()),
+            None => Leak::None,
+        };
+        let cell = match self.meta["cell"].as_str() {
+            "lstm" => {
+                let p = self.meta.get("peepholes").cloned().unwrap_or_default();
+                CellKind::Lstm(LstmCell {
+                    peepholes: Peepholes {
+                        input: p.contains('i'),
+                        forget: p.contains('f'),
+                        output: p.contains('o'),
+                    },
+                    proj_size: self.usize("proj_size"),
+                    input_forget: if self.flag("coupled_input_forget") {
+                        InputForget::Coupled
+                    } else {
+                        InputForget::Separate
+                    },
+                    ..Default::default()
+                })
+            }
+            "gru" => CellKind::Gru(GruCell {
+                reset: match self.meta.get("gru_reset").map(String::as_str) {
+                    Some("before") => ResetPlacement::BeforeMatmul,
+                    _ => ResetPlacement::AfterMatmul,
+                },
+                ..Default::default()
+            }),
+            "rnn_tanh" => CellKind::Rnn(RnnCell {
+                leak,
+                ..Default::default()
+            }),
+            "rnn_relu" => CellKind::Rnn(RnnCell {
+                nonlinearity: recur::Activation::Relu,
+                leak,
+            }),
+            other => panic!("unknown cell {other}"),
+        };
+        RecurrentConfig {
+            cell,
+            input_size: self.usize("input_size"),
+            hidden_size,
+            num_layers,
+            bias: if self.flag("bias") {
+                Bias::Enabled
+            } else {
+                Bias::Disabled
+            },
+            direction: if self.flag("bidirectional") {
+                Direction::Bidirectional
+            } else {
+                Direction::Forward
+            },
+            dropout: 0.0,
+            layout: if self.flag("batch_first") {
+                BatchLayout::BatchFirst
+            } else {
+                BatchLayout::SeqFirst
+            },
+        }
+    }
+
+    /// The model with the fixture's weights, every tensor placed by its name.
+    pub fn model(&self) -> Recurrent<f64> {
+        let mut m = Recurrent::<f64>::new(self.config(), 0).unwrap();
+        let entries = m.layout().entries().to_vec();
+        for e in &entries {
+            let t = self.tensor(&e.name);
+            assert_eq!(t.shape(), &e.shape[..], "{}: {}", self.name, e.name);
+            m.param_mut(&e.name).unwrap().copy_from_slice(t.data());
+        }
+        // every parameter tensor of the fixture is used
+        let n_params = self
+            .tensors
+            .keys()
+            .filter(|k| !k.contains('.') && is_param(k))
+            .count();
+        assert_eq!(
+            n_params,
+            entries.len(),
+            "{}: fixture has parameters recur does not",
+            self.name
+        );
+        m
+    }
+}
+
+fn is_param(name: &str) -> bool {
+    ["weight_", "bias_", "peephole_"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// Largest |a − b| / (1 + |b|).
+pub fn max_rel_err(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0.0, f64::max)
+}
