@@ -39,6 +39,15 @@ pub enum Error {
         expected: Shape,
         got: Shape,
     },
+    /// A tensor has the wrong number of dimensions.
+    #[error("{what}: expected {expected_rank} dimensions {expected}, got shape {got}")]
+    Rank {
+        what: String,
+        expected_rank: usize,
+        /// the dimension names, e.g. `[seq_len, batch, input_size]`
+        expected: String,
+        got: Shape,
+    },
     /// A buffer's length does not match the shape it is said to have.
     #[error("{what}: {len} values do not fill shape {shape}")]
     Length {

@@ -159,28 +159,31 @@ impl<T: Float> DirSpec<'_, T> {
             } else {
                 (&[][..], &mut [][..])
             };
-            self.cell.forward_step(
-                &sw,
-                FwdStep {
-                    n,
-                    h_prev: &h_prev[..n * r],
-                    c_prev: if self.has_c() {
-                        &c_prev[..n * h]
-                    } else {
-                        c_prev
+            // A step where no sequence is running (max(lengths) < seq_len) only carries.
+            if n > 0 {
+                self.cell.forward_step(
+                    &sw,
+                    FwdStep {
+                        n,
+                        h_prev: &h_prev[..n * r],
+                        c_prev: if self.has_c() {
+                            &c_prev[..n * h]
+                        } else {
+                            c_prev
+                        },
+                        h: &mut h_cur[..n * r],
+                        c: if self.has_c() {
+                            &mut c_cur[..n * h]
+                        } else {
+                            c_cur
+                        },
+                        gates: &mut gates[t * bs * gh..(t * bs + n) * gh],
+                        aux: &mut aux[t * bs * widths.aux..(t * bs + n) * widths.aux],
+                        m: &mut m[t * bs * widths.m..(t * bs + n) * widths.m],
+                        scratch: &mut scratch[..n * widths.fwd_scratch],
                     },
-                    h: &mut h_cur[..n * r],
-                    c: if self.has_c() {
-                        &mut c_cur[..n * h]
-                    } else {
-                        c_cur
-                    },
-                    gates: &mut gates[t * bs * gh..(t * bs + n) * gh],
-                    aux: &mut aux[t * bs * widths.aux..(t * bs + n) * widths.aux],
-                    m: &mut m[t * bs * widths.m..(t * bs + n) * widths.m],
-                    scratch: &mut scratch[..n * widths.fwd_scratch],
-                },
-            );
+                );
+            }
             // Sequences that have ended (or, in reverse, not yet begun) carry their state.
             h_cur[n * r..].copy_from_slice(&h_prev[n * r..]);
             if self.has_c() {
@@ -265,29 +268,31 @@ impl<T: Float> DirSpec<'_, T> {
             }
             let ps = self.prev_slot(t);
             let row0 = t * bs;
-            self.cell.backward_step(
-                &sw,
-                BwdStep {
-                    n,
-                    h_prev: &tape.h[ps * bs * r..(ps * bs + n) * r],
-                    c_prev: if self.has_c() {
-                        &tape.c[ps * bs * h..(ps * bs + n) * h]
-                    } else {
-                        &[]
+            if n > 0 {
+                self.cell.backward_step(
+                    &sw,
+                    BwdStep {
+                        n,
+                        h_prev: &tape.h[ps * bs * r..(ps * bs + n) * r],
+                        c_prev: if self.has_c() {
+                            &tape.c[ps * bs * h..(ps * bs + n) * h]
+                        } else {
+                            &[]
+                        },
+                        gates: &tape.gates[row0 * gh..(row0 + n) * gh],
+                        aux: &tape.aux[row0 * widths.aux..(row0 + n) * widths.aux],
+                        dh: &mut dh[..n * r],
+                        dc: if self.has_c() {
+                            &mut dc[..n * h]
+                        } else {
+                            &mut []
+                        },
+                        dgates: &mut dgates[row0 * gh..(row0 + n) * gh],
+                        dalt: &mut dalt[row0 * widths.dalt..(row0 + n) * widths.dalt],
+                        scratch: &mut scratch[..n * widths.bwd_scratch],
                     },
-                    gates: &tape.gates[row0 * gh..(row0 + n) * gh],
-                    aux: &tape.aux[row0 * widths.aux..(row0 + n) * widths.aux],
-                    dh: &mut dh[..n * r],
-                    dc: if self.has_c() {
-                        &mut dc[..n * h]
-                    } else {
-                        &mut []
-                    },
-                    dgates: &mut dgates[row0 * gh..(row0 + n) * gh],
-                    dalt: &mut dalt[row0 * widths.dalt..(row0 + n) * widths.dalt],
-                    scratch: &mut scratch[..n * widths.bwd_scratch],
-                },
-            );
+                );
+            }
         }
 
         // After the loop: every weight gradient is one product over all steps.

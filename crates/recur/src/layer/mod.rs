@@ -59,6 +59,10 @@ pub enum Bias {
     Disabled,
 }
 
+/// Upper bound on the parameter count of one stack (2^34 values: 64 GiB in f32), so that
+/// sizes read from an untrusted file cannot overflow the layout arithmetic.
+pub const MAX_PARAMS: u128 = 1 << 34;
+
 /// Configuration of a recurrent stack. The defaults are PyTorch's.
 ///
 /// ```
@@ -123,7 +127,23 @@ impl RecurrentConfig {
                 format!("must lie in [0, 1), got {}", self.dropout),
             ));
         }
-        self.cell.validate(self.hidden_size, self.num_layers)
+        self.cell.validate(self.hidden_size, self.num_layers)?;
+        // Hostile sizes must give an error, not an overflow or a runaway allocation.
+        let g = self.cell.gate_count() as u128;
+        let (i, h, r) = (
+            self.input_size as u128,
+            self.hidden_size as u128,
+            self.h_out() as u128,
+        );
+        let d = self.direction.count() as u128;
+        let per_layer = g * h * (i.max(d * r) + r + 2) + r * h + 3 * h;
+        if per_layer * d * self.num_layers as u128 > MAX_PARAMS {
+            return Err(config_err(
+                "sizes",
+                format!("the model would have more than {MAX_PARAMS} parameters"),
+            ));
+        }
+        Ok(())
     }
 
     /// H_out: `proj_size` with a projection, else `hidden_size`.
@@ -341,16 +361,19 @@ impl<T: Float> Recurrent<T> {
     fn check_batch(&self, input: &Tensor<T>, lengths: Option<&[usize]>) -> Result<Batch> {
         let shape = input.shape();
         let i = self.config.input_size;
-        let expected_desc = |t: usize, b: usize| match self.config.layout {
-            BatchLayout::SeqFirst => vec![t, b, i],
-            BatchLayout::BatchFirst => vec![b, t, i],
-        };
-        if shape.len() != 3 || shape[2] != i {
-            let (t, b) = match shape.len() {
-                3 => (shape[0], shape[1]),
-                _ => (0, 0),
-            };
-            return Err(shape_err("input", &expected_desc(t, b), shape));
+        if shape.len() != 3 {
+            return Err(Error::Rank {
+                what: "input".into(),
+                expected_rank: 3,
+                expected: match self.config.layout {
+                    BatchLayout::SeqFirst => "[seq_len, batch, input_size]".into(),
+                    BatchLayout::BatchFirst => "[batch, seq_len, input_size]".into(),
+                },
+                got: crate::error::Shape(shape.to_vec()),
+            });
+        }
+        if shape[2] != i {
+            return Err(shape_err("input", &[shape[0], shape[1], i], shape));
         }
         let (seq_len, batch) = match self.config.layout {
             BatchLayout::SeqFirst => (shape[0], shape[1]),
@@ -755,9 +778,16 @@ impl<T: Float> Recurrent<T> {
             ));
         }
         let i = self.config.input_size;
-        if x.shape().len() != 2 || x.shape()[1] != i {
-            let b = x.shape().first().copied().unwrap_or(0);
-            return Err(shape_err("x", &[b, i], x.shape()));
+        if x.shape().len() != 2 {
+            return Err(Error::Rank {
+                what: "x".into(),
+                expected_rank: 2,
+                expected: "[batch, input_size]".into(),
+                got: crate::error::Shape(x.shape().to_vec()),
+            });
+        }
+        if x.shape()[1] != i {
+            return Err(shape_err("x", &[x.shape()[0], i], x.shape()));
         }
         let batch = x.shape()[0];
         let one = match self.config.layout {
