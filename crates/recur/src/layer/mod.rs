@@ -128,7 +128,20 @@ impl RecurrentConfig {
             ));
         }
         self.cell.validate(self.hidden_size, self.num_layers)?;
-        // Hostile sizes must give an error, not an overflow or a runaway allocation.
+        // Hostile sizes must give an error, not an overflow or a runaway allocation. Each size
+        // is bounded first, so the u128 product below cannot overflow.
+        for (what, v) in [
+            ("input_size", self.input_size),
+            ("hidden_size", self.hidden_size),
+            ("num_layers", self.num_layers),
+        ] {
+            if v as u128 > MAX_PARAMS {
+                return Err(config_err(
+                    what,
+                    format!("{v} exceeds the bound of {MAX_PARAMS} parameters"),
+                ));
+            }
+        }
         let g = self.cell.gate_count() as u128;
         let (i, h, r) = (
             self.input_size as u128,
@@ -314,6 +327,9 @@ impl<T: Float> Recurrent<T> {
     }
 
     /// A zero initial state for `batch` sequences.
+    ///
+    /// # Panics
+    /// When the state's size overflows `usize`.
     pub fn zero_state(&self, batch: usize) -> State<T> {
         let ld = self.config.num_layers * self.config.direction.count();
         State {
@@ -331,8 +347,10 @@ impl<T: Float> Recurrent<T> {
     /// PyTorch packed-sequence semantics); `None` means all are `seq_len`. No dropout.
     ///
     /// # Errors
-    /// [`Error::Shape`] naming a tensor of the wrong shape, [`Error::SequenceLength`] for a
-    /// length outside `1..=seq_len`, [`Error::Empty`] for an empty batch.
+    /// [`Error::Rank`] or [`Error::Shape`] naming a tensor of the wrong shape,
+    /// [`Error::SequenceLength`] for a length outside `1..=seq_len`, [`Error::Empty`] for an
+    /// empty batch, [`Error::Unsupported`] for a state that does not fit the cell (a `c` for a
+    /// GRU, none for an LSTM).
     pub fn forward(
         &self,
         input: &Tensor<T>,
@@ -765,12 +783,19 @@ impl<T: Float> Recurrent<T> {
     }
 
     /// Streaming inference: one time step for `batch` sequences, `x` is `[batch, input_size]`.
-    /// Updates `state` in place and returns the last layer's output `[batch, H_out]`. Gives
-    /// exactly the numbers of [`Recurrent::forward`] over the whole sequence.
+    /// Updates `state` in place and returns the last layer's output `[batch, H_out]`.
+    ///
+    /// Runs the same code as [`Recurrent::forward`] on a one-step sequence, so T calls give
+    /// the numbers of one call over T steps, up to the rounding of the matrix-product kernel:
+    /// the `gemm` crate picks its kernel (and blocking) by matrix size, and the whole-sequence
+    /// call projects `seq_len * batch` input rows at once where a step projects `batch`.
+    /// Measured: bitwise equal when both sizes pick the same kernel, otherwise within
+    /// 2.2e-16 (f64) / 1.2e-7 (f32) relative.
     ///
     /// # Errors
-    /// [`Error::Shape`] for a wrong `x` or `state`, [`Error::Unsupported`] for a reverse or
-    /// bidirectional stack (those need the whole sequence).
+    /// [`Error::Rank`] or [`Error::Shape`] for a wrong `x` or `state`, [`Error::Unsupported`]
+    /// for a reverse or bidirectional stack (those need the whole sequence) or a state that
+    /// does not fit the cell.
     pub fn step(&self, x: &Tensor<T>, state: &mut State<T>) -> Result<Tensor<T>> {
         if self.config.direction != Direction::Forward {
             return Err(Error::Unsupported(

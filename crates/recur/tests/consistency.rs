@@ -1,0 +1,971 @@
+//! recur's entry points agree with each other, for every cell kind and option, in f64 and f32:
+//!
+//! - streaming: `step` T times ≡ `forward` over the whole sequence;
+//! - forward chunking: `forward` over [0, k) then [k, T) from the first chunk's final state ≡
+//!   `forward` over [0, T) (and the mirror image for a reverse stack);
+//! - truncated BPTT composes: two chunks, the second's initial-state gradients fed to the
+//!   first's backward as final-state gradients, ≡ BPTT over the whole sequence (to the
+//!   summation order of the weight gradients);
+//! - variable lengths: every sequence of a ragged batch ≡ that sequence alone (outputs, final
+//!   states, input and initial-state gradients), parameter gradients add up;
+//! - batch-first ≡ seq-first transposed;
+//! - `forward` ≡ `forward_train` without dropout, and dropout is seeded and training-only;
+//! - f32 ≈ f64 for the same weights.
+//!
+//! Wherever the two sides run the same arithmetic in the same order the comparison is bitwise
+//! (`Tol::Bitwise`). Where they run it through matrix products of different sizes, the GEMM
+//! crate may pick a different kernel and round differently, and where they sum the same terms
+//! in another order the last bits move: there the comparison takes a named tolerance whose
+//! comment gives the reason and the observed error.
+
+use recur::{
+    Activation, BatchLayout, CellKind, Direction, Error, Float, GruCell, InputForget, Leak,
+    LstmCell, OutputGrad, Peepholes, Recurrent, RecurrentConfig, ResetPlacement, RnnCell, State,
+    Tensor,
+};
+
+const INPUT: usize = 3;
+const HIDDEN: usize = 5;
+/// Projection size of the projected LSTMs (< HIDDEN).
+const PROJ: usize = 3;
+const SEQ_LEN: usize = 7;
+const BATCH: usize = 3;
+
+/// The same arithmetic run by a different GEMM kernel. The `gemm` crate (0.19) picks its kernel
+/// by problem size and layout, and each rounds differently: with the reduction axis contiguous
+/// in both operands and `m·n ≤ 256`, a "horizontal" kernel that splits the k-sum across SIMD
+/// lanes and adds the lanes at the end; for `k ≤ 2` a plain loop; for a single row (`m = 1`) a
+/// matrix-vector kernel; otherwise the packed FMA microkernel. The comparisons below put the
+/// same rows through products of different sizes:
+/// - streaming projects `batch` rows through `W_ih` per step, the whole sequence
+///   `seq_len · batch` rows in one product, a chunk `k · batch` rows: an LSTM with
+///   `4·HIDDEN = 20` gate columns takes the microkernel for the whole sequence (21·20 > 256)
+///   and the horizontal kernel for one step (3·20 ≤ 256);
+/// - a sequence run alone has its recurrent product `h_prev · W_hhᵀ` on one row (the
+///   matrix-vector kernel) where the ragged batch has it on all live rows (the microkernel).
+///
+/// The results then differ in the last bit, and the difference propagates through up to
+/// 3 layers × 7 steps: observed ≤ 2.2e-16 relative in f64, ≤ 1.2e-7 in f32. Where both sides
+/// land in the same kernel (every plain RNN when streaming: 21·5 ≤ 256) they are bitwise
+/// equal. The tolerances leave a margin of > 1000× in f64 and ~100× in f32; a real bug (a wrong
+/// state carried, a step lost or repeated) moves values by O(0.01–1).
+const DISPATCH_TOL_F64: f64 = 1e-12;
+const DISPATCH_TOL_F32: f64 = 1e-5;
+
+/// The weight-gradient products (`dW += daᵀ X` over all `seq_len · batch` rows, one product
+/// per direction) run once per chunk, or once per sequence, instead of once over the whole
+/// batch: the same terms summed in another order (and by another kernel, see
+/// `DISPATCH_TOL_F64`). With O(1) values and a few dozen terms that moves the result by a few
+/// ulps: observed ≤ 6.8e-16 relative in f64, ≤ 3.3e-7 in f32.
+const REORDERED_SUM_TOL_F64: f64 = 1e-12;
+const REORDERED_SUM_TOL_F32: f64 = 1e-5;
+
+/// f32 against f64 with the same (f32-representable) weights, inputs and upstream gradients:
+/// f32 rounding (unit roundoff 6e-8) accumulated over `SEQ_LEN` steps of a few dozen
+/// operations each, through up to 3 layers and back, with contractive cells. Observed
+/// ≤ 1.3e-7 relative on outputs and states, ≤ 3.5e-7 on gradients.
+const F32_VS_F64_TOL: f64 = 1e-5;
+
+// ---------------------------------------------------------------------------------------------
+// Deterministic data
+
+/// SplitMix64 (Steele, Lea & Flood 2014): all randomness of these tests.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [−1, 1), with 53 random bits.
+    fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+
+    /// Values are drawn in f64 and rounded to f32 first, so that the same draw gives the same
+    /// numbers in both types.
+    fn vec<T: Real>(&mut self, n: usize) -> Vec<T> {
+        (0..n)
+            .map(|_| T::of(self.uniform() as f32 as f64))
+            .collect()
+    }
+
+    fn tensor<T: Real>(&mut self, shape: &[usize]) -> Tensor<T> {
+        Tensor::new(self.vec(shape.iter().product()), shape).unwrap()
+    }
+
+    /// A random state for `batch` sequences of `model`.
+    fn state<T: Real>(&mut self, model: &Recurrent<T>, batch: usize) -> State<T> {
+        let z = model.zero_state(batch);
+        State {
+            h: self.tensor(z.h.shape()),
+            c: z.c.map(|c| self.tensor(c.shape())),
+        }
+    }
+}
+
+/// The two scalar types, with lossless conversions for comparisons.
+trait Real: Float {
+    const NAME: &'static str;
+    /// `DISPATCH_TOL_F64` or `DISPATCH_TOL_F32`.
+    const DISPATCH_TOL: f64;
+    /// `REORDERED_SUM_TOL_F64` or `REORDERED_SUM_TOL_F32`.
+    const REORDERED_SUM_TOL: f64;
+    fn of(v: f64) -> Self;
+    fn wide(self) -> f64;
+}
+
+impl Real for f64 {
+    const NAME: &'static str = "f64";
+    const DISPATCH_TOL: f64 = DISPATCH_TOL_F64;
+    const REORDERED_SUM_TOL: f64 = REORDERED_SUM_TOL_F64;
+    fn of(v: f64) -> Self {
+        v
+    }
+    fn wide(self) -> f64 {
+        self
+    }
+}
+
+impl Real for f32 {
+    const NAME: &'static str = "f32";
+    const DISPATCH_TOL: f64 = DISPATCH_TOL_F32;
+    const REORDERED_SUM_TOL: f64 = REORDERED_SUM_TOL_F32;
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+    fn wide(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Models
+
+/// Every cell kind and option, named. `num_layers` sizes the per-layer leak list.
+fn cells(num_layers: usize) -> Vec<(&'static str, CellKind)> {
+    let lstm = |c: LstmCell| CellKind::Lstm(c);
+    vec![
+        ("lstm", CellKind::lstm()),
+        (
+            "lstm_peepholes",
+            lstm(LstmCell {
+                peepholes: Peepholes::ALL,
+                ..Default::default()
+            }),
+        ),
+        (
+            "lstm_proj",
+            lstm(LstmCell {
+                proj_size: PROJ,
+                ..Default::default()
+            }),
+        ),
+        (
+            "lstm_coupled",
+            lstm(LstmCell {
+                input_forget: InputForget::Coupled,
+                ..Default::default()
+            }),
+        ),
+        (
+            "lstm_peephole_io_coupled_proj",
+            lstm(LstmCell {
+                peepholes: Peepholes {
+                    input: true,
+                    forget: false,
+                    output: true,
+                },
+                proj_size: PROJ,
+                input_forget: InputForget::Coupled,
+                ..Default::default()
+            }),
+        ),
+        ("gru_reset_after", CellKind::gru()),
+        (
+            "gru_reset_before",
+            CellKind::Gru(GruCell {
+                reset: ResetPlacement::BeforeMatmul,
+                ..Default::default()
+            }),
+        ),
+        ("rnn_tanh", CellKind::rnn_tanh()),
+        ("rnn_relu", CellKind::rnn_relu()),
+        (
+            "rnn_tanh_leaky",
+            CellKind::Rnn(RnnCell {
+                leak: Leak::Uniform(0.3),
+                ..Default::default()
+            }),
+        ),
+        (
+            "rnn_relu_leaky_per_layer",
+            CellKind::Rnn(RnnCell {
+                nonlinearity: Activation::Relu,
+                leak: Leak::PerLayer((0..num_layers).map(|l| 0.9 - 0.3 * l as f64).collect()),
+            }),
+        ),
+    ]
+}
+
+fn config(cell: CellKind, num_layers: usize, direction: Direction) -> RecurrentConfig {
+    RecurrentConfig {
+        cell,
+        input_size: INPUT,
+        hidden_size: HIDDEN,
+        num_layers,
+        direction,
+        ..Default::default()
+    }
+}
+
+/// PyTorch's initialisation from a fixed seed, with the weights rounded to f32 so that an f32
+/// and an f64 model can hold exactly the same numbers.
+fn model<T: Real>(config: RecurrentConfig) -> Recurrent<T> {
+    let mut m = Recurrent::<T>::new(config, 17).unwrap();
+    for p in m.params_mut() {
+        *p = T::of(p.wide() as f32 as f64);
+    }
+    m
+}
+
+fn cast<T: Real, U: Real>(v: &[T]) -> Vec<U> {
+    v.iter().map(|x| U::of(x.wide())).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparisons
+
+#[derive(Clone, Copy, Debug)]
+enum Tol {
+    /// Every value identical, bit for bit (0.0 and −0.0 differ).
+    Bitwise,
+    /// max |a − b| / (1 + |b|) ≤ tol.
+    Rel(f64),
+}
+
+#[track_caller]
+fn assert_same<T: Real>(what: &str, got: &[T], want: &[T], tol: Tol) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    match tol {
+        Tol::Bitwise => {
+            if let Some(i) =
+                (0..got.len()).find(|&i| got[i].wide().to_bits() != want[i].wide().to_bits())
+            {
+                panic!(
+                    "{what}: not bitwise equal at {i}: {:e} vs {:e} (diff {:e})",
+                    got[i].wide(),
+                    want[i].wide(),
+                    got[i].wide() - want[i].wide()
+                );
+            }
+        }
+        Tol::Rel(tol) => {
+            let (mut worst, mut at) = (0.0f64, 0);
+            for (i, (a, b)) in got.iter().zip(want).enumerate() {
+                let e = (a.wide() - b.wide()).abs() / (1.0 + b.wide().abs());
+                if e.is_nan() || e > worst {
+                    (worst, at) = (e, i);
+                }
+            }
+            assert!(
+                worst <= tol,
+                "{what}: max rel err {worst:e} > {tol:e} at {at}: {:e} vs {:e}",
+                got[at].wide(),
+                want[at].wide()
+            );
+        }
+    }
+}
+
+#[track_caller]
+fn assert_state_same<T: Real>(what: &str, got: &State<T>, want: &State<T>, tol: Tol) {
+    assert_eq!(got.h.shape(), want.h.shape(), "{what}: h shape");
+    assert_same(&format!("{what} h"), got.h.data(), want.h.data(), tol);
+    assert_eq!(got.c.is_some(), want.c.is_some(), "{what}: c presence");
+    if let (Some(a), Some(b)) = (&got.c, &want.c) {
+        assert_eq!(a.shape(), b.shape(), "{what}: c shape");
+        assert_same(&format!("{what} c"), a.data(), b.data(), tol);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tensor surgery (seq-first `[seq_len, batch, f]` unless said otherwise)
+
+/// The `f` values at step `t` of sequence `b`.
+fn at<T: Real>(x: &Tensor<T>, layout: BatchLayout, t: usize, b: usize) -> &[T] {
+    let s = x.shape();
+    let f = s[2];
+    let i = match layout {
+        BatchLayout::SeqFirst => t * s[1] + b,
+        BatchLayout::BatchFirst => b * s[1] + t,
+    };
+    &x.data()[i * f..(i + 1) * f]
+}
+
+/// Steps `[from, to)` of a seq-first tensor.
+fn steps<T: Real>(x: &Tensor<T>, from: usize, to: usize) -> Tensor<T> {
+    let row = x.shape()[1] * x.shape()[2];
+    Tensor::new(
+        x.data()[from * row..to * row].to_vec(),
+        &[to - from, x.shape()[1], x.shape()[2]],
+    )
+    .unwrap()
+}
+
+/// Two seq-first tensors one after the other in time.
+fn concat_steps<T: Real>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
+    assert_eq!(a.shape()[1..], b.shape()[1..]);
+    let mut v = a.data().to_vec();
+    v.extend_from_slice(b.data());
+    Tensor::new(
+        v,
+        &[a.shape()[0] + b.shape()[0], a.shape()[1], a.shape()[2]],
+    )
+    .unwrap()
+}
+
+/// The first `len` steps of sequence `b` of a seq-first tensor, as a batch of one.
+fn one_seq<T: Real>(x: &Tensor<T>, b: usize, len: usize) -> Tensor<T> {
+    let f = x.shape()[2];
+    let v = (0..len)
+        .flat_map(|t| at(x, BatchLayout::SeqFirst, t, b).to_vec())
+        .collect();
+    Tensor::new(v, &[len, 1, f]).unwrap()
+}
+
+/// Row `b` of every block of a `[L*D, batch, f]` state tensor, as a batch of one.
+fn state_row<T: Real>(s: &Tensor<T>, b: usize) -> Tensor<T> {
+    let (ld, f) = (s.shape()[0], s.shape()[2]);
+    let v = (0..ld)
+        .flat_map(|k| at(s, BatchLayout::SeqFirst, k, b).to_vec())
+        .collect();
+    Tensor::new(v, &[ld, 1, f]).unwrap()
+}
+
+fn state_of<T: Real>(s: &State<T>, b: usize) -> State<T> {
+    State {
+        h: state_row(&s.h, b),
+        c: s.c.as_ref().map(|c| state_row(c, b)),
+    }
+}
+
+/// `[seq_len, batch, f]` ↔ `[batch, seq_len, f]`.
+fn swap01<T: Real>(x: &Tensor<T>) -> Tensor<T> {
+    let s = x.shape();
+    let (a, b, f) = (s[0], s[1], s[2]);
+    let mut v = Vec::with_capacity(x.data().len());
+    for j in 0..b {
+        for i in 0..a {
+            v.extend_from_slice(&x.data()[(i * b + j) * f..(i * b + j + 1) * f]);
+        }
+    }
+    Tensor::new(v, &[b, a, f]).unwrap()
+}
+
+/// Gradients for every output a model gives, drawn from `rng`.
+struct Upstream<T> {
+    output: Tensor<T>,
+    h_n: Tensor<T>,
+    c_n: Option<Tensor<T>>,
+}
+
+impl<T: Real> Upstream<T> {
+    fn draw(rng: &mut SplitMix64, out: &recur::Output<T>) -> Self {
+        Self {
+            output: rng.tensor(out.output.shape()),
+            h_n: rng.tensor(out.state.h.shape()),
+            c_n: out.state.c.as_ref().map(|c| rng.tensor(c.shape())),
+        }
+    }
+
+    fn grad(&self) -> OutputGrad<'_, T> {
+        OutputGrad {
+            output: Some(&self.output),
+            h_n: Some(&self.h_n),
+            c_n: self.c_n.as_ref(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming
+
+fn check_step_equals_forward<T: Real>() {
+    let mut rng = SplitMix64(1);
+    for num_layers in 1..=3 {
+        for (name, cell) in cells(num_layers) {
+            for layout in [BatchLayout::SeqFirst, BatchLayout::BatchFirst] {
+                let ctx = format!("{} {name} layers={num_layers} {layout:?}", T::NAME);
+                let cfg = RecurrentConfig {
+                    layout,
+                    ..config(cell.clone(), num_layers, Direction::Forward)
+                };
+                let m = model::<T>(cfg);
+                let x = rng.tensor::<T>(&match layout {
+                    BatchLayout::SeqFirst => [SEQ_LEN, BATCH, INPUT],
+                    BatchLayout::BatchFirst => [BATCH, SEQ_LEN, INPUT],
+                });
+                for s0 in [None, Some(rng.state(&m, BATCH))] {
+                    let full = m.forward(&x, s0.as_ref(), None).unwrap();
+                    let mut s = s0.clone().unwrap_or_else(|| m.zero_state(BATCH));
+                    for t in 0..SEQ_LEN {
+                        let xt: Vec<T> = (0..BATCH)
+                            .flat_map(|b| at(&x, layout, t, b).to_vec())
+                            .collect();
+                        let xt = Tensor::new(xt, &[BATCH, INPUT]).unwrap();
+                        let y = m.step(&xt, &mut s).unwrap();
+                        assert_eq!(y.shape(), &[BATCH, m.config().h_out()], "{ctx}");
+                        let want: Vec<T> = (0..BATCH)
+                            .flat_map(|b| at(&full.output, layout, t, b).to_vec())
+                            .collect();
+                        assert_same(
+                            &format!("{ctx} step {t} output"),
+                            y.data(),
+                            &want,
+                            Tol::Rel(T::DISPATCH_TOL),
+                        );
+                    }
+                    assert_state_same(
+                        &format!("{ctx} final state"),
+                        &s,
+                        &full.state,
+                        Tol::Rel(T::DISPATCH_TOL),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn step_by_step_equals_whole_sequence_f64() {
+    check_step_equals_forward::<f64>();
+}
+
+#[test]
+fn step_by_step_equals_whole_sequence_f32() {
+    check_step_equals_forward::<f32>();
+}
+
+#[test]
+fn step_refuses_reverse_and_bidirectional_stacks() {
+    for direction in [Direction::Reverse, Direction::Bidirectional] {
+        for (name, cell) in cells(2) {
+            let m = model::<f64>(config(cell, 2, direction));
+            let mut s = m.zero_state(BATCH);
+            let before = s.clone();
+            let x = Tensor::new(vec![0.5; BATCH * INPUT], &[BATCH, INPUT]).unwrap();
+            let r = m.step(&x, &mut s);
+            assert!(
+                matches!(r, Err(Error::Unsupported(_))),
+                "{name} {direction:?}: {r:?}"
+            );
+            assert_eq!(
+                s, before,
+                "{name} {direction:?}: a refused step touched the state"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward chunking
+
+fn check_forward_chunking<T: Real>() {
+    let mut rng = SplitMix64(2);
+    for num_layers in 1..=3 {
+        for (name, cell) in cells(num_layers) {
+            for direction in [Direction::Forward, Direction::Reverse] {
+                let m = model::<T>(config(cell.clone(), num_layers, direction));
+                let x = rng.tensor::<T>(&[SEQ_LEN, BATCH, INPUT]);
+                let s0 = rng.state(&m, BATCH);
+                let full = m.forward(&x, Some(&s0), None).unwrap();
+                for k in [1, 3, SEQ_LEN - 1] {
+                    let ctx = format!("{} {name} layers={num_layers} {direction:?} k={k}", T::NAME);
+                    let (early, late) = (steps(&x, 0, k), steps(&x, k, SEQ_LEN));
+                    // A reverse stack reads [k, T) first.
+                    let (first, second) = match direction {
+                        Direction::Forward => (&early, &late),
+                        _ => (&late, &early),
+                    };
+                    let a = m.forward(first, Some(&s0), None).unwrap();
+                    let b = m.forward(second, Some(&a.state), None).unwrap();
+                    let (ya, yb) = match direction {
+                        Direction::Forward => (&a.output, &b.output),
+                        _ => (&b.output, &a.output),
+                    };
+                    let y = concat_steps(ya, yb);
+                    assert_same(
+                        &format!("{ctx} output"),
+                        y.data(),
+                        full.output.data(),
+                        Tol::Rel(T::DISPATCH_TOL),
+                    );
+                    assert_state_same(
+                        &format!("{ctx} final state"),
+                        &b.state,
+                        &full.state,
+                        Tol::Rel(T::DISPATCH_TOL),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn forward_in_two_chunks_equals_whole_sequence_f64() {
+    check_forward_chunking::<f64>();
+}
+
+#[test]
+fn forward_in_two_chunks_equals_whole_sequence_f32() {
+    check_forward_chunking::<f32>();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Truncated BPTT
+
+/// Full BPTT against two chunks chained through their states, forward and backward.
+#[test]
+fn truncated_bptt_over_two_chunks_composes_to_full_bptt() {
+    let mut rng = SplitMix64(3);
+    for num_layers in 1..=2 {
+        for (name, cell) in cells(num_layers) {
+            for direction in [Direction::Forward, Direction::Reverse] {
+                let m = model::<f64>(config(cell.clone(), num_layers, direction));
+                let n = m.params().len();
+                let x = rng.tensor::<f64>(&[SEQ_LEN, BATCH, INPUT]);
+                let s0 = rng.state(&m, BATCH);
+                let (full, tape) = m.forward_train(&x, Some(&s0), None, 0).unwrap();
+                let up = Upstream::draw(&mut rng, &full);
+                let mut g_full = vec![0.0; n];
+                let d_full = m.backward(&tape, up.grad(), &mut g_full).unwrap();
+
+                for k in [2, 5] {
+                    let ctx = format!("{name} layers={num_layers} {direction:?} k={k}");
+                    let (x_early, x_late) = (steps(&x, 0, k), steps(&x, k, SEQ_LEN));
+                    let (dy_early, dy_late) =
+                        (steps(&up.output, 0, k), steps(&up.output, k, SEQ_LEN));
+                    // Processing order: a reverse stack reads [k, T) first.
+                    let ((x1, dy1), (x2, dy2)) = match direction {
+                        Direction::Forward => ((&x_early, &dy_early), (&x_late, &dy_late)),
+                        _ => ((&x_late, &dy_late), (&x_early, &dy_early)),
+                    };
+                    let (o1, t1) = m.forward_train(x1, Some(&s0), None, 0).unwrap();
+                    let (o2, t2) = m.forward_train(x2, Some(&o1.state), None, 0).unwrap();
+                    assert_state_same(
+                        &format!("{ctx} chunked h_n"),
+                        &o2.state,
+                        &full.state,
+                        Tol::Rel(DISPATCH_TOL_F64),
+                    );
+
+                    // Both backwards add into one buffer, which starts non-zero to check that
+                    // `backward` accumulates rather than overwrites.
+                    let offset: Vec<f64> = rng.vec(n);
+                    let mut g = offset.clone();
+                    let d2 = m
+                        .backward(
+                            &t2,
+                            OutputGrad {
+                                output: Some(dy2),
+                                h_n: Some(&up.h_n),
+                                c_n: up.c_n.as_ref(),
+                            },
+                            &mut g,
+                        )
+                        .unwrap();
+                    let d1 = m
+                        .backward(
+                            &t1,
+                            OutputGrad {
+                                output: Some(dy1),
+                                h_n: Some(&d2.state.h),
+                                c_n: d2.state.c.as_ref(),
+                            },
+                            &mut g,
+                        )
+                        .unwrap();
+                    for (gi, oi) in g.iter_mut().zip(&offset) {
+                        *gi -= oi;
+                    }
+                    let dx = match direction {
+                        Direction::Forward => concat_steps(&d1.input, &d2.input),
+                        _ => concat_steps(&d2.input, &d1.input),
+                    };
+                    assert_same(
+                        &format!("{ctx} grad input"),
+                        dx.data(),
+                        d_full.input.data(),
+                        Tol::Rel(REORDERED_SUM_TOL_F64),
+                    );
+                    assert_state_same(
+                        &format!("{ctx} grad h0/c0"),
+                        &d1.state,
+                        &d_full.state,
+                        Tol::Rel(REORDERED_SUM_TOL_F64),
+                    );
+                    for e in m.layout().entries() {
+                        let r = e.offset..e.offset + e.len;
+                        assert_same(
+                            &format!("{ctx} grad {}", e.name),
+                            &g[r.clone()],
+                            &g_full[r],
+                            Tol::Rel(REORDERED_SUM_TOL_F64),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Variable lengths
+
+/// Unsorted, with a tie and a full-length sequence, as packed sequences come.
+const LENGTHS: [usize; 4] = [5, SEQ_LEN, 2, SEQ_LEN];
+/// None reaches `SEQ_LEN`: the last steps have no running sequence at all.
+const SHORT_LENGTHS: [usize; 4] = [3, 5, 1, 5];
+
+fn check_ragged_batch<T: Real>() {
+    let mut rng = SplitMix64(4);
+    let batch = LENGTHS.len();
+    for direction in [
+        Direction::Forward,
+        Direction::Reverse,
+        Direction::Bidirectional,
+    ] {
+        for ((name, cell), lengths) in cells(2)
+            .into_iter()
+            .flat_map(|c| [(c.clone(), &LENGTHS), (c, &SHORT_LENGTHS)])
+        {
+            let ctx = format!("{} {name} {direction:?} lengths {lengths:?}", T::NAME);
+            let m = model::<T>(config(cell, 2, direction));
+            let n = m.params().len();
+            let x = rng.tensor::<T>(&[SEQ_LEN, batch, INPUT]);
+            let s0 = rng.state(&m, batch);
+            let (out, tape) = m.forward_train(&x, Some(&s0), Some(lengths), 0).unwrap();
+            assert_eq!(
+                m.forward(&x, Some(&s0), Some(lengths)).unwrap(),
+                out,
+                "{ctx}"
+            );
+            // Upstream gradients are non-zero past each sequence's end too: they must be ignored.
+            let up = Upstream::draw(&mut rng, &out);
+            let mut g = vec![T::zero(); n];
+            let d = m.backward(&tape, up.grad(), &mut g).unwrap();
+
+            let mut g_sum = vec![T::zero(); n];
+            for (b, &len) in lengths.iter().enumerate() {
+                let ctx = format!("{ctx} sequence {b} (length {len})");
+                let xb = one_seq(&x, b, len);
+                let sb = state_of(&s0, b);
+                let (ob, tb) = m.forward_train(&xb, Some(&sb), None, 0).unwrap();
+                let y: Vec<T> = (0..len)
+                    .flat_map(|t| at(&out.output, BatchLayout::SeqFirst, t, b).to_vec())
+                    .collect();
+                assert_same(
+                    &format!("{ctx} output"),
+                    &y,
+                    ob.output.data(),
+                    Tol::Rel(T::DISPATCH_TOL),
+                );
+                for t in len..SEQ_LEN {
+                    assert!(
+                        at(&out.output, BatchLayout::SeqFirst, t, b)
+                            .iter()
+                            .all(|v| v.wide().to_bits() == 0),
+                        "{ctx}: output at step {t} past the end is not +0.0"
+                    );
+                }
+                assert_state_same(
+                    &format!("{ctx} final state"),
+                    &state_of(&out.state, b),
+                    &ob.state,
+                    Tol::Rel(T::DISPATCH_TOL),
+                );
+
+                let (dyb, dhb) = (one_seq(&up.output, b, len), state_row(&up.h_n, b));
+                let dcb = up.c_n.as_ref().map(|c| state_row(c, b));
+                let grad = OutputGrad {
+                    output: Some(&dyb),
+                    h_n: Some(&dhb),
+                    c_n: dcb.as_ref(),
+                };
+                let db = m.backward(&tb, grad, &mut g_sum).unwrap();
+                let dx: Vec<T> = (0..len)
+                    .flat_map(|t| at(&d.input, BatchLayout::SeqFirst, t, b).to_vec())
+                    .collect();
+                assert_same(
+                    &format!("{ctx} grad input"),
+                    &dx,
+                    db.input.data(),
+                    Tol::Rel(T::DISPATCH_TOL),
+                );
+                for t in len..SEQ_LEN {
+                    assert!(
+                        at(&d.input, BatchLayout::SeqFirst, t, b)
+                            .iter()
+                            .all(|v| v.wide() == 0.0),
+                        "{ctx}: grad input at step {t} past the end is not zero"
+                    );
+                }
+                assert_state_same(
+                    &format!("{ctx} grad h0/c0"),
+                    &state_of(&d.state, b),
+                    &db.state,
+                    Tol::Rel(T::DISPATCH_TOL),
+                );
+            }
+            for e in m.layout().entries() {
+                let r = e.offset..e.offset + e.len;
+                assert_same(
+                    &format!("{ctx} grad {}", e.name),
+                    &g[r.clone()],
+                    &g_sum[r],
+                    Tol::Rel(T::REORDERED_SUM_TOL),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn ragged_batch_equals_each_sequence_alone_f64() {
+    check_ragged_batch::<f64>();
+}
+
+#[test]
+fn ragged_batch_equals_each_sequence_alone_f32() {
+    check_ragged_batch::<f32>();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layout
+
+#[test]
+fn batch_first_is_seq_first_transposed() {
+    let mut rng = SplitMix64(5);
+    let batch = LENGTHS.len();
+    for direction in [Direction::Forward, Direction::Bidirectional] {
+        for (name, cell) in cells(2) {
+            let ctx = format!("{name} {direction:?}");
+            let sf = model::<f64>(config(cell.clone(), 2, direction));
+            let bf = Recurrent::from_params(
+                RecurrentConfig {
+                    layout: BatchLayout::BatchFirst,
+                    ..sf.config().clone()
+                },
+                sf.params().to_vec(),
+            )
+            .unwrap();
+            let x = rng.tensor::<f64>(&[SEQ_LEN, batch, INPUT]);
+            let s0 = rng.state(&sf, batch);
+            for lengths in [None, Some(&LENGTHS[..]), Some(&SHORT_LENGTHS[..])] {
+                let (o, t) = sf.forward_train(&x, Some(&s0), lengths, 0).unwrap();
+                let (ob, tb) = bf
+                    .forward_train(&swap01(&x), Some(&s0), lengths, 0)
+                    .unwrap();
+                assert_eq!(swap01(&ob.output), o.output, "{ctx} {lengths:?}: output");
+                assert_eq!(ob.state, o.state, "{ctx} {lengths:?}: final state");
+                let up = Upstream::draw(&mut rng, &o);
+                let (mut g, mut gb) = (vec![0.0; sf.params().len()], vec![0.0; sf.params().len()]);
+                let d = sf.backward(&t, up.grad(), &mut g).unwrap();
+                let dyb = swap01(&up.output);
+                let db = bf
+                    .backward(
+                        &tb,
+                        OutputGrad {
+                            output: Some(&dyb),
+                            ..up.grad()
+                        },
+                        &mut gb,
+                    )
+                    .unwrap();
+                assert_eq!(swap01(&db.input), d.input, "{ctx} {lengths:?}: grad input");
+                assert_eq!(db.state, d.state, "{ctx} {lengths:?}: grad h0/c0");
+                assert_same(
+                    &format!("{ctx} {lengths:?}: param grads"),
+                    &gb,
+                    &g,
+                    Tol::Bitwise,
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dropout
+
+#[test]
+fn inference_equals_training_without_dropout() {
+    let mut rng = SplitMix64(6);
+    for num_layers in 1..=3 {
+        for direction in [Direction::Forward, Direction::Bidirectional] {
+            for (name, cell) in cells(num_layers) {
+                let m = model::<f64>(config(cell, num_layers, direction));
+                let x = rng.tensor::<f64>(&[SEQ_LEN, BATCH, INPUT]);
+                let s0 = rng.state(&m, BATCH);
+                let inf = m.forward(&x, Some(&s0), None).unwrap();
+                for seed in [0, 1, 99] {
+                    let (tr, _) = m.forward_train(&x, Some(&s0), None, seed).unwrap();
+                    assert_eq!(
+                        tr, inf,
+                        "{name} layers={num_layers} {direction:?} seed={seed}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dropout_is_seeded_between_layers_and_training_only() {
+    let mut rng = SplitMix64(7);
+    for num_layers in [1, 3] {
+        for (name, cell) in cells(num_layers) {
+            let ctx = format!("{name} layers={num_layers}");
+            let plain = model::<f64>(config(cell.clone(), num_layers, Direction::Bidirectional));
+            let dropped = Recurrent::from_params(
+                RecurrentConfig {
+                    dropout: 0.5,
+                    ..plain.config().clone()
+                },
+                plain.params().to_vec(),
+            )
+            .unwrap();
+            let x = rng.tensor::<f64>(&[SEQ_LEN, BATCH, INPUT]);
+            let s0 = rng.state(&plain, BATCH);
+            let reference = plain.forward(&x, Some(&s0), None).unwrap();
+            // Inference applies no dropout.
+            assert_eq!(
+                dropped.forward(&x, Some(&s0), None).unwrap(),
+                reference,
+                "{ctx}: inference"
+            );
+            let (a, _) = dropped.forward_train(&x, Some(&s0), None, 11).unwrap();
+            let (b, _) = dropped.forward_train(&x, Some(&s0), None, 11).unwrap();
+            let (c, _) = dropped.forward_train(&x, Some(&s0), None, 12).unwrap();
+            assert_eq!(a, b, "{ctx}: the same seed gives different masks");
+            if num_layers == 1 {
+                // Dropout sits between layers only: one layer has nowhere to drop.
+                assert_eq!(a, reference, "{ctx}: dropout on a single layer");
+                assert_eq!(c, reference, "{ctx}: dropout on a single layer");
+            } else {
+                assert_ne!(
+                    a.output, reference.output,
+                    "{ctx}: training applied no dropout"
+                );
+                assert_ne!(
+                    a.output, c.output,
+                    "{ctx}: different seeds give the same masks"
+                );
+                // The first layer runs before any dropout: its final state is untouched.
+                let first = 2 * BATCH * plain.config().h_out();
+                assert_eq!(
+                    a.state.h.data()[..first],
+                    reference.state.h.data()[..first],
+                    "{ctx}: layer 0 h_n"
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// f32 against f64
+
+#[test]
+fn f32_matches_f64_for_the_same_weights() {
+    let mut rng = SplitMix64(8);
+    for num_layers in 1..=3 {
+        for direction in [Direction::Forward, Direction::Bidirectional] {
+            for (name, cell) in cells(num_layers) {
+                let ctx = format!("{name} layers={num_layers} {direction:?}");
+                let m64 = model::<f64>(config(cell, num_layers, direction));
+                let m32 = Recurrent::<f32>::from_params(m64.config().clone(), cast(m64.params()))
+                    .unwrap();
+                assert_same(
+                    &ctx,
+                    &cast::<f32, f64>(m32.params()),
+                    m64.params(),
+                    Tol::Bitwise,
+                );
+                let x = rng.tensor::<f64>(&[SEQ_LEN, BATCH, INPUT]);
+                let s0 = rng.state(&m64, BATCH);
+                let (o64, t64) = m64.forward_train(&x, Some(&s0), None, 0).unwrap();
+                let x32 = Tensor::new(cast(x.data()), x.shape()).unwrap();
+                let s32 = State {
+                    h: Tensor::new(cast(s0.h.data()), s0.h.shape()).unwrap(),
+                    c: s0
+                        .c
+                        .as_ref()
+                        .map(|c| Tensor::new(cast(c.data()), c.shape()).unwrap()),
+                };
+                let (o32, t32) = m32.forward_train(&x32, Some(&s32), None, 0).unwrap();
+                let tol = Tol::Rel(F32_VS_F64_TOL);
+                assert_same(
+                    &format!("{ctx} output"),
+                    &cast::<f32, f64>(o32.output.data()),
+                    o64.output.data(),
+                    tol,
+                );
+                assert_same(
+                    &format!("{ctx} h_n"),
+                    &cast::<f32, f64>(o32.state.h.data()),
+                    o64.state.h.data(),
+                    tol,
+                );
+                if let (Some(a), Some(b)) = (&o32.state.c, &o64.state.c) {
+                    assert_same(
+                        &format!("{ctx} c_n"),
+                        &cast::<f32, f64>(a.data()),
+                        b.data(),
+                        tol,
+                    );
+                }
+
+                let up = Upstream::draw(&mut rng, &o64);
+                let up32 = Upstream {
+                    output: Tensor::new(cast(up.output.data()), up.output.shape()).unwrap(),
+                    h_n: Tensor::new(cast(up.h_n.data()), up.h_n.shape()).unwrap(),
+                    c_n: up
+                        .c_n
+                        .as_ref()
+                        .map(|c| Tensor::new(cast(c.data()), c.shape()).unwrap()),
+                };
+                let mut g64 = vec![0.0; m64.params().len()];
+                let mut g32 = vec![0.0f32; m32.params().len()];
+                let d64 = m64.backward(&t64, up.grad(), &mut g64).unwrap();
+                let d32 = m32.backward(&t32, up32.grad(), &mut g32).unwrap();
+                let tol = Tol::Rel(F32_VS_F64_TOL);
+                assert_same(
+                    &format!("{ctx} grad input"),
+                    &cast::<f32, f64>(d32.input.data()),
+                    d64.input.data(),
+                    tol,
+                );
+                assert_same(
+                    &format!("{ctx} grad h0"),
+                    &cast::<f32, f64>(d32.state.h.data()),
+                    d64.state.h.data(),
+                    tol,
+                );
+                assert_same(
+                    &format!("{ctx} param grads"),
+                    &cast::<f32, f64>(&g32),
+                    &g64,
+                    tol,
+                );
+            }
+        }
+    }
+}
