@@ -37,9 +37,12 @@
 //! - The library never prints; every failure is an [`Error`].
 
 pub mod cell;
+pub mod data;
 mod error;
 pub mod kernel;
 pub mod layer;
+pub mod model;
+pub mod optim;
 mod tensor;
 
 pub use cell::{

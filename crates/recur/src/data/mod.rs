@@ -1,0 +1,44 @@
+//! Data: batches of variable-length sequences, and generated tasks.
+//!
+//! Every generator draws from an explicit seed (ChaCha8), so a run is reproducible; the
+//! [`Split`] picks an independent stream of the same seed, so a held-out set never shares
+//! draws with the training stream.
+
+pub mod adding;
+
+pub use adding::AddingProblem;
+
+use crate::Tensor;
+
+/// A batch of sequences with one target per sequence (output form "read the whole sequence,
+/// emit one prediction").
+#[derive(Clone, Debug, PartialEq)]
+pub struct SequenceBatch<T> {
+    /// `[seq_len, batch, input_size]`, `seq_len` the longest sequence of the batch; zero past
+    /// each sequence's end.
+    pub input: Tensor<T>,
+    /// Each sequence's length, in batch order (what [`crate::Recurrent::forward`] takes).
+    pub lengths: Vec<usize>,
+    /// `[batch, target_size]`
+    pub target: Tensor<T>,
+}
+
+/// Which part of a generated task's data a generator draws.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Split {
+    #[default]
+    Train,
+    Valid,
+    Test,
+}
+
+impl Split {
+    /// The ChaCha stream of this split.
+    fn stream(self) -> u64 {
+        match self {
+            Split::Train => 0,
+            Split::Valid => 1,
+            Split::Test => 2,
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Gradient clipping, a training option (not ONNX's gate clip, not cuDNN's cell clip).
+//!
+//! By global norm, PyTorch's `clip_grad_norm_` with the 2-norm:
+//! ```text
+//! n = ‖∇‖₂ over every gradient            (reported: the pre-clip norm)
+//! k = max_norm / (n + 1e-6)
+//! ∇ = k ∇                                  only when k < 1
+//! ```
+//! By value, PyTorch's `clip_grad_value_`: each gradient clamped to [−c, c].
+
+use crate::Float;
+use crate::error::{Result, config_err};
+
+/// PyTorch's guard against dividing by a zero norm.
+const NORM_EPS: f64 = 1e-6;
+
+/// Rescales `grads` so that their 2-norm is at most `max_norm` and returns the norm they had
+/// before (computed in f64). A non-finite norm is returned as it is, and then, as in PyTorch,
+/// the gradients become zero or NaN: the caller decides whether to skip the step.
+///
+/// # Errors
+/// [`crate::Error::Config`] when `max_norm` is not a finite number > 0.
+pub fn clip_grad_norm<T: Float>(grads: &mut [T], max_norm: f64) -> Result<f64> {
+    if !(max_norm.is_finite() && max_norm > 0.0) {
+        return Err(config_err(
+            "max_norm",
+            format!("must be a finite number > 0, got {max_norm}"),
+        ));
+    }
+    let norm = grads
+        .iter()
+        .map(|g| {
+            let g = g.to_f64().unwrap_or(f64::NAN);
+            g * g
+        })
+        .sum::<f64>()
+        .sqrt();
+    let k = max_norm / (norm + NORM_EPS);
+    // k < 1, or NaN (a NaN norm), as PyTorch's clamp(k, max = 1) passes NaN on.
+    if k < 1.0 || k.is_nan() {
+        let k = T::from_f64(k).unwrap_or_else(T::nan);
+        for g in grads.iter_mut() {
+            *g *= k;
+        }
+    }
+    Ok(norm)
+}
+
+/// Clamps every gradient to `[−clip_value, clip_value]`.
+///
+/// # Errors
+/// [`crate::Error::Config`] when `clip_value` is not a finite number > 0.
+pub fn clip_grad_value<T: Float>(grads: &mut [T], clip_value: f64) -> Result<()> {
+    if !(clip_value.is_finite() && clip_value > 0.0) {
+        return Err(config_err(
+            "clip_value",
+            format!("must be a finite number > 0, got {clip_value}"),
+        ));
+    }
+    let c = T::from_f64(clip_value).unwrap_or_else(T::max_value);
+    for g in grads.iter_mut() {
+        *g = g.max(-c).min(c);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `torch.nn.utils.clip_grad_norm_` on a gradient [3, 4] with max_norm 1 returns 5 and
+    /// leaves [0.599999880000024, 0.799999840000032]; on [0.3, 0.4] it returns 0.5 and
+    /// leaves the gradient alone.
+    #[test]
+    fn norm_clipping_matches_pytorch() {
+        let mut g = [3.0f64, 4.0];
+        let n = clip_grad_norm(&mut g, 1.0).unwrap();
+        assert_eq!(n, 5.0);
+        assert!((g[0] - 0.599999880000024).abs() < 1e-15, "{}", g[0]);
+        assert!((g[1] - 0.799999840000032).abs() < 1e-15, "{}", g[1]);
+        let mut g = [0.3f64, 0.4];
+        let n = clip_grad_norm(&mut g, 1.0).unwrap();
+        assert!((n - 0.5).abs() < 1e-15);
+        assert_eq!(g, [0.3, 0.4]);
+    }
+
+    #[test]
+    fn norm_clipping_bounds_the_norm_in_f32() {
+        let mut g: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.37).sin() * 10.0).collect();
+        let before = clip_grad_norm(&mut g, 2.5).unwrap();
+        assert!(before > 2.5);
+        let after = clip_grad_norm(&mut g, 2.5).unwrap();
+        assert!((after - 2.5).abs() < 1e-5, "{after}");
+    }
+
+    #[test]
+    fn value_clipping_clamps_each_gradient() {
+        let mut g = [-3.0f32, -0.5, 0.0, 0.25, 7.0];
+        clip_grad_value(&mut g, 1.0).unwrap();
+        assert_eq!(g, [-1.0, -0.5, 0.0, 0.25, 1.0]);
+    }
+
+    #[test]
+    fn bad_limits_are_errors() {
+        let mut g = [1.0f32];
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(clip_grad_norm(&mut g, bad).is_err());
+            assert!(clip_grad_value(&mut g, bad).is_err());
+        }
+        assert_eq!(g, [1.0]);
+    }
+}
