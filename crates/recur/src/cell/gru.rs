@@ -110,7 +110,7 @@ pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: 
     let (n, h) = (s.n, w.hidden);
     let gh = 3 * h;
     let act = cell.activations;
-    let one = T::one();
+    // Gate by gate, each a contiguous pass over H (or [r | z], 2H) values of a row.
     match cell.reset {
         ResetPlacement::AfterMatmul => {
             // (2) q = h_prev W_hhᵀ (+ b_hn below)
@@ -126,21 +126,27 @@ pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: 
                 let q = &s.scratch[b * gh..(b + 1) * gh];
                 let h_prev = &s.h_prev[b * h..(b + 1) * h];
                 let hb = &mut s.h[b * h..(b + 1) * h];
-                let qn_saved = &mut s.aux[b * h..(b + 1) * h];
-                for j in 0..h {
-                    // (3)
-                    let r = act.gate.apply(a[j] + q[j]);
-                    let z = act.gate.apply(a[h + j] + q[h + j]);
-                    // (2) b_hn, (4)
-                    let qn = q[2 * h + j] + w.b_hh.map_or(T::zero(), |b| b[2 * h + j]);
-                    let nn = act.candidate.apply(a[2 * h + j] + r * qn);
-                    // (5)
-                    hb[j] = (one - z) * nn + z * h_prev[j];
-                    a[j] = r;
-                    a[h + j] = z;
-                    a[2 * h + j] = nn;
-                    qn_saved[j] = qn;
+                let qn = &mut s.aux[b * h..(b + 1) * h];
+                let (a_rz, a_n) = a.split_at_mut(2 * h);
+                let (q_rz, q_n) = q.split_at(2 * h);
+                // (3) r, z = σ([a_r | a_z] + [q_r | q_z]): one pass over 2H
+                add_assign(a_rz, q_rz);
+                act.gate.apply_slice(a_rz);
+                // (2) b_hn
+                match w.b_hh {
+                    Some(b_hh) => {
+                        for ((qn, &q), &b) in qn.iter_mut().zip(q_n).zip(&b_hh[2 * h..]) {
+                            *qn = q + b;
+                        }
+                    }
+                    None => qn.copy_from_slice(q_n),
                 }
+                // (4) n = act(a_n + r ⊙ q_n)
+                let (r, z) = a_rz.split_at(h);
+                add_product(a_n, r, qn);
+                act.candidate.apply_slice(a_n);
+                // (5)
+                blend(hb, z, a_n, h_prev);
             }
         }
         ResetPlacement::BeforeMatmul => {
@@ -153,17 +159,15 @@ pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: 
                 Accumulate::Overwrite,
             );
             for b in 0..n {
-                let a = &mut s.gates[b * gh..(b + 1) * gh];
-                let q = &s.scratch[b * gh..(b + 1) * gh];
+                let a_rz = &mut s.gates[b * gh..b * gh + 2 * h];
+                let q_rz = &s.scratch[b * gh..b * gh + 2 * h];
                 let h_prev = &s.h_prev[b * h..(b + 1) * h];
                 let sb = &mut s.aux[b * h..(b + 1) * h];
-                for j in 0..h {
-                    let r = act.gate.apply(a[j] + q[j]);
-                    let z = act.gate.apply(a[h + j] + q[h + j]);
-                    a[j] = r;
-                    a[h + j] = z;
-                    // (3)
-                    sb[j] = r * h_prev[j];
+                add_assign(a_rz, q_rz);
+                act.gate.apply_slice(a_rz);
+                // (3)
+                for ((s, &r), &hp) in sb.iter_mut().zip(&*a_rz).zip(h_prev) {
+                    *s = r * hp;
                 }
             }
             // (4) q_n = s W_hnᵀ: the last H columns of the packed W_hhᵀ
@@ -176,17 +180,14 @@ pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: 
                 Accumulate::Overwrite,
             );
             for b in 0..n {
-                let a = &mut s.gates[b * gh..(b + 1) * gh];
-                let q = &s.scratch[b * gh..(b + 1) * gh];
+                let (a_rz, a_n) = s.gates[b * gh..(b + 1) * gh].split_at_mut(2 * h);
+                let q_n = &s.scratch[b * gh + 2 * h..(b + 1) * gh];
                 let h_prev = &s.h_prev[b * h..(b + 1) * h];
                 let hb = &mut s.h[b * h..(b + 1) * h];
-                for j in 0..h {
-                    let nn = act.candidate.apply(a[2 * h + j] + q[2 * h + j]);
-                    let z = a[h + j];
-                    // (5)
-                    hb[j] = (one - z) * nn + z * h_prev[j];
-                    a[2 * h + j] = nn;
-                }
+                add_assign(a_n, q_n);
+                act.candidate.apply_slice(a_n);
+                // (5)
+                blend(hb, &a_rz[h..], a_n, h_prev);
             }
         }
     }
@@ -201,30 +202,40 @@ pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s:
         ResetPlacement::AfterMatmul => {
             for b in 0..n {
                 let g = &s.gates[b * gh..(b + 1) * gh];
+                let (r, rest) = g.split_at(h);
+                let (z, nn) = rest.split_at(h);
                 let qn = &s.aux[b * h..(b + 1) * h];
                 let h_prev = &s.h_prev[b * h..(b + 1) * h];
                 let dh = &mut s.dh[b * h..(b + 1) * h];
-                let da = &mut s.dgates[b * gh..(b + 1) * gh];
-                let dq = &mut s.dalt[b * gh..(b + 1) * gh];
-                for j in 0..h {
-                    let (r, z, nn) = (g[j], g[h + j], g[2 * h + j]);
-                    // (5)ᵀ
-                    let dn = dh[j] * (one - z);
-                    let dz = dh[j] * (h_prev[j] - nn);
-                    // (4)ᵀ
-                    let dan = dn * act.candidate.derivative_from_output(nn);
-                    let dr = dan * qn[j];
-                    // (3)ᵀ
-                    let dar = dr * act.gate.derivative_from_output(r);
-                    let daz = dz * act.gate.derivative_from_output(z);
-                    da[j] = dar;
-                    da[h + j] = daz;
-                    da[2 * h + j] = dan;
-                    dq[j] = dar;
-                    dq[h + j] = daz;
-                    dq[2 * h + j] = dan * r;
-                    dh[j] *= z;
+                let (da_rz, da_n) = s.dgates[b * gh..(b + 1) * gh].split_at_mut(2 * h);
+                let (da_r, da_z) = da_rz.split_at_mut(h);
+                let (dq_rz, dq_n) = s.dalt[b * gh..(b + 1) * gh].split_at_mut(2 * h);
+                // (5)ᵀ dn = dh ⊙ (1 − z);  dz = dh ⊙ (h_prev − n);  dh_prev = dh ⊙ z
+                for ((((dh, dn), dz), &z), (&nn, &hp)) in dh
+                    .iter_mut()
+                    .zip(da_n.iter_mut())
+                    .zip(da_z.iter_mut())
+                    .zip(z)
+                    .zip(nn.iter().zip(h_prev))
+                {
+                    *dn = *dh * (one - z);
+                    *dz = *dh * (hp - nn);
+                    *dh *= z;
                 }
+                // (4)ᵀ da_n = dn ⊙ act'(n);  dr = da_n ⊙ q_n;  dq_n = da_n ⊙ r
+                act.candidate.mul_derivative_from_output(da_n, nn);
+                for (((dr, dqn), &dan), (&qn, &r)) in da_r
+                    .iter_mut()
+                    .zip(dq_n.iter_mut())
+                    .zip(&*da_n)
+                    .zip(qn.iter().zip(r))
+                {
+                    *dr = dan * qn;
+                    *dqn = dan * r;
+                }
+                // (3)ᵀ da_r = dr ⊙ σ'(r);  da_z = dz ⊙ σ'(z): one pass over 2H
+                act.gate.mul_derivative_from_output(da_rz, &g[..2 * h]);
+                dq_rz.copy_from_slice(da_rz);
             }
             // (2)ᵀ dh_prev += dq W_hh
             matmul(
@@ -237,18 +248,23 @@ pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s:
         }
         ResetPlacement::BeforeMatmul => {
             for b in 0..n {
-                let g = &s.gates[b * gh..(b + 1) * gh];
+                let (z, nn) = s.gates[b * gh + h..(b + 1) * gh].split_at(h);
                 let h_prev = &s.h_prev[b * h..(b + 1) * h];
                 let dh = &s.dh[b * h..(b + 1) * h];
-                let da = &mut s.dgates[b * gh..(b + 1) * gh];
-                for j in 0..h {
-                    let (z, nn) = (g[h + j], g[2 * h + j]);
-                    // (5)ᵀ, (4)ᵀ first half
-                    let dn = dh[j] * (one - z);
-                    let dz = dh[j] * (h_prev[j] - nn);
-                    da[h + j] = dz * act.gate.derivative_from_output(z);
-                    da[2 * h + j] = dn * act.candidate.derivative_from_output(nn);
+                let (da_z, da_n) = s.dgates[b * gh + h..(b + 1) * gh].split_at_mut(h);
+                // (5)ᵀ, (4)ᵀ first half
+                for ((((dz, dn), &dh), &z), (&nn, &hp)) in da_z
+                    .iter_mut()
+                    .zip(da_n.iter_mut())
+                    .zip(dh)
+                    .zip(z)
+                    .zip(nn.iter().zip(h_prev))
+                {
+                    *dn = dh * (one - z);
+                    *dz = dh * (hp - nn);
                 }
+                act.gate.mul_derivative_from_output(da_z, z);
+                act.candidate.mul_derivative_from_output(da_n, nn);
             }
             // (4)ᵀ ds = da_n W_hn
             matmul(
@@ -265,11 +281,18 @@ pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s:
                 let dh = &mut s.dh[b * h..(b + 1) * h];
                 let da_r = &mut s.dgates[b * gh..b * gh + h];
                 let z = &s.gates[b * gh + h..b * gh + 2 * h];
-                for j in 0..h {
-                    // (3)ᵀ, (2)ᵀ
-                    da_r[j] = ds[j] * h_prev[j] * act.gate.derivative_from_output(r[j]);
-                    dh[j] = dh[j] * z[j] + ds[j] * r[j];
+                // (3)ᵀ dr = ds ⊙ h_prev;  dh_prev += ds ⊙ r;  (2)ᵀ da_r = dr ⊙ σ'(r)
+                for ((((dr, dh), &ds), &hp), (&r, &z)) in da_r
+                    .iter_mut()
+                    .zip(dh.iter_mut())
+                    .zip(ds)
+                    .zip(h_prev)
+                    .zip(r.iter().zip(z))
+                {
+                    *dr = ds * hp;
+                    *dh = *dh * z + ds * r;
                 }
+                act.gate.mul_derivative_from_output(da_r, r);
             }
             // (2)ᵀ dh_prev += [da_r, da_z] W_h{r,z}
             matmul(
@@ -280,6 +303,31 @@ pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s:
                 Accumulate::Add,
             );
         }
+    }
+}
+
+/// `acc[j] += a[j]`
+#[inline]
+fn add_assign<T: Float>(acc: &mut [T], a: &[T]) {
+    for (acc, &a) in acc.iter_mut().zip(a) {
+        *acc += a;
+    }
+}
+
+/// `acc[j] += a[j] · b[j]`
+#[inline]
+fn add_product<T: Float>(acc: &mut [T], a: &[T], b: &[T]) {
+    for ((acc, &a), &b) in acc.iter_mut().zip(a).zip(b) {
+        *acc += a * b;
+    }
+}
+
+/// (5) `h = (1 − z) ⊙ n + z ⊙ h_prev`
+#[inline]
+fn blend<T: Float>(h: &mut [T], z: &[T], n: &[T], h_prev: &[T]) {
+    let one = T::one();
+    for (((h, &z), &n), &hp) in h.iter_mut().zip(z).zip(n).zip(h_prev) {
+        *h = (one - z) * n + z * hp;
     }
 }
 

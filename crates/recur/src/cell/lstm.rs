@@ -150,11 +150,10 @@ pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
     let coupled = cell.input_forget == InputForget::Coupled;
     let proj = cell.proj_size > 0;
     let one = T::one();
+    // Gate by gate, each a contiguous pass over the row's H values: the activation passes are
+    // vectorised kernels (f32) and the arithmetic loops have no branches.
     for b in 0..n {
         let a = &mut s.gates[b * gh..(b + 1) * gh];
-        let (a_i, rest) = a.split_at_mut(h);
-        let (a_f, rest) = rest.split_at_mut(h);
-        let (a_g, a_o) = rest.split_at_mut(h);
         let c_prev = &s.c_prev[b * h..(b + 1) * h];
         let c = &mut s.c[b * h..(b + 1) * h];
         let tc = &mut s.aux[b * h..(b + 1) * h];
@@ -163,36 +162,49 @@ pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
         } else {
             &mut s.h[b * r..(b + 1) * r]
         };
-        for j in 0..h {
-            let cp = c_prev[j];
-            // (2)
-            let i = act
-                .gate
-                .apply(a_i[j] + w.p_i.map_or(T::zero(), |p| p[j] * cp));
-            // (3)
-            let f = if coupled {
-                one - i
-            } else {
-                act.gate
-                    .apply(a_f[j] + w.p_f.map_or(T::zero(), |p| p[j] * cp))
-            };
-            // (4)
-            let g = act.cell.apply(a_g[j]);
-            // (5)
-            let cj = f * cp + i * g;
-            // (6)
-            let o = act
-                .gate
-                .apply(a_o[j] + w.p_o.map_or(T::zero(), |p| p[j] * cj));
-            // (7)
-            let t = act.hidden.apply(cj);
-            a_i[j] = i;
-            a_f[j] = f;
-            a_g[j] = g;
-            a_o[j] = o;
-            c[j] = cj;
-            tc[j] = t;
-            m[j] = o * t;
+        // (2) (3) peepholes into the pre-activations
+        if let Some(p) = w.p_i {
+            add_product(&mut a[..h], p, c_prev);
+        }
+        if let Some(p) = w.p_f {
+            add_product(&mut a[h..2 * h], p, c_prev);
+        }
+        let (a_if, rest) = a.split_at_mut(2 * h);
+        let (a_g, a_o) = rest.split_at_mut(h);
+        if coupled {
+            // (2) i = σ(a_i);  (3) f = 1 − i
+            let (a_i, a_f) = a_if.split_at_mut(h);
+            act.gate.apply_slice(a_i);
+            for (f, &i) in a_f.iter_mut().zip(&*a_i) {
+                *f = one - i;
+            }
+        } else {
+            // (2) (3) i, f = σ([a_i | a_f]): one pass over 2H
+            act.gate.apply_slice(a_if);
+        }
+        // (4) g = act_g(a_g)
+        act.cell.apply_slice(a_g);
+        // (5) c = f ⊙ c_prev + i ⊙ g, copied into act_h(c)'s slot for (7) to apply in place
+        let (i, f) = a_if.split_at(h);
+        for ((((cj, t), &f), &cp), (&i, &g)) in c
+            .iter_mut()
+            .zip(tc.iter_mut())
+            .zip(f)
+            .zip(c_prev)
+            .zip(i.iter().zip(&*a_g))
+        {
+            *cj = f * cp + i * g;
+            *t = *cj;
+        }
+        // (6) o = σ(a_o + p_o ⊙ c)
+        if let Some(p) = w.p_o {
+            add_product(a_o, p, c);
+        }
+        act.gate.apply_slice(a_o);
+        // (7) m = o ⊙ act_h(c)
+        act.hidden.apply_slice(tc);
+        for ((m, &o), &t) in m.iter_mut().zip(&*a_o).zip(&*tc) {
+            *m = o * t;
         }
     }
     // (8) h = m W_hrᵀ
@@ -224,14 +236,15 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
     }
     let act = cell.activations;
     let coupled = cell.input_forget == InputForget::Coupled;
+    // The mirror of the forward: per row, whole-gate passes with no branches inside; da_g
+    // holds a temporary until (4)ᵀ.
     for b in 0..n {
         let gates = &s.gates[b * gh..(b + 1) * gh];
         let (i, rest) = gates.split_at(h);
         let (f, rest) = rest.split_at(h);
         let (g, o) = rest.split_at(h);
         let da = &mut s.dgates[b * gh..(b + 1) * gh];
-        let (da_i, rest) = da.split_at_mut(h);
-        let (da_f, rest) = rest.split_at_mut(h);
+        let (da_if, rest) = da.split_at_mut(2 * h);
         let (da_g, da_o) = rest.split_at_mut(h);
         let c_prev = &s.c_prev[b * h..(b + 1) * h];
         let tc = &s.aux[b * h..(b + 1) * h];
@@ -241,42 +254,64 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
             &s.dh[b * r..(b + 1) * r]
         };
         let dc = &mut s.dc[b * h..(b + 1) * h];
-        for j in 0..h {
-            // (7)ᵀ
-            let d_o = dm[j] * tc[j];
-            let mut dcj = dc[j] + dm[j] * o[j] * act.hidden.derivative_from_output(tc[j]);
-            // (6)ᵀ
-            let dao = d_o * act.gate.derivative_from_output(o[j]);
-            if let Some(p) = w.p_o {
-                dcj += dao * p[j];
+        // (7)ᵀ do = dm ⊙ act_h(c);  dc += dm ⊙ o ⊙ act_h'(c)
+        for ((t, &dm), &o) in da_g.iter_mut().zip(dm).zip(o) {
+            *t = dm * o;
+        }
+        act.hidden.mul_derivative_from_output(da_g, tc);
+        for (((dc, &t), d_o), (&dm, &tc)) in dc
+            .iter_mut()
+            .zip(&*da_g)
+            .zip(da_o.iter_mut())
+            .zip(dm.iter().zip(tc))
+        {
+            *dc += t;
+            *d_o = dm * tc;
+        }
+        // (6)ᵀ da_o = do ⊙ σ'(o);  dc += da_o ⊙ p_o
+        act.gate.mul_derivative_from_output(da_o, o);
+        if let Some(p) = w.p_o {
+            add_product(dc, &*da_o, p);
+        }
+        // (5)ᵀ di = dc ⊙ g;  dg = dc ⊙ i;  df = dc ⊙ c_prev;  dc_prev = dc ⊙ f
+        //      coupled (3)ᵀ: di −= df, da_f = 0
+        let (da_i, da_f) = da_if.split_at_mut(h);
+        let rows = da_i
+            .iter_mut()
+            .zip(da_f.iter_mut())
+            .zip(da_g.iter_mut())
+            .zip(dc.iter_mut())
+            .zip(g.iter().zip(i))
+            .zip(c_prev.iter().zip(f));
+        if coupled {
+            for (((((di, df), dg), dc), (&g, &i)), (&cp, &f)) in rows {
+                *di = *dc * g - *dc * cp;
+                *df = T::zero();
+                *dg = *dc * i;
+                *dc *= f;
             }
-            // (5)ᵀ
-            let mut di = dcj * g[j];
-            let dg = dcj * i[j];
-            let df = dcj * c_prev[j];
-            let mut dcp = dcj * f[j];
-            // (4)ᵀ
-            let dag = dg * act.cell.derivative_from_output(g[j]);
-            // (3)ᵀ
-            let daf = if coupled {
-                di -= df;
-                T::zero()
-            } else {
-                df * act.gate.derivative_from_output(f[j])
-            };
-            // (2)ᵀ
-            let dai = di * act.gate.derivative_from_output(i[j]);
-            if let Some(p) = w.p_i {
-                dcp += dai * p[j];
+        } else {
+            for (((((di, df), dg), dc), (&g, &i)), (&cp, &f)) in rows {
+                *di = *dc * g;
+                *df = *dc * cp;
+                *dg = *dc * i;
+                *dc *= f;
             }
-            if let Some(p) = w.p_f {
-                dcp += daf * p[j];
-            }
-            da_i[j] = dai;
-            da_f[j] = daf;
-            da_g[j] = dag;
-            da_o[j] = dao;
-            dc[j] = dcp;
+        }
+        // (4)ᵀ da_g = dg ⊙ act_g'(g)
+        act.cell.mul_derivative_from_output(da_g, g);
+        // (3)ᵀ da_f = df ⊙ σ'(f);  (2)ᵀ da_i = di ⊙ σ'(i): one pass over 2H
+        if coupled {
+            act.gate.mul_derivative_from_output(&mut da_if[..h], i);
+        } else {
+            act.gate.mul_derivative_from_output(da_if, &gates[..2 * h]);
+        }
+        // (2)ᵀ dc_prev += da_i ⊙ p_i;  (3)ᵀ dc_prev += da_f ⊙ p_f
+        if let Some(p) = w.p_i {
+            add_product(dc, &da_if[..h], p);
+        }
+        if let Some(p) = w.p_f {
+            add_product(dc, &da_if[h..], p);
         }
     }
     // (1)ᵀ dh_prev = da W_hh
@@ -287,6 +322,14 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
         Mat::rows(w.w_hh, gh, r, r),
         Accumulate::Overwrite,
     );
+}
+
+/// `acc[j] += a[j] · b[j]`
+#[inline]
+fn add_product<T: Float>(acc: &mut [T], a: &[T], b: &[T]) {
+    for ((acc, &a), &b) in acc.iter_mut().zip(a).zip(b) {
+        *acc += a * b;
+    }
 }
 
 pub(crate) fn recurrent_grads<T: Float>(

@@ -89,16 +89,16 @@ pub(crate) fn forward_step<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s: 
     );
     let alpha = w.leak;
     let keep = T::one() - alpha;
-    let leaky = alpha != T::one();
-    for ((u, hh), hp) in s.gates[..n * h]
-        .iter_mut()
-        .zip(&mut s.h[..n * h])
-        .zip(&s.h_prev[..n * h])
-    {
-        // (2)
-        *u = cell.nonlinearity.apply(*u);
-        // (3)
-        *hh = if leaky { keep * *hp + alpha * *u } else { *u };
+    let (u, h_out, h_prev) = (&mut s.gates[..n * h], &mut s.h[..n * h], &s.h_prev[..n * h]);
+    // (2) u = act(a): the rows are contiguous, so one pass over all of them
+    cell.nonlinearity.apply_slice(u);
+    // (3)
+    if alpha == T::one() {
+        h_out.copy_from_slice(u);
+    } else {
+        for ((hh, &u), &hp) in h_out.iter_mut().zip(&*u).zip(h_prev) {
+            *hh = keep * hp + alpha * u;
+        }
     }
 }
 
@@ -106,15 +106,15 @@ pub(crate) fn backward_step<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s:
     let (n, h) = (s.n, w.hidden);
     let alpha = w.leak;
     let keep = T::one() - alpha;
-    for ((da, dh), u) in s.dgates[..n * h]
-        .iter_mut()
-        .zip(&mut s.dh[..n * h])
-        .zip(&s.gates[..n * h])
-    {
-        // (3)ᵀ (2)ᵀ
-        *da = alpha * *dh * cell.nonlinearity.derivative_from_output(*u);
+    let (da, dh) = (&mut s.dgates[..n * h], &mut s.dh[..n * h]);
+    // (3)ᵀ du = α ⊙ dh;  dh_prev = (1 − α) ⊙ dh
+    for (da, dh) in da.iter_mut().zip(dh.iter_mut()) {
+        *da = alpha * *dh;
         *dh = keep * *dh;
     }
+    // (2)ᵀ da = du ⊙ act'(u)
+    cell.nonlinearity
+        .mul_derivative_from_output(da, &s.gates[..n * h]);
     // (1)ᵀ dh_prev += da W_hh
     matmul(
         s.dh,

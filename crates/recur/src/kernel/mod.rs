@@ -6,6 +6,7 @@
 //! correct twin, [`reference::matmul`], that the tests compare it with over awkward sizes.
 
 pub mod activation;
+pub mod fast_f32;
 pub mod reference;
 
 use crate::Float;
