@@ -4,6 +4,16 @@
 //! active; everything that touches the recurrent weights (the step product and, after the
 //! loop, the recurrent weight gradients) lives here, everything else (the input projection for
 //! all steps, directions, lengths, stacking) lives in the driver.
+//!
+//! ## Room for ONNX's options
+//! Each cell's activations are fields of its config ([`LstmActivations`], [`GruActivations`],
+//! [`RnnCell::nonlinearity`]) of the open [`crate::Activation`] enum, whose backward works from
+//! the saved outputs; ONNX's other functions (Affine, LeakyRelu, HardSigmoid, Elu, …) all have
+//! output-expressible derivatives and are new variants, not new code paths. ONNX's `clip`
+//! (a clamp of every gate pre-activation, bias included) becomes one more config field: its
+//! backward must know which pre-activations were clamped, which the saved activations cannot
+//! always tell, so a clipped cell saves its pre-activations in a per-cell slab. The driver
+//! already sizes per-cell slabs from `SlabWidths` and never looks inside them.
 
 pub mod gru;
 pub mod lstm;
