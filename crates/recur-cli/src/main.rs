@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Train a model. Without arguments: an LSTM learns the adding problem (T = 50).
     Train(cmd::train::TrainArgs),
+    /// Time one configuration (train, infer or stream): ms per iteration, tokens/s, GFLOP/s
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Train(args) => cmd::train::run(&args),
+        Command::Bench(args) => cmd::bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

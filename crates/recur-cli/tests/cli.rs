@@ -142,3 +142,176 @@ fn a_diverging_run_stops_with_an_error() {
     assert!(err.starts_with("error: training diverged at step"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `recur bench` with a tiny configuration and `--json`: the objects parse and carry the keys.
+fn bench_json(extra: &[&str]) -> Vec<serde_json::Value> {
+    let tiny = [
+        "bench",
+        "--seq-len",
+        "5",
+        "--batch",
+        "2",
+        "--input-size",
+        "3",
+        "--hidden-size",
+        "4",
+        "--iters",
+        "2",
+        "--warmup",
+        "0",
+        "--json",
+    ];
+    let out = recur(&[&tiny[..], extra].concat());
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{extra:?}: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect()
+}
+
+const BENCH_KEYS: [&str; 17] = [
+    "mode",
+    "cell",
+    "seq_len",
+    "batch",
+    "input_size",
+    "hidden_size",
+    "num_layers",
+    "bidirectional",
+    "proj_size",
+    "ragged",
+    "threads",
+    "iters",
+    "warmup",
+    "tokens_per_iter",
+    "ms_per_iter",
+    "tokens_per_s",
+    "gflops",
+];
+
+#[test]
+fn bench_prints_one_json_object_per_mode() {
+    for cell in ["lstm", "gru", "rnn"] {
+        let objs = bench_json(&["--cell", cell, "--threads", "1"]);
+        let modes: Vec<&str> = objs.iter().map(|o| o["mode"].as_str().unwrap()).collect();
+        assert_eq!(modes, ["train", "infer"], "{cell}");
+        for o in &objs {
+            for key in BENCH_KEYS {
+                assert!(o.get(key).is_some(), "{cell}: no {key:?} in {o}");
+            }
+            assert_eq!(o["cell"], cell);
+            assert_eq!(o["seq_len"], 5);
+            assert_eq!(o["batch"], 2);
+            assert_eq!(o["input_size"], 3);
+            assert_eq!(o["hidden_size"], 4);
+            assert_eq!(o["num_layers"], 1);
+            assert_eq!(o["bidirectional"], false);
+            assert_eq!(o["proj_size"], 0);
+            assert_eq!(o["ragged"], false);
+            assert_eq!(o["threads"], 1);
+            assert_eq!(o["tokens_per_iter"], 10);
+            for key in ["ms_per_iter", "tokens_per_s", "gflops"] {
+                let v = o[key].as_f64().unwrap_or_else(|| panic!("{key} in {o}"));
+                assert!(v.is_finite() && v > 0.0, "{key} = {v} in {o}");
+            }
+            // tokens/s = tokens / time, and the FLOPs of 2·N·G·H·(I+H) (×3 for train).
+            let secs = o["ms_per_iter"].as_f64().unwrap() / 1e3;
+            let tps = o["tokens_per_s"].as_f64().unwrap();
+            assert!((tps * secs / 10.0 - 1.0).abs() < 1e-9, "{o}");
+            let g = match cell {
+                "lstm" => 4.0,
+                "gru" => 3.0,
+                _ => 1.0,
+            };
+            let times = if o["mode"] == "train" { 3.0 } else { 1.0 };
+            let flops = times * 2.0 * 10.0 * g * 4.0 * (3.0 + 4.0);
+            let gflops = o["gflops"].as_f64().unwrap();
+            assert!((gflops * secs * 1e9 / flops - 1.0).abs() < 1e-9, "{o}");
+        }
+    }
+}
+
+#[test]
+fn bench_runs_stacked_ragged_projected_and_streaming_configurations() {
+    let objs = bench_json(&[
+        "--num-layers",
+        "2",
+        "--bidirectional",
+        "--proj-size",
+        "2",
+        "--ragged",
+        "--mode",
+        "train",
+    ]);
+    assert_eq!(objs.len(), 1);
+    let o = &objs[0];
+    assert_eq!(o["mode"], "train");
+    assert_eq!(o["bidirectional"], true);
+    assert_eq!(o["proj_size"], 2);
+    assert_eq!(o["ragged"], true);
+    // lengths in [2, 5] for 2 sequences
+    let tokens = o["tokens_per_iter"].as_u64().unwrap();
+    assert!((4..=10).contains(&tokens), "{o}");
+
+    for cell in ["lstm", "gru", "rnn"] {
+        let objs = bench_json(&["--cell", cell, "--mode", "stream", "--num-layers", "2"]);
+        assert_eq!(objs.len(), 1);
+        let o = &objs[0];
+        assert_eq!(o["mode"], "stream");
+        assert_eq!(o["tokens_per_iter"], 2, "one step of each sequence: {o}");
+        let us = o["us_per_step"].as_f64().expect("us_per_step");
+        let ms = o["ms_per_iter"].as_f64().unwrap();
+        assert!(us > 0.0 && (us / (ms * 1e3) - 1.0).abs() < 1e-9, "{o}");
+    }
+
+    // Without --json: one line per mode.
+    let out = recur(&[
+        "bench",
+        "--seq-len",
+        "3",
+        "--batch",
+        "1",
+        "--hidden-size",
+        "2",
+    ]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("recur train") && lines[1].starts_with("recur infer"));
+    assert!(lines.iter().all(|l| l.contains("GFLOP/s")), "{text}");
+}
+
+#[test]
+fn bad_bench_flags_are_one_line_errors() {
+    for args in [
+        &["bench", "--seq-len", "0"][..],
+        &["bench", "--batch", "0"],
+        &["bench", "--input-size", "0"],
+        &["bench", "--hidden-size", "0"],
+        &["bench", "--num-layers", "0"],
+        &["bench", "--iters", "0"],
+        &["bench", "--threads", "0"],
+        &["bench", "--proj-size", "256"],
+        &["bench", "--hidden-size", "8", "--proj-size", "9"],
+        &["bench", "--cell", "gru", "--proj-size", "2"],
+        &["bench", "--mode", "stream", "--bidirectional"],
+        &["bench", "--mode", "stream", "--ragged"],
+        &["bench", "--mode", "fly"],
+        &["bench", "--cell", "transformer"],
+        &["bench", "--seq-len", "100000000", "--batch", "100000"],
+        &["bench", "--seq-len", "-1"],
+    ] {
+        let out = recur(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} printed before failing");
+    }
+}

@@ -118,7 +118,7 @@ pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: 
                 s.scratch,
                 gh,
                 Mat::rows(s.h_prev, n, h, h),
-                Mat::rows(w.w_hh_t, h, gh, gh),
+                w.w_hh_t,
                 Accumulate::Overwrite,
             );
             for b in 0..n {
@@ -155,7 +155,7 @@ pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: 
                 s.scratch,
                 gh,
                 Mat::rows(s.h_prev, n, h, h),
-                Mat::rows(w.w_hh_t, h, 2 * h, gh),
+                w.w_hh_t.columns(0, 2 * h),
                 Accumulate::Overwrite,
             );
             for b in 0..n {
@@ -176,7 +176,7 @@ pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: 
                 q_n,
                 gh,
                 Mat::rows(s.aux, n, h, h),
-                Mat::rows(&w.w_hh_t[2 * h..], h, h, gh),
+                w.w_hh_t.columns(2 * h, h),
                 Accumulate::Overwrite,
             );
             for b in 0..n {

@@ -143,7 +143,7 @@ pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
         s.gates,
         gh,
         Mat::rows(s.h_prev, n, r, r),
-        Mat::rows(w.w_hh_t, r, gh, gh),
+        w.w_hh_t,
         Accumulate::Add,
     );
     let act = cell.activations;
@@ -213,7 +213,7 @@ pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
             s.h,
             r,
             Mat::rows(s.m, n, h, h),
-            Mat::rows(w.w_hr_t, h, r, r),
+            w.w_hr_t,
             Accumulate::Overwrite,
         );
     }

@@ -24,6 +24,7 @@ pub use lstm::{InputForget, LstmActivations, LstmCell, Peepholes};
 pub use rnn::{Leak, RnnCell};
 
 use crate::error::{Result, config_err};
+use crate::kernel::Mat;
 
 /// Which recurrent cell a layer runs, with the cell's own options.
 #[derive(Clone, Debug, PartialEq)]
@@ -117,15 +118,16 @@ pub(crate) struct StepWeights<'a, T> {
     pub h_out: usize,
     /// `[G*H, R]`, as stored (the backward product's right operand)
     pub w_hh: &'a [T],
-    /// `[R, G*H]`, packed once per call (the forward product's right operand)
-    pub w_hh_t: &'a [T],
+    /// `W_hhᵀ` `[R, G*H]` (the forward product's right operand): packed row-major once per
+    /// call, or a strided view of `w_hh` when the batch is a single row
+    pub w_hh_t: Mat<'a, T>,
     /// `[G*H]` (only the GRU reads it inside the step; elsewhere it is folded into the input
     /// projection)
     pub b_hh: Option<&'a [T]>,
     /// `[P, H]` or empty
     pub w_hr: &'a [T],
-    /// `[H, P]` packed, or empty
-    pub w_hr_t: &'a [T],
+    /// `W_hrᵀ` `[H, P]`, packed or a view as `w_hh_t` (empty without projection)
+    pub w_hr_t: Mat<'a, T>,
     pub p_i: Option<&'a [T]>,
     pub p_f: Option<&'a [T]>,
     pub p_o: Option<&'a [T]>,

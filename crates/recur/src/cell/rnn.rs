@@ -84,7 +84,7 @@ pub(crate) fn forward_step<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s: 
         s.gates,
         h,
         Mat::rows(s.h_prev, n, h, h),
-        Mat::rows(w.w_hh_t, h, h, h),
+        w.w_hh_t,
         Accumulate::Add,
     );
     let alpha = w.leak;

@@ -34,6 +34,24 @@ impl<'a, T> Mat<'a, T> {
         }
     }
 
+    /// Columns `start .. start + count`, without moving anything.
+    #[inline]
+    pub fn columns(self, start: usize, count: usize) -> Self {
+        debug_assert!(start + count <= self.cols);
+        let offset = if count == 0 || self.rows == 0 {
+            0
+        } else {
+            start * self.col_stride
+        };
+        Self {
+            data: &self.data[offset.min(self.data.len())..],
+            rows: self.rows,
+            cols: count,
+            row_stride: self.row_stride,
+            col_stride: self.col_stride,
+        }
+    }
+
     /// The transpose, without moving anything.
     #[inline]
     pub fn t(self) -> Self {
