@@ -71,6 +71,65 @@ pub enum Error {
     /// The call does not make sense for this model (e.g. streaming a bidirectional layer).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A file could not be read or written.
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not a well-formed safetensors file (truncated, a header length or data
+    /// offsets that lie, declared sizes the file does not hold, not safetensors at all).
+    #[error("{file}: not a valid safetensors file: {reason}")]
+    Format { file: String, reason: String },
+    /// A tensor the (inferred) configuration needs is not in the file.
+    #[error("{file}: missing tensor `{name}`: {reason}")]
+    MissingTensor {
+        file: String,
+        name: String,
+        reason: String,
+    },
+    /// A tensor in the file that the (inferred) configuration has no place for.
+    #[error("{file}: unexpected tensor `{name}`: {reason}")]
+    UnexpectedTensor {
+        file: String,
+        name: String,
+        reason: String,
+    },
+    /// A tensor in a file has a shape that contradicts the configuration.
+    #[error("{file}: tensor `{name}`: expected shape {expected}, got {got}")]
+    TensorShape {
+        file: String,
+        name: String,
+        /// a shape, e.g. `[16, 3]`, or its description, e.g. `[G * hidden_size, input_size]`
+        expected: String,
+        got: Shape,
+    },
+    /// A tensor in a file has an element type recur does not read.
+    #[error("{file}: tensor `{name}`: dtype {dtype} is not one recur reads ({expected})")]
+    TensorDtype {
+        file: String,
+        name: String,
+        dtype: String,
+        expected: String,
+    },
+    /// A metadata entry of a file is malformed or contradicts the caller's options.
+    #[error("{file}: metadata `{key}`: {reason}")]
+    Metadata {
+        file: String,
+        key: String,
+        reason: String,
+    },
+    /// Something a file cannot say (e.g. an RNN's nonlinearity) must come from an option.
+    #[error(
+        "{file}: {what} cannot be inferred from the tensors and the file carries no recur metadata; set {option}"
+    )]
+    MissingOption {
+        file: String,
+        what: String,
+        /// the option to set, e.g. `LoadOptions::rnn_nonlinearity`
+        option: String,
+    },
 }
 
 /// `Result` with recur's [`Error`].

@@ -39,6 +39,7 @@
 pub mod cell;
 pub mod data;
 mod error;
+pub mod io;
 pub mod kernel;
 pub mod layer;
 pub mod model;

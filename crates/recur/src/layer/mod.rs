@@ -3,7 +3,7 @@
 //! [`Recurrent`] is what PyTorch calls `nn.LSTM` / `nn.GRU` / `nn.RNN`: `num_layers` layers,
 //! one or two directions, inter-layer dropout, per-sequence lengths, and PyTorch's parameter
 //! names and output layout. Its forward and backward run each (layer, direction) through
-//! the driver in [`driver`].
+//! the sequence driver (`layer/driver.rs`).
 
 pub(crate) mod driver;
 pub mod params;

@@ -1,0 +1,324 @@
+//! Reading and writing weights: the only place that knows other systems' names and formats.
+//!
+//! - [`pytorch`]: safetensors files holding an `nn.LSTM` / `nn.GRU` / `nn.RNN` state_dict
+//!   ([`save_state_dict`], [`load_state_dict`]).
+//!
+//! Weight files are untrusted input. Every reader here checks the file before it allocates
+//! anything sized by it (the safetensors header must describe exactly the bytes the file
+//! holds, and every tensor's shape must match the configuration before its values are
+//! copied), and answers a malformed file with a typed [`crate::Error`] naming the file and
+//! the tensor, never a panic.
+
+pub mod pytorch;
+
+pub use pytorch::{
+    LoadOptions, SaveDtype, SaveOptions, load_state_dict, load_state_dict_bytes, save_state_dict,
+    state_dict_bytes,
+};
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensorError, SafeTensors, tensor::TensorView};
+
+use crate::Float;
+use crate::error::{Error, Result};
+
+/// The name a file is reported under when the bytes did not come from a file.
+pub(crate) const IN_MEMORY: &str = "<memory>";
+
+/// The element types recur reads from a file, for error messages.
+const READABLE: &str = "F64, F32, F16, BF16";
+
+/// A parsed safetensors buffer and its `__metadata__` (empty when absent).
+pub(crate) struct Parsed<'a> {
+    pub tensors: SafeTensors<'a>,
+    pub metadata: HashMap<String, String>,
+}
+
+/// Parses a safetensors buffer. The safetensors crate checks that the header length fits the
+/// buffer and its 100 MB bound, that the data offsets are contiguous, agree with each shape
+/// and dtype without overflow, and end exactly at the end of the buffer; nothing is
+/// allocated from a declared size before those checks pass.
+pub(crate) fn parse<'a>(file: &str, bytes: &'a [u8]) -> Result<Parsed<'a>> {
+    let format = |reason: String| Error::Format {
+        file: file.to_string(),
+        reason,
+    };
+    let declared = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    let explain = |e: SafeTensorError| -> Error {
+        let len = bytes.len();
+        format(match e {
+            SafeTensorError::HeaderTooSmall => {
+                format!("{len} bytes is shorter than the 8-byte header length")
+            }
+            SafeTensorError::HeaderTooLarge => format!(
+                "declared header length {} exceeds safetensors' 100 MB bound",
+                declared.unwrap_or(0)
+            ),
+            SafeTensorError::InvalidHeaderLength => format!(
+                "declared header length {} runs past the end of the {len}-byte file",
+                declared.unwrap_or(0)
+            ),
+            SafeTensorError::InvalidHeader(e) => format!("header is not UTF-8: {e}"),
+            SafeTensorError::InvalidHeaderDeserialization(e) => {
+                format!("header is not safetensors JSON: {e}")
+            }
+            SafeTensorError::InvalidOffset(name) => {
+                format!("tensor `{name}`: data offsets do not follow on from the previous tensor's")
+            }
+            SafeTensorError::TensorInvalidInfo => {
+                "a tensor's data offsets do not span its shape times its dtype size".into()
+            }
+            SafeTensorError::ValidationOverflow => {
+                "a tensor's declared shape overflows when multiplied out".into()
+            }
+            SafeTensorError::MetadataIncompleteBuffer => format!(
+                "the tensors' data does not end at the end of the {len}-byte file \
+                 (truncated, or declared sizes the file does not hold)"
+            ),
+            other => other.to_string(),
+        })
+    };
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(explain)?;
+    let metadata = meta.metadata().clone().unwrap_or_default();
+    let tensors = SafeTensors::deserialize(bytes).map_err(explain)?;
+    Ok(Parsed { tensors, metadata })
+}
+
+/// Whether recur can read tensors of this dtype.
+pub(crate) fn check_dtype(file: &str, name: &str, dtype: Dtype) -> Result<()> {
+    match dtype {
+        Dtype::F64 | Dtype::F32 | Dtype::F16 | Dtype::BF16 => Ok(()),
+        other => Err(Error::TensorDtype {
+            file: file.to_string(),
+            name: name.to_string(),
+            dtype: format!("{other:?}"),
+            expected: READABLE.into(),
+        }),
+    }
+}
+
+/// Converts a tensor's little-endian values into `out` (exactly its element count long),
+/// rounding to `T` where `T` is narrower. Non-finite values are kept as they are.
+pub(crate) fn decode<T: Float>(
+    file: &str,
+    name: &str,
+    view: &TensorView<'_>,
+    out: &mut [T],
+) -> Result<()> {
+    check_dtype(file, name, view.dtype())?;
+    let data = view.data();
+    let width = view.dtype().bitsize() / 8;
+    debug_assert_eq!(data.len(), out.len() * width);
+    let cast = |v: f64| T::from_f64(v).unwrap_or_else(T::nan);
+    for (o, b) in out.iter_mut().zip(data.chunks_exact(width)) {
+        *o = match view.dtype() {
+            Dtype::F64 => cast(f64::from_le_bytes(b.try_into().expect("8 bytes"))),
+            Dtype::F32 => cast(f64::from(f32::from_le_bytes(
+                b.try_into().expect("4 bytes"),
+            ))),
+            Dtype::F16 => cast(f64::from(f16_to_f32(u16::from_le_bytes([b[0], b[1]])))),
+            Dtype::BF16 => cast(f64::from(bf16_to_f32(u16::from_le_bytes([b[0], b[1]])))),
+            _ => unreachable!("check_dtype admits only float types"),
+        };
+    }
+    Ok(())
+}
+
+/// IEEE 754 binary16 → binary32 (exact: every half is a float).
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let mant = u32::from(h & 0x3ff);
+    let magnitude = match (exp, mant) {
+        (0, 0) => 0,
+        // subnormal: mant · 2^−24, exact in f32
+        (0, m) => (m as f32 * 2f32.powi(-24)).to_bits(),
+        (0x1f, 0) => 0x7f80_0000,
+        (0x1f, m) => 0x7fc0_0000 | (m << 13),
+        // rebias 15 → 127
+        (e, m) => ((e + 112) << 23) | (m << 13),
+    };
+    f32::from_bits(sign | magnitude)
+}
+
+/// bfloat16 → binary32: bfloat16 is the top half of an f32.
+pub(crate) fn bf16_to_f32(b: u16) -> f32 {
+    f32::from_bits(u32::from(b) << 16)
+}
+
+/// One tensor to write: its name, safetensors dtype name (`F64`, `F32`), shape and bytes.
+pub(crate) struct TensorOut {
+    pub name: String,
+    pub dtype: &'static str,
+    pub shape: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+/// Encodes a safetensors file: 8-byte little-endian header length, the JSON header (keys
+/// sorted, so the same tensors and metadata always give the same bytes; padded with spaces
+/// to a multiple of 8 as the reference writer does), then the tensors' data in the given
+/// order.
+pub(crate) fn encode(tensors: &[TensorOut], metadata: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut entries: BTreeMap<&str, String> = BTreeMap::new();
+    let mut offset = 0;
+    for t in tensors {
+        let shape: Vec<String> = t.shape.iter().map(usize::to_string).collect();
+        let end = offset + t.data.len();
+        entries.insert(
+            &t.name,
+            format!(
+                "{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{offset},{end}]}}",
+                t.dtype,
+                shape.join(",")
+            ),
+        );
+        offset = end;
+    }
+    let mut header = String::from("{");
+    if !metadata.is_empty() {
+        header.push_str("\"__metadata__\":{");
+        for (i, (k, v)) in metadata.iter().enumerate() {
+            if i > 0 {
+                header.push(',');
+            }
+            json_string(&mut header, k);
+            header.push(':');
+            json_string(&mut header, v);
+        }
+        header.push('}');
+    }
+    for (i, (name, info)) in entries.iter().enumerate() {
+        if i > 0 || !metadata.is_empty() {
+            header.push(',');
+        }
+        json_string(&mut header, name);
+        header.push(':');
+        header.push_str(info);
+    }
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + offset);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for t in tensors {
+        out.extend_from_slice(&t.data);
+    }
+    out
+}
+
+/// Appends `s` as a JSON string literal.
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Reads a whole file. Its size bounds everything later allocated from it.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        file: path.display().to_string(),
+        source,
+    })
+}
+
+/// Writes `bytes` to `path` atomically: into a new temporary file in the same directory,
+/// flushed to disk, then renamed over `path` (and, on Unix, the directory synced), so a
+/// reader sees the old file or the new one, never a partial one. The temporary file is
+/// removed if anything fails.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| Error::Io {
+        file: path.display().to_string(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let stem = path
+        .file_name()
+        .map_or_else(|| "recur".into(), |n| n.to_string_lossy().into_owned());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dir.join(format!(".{stem}.{}-{nanos}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
+    // Make the rename itself durable. Directories cannot be opened for syncing everywhere,
+    // and the file is already in place, so a failure here is not reported.
+    #[cfg(unix)]
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_conversions_are_exact() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x03ff), 1023.0 * 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
+        assert_eq!(f16_to_f32(0xfc00), f32::NEG_INFINITY);
+        assert!(f16_to_f32(0x7e00).is_nan());
+        assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
+        assert_eq!(bf16_to_f32(0x3f80), 1.0);
+        assert_eq!(bf16_to_f32(0xc0a0), -5.0);
+    }
+
+    #[test]
+    fn encoded_files_parse_with_the_reference_reader() {
+        let t = TensorOut {
+            name: "a\"\\\u{1}b".into(),
+            dtype: "F64",
+            shape: vec![2],
+            data: [1.5f64, -2.0]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        };
+        let meta = BTreeMap::from([("k\n".to_string(), "v\"".to_string())]);
+        let bytes = encode(&[t], &meta);
+        let p = parse("t", &bytes).unwrap();
+        assert_eq!(p.metadata["k\n"], "v\"");
+        let v = p.tensors.tensor("a\"\\\u{1}b").unwrap();
+        let mut out = [0.0f64; 2];
+        decode("t", "a", &v, &mut out).unwrap();
+        assert_eq!(out, [1.5, -2.0]);
+        assert_eq!((bytes.len() - 8) % 8, 0, "data starts 8-aligned");
+    }
+}

@@ -1,0 +1,985 @@
+//! PyTorch state_dicts of `nn.LSTM`, `nn.GRU` and `nn.RNN`, as safetensors files.
+//!
+//! A state_dict names each tensor `{prefix}{stem}_l{layer}[_reverse]` with the stems of
+//! [`crate::layer::params`] (`weight_ih`, `weight_hh`, `bias_ih`, `bias_hh`, `weight_hr`, and
+//! recur's `peephole_i/f/o`, which PyTorch lacks). recur's parameter layout *is* PyTorch's, so
+//! every tensor is copied as it is, in the same gate order.
+//!
+//! In PyTorch:
+//! ```python
+//! from safetensors.torch import save_file, load_file
+//! save_file(lstm.state_dict(), "lstm.safetensors")       # → recur::io::load_state_dict
+//! lstm.load_state_dict(load_file("from_recur.safetensors"))  # ← recur::io::save_state_dict
+//! ```
+//!
+//! ## What is inferred, and from what
+//! | setting | from |
+//! |---|---|
+//! | cell | `weight_hh_l0` `[G * hidden_size, ·]`: G = 4 LSTM, 3 GRU, 1 RNN; `weight_hr` or a peephole means LSTM |
+//! | `input_size` | `weight_ih_l0` `[·, input_size]` |
+//! | `hidden_size`, `proj_size` | `weight_hh_l0` `[·, hidden_size]`, or `weight_hr_l0` `[proj_size, hidden_size]` |
+//! | `num_layers` | the layer numbers `l0 … l{n-1}` (a gap is an error) |
+//! | `direction` | `_reverse` names: both → bidirectional, only `_reverse` → reverse |
+//! | `bias` | `bias_ih` / `bias_hh` present |
+//! | peepholes | `peephole_i` / `peephole_f` / `peephole_o` present |
+//!
+//! What the names and shapes cannot say (an RNN's tanh or ReLU, a GRU's reset placement, a
+//! coupled input-forget gate, leaky integration, the batch layout, the activations, dropout)
+//! comes, in this order, from recur's own metadata (written by [`save_state_dict`], keys
+//! `recur.*`), from [`LoadOptions`], or from PyTorch's default; an option that contradicts the
+//! metadata is an error. An RNN file with neither is an error asking for
+//! [`LoadOptions::rnn_nonlinearity`], since tanh and ReLU weights look alike.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use safetensors::tensor::TensorView;
+
+use super::{IN_MEMORY, TensorOut, check_dtype, decode, encode, parse, read_file, write_atomic};
+use crate::cell::{
+    CellKind, GruActivations, GruCell, InputForget, Leak, LstmActivations, LstmCell, Peepholes,
+    ResetPlacement, RnnCell,
+};
+use crate::error::{Error, Result, Shape};
+use crate::layer::params::{Dims, ParamKind, ParamLayout};
+use crate::layer::{BatchLayout, Bias, Direction, Recurrent, RecurrentConfig};
+use crate::{Activation, Float};
+
+/// Value of `recur.format` in files this module writes; a reader refuses other versions.
+const FORMAT: &str = "pytorch-state-dict-1";
+
+/// Metadata keys (all under `recur.`, so that they never collide with a user's own).
+mod key {
+    pub const FORMAT: &str = "recur.format";
+    pub const CELL: &str = "recur.cell";
+    pub const RNN_NONLINEARITY: &str = "recur.rnn_nonlinearity";
+    pub const LEAK: &str = "recur.leak";
+    pub const GRU_RESET: &str = "recur.gru_reset";
+    pub const INPUT_FORGET: &str = "recur.lstm_input_forget";
+    pub const ACTIVATIONS: &str = "recur.activations";
+    pub const BATCH_LAYOUT: &str = "recur.batch_layout";
+    pub const DROPOUT: &str = "recur.dropout";
+}
+
+/// The element type of the tensors [`save_state_dict`] writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SaveDtype {
+    /// float32 (`torch.float32`, what `nn.LSTM` holds by default); f64 values are rounded.
+    F32,
+    /// float64: bitwise for an `f64` model.
+    #[default]
+    F64,
+}
+
+/// How [`save_state_dict`] names and stores the tensors.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SaveOptions {
+    /// Put before every name, verbatim: `"rnn."` gives `rnn.weight_ih_l0`, as a PyTorch module
+    /// held in attribute `rnn` of a larger one names it. Default: none.
+    pub prefix: String,
+    pub dtype: SaveDtype,
+}
+
+/// How [`load_state_dict`] reads a file. Every `Option` is for what the tensors cannot say;
+/// `None` means "recur's metadata in the file, else PyTorch's default".
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoadOptions {
+    /// Only tensors whose names start with this (verbatim, e.g. `"rnn."`) are read, with the
+    /// prefix removed; others are ignored. Default: none.
+    pub prefix: String,
+    /// Under the prefix, a name that is not a recurrent parameter name is an error (otherwise
+    /// it is ignored). With an empty prefix this means the file holds nothing else.
+    pub strict: bool,
+    /// An RNN's tanh or ReLU (PyTorch `nonlinearity`). Required for an RNN file without
+    /// recur metadata.
+    pub rnn_nonlinearity: Option<Activation>,
+    /// An RNN's leaky integration; default none.
+    pub leak: Option<Leak>,
+    /// A GRU's reset placement; default PyTorch's (after the recurrent product).
+    pub gru_reset: Option<ResetPlacement>,
+    /// An LSTM's coupled input-forget gate; default separate (PyTorch).
+    pub input_forget: Option<InputForget>,
+    /// The model's batch layout (PyTorch's `batch_first`, which a state_dict does not hold);
+    /// default sequence-first.
+    pub layout: Option<BatchLayout>,
+}
+
+/// Writes `model`'s parameters to `path` as a safetensors file a PyTorch `nn.LSTM` / `nn.GRU` /
+/// `nn.RNN` of the same configuration loads with `load_state_dict(load_file(path))` (peephole
+/// tensors, which PyTorch lacks, are written under recur's names). The configuration that the
+/// names cannot carry is written as `recur.*` metadata, so [`load_state_dict`] gives back the
+/// same model. The file is replaced atomically (temporary file, fsync, rename).
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be written.
+pub fn save_state_dict<T: Float>(
+    model: &Recurrent<T>,
+    path: impl AsRef<Path>,
+    options: &SaveOptions,
+) -> Result<()> {
+    write_atomic(path.as_ref(), &state_dict_bytes(model, options))
+}
+
+/// The bytes [`save_state_dict`] writes. Deterministic: the same model and options give the
+/// same bytes.
+pub fn state_dict_bytes<T: Float>(model: &Recurrent<T>, options: &SaveOptions) -> Vec<u8> {
+    let params = model.params();
+    let tensors: Vec<TensorOut> = model
+        .layout()
+        .entries()
+        .iter()
+        .map(|e| {
+            let values = params[e.offset..e.offset + e.len]
+                .iter()
+                .map(|v| v.to_f64().unwrap_or(f64::NAN));
+            let (dtype, data) = match options.dtype {
+                SaveDtype::F64 => ("F64", values.flat_map(f64::to_le_bytes).collect()),
+                SaveDtype::F32 => (
+                    "F32",
+                    values.flat_map(|v| (v as f32).to_le_bytes()).collect(),
+                ),
+            };
+            TensorOut {
+                name: format!("{}{}", options.prefix, e.name),
+                dtype,
+                shape: e.shape.clone(),
+                data,
+            }
+        })
+        .collect();
+    encode(&tensors, &metadata_of(model.config()))
+}
+
+/// Reads a safetensors file holding an `nn.LSTM` / `nn.GRU` / `nn.RNN` state_dict (or one
+/// written by [`save_state_dict`]), inferring the configuration from the names and shapes
+/// (see the [module docs](self)). Tensors may be F64, F32, F16 or BF16; they are converted
+/// to `T`. Non-finite values are read as they are.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read; [`Error::Format`] for a file that is not a
+/// well-formed safetensors file (truncated, lying header or offsets, sizes the file does not
+/// hold); [`Error::MissingTensor`] (also for a gap in the layer numbers, or a `bias_ih`
+/// without its `bias_hh`), [`Error::UnexpectedTensor`], [`Error::TensorShape`] and
+/// [`Error::TensorDtype`] naming the tensor that contradicts the rest;
+/// [`Error::Metadata`] for malformed recur metadata or an option that contradicts it;
+/// [`Error::MissingOption`] for an RNN whose nonlinearity nothing says; [`Error::Config`]
+/// for an option that does not apply to the file's cell, or sizes recur does not accept.
+pub fn load_state_dict<T: Float>(
+    path: impl AsRef<Path>,
+    options: &LoadOptions,
+) -> Result<Recurrent<T>> {
+    let path = path.as_ref();
+    let bytes = read_file(path)?;
+    load_from(&path.display().to_string(), &bytes, options)
+}
+
+/// [`load_state_dict`] from bytes already in memory (errors name the file `<memory>`).
+///
+/// # Errors
+/// As [`load_state_dict`], without [`Error::Io`].
+pub fn load_state_dict_bytes<T: Float>(
+    bytes: &[u8],
+    options: &LoadOptions,
+) -> Result<Recurrent<T>> {
+    load_from(IN_MEMORY, bytes, options)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names
+
+/// The name stems, taken from the one layout table (the names of a configuration that has
+/// every tensor kind, with their `_l0` removed), so that names are parsed by that table.
+fn stems() -> Vec<(ParamKind, String)> {
+    let every = CellKind::Lstm(LstmCell {
+        peepholes: Peepholes::ALL,
+        proj_size: 1,
+        ..LstmCell::default()
+    });
+    let dims = Dims {
+        input_size: 1,
+        hidden_size: 2,
+        num_layers: 1,
+        num_directions: 1,
+        reverse_only: false,
+        bias: true,
+    };
+    ParamLayout::new(&every, &dims)
+        .entries()
+        .iter()
+        .map(|e| {
+            let stem = e
+                .name
+                .strip_suffix("_l0")
+                .expect("layer-0 names end in _l0");
+            (e.kind, stem.to_string())
+        })
+        .collect()
+}
+
+/// A recurrent parameter found in the file.
+struct Found<'a> {
+    /// name without the prefix, e.g. `weight_ih_l1_reverse`
+    name: String,
+    kind: ParamKind,
+    /// position of `kind` in the layout table, for a deterministic order
+    rank: usize,
+    layer: usize,
+    reverse: bool,
+    view: TensorView<'a>,
+}
+
+/// `{stem}_l{layer}[_reverse]` → (kind, rank, layer, reverse). The layer is a decimal number
+/// without leading zeros, as PyTorch writes it.
+fn parse_name(
+    name: &str,
+    stems: &[(ParamKind, String)],
+) -> Option<(ParamKind, usize, usize, bool)> {
+    let (rest, reverse) = match name.strip_suffix("_reverse") {
+        Some(r) => (r, true),
+        None => (name, false),
+    };
+    let (stem, layer) = rest.rsplit_once("_l")?;
+    let digits_ok = !layer.is_empty()
+        && layer.bytes().all(|b| b.is_ascii_digit())
+        && !(layer.len() > 1 && layer.starts_with('0'));
+    if !digits_ok {
+        return None;
+    }
+    let layer = layer.parse().ok()?;
+    let rank = stems.iter().position(|(_, s)| s == stem)?;
+    Some((stems[rank].0, rank, layer, reverse))
+}
+
+fn suffix(reverse: bool) -> &'static str {
+    if reverse { "_reverse" } else { "" }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metadata
+
+/// The cell family a file's metadata names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Lstm,
+    Gru,
+    Rnn,
+}
+
+impl Family {
+    fn of(cell: &CellKind) -> Self {
+        match cell {
+            CellKind::Lstm(_) => Family::Lstm,
+            CellKind::Gru(_) => Family::Gru,
+            CellKind::Rnn(_) => Family::Rnn,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Family::Lstm => "lstm",
+            Family::Gru => "gru",
+            Family::Rnn => "rnn",
+        }
+    }
+
+    fn gates(self) -> usize {
+        match self {
+            Family::Lstm => 4,
+            Family::Gru => 3,
+            Family::Rnn => 1,
+        }
+    }
+}
+
+/// The activations recur knows by name, for reading them back.
+const ACTIVATIONS: [Activation; 3] = [Activation::Sigmoid, Activation::Tanh, Activation::Relu];
+
+fn activation_name(a: Activation) -> String {
+    a.onnx_name().to_ascii_lowercase()
+}
+
+fn metadata_of(config: &RecurrentConfig) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        m.insert(k.to_string(), v);
+    };
+    put(key::FORMAT, FORMAT.into());
+    put(key::CELL, Family::of(&config.cell).name().into());
+    match &config.cell {
+        CellKind::Lstm(c) => {
+            let coupled = c.input_forget == InputForget::Coupled;
+            put(
+                key::INPUT_FORGET,
+                if coupled { "coupled" } else { "separate" }.into(),
+            );
+            let a = c.activations;
+            put(
+                key::ACTIVATIONS,
+                [a.gate, a.cell, a.hidden].map(activation_name).join(","),
+            );
+        }
+        CellKind::Gru(c) => {
+            let before = c.reset == ResetPlacement::BeforeMatmul;
+            put(
+                key::GRU_RESET,
+                if before { "before" } else { "after" }.into(),
+            );
+            let a = c.activations;
+            put(
+                key::ACTIVATIONS,
+                [a.gate, a.candidate].map(activation_name).join(","),
+            );
+        }
+        CellKind::Rnn(c) => {
+            put(key::RNN_NONLINEARITY, activation_name(c.nonlinearity));
+            // f64 Display is the shortest text that reads back to the same bits.
+            put(
+                key::LEAK,
+                match &c.leak {
+                    Leak::None => "none".into(),
+                    Leak::Uniform(a) => format!("uniform:{a}"),
+                    Leak::PerLayer(v) => format!(
+                        "per_layer:{}",
+                        v.iter().map(f64::to_string).collect::<Vec<_>>().join(",")
+                    ),
+                },
+            );
+        }
+    }
+    put(
+        key::BATCH_LAYOUT,
+        match config.layout {
+            BatchLayout::SeqFirst => "seq_first",
+            BatchLayout::BatchFirst => "batch_first",
+        }
+        .into(),
+    );
+    put(key::DROPOUT, config.dropout.to_string());
+    m
+}
+
+/// recur's metadata, parsed. All `None` when the file has no `recur.format`.
+#[derive(Default)]
+struct Meta {
+    family: Option<Family>,
+    rnn_nonlinearity: Option<Activation>,
+    leak: Option<Leak>,
+    gru_reset: Option<ResetPlacement>,
+    input_forget: Option<InputForget>,
+    activations: Option<Vec<Activation>>,
+    layout: Option<BatchLayout>,
+    dropout: Option<f64>,
+}
+
+fn parse_meta(file: &str, raw: &HashMap<String, String>) -> Result<Meta> {
+    let Some(format) = raw.get(key::FORMAT) else {
+        return Ok(Meta::default());
+    };
+    let bad = |k: &str, reason: String| Error::Metadata {
+        file: file.to_string(),
+        key: k.to_string(),
+        reason,
+    };
+    if format != FORMAT {
+        return Err(bad(
+            key::FORMAT,
+            format!("expected `{FORMAT}`, got `{format}` (written by a newer recur?)"),
+        ));
+    }
+    // Looks a key up and maps its value with `f`, which returns None for a value it does not
+    // know; `expected` lists the values it knows.
+    fn get<V>(
+        raw: &HashMap<String, String>,
+        k: &str,
+        expected: &str,
+        bad: &dyn Fn(&str, String) -> Error,
+        f: impl Fn(&str) -> Option<V>,
+    ) -> Result<Option<V>> {
+        raw.get(k)
+            .map(|v| f(v).ok_or_else(|| bad(k, format!("expected {expected}, got `{v}`"))))
+            .transpose()
+    }
+    let activation = |s: &str| ACTIVATIONS.into_iter().find(|&a| activation_name(a) == s);
+    let rate = |s: &str| s.parse::<f64>().ok();
+    Ok(Meta {
+        family: get(raw, key::CELL, "lstm, gru or rnn", &bad, |v| match v {
+            "lstm" => Some(Family::Lstm),
+            "gru" => Some(Family::Gru),
+            "rnn" => Some(Family::Rnn),
+            _ => None,
+        })?,
+        rnn_nonlinearity: get(raw, key::RNN_NONLINEARITY, "tanh or relu", &bad, activation)?,
+        leak: get(
+            raw,
+            key::LEAK,
+            "none, uniform:<rate> or per_layer:<rate>,…",
+            &bad,
+            |v| {
+                if v == "none" {
+                    Some(Leak::None)
+                } else if let Some(a) = v.strip_prefix("uniform:") {
+                    rate(a).map(Leak::Uniform)
+                } else {
+                    let list = v.strip_prefix("per_layer:")?;
+                    list.split(',')
+                        .map(rate)
+                        .collect::<Option<Vec<_>>>()
+                        .map(Leak::PerLayer)
+                }
+            },
+        )?,
+        gru_reset: get(raw, key::GRU_RESET, "after or before", &bad, |v| match v {
+            "after" => Some(ResetPlacement::AfterMatmul),
+            "before" => Some(ResetPlacement::BeforeMatmul),
+            _ => None,
+        })?,
+        input_forget: get(
+            raw,
+            key::INPUT_FORGET,
+            "separate or coupled",
+            &bad,
+            |v| match v {
+                "separate" => Some(InputForget::Separate),
+                "coupled" => Some(InputForget::Coupled),
+                _ => None,
+            },
+        )?,
+        activations: get(
+            raw,
+            key::ACTIVATIONS,
+            "comma-separated sigmoid, tanh or relu",
+            &bad,
+            |v| v.split(',').map(activation).collect(),
+        )?,
+        layout: get(
+            raw,
+            key::BATCH_LAYOUT,
+            "seq_first or batch_first",
+            &bad,
+            |v| match v {
+                "seq_first" => Some(BatchLayout::SeqFirst),
+                "batch_first" => Some(BatchLayout::BatchFirst),
+                _ => None,
+            },
+        )?,
+        dropout: get(raw, key::DROPOUT, "a number", &bad, rate)?,
+    })
+}
+
+/// The file's value, else the option's; both given and different is an error.
+fn pick<V: PartialEq + std::fmt::Debug>(
+    file: &str,
+    key: &str,
+    from_file: Option<V>,
+    option: Option<V>,
+    option_name: &str,
+) -> Result<Option<V>> {
+    match (from_file, option) {
+        (Some(f), Some(o)) if f != o => Err(Error::Metadata {
+            file: file.to_string(),
+            key: key.to_string(),
+            reason: format!("the file says {f:?}, but {option_name} is {o:?}"),
+        }),
+        (Some(f), _) => Ok(Some(f)),
+        (None, o) => Ok(o),
+    }
+}
+
+/// An option given for a cell it does not apply to.
+fn check_applies(given: bool, option: &str, family: Family, why: &str) -> Result<()> {
+    if given {
+        return Err(Error::Config {
+            what: format!("LoadOptions::{option}"),
+            reason: format!(
+                "the file holds {} {}, {why}",
+                article(family),
+                family.name()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn article(f: Family) -> &'static str {
+    match f {
+        Family::Lstm => "an",
+        _ => "a",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+fn load_from<T: Float>(file: &str, bytes: &[u8], options: &LoadOptions) -> Result<Recurrent<T>> {
+    let parsed = parse(file, bytes)?;
+    let meta = parse_meta(file, &parsed.metadata)?;
+    let stems = stems();
+    let prefix = options.prefix.as_str();
+
+    // Every tensor under the prefix, sorted so that errors are deterministic.
+    let mut under: Vec<(&str, TensorView<'_>)> = parsed
+        .tensors
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(prefix).map(|rest| (rest, v)))
+        .collect();
+    under.sort_by(|a, b| a.0.cmp(b.0));
+    let mut found = Vec::new();
+    for (rest, view) in under {
+        match parse_name(rest, &stems) {
+            Some((kind, rank, layer, reverse)) => found.push(Found {
+                name: rest.to_string(),
+                kind,
+                rank,
+                layer,
+                reverse,
+                view,
+            }),
+            None if options.strict => {
+                return Err(Error::UnexpectedTensor {
+                    file: file.to_string(),
+                    name: format!("{prefix}{rest}"),
+                    reason: "not a recurrent parameter name (strict loading)".into(),
+                });
+            }
+            None => {}
+        }
+    }
+    found.sort_by_key(|f| (f.layer, f.reverse, f.rank));
+
+    let config = infer(file, prefix, &found, &meta, options, &parsed)?;
+    let dims = Dims {
+        input_size: config.input_size,
+        hidden_size: config.hidden_size,
+        num_layers: config.num_layers,
+        num_directions: config.direction.count(),
+        reverse_only: config.direction == Direction::Reverse,
+        bias: config.bias == Bias::Enabled,
+    };
+    let layout = ParamLayout::new(&config.cell, &dims);
+
+    // Every tensor the configuration needs, with its shape and dtype, before allocating: the
+    // parameter count is then bounded by the bytes the file holds.
+    let by_name: HashMap<&str, usize> = found
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name.as_str(), i))
+        .collect();
+    let mut used = vec![false; found.len()];
+    let mut sources = Vec::with_capacity(layout.entries().len());
+    for e in layout.entries() {
+        let full = format!("{prefix}{}", e.name);
+        let Some(&i) = by_name.get(e.name.as_str()) else {
+            return Err(Error::MissingTensor {
+                file: file.to_string(),
+                name: full,
+                reason: missing_reason(e.kind, &config),
+            });
+        };
+        let f = &found[i];
+        if f.view.shape() != e.shape.as_slice() {
+            return Err(Error::TensorShape {
+                file: file.to_string(),
+                name: full,
+                expected: Shape(e.shape.clone()).to_string(),
+                got: Shape(f.view.shape().to_vec()),
+            });
+        }
+        check_dtype(file, &full, f.view.dtype())?;
+        used[i] = true;
+        sources.push(i);
+    }
+    if let Some(i) = used.iter().position(|u| !u) {
+        return Err(Error::UnexpectedTensor {
+            file: file.to_string(),
+            name: format!("{prefix}{}", found[i].name),
+            reason: format!(
+                "the configuration the other tensors give ({}) has no such tensor",
+                describe(&config)
+            ),
+        });
+    }
+
+    let mut params = vec![T::zero(); layout.len()];
+    for (e, &i) in layout.entries().iter().zip(&sources) {
+        let full = format!("{prefix}{}", e.name);
+        decode(
+            file,
+            &full,
+            &found[i].view,
+            &mut params[e.offset..e.offset + e.len],
+        )?;
+    }
+    Recurrent::from_params(config, params)
+}
+
+/// The tensor of kind `kind` of the lowest (layer, direction) that has one.
+fn first<'f, 'a>(found: &'f [Found<'a>], kind: ParamKind) -> Option<&'f Found<'a>> {
+    found.iter().find(|f| f.kind == kind)
+}
+
+/// The two dimensions of a weight matrix, or an error naming it.
+fn dims2(file: &str, prefix: &str, f: &Found<'_>, expected: &str) -> Result<(usize, usize)> {
+    match *f.view.shape() {
+        [a, b] => Ok((a, b)),
+        _ => Err(Error::TensorShape {
+            file: file.to_string(),
+            name: format!("{prefix}{}", f.name),
+            expected: expected.to_string(),
+            got: Shape(f.view.shape().to_vec()),
+        }),
+    }
+}
+
+/// The configuration the names, shapes, metadata and options give. Only the tensors of the
+/// first (layer, direction) are read here; the caller checks every other one against it.
+fn infer(
+    file: &str,
+    prefix: &str,
+    found: &[Found<'_>],
+    meta: &Meta,
+    options: &LoadOptions,
+    parsed: &super::Parsed<'_>,
+) -> Result<RecurrentConfig> {
+    let shape_err = |f: &Found<'_>, expected: String| Error::TensorShape {
+        file: file.to_string(),
+        name: format!("{prefix}{}", f.name),
+        expected,
+        got: Shape(f.view.shape().to_vec()),
+    };
+    let Some(head) = found.first() else {
+        return Err(Error::MissingTensor {
+            file: file.to_string(),
+            name: format!("{prefix}weight_ih_l0"),
+            reason: no_params_reason(prefix, parsed),
+        });
+    };
+
+    // Layers 0 … n−1, each present. `found` is sorted by layer, so a gap shows as a jump.
+    let mut num_layers = 0;
+    for f in found {
+        if f.layer > num_layers {
+            return Err(Error::MissingTensor {
+                file: file.to_string(),
+                name: format!("{prefix}weight_ih_l{num_layers}{}", suffix(f.reverse)),
+                reason: format!(
+                    "the file has layer {} but no layer {num_layers}; layers are numbered \
+                     from 0 without gaps",
+                    f.layer
+                ),
+            });
+        }
+        num_layers = f.layer + 1;
+    }
+    let forward = found.iter().any(|f| !f.reverse);
+    let reverse = found.iter().any(|f| f.reverse);
+    let direction = match (forward, reverse) {
+        (true, true) => Direction::Bidirectional,
+        (false, true) => Direction::Reverse,
+        _ => Direction::Forward,
+    };
+    let block = |kind: ParamKind, stem: &str| {
+        found
+            .iter()
+            .find(|f| f.layer == 0 && f.reverse == head.reverse && f.kind == kind)
+            .ok_or_else(|| Error::MissingTensor {
+                file: file.to_string(),
+                name: format!("{prefix}{stem}_l0{}", suffix(head.reverse)),
+                reason: "every layer and direction has weight_ih and weight_hh".into(),
+            })
+    };
+    let w_ih = block(ParamKind::WeightIh, "weight_ih")?;
+    let w_hh = block(ParamKind::WeightHh, "weight_hh")?;
+    let (_, input_size) = dims2(file, prefix, w_ih, "[G * hidden_size, input_size]")?;
+    if input_size == 0 {
+        return Err(shape_err(w_ih, "[G * hidden_size, input_size ≥ 1]".into()));
+    }
+    let (rows, cols) = dims2(file, prefix, w_hh, "[G * hidden_size, hidden_size]")?;
+
+    let w_hr = first(found, ParamKind::WeightHr);
+    let peephole = [
+        ParamKind::PeepholeI,
+        ParamKind::PeepholeF,
+        ParamKind::PeepholeO,
+    ]
+    .map(|k| first(found, k).is_some());
+    // A projection or a peephole means an LSTM, unless the metadata says otherwise (then
+    // those tensors are reported as unexpected).
+    let lstm_only = w_hr.is_some() || peephole.iter().any(|&p| p);
+    let family = match meta.family {
+        Some(f) => f,
+        None if lstm_only => Family::Lstm,
+        None => match (cols, rows) {
+            (0, _) => return Err(shape_err(w_hh, "[G * hidden_size, hidden_size ≥ 1]".into())),
+            (h, r) if r == 4 * h => Family::Lstm,
+            (h, r) if r == 3 * h => Family::Gru,
+            (h, r) if r == h => Family::Rnn,
+            _ => {
+                return Err(shape_err(
+                    w_hh,
+                    "[G * hidden_size, hidden_size] with G = 4 (LSTM), 3 (GRU) or 1 (RNN)".into(),
+                ));
+            }
+        },
+    };
+    let (hidden_size, proj_size) = match (family, w_hr) {
+        (Family::Lstm, Some(hr)) => {
+            let (p, h) = dims2(file, prefix, hr, "[proj_size, hidden_size]")?;
+            if p == 0 || p >= h {
+                return Err(shape_err(
+                    hr,
+                    "[proj_size, hidden_size] with 0 < proj_size < hidden_size".into(),
+                ));
+            }
+            (h, p)
+        }
+        _ => {
+            if cols == 0 {
+                return Err(shape_err(w_hh, "[G * hidden_size, hidden_size ≥ 1]".into()));
+            }
+            (cols, 0)
+        }
+    };
+    let g = family.gates();
+    if rows != g * hidden_size {
+        return Err(shape_err(
+            w_hh,
+            format!(
+                "[{}, ·]: {} gates of hidden_size {hidden_size} ({} {})",
+                g * hidden_size,
+                g,
+                if meta.family.is_some() {
+                    "recur metadata says"
+                } else {
+                    "inferred"
+                },
+                family.name()
+            ),
+        ));
+    }
+    let bias =
+        if first(found, ParamKind::BiasIh).is_some() || first(found, ParamKind::BiasHh).is_some() {
+            Bias::Enabled
+        } else {
+            Bias::Disabled
+        };
+
+    // What the tensors cannot say.
+    let layout = pick(
+        file,
+        key::BATCH_LAYOUT,
+        meta.layout,
+        options.layout,
+        "LoadOptions::layout",
+    )?
+    .unwrap_or_default();
+    let o = options;
+    let cell = match family {
+        Family::Lstm => {
+            check_applies(
+                o.rnn_nonlinearity.is_some(),
+                "rnn_nonlinearity",
+                family,
+                "not an rnn",
+            )?;
+            check_applies(o.leak.is_some(), "leak", family, "not an rnn")?;
+            check_applies(
+                o.gru_reset.is_some(),
+                "gru_reset",
+                family,
+                "which has no reset gate",
+            )?;
+            let activations = match meta.activations.as_deref() {
+                None => LstmActivations::default(),
+                Some(&[gate, cell, hidden]) => LstmActivations { gate, cell, hidden },
+                Some(v) => {
+                    return Err(Error::Metadata {
+                        file: file.to_string(),
+                        key: key::ACTIVATIONS.into(),
+                        reason: format!("an lstm has 3 activations, got {}", v.len()),
+                    });
+                }
+            };
+            CellKind::Lstm(LstmCell {
+                peepholes: Peepholes {
+                    input: peephole[0],
+                    forget: peephole[1],
+                    output: peephole[2],
+                },
+                proj_size,
+                input_forget: pick(
+                    file,
+                    key::INPUT_FORGET,
+                    meta.input_forget,
+                    o.input_forget,
+                    "LoadOptions::input_forget",
+                )?
+                .unwrap_or_default(),
+                activations,
+            })
+        }
+        Family::Gru => {
+            check_applies(
+                o.rnn_nonlinearity.is_some(),
+                "rnn_nonlinearity",
+                family,
+                "not an rnn",
+            )?;
+            check_applies(o.leak.is_some(), "leak", family, "not an rnn")?;
+            check_applies(
+                o.input_forget.is_some(),
+                "input_forget",
+                family,
+                "not an lstm",
+            )?;
+            let activations = match meta.activations.as_deref() {
+                None => GruActivations::default(),
+                Some(&[gate, candidate]) => GruActivations { gate, candidate },
+                Some(v) => {
+                    return Err(Error::Metadata {
+                        file: file.to_string(),
+                        key: key::ACTIVATIONS.into(),
+                        reason: format!("a gru has 2 activations, got {}", v.len()),
+                    });
+                }
+            };
+            CellKind::Gru(GruCell {
+                reset: pick(
+                    file,
+                    key::GRU_RESET,
+                    meta.gru_reset,
+                    o.gru_reset,
+                    "LoadOptions::gru_reset",
+                )?
+                .unwrap_or_default(),
+                activations,
+            })
+        }
+        Family::Rnn => {
+            check_applies(o.gru_reset.is_some(), "gru_reset", family, "not a gru")?;
+            check_applies(
+                o.input_forget.is_some(),
+                "input_forget",
+                family,
+                "not an lstm",
+            )?;
+            let nonlinearity = pick(
+                file,
+                key::RNN_NONLINEARITY,
+                meta.rnn_nonlinearity,
+                o.rnn_nonlinearity,
+                "LoadOptions::rnn_nonlinearity",
+            )?
+            .ok_or_else(|| Error::MissingOption {
+                file: file.to_string(),
+                what: "an rnn's nonlinearity (tanh or relu)".into(),
+                option: "LoadOptions::rnn_nonlinearity (Activation::Tanh or Activation::Relu)"
+                    .into(),
+            })?;
+            let leak = pick(
+                file,
+                key::LEAK,
+                meta.leak.clone(),
+                o.leak.clone(),
+                "LoadOptions::leak",
+            )?
+            .unwrap_or_default();
+            CellKind::Rnn(RnnCell { nonlinearity, leak })
+        }
+    };
+    let config = RecurrentConfig {
+        cell,
+        input_size,
+        hidden_size,
+        num_layers,
+        bias,
+        direction,
+        dropout: meta.dropout.unwrap_or(0.0),
+        layout,
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// Why a tensor the inferred configuration needs should be there.
+fn missing_reason(kind: ParamKind, config: &RecurrentConfig) -> String {
+    let why = match kind {
+        ParamKind::WeightIh | ParamKind::WeightHh => {
+            "every layer and direction has weight_ih and weight_hh"
+        }
+        ParamKind::BiasIh | ParamKind::BiasHh => {
+            "other tensors are biases, and every layer and direction has both bias_ih and bias_hh"
+        }
+        ParamKind::WeightHr => "other layers or directions have a projection (weight_hr)",
+        ParamKind::PeepholeI | ParamKind::PeepholeF | ParamKind::PeepholeO => {
+            "other layers or directions have this peephole"
+        }
+    };
+    format!("{why} (the other tensors give: {})", describe(config))
+}
+
+/// A one-line summary of a configuration, for error messages.
+fn describe(c: &RecurrentConfig) -> String {
+    let mut s = format!(
+        "{}, input_size {}, hidden_size {}",
+        c.cell.name(),
+        c.input_size,
+        c.hidden_size
+    );
+    if let CellKind::Lstm(l) = &c.cell {
+        if l.proj_size > 0 {
+            s += &format!(", proj_size {}", l.proj_size);
+        }
+        let p = l.peepholes;
+        if p.any() {
+            let names: String = [(p.input, 'i'), (p.forget, 'f'), (p.output, 'o')]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, c)| *c)
+                .collect();
+            s += &format!(", peepholes {names}");
+        }
+    }
+    s += &format!(
+        ", {} layer{}, {}, {}",
+        c.num_layers,
+        if c.num_layers == 1 { "" } else { "s" },
+        match c.direction {
+            Direction::Forward => "forward",
+            Direction::Reverse => "reverse",
+            Direction::Bidirectional => "bidirectional",
+        },
+        match c.bias {
+            Bias::Enabled => "with biases",
+            Bias::Disabled => "without biases",
+        }
+    );
+    s
+}
+
+/// Why nothing was found, with the prefixes under which a `weight_ih_l0` does exist.
+fn no_params_reason(prefix: &str, parsed: &super::Parsed<'_>) -> String {
+    let mut candidates: Vec<&str> = parsed
+        .tensors
+        .iter()
+        .filter_map(|(k, _)| {
+            k.strip_suffix("weight_ih_l0")
+                .or_else(|| k.strip_suffix("weight_ih_l0_reverse"))
+        })
+        .filter(|p| *p != prefix)
+        .collect();
+    candidates.sort_unstable();
+    candidates.dedup();
+    let shown: Vec<String> = candidates
+        .iter()
+        .take(5)
+        .map(|p| format!("{p:?}"))
+        .collect();
+    if shown.is_empty() {
+        format!("no recurrent parameter names under prefix {prefix:?}")
+    } else {
+        format!(
+            "no recurrent parameter names under prefix {prefix:?}; the file has some under {}",
+            shown.join(", ")
+        )
+    }
+}
