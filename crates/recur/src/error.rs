@@ -58,6 +58,15 @@ pub enum Error {
     /// A configuration value is out of range or contradicts another one.
     #[error("invalid configuration: {what}: {reason}")]
     Config { what: String, reason: String },
+    /// A token id or class index is outside its range.
+    #[error("{what}[{position}] = {value} is not below {bound_name} = {bound}")]
+    Index {
+        what: String,
+        position: usize,
+        value: usize,
+        bound_name: String,
+        bound: usize,
+    },
     /// A per-sequence length is zero or longer than the batch's `seq_len`.
     #[error("lengths[{index}] = {length} is outside 1..={seq_len}")]
     SequenceLength {

@@ -4,9 +4,16 @@
 //! buffer laid out like [`crate::Recurrent`]'s (PyTorch state_dict names), and accumulates
 //! its parameter gradients into a flat buffer of the same layout, as PyTorch's `.grad` does.
 
+pub mod cross_entropy;
+pub mod embedding;
 pub mod linear;
 pub mod loss;
 
+pub use cross_entropy::{
+    CrossEntropyConfig, CrossEntropyOutput, accuracy, bits_per_character, cross_entropy,
+    cross_entropy_loss, perplexity,
+};
+pub use embedding::{Embedding, EmbeddingConfig};
 pub use linear::{Linear, LinearConfig};
 pub use loss::{Reduction, mse_loss, mse_loss_backward};
 

@@ -7,10 +7,16 @@
 //! they are elementwise, one optimizer per module gives the same numbers as one optimizer over
 //! the modules' concatenation.
 
+pub mod adagrad;
+pub mod adam;
 pub mod clip;
+pub mod rmsprop;
 pub mod sgd;
 
+pub use adagrad::{Adagrad, AdagradConfig};
+pub use adam::{Adam, AdamConfig, AmsGrad, WeightDecay};
 pub use clip::{clip_grad_norm, clip_grad_value};
+pub use rmsprop::{Centered, Rmsprop, RmspropConfig};
 pub use sgd::{Nesterov, Sgd, SgdConfig};
 
 use crate::Result;
