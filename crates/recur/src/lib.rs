@@ -53,7 +53,7 @@ pub use error::{Error, Result, Shape};
 pub use kernel::activation::Activation;
 pub use layer::{
     BatchLayout, Bias, Direction, InputGrad, Output, OutputGrad, ParamInfo, ParamKind, ParamLayout,
-    Recurrent, RecurrentConfig, State, Tape,
+    Recurrent, RecurrentConfig, State, Stepper, Tape,
 };
 pub use tensor::Tensor;
 

@@ -6,7 +6,9 @@
 //! ```text
 //! train    zero the gradient buffer, forward_train, backward with an all-ones output gradient
 //! infer    forward
-//! stream   Recurrent::step on [batch, input_size], state carried; one step per iteration
+//! stream   Stepper::step on [batch, input_size] (a Recurrent::stepper session, made once:
+//!          weights packed and buffers sized before timing), state carried; one step per
+//!          iteration
 //! ```
 //! Each mode reports the median wall time of `--iters` iterations after `--warmup` untimed
 //! ones. Tokens per iteration are seq_len·batch (with `--ragged`, the sum of the lengths;
@@ -119,7 +121,7 @@ pub enum Mode {
     Train,
     /// Forward only
     Infer,
-    /// One streaming step (Recurrent::step) with carried state
+    /// One streaming step (Stepper::step) with carried state
     Stream,
 }
 
@@ -311,10 +313,12 @@ fn time_mode(
     let mut rng = SplitMix(args.seed);
     let (iters, warmup) = (args.iters(mode), args.warmup(mode));
     if mode == Mode::Stream {
-        let x = Tensor::new((0..b * i).map(|_| rng.next_f32()).collect(), &[b, i])?;
-        let mut state = model.zero_state(b);
+        let x: Vec<f32> = (0..b * i).map(|_| rng.next_f32()).collect();
+        let mut y = vec![0.0f32; b * cfg.h_out()];
+        let mut stepper = model.stepper(b).context("stepper")?;
         let secs = median_time(warmup, iters, || {
-            black_box(model.step(black_box(&x), &mut state)?);
+            stepper.step(black_box(&x), &mut y)?;
+            black_box(&y);
             Ok(())
         })
         .context("step")?;

@@ -14,6 +14,11 @@
 //! the cell's one recurrent product and one fused elementwise pass. Backward: per step the
 //! cell's elementwise pass and its product for dh_prev; after the loop one GEMM each for the
 //! input gradient and every weight gradient.
+//!
+//! Streaming ([`DirSpec::step`]): the same cell step on one time step's rows, over a
+//! [`DirStep`] that holds the packed recurrent weights, the folded bias and every buffer the
+//! step writes, all sized once by [`DirSpec::prepare`], so that a step allocates nothing of
+//! its own (see [`DirSpec::step`] for what the `gemm` crate does at batch > 1).
 
 use crate::Float;
 use crate::cell::{BwdStep, CellKind, FwdStep, RecurrentGrads, Slabs, StepWeights};
@@ -48,6 +53,34 @@ pub(crate) struct DirTape<T> {
     pub aux: Vec<T>,
     /// `[seq_len, batch, H]` LSTM projection input, or empty
     pub m: Vec<T>,
+}
+
+/// `W_hhᵀ` and `W_hrᵀ` as the forward step product reads them (see [`DirSpec::pack`]).
+#[derive(Clone, Debug)]
+struct Packed<T> {
+    /// batch 1: the stored matrices are read through transposed views and nothing is packed
+    single_row: bool,
+    /// `[R, G*H]` row-major, or empty
+    w_hh_t: Vec<T>,
+    /// `[H, P]` row-major, or empty
+    w_hr_t: Vec<T>,
+}
+
+/// One direction made ready to stream (see [`DirSpec::prepare`]): its packed weights, its
+/// folded bias and the buffers of one step, `[batch, ·]` each.
+#[derive(Clone, Debug)]
+pub(crate) struct DirStep<T> {
+    packed: Packed<T>,
+    /// `W_ihᵀ` `[input_size, G*H]` row-major when batch > 1, else empty (see
+    /// [`DirSpec::prepare`])
+    w_ih_t: Vec<T>,
+    /// `[G*H]`
+    bias: Vec<T>,
+    /// `[batch, G*H]`
+    gates: Vec<T>,
+    aux: Vec<T>,
+    m: Vec<T>,
+    scratch: Vec<T>,
 }
 
 impl<T: Float> DirSpec<'_, T> {
@@ -110,35 +143,12 @@ impl<T: Float> DirSpec<'_, T> {
         let widths = self.cell.slab_widths(h);
 
         // The recurrent weights, packed once per call into the layout the step product reads
-        // best. A single row (streaming at batch 1) reads them best as they are stored: the
-        // product is then a dot product per weight row, and packing would cost more than it.
-        let single_row = bs == 1;
-        let w_hh_t = if single_row {
-            Vec::new()
-        } else {
-            transpose(self.w.w_hh, gh, r)
-        };
-        let w_hr_t = match self.w.w_hr {
-            Some(w) if !single_row => transpose(w, r, h),
-            _ => Vec::new(),
-        };
-        let sw = self.step_weights(
-            transposed(single_row, self.w.w_hh, &w_hh_t, gh, r),
-            transposed(single_row, self.w.w_hr.unwrap_or(&[]), &w_hr_t, r, h),
-        );
+        // best (see `pack`).
+        let packed = self.pack();
+        let sw = self.packed_step_weights(&packed);
 
         // (1) the input projection of every step: one GEMM, biases folded in.
-        let mut bias = vec![T::zero(); gh];
-        if let Some(b) = self.w.b_ih {
-            bias.copy_from_slice(b);
-        }
-        if let Some(b) = self.w.b_hh {
-            for (row, v) in bias.iter_mut().enumerate() {
-                if self.cell.folds_hh_bias(row, h) {
-                    *v += b[row];
-                }
-            }
-        }
+        let bias = self.input_bias();
         let mut gates = Vec::with_capacity(rows * gh);
         for _ in 0..rows {
             gates.extend_from_slice(&bias);
@@ -210,6 +220,131 @@ impl<T: Float> DirSpec<'_, T> {
             aux,
             m,
         }
+    }
+
+    /// `W_hhᵀ` and `W_hrᵀ` in the layout the forward step product reads best, for `batch`
+    /// rows. A single row (streaming at batch 1) reads them best as they are stored: the
+    /// product is then a dot product per weight row, and packing would cost more than it.
+    fn pack(&self) -> Packed<T> {
+        let (gh, h, r) = (self.gh(), self.hidden, self.h_out);
+        let single_row = self.batch == 1;
+        Packed {
+            single_row,
+            w_hh_t: if single_row {
+                Vec::new()
+            } else {
+                transpose(self.w.w_hh, gh, r)
+            },
+            w_hr_t: match self.w.w_hr {
+                Some(w) if !single_row => transpose(w, r, h),
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    /// The step weights with the forward product's operands from `packed` (made by
+    /// [`Self::pack`] for this direction).
+    fn packed_step_weights<'b>(&'b self, packed: &'b Packed<T>) -> StepWeights<'b, T> {
+        let (gh, h, r) = (self.gh(), self.hidden, self.h_out);
+        let view = packed.single_row;
+        self.step_weights(
+            transposed(view, self.w.w_hh, &packed.w_hh_t, gh, r),
+            transposed(view, self.w.w_hr.unwrap_or(&[]), &packed.w_hr_t, r, h),
+        )
+    }
+
+    /// The bias row `[G*H]` that starts every step's gate pre-activations: `b_ih`, plus the
+    /// rows of `b_hh` the cell lets the input projection carry.
+    fn input_bias(&self) -> Vec<T> {
+        let h = self.hidden;
+        let mut bias = vec![T::zero(); self.gh()];
+        if let Some(b) = self.w.b_ih {
+            bias.copy_from_slice(b);
+        }
+        if let Some(b) = self.w.b_hh {
+            for (row, v) in bias.iter_mut().enumerate() {
+                if self.cell.folds_hh_bias(row, h) {
+                    *v += b[row];
+                }
+            }
+        }
+        bias
+    }
+
+    /// Everything [`Self::step`] needs besides the states, sized for `batch` rows: the packed
+    /// weights, the folded bias and the step's buffers. Reads neither `seq_len` nor `active`.
+    ///
+    /// Besides the recurrent weights, a batch > 1 also packs `W_ihᵀ`: the whole-sequence
+    /// input product runs over `seq_len * batch` rows and packs its operand inside the GEMM,
+    /// but a step's few rows read the stored `[G*H, input_size]` matrix through a transposed
+    /// view badly (measured, LSTM H = I = 256, 2 threads: 375 µs per step at batch 4 with the
+    /// view, 51 µs with `W_ihᵀ` packed once; batch 16: 480 → 125 µs). Batch 1 reads it best
+    /// as stored, as it does `W_hh`.
+    pub fn prepare(&self) -> DirStep<T> {
+        let (bs, gh) = (self.batch, self.gh());
+        let widths = self.cell.slab_widths(self.hidden);
+        DirStep {
+            packed: self.pack(),
+            w_ih_t: if bs == 1 {
+                Vec::new()
+            } else {
+                transpose(self.w.w_ih, gh, self.input_size)
+            },
+            bias: self.input_bias(),
+            gates: vec![T::zero(); bs * gh],
+            aux: vec![T::zero(); bs * widths.aux],
+            m: vec![T::zero(); bs * widths.m],
+            scratch: vec![T::zero(); bs * widths.fwd_scratch],
+        }
+    }
+
+    /// One time step of all `batch` rows (streaming): `x` is `[batch, input_size]`, the states
+    /// before it `h_prev` `[batch, R]` and `c_prev` `[batch, H]` (LSTM, else empty), after it
+    /// `h` and `c`. The arithmetic of [`Self::forward`] on a one-step sequence, over the
+    /// buffers of `ds` (made by [`Self::prepare`] for this direction): bit for bit at batch 1;
+    /// at batch > 1 the input product reads the packed `W_ihᵀ`, which the `gemm` crate may
+    /// round differently. Reads neither `seq_len` nor `active`.
+    ///
+    /// Allocates nothing of its own. At batch 1 every product is a matrix-vector product and
+    /// nothing allocates at all (`tests/stepper.rs` counts); at batch > 1 the `gemm` crate
+    /// (0.19) runs its packed kernel, which allocates a small bookkeeping buffer per call.
+    pub fn step(
+        &self,
+        ds: &mut DirStep<T>,
+        x: &[T],
+        (h_prev, c_prev): (&[T], &[T]),
+        h: &mut [T],
+        c: &mut [T],
+    ) {
+        let (bs, gh, n_in) = (self.batch, self.gh(), self.input_size);
+        debug_assert_eq!(x.len(), bs * n_in);
+        debug_assert_eq!(ds.gates.len(), bs * gh);
+        // (1) the input projection of this step, biases folded in.
+        for row in ds.gates.chunks_exact_mut(gh) {
+            row.copy_from_slice(&ds.bias);
+        }
+        matmul(
+            &mut ds.gates,
+            gh,
+            Mat::rows(x, bs, n_in, n_in),
+            transposed(bs == 1, self.w.w_ih, &ds.w_ih_t, gh, n_in),
+            Accumulate::Add,
+        );
+        let sw = self.packed_step_weights(&ds.packed);
+        self.cell.forward_step(
+            &sw,
+            FwdStep {
+                n: bs,
+                h_prev,
+                c_prev,
+                h,
+                c,
+                gates: &mut ds.gates,
+                aux: &mut ds.aux,
+                m: &mut ds.m,
+                scratch: &mut ds.scratch,
+            },
+        );
     }
 
     /// Writes the direction's outputs into `y` (`[rows, ld]`) at column `off`; rows past a

@@ -1,0 +1,201 @@
+//! Streaming: a session that runs a unidirectional stack one time step at a time.
+//!
+//! [`Stepper`] does once what every step would otherwise repeat: it packs each layer's
+//! recurrent weights into the layout the step product reads best (at batch 1 the stored
+//! layout already is), folds the biases, and sizes every buffer a step writes. A step then
+//! runs, per layer, the driver's one-step entry point ([`DirSpec::step`]: the input product
+//! and the cell's `forward_step`) and allocates nothing of its own (at batch 1 nothing at
+//! all; see [`Stepper::step`]).
+//!
+//! The state is double-buffered: layer l reads its state before the step from `h[l]`, `c[l]`
+//! and writes the state after it into `h_next[l]`, `c_next[l]`; the layer above reads
+//! `h_next[l]` as its input. After the last layer the two buffers swap.
+
+use std::fmt;
+
+use super::driver::{DirSpec, DirStep};
+use super::{Direction, Recurrent, State};
+use crate::Float;
+use crate::error::{Error, Result, Shape};
+use crate::tensor::Tensor;
+
+/// A streaming session over a unidirectional [`Recurrent`] stack for a fixed `batch`: it
+/// owns the state (`h` `[num_layers, batch, H_out]`, `c` `[num_layers, batch, hidden_size]`
+/// for an LSTM) and a workspace sized once, and [`Stepper::step`] advances every sequence by
+/// one time step without allocating (at batch > 1, see its note on the `gemm` crate).
+///
+/// It borrows the model, so the parameters cannot change under it. Its outputs are those of
+/// [`Recurrent::forward`] on one-step sequences: bit for bit at batch 1; at batch > 1 it
+/// reads `W_ihᵀ` packed once, for speed, and the input product may round differently in the
+/// last bit. Over a whole sequence see the rounding note of [`Recurrent::step`].
+///
+/// ```
+/// use recur::{CellKind, Recurrent, RecurrentConfig};
+/// let model = Recurrent::<f32>::new(
+///     RecurrentConfig { cell: CellKind::lstm(), input_size: 3, hidden_size: 4, ..Default::default() },
+///     0,
+/// )?;
+/// let mut stepper = model.stepper(2)?;
+/// let (x, mut y) = ([0.5f32; 2 * 3], [0.0f32; 2 * 4]); // [batch, input_size], [batch, H_out]
+/// for _ in 0..10 {
+///     stepper.step(&x, &mut y)?;
+/// }
+/// let state = stepper.state(); // h: [1, 2, 4], c: [1, 2, 4]
+/// stepper.reset();
+/// # Ok::<(), recur::Error>(())
+/// ```
+pub struct Stepper<'a, T> {
+    model: &'a Recurrent<T>,
+    batch: usize,
+    /// per layer: the driver's view (seq_len 1, no `active`) and its prepared step
+    layers: Vec<(DirSpec<'a, T>, DirStep<T>)>,
+    /// `[num_layers, batch, H_out]`: the state before the next step
+    h: Vec<T>,
+    /// `[num_layers, batch, hidden_size]` (LSTM) or empty
+    c: Vec<T>,
+    /// the state being written by a step, swapped with `h`, `c` after it
+    h_next: Vec<T>,
+    c_next: Vec<T>,
+}
+
+impl<T> fmt::Debug for Stepper<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stepper")
+            .field("config", &self.model.config)
+            .field("batch", &self.batch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, T: Float> Stepper<'a, T> {
+    /// See [`Recurrent::stepper`].
+    pub(super) fn new(model: &'a Recurrent<T>, batch: usize) -> Result<Self> {
+        let cfg = &model.config;
+        if cfg.direction != Direction::Forward {
+            return Err(Error::Unsupported(
+                "stepper: a reverse direction needs the whole sequence".into(),
+            ));
+        }
+        if batch == 0 {
+            return Err(Error::Empty("stepper: batch is 0".into()));
+        }
+        let nl = cfg.num_layers;
+        let layers = (0..nl)
+            .map(|layer| {
+                let spec = model.dir_spec(layer, 0, (1, batch, &[]));
+                let prepared = spec.prepare();
+                (spec, prepared)
+            })
+            .collect();
+        let h_len = nl * batch * cfg.h_out();
+        let c_len = if cfg.cell.has_cell_state() {
+            nl * batch * cfg.hidden_size
+        } else {
+            0
+        };
+        Ok(Self {
+            model,
+            batch,
+            layers,
+            h: vec![T::zero(); h_len],
+            c: vec![T::zero(); c_len],
+            h_next: vec![T::zero(); h_len],
+            c_next: vec![T::zero(); c_len],
+        })
+    }
+
+    /// The number of sequences stepped together.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// One time step of every sequence: `x` is `[batch, input_size]` (row-major, whatever
+    /// the model's [`super::BatchLayout`]), the last layer's output goes to `out`
+    /// `[batch, H_out]`, and the state advances.
+    ///
+    /// At batch 1 this allocates nothing (`tests/stepper.rs` counts). At batch > 1 recur
+    /// still allocates nothing, but the `gemm` crate (0.19) runs its packed kernel for the
+    /// products, which allocates a small bookkeeping buffer on every call.
+    ///
+    /// # Errors
+    /// [`Error::Length`] when `x` or `out` does not hold exactly the values of its shape; the
+    /// state is then untouched.
+    pub fn step(&mut self, x: &[T], out: &mut [T]) -> Result<()> {
+        let cfg = &self.model.config;
+        let (bs, r, h) = (self.batch, cfg.h_out(), cfg.hidden_size);
+        check_len("x", x.len(), [bs, cfg.input_size])?;
+        check_len("out", out.len(), [bs, r])?;
+        let has_c = cfg.cell.has_cell_state();
+        let (hs, cs) = (bs * r, if has_c { bs * h } else { 0 });
+        for (l, (spec, prepared)) in self.layers.iter_mut().enumerate() {
+            // Layer l writes h_next[l]; its input is x or h_next[l − 1] just below it.
+            let (below, h_out) = self.h_next.split_at_mut(l * hs);
+            let input = if l == 0 { x } else { &below[(l - 1) * hs..] };
+            spec.step(
+                prepared,
+                input,
+                (&self.h[l * hs..(l + 1) * hs], &self.c[l * cs..(l + 1) * cs]),
+                &mut h_out[..hs],
+                &mut self.c_next[l * cs..(l + 1) * cs],
+            );
+        }
+        std::mem::swap(&mut self.h, &mut self.h_next);
+        std::mem::swap(&mut self.c, &mut self.c_next);
+        out.copy_from_slice(&self.h[(self.layers.len() - 1) * hs..]);
+        Ok(())
+    }
+
+    /// The current state: `h` `[num_layers, batch, H_out]`, `c` `[num_layers, batch,
+    /// hidden_size]` (LSTM only), as [`Recurrent::forward`] takes and returns it.
+    pub fn state(&self) -> State<T> {
+        let cfg = &self.model.config;
+        let nl = cfg.num_layers;
+        let tensor = |v: &[T], f: usize| {
+            Tensor::new(v.to_vec(), &[nl, self.batch, f]).expect("the state fills its shape")
+        };
+        State {
+            h: tensor(&self.h, cfg.h_out()),
+            c: cfg
+                .cell
+                .has_cell_state()
+                .then(|| tensor(&self.c, cfg.hidden_size)),
+        }
+    }
+
+    /// Continues from `state` (shaped as [`Stepper::state`] returns it; the initial state of
+    /// the steps to come, so errors name its tensors `h0` and `c0`, as
+    /// [`Recurrent::forward`]'s do).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] or [`Error::Rank`] for a tensor of the wrong shape,
+    /// [`Error::Unsupported`] for a state that does not fit the cell (a `c` for a GRU, none
+    /// for an LSTM); the state is then untouched.
+    pub fn set_state(&mut self, state: &State<T>) -> Result<()> {
+        self.model
+            .check_state(Some(state), self.batch, ["h0", "c0"])?;
+        self.h.copy_from_slice(state.h.data());
+        if let Some(c) = &state.c {
+            self.c.copy_from_slice(c.data());
+        }
+        Ok(())
+    }
+
+    /// Back to the zero state.
+    pub fn reset(&mut self) {
+        self.h.fill(T::zero());
+        self.c.fill(T::zero());
+    }
+}
+
+/// `Err(Error::Length)` unless a buffer of `len` values fills `shape`.
+fn check_len(what: &str, len: usize, shape: [usize; 2]) -> Result<()> {
+    if len == shape[0] * shape[1] {
+        Ok(())
+    } else {
+        Err(Error::Length {
+            what: what.into(),
+            shape: Shape(shape.to_vec()),
+            len,
+        })
+    }
+}

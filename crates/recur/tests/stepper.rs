@@ -1,0 +1,666 @@
+//! The streaming session, [`recur::layer::Stepper`]:
+//!
+//! - its outputs and states equal [`Recurrent::forward`] over the whole sequence, for every
+//!   cell kind and option, 1–3 layers, batch 1 and 3, f64 and f32 (to the kernel-dispatch
+//!   tolerance of `tests/consistency.rs`, whose reasoning applies unchanged), and equal
+//!   `forward` on each one-step sequence: bit for bit at batch 1 (the same products, of the
+//!   same shapes and operand layouts), to the same tolerance at batch > 1 (where the stepper
+//!   reads a packed `W_ihᵀ`, see `DISPATCH_TOL_F64`);
+//! - `set_state`, `state` and `reset` round-trip bit for bit;
+//! - a step allocates nothing (counted by this binary's global allocator);
+//! - wrong shapes are typed errors that leave the state untouched; reverse and bidirectional
+//!   stacks are refused.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use recur::{
+    Activation, BatchLayout, CellKind, Direction, Error, Float, GruCell, InputForget, Leak,
+    LstmCell, Peepholes, Recurrent, RecurrentConfig, ResetPlacement, RnnCell, State, Tensor,
+};
+
+const INPUT: usize = 3;
+const HIDDEN: usize = 5;
+/// Projection size of the projected LSTMs (< HIDDEN).
+const PROJ: usize = 3;
+const SEQ_LEN: usize = 7;
+/// Batch 1 reads the stored recurrent weights through a transposed view; larger batches read
+/// a packed copy. Both paths are covered.
+const BATCHES: [usize; 2] = [1, 3];
+
+/// Stepping runs the input projection on `batch` rows per step where the whole sequence runs
+/// it on `seq_len · batch` rows in one product; the `gemm` crate picks its kernel by size and
+/// the kernels round differently. The same bound, for the same reason, as
+/// `DISPATCH_TOL_F64` / `DISPATCH_TOL_F32` in `tests/consistency.rs` (see the reasoning and
+/// the observed errors there: ≤ 2.2e-16 relative in f64, ≤ 1.2e-7 in f32, over up to 3
+/// layers × 7 steps); a real bug (a wrong state carried, a step lost or repeated, a layer
+/// fed the wrong input) moves values by O(0.01–1).
+///
+/// Against `forward` on a one-step sequence the products have the same shapes, and at batch
+/// 1 the same operands too: bitwise. At batch > 1 the stepper reads `W_ihᵀ` packed row-major
+/// once (the strided view is ~7× slower for a few rows) where `forward` hands the `gemm`
+/// crate the strided view of the stored `W_ih`; the crate then takes another path and rounds
+/// the input product differently in the last bits (observed at batch 3: 1–2 ulp, e.g. 7e-9
+/// relative in f32, 1.1e-16 in f64).
+const DISPATCH_TOL_F64: f64 = 1e-12;
+const DISPATCH_TOL_F32: f64 = 1e-5;
+
+// ---------------------------------------------------------------------------------------------
+// Allocation counting
+
+/// The system allocator, counting the allocations each thread makes (tests run in parallel
+/// threads, so a per-thread count sees only its own test).
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    // `try_with`: the thread-local may already be gone while a thread shuts down.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; counting touches only a
+// const-initialised thread-local `Cell`, which never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: the caller's contract is passed on to `System`.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deterministic data
+
+/// SplitMix64 (Steele, Lea & Flood 2014): all randomness of these tests.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [−1, 1), rounded to f32 first so that both types get the same numbers.
+    fn vec<T: Real>(&mut self, n: usize) -> Vec<T> {
+        (0..n)
+            .map(|_| {
+                let u = (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0;
+                T::of(u as f32 as f64)
+            })
+            .collect()
+    }
+
+    fn tensor<T: Real>(&mut self, shape: &[usize]) -> Tensor<T> {
+        Tensor::new(self.vec(shape.iter().product()), shape).unwrap()
+    }
+
+    fn state<T: Real>(&mut self, model: &Recurrent<T>, batch: usize) -> State<T> {
+        let z = model.zero_state(batch);
+        State {
+            h: self.tensor(z.h.shape()),
+            c: z.c.map(|c| self.tensor(c.shape())),
+        }
+    }
+}
+
+trait Real: Float {
+    const NAME: &'static str;
+    const DISPATCH_TOL: f64;
+    fn of(v: f64) -> Self;
+    fn wide(self) -> f64;
+}
+
+impl Real for f64 {
+    const NAME: &'static str = "f64";
+    const DISPATCH_TOL: f64 = DISPATCH_TOL_F64;
+    fn of(v: f64) -> Self {
+        v
+    }
+    fn wide(self) -> f64 {
+        self
+    }
+}
+
+impl Real for f32 {
+    const NAME: &'static str = "f32";
+    const DISPATCH_TOL: f64 = DISPATCH_TOL_F32;
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+    fn wide(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Models
+
+/// Every cell kind and option, named (the list of `tests/consistency.rs`).
+fn cells(num_layers: usize) -> Vec<(&'static str, CellKind)> {
+    let lstm = |c: LstmCell| CellKind::Lstm(c);
+    vec![
+        ("lstm", CellKind::lstm()),
+        (
+            "lstm_peepholes",
+            lstm(LstmCell {
+                peepholes: Peepholes::ALL,
+                ..Default::default()
+            }),
+        ),
+        (
+            "lstm_proj",
+            lstm(LstmCell {
+                proj_size: PROJ,
+                ..Default::default()
+            }),
+        ),
+        (
+            "lstm_coupled",
+            lstm(LstmCell {
+                input_forget: InputForget::Coupled,
+                ..Default::default()
+            }),
+        ),
+        (
+            "lstm_peephole_io_coupled_proj",
+            lstm(LstmCell {
+                peepholes: Peepholes {
+                    input: true,
+                    forget: false,
+                    output: true,
+                },
+                proj_size: PROJ,
+                input_forget: InputForget::Coupled,
+                ..Default::default()
+            }),
+        ),
+        ("gru_reset_after", CellKind::gru()),
+        (
+            "gru_reset_before",
+            CellKind::Gru(GruCell {
+                reset: ResetPlacement::BeforeMatmul,
+                ..Default::default()
+            }),
+        ),
+        ("rnn_tanh", CellKind::rnn_tanh()),
+        ("rnn_relu", CellKind::rnn_relu()),
+        (
+            "rnn_tanh_leaky",
+            CellKind::Rnn(RnnCell {
+                leak: Leak::Uniform(0.3),
+                ..Default::default()
+            }),
+        ),
+        (
+            "rnn_relu_leaky_per_layer",
+            CellKind::Rnn(RnnCell {
+                nonlinearity: Activation::Relu,
+                leak: Leak::PerLayer((0..num_layers).map(|l| 0.9 - 0.3 * l as f64).collect()),
+            }),
+        ),
+    ]
+}
+
+fn config(cell: CellKind, num_layers: usize, direction: Direction) -> RecurrentConfig {
+    RecurrentConfig {
+        cell,
+        input_size: INPUT,
+        hidden_size: HIDDEN,
+        num_layers,
+        direction,
+        ..Default::default()
+    }
+}
+
+/// PyTorch's initialisation from a fixed seed, rounded to f32 (f32 and f64 models then hold
+/// the same numbers).
+fn model<T: Real>(config: RecurrentConfig) -> Recurrent<T> {
+    let mut m = Recurrent::<T>::new(config, 17).unwrap();
+    for p in m.params_mut() {
+        *p = T::of(p.wide() as f32 as f64);
+    }
+    m
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparisons
+
+#[derive(Clone, Copy, Debug)]
+enum Tol {
+    /// Every value identical, bit for bit (0.0 and −0.0 differ).
+    Bitwise,
+    /// max |a − b| / (1 + |b|) ≤ tol.
+    Rel(f64),
+}
+
+#[track_caller]
+fn assert_same<T: Real>(what: &str, got: &[T], want: &[T], tol: Tol) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    match tol {
+        Tol::Bitwise => {
+            if let Some(i) =
+                (0..got.len()).find(|&i| got[i].wide().to_bits() != want[i].wide().to_bits())
+            {
+                panic!(
+                    "{what}: not bitwise equal at {i}: {:e} vs {:e}",
+                    got[i].wide(),
+                    want[i].wide()
+                );
+            }
+        }
+        Tol::Rel(tol) => {
+            let (mut worst, mut at) = (0.0f64, 0);
+            for (i, (a, b)) in got.iter().zip(want).enumerate() {
+                let e = (a.wide() - b.wide()).abs() / (1.0 + b.wide().abs());
+                if e.is_nan() || e > worst {
+                    (worst, at) = (e, i);
+                }
+            }
+            assert!(
+                worst <= tol,
+                "{what}: max rel err {worst:e} > {tol:e} at {at}: {:e} vs {:e}",
+                got[at].wide(),
+                want[at].wide()
+            );
+        }
+    }
+}
+
+#[track_caller]
+fn assert_state_same<T: Real>(what: &str, got: &State<T>, want: &State<T>, tol: Tol) {
+    assert_eq!(got.h.shape(), want.h.shape(), "{what}: h shape");
+    assert_same(&format!("{what} h"), got.h.data(), want.h.data(), tol);
+    assert_eq!(got.c.is_some(), want.c.is_some(), "{what}: c presence");
+    if let (Some(a), Some(b)) = (&got.c, &want.c) {
+        assert_eq!(a.shape(), b.shape(), "{what}: c shape");
+        assert_same(&format!("{what} c"), a.data(), b.data(), tol);
+    }
+}
+
+/// Step `t` of a seq-first `[seq_len, batch, f]` tensor: `[batch, f]`, flat.
+fn step_of<T: Real>(x: &Tensor<T>, t: usize) -> &[T] {
+    let row = x.shape()[1] * x.shape()[2];
+    &x.data()[t * row..(t + 1) * row]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stepper ≡ forward
+
+fn check_stepper_equals_forward<T: Real>() {
+    let mut rng = SplitMix64(1);
+    for num_layers in 1..=3 {
+        for (name, cell) in cells(num_layers) {
+            let m = model::<T>(config(cell, num_layers, Direction::Forward));
+            let r = m.config().h_out();
+            for batch in BATCHES {
+                let x = rng.tensor::<T>(&[SEQ_LEN, batch, INPUT]);
+                for s0 in [None, Some(rng.state(&m, batch))] {
+                    let ctx = format!(
+                        "{} {name} layers={num_layers} batch={batch} s0={}",
+                        T::NAME,
+                        if s0.is_some() { "random" } else { "zero" }
+                    );
+                    let full = m.forward(&x, s0.as_ref(), None).unwrap();
+                    let mut stepper = m.stepper(batch).unwrap();
+                    assert_eq!(stepper.batch(), batch);
+                    if let Some(s) = &s0 {
+                        stepper.set_state(s).unwrap();
+                    }
+                    let mut one_state = s0.clone().unwrap_or_else(|| m.zero_state(batch));
+                    let mut y = vec![T::zero(); batch * r];
+                    for t in 0..SEQ_LEN {
+                        let xt = step_of(&x, t);
+                        stepper.step(xt, &mut y).unwrap();
+                        // The whole sequence: the same arithmetic through products of other
+                        // sizes.
+                        assert_same(
+                            &format!("{ctx} step {t} output"),
+                            &y,
+                            step_of(&full.output, t),
+                            Tol::Rel(T::DISPATCH_TOL),
+                        );
+                        // A one-step sequence: the same products of the same shapes (and at
+                        // batch 1 the same operand layouts).
+                        let one_tol = if batch == 1 {
+                            Tol::Bitwise
+                        } else {
+                            Tol::Rel(T::DISPATCH_TOL)
+                        };
+                        let xt = Tensor::new(xt.to_vec(), &[1, batch, INPUT]).unwrap();
+                        let one = m.forward(&xt, Some(&one_state), None).unwrap();
+                        assert_same(
+                            &format!("{ctx} step {t} output vs one-step forward"),
+                            &y,
+                            one.output.data(),
+                            one_tol,
+                        );
+                        assert_state_same(
+                            &format!("{ctx} step {t} state vs one-step forward"),
+                            &stepper.state(),
+                            &one.state,
+                            one_tol,
+                        );
+                        one_state = one.state;
+                    }
+                    assert_state_same(
+                        &format!("{ctx} final state"),
+                        &stepper.state(),
+                        &full.state,
+                        Tol::Rel(T::DISPATCH_TOL),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn stepper_equals_whole_sequence_f64() {
+    check_stepper_equals_forward::<f64>();
+}
+
+#[test]
+fn stepper_equals_whole_sequence_f32() {
+    check_stepper_equals_forward::<f32>();
+}
+
+/// The stepper reads `[batch, input_size]` whatever the model's layout, and `Recurrent::step`
+/// (a one-call stepper) gives its numbers bit for bit.
+#[test]
+fn stepper_ignores_the_batch_layout_and_matches_recurrent_step() {
+    let mut rng = SplitMix64(2);
+    for (name, cell) in cells(2) {
+        let sf = model::<f64>(config(cell, 2, Direction::Forward));
+        let bf = Recurrent::from_params(
+            RecurrentConfig {
+                layout: BatchLayout::BatchFirst,
+                ..sf.config().clone()
+            },
+            sf.params().to_vec(),
+        )
+        .unwrap();
+        let batch = 3;
+        let r = sf.config().h_out();
+        let s0 = rng.state(&sf, batch);
+        let (mut a, mut b) = (sf.stepper(batch).unwrap(), bf.stepper(batch).unwrap());
+        a.set_state(&s0).unwrap();
+        b.set_state(&s0).unwrap();
+        let mut s = s0.clone();
+        let (mut ya, mut yb) = (vec![0.0; batch * r], vec![0.0; batch * r]);
+        for t in 0..SEQ_LEN {
+            let ctx = format!("{name} step {t}");
+            let xt = rng.vec::<f64>(batch * INPUT);
+            a.step(&xt, &mut ya).unwrap();
+            b.step(&xt, &mut yb).unwrap();
+            let y = bf
+                .step(&Tensor::new(xt, &[batch, INPUT]).unwrap(), &mut s)
+                .unwrap();
+            assert_same(&format!("{ctx} batch-first"), &yb, &ya, Tol::Bitwise);
+            assert_same(
+                &format!("{ctx} Recurrent::step"),
+                y.data(),
+                &ya,
+                Tol::Bitwise,
+            );
+            assert_state_same(&ctx, &a.state(), &s, Tol::Bitwise);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State accessors
+
+#[test]
+fn set_state_and_reset_round_trip() {
+    let mut rng = SplitMix64(3);
+    for num_layers in [1, 3] {
+        for (name, cell) in cells(num_layers) {
+            let m = model::<f64>(config(cell, num_layers, Direction::Forward));
+            let r = m.config().h_out();
+            for batch in BATCHES {
+                let ctx = format!("{name} layers={num_layers} batch={batch}");
+                let xs: Vec<Vec<f64>> = (0..SEQ_LEN).map(|_| rng.vec(batch * INPUT)).collect();
+                let mut y = vec![0.0; batch * r];
+                let mut a = m.stepper(batch).unwrap();
+                assert_eq!(a.state(), m.zero_state(batch), "{ctx}: a new stepper");
+                // A state handed over mid-stream continues it exactly.
+                for x in &xs[..3] {
+                    a.step(x, &mut y).unwrap();
+                }
+                let mid = a.state();
+                let mut b = m.stepper(batch).unwrap();
+                b.set_state(&mid).unwrap();
+                assert_eq!(b.state(), mid, "{ctx}: set_state then state");
+                let mut yb = vec![0.0; batch * r];
+                for x in &xs[3..] {
+                    a.step(x, &mut y).unwrap();
+                    b.step(x, &mut yb).unwrap();
+                    assert_same(&format!("{ctx} continued"), &yb, &y, Tol::Bitwise);
+                }
+                assert_eq!(b.state(), a.state(), "{ctx}: continued state");
+                // reset: back to zero, then the numbers of a fresh stepper.
+                a.reset();
+                assert_eq!(a.state(), m.zero_state(batch), "{ctx}: reset");
+                let mut fresh = m.stepper(batch).unwrap();
+                for x in &xs {
+                    a.step(x, &mut y).unwrap();
+                    fresh.step(x, &mut yb).unwrap();
+                    assert_same(&format!("{ctx} after reset"), &y, &yb, Tol::Bitwise);
+                }
+                assert_eq!(a.state(), fresh.state(), "{ctx}: state after reset");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// No allocation
+
+/// Every cell kind at batch 1 (streaming's case), both scalar types, small sizes and sizes
+/// large enough for the `gemm` crate's blocked kernels: after the first step, stepping
+/// allocates nothing.
+///
+/// Batch > 1 is not checked: there the `gemm` crate (0.19) runs its packed microkernel, which
+/// allocates its own bookkeeping on every call (`gemm-common` `gemm.rs`: `did_pack_lhs =
+/// vec![false; mc / MR]`, and a `MemBuffer` when it packs an operand), outside recur's reach
+/// until the step product has its own small-M kernel in `kernel/`.
+fn check_step_allocates_nothing<T: Real>() {
+    let mut rng = SplitMix64(4);
+    for (input_size, hidden_size) in [(INPUT, HIDDEN), (48, 96), (128, 256)] {
+        for (name, cell) in cells(2) {
+            let cell = match cell {
+                CellKind::Lstm(c) if c.proj_size > 0 => CellKind::Lstm(LstmCell {
+                    proj_size: hidden_size / 2,
+                    ..c
+                }),
+                c => c,
+            };
+            let m = model::<T>(RecurrentConfig {
+                input_size,
+                hidden_size,
+                ..config(cell, 2, Direction::Forward)
+            });
+            {
+                let batch = 1;
+                let ctx = format!(
+                    "{} {name} I={input_size} H={hidden_size} batch={batch}",
+                    T::NAME
+                );
+                let x = rng.vec::<T>(batch * input_size);
+                let mut y = vec![T::zero(); batch * m.config().h_out()];
+                let mut stepper = m.stepper(batch).unwrap();
+                // The first step may set up lazily created per-thread state outside recur.
+                stepper.step(&x, &mut y).unwrap();
+                let before = allocations();
+                for _ in 0..5 {
+                    stepper.step(&x, &mut y).unwrap();
+                }
+                let n = allocations() - before;
+                assert_eq!(n, 0, "{ctx}: 5 steps made {n} allocations");
+            }
+        }
+    }
+}
+
+#[test]
+fn step_allocates_nothing_f64() {
+    check_step_allocates_nothing::<f64>();
+}
+
+#[test]
+fn step_allocates_nothing_f32() {
+    check_step_allocates_nothing::<f32>();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+#[test]
+fn reverse_and_bidirectional_stacks_are_unsupported() {
+    for direction in [Direction::Reverse, Direction::Bidirectional] {
+        for (name, cell) in cells(2) {
+            let m = model::<f64>(config(cell, 2, direction));
+            match m.stepper(1) {
+                Err(Error::Unsupported(msg)) => {
+                    assert!(msg.starts_with("stepper: "), "{name} {direction:?}: {msg}");
+                }
+                other => panic!("{name} {direction:?}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn an_empty_batch_is_an_empty_error() {
+    let m = model::<f64>(config(CellKind::lstm(), 1, Direction::Forward));
+    assert!(matches!(m.stepper(0), Err(Error::Empty(_))));
+}
+
+#[test]
+fn buffers_of_the_wrong_length_are_length_errors_and_leave_the_state() {
+    let mut rng = SplitMix64(5);
+    for (name, cell) in cells(2) {
+        let m = model::<f64>(config(cell, 2, Direction::Forward));
+        let (batch, r) = (3, m.config().h_out());
+        let mut stepper = m.stepper(batch).unwrap();
+        stepper.set_state(&rng.state(&m, batch)).unwrap();
+        let before = stepper.state();
+        let mut y = vec![0.0; batch * r];
+        for (what, x_len, y_len, shape) in [
+            ("x", batch * INPUT - 1, batch * r, [batch, INPUT]),
+            ("x", batch * INPUT + INPUT, batch * r, [batch, INPUT]),
+            ("x", 0, batch * r, [batch, INPUT]),
+            ("out", batch * INPUT, batch * r + 1, [batch, r]),
+            ("out", batch * INPUT, 0, [batch, r]),
+        ] {
+            let ctx = format!("{name} {what} x_len={x_len} out_len={y_len}");
+            let x = vec![0.5; x_len];
+            y.resize(y_len, 0.0);
+            match stepper.step(&x, &mut y) {
+                Err(
+                    ref e @ Error::Length {
+                        what: ref w,
+                        shape: ref s,
+                        len,
+                    },
+                ) => {
+                    assert_eq!((w.as_str(), &s.0[..]), (what, &shape[..]), "{ctx}: {e}");
+                    assert_eq!(len, if what == "x" { x_len } else { y_len }, "{ctx}");
+                    assert!(e.to_string().starts_with(&format!("{what}: ")), "{e}");
+                }
+                other => panic!("{ctx}: {other:?}"),
+            }
+            assert_eq!(
+                stepper.state(),
+                before,
+                "{ctx}: a failed step changed the state"
+            );
+        }
+    }
+}
+
+#[test]
+fn set_state_of_the_wrong_shape_is_an_error_and_leaves_the_state() {
+    let mut rng = SplitMix64(6);
+    let lstm = model::<f64>(config(CellKind::lstm(), 2, Direction::Forward));
+    let batch = 3;
+    let mut stepper = lstm.stepper(batch).unwrap();
+    stepper.set_state(&rng.state(&lstm, batch)).unwrap();
+    let before = stepper.state();
+    // A state for another batch size.
+    let other = rng.state(&lstm, batch + 1);
+    match stepper.set_state(&other) {
+        Err(Error::Shape {
+            what,
+            expected,
+            got,
+        }) => {
+            assert_eq!(what, "h0");
+            assert_eq!(expected.0, [2, batch, HIDDEN]);
+            assert_eq!(got.0, [2, batch + 1, HIDDEN]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A c of the wrong shape.
+    let bad_c = State {
+        h: before.h.clone(),
+        c: Some(rng.tensor(&[1, batch, HIDDEN])),
+    };
+    assert!(matches!(stepper.set_state(&bad_c), Err(Error::Shape { what, .. }) if what == "c0"));
+    // An LSTM state without c.
+    let no_c = State {
+        h: before.h.clone(),
+        c: None,
+    };
+    assert!(matches!(
+        stepper.set_state(&no_c),
+        Err(Error::Unsupported(_))
+    ));
+    assert_eq!(
+        stepper.state(),
+        before,
+        "a failed set_state changed the state"
+    );
+    // A GRU state with c.
+    let gru = model::<f64>(config(CellKind::gru(), 1, Direction::Forward));
+    let mut stepper = gru.stepper(batch).unwrap();
+    let with_c = State {
+        h: rng.tensor(&[1, batch, HIDDEN]),
+        c: Some(rng.tensor(&[1, batch, HIDDEN])),
+    };
+    assert!(matches!(
+        stepper.set_state(&with_c),
+        Err(Error::Unsupported(_))
+    ));
+    assert_eq!(stepper.state(), gru.zero_state(batch));
+}
