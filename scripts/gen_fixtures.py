@@ -9,7 +9,7 @@ crates/recur/tests/fixtures/pytorch/<case>.safetensors
 crates/recur/tests/fixtures/reference/<case>.safetensors
     Cells PyTorch lacks (peephole and coupled input-forget LSTM, reset-before GRU, leaky RNN),
     written below as explicit per-step torch ops in float64 (autograd gives the gradients),
-    with the equations of /work/shared/SPEC.md section 2. Before anything is saved:
+    with the equations of the project SPEC.md section 2. Before anything is saved:
       * the same per-step implementation, run on every pytorch/ case, must reproduce
         nn.LSTM / nn.GRU / nn.RNN forward AND every gradient (this validates the harness:
         multi-layer stacking, directions, projection, ragged lengths, batch_first);
