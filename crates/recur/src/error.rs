@@ -139,6 +139,31 @@ pub enum Error {
         /// the option to set, e.g. `LoadOptions::rnn_nonlinearity`
         option: String,
     },
+    /// A data file holds nothing (no bytes, or no sequences).
+    #[error("{file}: the file is empty")]
+    EmptyFile { file: String },
+    /// A text file is not valid UTF-8; `offset` is the first bad byte's offset from the start
+    /// of the file (0-based) and `line` its line (1-based).
+    #[error("{file}:{line}: not valid UTF-8 (first bad byte at byte offset {offset})")]
+    NotUtf8 {
+        file: String,
+        line: usize,
+        offset: usize,
+    },
+    /// A line of a data or vocabulary file is malformed; `line` is 1-based.
+    #[error("{file}:{line}: {reason}")]
+    Parse {
+        file: String,
+        line: usize,
+        reason: String,
+    },
+    /// A token stream is too short to be cut into `batch` streams of at least two tokens (an
+    /// input and its target) each.
+    #[error(
+        "{tokens} tokens are too few for {batch} streams: each needs at least 2 tokens (an input and its target), so at least {} tokens",
+        2 * .batch
+    )]
+    TooFewTokens { tokens: usize, batch: usize },
 }
 
 /// `Result` with recur's [`Error`].

@@ -1,12 +1,19 @@
-//! Data: batches of variable-length sequences, and generated tasks.
+//! Data: text corpora and their truncated-BPTT batches, labelled sequences from files,
+//! batches of variable-length sequences, and generated tasks.
 //!
 //! Every generator draws from an explicit seed (ChaCha8), so a run is reproducible; the
 //! [`Split`] picks an independent stream of the same seed, so a held-out set never shares
 //! draws with the training stream.
 
 pub mod adding;
+pub mod labelled;
+pub mod tbptt;
+pub mod text;
 
 pub use adding::AddingProblem;
+pub use labelled::{Labels, SequenceDataset, TargetKind};
+pub use tbptt::{Chunk, Chunks, Streams, batchify};
+pub use text::{Corpus, EOS, SplitFractions, TokenLevel, UNK, Vocabulary};
 
 use crate::Tensor;
 
