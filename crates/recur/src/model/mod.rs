@@ -8,6 +8,7 @@ pub mod cross_entropy;
 pub mod embedding;
 pub mod linear;
 pub mod loss;
+pub mod sequence;
 
 pub use cross_entropy::{
     CrossEntropyConfig, CrossEntropyOutput, accuracy, bits_per_character, cross_entropy,
@@ -16,6 +17,10 @@ pub use cross_entropy::{
 pub use embedding::{Embedding, EmbeddingConfig};
 pub use linear::{Linear, LinearConfig};
 pub use loss::{Reduction, mse_loss, mse_loss_backward};
+pub use sequence::{
+    Input, ModelGrad, ModelInput, ModelOutput, ModelParam, OutputForm, SequenceModel,
+    SequenceModelConfig, SequenceTape,
+};
 
 /// The f64 central-difference check the model pieces' tests share (the same criterion as
 /// `tests/gradcheck.rs` applies to the recurrent stack).

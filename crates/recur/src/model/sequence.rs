@@ -1,0 +1,594 @@
+//! A whole sequence model: input stage → recurrent stack → linear head, the network that
+//! `recur train` fits. In PyTorch words it is the module
+//!
+//! ```python
+//! class SequenceModel(nn.Module):
+//!     def __init__(self):
+//!         self.embedding = nn.Embedding(num_embeddings, embedding_dim)  # Input::Embedding only
+//!         self.rnn = nn.LSTM(...)                                       # or nn.GRU / nn.RNN
+//!         self.head = nn.Linear(D * H_out, out_features)
+//! ```
+//!
+//! ```text
+//! (1) x = E[ids]                              Input::Embedding   x: [seq_len, batch, embedding_dim]
+//!     x = input                               Input::Dense       x: [seq_len, batch, input_size]
+//! (2) y, h_n = rnn(x, state, lengths)         y: [seq_len, batch, D * H_out], h_n: [L * D, batch, H_out]
+//! (3) z[t, b] = y[t, b] Wᵀ + bias             OutputForm::EveryStep, t < len_b;   z: [seq_len, batch, out]
+//!     z[t, b] = 0                                                    t ≥ len_b
+//!     z[b] = [h_n[(L−1)D] | … | h_n[LD−1]][b] Wᵀ + bias
+//!                                             OutputForm::Last;                   z: [batch, out]
+//! ```
+//! `OutputForm::Last` reads each sequence's final state of the top layer: for a bidirectional
+//! stack the forward state after step len_b − 1 and the reverse state after step 0,
+//! concatenated `[forward, reverse]` (PyTorch users' `torch.cat([h_n[-2], h_n[-1]], 1)`).
+//! Outputs past a sequence's end are zero in `EveryStep`, so they are constants and the
+//! gradient given for them is ignored, as [`Recurrent`] ignores its own there.
+//!
+//! Backward, given dz = ∂L/∂z, walks the forward in reverse:
+//! ```text
+//! (3)ᵀ EveryStep: dz[t, b] = 0 for t ≥ len_b;  dy = dz W;  dW += dzᵀ y;  dbias += Σ dz
+//!      Last:      dh_n[(L−1)D + d][b] = (dz W)[b, d·H_out .. (d+1)·H_out];  dW += dzᵀ [h_n…];  dbias += Σ dz
+//! (2)ᵀ dx, dstate = BPTT(dy or dh_n)
+//! (1)ᵀ dE[ids_n] += dx[n]   (Input::Embedding; skips padding_idx)
+//! ```
+//!
+//! ## The flat parameter layout
+//! Parameters and gradients are one flat buffer, the three parts one after the other, each
+//! part laid out as its own module lays it out, with the names a PyTorch module with the
+//! attributes `embedding`, `rnn`, `head` has in its `state_dict`:
+//!
+//! | part      | names                                                   | present            |
+//! |-----------|---------------------------------------------------------|--------------------|
+//! | embedding | `embedding.weight` `[num_embeddings, embedding_dim]`    | `Input::Embedding` |
+//! | recurrent | `rnn.<name>` for every name of [`Recurrent::layout`]    | always             |
+//! | head      | `head.weight` `[out_features, D * H_out]`, `head.bias`  | bias if enabled    |
+//!
+//! [`SequenceModel::param_layout`] lists them with their offsets. The three parts keep their
+//! own buffers (each module owns its parameters); [`SequenceModel::params`] gathers them and
+//! [`SequenceModel::set_params`] scatters them back, while an optimizer that updates in place
+//! can take the parts from [`SequenceModel::parts_mut`].
+
+use crate::error::{Error, Result, Shape, config_err};
+use crate::layer::{BatchLayout, Bias, OutputGrad, Recurrent, RecurrentConfig, State, Tape};
+use crate::model::embedding::{Embedding, EmbeddingConfig};
+use crate::model::linear::{Linear, LinearConfig};
+use crate::{Float, Tensor};
+
+/// What the model reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Input {
+    /// Token ids through an embedding table; `embedding_dim` must equal the stack's
+    /// `input_size`.
+    Embedding(EmbeddingConfig),
+    /// Feature vectors `[seq_len, batch, input_size]`, straight into the recurrent stack.
+    #[default]
+    Dense,
+}
+
+/// Where the head reads the recurrent stack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutputForm {
+    /// The head on the top layer's output at every step: `[seq_len, batch, out_features]`
+    /// (language models, sequence labelling).
+    #[default]
+    EveryStep,
+    /// The head on each sequence's final state of the top layer (both directions'
+    /// concatenated): `[batch, out_features]` (classification or regression of whole
+    /// sequences).
+    Last,
+}
+
+/// Configuration of a [`SequenceModel`].
+///
+/// ```
+/// use recur::model::{EmbeddingConfig, Input, OutputForm, SequenceModelConfig};
+/// use recur::{CellKind, RecurrentConfig};
+/// let config = SequenceModelConfig {
+///     input: Input::Embedding(EmbeddingConfig { num_embeddings: 50, embedding_dim: 16, padding_idx: None }),
+///     rnn: RecurrentConfig { cell: CellKind::lstm(), input_size: 16, hidden_size: 32, ..Default::default() },
+///     output: OutputForm::EveryStep,
+///     out_features: 50,
+///     ..Default::default()
+/// };
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SequenceModelConfig {
+    pub input: Input,
+    /// The recurrent stack, any cell and option of [`Recurrent`].
+    pub rnn: RecurrentConfig,
+    pub output: OutputForm,
+    /// Width of the head's output (classes, or regression targets).
+    pub out_features: usize,
+    /// Whether the head has a bias (PyTorch `bias`, default enabled).
+    pub head_bias: Bias,
+}
+
+impl SequenceModelConfig {
+    /// Checks every setting, and that the parts fit together.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first setting out of range, or `embedding_dim` when it
+    /// differs from the stack's `input_size`.
+    pub fn validate(&self) -> Result<()> {
+        self.rnn.validate()?;
+        if let Input::Embedding(e) = &self.input {
+            e.validate()?;
+            if e.embedding_dim != self.rnn.input_size {
+                return Err(config_err(
+                    "embedding_dim",
+                    format!(
+                        "must equal the recurrent stack's input_size = {}, got {}",
+                        self.rnn.input_size, e.embedding_dim
+                    ),
+                ));
+            }
+        }
+        self.head_config().validate()
+    }
+
+    /// The head: `in_features = D * H_out` in both output forms.
+    pub fn head_config(&self) -> LinearConfig {
+        LinearConfig {
+            in_features: self.rnn.direction.count() * self.rnn.h_out(),
+            out_features: self.out_features,
+            bias: self.head_bias,
+        }
+    }
+}
+
+/// What the model is given: token ids for [`Input::Embedding`], features for
+/// [`Input::Dense`].
+#[derive(Clone, Copy, Debug)]
+pub enum ModelInput<'a, T> {
+    /// Row-major ids of shape `shape`: `[seq_len, batch]`, or `[batch, seq_len]` with
+    /// [`BatchLayout::BatchFirst`].
+    Ids { ids: &'a [usize], shape: [usize; 2] },
+    /// `[seq_len, batch, input_size]`, or batch-first.
+    Features(&'a Tensor<T>),
+}
+
+/// What a forward pass returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelOutput<T> {
+    /// The head's outputs: `[seq_len, batch, out_features]` (batch-first if so laid out,
+    /// zero past each sequence's end) for [`OutputForm::EveryStep`], `[batch, out_features]`
+    /// for [`OutputForm::Last`].
+    pub output: Tensor<T>,
+    /// The recurrent stack's final state (`h_n`, `c_n`), to carry into the next chunk of a
+    /// truncated-BPTT stream.
+    pub state: State<T>,
+}
+
+/// Gradients a backward pass returns besides the parameter gradients.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelGrad<T> {
+    /// ∂L/∂input for [`Input::Dense`] (shaped like the input); `None` for token ids.
+    pub input: Option<Tensor<T>>,
+    /// ∂L/∂h0, ∂L/∂c0.
+    pub state: State<T>,
+}
+
+/// Everything a training forward pass keeps for [`SequenceModel::backward`].
+#[derive(Clone, Debug)]
+pub struct SequenceTape<T> {
+    config: SequenceModelConfig,
+    /// the ids and their shape (empty for dense input)
+    ids: Vec<usize>,
+    ids_shape: [usize; 2],
+    rnn: Tape<T>,
+    /// what the head read: `y` or the concatenated final states
+    head_input: Tensor<T>,
+    /// rows of the head's input past a sequence's end (`EveryStep` only)
+    padded: Vec<usize>,
+    output_shape: Vec<usize>,
+    batch: usize,
+}
+
+/// One tensor of the flat parameter buffer of a [`SequenceModel`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelParam {
+    /// state_dict name, e.g. `rnn.weight_ih_l0` or `head.bias`.
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// Start in the flat buffer.
+    pub offset: usize,
+    pub len: usize,
+}
+
+/// Input stage → [`Recurrent`] stack → [`Linear`] head.
+#[derive(Clone, Debug)]
+pub struct SequenceModel<T> {
+    config: SequenceModelConfig,
+    embedding: Option<Embedding<T>>,
+    rnn: Recurrent<T>,
+    head: Linear<T>,
+    layout: Vec<ModelParam>,
+}
+
+impl<T: Float> SequenceModel<T> {
+    /// A model with each part's PyTorch default initialisation ([`Embedding::new`],
+    /// [`Recurrent::new`], [`Linear::new`]), the parts seeded with `seed`, `seed + 1` and
+    /// `seed + 2`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the configuration is invalid.
+    pub fn new(config: SequenceModelConfig, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let embedding = match &config.input {
+            Input::Embedding(e) => Some(Embedding::new(e.clone(), seed)?),
+            Input::Dense => None,
+        };
+        let rnn = Recurrent::new(config.rnn.clone(), seed.wrapping_add(1))?;
+        let head = Linear::new(config.head_config(), seed.wrapping_add(2))?;
+        Ok(Self::assemble(config, embedding, rnn, head))
+    }
+
+    /// A model holding the given flat parameters (laid out as
+    /// [`SequenceModel::param_layout`] says).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid configuration, [`Error::Length`] when `params` has
+    /// the wrong length.
+    pub fn from_params(config: SequenceModelConfig, params: &[T]) -> Result<Self> {
+        let mut model = Self::new(config, 0)?;
+        model.set_params(params)?;
+        Ok(model)
+    }
+
+    fn assemble(
+        config: SequenceModelConfig,
+        embedding: Option<Embedding<T>>,
+        rnn: Recurrent<T>,
+        head: Linear<T>,
+    ) -> Self {
+        let mut layout = Vec::new();
+        let mut offset = 0;
+        let mut push = |name: String, shape: Vec<usize>| {
+            let len = shape.iter().product();
+            layout.push(ModelParam {
+                name,
+                shape,
+                offset,
+                len,
+            });
+            offset += len;
+        };
+        if let Some(e) = &embedding {
+            let c = e.config();
+            push(
+                "embedding.weight".into(),
+                vec![c.num_embeddings, c.embedding_dim],
+            );
+        }
+        for entry in rnn.layout().entries() {
+            push(format!("rnn.{}", entry.name), entry.shape.clone());
+        }
+        let hc = head.config();
+        push("head.weight".into(), vec![hc.out_features, hc.in_features]);
+        if hc.bias == Bias::Enabled {
+            push("head.bias".into(), vec![hc.out_features]);
+        }
+        Self {
+            config,
+            embedding,
+            rnn,
+            head,
+            layout,
+        }
+    }
+
+    pub fn config(&self) -> &SequenceModelConfig {
+        &self.config
+    }
+
+    /// Every parameter tensor with its name, shape and offset in the flat buffer.
+    pub fn param_layout(&self) -> &[ModelParam] {
+        &self.layout
+    }
+
+    /// Length of the flat parameter (and gradient) buffer.
+    pub fn param_len(&self) -> usize {
+        self.part_lens().iter().sum()
+    }
+
+    fn part_lens(&self) -> [usize; 3] {
+        [
+            self.embedding.as_ref().map_or(0, |e| e.params().len()),
+            self.rnn.params().len(),
+            self.head.params().len(),
+        ]
+    }
+
+    /// All parameters gathered into one flat buffer `[embedding | rnn | head]`.
+    pub fn params(&self) -> Vec<T> {
+        let mut flat = Vec::with_capacity(self.param_len());
+        for part in self.parts() {
+            flat.extend_from_slice(part);
+        }
+        flat
+    }
+
+    /// Sets all parameters from one flat buffer laid out as [`SequenceModel::params`].
+    ///
+    /// # Errors
+    /// [`Error::Length`] when `flat` has the wrong length.
+    pub fn set_params(&mut self, flat: &[T]) -> Result<()> {
+        check_len("params", self.param_len(), flat.len())?;
+        let mut rest = flat;
+        for part in self.parts_mut() {
+            let (here, tail) = rest.split_at(part.len());
+            part.copy_from_slice(here);
+            rest = tail;
+        }
+        Ok(())
+    }
+
+    /// The three parts' parameter buffers `[embedding, rnn, head]` (the first empty for
+    /// [`Input::Dense`]), in flat-buffer order.
+    pub fn parts(&self) -> [&[T]; 3] {
+        [
+            self.embedding.as_ref().map_or(&[][..], |e| e.params()),
+            self.rnn.params(),
+            self.head.params(),
+        ]
+    }
+
+    /// As [`SequenceModel::parts`], mutable: an optimizer can update each part in place
+    /// against the matching range of the flat gradient buffer.
+    pub fn parts_mut(&mut self) -> [&mut [T]; 3] {
+        [
+            self.embedding
+                .as_mut()
+                .map_or(&mut [][..], |e| e.params_mut()),
+            self.rnn.params_mut(),
+            self.head.params_mut(),
+        ]
+    }
+
+    /// The parameter tensor named `name` (see the module's layout table), if present.
+    pub fn param(&self, name: &str) -> Option<&[T]> {
+        if let Some(rest) = name.strip_prefix("embedding.") {
+            return self.embedding.as_ref()?.param(rest);
+        }
+        if let Some(rest) = name.strip_prefix("rnn.") {
+            return self.rnn.param(rest);
+        }
+        self.head.param(name.strip_prefix("head.")?)
+    }
+
+    pub fn embedding(&self) -> Option<&Embedding<T>> {
+        self.embedding.as_ref()
+    }
+
+    pub fn rnn(&self) -> &Recurrent<T> {
+        &self.rnn
+    }
+
+    pub fn head(&self) -> &Linear<T> {
+        &self.head
+    }
+
+    /// Inference: (1)–(3) from `state` (zero when `None`) over sequences of the given
+    /// `lengths` (`None`: all `seq_len`). No dropout.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] when `input` is ids for a dense model or features for an
+    /// embedding model; [`Error::Length`] or [`Error::Index`] for ids that do not fill their
+    /// shape or lie outside the vocabulary; otherwise as [`Recurrent::forward`].
+    pub fn forward(
+        &self,
+        input: ModelInput<'_, T>,
+        state: Option<&State<T>>,
+        lengths: Option<&[usize]>,
+    ) -> Result<ModelOutput<T>> {
+        self.run(input, state, lengths, None).map(|(out, _)| out)
+    }
+
+    /// Training: as [`SequenceModel::forward`], with the stack's inter-layer dropout drawn
+    /// from `seed`, and keeps what [`SequenceModel::backward`] needs.
+    ///
+    /// # Errors
+    /// As [`SequenceModel::forward`].
+    pub fn forward_train(
+        &self,
+        input: ModelInput<'_, T>,
+        state: Option<&State<T>>,
+        lengths: Option<&[usize]>,
+        seed: u64,
+    ) -> Result<(ModelOutput<T>, SequenceTape<T>)> {
+        self.run(input, state, lengths, Some(seed))
+            .map(|(out, tape)| (out, tape.expect("training run keeps a tape")))
+    }
+
+    fn run(
+        &self,
+        input: ModelInput<'_, T>,
+        state: Option<&State<T>>,
+        lengths: Option<&[usize]>,
+        train_seed: Option<u64>,
+    ) -> Result<(ModelOutput<T>, Option<SequenceTape<T>>)> {
+        // (1) x = E[ids]  or  x = input
+        let embedded;
+        let (x, ids, ids_shape) = match (input, &self.embedding) {
+            (ModelInput::Ids { ids, shape }, Some(e)) => {
+                embedded = e.forward(ids, &shape)?;
+                (&embedded, ids, shape)
+            }
+            (ModelInput::Features(x), None) => (x, &[][..], [0, 0]),
+            (ModelInput::Ids { .. }, None) => {
+                return Err(Error::Unsupported(
+                    "input: this model reads features (Input::Dense), got token ids".into(),
+                ));
+            }
+            (ModelInput::Features(_), Some(_)) => {
+                return Err(Error::Unsupported(
+                    "input: this model reads token ids (Input::Embedding), got features".into(),
+                ));
+            }
+        };
+        // (2) y, h_n = rnn(x, state, lengths)
+        let (out, rnn_tape) = match train_seed {
+            Some(seed) => {
+                let (out, tape) = self.rnn.forward_train(x, state, lengths, seed)?;
+                (out, Some(tape))
+            }
+            None => (self.rnn.forward(x, state, lengths)?, None),
+        };
+        let (seq_len, batch) = match self.config.rnn.layout {
+            BatchLayout::SeqFirst => (x.shape()[0], x.shape()[1]),
+            BatchLayout::BatchFirst => (x.shape()[1], x.shape()[0]),
+        };
+        // (3) z = head(y) or head([h_n(top, fwd) | h_n(top, rev)])
+        let (head_input, padded) = match self.config.output {
+            OutputForm::EveryStep => (
+                out.output,
+                self.padded_rows(seq_len, batch, lengths.unwrap_or(&[])),
+            ),
+            OutputForm::Last => (self.last_states(&out.state.h, batch)?, Vec::new()),
+        };
+        let mut z = self.head.forward(&head_input)?;
+        zero_rows(z.data_mut(), &padded, self.config.out_features);
+        let tape = rnn_tape.map(|rnn| SequenceTape {
+            config: self.config.clone(),
+            ids: ids.to_vec(),
+            ids_shape,
+            rnn,
+            head_input,
+            padded,
+            output_shape: z.shape().to_vec(),
+            batch,
+        });
+        Ok((
+            ModelOutput {
+                output: z,
+                state: out.state,
+            },
+            tape,
+        ))
+    }
+
+    /// The backward of [`SequenceModel::forward_train`], given `grad_output = ∂L/∂z` shaped
+    /// like the head outputs (values past a sequence's end in `EveryStep` are ignored). Adds
+    /// every parameter's gradient into `param_grads` (laid out as
+    /// [`SequenceModel::param_layout`]; accumulation, as PyTorch's `.grad`) and returns the
+    /// gradients of a dense input and of the initial state.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for a `grad_output` of the wrong shape, [`Error::Length`] for a
+    /// `param_grads` of the wrong length, [`Error::Unsupported`] for a tape recorded by a
+    /// model of another configuration.
+    pub fn backward(
+        &self,
+        tape: &SequenceTape<T>,
+        grad_output: &Tensor<T>,
+        param_grads: &mut [T],
+    ) -> Result<ModelGrad<T>> {
+        if tape.config != self.config {
+            return Err(Error::Unsupported(
+                "the tape was recorded by a model of another configuration".into(),
+            ));
+        }
+        check_len("param_grads", self.param_len(), param_grads.len())?;
+        grad_output.expect_shape("grad output", &tape.output_shape)?;
+        let [n_emb, n_rnn, _] = self.part_lens();
+        let (g_emb, rest) = param_grads.split_at_mut(n_emb);
+        let (g_rnn, g_head) = rest.split_at_mut(n_rnn);
+        // (3)ᵀ dz = 0 past each end; dW += dzᵀ y; dbias += Σ dz; d(head input) = dz W
+        let mut dz = grad_output.clone();
+        zero_rows(dz.data_mut(), &tape.padded, self.config.out_features);
+        let d_head_input = self.head.backward(&tape.head_input, &dz, g_head)?;
+        // (2)ᵀ BPTT from dy (every step) or from dh_n of the top layer (last)
+        let dh_n;
+        let grad = match self.config.output {
+            OutputForm::EveryStep => OutputGrad {
+                output: Some(&d_head_input),
+                ..Default::default()
+            },
+            OutputForm::Last => {
+                dh_n = self.last_states_backward(&d_head_input, tape.batch)?;
+                OutputGrad {
+                    h_n: Some(&dh_n),
+                    ..Default::default()
+                }
+            }
+        };
+        let dx = self.rnn.backward(&tape.rnn, grad, g_rnn)?;
+        // (1)ᵀ dE[ids_n] += dx[n]
+        let input = match &self.embedding {
+            Some(e) => {
+                e.backward(&tape.ids, &tape.ids_shape, &dx.input, g_emb)?;
+                None
+            }
+            None => Some(dx.input),
+        };
+        Ok(ModelGrad {
+            input,
+            state: dx.state,
+        })
+    }
+
+    /// The rows of `[seq_len, batch, ·]` (or batch-first) past each sequence's end.
+    fn padded_rows(&self, seq_len: usize, batch: usize, lengths: &[usize]) -> Vec<usize> {
+        let mut rows = Vec::new();
+        for (b, &len) in lengths.iter().enumerate() {
+            for t in len..seq_len {
+                rows.push(match self.config.rnn.layout {
+                    BatchLayout::SeqFirst => t * batch + b,
+                    BatchLayout::BatchFirst => b * seq_len + t,
+                });
+            }
+        }
+        rows
+    }
+
+    /// The top layer's blocks of `h_n` (`[L * D, batch, H_out]`), concatenated per sequence
+    /// `[forward | reverse]`: `[batch, D * H_out]`.
+    fn last_states(&self, h_n: &Tensor<T>, batch: usize) -> Result<Tensor<T>> {
+        let (d, r) = (self.config.rnn.direction.count(), self.config.rnn.h_out());
+        let top = (self.config.rnn.num_layers - 1) * d;
+        let h = h_n.data();
+        let mut out = vec![T::zero(); batch * d * r];
+        for b in 0..batch {
+            for dir in 0..d {
+                let from = ((top + dir) * batch + b) * r;
+                out[(b * d + dir) * r..(b * d + dir + 1) * r].copy_from_slice(&h[from..from + r]);
+            }
+        }
+        Tensor::new(out, &[batch, d * r])
+    }
+
+    /// The inverse of [`Self::last_states`]: `[batch, D * H_out]` → a gradient of `h_n`
+    /// `[L * D, batch, H_out]`, zero outside the top layer.
+    fn last_states_backward(&self, dlast: &Tensor<T>, batch: usize) -> Result<Tensor<T>> {
+        let cfg = &self.config.rnn;
+        let (d, r) = (cfg.direction.count(), cfg.h_out());
+        let top = (cfg.num_layers - 1) * d;
+        let src = dlast.data();
+        let mut dh = vec![T::zero(); cfg.num_layers * d * batch * r];
+        for b in 0..batch {
+            for dir in 0..d {
+                let to = ((top + dir) * batch + b) * r;
+                dh[to..to + r].copy_from_slice(&src[(b * d + dir) * r..(b * d + dir + 1) * r]);
+            }
+        }
+        Tensor::new(dh, &[cfg.num_layers * d, batch, r])
+    }
+}
+
+fn zero_rows<T: Float>(data: &mut [T], rows: &[usize], width: usize) {
+    for &row in rows {
+        data[row * width..(row + 1) * width].fill(T::zero());
+    }
+}
+
+fn check_len(what: &str, expected: usize, got: usize) -> Result<()> {
+    if expected != got {
+        return Err(Error::Length {
+            what: what.into(),
+            shape: Shape(vec![expected]),
+            len: got,
+        });
+    }
+    Ok(())
+}
