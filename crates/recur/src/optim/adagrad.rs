@@ -11,7 +11,7 @@
 //! in PyTorch's operation order.
 
 use super::Optimizer;
-use super::adam::{check_len, check_lr, check_non_negative};
+use super::{check_len, check_lr, check_non_negative};
 use crate::Float;
 use crate::error::Result;
 

@@ -15,9 +15,9 @@
 //! in PyTorch's operation order (its single-tensor CPU path), so f64 results agree to the
 //! last bits; m, v, v̂ start at zero.
 
-use super::Optimizer;
+use super::{Optimizer, check_len, check_lr, check_non_negative, lerp};
 use crate::Float;
-use crate::error::{Error, Result, Shape, config_err};
+use crate::error::{Result, config_err};
 
 /// Whether the second moment is AMSGrad's running maximum (PyTorch `amsgrad`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -236,46 +236,10 @@ impl<T: Float> Optimizer<T> for Adam<T> {
     }
 }
 
-/// `a + w (b − a)` as torch's CPU `lerp` computes it (the other branch for |w| ≥ 0.5, so
-/// that w = 1 gives b exactly).
-#[inline]
-pub(super) fn lerp<T: Float>(a: T, b: T, w: T) -> T {
-    let half = T::from_f64(0.5).unwrap_or_else(T::one);
-    if w.abs() < half {
-        a + w * (b - a)
-    } else {
-        b - (b - a) * (T::one() - w)
-    }
-}
-
-pub(super) fn check_lr(lr: f64) -> Result<()> {
-    check_non_negative("lr", lr)
-}
-
-pub(super) fn check_non_negative(what: &str, v: f64) -> Result<()> {
-    if !(v.is_finite() && v >= 0.0) {
-        return Err(config_err(
-            what,
-            format!("must be a finite number ≥ 0, got {v}"),
-        ));
-    }
-    Ok(())
-}
-
-pub(super) fn check_len(what: &str, expected: usize, len: usize) -> Result<()> {
-    if len != expected {
-        return Err(Error::Length {
-            what: what.into(),
-            shape: Shape(vec![expected]),
-            len,
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
 
     /// Hand-computed values against f64 arithmetic in a different order.
     const HAND_TOL: f64 = 1e-15;

@@ -19,7 +19,8 @@ pub use clip::{clip_grad_norm, clip_grad_value};
 pub use rmsprop::{Centered, Rmsprop, RmspropConfig};
 pub use sgd::{Nesterov, Sgd, SgdConfig};
 
-use crate::Result;
+use crate::error::{Error, Shape, config_err};
+use crate::{Float, Result};
 
 /// One update rule over a flat buffer.
 pub trait Optimizer<T> {
@@ -37,4 +38,46 @@ pub trait Optimizer<T> {
     /// # Errors
     /// [`crate::Error::Config`] when `lr` is not a finite number ≥ 0.
     fn set_lr(&mut self, lr: f64) -> Result<()>;
+}
+
+// Shared by the optimizers: argument checks and torch's `lerp`.
+
+/// `a + w (b − a)` as torch's CPU `lerp` computes it (the other branch for |w| ≥ 0.5, so
+/// that w = 1 gives b exactly).
+#[inline]
+pub(crate) fn lerp<T: Float>(a: T, b: T, w: T) -> T {
+    let half = T::from_f64(0.5).unwrap_or_else(T::one);
+    if w.abs() < half {
+        a + w * (b - a)
+    } else {
+        b - (b - a) * (T::one() - w)
+    }
+}
+
+/// The learning rate: finite and ≥ 0, as PyTorch requires.
+pub(crate) fn check_lr(lr: f64) -> Result<()> {
+    check_non_negative("lr", lr)
+}
+
+/// A hyper-parameter that must be finite and ≥ 0.
+pub(crate) fn check_non_negative(what: &str, v: f64) -> Result<()> {
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(config_err(
+            what,
+            format!("must be a finite number ≥ 0, got {v}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A buffer handed to an optimizer must have the optimizer's length.
+pub(crate) fn check_len(what: &str, expected: usize, len: usize) -> Result<()> {
+    if len != expected {
+        return Err(Error::Length {
+            what: what.into(),
+            shape: Shape(vec![expected]),
+            len,
+        });
+    }
+    Ok(())
 }

@@ -15,7 +15,7 @@
 //! starts as a copy of the first gradient).
 
 use super::Optimizer;
-use super::adam::{check_len, check_lr, check_non_negative, lerp};
+use super::{check_len, check_lr, check_non_negative, lerp};
 use crate::Float;
 use crate::error::Result;
 

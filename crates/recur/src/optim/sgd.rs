@@ -12,9 +12,9 @@
 //! exactly as PyTorch writes it (its momentum buffer starts as a copy of the first gradient,
 //! not as zero, and ignores τ on that first step).
 
-use super::Optimizer;
+use super::{Optimizer, check_len, check_lr, check_non_negative};
 use crate::Float;
-use crate::error::{Error, Result, Shape, config_err};
+use crate::error::{Result, config_err};
 
 /// Whether the momentum is Nesterov's (PyTorch `nesterov`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,33 +65,14 @@ impl SgdConfig {
     /// without momentum or with dampening.
     pub fn validate(&self) -> Result<()> {
         check_lr(self.lr)?;
-        for (what, v) in [
-            ("momentum", self.momentum),
-            ("dampening", self.dampening),
-            ("weight_decay", self.weight_decay),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(config_err(
-                    what,
-                    format!("must be a finite number ≥ 0, got {v}"),
-                ));
-            }
-        }
+        check_non_negative("momentum", self.momentum)?;
+        check_non_negative("dampening", self.dampening)?;
+        check_non_negative("weight_decay", self.weight_decay)?;
         if self.nesterov == Nesterov::Enabled && (self.momentum <= 0.0 || self.dampening != 0.0) {
             return Err(config_err("nesterov", "needs momentum > 0 and dampening 0"));
         }
         Ok(())
     }
-}
-
-fn check_lr(lr: f64) -> Result<()> {
-    if !(lr.is_finite() && lr >= 0.0) {
-        return Err(config_err(
-            "lr",
-            format!("must be a finite number ≥ 0, got {lr}"),
-        ));
-    }
-    Ok(())
 }
 
 /// SGD over one flat buffer of `len` parameters; its momentum buffer has the same layout.
@@ -127,14 +108,7 @@ impl<T: Float> Sgd<T> {
     }
 
     fn check_len(&self, what: &str, len: usize) -> Result<()> {
-        if len != self.len {
-            return Err(Error::Length {
-                what: what.into(),
-                shape: Shape(vec![self.len]),
-                len,
-            });
-        }
-        Ok(())
+        check_len(what, self.len, len)
     }
 }
 
@@ -184,6 +158,7 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
 
     /// Both sides compute in f64 with the same operation order; only the rounding of the
     /// constants (0.1, 0.9, …) may differ in the last bit.
