@@ -14,15 +14,13 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+mod common;
+
+use common::cases::*;
 use recur::{
-    Activation, BatchLayout, CellKind, Direction, Error, Float, GruCell, InputForget, Leak,
-    LstmCell, Peepholes, Recurrent, RecurrentConfig, ResetPlacement, RnnCell, State, Tensor,
+    BatchLayout, CellKind, Direction, Error, LstmCell, Recurrent, RecurrentConfig, State, Tensor,
 };
 
-const INPUT: usize = 3;
-const HIDDEN: usize = 5;
-/// Projection size of the projected LSTMs (< HIDDEN).
-const PROJ: usize = 3;
 const SEQ_LEN: usize = 7;
 /// Batch 1 reads the stored recurrent weights through a transposed view; larger batches read
 /// a packed copy. Both paths are covered.
@@ -95,215 +93,12 @@ fn allocations() -> usize {
     ALLOCATIONS.with(Cell::get)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Deterministic data
-
-/// SplitMix64 (Steele, Lea & Flood 2014): all randomness of these tests.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [−1, 1), rounded to f32 first so that both types get the same numbers.
-    fn vec<T: Real>(&mut self, n: usize) -> Vec<T> {
-        (0..n)
-            .map(|_| {
-                let u = (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0;
-                T::of(u as f32 as f64)
-            })
-            .collect()
-    }
-
-    fn tensor<T: Real>(&mut self, shape: &[usize]) -> Tensor<T> {
-        Tensor::new(self.vec(shape.iter().product()), shape).unwrap()
-    }
-
-    fn state<T: Real>(&mut self, model: &Recurrent<T>, batch: usize) -> State<T> {
-        let z = model.zero_state(batch);
-        State {
-            h: self.tensor(z.h.shape()),
-            c: z.c.map(|c| self.tensor(c.shape())),
-        }
-    }
-}
-
-trait Real: Float {
-    const NAME: &'static str;
-    const DISPATCH_TOL: f64;
-    fn of(v: f64) -> Self;
-    fn wide(self) -> f64;
-}
-
-impl Real for f64 {
-    const NAME: &'static str = "f64";
-    const DISPATCH_TOL: f64 = DISPATCH_TOL_F64;
-    fn of(v: f64) -> Self {
-        v
-    }
-    fn wide(self) -> f64 {
-        self
-    }
-}
-
-impl Real for f32 {
-    const NAME: &'static str = "f32";
-    const DISPATCH_TOL: f64 = DISPATCH_TOL_F32;
-    fn of(v: f64) -> Self {
-        v as f32
-    }
-    fn wide(self) -> f64 {
-        f64::from(self)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Models
-
-/// Every cell kind and option, named (the list of `tests/consistency.rs`).
-fn cells(num_layers: usize) -> Vec<(&'static str, CellKind)> {
-    let lstm = |c: LstmCell| CellKind::Lstm(c);
-    vec![
-        ("lstm", CellKind::lstm()),
-        (
-            "lstm_peepholes",
-            lstm(LstmCell {
-                peepholes: Peepholes::ALL,
-                ..Default::default()
-            }),
-        ),
-        (
-            "lstm_proj",
-            lstm(LstmCell {
-                proj_size: PROJ,
-                ..Default::default()
-            }),
-        ),
-        (
-            "lstm_coupled",
-            lstm(LstmCell {
-                input_forget: InputForget::Coupled,
-                ..Default::default()
-            }),
-        ),
-        (
-            "lstm_peephole_io_coupled_proj",
-            lstm(LstmCell {
-                peepholes: Peepholes {
-                    input: true,
-                    forget: false,
-                    output: true,
-                },
-                proj_size: PROJ,
-                input_forget: InputForget::Coupled,
-                ..Default::default()
-            }),
-        ),
-        ("gru_reset_after", CellKind::gru()),
-        (
-            "gru_reset_before",
-            CellKind::Gru(GruCell {
-                reset: ResetPlacement::BeforeMatmul,
-                ..Default::default()
-            }),
-        ),
-        ("rnn_tanh", CellKind::rnn_tanh()),
-        ("rnn_relu", CellKind::rnn_relu()),
-        (
-            "rnn_tanh_leaky",
-            CellKind::Rnn(RnnCell {
-                leak: Leak::Uniform(0.3),
-                ..Default::default()
-            }),
-        ),
-        (
-            "rnn_relu_leaky_per_layer",
-            CellKind::Rnn(RnnCell {
-                nonlinearity: Activation::Relu,
-                leak: Leak::PerLayer((0..num_layers).map(|l| 0.9 - 0.3 * l as f64).collect()),
-            }),
-        ),
-    ]
-}
-
-fn config(cell: CellKind, num_layers: usize, direction: Direction) -> RecurrentConfig {
-    RecurrentConfig {
-        cell,
-        input_size: INPUT,
-        hidden_size: HIDDEN,
-        num_layers,
-        direction,
-        ..Default::default()
-    }
-}
-
-/// PyTorch's initialisation from a fixed seed, rounded to f32 (f32 and f64 models then hold
-/// the same numbers).
-fn model<T: Real>(config: RecurrentConfig) -> Recurrent<T> {
-    let mut m = Recurrent::<T>::new(config, 17).unwrap();
-    for p in m.params_mut() {
-        *p = T::of(p.wide() as f32 as f64);
-    }
-    m
-}
-
-// ---------------------------------------------------------------------------------------------
-// Comparisons
-
-#[derive(Clone, Copy, Debug)]
-enum Tol {
-    /// Every value identical, bit for bit (0.0 and −0.0 differ).
-    Bitwise,
-    /// max |a − b| / (1 + |b|) ≤ tol.
-    Rel(f64),
-}
-
-#[track_caller]
-fn assert_same<T: Real>(what: &str, got: &[T], want: &[T], tol: Tol) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
-    match tol {
-        Tol::Bitwise => {
-            if let Some(i) =
-                (0..got.len()).find(|&i| got[i].wide().to_bits() != want[i].wide().to_bits())
-            {
-                panic!(
-                    "{what}: not bitwise equal at {i}: {:e} vs {:e}",
-                    got[i].wide(),
-                    want[i].wide()
-                );
-            }
-        }
-        Tol::Rel(tol) => {
-            let (mut worst, mut at) = (0.0f64, 0);
-            for (i, (a, b)) in got.iter().zip(want).enumerate() {
-                let e = (a.wide() - b.wide()).abs() / (1.0 + b.wide().abs());
-                if e.is_nan() || e > worst {
-                    (worst, at) = (e, i);
-                }
-            }
-            assert!(
-                worst <= tol,
-                "{what}: max rel err {worst:e} > {tol:e} at {at}: {:e} vs {:e}",
-                got[at].wide(),
-                want[at].wide()
-            );
-        }
-    }
-}
-
-#[track_caller]
-fn assert_state_same<T: Real>(what: &str, got: &State<T>, want: &State<T>, tol: Tol) {
-    assert_eq!(got.h.shape(), want.h.shape(), "{what}: h shape");
-    assert_same(&format!("{what} h"), got.h.data(), want.h.data(), tol);
-    assert_eq!(got.c.is_some(), want.c.is_some(), "{what}: c presence");
-    if let (Some(a), Some(b)) = (&got.c, &want.c) {
-        assert_eq!(a.shape(), b.shape(), "{what}: c shape");
-        assert_same(&format!("{what} c"), a.data(), b.data(), tol);
+/// The kernel-dispatch tolerance of `T`.
+fn dispatch_tol<T: Real>() -> f64 {
+    if T::NAME == "f64" {
+        DISPATCH_TOL_F64
+    } else {
+        DISPATCH_TOL_F32
     }
 }
 
@@ -347,14 +142,14 @@ fn check_stepper_equals_forward<T: Real>() {
                             &format!("{ctx} step {t} output"),
                             &y,
                             step_of(&full.output, t),
-                            Tol::Rel(T::DISPATCH_TOL),
+                            Tol::Rel(dispatch_tol::<T>()),
                         );
                         // A one-step sequence: the same products of the same shapes (and at
                         // batch 1 the same operand layouts).
                         let one_tol = if batch == 1 {
                             Tol::Bitwise
                         } else {
-                            Tol::Rel(T::DISPATCH_TOL)
+                            Tol::Rel(dispatch_tol::<T>())
                         };
                         let xt = Tensor::new(xt.to_vec(), &[1, batch, INPUT]).unwrap();
                         let one = m.forward(&xt, Some(&one_state), None).unwrap();
@@ -376,7 +171,7 @@ fn check_stepper_equals_forward<T: Real>() {
                         &format!("{ctx} final state"),
                         &stepper.state(),
                         &full.state,
-                        Tol::Rel(T::DISPATCH_TOL),
+                        Tol::Rel(dispatch_tol::<T>()),
                     );
                 }
             }
