@@ -91,6 +91,20 @@ pub enum Error {
     /// offsets that lie, declared sizes the file does not hold, not safetensors at all).
     #[error("{file}: not a valid safetensors file: {reason}")]
     Format { file: String, reason: String },
+    /// An ONNX file (a model or a `TensorProto` / `.npy` tensor file) is malformed: not
+    /// protobuf or truncated, a tensor whose data disagrees with its dims, negative or
+    /// oversized dims, data kept outside the file, a graph that uses a value nothing produces
+    /// or whose nodes are not in topological order (a cycle).
+    #[error("{file}: not a valid ONNX file: {reason}")]
+    OnnxFormat { file: String, reason: String },
+    /// A node of an ONNX graph cannot run on the values it was given (wrong rank, dtype or
+    /// shape, an attribute out of range).
+    #[error("onnx node `{node}` ({op_type}): {reason}")]
+    OnnxNode {
+        node: String,
+        op_type: String,
+        reason: String,
+    },
     /// A tensor the (inferred) configuration needs is not in the file.
     #[error("{file}: missing tensor `{name}`: {reason}")]
     MissingTensor {

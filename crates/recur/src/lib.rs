@@ -43,6 +43,7 @@ pub mod io;
 pub mod kernel;
 pub mod layer;
 pub mod model;
+pub mod onnx;
 pub mod optim;
 mod tensor;
 

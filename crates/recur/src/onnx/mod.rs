@@ -1,0 +1,30 @@
+//! ONNX: run `.onnx` models whose recurrent work is `LSTM`, `GRU` and `RNN` nodes on recur's
+//! engine, read and write tensor files, and export recur's models as ONNX.
+//!
+//! - [`OnnxModel`]: load a model ([`OnnxModel::load`]), check it (every op known, every
+//!   value produced before use, initializers well formed) and run it ([`OnnxModel::run`]).
+//!   The recurrent nodes take every attribute and input of the opset-22 spec (see
+//!   `recurrent.rs` for the mapping onto [`crate::Recurrent`]); the ops around them are those
+//!   `torch.onnx.export` emits for `nn.LSTM` / `nn.GRU` / `nn.RNN` stacks and
+//!   embedding → recurrent → linear models ([`SUPPORTED_OPS`]). Anything else is an
+//!   [`crate::Error::Unsupported`] naming the node and its op type, at load time.
+//! - [`read_tensor`], [`write_tensor`]: ONNX `TensorProto` (`.pb`) and NumPy (`.npy`) files.
+//!
+//! Files are untrusted input: a truncated or corrupt file, a tensor whose data disagrees
+//! with its dims, negative or oversized dims (every tensor is bounded by [`MAX_ELEMENTS`]),
+//! external data, a missing initializer or a cycle is a typed error, never a panic.
+
+pub mod conformance;
+mod graph;
+mod ops;
+pub mod proto;
+mod recurrent;
+mod tensor_file;
+mod value;
+
+pub use graph::{MAX_OPSET, MIN_OPSET, OnnxModel, ValueInfo};
+pub use ops::SUPPORTED as SUPPORTED_OPS;
+pub use tensor_file::{
+    TensorFormat, read_tensor, tensor_from_bytes, tensor_to_bytes, write_tensor,
+};
+pub use value::{Data, MAX_ELEMENTS, MAX_RANK, Value};
