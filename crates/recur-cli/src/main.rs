@@ -22,6 +22,11 @@ enum Command {
     Train(cmd::train::TrainArgs),
     /// Time one configuration (train, infer or stream): ms per iteration, tokens/s, GFLOP/s
     Bench(cmd::bench::BenchArgs),
+    /// Run ONNX models (LSTM/GRU/RNN graphs) on recur's engine, or check ONNX test cases
+    #[command(subcommand)]
+    Onnx(cmd::onnx::OnnxCommand),
+    /// Convert a recurrent stack between PyTorch safetensors and ONNX (formats by extension)
+    Convert(cmd::convert::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +47,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => cmd::train::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
+        Command::Onnx(cmd) => cmd::onnx::run(&cmd),
+        Command::Convert(args) => cmd::convert::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

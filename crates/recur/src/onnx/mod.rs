@@ -15,14 +15,20 @@
 //! external data, a missing initializer or a cycle is a typed error, never a panic.
 
 pub mod conformance;
+mod export;
 mod graph;
+mod import;
 mod ops;
 pub mod proto;
 mod recurrent;
 mod tensor_file;
 mod value;
 
+pub use export::{
+    EXPORT_IR_VERSION, EXPORT_OPSET, ExportOptions, export_recurrent, export_sequence_model,
+};
 pub use graph::{MAX_OPSET, MIN_OPSET, OnnxModel, ValueInfo};
+pub use import::{PROBE_TOL, import_recurrent};
 pub use ops::SUPPORTED as SUPPORTED_OPS;
 pub use tensor_file::{
     TensorFormat, read_tensor, tensor_from_bytes, tensor_to_bytes, write_tensor,

@@ -37,6 +37,20 @@ pub(crate) enum Op {
 }
 
 impl Op {
+    /// The op of an ONNX op type, if it is a recurrent one.
+    pub(crate) fn of(op_type: &str) -> Option<Self> {
+        match op_type {
+            "LSTM" => Some(Op::Lstm),
+            "GRU" => Some(Op::Gru),
+            "RNN" => Some(Op::Rnn),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn gate_count(self) -> usize {
+        self.gates()
+    }
+
     fn gates(self) -> usize {
         match self {
             Op::Lstm => 4,
@@ -179,6 +193,62 @@ fn f32_input<'a>(node: &Node, v: &'a Value, what: &str, shape: &[usize]) -> Resu
     Ok(data)
 }
 
+/// recur's cell for each direction of a node; `peep`: the node has `P`.
+pub(crate) fn cells(node: &Node, op: Op, dirs: usize, peep: bool) -> Result<Vec<CellKind>> {
+    if node.float("clip")?.is_some() {
+        return Err(crate::Error::Unsupported(format!(
+            "onnx node `{}` ({}): the `clip` attribute (a clamp of the gate pre-activations) is not computed by recur yet",
+            node.name, node.op_type
+        )));
+    }
+    let acts = activations(node, op, dirs)?;
+    let mut cells = Vec::with_capacity(dirs);
+    for a in acts {
+        cells.push(match op {
+            Op::Lstm => {
+                let coupled = match node.int("input_forget")?.unwrap_or(0) {
+                    0 => InputForget::Separate,
+                    1 => InputForget::Coupled,
+                    other => return Err(node.err(format!("input_forget {other} is not 0 or 1"))),
+                };
+                CellKind::Lstm(LstmCell {
+                    peepholes: Peepholes {
+                        input: peep,
+                        // ONNX Runtime computes f = 1 − i when coupled and never reads p_f
+                        forget: peep && coupled == InputForget::Separate,
+                        output: peep,
+                    },
+                    proj_size: 0,
+                    input_forget: coupled,
+                    activations: LstmActivations {
+                        gate: a[0],
+                        cell: a[1],
+                        hidden: a[2],
+                    },
+                })
+            }
+            Op::Gru => CellKind::Gru(GruCell {
+                reset: match node.int("linear_before_reset")?.unwrap_or(0) {
+                    0 => ResetPlacement::BeforeMatmul,
+                    1 => ResetPlacement::AfterMatmul,
+                    other => {
+                        return Err(node.err(format!("linear_before_reset {other} is not 0 or 1")));
+                    }
+                },
+                activations: GruActivations {
+                    gate: a[0],
+                    candidate: a[1],
+                },
+            }),
+            Op::Rnn => CellKind::Rnn(RnnCell {
+                nonlinearity: a[0],
+                ..RnnCell::default()
+            }),
+        });
+    }
+    Ok(cells)
+}
+
 fn spec(node: &Node, op: Op, args: &[Option<&Value>]) -> Result<Spec> {
     let x = arg(node, args, 0)?;
     let w = arg(node, args, 1)?;
@@ -234,58 +304,7 @@ fn spec(node: &Node, op: Op, args: &[Option<&Value>]) -> Result<Spec> {
             w.shape()
         )));
     }
-    if node.float("clip")?.is_some() {
-        return Err(crate::Error::Unsupported(format!(
-            "onnx node `{}` ({}): the `clip` attribute (a clamp of the gate pre-activations) is not computed by recur yet",
-            node.name, node.op_type
-        )));
-    }
-    let acts = activations(node, op, dirs)?;
-    let mut cells = Vec::with_capacity(dirs);
-    for a in acts {
-        cells.push(match op {
-            Op::Lstm => {
-                let coupled = match node.int("input_forget")?.unwrap_or(0) {
-                    0 => InputForget::Separate,
-                    1 => InputForget::Coupled,
-                    other => return Err(node.err(format!("input_forget {other} is not 0 or 1"))),
-                };
-                let peep = opt(args, 7).is_some();
-                CellKind::Lstm(LstmCell {
-                    peepholes: Peepholes {
-                        input: peep,
-                        // ONNX Runtime computes f = 1 − i when coupled and never reads p_f
-                        forget: peep && coupled == InputForget::Separate,
-                        output: peep,
-                    },
-                    proj_size: 0,
-                    input_forget: coupled,
-                    activations: LstmActivations {
-                        gate: a[0],
-                        cell: a[1],
-                        hidden: a[2],
-                    },
-                })
-            }
-            Op::Gru => CellKind::Gru(GruCell {
-                reset: match node.int("linear_before_reset")?.unwrap_or(0) {
-                    0 => ResetPlacement::BeforeMatmul,
-                    1 => ResetPlacement::AfterMatmul,
-                    other => {
-                        return Err(node.err(format!("linear_before_reset {other} is not 0 or 1")));
-                    }
-                },
-                activations: GruActivations {
-                    gate: a[0],
-                    candidate: a[1],
-                },
-            }),
-            Op::Rnn => CellKind::Rnn(RnnCell {
-                nonlinearity: a[0],
-                ..RnnCell::default()
-            }),
-        });
-    }
+    let cells = cells(node, op, dirs, opt(args, 7).is_some())?;
     Ok(Spec {
         dirs,
         reverse_only,
@@ -301,11 +320,7 @@ fn spec(node: &Node, op: Op, args: &[Option<&Value>]) -> Result<Spec> {
 /// Runs an `LSTM`, `GRU` or `RNN` node: outputs `Y`, `Y_h` (and `Y_c` for LSTM), each only
 /// when the node names it.
 pub(crate) fn run(node: &Node, args: &[Option<&Value>]) -> Result<Vec<Option<Value>>> {
-    let op = match node.op_type.as_str() {
-        "LSTM" => Op::Lstm,
-        "GRU" => Op::Gru,
-        _ => Op::Rnn,
-    };
+    let op = Op::of(&node.op_type).expect("a recurrent op");
     let s = spec(node, op, args)?;
     let (d, t, b, i, h, g) = (s.dirs, s.seq_len, s.batch, s.input, s.hidden, op.gates());
     if t == 0 || b == 0 {
@@ -409,7 +424,7 @@ pub(crate) fn run(node: &Node, args: &[Option<&Value>]) -> Result<Vec<Option<Val
             },
         };
         let mut model = Recurrent::new(config, 0).map_err(|e| node.err(e.to_string()))?;
-        fill_params(&mut model, op, h, i, dir, w, r, bias, p);
+        fill_params(&mut model, (0, 0), op, h, i, dir, w, r, bias, p);
         let state = if h0.is_some() || c0.is_some() {
             let hs = h0.map_or_else(|| vec![0.0; b * h], |v| state_block(v, dir));
             let cs = (op == Op::Lstm)
@@ -474,11 +489,13 @@ pub(crate) fn run(node: &Node, args: &[Option<&Value>]) -> Result<Vec<Option<Val
     Ok(results)
 }
 
-/// Sets the parameters of a one-layer `model` from direction `dir` of ONNX's tensors, in
-/// recur's layout and gate order.
+/// Sets the parameters of (`layer`, `model_dir`) of `model` from direction `dir` of ONNX's
+/// tensors (`W [D, G*H, i]`, `R`, `B`, `P`), in recur's layout and gate order. A tensor the
+/// node leaves out (`B`, `P`) is zero.
 #[allow(clippy::too_many_arguments)]
-fn fill_params(
+pub(crate) fn fill_params(
     model: &mut Recurrent<f32>,
+    (layer, model_dir): (usize, usize),
     op: Op,
     h: usize,
     i: usize,
@@ -498,28 +515,25 @@ fn fill_params(
         }
         out
     };
+    let (gh, ph) = (g * h, 3 * h);
     let layout = model.layout().clone();
     let params = model.params_mut();
-    for e in layout.entries() {
-        let src: Vec<f32> = match e.kind {
-            ParamKind::WeightIh => reorder(&w[dir * g * h * i..(dir + 1) * g * h * i], i),
-            ParamKind::WeightHh => reorder(&r[dir * g * h * h..(dir + 1) * g * h * h], h),
-            ParamKind::BiasIh => {
-                let bb = bias.expect("bias present in layout");
-                reorder(&bb[dir * 2 * g * h..dir * 2 * g * h + g * h], 1)
+    for e in layout
+        .entries()
+        .iter()
+        .filter(|e| e.layer == layer && e.direction == model_dir)
+    {
+        let src: Vec<f32> = match (e.kind, bias, p) {
+            (ParamKind::WeightIh, _, _) => reorder(&w[dir * gh * i..(dir + 1) * gh * i], i),
+            (ParamKind::WeightHh, _, _) => reorder(&r[dir * gh * h..(dir + 1) * gh * h], h),
+            (ParamKind::BiasIh, Some(b), _) => reorder(&b[dir * 2 * gh..dir * 2 * gh + gh], 1),
+            (ParamKind::BiasHh, Some(b), _) => {
+                reorder(&b[dir * 2 * gh + gh..(dir + 1) * 2 * gh], 1)
             }
-            ParamKind::BiasHh => {
-                let bb = bias.expect("bias present in layout");
-                reorder(&bb[dir * 2 * g * h + g * h..(dir + 1) * 2 * g * h], 1)
-            }
-            ParamKind::PeepholeI => p.expect("peepholes")[dir * 3 * h..dir * 3 * h + h].to_vec(),
-            ParamKind::PeepholeO => {
-                p.expect("peepholes")[dir * 3 * h + h..dir * 3 * h + 2 * h].to_vec()
-            }
-            ParamKind::PeepholeF => {
-                p.expect("peepholes")[dir * 3 * h + 2 * h..dir * 3 * h + 3 * h].to_vec()
-            }
-            ParamKind::WeightHr => unreachable!("ONNX has no projection"),
+            (ParamKind::PeepholeI, _, Some(p)) => p[dir * ph..dir * ph + h].to_vec(),
+            (ParamKind::PeepholeO, _, Some(p)) => p[dir * ph + h..dir * ph + 2 * h].to_vec(),
+            (ParamKind::PeepholeF, _, Some(p)) => p[dir * ph + 2 * h..dir * ph + 3 * h].to_vec(),
+            _ => vec![0.0; e.len],
         };
         params[e.offset..e.offset + e.len].copy_from_slice(&src);
     }
