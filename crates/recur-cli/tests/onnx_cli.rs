@@ -1,0 +1,306 @@
+//! `recur onnx run`, `recur onnx test` and `recur convert` end to end: outputs match the
+//! fixtures' and recur's own numbers, a mismatch or an unsupported model fails with a
+//! non-zero exit and a clear line, and bad arguments are one-line errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use recur::io::{LoadOptions, SaveDtype, SaveOptions, load_state_dict, save_state_dict};
+use recur::onnx::{Data, Value, read_tensor, write_tensor};
+use recur::{CellKind, Direction, Recurrent, RecurrentConfig, Tensor};
+
+fn recur(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_recur"))
+        .args(args)
+        .output()
+        .expect("the recur binary runs")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../recur/tests/fixtures/onnx")
+}
+
+/// A fresh scratch folder for one test, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
+    let dir = std::env::temp_dir().join(format!("recur-onnx-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    Scratch(dir)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn onnx_test_passes_the_backend_cases() {
+    let out = recur(&["onnx", "test", s(&fixtures().join("backend"))]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("PASS")).count(),
+        12,
+        "{stdout}"
+    );
+    assert!(stdout.contains("max abs diff"), "{stdout}");
+    assert!(stdout.contains("all 12 case(s) passed"), "{stdout}");
+}
+
+#[test]
+fn onnx_test_fails_on_a_wrong_expected_output() {
+    let dir = scratch("mismatch");
+    let case = dir.join("test_lstm_defaults");
+    copy_dir(&fixtures().join("backend/test_lstm_defaults"), &case);
+    let out_file = case.join("test_data_set_0/output_0.pb");
+    let (name, v) = read_tensor(&out_file).unwrap();
+    let Data::F32(mut vals) = v.data().clone() else {
+        panic!("float output")
+    };
+    vals[0] += 0.01;
+    write_tensor(&out_file, &name, &Value::f32(vals, v.shape()).unwrap()).unwrap();
+    let out = recur(&["onnx", "test", s(&case)]);
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stdout.starts_with("FAIL"), "{stdout}");
+    assert!(stdout.contains("1 of 9 values outside"), "{stdout}");
+    assert!(
+        stderr.starts_with("error: 1 of 1 case(s) failed"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn onnx_test_names_an_unsupported_op() {
+    let dir = scratch("unsupported");
+    let case = dir.join("case");
+    copy_dir(&fixtures().join("pytorch/lstm_2layer_bidir_legacy"), &case);
+    // rename every Transpose node's op type in place (same length: the protobuf stays valid)
+    let model = case.join("model.onnx");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let (from, to) = (b"Transpose", b"Transposx");
+    let mut hits = 0;
+    for k in 0..bytes.len() - from.len() {
+        if &bytes[k..k + from.len()] == from {
+            bytes[k..k + from.len()].copy_from_slice(to);
+            hits += 1;
+        }
+    }
+    assert!(hits > 0);
+    std::fs::write(&model, bytes).unwrap();
+    let out = recur(&["onnx", "test", s(&case)]);
+    let (stdout, _) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("op type Transposx is not one recur runs"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn onnx_run_writes_every_output_from_npy_and_pb_inputs() {
+    let dir = scratch("run");
+    let case = fixtures().join("pytorch/lstm_batch_first_h0c0_legacy");
+    let data = case.join("test_data_set_0");
+    // input_0 as .npy, the others as the fixture's .pb
+    let (n0, x) = read_tensor(data.join("input_0.pb")).unwrap();
+    let npy = dir.join("x.npy");
+    write_tensor(&npy, "", &x).unwrap();
+    let mut args = vec![
+        "onnx".to_string(),
+        "run".into(),
+        case.join("model.onnx").display().to_string(),
+        "--input".into(),
+        format!("{n0}={}", npy.display()),
+    ];
+    for k in 1..3 {
+        let p = data.join(format!("input_{k}.pb"));
+        let (n, _) = read_tensor(&p).unwrap();
+        args.push("--input".into());
+        args.push(format!("{n}={}", p.display()));
+    }
+    let out_dir = dir.join("out");
+    args.extend(["--output-dir".into(), out_dir.display().to_string()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = recur(&refs);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    for k in 0..3 {
+        let (name, want) = read_tensor(data.join(format!("output_{k}.pb"))).unwrap();
+        let stem: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_-.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let (_, got) = read_tensor(out_dir.join(format!("{stem}.npy"))).unwrap();
+        assert_eq!(got.shape(), want.shape(), "{name}");
+        let (Data::F32(g), Data::F32(w)) = (got.data(), want.data()) else {
+            panic!("float outputs")
+        };
+        for (a, b) in g.iter().zip(w) {
+            // ONNX's backend-runner tolerances
+            assert!((a - b).abs() <= 1e-7 + 1e-3 * b.abs(), "{name}: {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn convert_safetensors_to_onnx_and_back() {
+    let dir = scratch("convert");
+    let model = Recurrent::<f32>::new(
+        RecurrentConfig {
+            cell: CellKind::gru(),
+            input_size: 3,
+            hidden_size: 4,
+            num_layers: 2,
+            direction: Direction::Bidirectional,
+            ..Default::default()
+        },
+        5,
+    )
+    .unwrap();
+    let st = dir.join("gru.safetensors");
+    save_state_dict(
+        &model,
+        &st,
+        &SaveOptions {
+            prefix: String::new(),
+            dtype: SaveDtype::F32,
+        },
+    )
+    .unwrap();
+    let onnx = dir.join("gru.onnx");
+    let out = recur(&["convert", s(&st), s(&onnx), "--sequence-lens"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("gru, 2 layer(s)"), "{stdout}");
+
+    // run the exported graph with the CLI, compare with recur's forward
+    let x: Vec<f32> = (0..4 * 2 * 3).map(|k| (k as f32 * 0.37).sin()).collect();
+    let xf = dir.join("x.npy");
+    write_tensor(&xf, "", &Value::f32(x.clone(), &[4, 2, 3]).unwrap()).unwrap();
+    let lf = dir.join("lens.pb");
+    write_tensor(&lf, "sequence_lens", &Value::i32(vec![4, 2], &[2]).unwrap()).unwrap();
+    let out_dir = dir.join("out");
+    let out = recur(&[
+        "onnx",
+        "run",
+        s(&onnx),
+        "--input",
+        &format!("input={}", xf.display()),
+        "--input",
+        &format!("sequence_lens={}", lf.display()),
+        "--output-dir",
+        s(&out_dir),
+        "--format",
+        "pb",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let want = model
+        .forward(&Tensor::new(x, &[4, 2, 3]).unwrap(), None, Some(&[4, 2]))
+        .unwrap();
+    let (_, got) = read_tensor(out_dir.join("output.pb")).unwrap();
+    let g = got.as_f32().unwrap();
+    let worst = g
+        .iter()
+        .zip(want.output.data())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-6, "{worst}");
+
+    // and back to safetensors: the same parameters
+    let back = dir.join("back.safetensors");
+    let out = recur(&["convert", s(&onnx), s(&back)]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let again = load_state_dict::<f32>(&back, &LoadOptions::default()).unwrap();
+    assert_eq!(again.config(), model.config());
+    assert_eq!(again.params(), model.params());
+}
+
+#[test]
+fn bad_arguments_are_one_line_errors() {
+    let dir = scratch("bad");
+    let model = fixtures().join("backend/test_rnn_seq_length/model.onnx");
+    let cases: Vec<Vec<String>> = vec![
+        // missing --output-dir (clap)
+        vec!["onnx".into(), "run".into(), model.display().to_string()],
+        // unknown extension
+        vec![
+            "onnx".into(),
+            "run".into(),
+            model.display().to_string(),
+            "--input".into(),
+            "X=x.txt".into(),
+            "--output-dir".into(),
+            dir.display().to_string(),
+        ],
+        // an input the graph does not have
+        vec![
+            "onnx".into(),
+            "run".into(),
+            model.display().to_string(),
+            "--input".into(),
+            format!(
+                "nope={}",
+                fixtures()
+                    .join("backend/test_rnn_seq_length/test_data_set_0/input_0.pb")
+                    .display()
+            ),
+            "--output-dir".into(),
+            dir.display().to_string(),
+        ],
+        // not a model
+        vec!["onnx".into(), "test".into(), dir.display().to_string()],
+        vec!["convert".into(), "a.bin".into(), "b.onnx".into()],
+    ];
+    for args in cases {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = recur(&refs);
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    }
+}
