@@ -990,3 +990,239 @@ fn softmax(node: &Node, opset: i64, x: &Value) -> Result<Value> {
     }
     Ok(Value::from_parts(Data::F32(out), x.shape().to_vec()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn node(op: &str, attrs: Vec<(&str, Attr)>, outputs: usize) -> Node {
+        Node {
+            name: format!("t_{op}"),
+            op_type: op.into(),
+            inputs: Vec::new(),
+            outputs: (0..outputs).map(|k| format!("o{k}")).collect(),
+            attrs: attrs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect::<HashMap<_, _>>(),
+        }
+    }
+
+    fn f(v: &[f32], s: &[usize]) -> Value {
+        Value::f32(v.to_vec(), s).unwrap()
+    }
+
+    fn i(v: &[i64]) -> Value {
+        Value::i64(v.to_vec(), &[v.len()]).unwrap()
+    }
+
+    fn run1(n: &Node, opset: i64, args: &[Option<&Value>]) -> Value {
+        run_node(n, opset, args).unwrap().remove(0).unwrap()
+    }
+
+    fn iota(n: usize) -> Vec<f32> {
+        (0..n).map(|k| k as f32).collect()
+    }
+
+    #[test]
+    fn slice_steps_and_clamping() {
+        let x = f(&iota(10), &[2, 5]);
+        let n = node("Slice", vec![], 1);
+        // x[:, 4:0:-2] with an end past the start; then x[-1:, ::1] via i64::MAX end
+        let (s, e, a, st) = (i(&[4]), i(&[0]), i(&[1]), i(&[-2]));
+        let y = run1(&n, 13, &[Some(&x), Some(&s), Some(&e), Some(&a), Some(&st)]);
+        assert_eq!(y.shape(), &[2, 2]);
+        assert_eq!(y.as_f32().unwrap(), &[4.0, 2.0, 9.0, 7.0]);
+        let (s, e) = (i(&[-1]), i(&[i64::MAX]));
+        let y = run1(&n, 13, &[Some(&x), Some(&s), Some(&e)]);
+        assert_eq!(y.shape(), &[1, 5]);
+        assert_eq!(y.as_f32().unwrap(), &[5.0, 6.0, 7.0, 8.0, 9.0]);
+        // opset 9: attributes
+        let n9 = node(
+            "Slice",
+            vec![
+                ("starts", Attr::Ints(vec![1])),
+                ("ends", Attr::Ints(vec![3])),
+                ("axes", Attr::Ints(vec![-1])),
+            ],
+            1,
+        );
+        let y = run1(&n9, 9, &[Some(&x)]);
+        assert_eq!(y.as_f32().unwrap(), &[1.0, 2.0, 6.0, 7.0]);
+        // reverse everything: x[::-1]
+        let (s, e, a, st) = (i(&[-1]), i(&[i64::MIN]), i(&[0]), i(&[-1]));
+        let y = run1(&n, 13, &[Some(&x), Some(&s), Some(&e), Some(&a), Some(&st)]);
+        assert_eq!(y.as_f32().unwrap()[..5], [5.0, 6.0, 7.0, 8.0, 9.0]);
+    }
+
+    #[test]
+    fn gather_reshape_squeeze_unsqueeze() {
+        let x = f(&iota(6), &[3, 2]);
+        let g = node("Gather", vec![("axis", Attr::Int(1))], 1);
+        let idx = Value::i64(vec![-1, 0], &[2]).unwrap();
+        let y = run1(&g, 13, &[Some(&x), Some(&idx)]);
+        assert_eq!(y.as_f32().unwrap(), &[1.0, 0.0, 3.0, 2.0, 5.0, 4.0]);
+        let bad = Value::i64(vec![2], &[1]).unwrap();
+        assert!(run_node(&g, 13, &[Some(&x), Some(&bad)]).is_err());
+        let scalar = Value::i64(vec![1], &[]).unwrap();
+        let g0 = node("Gather", vec![], 1);
+        let y = run1(&g0, 13, &[Some(&x), Some(&scalar)]);
+        assert_eq!(
+            (y.shape(), y.as_f32().unwrap()),
+            (&[2][..], &[2.0, 3.0][..])
+        );
+
+        let r = node("Reshape", vec![], 1);
+        let y = run1(&r, 13, &[Some(&x), Some(&i(&[0, -1, 1]))]);
+        assert_eq!(y.shape(), &[3, 2, 1]);
+        assert!(run_node(&r, 13, &[Some(&x), Some(&i(&[4, -1]))]).is_err());
+
+        let u = node("Unsqueeze", vec![], 1);
+        let y = run1(&u, 13, &[Some(&x), Some(&i(&[0, -1]))]);
+        assert_eq!(y.shape(), &[1, 3, 2, 1]);
+        let u11 = node("Unsqueeze", vec![("axes", Attr::Ints(vec![1]))], 1);
+        assert_eq!(run1(&u11, 11, &[Some(&x)]).shape(), &[3, 1, 2]);
+        let s = node("Squeeze", vec![], 1);
+        assert_eq!(run1(&s, 13, &[Some(&y)]).shape(), &[3, 2]);
+        assert_eq!(
+            run1(&s, 13, &[Some(&y), Some(&i(&[-1]))]).shape(),
+            &[1, 3, 2]
+        );
+        assert!(run_node(&s, 13, &[Some(&y), Some(&i(&[1]))]).is_err());
+    }
+
+    #[test]
+    fn transpose_concat_split_expand() {
+        let x = f(&iota(6), &[2, 3]);
+        let t = node("Transpose", vec![], 1);
+        let y = run1(&t, 13, &[Some(&x)]);
+        assert_eq!(
+            (y.shape(), y.as_f32().unwrap()),
+            (&[3, 2][..], &[0.0, 3.0, 1.0, 4.0, 2.0, 5.0][..])
+        );
+        let c = node("Concat", vec![("axis", Attr::Int(-1))], 1);
+        let y = run1(&c, 13, &[Some(&x), Some(&x)]);
+        assert_eq!(y.shape(), &[2, 6]);
+        assert_eq!(&y.as_f32().unwrap()[..6], &[0.0, 1.0, 2.0, 0.0, 1.0, 2.0]);
+        let sp = node("Split", vec![("axis", Attr::Int(1))], 2);
+        let parts = run_node(&sp, 13, &[Some(&x), Some(&i(&[1, 2]))]).unwrap();
+        assert_eq!(parts[0].as_ref().unwrap().as_f32().unwrap(), &[0.0, 3.0]);
+        assert_eq!(
+            parts[1].as_ref().unwrap().as_f32().unwrap(),
+            &[1.0, 2.0, 4.0, 5.0]
+        );
+        let e = node("Expand", vec![], 1);
+        let col = f(&[1.0, 2.0], &[2, 1]);
+        let y = run1(&e, 13, &[Some(&col), Some(&i(&[2, 2, 3]))]);
+        assert_eq!(y.shape(), &[2, 2, 3]);
+        assert_eq!(&y.as_f32().unwrap()[..6], &[1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
+    }
+
+    #[test]
+    fn matmul_gemm_and_arithmetic() {
+        // [2, 1, 2, 3] · [3, 2] broadcast, checked against explicit sums
+        let a = f(&iota(12), &[2, 1, 2, 3]);
+        let b = f(&[1.0, 0.5, -1.0, 2.0, 0.0, 1.0], &[3, 2]);
+        let y = run1(&node("MatMul", vec![], 1), 13, &[Some(&a), Some(&b)]);
+        assert_eq!(y.shape(), &[2, 1, 2, 2]);
+        let (av, bv) = (a.as_f32().unwrap(), b.as_f32().unwrap());
+        for r in 0..4 {
+            for c in 0..2 {
+                let want: f32 = (0..3).map(|k| av[r * 3 + k] * bv[k * 2 + c]).sum();
+                assert_eq!(y.as_f32().unwrap()[r * 2 + c], want);
+            }
+        }
+        // Gemm: 2 · Aᵀ Bᵀ + 0.5 · C, C broadcast from [2]
+        let a = f(&iota(6), &[3, 2]);
+        let b = f(&iota(6), &[2, 3]);
+        let cb = f(&[10.0, 20.0], &[2]);
+        let g = node(
+            "Gemm",
+            vec![
+                ("transA", Attr::Int(1)),
+                ("transB", Attr::Int(1)),
+                ("alpha", Attr::Float(2.0)),
+                ("beta", Attr::Float(0.5)),
+            ],
+            1,
+        );
+        let y = run1(&g, 13, &[Some(&a), Some(&b), Some(&cb)]);
+        // Aᵀ = [[0,2,4],[1,3,5]], Bᵀ = [[0,3],[1,4],[2,5]]
+        assert_eq!(
+            y.as_f32().unwrap(),
+            &[
+                2.0 * 10.0 + 5.0,
+                2.0 * 28.0 + 10.0,
+                2.0 * 13.0 + 5.0,
+                2.0 * 40.0 + 10.0
+            ]
+        );
+        let x = f(&[1.0, -2.0, 3.0], &[3]);
+        let one = f(&[1.0], &[]);
+        let y = run1(&node("Min", vec![], 1), 13, &[Some(&x), Some(&one)]);
+        assert_eq!(y.as_f32().unwrap(), &[1.0, -2.0, 1.0]);
+        let y = run1(&node("Sub", vec![], 1), 13, &[Some(&one), Some(&x)]);
+        assert_eq!(y.as_f32().unwrap(), &[0.0, 3.0, -2.0]);
+        let y = run1(&node("Relu", vec![], 1), 13, &[Some(&x)]);
+        assert_eq!(y.as_f32().unwrap(), &[1.0, 0.0, 3.0]);
+        let (p, q) = (i(&[7, -7]), i(&[2, 2]));
+        let y = run1(&node("Div", vec![], 1), 13, &[Some(&p), Some(&q)]);
+        assert_eq!(y.to_i64s().unwrap(), vec![3, -3]);
+        let z = i(&[0, 1]);
+        assert!(run_node(&node("Div", vec![], 1), 13, &[Some(&p), Some(&z)]).is_err());
+        assert!(run_node(&node("Add", vec![], 1), 13, &[Some(&x), Some(&p)]).is_err());
+    }
+
+    #[test]
+    fn shape_cast_range_constant_of_shape_softmax() {
+        let x = f(&iota(24), &[2, 3, 4]);
+        let s = run1(
+            &node("Shape", vec![("start", Attr::Int(-2))], 1),
+            15,
+            &[Some(&x)],
+        );
+        assert_eq!(s.to_i64s().unwrap(), vec![3, 4]);
+        let c = run1(
+            &node("Cast", vec![("to", Attr::Int(1))], 1),
+            13,
+            &[Some(&s)],
+        );
+        assert_eq!(c.as_f32().unwrap(), &[3.0, 4.0]);
+        let r = run1(
+            &node("Range", vec![], 1),
+            13,
+            &[
+                Some(&f(&[1.0], &[])),
+                Some(&f(&[2.0], &[])),
+                Some(&f(&[0.25], &[])),
+            ],
+        );
+        assert_eq!(r.as_f32().unwrap(), &[1.0, 1.25, 1.5, 1.75]);
+        let r = run1(
+            &node("Range", vec![], 1),
+            13,
+            &[Some(&i(&[5])), Some(&i(&[0])), Some(&i(&[-2]))],
+        );
+        assert_eq!(r.to_i64s().unwrap(), vec![5, 3, 1]);
+        let z = run1(
+            &node("ConstantOfShape", vec![], 1),
+            13,
+            &[Some(&i(&[2, 2]))],
+        );
+        assert_eq!(z.as_f32().unwrap(), &[0.0; 4]);
+        let y = run1(&node("Softmax", vec![], 1), 13, &[Some(&x)]);
+        let v = y.as_f32().unwrap();
+        let sum: f32 = v[..4].iter().sum();
+        assert!((sum - 1.0).abs() < 1e-6 && v[3] > v[0]);
+        let y = run1(
+            &node("LogSoftmax", vec![("axis", Attr::Int(1))], 1),
+            13,
+            &[Some(&x)],
+        );
+        let v = y.as_f32().unwrap();
+        let total: f32 = [v[0], v[4], v[8]].iter().map(|l| l.exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6);
+    }
+}
