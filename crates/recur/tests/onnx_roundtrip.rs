@@ -388,3 +388,32 @@ fn what_onnx_cannot_express_is_refused() {
         }
     }
 }
+
+/// A recurrent node's engine models are built once from constant weights and reused; a run
+/// that overrides a weight initializer with an input of the same name uses that value.
+#[test]
+fn repeated_runs_and_overridden_weights() {
+    let cfg = RecurrentConfig {
+        input_size: 4,
+        hidden_size: 6,
+        ..Default::default()
+    };
+    let model = Recurrent::<f32>::new(cfg.clone(), 9).unwrap();
+    let bytes = export_recurrent(&model, &ExportOptions::default()).unwrap();
+    let onnx = OnnxModel::from_bytes("m", &bytes).unwrap();
+    let x = input_for(&cfg, 3);
+    let xv = Value::f32(x.data().to_vec(), x.shape()).unwrap();
+    let first = onnx.run(&[("input", xv.clone())]).unwrap();
+    let second = onnx.run(&[("input", xv.clone())]).unwrap();
+    assert_eq!(first, second);
+    // W_l0 [1, 4H, I] replaced by zeros: the same as a model with weight_ih_l0 = 0
+    let zeros = Value::f32(vec![0.0; 4 * 6 * 4], &[1, 24, 4]).unwrap();
+    let got = onnx.run(&[("input", xv.clone()), ("W_l0", zeros)]).unwrap();
+    let mut zeroed = model.clone();
+    zeroed.param_mut("weight_ih_l0").unwrap().fill(0.0);
+    let want = zeroed.forward(&x, None, None).unwrap();
+    assert!(max_diff(got[0].1.as_f32().unwrap(), want.output.data()) <= ROUND_TRIP_TOL);
+    assert_ne!(got[0].1, first[0].1);
+    // and the cached models are untouched
+    assert_eq!(onnx.run(&[("input", xv)]).unwrap(), first);
+}

@@ -2,15 +2,17 @@
 //! before it is used, initializers well formed), then run node by node in graph order.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 use prost::Message;
 
-use super::ops;
 use super::proto::{
     AttributeProto, DimValue, GraphProto, ModelProto, ValueInfoProto, attribute_type,
 };
 use super::value::Value;
+use super::{ops, recurrent};
 use crate::error::{Error, Result, Shape};
+use crate::layer::Recurrent;
 
 /// The opset versions recur's runner implements the default domain's ops for. Older files
 /// use attributes where newer ones use inputs (`Squeeze` axes, `Slice` starts, …); both are
@@ -124,6 +126,9 @@ pub struct OnnxModel {
     outputs: Vec<ValueInfo>,
     pub(crate) initializers: HashMap<String, Value>,
     pub(crate) nodes: Vec<Node>,
+    /// Per node: the engine models of a recurrent node whose weights are initializers, built
+    /// on its first run and reused.
+    prepared: Vec<OnceLock<Vec<Recurrent<f32>>>>,
 }
 
 fn format_err(file: &str, reason: impl Into<String>) -> Error {
@@ -366,6 +371,7 @@ impl OnnxModel {
             }
         }
         Ok(Self {
+            prepared: (0..nodes.len()).map(|_| OnceLock::new()).collect(),
             file: file.to_string(),
             opset,
             producer: model.producer_name,
@@ -458,7 +464,17 @@ impl OnnxModel {
                     })
                 })
                 .collect();
-            let results = ops::run_node(node, self.opset, &args)?;
+            // W, R, B and P from initializers nobody overrode: the models can be kept
+            let constant_weights = node.inputs.iter().enumerate().all(|(j, i)| {
+                !matches!(j, 1 | 2 | 3 | 7)
+                    || i.as_deref()
+                        .is_none_or(|i| self.initializers.contains_key(i) && !env.contains_key(i))
+            });
+            let results = if recurrent::Op::of(&node.op_type).is_some() && constant_weights {
+                recurrent::run(node, &args, Some(&self.prepared[k]))?
+            } else {
+                ops::run_node(node, self.opset, &args)?
+            };
             for (name, v) in node.outputs.iter().zip(results) {
                 if let (false, Some(v)) = (name.is_empty(), v) {
                     env.insert(name, v);

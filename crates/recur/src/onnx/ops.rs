@@ -56,7 +56,7 @@ type Outputs = Vec<Option<Value>>;
 pub(crate) fn run_node(node: &Node, opset: i64, args: &[Option<&Value>]) -> Result<Outputs> {
     let one = |v: Value| Ok(vec![Some(v)]);
     match node.op_type.as_str() {
-        "LSTM" | "GRU" | "RNN" => recurrent::run(node, args),
+        "LSTM" | "GRU" | "RNN" => recurrent::run(node, args, None),
         "Identity" => one(arg(node, args, 0)?.clone()),
         "Constant" => one(constant(node)?),
         "Shape" => one(shape_op(node, arg(node, args, 0)?)?),

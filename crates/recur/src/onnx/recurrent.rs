@@ -17,6 +17,8 @@
 //! `Y` is `[T, D, B, H]` where recur's output is `[T, B, H]` per direction: the directions
 //! are interleaved here.
 
+use std::sync::OnceLock;
+
 use super::graph::Node;
 use super::ops::arg;
 use super::value::{Data, Value};
@@ -319,7 +321,13 @@ fn spec(node: &Node, op: Op, args: &[Option<&Value>]) -> Result<Spec> {
 
 /// Runs an `LSTM`, `GRU` or `RNN` node: outputs `Y`, `Y_h` (and `Y_c` for LSTM), each only
 /// when the node names it.
-pub(crate) fn run(node: &Node, args: &[Option<&Value>]) -> Result<Vec<Option<Value>>> {
+/// `cache`: where the per-direction models built from constant weights are kept between
+/// runs (`None` when a weight is computed or given at run time).
+pub(crate) fn run(
+    node: &Node,
+    args: &[Option<&Value>],
+    cache: Option<&OnceLock<Vec<Recurrent<f32>>>>,
+) -> Result<Vec<Option<Value>>> {
     let op = Op::of(&node.op_type).expect("a recurrent op");
     let s = spec(node, op, args)?;
     let (d, t, b, i, h, g) = (s.dirs, s.seq_len, s.batch, s.input, s.hidden, op.gates());
@@ -399,32 +407,46 @@ pub(crate) fn run(node: &Node, args: &[Option<&Value>]) -> Result<Vec<Option<Val
     let mut y = vec![0.0f32; t * d * b * h];
     let mut y_h = vec![0.0f32; d * b * h];
     let mut y_c = vec![0.0f32; if op == Op::Lstm { d * b * h } else { 0 }];
-    for dir in 0..d {
-        let cell = s.cells[dir].clone();
-        let config = RecurrentConfig {
-            cell,
-            input_size: i,
-            hidden_size: h,
-            num_layers: 1,
-            bias: if bias.is_some() {
-                Bias::Enabled
-            } else {
-                Bias::Disabled
-            },
-            direction: if dir == 1 || s.reverse_only {
-                Direction::Reverse
-            } else {
-                Direction::Forward
-            },
-            dropout: 0.0,
-            layout: if s.batch_first {
-                BatchLayout::BatchFirst
-            } else {
-                BatchLayout::SeqFirst
-            },
-        };
-        let mut model = Recurrent::new(config, 0).map_err(|e| node.err(e.to_string()))?;
-        fill_params(&mut model, (0, 0), op, h, i, dir, w, r, bias, p);
+    let built;
+    let models: &[Recurrent<f32>] = match cache.and_then(OnceLock::get) {
+        Some(m) => m,
+        None => {
+            let mut models = Vec::with_capacity(d);
+            for dir in 0..d {
+                let config = RecurrentConfig {
+                    cell: s.cells[dir].clone(),
+                    input_size: i,
+                    hidden_size: h,
+                    num_layers: 1,
+                    bias: if bias.is_some() {
+                        Bias::Enabled
+                    } else {
+                        Bias::Disabled
+                    },
+                    direction: if dir == 1 || s.reverse_only {
+                        Direction::Reverse
+                    } else {
+                        Direction::Forward
+                    },
+                    dropout: 0.0,
+                    layout: if s.batch_first {
+                        BatchLayout::BatchFirst
+                    } else {
+                        BatchLayout::SeqFirst
+                    },
+                };
+                let mut model = Recurrent::new(config, 0).map_err(|e| node.err(e.to_string()))?;
+                fill_params(&mut model, (0, 0), op, h, i, dir, w, r, bias, p);
+                models.push(model);
+            }
+            if let Some(c) = cache {
+                let _ = c.set(models.clone());
+            }
+            built = models;
+            &built
+        }
+    };
+    for (dir, model) in models.iter().enumerate() {
         let state = if h0.is_some() || c0.is_some() {
             let hs = h0.map_or_else(|| vec![0.0; b * h], |v| state_block(v, dir));
             let cs = (op == Op::Lstm)
