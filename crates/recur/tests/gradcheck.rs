@@ -195,7 +195,11 @@ fn gru(reset: ResetPlacement) -> CellKind {
 }
 
 fn rnn(nonlinearity: Activation, leak: Leak) -> CellKind {
-    CellKind::Rnn(RnnCell { nonlinearity, leak })
+    CellKind::Rnn(RnnCell {
+        nonlinearity,
+        leak,
+        clip: None,
+    })
 }
 
 /// One cell of every kind and option that changes the backward, for the layer-feature
@@ -758,6 +762,7 @@ fn gru_every_option() {
                 gate: Activation::Tanh,
                 candidate: Activation::Sigmoid,
             },
+            clip: None,
         })
     };
     run_group(

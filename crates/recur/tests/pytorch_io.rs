@@ -299,6 +299,7 @@ fn every_option() -> Vec<(&'static str, RecurrentConfig)> {
                 cell: CellKind::Rnn(RnnCell {
                     nonlinearity: Activation::Relu,
                     leak: Leak::Uniform(0.3),
+                    clip: None,
                 }),
                 ..lstm(1, Direction::Bidirectional)
             },

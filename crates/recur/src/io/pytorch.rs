@@ -59,6 +59,8 @@ mod key {
     pub const ACTIVATIONS: &str = "recur.activations";
     pub const BATCH_LAYOUT: &str = "recur.batch_layout";
     pub const DROPOUT: &str = "recur.dropout";
+    pub const RECURRENT_DROPOUT: &str = "recur.recurrent_dropout";
+    pub const CLIP: &str = "recur.clip";
 }
 
 /// The element type of the tensors [`save_state_dict`] writes.
@@ -291,11 +293,32 @@ impl Family {
     }
 }
 
-/// The activations recur knows by name, for reading them back.
-const ACTIVATIONS: [Activation; 3] = [Activation::Sigmoid, Activation::Tanh, Activation::Relu];
-
+/// An activation as recur's metadata writes it: ONNX's name in lowercase, then each parameter
+/// the function takes after a colon (`tanh`, `leakyrelu:0.1`, `hardsigmoid:0.2:0.5`). f64
+/// Display is the shortest text that reads back to the same bits.
 fn activation_name(a: Activation) -> String {
-    a.onnx_name().to_ascii_lowercase()
+    let mut s = a.onnx_name().to_ascii_lowercase();
+    let (alpha, beta) = a.onnx_params();
+    for v in [alpha, beta].into_iter().flatten() {
+        s += &format!(":{v}");
+    }
+    s
+}
+
+/// The inverse of [`activation_name`]; `None` for text it did not write.
+fn parse_activation(s: &str) -> Option<Activation> {
+    let mut parts = s.split(':');
+    let name = parts.next()?;
+    // Ok(None): no more parameters; Err: one that is not a number
+    let mut num = || parts.next().map(str::parse::<f64>).transpose();
+    let (alpha, beta) = (num().ok()?, num().ok()?);
+    if parts.next().is_some() || name != name.to_ascii_lowercase() {
+        return None;
+    }
+    let a = Activation::from_onnx(name, alpha, beta).ok()?;
+    // every parameter the function takes is written, so a read that needed a default is
+    // not text this module wrote
+    (a.onnx_params() == (alpha, beta)).then_some(a)
 }
 
 fn metadata_of(config: &RecurrentConfig) -> BTreeMap<String, String> {
@@ -305,6 +328,13 @@ fn metadata_of(config: &RecurrentConfig) -> BTreeMap<String, String> {
     };
     put(key::FORMAT, FORMAT.into());
     put(key::CELL, Family::of(&config.cell).name().into());
+    put(
+        key::CLIP,
+        config
+            .cell
+            .clip()
+            .map_or_else(|| "none".into(), |c| c.to_string()),
+    );
     match &config.cell {
         CellKind::Lstm(c) => {
             let coupled = c.input_forget == InputForget::Coupled;
@@ -355,6 +385,7 @@ fn metadata_of(config: &RecurrentConfig) -> BTreeMap<String, String> {
         .into(),
     );
     put(key::DROPOUT, config.dropout.to_string());
+    put(key::RECURRENT_DROPOUT, config.recurrent_dropout.to_string());
     m
 }
 
@@ -369,6 +400,9 @@ struct Meta {
     activations: Option<Vec<Activation>>,
     layout: Option<BatchLayout>,
     dropout: Option<f64>,
+    recurrent_dropout: Option<f64>,
+    /// `Some(None)`: the file says no clip
+    clip: Option<Option<f64>>,
 }
 
 fn parse_meta(file: &str, raw: &HashMap<String, String>) -> Result<Meta> {
@@ -399,7 +433,7 @@ fn parse_meta(file: &str, raw: &HashMap<String, String>) -> Result<Meta> {
             .map(|v| f(v).ok_or_else(|| bad(k, format!("expected {expected}, got `{v}`"))))
             .transpose()
     }
-    let activation = |s: &str| ACTIVATIONS.into_iter().find(|&a| activation_name(a) == s);
+    let activation = parse_activation;
     let rate = |s: &str| s.parse::<f64>().ok();
     Ok(Meta {
         family: get(raw, key::CELL, "lstm, gru or rnn", &bad, |v| match v {
@@ -408,7 +442,13 @@ fn parse_meta(file: &str, raw: &HashMap<String, String>) -> Result<Meta> {
             "rnn" => Some(Family::Rnn),
             _ => None,
         })?,
-        rnn_nonlinearity: get(raw, key::RNN_NONLINEARITY, "tanh or relu", &bad, activation)?,
+        rnn_nonlinearity: get(
+            raw,
+            key::RNN_NONLINEARITY,
+            "an activation (tanh, relu, leakyrelu:<alpha>, …)",
+            &bad,
+            activation,
+        )?,
         leak: get(
             raw,
             key::LEAK,
@@ -447,7 +487,7 @@ fn parse_meta(file: &str, raw: &HashMap<String, String>) -> Result<Meta> {
         activations: get(
             raw,
             key::ACTIVATIONS,
-            "comma-separated sigmoid, tanh or relu",
+            "comma-separated activations (sigmoid, tanh, leakyrelu:<alpha>, …)",
             &bad,
             |v| v.split(',').map(activation).collect(),
         )?,
@@ -463,6 +503,11 @@ fn parse_meta(file: &str, raw: &HashMap<String, String>) -> Result<Meta> {
             },
         )?,
         dropout: get(raw, key::DROPOUT, "a number", &bad, rate)?,
+        recurrent_dropout: get(raw, key::RECURRENT_DROPOUT, "a number", &bad, rate)?,
+        clip: get(raw, key::CLIP, "none or a number", &bad, |v| match v {
+            "none" => Some(None),
+            v => rate(v).map(Some),
+        })?,
     })
 }
 
@@ -773,6 +818,7 @@ fn infer(
     )?
     .unwrap_or_default();
     let o = options;
+    let clip = meta.clip.flatten();
     let cell = match family {
         Family::Lstm => {
             check_applies(
@@ -815,6 +861,7 @@ fn infer(
                 )?
                 .unwrap_or_default(),
                 activations,
+                clip,
             })
         }
         Family::Gru => {
@@ -852,6 +899,7 @@ fn infer(
                 )?
                 .unwrap_or_default(),
                 activations,
+                clip,
             })
         }
         Family::Rnn => {
@@ -883,7 +931,11 @@ fn infer(
                 "LoadOptions::leak",
             )?
             .unwrap_or_default();
-            CellKind::Rnn(RnnCell { nonlinearity, leak })
+            CellKind::Rnn(RnnCell {
+                nonlinearity,
+                leak,
+                clip,
+            })
         }
     };
     let config = RecurrentConfig {
@@ -894,6 +946,7 @@ fn infer(
         bias,
         direction,
         dropout: meta.dropout.unwrap_or(0.0),
+        recurrent_dropout: meta.recurrent_dropout.unwrap_or(0.0),
         layout,
     };
     config.validate()?;

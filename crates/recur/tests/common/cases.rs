@@ -144,6 +144,7 @@ pub fn cells(num_layers: usize) -> Vec<(&'static str, CellKind)> {
             CellKind::Rnn(RnnCell {
                 nonlinearity: Activation::Relu,
                 leak: Leak::PerLayer((0..num_layers).map(|l| 0.9 - 0.3 * l as f64).collect()),
+                clip: None,
             }),
         ),
     ]

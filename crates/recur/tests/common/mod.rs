@@ -130,6 +130,7 @@ impl Fixture {
             "rnn_relu" => CellKind::Rnn(RnnCell {
                 nonlinearity: recur::Activation::Relu,
                 leak,
+                clip: None,
             }),
             other => panic!("unknown cell {other}"),
         };
@@ -149,6 +150,7 @@ impl Fixture {
                 Direction::Forward
             },
             dropout: 0.0,
+            recurrent_dropout: 0.0,
             layout: if self.flag("batch_first") {
                 BatchLayout::BatchFirst
             } else {
