@@ -666,6 +666,79 @@ fn dropout_is_seeded_between_layers_and_training_only() {
     }
 }
 
+/// Variational recurrent dropout: training only, seeded (the same seed gives the same masks,
+/// another seed others), and with an all-ones mask exactly the plain computation.
+#[test]
+fn recurrent_dropout_is_seeded_and_training_only() {
+    let mut rng = SplitMix64(9);
+    for num_layers in [1, 2] {
+        for (name, cell) in cells(num_layers) {
+            let ctx = format!("{name} layers={num_layers}");
+            let plain = model::<f64>(config(cell.clone(), num_layers, Direction::Bidirectional));
+            let with = |p: f64| {
+                Recurrent::from_params(
+                    RecurrentConfig {
+                        recurrent_dropout: p,
+                        ..plain.config().clone()
+                    },
+                    plain.params().to_vec(),
+                )
+                .unwrap()
+            };
+            let dropped = with(0.3);
+            let x = rng.tensor::<f64>(&[SEQ_LEN, BATCH, INPUT]);
+            let s0 = rng.state(&plain, BATCH);
+            let lengths = [SEQ_LEN, 3, 5];
+            let reference = plain.forward(&x, Some(&s0), Some(&lengths)).unwrap();
+            assert_eq!(
+                dropped.forward(&x, Some(&s0), Some(&lengths)).unwrap(),
+                reference,
+                "{ctx}: inference applies no recurrent dropout"
+            );
+            let run = |m: &Recurrent<f64>, seed| {
+                let (out, tape) = m
+                    .forward_train(&x, Some(&s0), Some(&lengths), seed)
+                    .unwrap();
+                let mut grads = vec![0.0; m.params().len()];
+                let dy = Tensor::new(
+                    (0..out.output.data().len())
+                        .map(|k| (k as f64 * 0.37).sin())
+                        .collect(),
+                    out.output.shape(),
+                )
+                .unwrap();
+                let upstream = OutputGrad {
+                    output: Some(&dy),
+                    ..Default::default()
+                };
+                let dx = m.backward(&tape, upstream, &mut grads).unwrap();
+                (out, dx, grads)
+            };
+            let a = run(&dropped, 11);
+            let b = run(&dropped, 11);
+            let c = run(&dropped, 12);
+            assert!(a == b, "{ctx}: the same seed gives different numbers");
+            assert_ne!(a.0.output, reference.output, "{ctx}: no recurrent dropout");
+            assert_ne!(a.0.output, c.0.output, "{ctx}: seeds give the same masks");
+            // p = 0 is the plain model, bit for bit, forward and backward.
+            assert!(
+                run(&with(0.0), 11) == run(&plain, 11),
+                "{ctx}: p = 0 differs from no recurrent dropout"
+            );
+            // p = 2⁻⁶⁰: 1 − p rounds to 1, so every mask value is exactly 1 and the masked
+            // code path (the masked copies, the masked gradient, the masked states of the
+            // weight gradients) must give the plain numbers, up to summation order.
+            let ones = run(&with(2f64.powi(-60)), 11);
+            let want = run(&plain, 11);
+            let tol = Tol::Rel(REORDERED_SUM_TOL_F64);
+            assert_same(&ctx, ones.0.output.data(), want.0.output.data(), tol);
+            assert_same(&ctx, ones.1.input.data(), want.1.input.data(), tol);
+            assert_state_same(&ctx, &ones.1.state, &want.1.state, tol);
+            assert_same(&ctx, &ones.2, &want.2, tol);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // f32 against f64
 

@@ -1036,3 +1036,107 @@ fn no_params_reason(prefix: &str, parsed: &super::Parsed<'_>) -> String {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every ONNX activation (parameters included), ONNX clip and recurrent dropout go through
+    /// recur's metadata and come back as they were, and the text is what the docs say.
+    #[test]
+    fn activations_clip_and_recurrent_dropout_round_trip() {
+        let every = [
+            Activation::Sigmoid,
+            Activation::Tanh,
+            Activation::Relu,
+            Activation::Affine {
+                alpha: 0.7,
+                beta: -0.2,
+            },
+            Activation::LeakyRelu { alpha: 0.1 },
+            Activation::ThresholdedRelu { alpha: 1.0 / 3.0 },
+            Activation::ScaledTanh {
+                alpha: 1.3,
+                beta: 0.8,
+            },
+            Activation::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            },
+            Activation::Elu { alpha: 0.7 },
+            Activation::Softsign,
+            Activation::Softplus,
+        ];
+        for a in every {
+            assert_eq!(parse_activation(&activation_name(a)), Some(a), "{a:?}");
+        }
+        assert_eq!(
+            activation_name(Activation::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5
+            }),
+            "hardsigmoid:0.2:0.5"
+        );
+        for bad in [
+            "leakyrelu",
+            "tanh:1",
+            "LeakyRelu:0.1",
+            "elu:x",
+            "elu:1:2",
+            "swish",
+        ] {
+            assert_eq!(parse_activation(bad), None, "{bad}");
+        }
+        let base = RecurrentConfig {
+            input_size: 3,
+            hidden_size: 4,
+            ..Default::default()
+        };
+        let mut configs = Vec::new();
+        for (k, &a) in every.iter().enumerate() {
+            let b = every[(k + 3) % every.len()];
+            let c = every[(k + 7) % every.len()];
+            let clip = (k % 2 == 0).then_some(0.25 + k as f64);
+            configs.push(RecurrentConfig {
+                cell: CellKind::Lstm(LstmCell {
+                    activations: LstmActivations {
+                        gate: a,
+                        cell: b,
+                        hidden: c,
+                    },
+                    clip,
+                    ..Default::default()
+                }),
+                recurrent_dropout: 0.125 * (k % 3) as f64,
+                ..base.clone()
+            });
+            configs.push(RecurrentConfig {
+                cell: CellKind::Gru(GruCell {
+                    reset: ResetPlacement::BeforeMatmul,
+                    activations: GruActivations {
+                        gate: a,
+                        candidate: b,
+                    },
+                    clip,
+                }),
+                ..base.clone()
+            });
+            configs.push(RecurrentConfig {
+                cell: CellKind::Rnn(RnnCell {
+                    nonlinearity: a,
+                    leak: Leak::None,
+                    clip,
+                }),
+                recurrent_dropout: 0.3,
+                ..base.clone()
+            });
+        }
+        for config in configs {
+            let model = Recurrent::<f64>::new(config.clone(), 1).unwrap();
+            let bytes = state_dict_bytes(&model, &SaveOptions::default());
+            let back = load_state_dict_bytes::<f64>(&bytes, &LoadOptions::default()).unwrap();
+            assert_eq!(back.config(), &config);
+            assert_eq!(back.params(), model.params());
+        }
+    }
+}
