@@ -24,7 +24,8 @@
 //! | peepholes | `peephole_i` / `peephole_f` / `peephole_o` present |
 //!
 //! What the names and shapes cannot say (an RNN's tanh or ReLU, a GRU's reset placement, a
-//! coupled input-forget gate, leaky integration, the batch layout, the activations, dropout)
+//! coupled input-forget gate, leaky integration, the batch layout, the activations with their
+//! parameters, ONNX clip, dropout and recurrent dropout)
 //! comes, in this order, from recur's own metadata (written by [`save_state_dict`], keys
 //! `recur.*`), from [`LoadOptions`], or from PyTorch's default; an option that contradicts the
 //! metadata is an error. An RNN file with neither is an error asking for
