@@ -739,6 +739,66 @@ fn recurrent_dropout_is_seeded_and_training_only() {
     }
 }
 
+/// Variational means one mask per sequence and unit for the whole sequence and every gate, on
+/// the state where it enters the recurrent product only. For a single sequence that is the
+/// same as scaling the columns of W_hh by the mask: W_hh (m ⊙ h) = (W_hh diag m) h. So of the
+/// 2^R masks m ∈ {0, 1/(1 − p)}^R, exactly one must turn the plain model into the training
+/// forward pass, at every step (a mask redrawn per step or per gate, or one applied to the
+/// carried state, GRU's z ⊙ h_prev or the leaky term, would match none).
+#[test]
+fn recurrent_dropout_is_one_mask_per_unit_for_every_step_and_gate() {
+    const P: f64 = 0.5; // scale 2: exact, so the two forms agree to the last bit or so
+    let mut rng = SplitMix64(10);
+    let mut mixed = 0;
+    for (name, cell) in cells(1) {
+        let plain = model::<f64>(config(cell, 1, Direction::Forward));
+        let r = plain.config().h_out();
+        let dropped = Recurrent::from_params(
+            RecurrentConfig {
+                recurrent_dropout: P,
+                ..plain.config().clone()
+            },
+            plain.params().to_vec(),
+        )
+        .unwrap();
+        let x = rng.tensor::<f64>(&[SEQ_LEN, 1, INPUT]);
+        let s0 = rng.state(&plain, 1);
+        let (train, _) = dropped.forward_train(&x, Some(&s0), None, 5).unwrap();
+        let mut matches = Vec::new();
+        for bits in 0..1u32 << r {
+            let mut m = plain.clone();
+            for row in m.param_mut("weight_hh_l0").unwrap().chunks_exact_mut(r) {
+                for (j, w) in row.iter_mut().enumerate() {
+                    *w *= if bits >> j & 1 == 1 {
+                        1.0 / (1.0 - P)
+                    } else {
+                        0.0
+                    };
+                }
+            }
+            let out = m.forward(&x, Some(&s0), None).unwrap();
+            let close = |a: &[f64], b: &[f64]| {
+                a.iter()
+                    .zip(b)
+                    .all(|(a, b)| (a - b).abs() <= REORDERED_SUM_TOL_F64 * (1.0 + b.abs()))
+            };
+            if close(out.output.data(), train.output.data())
+                && close(out.state.h.data(), train.state.h.data())
+            {
+                matches.push(bits);
+            }
+        }
+        assert_eq!(matches.len(), 1, "{name}: masks matching: {matches:?}");
+        if matches[0] != 0 && matches[0] != (1 << r) - 1 {
+            mixed += 1;
+        }
+    }
+    assert!(
+        mixed > 0,
+        "no case drew a mask that keeps some units and drops others"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // f32 against f64
 
