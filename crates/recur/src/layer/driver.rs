@@ -15,6 +15,11 @@
 //! cell's elementwise pass and its product for dh_prev; after the loop one GEMM each for the
 //! input gradient and every weight gradient.
 //!
+//! Recurrent dropout ([`DirSpec::rec_mask`]): before each step the live rows of h_prev are
+//! multiplied by the mask into one buffer sized before the loop, which the cell's product
+//! reads; the backward builds the masked states of all steps once, for the steps and for the
+//! weight-gradient products after the loop.
+//!
 //! Streaming ([`DirSpec::step`]): the same cell step on one time step's rows, over a
 //! [`DirStep`] that holds the packed recurrent weights, the folded bias and every buffer the
 //! step writes, all sized once by [`DirSpec::prepare`], so that a step allocates nothing of
