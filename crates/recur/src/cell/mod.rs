@@ -106,13 +106,17 @@ impl CellKind {
         check_clip(self.clip())
     }
 
-    /// A short lowercase name (`lstm`, `gru`, `rnn_tanh`, `rnn_relu`).
+    /// A short lowercase name (`lstm`, `gru`, `rnn_tanh`, `rnn_relu`, and `rnn` for an RNN
+    /// with another of ONNX's activations).
     pub fn name(&self) -> &'static str {
         match self {
             CellKind::Lstm(_) => "lstm",
             CellKind::Gru(_) => "gru",
-            CellKind::Rnn(r) if r.nonlinearity == crate::Activation::Relu => "rnn_relu",
-            CellKind::Rnn(_) => "rnn_tanh",
+            CellKind::Rnn(r) => match r.nonlinearity {
+                crate::Activation::Relu => "rnn_relu",
+                crate::Activation::Tanh => "rnn_tanh",
+                _ => "rnn",
+            },
         }
     }
 }
