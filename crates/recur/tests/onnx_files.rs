@@ -435,6 +435,28 @@ fn bad_recurrent_attributes_are_node_errors() {
             other => panic!("{needle}: {other:?}"),
         }
     }
+    let f = |name: &str, v: f32| AttributeProto {
+        name: name.into(),
+        r#type: attribute_type::FLOAT,
+        f: v,
+        ..Default::default()
+    };
+    match with(vec![f("clip", -1.0)], w.clone()).run(&[("x", x.clone())]) {
+        Err(Error::OnnxNode { reason, .. }) => assert!(reason.contains("clip"), "{reason}"),
+        other => panic!("clip: {other:?}"),
+    }
+    let swish = AttributeProto {
+        name: "activations".into(),
+        r#type: attribute_type::STRINGS,
+        strings: vec![b"Swish".to_vec()],
+        ..Default::default()
+    };
+    match with(vec![swish], w.clone()).run(&[("x", x.clone())]) {
+        Err(Error::Unsupported(msg)) => {
+            assert!(msg.contains("the_RNN") && msg.contains("Swish"), "{msg}")
+        }
+        other => panic!("Swish: {other:?}"),
+    }
     // W for another input size
     let w3 = f32_tensor("W", &[1, 4, 3], &[0.1; 12]);
     assert!(matches!(

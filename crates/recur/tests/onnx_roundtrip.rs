@@ -3,6 +3,7 @@
 //! peepholes, coupled gate, both GRU forms, ReLU RNN, no bias) and for whole sequence
 //! models; the imported stack equals the exported one; what ONNX cannot express is refused.
 
+use recur::cell::{GruActivations, LstmActivations};
 use recur::model::{
     EmbeddingConfig, Input, ModelInput, OutputForm, SequenceModel, SequenceModelConfig,
 };
@@ -130,6 +131,57 @@ fn configs() -> Vec<(&'static str, RecurrentConfig)> {
             RecurrentConfig {
                 cell: CellKind::rnn_relu(),
                 num_layers: 3,
+                ..base.clone()
+            },
+        ),
+        (
+            // parameters exactly representable in float32, as ONNX stores them
+            "lstm onnx activations and clip, bidirectional",
+            RecurrentConfig {
+                cell: CellKind::Lstm(LstmCell {
+                    peepholes: Peepholes::ALL,
+                    activations: LstmActivations {
+                        gate: Activation::HardSigmoid {
+                            alpha: 0.25,
+                            beta: 0.5,
+                        },
+                        cell: Activation::Softsign,
+                        hidden: Activation::ScaledTanh {
+                            alpha: 1.5,
+                            beta: 0.75,
+                        },
+                    },
+                    clip: Some(0.75),
+                    ..Default::default()
+                }),
+                direction: Direction::Bidirectional,
+                ..base.clone()
+            },
+        ),
+        (
+            "gru leaky-relu candidate, clip, 2 layers",
+            RecurrentConfig {
+                cell: CellKind::Gru(GruCell {
+                    activations: GruActivations {
+                        gate: Activation::Sigmoid,
+                        candidate: Activation::LeakyRelu { alpha: 0.125 },
+                    },
+                    clip: Some(1.5),
+                    ..Default::default()
+                }),
+                num_layers: 2,
+                ..base.clone()
+            },
+        ),
+        (
+            "rnn elu reverse, clip",
+            RecurrentConfig {
+                cell: CellKind::Rnn(RnnCell {
+                    nonlinearity: Activation::Elu { alpha: 0.5 },
+                    clip: Some(0.5),
+                    ..Default::default()
+                }),
+                direction: Direction::Reverse,
                 ..base.clone()
             },
         ),
@@ -373,6 +425,7 @@ fn what_onnx_cannot_express_is_refused() {
             cell: CellKind::Rnn(RnnCell {
                 nonlinearity: Activation::Tanh,
                 leak: Leak::Uniform(0.5),
+                ..Default::default()
             }),
             input_size: 3,
             hidden_size: 4,

@@ -64,6 +64,15 @@ fn a_ints(name: &str, ints: Vec<i64>) -> AttributeProto {
     }
 }
 
+fn a_floats(name: &str, floats: Vec<f32>) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: attribute_type::FLOATS,
+        floats,
+        ..Default::default()
+    }
+}
+
 fn a_str(name: &str, s: &str) -> AttributeProto {
     AttributeProto {
         name: name.into(),
@@ -175,7 +184,7 @@ fn op_of(cell: &CellKind) -> Op {
     }
 }
 
-/// ONNX's activation names (f, g, h) of one direction, or why there is none.
+/// ONNX's activations (f, g, h) of one direction.
 fn onnx_activations(cell: &CellKind) -> Vec<Activation> {
     match cell {
         CellKind::Lstm(c) => vec![c.activations.gate, c.activations.cell, c.activations.hidden],
@@ -233,11 +242,24 @@ fn emit_stack(
         Direction::Reverse => "reverse",
         Direction::Bidirectional => "bidirectional",
     };
-    let acts: Vec<&str> = onnx_activations(&cfg.cell)
+    let funcs = onnx_activations(&cfg.cell).repeat(d);
+    let acts: Vec<&str> = funcs.iter().map(|a| a.onnx_name()).collect();
+    // activation_alpha / _beta: one value per function that takes it, in order
+    let alphas: Vec<f32> = funcs
         .iter()
-        .map(|a| a.onnx_name())
-        .collect::<Vec<_>>()
-        .repeat(d);
+        .filter_map(|a| a.onnx_params().0)
+        .map(|v| v as f32)
+        .collect();
+    let betas: Vec<f32> = funcs
+        .iter()
+        .filter_map(|a| a.onnx_params().1)
+        .map(|v| v as f32)
+        .collect();
+    let clip = match &cfg.cell {
+        CellKind::Lstm(c) => c.clip,
+        CellKind::Gru(c) => c.clip,
+        CellKind::Rnn(c) => c.clip,
+    };
     let mut x = x.to_string();
     let (mut hs, mut cs) = (Vec::new(), Vec::new());
     let mut top_h = String::new();
@@ -320,6 +342,20 @@ fn emit_stack(
             a_str("direction", direction),
             a_strs("activations", &acts),
         ];
+        if !alphas.is_empty() {
+            attrs.push(a_floats("activation_alpha", alphas.clone()));
+        }
+        if !betas.is_empty() {
+            attrs.push(a_floats("activation_beta", betas.clone()));
+        }
+        if let Some(c) = clip {
+            attrs.push(AttributeProto {
+                name: "clip".into(),
+                r#type: attribute_type::FLOAT,
+                f: c as f32,
+                ..Default::default()
+            });
+        }
         match &cfg.cell {
             CellKind::Lstm(c) if c.input_forget == InputForget::Coupled => {
                 attrs.push(a_int("input_forget", 1));

@@ -145,6 +145,7 @@ pub fn import_recurrent(model: &OnnxModel) -> Result<Recurrent<f32>> {
         direction,
         dropout: 0.0,
         layout: BatchLayout::SeqFirst,
+        ..Default::default()
     };
     config.validate()?;
     let mut stack = Recurrent::<f32>::new(config.clone(), 0)?;

@@ -99,25 +99,21 @@ fn takes_params(name: &str) -> (bool, bool) {
     }
 }
 
-/// recur's activation for ONNX's `name` with its parameters.
+/// recur's activation for ONNX's `name` with its parameters ([`Activation::from_onnx`]:
+/// a missing α or β takes ONNX Runtime's default).
 fn activation(
     node: &Node,
     name: &str,
     alpha: Option<f64>,
     beta: Option<f64>,
 ) -> Result<Activation> {
-    let act = match name.to_ascii_lowercase().as_str() {
-        "sigmoid" => Activation::Sigmoid,
-        "tanh" => Activation::Tanh,
-        "relu" => Activation::Relu,
-        _ => {
-            return Err(crate::Error::Unsupported(format!(
-                "onnx node `{}` ({}): activation {name} (alpha {alpha:?}, beta {beta:?}) is not one recur computes (Sigmoid, Tanh, Relu)",
-                node.name, node.op_type
-            )));
-        }
-    };
-    Ok(act)
+    Activation::from_onnx(name, alpha, beta).map_err(|e| match e {
+        crate::Error::Unsupported(msg) => crate::Error::Unsupported(format!(
+            "onnx node `{}` ({}): {msg}",
+            node.name, node.op_type
+        )),
+        other => node.err(other.to_string()),
+    })
 }
 
 /// The activations of each direction, `activation_alpha` / `_beta` consumed in order by the
@@ -197,11 +193,12 @@ fn f32_input<'a>(node: &Node, v: &'a Value, what: &str, shape: &[usize]) -> Resu
 
 /// recur's cell for each direction of a node; `peep`: the node has `P`.
 pub(crate) fn cells(node: &Node, op: Op, dirs: usize, peep: bool) -> Result<Vec<CellKind>> {
-    if node.float("clip")?.is_some() {
-        return Err(crate::Error::Unsupported(format!(
-            "onnx node `{}` ({}): the `clip` attribute (a clamp of the gate pre-activations) is not computed by recur yet",
-            node.name, node.op_type
-        )));
+    // ONNX `clip`: every gate pre-activation clamped to [−clip, clip]
+    let clip = node.float("clip")?.map(f64::from);
+    if let Some(c) = clip
+        && !(c.is_finite() && c > 0.0)
+    {
+        return Err(node.err(format!("clip = {c} must be finite and positive")));
     }
     let acts = activations(node, op, dirs)?;
     let mut cells = Vec::with_capacity(dirs);
@@ -227,6 +224,7 @@ pub(crate) fn cells(node: &Node, op: Op, dirs: usize, peep: bool) -> Result<Vec<
                         cell: a[1],
                         hidden: a[2],
                     },
+                    clip,
                 })
             }
             Op::Gru => CellKind::Gru(GruCell {
@@ -241,9 +239,11 @@ pub(crate) fn cells(node: &Node, op: Op, dirs: usize, peep: bool) -> Result<Vec<
                     gate: a[0],
                     candidate: a[1],
                 },
+                clip,
             }),
             Op::Rnn => CellKind::Rnn(RnnCell {
                 nonlinearity: a[0],
+                clip,
                 ..RnnCell::default()
             }),
         });
@@ -434,6 +434,7 @@ pub(crate) fn run(
                     } else {
                         BatchLayout::SeqFirst
                     },
+                    ..Default::default()
                 };
                 let mut model = Recurrent::new(config, 0).map_err(|e| node.err(e.to_string()))?;
                 fill_params(&mut model, (0, 0), op, h, i, dir, w, r, bias, p);
