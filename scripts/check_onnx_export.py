@@ -22,6 +22,13 @@ GRU (reset after, PyTorch's); a bidirectional GRU with the reset before the prod
 3-layer tanh RNN is left out (PyTorch has no reverse-only stack), its ONNX path is the
 bidirectional one's second direction.
 
+One more model goes the other way round, to cover what a PyTorch state_dict cannot carry:
+a bidirectional one-node ONNX LSTM with peepholes, `clip` and ONNX's parameterised
+activations (HardSigmoid, Softsign, ScaledTanh) plus the Transpose/Reshape glue, built here
+with onnx.helper, is read by `recur convert in.onnx out.onnx` (import, then recur's own
+export); onnxruntime's outputs of the original graph are the reference for recur's and
+onnxruntime's outputs of the re-exported one.
+
     pip install torch onnxruntime safetensors numpy
     python3 scripts/check_onnx_export.py            # builds target/release/recur first
     python3 scripts/check_onnx_export.py --recur target/debug/recur
@@ -129,6 +136,65 @@ def case(name, recur, tmp, module, kind, extra_tensors=None, convert_flags=(), t
     return rows, ok
 
 
+def onnx_roundtrip(recur, tmp, seed=10):
+    """A hand-built ONNX LSTM with clip and parameterised activations, through recur convert."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    d = os.path.join(tmp, "onnx_lstm_clip_activations")
+    os.makedirs(d, exist_ok=True)
+    D = 2
+    w = lambda *shape: numpy_helper.from_array(rng.uniform(-0.6, 0.6, shape).astype(np.float32))
+    inits = []
+    for name, shape in [("W", (D, 4 * H, I)), ("R", (D, 4 * H, H)), ("B", (D, 8 * H)), ("P", (D, 3 * H))]:
+        t = w(*shape)
+        t.name = name
+        inits.append(t)
+    inits.append(numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), "shape"))
+    lstm = helper.make_node(
+        "LSTM", ["input", "W", "R", "B", "sequence_lens", "h0", "c0", "P"], ["Y", "h_n", "c_n"],
+        hidden_size=H, direction="bidirectional", clip=0.8,
+        activations=["HardSigmoid", "Softsign", "ScaledTanh"] * 2,
+        activation_alpha=[0.25, 1.5, 0.25, 1.5], activation_beta=[0.5, 0.75, 0.5, 0.75])
+    nodes = [lstm,
+             helper.make_node("Transpose", ["Y"], ["Yt"], perm=[0, 2, 1, 3]),
+             helper.make_node("Reshape", ["Yt", "shape"], ["output"])]
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes, "lstm", [
+            helper.make_tensor_value_info("input", f, ["T", "B", I]),
+            helper.make_tensor_value_info("sequence_lens", TensorProto.INT32, ["B"]),
+            helper.make_tensor_value_info("h0", f, [D, "B", H]),
+            helper.make_tensor_value_info("c0", f, [D, "B", H])],
+        [helper.make_tensor_value_info(n, f, None) for n in ("output", "h_n", "c_n")], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    src = os.path.join(d, "in.onnx")
+    onnx.save(model, src)
+    out = os.path.join(d, "out.onnx")
+    subprocess.run([recur, "convert", src, out, "--sequence-lens", "--initial-state"],
+                   check=True, stdout=subprocess.DEVNULL)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    feeds = {"input": x, "sequence_lens": np.array([T, T - 1, T - 3, 1][:B], dtype=np.int32),
+             "h0": (0.5 * rng.standard_normal((D, B, H))).astype(np.float32),
+             "c0": (0.5 * rng.standard_normal((D, B, H))).astype(np.float32)}
+    ref = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, feeds)
+    again = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, feeds)
+    args = [recur, "onnx", "run", out, "--output-dir", os.path.join(d, "res")]
+    for k, v in feeds.items():
+        args += ["--input", f"{k}={save_npy(os.path.join(d, k + '.npy'), v)}"]
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    rows, ok = [], True
+    for k, name in enumerate(("output", "h_n", "c_n")):
+        ours = np.load(os.path.join(d, "res", name + ".npy"))
+        ok &= close(ours, ref[k]) and close(again[k], ref[k])
+        # columns: recur(out) - ORT(out), recur(out) - ORT(in), ORT(out) - ORT(in)
+        rows.append(["onnx lstm clip+activations", name, max_diff(ours, again[k]),
+                     max_diff(ours, ref[k]), max_diff(again[k], ref[k])])
+    return rows, ok
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--recur", help="the recur binary (default: build target/release/recur)")
@@ -160,6 +226,11 @@ def main():
             all_ok &= ok
             for r in rows:
                 print(f"{r[0]:32} {r[1]:7} {fmt(r[2]):>10} {fmt(r[3]):>12} {fmt(r[4]):>10}")
+        rows, ok = onnx_roundtrip(recur, tmp)
+        all_ok &= ok
+        print("(below: the reference is onnxruntime on the original graph, not torch)")
+        for r in rows:
+            print(f"{r[0]:32} {r[1]:7} {fmt(r[2]):>10} {fmt(r[3]):>12} {fmt(r[4]):>10}")
     print("all within rtol 1e-3, atol 1e-7" if all_ok else "MISMATCH beyond rtol 1e-3, atol 1e-7")
     sys.exit(0 if all_ok else 1)
 
