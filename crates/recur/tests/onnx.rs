@@ -72,3 +72,54 @@ fn generated_one_node_cases_pass() {
 fn pytorch_exports_pass() {
     run_all("pytorch", 13);
 }
+
+/// The `torch.onnx.export`ed stacks import as `Recurrent`s (`onnx::import_recurrent`) that
+/// reproduce PyTorch's outputs from the fixtures; the char model (embedding and head) is
+/// refused as not a plain stack.
+#[test]
+fn pytorch_exports_import_as_stacks() {
+    use recur::onnx::{OnnxModel, import_recurrent, read_tensor};
+    use recur::{BatchLayout, Error, State, Tensor};
+    let mut imported = 0;
+    for dir in case_dirs(&root("pytorch")) {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let model = OnnxModel::load(dir.join("model.onnx")).unwrap();
+        let stack = match import_recurrent(&model) {
+            Err(Error::Unsupported(msg)) if name.starts_with("char_") => {
+                assert!(msg.contains("not a FLOAT sequence"), "{msg}");
+                continue;
+            }
+            other => other.unwrap_or_else(|e| panic!("{name}: {e}")),
+        };
+        let data = dir.join("test_data_set_0");
+        let tensor = |file: &str| {
+            let (_, v) = read_tensor(data.join(file)).unwrap();
+            Tensor::new(v.as_f32().unwrap().to_vec(), v.shape()).unwrap()
+        };
+        let x = tensor("input_0.pb");
+        let state = data.join("input_1.pb").exists().then(|| State {
+            h: tensor("input_1.pb"),
+            c: Some(tensor("input_2.pb")),
+        });
+        assert_eq!(
+            stack.config().layout == BatchLayout::BatchFirst,
+            name.contains("batch_first"),
+            "{name}"
+        );
+        let out = stack.forward(&x, state.as_ref(), None).unwrap();
+        let mut got = vec![&out.output, &out.state.h];
+        got.extend(out.state.c.as_ref());
+        for (k, g) in got.into_iter().enumerate() {
+            let want = tensor(&format!("output_{k}.pb"));
+            assert_eq!(g.shape(), want.shape(), "{name} output {k}");
+            for (a, e) in g.data().iter().zip(want.data()) {
+                assert!(
+                    f64::from((a - e).abs()) <= ATOL + RTOL * f64::from(e.abs()),
+                    "{name} output {k}: {a} vs {e}"
+                );
+            }
+        }
+        imported += 1;
+    }
+    assert_eq!(imported, 9);
+}

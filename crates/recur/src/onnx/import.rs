@@ -197,20 +197,48 @@ pub fn import_recurrent(model: &OnnxModel) -> Result<Recurrent<f32>> {
     )))
 }
 
-/// Runs graph and stack on a seeded probe; `None` when they agree, else why not.
+/// Runs graph and stack on a seeded probe; `None` when they agree, else why not. Sizes the
+/// graph declares fixed are kept (seq_len 3 and batch 2 otherwise).
 fn probe(model: &OnnxModel, stack: &Recurrent<f32>) -> Result<Option<String>> {
-    const T: usize = 3;
-    const B: usize = 2;
     let cfg = stack.config();
     let i = cfg.input_size;
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let x: Vec<f32> = (0..T * B * i)
-        .map(|_| rng.random_range(-1.0f32..1.0))
-        .collect();
-    let x_shape = match cfg.layout {
-        BatchLayout::SeqFirst => [T, B, i],
-        BatchLayout::BatchFirst => [B, T, i],
+    let first = model
+        .inputs()
+        .first()
+        .ok_or_else(|| unsupported("the graph has no input"))?;
+    if !matches!(first.elem_type, 0 | data_type::FLOAT) {
+        return Err(unsupported(format!(
+            "the first graph input `{}` is {}, not a FLOAT sequence: only plain recurrent stacks are imported (a model with an embedding or a head is not)",
+            first.name,
+            data_type::name(first.elem_type)
+        )));
+    }
+    let declared = |k: usize, default: usize| {
+        first
+            .shape
+            .as_ref()
+            .and_then(|s| s.get(k).copied().flatten())
+            .unwrap_or(default)
     };
+    let (t, b) = match cfg.layout {
+        BatchLayout::SeqFirst => (declared(0, 3), declared(1, 2)),
+        BatchLayout::BatchFirst => (declared(1, 3), declared(0, 2)),
+    };
+    let x_shape = match cfg.layout {
+        BatchLayout::SeqFirst => [t, b, i],
+        BatchLayout::BatchFirst => [b, t, i],
+    };
+    let n = t
+        .checked_mul(b)
+        .and_then(|n| n.checked_mul(i))
+        .filter(|&n| n <= super::value::MAX_ELEMENTS && n > 0)
+        .ok_or_else(|| {
+            unsupported(format!(
+                "the graph's input shape {x_shape:?} is too large or empty for a probe"
+            ))
+        })?;
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let x: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
     let mut inputs = Vec::new();
     for (k, info) in model.inputs().iter().enumerate() {
         let v = if k == 0 {
@@ -218,22 +246,19 @@ fn probe(model: &OnnxModel, stack: &Recurrent<f32>) -> Result<Option<String>> {
         } else if matches!(info.elem_type, data_type::INT32 | data_type::INT64) {
             // sequence_lens: full length
             if info.elem_type == data_type::INT32 {
-                Value::i32(vec![T as i32; B], &[B])?
+                Value::i32(vec![t as i32; b], &[b])?
             } else {
-                Value::i64(vec![T as i64; B], &[B])?
+                Value::i64(vec![t as i64; b], &[b])?
             }
         } else {
             // an initial state: zeros, the stack's own default
             let ld = cfg.num_layers * cfg.direction.count();
             Value::f32(
-                vec![0.0; ld * B * cfg.hidden_size],
-                &[ld, B, cfg.hidden_size],
+                vec![0.0; ld * b * cfg.hidden_size],
+                &[ld, b, cfg.hidden_size],
             )?
         };
         inputs.push((info.name.as_str(), v));
-    }
-    if inputs.is_empty() {
-        return Err(unsupported("the graph has no input"));
     }
     let graph_out = match model.run(&inputs) {
         Ok(o) => o,
