@@ -548,3 +548,30 @@ fn bad_tensor_files() {
         assert!(ok, "{want}: {msg}");
     }
 }
+
+/// A node that declares an output it does not compute (an RNN has two) and a consumer of it:
+/// a node error at run time, not a panic.
+#[test]
+fn an_uncomputed_output_is_a_node_error() {
+    let w = f32_tensor("W", &[1, 4, 2], &[0.1; 8]);
+    let r = f32_tensor("R", &[1, 4, 4], &[0.1; 16]);
+    let bytes = model(GraphProto {
+        node: vec![
+            node("RNN", &["x", "W", "R"], &["y", "y_h", "extra"]),
+            node("Identity", &["extra"], &["z"]),
+        ],
+        initializer: vec![w, r],
+        input: vec![input("x")],
+        output: vec![input("z")],
+        ..Default::default()
+    });
+    let m = OnnxModel::from_bytes("m", &bytes).unwrap();
+    let x = Value::f32(vec![0.2; 3 * 2 * 2], &[3, 2, 2]).unwrap();
+    match m.run(&[("x", x)]) {
+        Err(Error::OnnxNode { node, reason, .. }) => {
+            assert_eq!(node, "the_Identity");
+            assert!(reason.contains("`extra`"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

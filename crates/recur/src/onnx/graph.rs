@@ -453,17 +453,23 @@ impl OnnxModel {
         }
         let wanted: HashSet<&str> = self.outputs.iter().map(|o| o.name.as_str()).collect();
         for (k, node) in self.nodes.iter().enumerate() {
+            // Every input was produced or given (checked at load), unless the node that
+            // declares it left it out at run time (an optional output it does not compute).
             let args: Vec<Option<&Value>> = node
                 .inputs
                 .iter()
                 .map(|i| {
-                    i.as_deref().map(|i| {
-                        env.get(i)
-                            .or_else(|| self.initializers.get(i))
-                            .expect("checked at load")
-                    })
+                    i.as_deref()
+                        .map(|i| {
+                            env.get(i).or_else(|| self.initializers.get(i)).ok_or_else(|| {
+                                node.err(format!(
+                                    "input `{i}` was not computed (its node does not produce that optional output)"
+                                ))
+                            })
+                        })
+                        .transpose()
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             // W, R, B and P from initializers nobody overrode: the models can be kept
             let constant_weights = node.inputs.iter().enumerate().all(|(j, i)| {
                 !matches!(j, 1 | 2 | 3 | 7)
