@@ -596,14 +596,18 @@ pub fn export_sequence_model(
     // (2) the stack
     let s = emit_stack(&mut b, rnn, x, lens, state);
     // (3) the head
-    let head = model.head();
-    let hc = head.config();
+    // by state_dict name: a head tied to the embedding reads the table as `head.weight`
+    let hc = cfg.head_config();
+    let head_weight = model
+        .param("head.weight")
+        .expect("every model has a head weight");
+    let head_bias = model.param("head.bias");
     b.f32_init(
         "head.weight",
-        head.weight(),
+        head_weight,
         &[hc.out_features, hc.in_features],
     );
-    if let Some(bias) = head.bias() {
+    if let Some(bias) = head_bias {
         b.f32_init("head.bias", bias, &[hc.out_features]);
     }
     match cfg.output {
@@ -616,7 +620,7 @@ pub fn export_sequence_model(
             );
             b.node("MatMul", &[&s.y, "head_weight_t"], &["head_mm"], vec![]);
             let mut z = "head_mm".to_string();
-            if head.bias().is_some() {
+            if head_bias.is_some() {
                 b.node("Add", &[&z, "head.bias"], &["head_out"], vec![]);
                 z = "head_out".into();
             }
@@ -688,7 +692,7 @@ pub fn export_sequence_model(
                 vec![],
             );
             let mut inputs = vec!["top_flat", "head.weight"];
-            if head.bias().is_some() {
+            if head_bias.is_some() {
                 inputs.push("head.bias");
             }
             b.node("Gemm", &inputs, &["output"], vec![a_int("transB", 1)]);
