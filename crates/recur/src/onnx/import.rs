@@ -119,7 +119,7 @@ pub fn import_recurrent(model: &OnnxModel) -> Result<Recurrent<f32>> {
         any_p |= p.is_some();
         weights.push((w, r, b, p));
     }
-    let g = op.gate_count();
+    let g = op.gates();
     let w0 = weights[0].0;
     if w0.shape().len() != 3 || w0.shape()[0] != d || !w0.shape()[1].is_multiple_of(g) {
         return Err(first.err(format!("W has shape {:?}", w0.shape())));

@@ -8,7 +8,12 @@
 //!   `torch.onnx.export` emits for `nn.LSTM` / `nn.GRU` / `nn.RNN` stacks and
 //!   embedding → recurrent → linear models ([`SUPPORTED_OPS`]). Anything else is an
 //!   [`crate::Error::Unsupported`] naming the node and its op type, at load time.
+//! - [`export_recurrent`], [`export_sequence_model`]: recur's models as ONNX graphs with
+//!   PyTorch's inputs and outputs; [`import_recurrent`]: a graph that is a recurrent stack
+//!   back as a [`crate::Recurrent`].
 //! - [`read_tensor`], [`write_tensor`]: ONNX `TensorProto` (`.pb`) and NumPy (`.npy`) files.
+//! - [`conformance`]: ONNX backend-test case folders, run and compared as ONNX's runner does.
+//! - [`proto`]: the subset of `onnx.proto` recur reads and writes, as prost messages.
 //!
 //! Files are untrusted input: a truncated or corrupt file, a tensor whose data disagrees
 //! with its dims, negative or oversized dims (every tensor is bounded by [`MAX_ELEMENTS`]),

@@ -1,6 +1,7 @@
 //! ONNX `LSTM`, `GRU` and `RNN` nodes (opset 7 to 22, every attribute and input) run on
-//! recur's engine: each direction of a node becomes a one-layer [`Recurrent`] built with
-//! [`Recurrent::from_params`], its weights moved from ONNX's gate order to recur's.
+//! recur's engine: each direction of a node becomes a one-layer [`Recurrent`] whose
+//! parameters (laid out as [`Recurrent::layout`] says) are the node's weights moved from
+//! ONNX's gate order to recur's. With constant weights it is built once and kept.
 //!
 //! | ONNX | recur |
 //! |---|---|
@@ -12,6 +13,8 @@
 //! | `linear_before_reset = 0` / `1` | [`ResetPlacement::BeforeMatmul`] / `AfterMatmul` |
 //! | `direction` forward / reverse / bidirectional | [`Direction::Forward`] / [`Direction::Reverse`] per direction |
 //! | `layout = 1` (`X [B, T, I]`, `Y [B, T, D, H]`, states `[B, D, H]`) | [`BatchLayout::BatchFirst`] |
+//! | `activations`, `activation_alpha` / `_beta` | the cell's [`Activation`]s ([`Activation::from_onnx`]; α, β consumed in order by the functions that take them) |
+//! | `clip` | the cell's `clip` (every gate pre-activation clamped to [−clip, clip]) |
 //! | `sequence_lens` | per-sequence lengths (zeros past a sequence's end, `Y_h` at its own last step, reverse within its own length) |
 //!
 //! `Y` is `[T, D, B, H]` where recur's output is `[T, B, H]` per direction: the directions
@@ -49,11 +52,8 @@ impl Op {
         }
     }
 
-    pub(crate) fn gate_count(self) -> usize {
-        self.gates()
-    }
-
-    fn gates(self) -> usize {
+    /// G, the gates stacked in `W` and `R`.
+    pub(crate) fn gates(self) -> usize {
         match self {
             Op::Lstm => 4,
             Op::Gru => 3,
