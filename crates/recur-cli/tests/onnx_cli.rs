@@ -235,9 +235,12 @@ fn convert_safetensors_to_onnx_and_back() {
         s(&out_dir),
         "--format",
         "pb",
+        "--time",
+        "3",
     ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("run: median"), "{stdout}");
     let want = model
         .forward(&Tensor::new(x, &[4, 2, 3]).unwrap(), None, Some(&[4, 2]))
         .unwrap();

@@ -41,6 +41,9 @@ pub struct RunArgs {
     /// File format of the outputs
     #[arg(long, value_enum, default_value_t = Format::Npy)]
     pub format: Format,
+    /// Also time the run: repeat it N times after one warm-up run and print the median
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub time: usize,
 }
 
 /// Output file format.
@@ -119,6 +122,24 @@ fn run_model(args: &RunArgs) -> Result<()> {
         .map(|(n, v)| (n.as_str(), v.clone()))
         .collect();
     let outputs = model.run(&refs)?;
+    if args.time > 0 {
+        let mut ms: Vec<f64> = (0..args.time)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                model
+                    .run(&refs)
+                    .map(|_| start.elapsed().as_secs_f64() * 1e3)
+            })
+            .collect::<recur::Result<_>>()?;
+        ms.sort_by(f64::total_cmp);
+        println!(
+            "run: median {:.3} ms over {} runs (min {:.3}, max {:.3})",
+            ms[ms.len() / 2],
+            ms.len(),
+            ms[0],
+            ms[ms.len() - 1]
+        );
+    }
     std::fs::create_dir_all(&args.output_dir)
         .with_context(|| format!("{}: cannot create the folder", args.output_dir.display()))?;
     let ext = match args.format {
