@@ -71,7 +71,10 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result, Shape, config_err};
-use crate::layer::{BatchLayout, Bias, OutputGrad, Recurrent, RecurrentConfig, State, Tape};
+use crate::layer::params::{Dims, ParamLayout};
+use crate::layer::{
+    BatchLayout, Bias, Direction, OutputGrad, Recurrent, RecurrentConfig, State, Tape,
+};
 use crate::model::embedding::{Embedding, EmbeddingConfig};
 use crate::model::linear::{Linear, LinearConfig, affine_backward, affine_forward};
 use crate::{Float, Tensor};
@@ -197,6 +200,52 @@ impl SequenceModelConfig {
         self.head_config().validate()
     }
 
+    /// Every tensor of the flat parameter buffer of a model of this configuration (what
+    /// [`SequenceModel::param_layout`] gives), computed without allocating the parameters:
+    /// what a loader checks a file against before it allocates anything.
+    ///
+    /// # Errors
+    /// As [`SequenceModelConfig::validate`], and [`Error::Config`] when a tensor's size
+    /// overflows `usize`.
+    pub fn param_layout(&self) -> Result<Vec<ModelParam>> {
+        self.validate()?;
+        let mut layout = Vec::new();
+        let mut offset = 0usize;
+        let mut push = |name: String, shape: Vec<usize>| -> Result<()> {
+            let len = shape
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d))
+                .ok_or_else(|| config_err(name.clone(), "tensor size overflows usize"))?;
+            layout.push(ModelParam {
+                name,
+                shape,
+                offset,
+                len,
+            });
+            offset = offset
+                .checked_add(len)
+                .ok_or_else(|| config_err("parameters", "total size overflows usize"))?;
+            Ok(())
+        };
+        if let Input::Embedding(e) = &self.input {
+            push(
+                "embedding.weight".into(),
+                vec![e.num_embeddings, e.embedding_dim],
+            )?;
+        }
+        for entry in rnn_layout(&self.rnn).entries() {
+            push(format!("rnn.{}", entry.name), entry.shape.clone())?;
+        }
+        let hc = self.head_config();
+        if self.tie_weights == TieWeights::Untied {
+            push("head.weight".into(), vec![hc.out_features, hc.in_features])?;
+        }
+        if hc.bias == Bias::Enabled {
+            push("head.bias".into(), vec![hc.out_features])?;
+        }
+        Ok(layout)
+    }
+
     /// The head: `in_features = D * H_out` in both output forms.
     pub fn head_config(&self) -> LinearConfig {
         LinearConfig {
@@ -302,7 +351,7 @@ impl<T: Float> SequenceModel<T> {
             TieWeights::Untied => 0,
         };
         let head = linear.params()[skip..].to_vec();
-        Ok(Self::assemble(config, embedding, rnn, head))
+        Self::assemble(config, embedding, rnn, head)
     }
 
     /// A model holding the given flat parameters (laid out as
@@ -322,43 +371,15 @@ impl<T: Float> SequenceModel<T> {
         embedding: Option<Embedding<T>>,
         rnn: Recurrent<T>,
         head: Vec<T>,
-    ) -> Self {
-        let mut layout = Vec::new();
-        let mut offset = 0;
-        let mut push = |name: String, shape: Vec<usize>| {
-            let len = shape.iter().product();
-            layout.push(ModelParam {
-                name,
-                shape,
-                offset,
-                len,
-            });
-            offset += len;
-        };
-        if let Some(e) = &embedding {
-            let c = e.config();
-            push(
-                "embedding.weight".into(),
-                vec![c.num_embeddings, c.embedding_dim],
-            );
-        }
-        for entry in rnn.layout().entries() {
-            push(format!("rnn.{}", entry.name), entry.shape.clone());
-        }
-        let hc = config.head_config();
-        if config.tie_weights == TieWeights::Untied {
-            push("head.weight".into(), vec![hc.out_features, hc.in_features]);
-        }
-        if hc.bias == Bias::Enabled {
-            push("head.bias".into(), vec![hc.out_features]);
-        }
-        Self {
+    ) -> Result<Self> {
+        let layout = config.param_layout()?;
+        Ok(Self {
             config,
             embedding,
             rnn,
             head,
             layout,
-        }
+        })
     }
 
     pub fn config(&self) -> &SequenceModelConfig {
@@ -736,6 +757,21 @@ impl<T: Float> SequenceModel<T> {
         }
         Tensor::new(dh, &[cfg.num_layers * d, batch, r])
     }
+}
+
+/// The stack's layout table from its configuration alone (what [`Recurrent::layout`] holds).
+fn rnn_layout(c: &RecurrentConfig) -> ParamLayout {
+    ParamLayout::new(
+        &c.cell,
+        &Dims {
+            input_size: c.input_size,
+            hidden_size: c.hidden_size,
+            num_layers: c.num_layers,
+            num_directions: c.direction.count(),
+            reverse_only: c.direction == Direction::Reverse,
+            bias: c.bias == Bias::Enabled,
+        },
+    )
 }
 
 /// A dropout mask of `len` values: 0 with probability `p`, else 1/(1 − p) (empty for p = 0),
