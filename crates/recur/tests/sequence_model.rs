@@ -666,6 +666,23 @@ fn parameter_names_are_a_pytorch_state_dict() {
         end += p.len;
     }
     assert_eq!(end, model.param_len());
+    // the layout from the configuration alone (what loaders check files against) is the
+    // model's, and its rnn part is the stack's own table
+    assert_eq!(model.config().param_layout().unwrap(), model.param_layout());
+    let rnn: Vec<(String, Vec<usize>)> = model
+        .rnn()
+        .layout()
+        .entries()
+        .iter()
+        .map(|e| (format!("rnn.{}", e.name), e.shape.clone()))
+        .collect();
+    let ours: Vec<(String, Vec<usize>)> = model
+        .param_layout()
+        .iter()
+        .filter(|p| p.name.starts_with("rnn."))
+        .map(|p| (p.name.clone(), p.shape.clone()))
+        .collect();
+    assert_eq!(ours, rnn);
     assert_eq!(model.param("head.weight").unwrap().len(), OUT * 2 * HIDDEN);
     assert!(model.param("rnn.weight_hr_l0").is_none());
 }
