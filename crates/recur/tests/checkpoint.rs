@@ -201,7 +201,12 @@ fn resume_is_exact<T: Real>() {
         for _ in 0..5 {
             first.step();
         }
-        let dir = std::env::temp_dir().join(format!("recur-ckpt-{}-{kind}", std::process::id()));
+        // one directory per process, precision and optimizer: the tests run in parallel
+        let dir = std::env::temp_dir().join(format!(
+            "recur-ckpt-{}-{}-{kind}",
+            std::process::id(),
+            std::any::type_name::<T>()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("run.ckpt");
         save_checkpoint(&path, first.as_ref(RUN_CONFIG)).unwrap();
