@@ -114,9 +114,7 @@ impl<T: Real> Run<T> {
         if let Some(s) = &self.scheduler {
             s.apply(&mut self.optimizer, p.step, p.epoch).unwrap();
         }
-        let mut params = self.model.params();
-        self.optimizer.step(&mut params, &grads).unwrap();
-        self.model.set_params(&params).unwrap();
+        self.model.update(&mut self.optimizer, &grads).unwrap();
         p.step += 1;
         p.data_position = vec![p.step % 4, 99];
         if p.step.is_multiple_of(4) {
