@@ -807,6 +807,11 @@ mod tests {
             let json = model_config_to_json(&c);
             assert_eq!(model_config_from_json(&json).unwrap(), c, "{json}");
             assert_eq!(config_difference(&c, &c), None);
+            // and a whole model of it through a file
+            let model = SequenceModel::<f64>::new(c.clone(), 9).unwrap();
+            let back = load_model_bytes::<f64>(&model_bytes(&model, SaveDtype::F64)).unwrap();
+            assert_eq!(back.config(), &c);
+            assert_eq!(back.params(), model.params());
         }
     }
 
