@@ -16,11 +16,14 @@
 //! last bits; m, v, v̂ start at zero.
 
 use super::{Optimizer, check_len, check_lr, check_non_negative, lerp};
+use serde::{Deserialize, Serialize};
+
 use crate::Float;
 use crate::error::{Result, config_err};
 
 /// Whether the second moment is AMSGrad's running maximum (PyTorch `amsgrad`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AmsGrad {
     #[default]
     Disabled,
@@ -28,7 +31,8 @@ pub enum AmsGrad {
 }
 
 /// How the weight decay λ acts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WeightDecay {
     /// An L2 penalty added to the gradient, (1) `g = ∇ + λθ` (`torch.optim.Adam`).
     #[default]
@@ -46,7 +50,8 @@ pub enum WeightDecay {
 /// let adamw = AdamConfig { lr: 3e-4, ..AdamConfig::adamw() };
 /// assert!(adam.validate().is_ok() && adamw.validate().is_ok());
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdamConfig {
     /// γ, default 1e-3
     pub lr: f64,
@@ -87,7 +92,7 @@ impl AdamConfig {
     /// Checks every setting as PyTorch does.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the first setting that is out of range.
+    /// [`crate::Error::Config`] naming the first setting that is out of range.
     pub fn validate(&self) -> Result<()> {
         check_lr(self.lr)?;
         check_non_negative("eps", self.eps)?;
@@ -119,7 +124,7 @@ impl<T: Float> Adam<T> {
     /// An optimizer for a flat buffer of `len` parameters, its moments zero.
     ///
     /// # Errors
-    /// [`Error::Config`] when the configuration is invalid.
+    /// [`crate::Error::Config`] when the configuration is invalid.
     pub fn new(config: AdamConfig, len: usize) -> Result<Self> {
         config.validate()?;
         let amsgrad_len = match config.amsgrad {
