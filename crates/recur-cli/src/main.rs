@@ -25,7 +25,7 @@ enum Command {
     /// Run ONNX models (LSTM/GRU/RNN graphs) on recur's engine, or check ONNX test cases
     #[command(subcommand)]
     Onnx(cmd::onnx::OnnxCommand),
-    /// Convert a recurrent stack between PyTorch safetensors and ONNX (formats by extension)
+    /// Convert models between PyTorch state_dicts, recur model files and ONNX (by extension)
     Convert(cmd::convert::ConvertArgs),
 }
 

@@ -307,3 +307,100 @@ fn bad_arguments_are_one_line_errors() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
     }
 }
+
+/// A whole model file (embedding → LSTM → head) converts to ONNX, whose outputs on token ids
+/// (through `recur onnx run`) are the model's; its stack converts to a state_dict.
+#[test]
+fn convert_a_whole_model_to_onnx() {
+    use recur::io::save_model;
+    use recur::model::{
+        EmbeddingConfig, Input, ModelInput, OutputForm, SequenceModel, SequenceModelConfig,
+    };
+    let dir = scratch("whole");
+    let config = SequenceModelConfig {
+        input: Input::Embedding(EmbeddingConfig {
+            num_embeddings: 9,
+            embedding_dim: 3,
+            padding_idx: None,
+        }),
+        rnn: RecurrentConfig {
+            cell: CellKind::lstm(),
+            input_size: 3,
+            hidden_size: 4,
+            num_layers: 2,
+            ..Default::default()
+        },
+        output: OutputForm::EveryStep,
+        out_features: 9,
+        ..Default::default()
+    };
+    let model = SequenceModel::<f32>::new(config, 11).unwrap();
+    let file = dir.join("model.safetensors");
+    save_model(&model, &file, SaveDtype::F32).unwrap();
+    let onnx = dir.join("model.onnx");
+    let out = recur(&["convert", s(&file), s(&onnx), "--sequence-lens"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("sequence model, lstm"), "{stdout}");
+
+    let ids: Vec<usize> = (0..5 * 2).map(|k| (k * 4 + 1) % 9).collect();
+    let ids_file = dir.join("ids.npy");
+    let ids_value = Value::i64(ids.iter().map(|&i| i as i64).collect(), &[5, 2]).unwrap();
+    write_tensor(&ids_file, "", &ids_value).unwrap();
+    let lens_file = dir.join("lens.npy");
+    write_tensor(&lens_file, "", &Value::i32(vec![5, 3], &[2]).unwrap()).unwrap();
+    let out_dir = dir.join("out");
+    let out = recur(&[
+        "onnx",
+        "run",
+        s(&onnx),
+        "--input",
+        &format!("ids={}", ids_file.display()),
+        "--input",
+        &format!("sequence_lens={}", lens_file.display()),
+        "--output-dir",
+        s(&out_dir),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let want = model
+        .forward(
+            ModelInput::Ids {
+                ids: &ids,
+                shape: [5, 2],
+            },
+            None,
+            Some(&[5, 3]),
+        )
+        .unwrap();
+    let (_, got) = read_tensor(out_dir.join("output.npy")).unwrap();
+    assert_eq!(got.shape(), want.output.shape());
+    let worst = got
+        .as_f32()
+        .unwrap()
+        .iter()
+        .zip(want.output.data())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-6, "{worst}");
+
+    // the stack alone, as a state_dict
+    let stack = dir.join("stack.safetensors");
+    let out = recur(&["convert", s(&file), s(&stack), "--to", "state-dict"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let back = load_state_dict::<f32>(&stack, &LoadOptions::default()).unwrap();
+    assert_eq!(back.params(), model.rnn().params());
+    // a stack cannot become a whole model
+    let out = recur(&[
+        "convert",
+        s(&stack),
+        s(&dir.join("x.safetensors")),
+        "--to",
+        "model",
+    ]);
+    let (_, stderr) = text(&out);
+    assert!(
+        !out.status.success() && stderr.contains("no embedding or head"),
+        "{stderr}"
+    );
+}

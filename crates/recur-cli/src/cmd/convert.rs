@@ -1,28 +1,49 @@
-//! `recur convert IN OUT`: a recurrent stack between PyTorch state_dict safetensors and ONNX.
+//! `recur convert IN OUT`: models between PyTorch state_dict safetensors, recur's whole-model
+//! files and checkpoints, and ONNX.
 //!
 //! ```text
-//! safetensors -> onnx          load_state_dict, then onnx::export_recurrent
-//! onnx -> safetensors          onnx::import_recurrent (checked on a probe input), then save_state_dict
-//! safetensors -> safetensors   re-prefix or re-type
-//! onnx -> onnx                 import, then export (recur's own graph layout)
+//! state-dict -> onnx          load_state_dict, then onnx::export_recurrent
+//! model | checkpoint -> onnx  load_model (a checkpoint's model), then onnx::export_sequence_model
+//! onnx -> state-dict          onnx::import_recurrent (checked on a probe input), then save_state_dict
+//! model | checkpoint -> model save_model (a checkpoint's model alone)
+//! model | checkpoint -> state-dict  the recurrent stack's state_dict
+//! state-dict -> state-dict    re-prefix or re-type;  onnx -> onnx: import, then export
 //! ```
-//! Formats come from the extensions (`.safetensors`, `.onnx`); `--from` / `--to` override.
+//! Formats come from the extensions (`.onnx`; `.safetensors` is read as whatever its
+//! `recur.format` metadata says, a state_dict when it has none, and written as a whole model
+//! when the input was one, else as a state_dict); `--from` / `--to` override.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use recur::io::{LoadOptions, SaveDtype, SaveOptions, load_state_dict, save_state_dict};
-use recur::onnx::{ExportOptions, OnnxModel, export_recurrent, import_recurrent};
+use recur::io::{
+    CHECKPOINT_FORMAT, LoadOptions, MODEL_FORMAT, SaveDtype, SaveOptions, load_checkpoint,
+    load_model, load_state_dict, save_model, save_state_dict,
+};
+use recur::model::SequenceModel;
+use recur::onnx::{
+    ExportOptions, OnnxModel, export_recurrent, export_sequence_model, import_recurrent,
+};
 use recur::{Activation, BatchLayout, InputForget, Recurrent, ResetPlacement};
 
 /// A model file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ModelFormat {
-    /// PyTorch nn.LSTM / nn.GRU / nn.RNN state_dict as safetensors (.safetensors)
-    Safetensors,
+    /// PyTorch nn.LSTM / nn.GRU / nn.RNN state_dict as safetensors (a recurrent stack)
+    StateDict,
+    /// recur's whole-model safetensors file (embedding, stack, head)
+    Model,
+    /// recur's training checkpoint (read only: its model)
+    Checkpoint,
     /// ONNX model (.onnx)
     Onnx,
+}
+
+/// What was read.
+enum Loaded {
+    Stack(Box<Recurrent<f32>>),
+    Model(Box<SequenceModel<f32>>),
 }
 
 /// Settings of `recur convert`.
@@ -38,19 +59,19 @@ pub struct ConvertArgs {
     /// Format of OUT (default: from its extension)
     #[arg(long, value_enum)]
     pub to: Option<ModelFormat>,
-    /// safetensors in: read only tensors under this name prefix (e.g. "rnn.")
+    /// state-dict in: read only tensors under this name prefix (e.g. "rnn.")
     #[arg(long, default_value = "")]
     pub prefix: String,
-    /// safetensors in: an RNN's nonlinearity, when the file has no recur metadata
+    /// state-dict in: an RNN's nonlinearity, when the file has no recur metadata
     #[arg(long, value_enum)]
     pub rnn_nonlinearity: Option<Nonlinearity>,
-    /// safetensors in: a GRU's reset placement (PyTorch: after)
+    /// state-dict in: a GRU's reset placement (PyTorch: after)
     #[arg(long, value_enum)]
     pub gru_reset: Option<Reset>,
-    /// safetensors in: an LSTM with a coupled input-forget gate (f = 1 - i)
+    /// state-dict in: an LSTM with a coupled input-forget gate (f = 1 - i)
     #[arg(long)]
     pub coupled: bool,
-    /// safetensors in: the stack is batch-first (PyTorch batch_first=True)
+    /// state-dict in: the stack is batch-first (PyTorch batch_first=True)
     #[arg(long)]
     pub batch_first: bool,
     /// onnx out: add an INT32 sequence_lens input [batch]
@@ -59,10 +80,10 @@ pub struct ConvertArgs {
     /// onnx out: add h0 (and c0) inputs [num_layers * D, batch, hidden_size]
     #[arg(long)]
     pub initial_state: bool,
-    /// safetensors out: prefix put before every name (e.g. "rnn.")
+    /// state-dict out: prefix put before every name (e.g. "rnn.")
     #[arg(long, default_value = "")]
     pub out_prefix: String,
-    /// safetensors out: element type
+    /// safetensors out (state-dict or model): element type
     #[arg(long, value_enum, default_value_t = OutDtype::F32)]
     pub dtype: OutDtype,
 }
@@ -90,25 +111,69 @@ pub enum OutDtype {
     F64,
 }
 
-fn format_of(path: &Path, given: Option<ModelFormat>, which: &str) -> Result<ModelFormat> {
+/// The `recur.format` metadata of a safetensors file, if it has one (read from its JSON
+/// header, bounded as safetensors bounds it).
+fn recur_format(path: &Path) -> Result<Option<String>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut len = [0u8; 8];
+    if f.read_exact(&mut len).is_err() {
+        return Ok(None);
+    }
+    let n = u64::from_le_bytes(len);
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if n > 100_000_000 || n > size.saturating_sub(8) {
+        return Ok(None); // not safetensors: the loader will say so precisely
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)?;
+    let json: serde_json::Value = match serde_json::from_slice(&header) {
+        Ok(v) => v,
+        Err(_) => return Ok(None),
+    };
+    Ok(json
+        .get("__metadata__")
+        .and_then(|m| m.get("recur.format"))
+        .and_then(|f| f.as_str())
+        .map(str::to_string))
+}
+
+fn input_format(path: &Path, given: Option<ModelFormat>) -> Result<ModelFormat> {
     if let Some(f) = given {
         return Ok(f);
     }
     match path.extension().and_then(|e| e.to_str()) {
-        Some("safetensors") => Ok(ModelFormat::Safetensors),
         Some("onnx") => Ok(ModelFormat::Onnx),
+        Some("safetensors") => Ok(match recur_format(path)?.as_deref() {
+            Some(MODEL_FORMAT) => ModelFormat::Model,
+            Some(CHECKPOINT_FORMAT) => ModelFormat::Checkpoint,
+            _ => ModelFormat::StateDict,
+        }),
         _ => bail!(
-            "{}: cannot tell the format from the extension; name it with --{which} safetensors|onnx",
+            "{}: cannot tell the format from the extension; name it with --from state-dict|model|checkpoint|onnx",
             path.display()
         ),
     }
 }
 
-pub fn run(args: &ConvertArgs) -> Result<()> {
-    let from = format_of(&args.input, args.from, "from")?;
-    let to = format_of(&args.output, args.to, "to")?;
-    let model: Recurrent<f32> = match from {
-        ModelFormat::Safetensors => {
+fn output_format(path: &Path, given: Option<ModelFormat>, whole: bool) -> Result<ModelFormat> {
+    if let Some(f) = given {
+        return Ok(f);
+    }
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("onnx") => Ok(ModelFormat::Onnx),
+        Some("safetensors") if whole => Ok(ModelFormat::Model),
+        Some("safetensors") => Ok(ModelFormat::StateDict),
+        _ => bail!(
+            "{}: cannot tell the format from the extension; name it with --to state-dict|model|onnx",
+            path.display()
+        ),
+    }
+}
+
+fn read(args: &ConvertArgs, from: ModelFormat) -> Result<Loaded> {
+    Ok(match from {
+        ModelFormat::StateDict => {
             let options = LoadOptions {
                 prefix: args.prefix.clone(),
                 rnn_nonlinearity: args.rnn_nonlinearity.map(|n| match n {
@@ -123,41 +188,66 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
                 layout: args.batch_first.then_some(BatchLayout::BatchFirst),
                 ..Default::default()
             };
-            load_state_dict(&args.input, &options)?
+            Loaded::Stack(Box::new(load_state_dict(&args.input, &options)?))
+        }
+        ModelFormat::Model => Loaded::Model(Box::new(load_model(&args.input)?)),
+        ModelFormat::Checkpoint => {
+            Loaded::Model(Box::new(load_checkpoint::<f32>(&args.input, None)?.model))
         }
         ModelFormat::Onnx => {
             let onnx = OnnxModel::load(&args.input)?;
-            import_recurrent(&onnx).with_context(|| format!("{}", args.input.display()))?
+            Loaded::Stack(Box::new(
+                import_recurrent(&onnx).with_context(|| format!("{}", args.input.display()))?,
+            ))
         }
+    })
+}
+
+pub fn run(args: &ConvertArgs) -> Result<()> {
+    let from = input_format(&args.input, args.from)?;
+    let loaded = read(args, from)?;
+    let to = output_format(&args.output, args.to, matches!(loaded, Loaded::Model(_)))?;
+    let export = ExportOptions {
+        sequence_lens: args.sequence_lens,
+        initial_state: args.initial_state,
     };
-    match to {
-        ModelFormat::Onnx => {
-            let bytes = export_recurrent(
-                &model,
-                &ExportOptions {
-                    sequence_lens: args.sequence_lens,
-                    initial_state: args.initial_state,
-                },
-            )?;
-            std::fs::write(&args.output, bytes)
-                .with_context(|| format!("{}: cannot write", args.output.display()))?;
-        }
-        ModelFormat::Safetensors => save_state_dict(
-            &model,
-            &args.output,
-            &SaveOptions {
-                prefix: args.out_prefix.clone(),
-                dtype: match args.dtype {
-                    OutDtype::F32 => SaveDtype::F32,
-                    OutDtype::F64 => SaveDtype::F64,
-                },
-            },
-        )?,
+    let save = SaveOptions {
+        prefix: args.out_prefix.clone(),
+        dtype: match args.dtype {
+            OutDtype::F32 => SaveDtype::F32,
+            OutDtype::F64 => SaveDtype::F64,
+        },
+    };
+    let write = |bytes: Vec<u8>| {
+        std::fs::write(&args.output, bytes)
+            .with_context(|| format!("{}: cannot write", args.output.display()))
+    };
+    let stack = match &loaded {
+        Loaded::Stack(s) => s,
+        Loaded::Model(m) => m.rnn(),
+    };
+    match (to, &loaded) {
+        (ModelFormat::Onnx, Loaded::Stack(s)) => write(export_recurrent(s, &export)?)?,
+        (ModelFormat::Onnx, Loaded::Model(m)) => write(export_sequence_model(m, &export)?)?,
+        (ModelFormat::StateDict, _) => save_state_dict(stack, &args.output, &save)?,
+        (ModelFormat::Model, Loaded::Model(m)) => save_model(m, &args.output, save.dtype)?,
+        (ModelFormat::Model, Loaded::Stack(_)) => bail!(
+            "{}: a recurrent stack has no embedding or head to make a whole model of; write a state-dict or onnx",
+            args.input.display()
+        ),
+        (ModelFormat::Checkpoint, _) => bail!(
+            "--to checkpoint: checkpoints are written by training (recur train), not converted"
+        ),
     }
-    let c = model.config();
+    let c = stack.config();
     println!(
-        "{} ({}, {} layer(s), {:?}, input_size {}, hidden_size {}) -> {}",
+        "{} ({}{}, {} layer(s), {:?}, input_size {}, hidden_size {}) -> {}",
         args.input.display(),
+        if matches!(loaded, Loaded::Model(_)) {
+            "sequence model, "
+        } else {
+            ""
+        },
         c.cell.name(),
         c.num_layers,
         c.direction,
