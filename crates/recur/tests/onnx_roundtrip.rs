@@ -5,7 +5,7 @@
 
 use recur::cell::{GruActivations, LstmActivations};
 use recur::model::{
-    EmbeddingConfig, Input, ModelInput, OutputForm, SequenceModel, SequenceModelConfig,
+    EmbeddingConfig, Input, ModelInput, OutputForm, SequenceModel, SequenceModelConfig, TieWeights,
 };
 use recur::onnx::{
     ExportOptions, OnnxModel, Value, export_recurrent, export_sequence_model, import_recurrent,
@@ -355,12 +355,29 @@ fn exported_sequence_models_give_recurs_outputs() {
         head_bias: Bias::Disabled,
         ..embedded.clone()
     };
-    for (k, cfg) in [embedded, dense_last, embedded_bf].into_iter().enumerate() {
+    // the head tied to the embedding table (embedding_dim = hidden_size)
+    let tied = SequenceModelConfig {
+        rnn: RecurrentConfig {
+            input_size: 6,
+            ..embedded.rnn.clone()
+        },
+        input: Input::Embedding(EmbeddingConfig {
+            num_embeddings: 11,
+            embedding_dim: 6,
+            padding_idx: None,
+        }),
+        tie_weights: TieWeights::Tied,
+        ..embedded.clone()
+    };
+    for (k, cfg) in [embedded, dense_last, embedded_bf, tied]
+        .into_iter()
+        .enumerate()
+    {
         let model = SequenceModel::<f32>::new(cfg.clone(), 300 + k as u64).unwrap();
         let batch_first = cfg.rnn.layout == BatchLayout::BatchFirst;
         let ids: Vec<usize> = (0..T * B).map(|j| (j * 7 + k) % 11).collect();
-        let ids_shape = if batch_first { [B, T] } else { [T, B] };
         let x = input_for(&cfg.rnn, 9);
+        let ids_shape = if batch_first { [B, T] } else { [T, B] };
         for lengths in [false, true] {
             let options = ExportOptions {
                 sequence_lens: lengths,
