@@ -2,6 +2,7 @@
 //! `cmd/`.
 
 mod cmd;
+mod train;
 
 use std::process::ExitCode;
 
@@ -18,8 +19,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Train a model. Without arguments: an LSTM learns the adding problem (T = 50).
-    Train(cmd::train::TrainArgs),
+    /// Train a model on a text, labelled sequences or a generated task. Without arguments: an
+    /// LSTM learns the adding problem (T = 50)
+    Train(Box<cmd::train::TrainArgs>),
     /// Time one configuration (train, infer or stream): ms per iteration, tokens/s, GFLOP/s
     Bench(cmd::bench::BenchArgs),
 }
