@@ -15,6 +15,13 @@ crates/recur/tests/fixtures/optim/<case>.safetensors, one per optimizer and opti
     `beta2`, `eps`, `weight_decay`, `amsgrad`, `alpha`, `momentum`, `centered`, `lr_decay`,
     `initial_accumulator_value`; floats as Python's shortest round-trip repr, booleans as
     true | false), `steps`, `generator`.
+crates/recur/tests/fixtures/optim/schedule_<case>.safetensors, one per learning-rate schedule:
+    torch.optim.lr_scheduler run over E epochs of B batches on a torch.optim.SGD; the rate is
+    read before every optimizer step. The epoch scheduler is stepped after each epoch
+    (ReduceLROnPlateau with that epoch's metric), a LinearLR warm-up after each batch.
+    Tensors: lr [E * B] (the rate of each step), metrics [E] (plateau cases only).
+    Metadata: `schedule` (the same schedule as recur's ScheduleConfig JSON), `base_lr`,
+    `epochs`, `batches`, `torch` (the PyTorch construction, for the reader), `generator`.
 crates/recur/tests/fixtures/optim/cross_entropy.safetensors
     F.cross_entropy on logits [N = 8, C = 5] with integer targets, some equal to the
     ignore index (0, a padding id), for reduction mean and sum, and autograd's gradient.
@@ -156,6 +163,107 @@ def optimizer_case(name, cls, kwargs, seed):
     write_safetensors(os.path.join(OUT, f"{name}.safetensors"), tensors, meta)
 
 
+# (file name, base lr, epochs E, batches per epoch B, recur ScheduleConfig JSON,
+#  warm-up LinearLR kwargs or None, epoch scheduler (class, kwargs) with `MILESTONES_AFTER_k`
+#  expanded below, plateau metrics or None)
+def plateau_metrics(seed, epochs):
+    """A loss that falls, stalls with noise below the threshold, dips, and stalls again."""
+    rng = np.random.default_rng(seed)
+    m = np.concatenate([
+        np.linspace(5.0, 3.0, epochs // 4),
+        3.0 + 1e-5 * rng.standard_normal(epochs // 4),  # changes below threshold 1e-4 rel
+        np.linspace(2.9, 2.0, epochs // 4),
+        2.0 + 0.5 * rng.random(epochs - 3 * (epochs // 4)),
+    ])
+    return m
+
+
+SCHEDULE_CASES = [
+    ("step", 0.1, 10, 2,
+     {"schedule": {"kind": "step", "step_size": 3, "gamma": 0.3}, "warmup": None},
+     None, ("StepLR", dict(step_size=3, gamma=0.3)), None),
+    # Zaremba et al. (2014): lr 1, halved every epoch after the 4th, 13 epochs.
+    ("decay_after", 1.0, 13, 1,
+     {"schedule": {"kind": "decay_after", "epochs": 4, "gamma": 0.5}, "warmup": None},
+     None, ("MultiStepLR", dict(milestones=list(range(4, 13)), gamma=0.5)), None),
+    ("exponential", 0.05, 12, 3,
+     {"schedule": {"kind": "exponential", "gamma": 0.9}, "warmup": None},
+     None, ("ExponentialLR", dict(gamma=0.9)), None),
+    # past T_max the cosine climbs back, as PyTorch's recursive form does
+    ("cosine", 0.5, 16, 1,
+     {"schedule": {"kind": "cosine", "t_max": 5, "eta_min": 0.01}, "warmup": None},
+     None, ("CosineAnnealingLR", dict(T_max=5, eta_min=0.01)), None),
+    ("cosine_warmup", 0.2, 10, 3,
+     {"schedule": {"kind": "cosine", "t_max": 10, "eta_min": 0.0},
+      "warmup": {"start_factor": 0.1, "steps": 7}},
+     dict(start_factor=0.1, end_factor=1.0, total_iters=7),
+     ("CosineAnnealingLR", dict(T_max=10, eta_min=0.0)), None),
+    ("exponential_warmup", 1.0, 6, 4,
+     {"schedule": {"kind": "exponential", "gamma": 0.5},
+      "warmup": {"start_factor": 0.25, "steps": 10}},
+     dict(start_factor=0.25, end_factor=1.0, total_iters=10),
+     ("ExponentialLR", dict(gamma=0.5)), None),
+    ("plateau_defaults", 0.1, 60, 1,
+     {"schedule": {"kind": "plateau", "mode": "min", "factor": 0.1, "patience": 10,
+                   "threshold": 1e-4, "threshold_mode": "rel", "cooldown": 0,
+                   "min_lr": 0.0, "eps": 1e-8}, "warmup": None},
+     None, ("ReduceLROnPlateau", dict()), "min"),
+    ("plateau_cooldown", 0.1, 40, 2,
+     {"schedule": {"kind": "plateau", "mode": "min", "factor": 0.5, "patience": 2,
+                   "threshold": 1e-4, "threshold_mode": "rel", "cooldown": 1,
+                   "min_lr": 0.004, "eps": 1e-8},
+      "warmup": {"start_factor": 0.5, "steps": 2}},
+     dict(start_factor=0.5, end_factor=1.0, total_iters=2),
+     ("ReduceLROnPlateau", dict(factor=0.5, patience=2, cooldown=1, min_lr=0.004)), "min"),
+    ("plateau_max_abs", 1.0, 40, 1,
+     {"schedule": {"kind": "plateau", "mode": "max", "factor": 0.3, "patience": 1,
+                   "threshold": 0.05, "threshold_mode": "abs", "cooldown": 0,
+                   "min_lr": 0.02, "eps": 1e-8}, "warmup": None},
+     None, ("ReduceLROnPlateau", dict(mode="max", factor=0.3, patience=1, threshold=0.05,
+                                      threshold_mode="abs", min_lr=0.02)), "max"),
+]
+
+
+def schedule_case(name, base_lr, epochs, batches, config, warmup, epoch_sched, plateau, seed):
+    p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=base_lr)
+    warm = torch.optim.lr_scheduler.LinearLR(opt, **warmup) if warmup else None
+    cls, kwargs = epoch_sched
+    sched = getattr(torch.optim.lr_scheduler, cls)(opt, **kwargs)
+    metrics = None
+    if plateau:
+        metrics = plateau_metrics(seed, epochs)
+        if plateau == "max":
+            metrics = -metrics
+    lrs = []
+    for e in range(epochs):
+        for _ in range(batches):
+            lrs.append(opt.param_groups[0]["lr"])
+            p.grad = torch.zeros_like(p)
+            opt.step()
+            if warm:
+                warm.step()
+        if plateau:
+            sched.step(float(metrics[e]))
+        else:
+            sched.step()
+    construction = f"{cls}({kwargs})" + (f" + LinearLR({warmup}) per batch" if warmup else "")
+    meta = {
+        "schedule": json.dumps(config, separators=(",", ":")),
+        "base_lr": repr(float(base_lr)),
+        "epochs": str(epochs),
+        "batches": str(batches),
+        "torch": construction,
+        "generator": GENERATOR,
+    }
+    tensors = {"lr": np.array(lrs)}
+    if metrics is not None:
+        tensors["metrics"] = metrics
+    distinct = len(set(lrs))
+    write_safetensors(os.path.join(OUT, f"schedule_{name}.safetensors"), tensors, meta)
+    return distinct
+
+
 def cross_entropy_case(seed):
     rng = np.random.default_rng(seed)
     n, c, ignore = 8, 5, 0
@@ -181,12 +289,15 @@ def main():
         # Each case's seed comes from its name, so adding a case changes no other file.
         optimizer_case(name, cls, kwargs, seed=zlib.crc32(name.encode()))
     cross_entropy_case(seed=7)
+    for case in SCHEDULE_CASES:
+        distinct = schedule_case(*case, seed=zlib.crc32(case[0].encode()))
+        print(f"schedule_{case[0]}: {distinct} distinct rates")
     total = sum(
         os.path.getsize(os.path.join(OUT, f))
         for f in os.listdir(OUT)
         if f.endswith(".safetensors")
     )
-    print(f"wrote {len(CASES) + 1} files to {OUT}, {total} bytes (safetensors {safetensors.__version__})")
+    print(f"wrote {len(CASES) + 1 + len(SCHEDULE_CASES)} files to {OUT}, {total} bytes (safetensors {safetensors.__version__})")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@
 //! Run `cargo test --test sequence_model -- --nocapture` to see each case's worst error.
 
 use recur::model::{
-    EmbeddingConfig, Input, ModelInput, OutputForm, SequenceModel, SequenceModelConfig,
+    EmbeddingConfig, Input, ModelInput, OutputForm, SequenceModel, SequenceModelConfig, TieWeights,
 };
 use recur::{
     BatchLayout, Bias, CellKind, Direction, Error, LstmCell, RecurrentConfig, State, Tensor,
@@ -98,14 +98,16 @@ impl Problem {
         let ids = (0..SEQ_LEN * batch)
             .map(|_| (rng.next_u64() % VOCAB as u64) as usize)
             .collect();
+        let input_size = config.rnn.input_size;
         let features = Tensor::new(
-            rng.vec(SEQ_LEN * batch * INPUT_SIZE, 1.0),
-            &[seq_shape[0], seq_shape[1], INPUT_SIZE],
+            rng.vec(SEQ_LEN * batch * input_size, 1.0),
+            &[seq_shape[0], seq_shape[1], input_size],
         )
         .unwrap();
+        let out = config.out_features;
         let r_shape: Vec<usize> = match config.output {
-            OutputForm::EveryStep => vec![seq_shape[0], seq_shape[1], OUT],
-            OutputForm::Last => vec![batch, OUT],
+            OutputForm::EveryStep => vec![seq_shape[0], seq_shape[1], out],
+            OutputForm::Last => vec![batch, out],
         };
         let mut r = rng.vec(r_shape.iter().product(), 1.0);
         if config.output == OutputForm::EveryStep && !r_at_padding {
@@ -116,7 +118,7 @@ impl Problem {
                         BatchLayout::SeqFirst => t * batch + b,
                         BatchLayout::BatchFirst => b * SEQ_LEN + t,
                     };
-                    r[row * OUT..(row + 1) * OUT].fill(0.0);
+                    r[row * out..(row + 1) * out].fill(0.0);
                 }
             }
         }
@@ -253,6 +255,9 @@ fn config(
         output,
         out_features: OUT,
         head_bias: Bias::Enabled,
+        input_dropout: 0.0,
+        output_dropout: 0.0,
+        tie_weights: TieWeights::Untied,
     }
 }
 
@@ -382,6 +387,161 @@ fn gradcheck_layouts_and_options() {
     }
 }
 
+/// Dropout on the stack's input and on what the head reads (Zaremba et al.'s placement, with
+/// the stack's inter-layer dropout), and a head tied to the embedding table: for each, every
+/// gradient against central differences of the same seeded training function.
+#[test]
+fn gradcheck_dropout_and_tied_weights() {
+    let mut cases: Vec<(&str, SequenceModelConfig)> = Vec::new();
+    for (name, input, form, layers) in [
+        (
+            "dropout_embedding_every_step",
+            embedding(),
+            OutputForm::EveryStep,
+            2,
+        ),
+        ("dropout_embedding_last", embedding(), OutputForm::Last, 1),
+        (
+            "dropout_dense_every_step",
+            Input::Dense,
+            OutputForm::EveryStep,
+            1,
+        ),
+        ("dropout_dense_last", Input::Dense, OutputForm::Last, 2),
+    ] {
+        let mut c = config(
+            CellKind::lstm(),
+            &input,
+            form,
+            layers,
+            Direction::Bidirectional,
+        );
+        c.input_dropout = 0.3;
+        c.output_dropout = 0.5;
+        c.rnn.dropout = 0.25;
+        cases.push((name, c));
+    }
+    // Tied: out_features = VOCAB, D * H = embedding_dim.
+    let tied = |form, direction: Direction, input_dropout, output_dropout| {
+        let d = if direction == Direction::Bidirectional {
+            2
+        } else {
+            1
+        };
+        let mut c = config(CellKind::gru(), &embedding(), form, 2, direction);
+        c.input = Input::Embedding(EmbeddingConfig {
+            num_embeddings: VOCAB,
+            embedding_dim: d * HIDDEN,
+            // (no padding_idx: PyTorch's, and recur's, lookup gradient skips that row although
+            // the forward reads it, so a central difference would disagree by design)
+            padding_idx: None,
+        });
+        c.rnn.input_size = d * HIDDEN;
+        c.out_features = VOCAB;
+        c.tie_weights = TieWeights::Tied;
+        c.input_dropout = input_dropout;
+        c.output_dropout = output_dropout;
+        c
+    };
+    cases.push((
+        "tied_every_step",
+        tied(OutputForm::EveryStep, Direction::Forward, 0.0, 0.0),
+    ));
+    cases.push((
+        "tied_bidirectional_dropout_every_step",
+        tied(OutputForm::EveryStep, Direction::Bidirectional, 0.2, 0.4),
+    ));
+    cases.push((
+        "tied_last",
+        tied(OutputForm::Last, Direction::Forward, 0.0, 0.3),
+    ));
+    for (name, cfg) in cases {
+        let p = Problem::new(name, cfg, false);
+        // Dropout must really act in training and not at all in inference.
+        let c = p.model.config();
+        if c.input_dropout > 0.0 {
+            let input = p.input(&p.features);
+            let eval = p.model.forward(input, None, Some(&p.lengths)).unwrap();
+            let (train, _) = p
+                .model
+                .forward_train(input, None, Some(&p.lengths), DROPOUT_SEED)
+                .unwrap();
+            assert_ne!(eval.output, train.output, "{name}: dropout changed nothing");
+            let again = p.model.forward(input, None, Some(&p.lengths)).unwrap();
+            assert_eq!(eval.output, again.output);
+        }
+        let worst = p.check();
+        println!("{name}: worst rel err {worst:.1e}");
+    }
+}
+
+/// A tied model holds the table once in its flat buffer and answers `head.weight` with it;
+/// shapes that cannot be shared are configuration errors.
+#[test]
+fn tied_weights_share_the_embedding_table() {
+    let mut c = config(
+        CellKind::lstm(),
+        &embedding(),
+        OutputForm::EveryStep,
+        1,
+        Direction::Forward,
+    );
+    c.out_features = VOCAB;
+    let untied = SequenceModel::<f64>::new(c.clone(), 0).unwrap();
+    c.tie_weights = TieWeights::Tied;
+    let model = SequenceModel::<f64>::new(c.clone(), 0).unwrap();
+    assert_eq!(model.param_len(), untied.param_len() - VOCAB * HIDDEN);
+    assert!(model.param_layout().iter().all(|p| p.name != "head.weight"));
+    assert_eq!(model.param("head.weight"), model.param("embedding.weight"));
+    assert_eq!(model.head_weight(), model.embedding().unwrap().weight());
+    // dropout rates out of range, and untieable shapes
+    for bad in [
+        SequenceModelConfig {
+            out_features: VOCAB + 1,
+            ..c.clone()
+        },
+        SequenceModelConfig {
+            input: Input::Dense,
+            ..c.clone()
+        },
+        SequenceModelConfig {
+            rnn: RecurrentConfig {
+                hidden_size: HIDDEN + 1,
+                ..c.rnn.clone()
+            },
+            ..c.clone()
+        },
+    ] {
+        let e = SequenceModel::<f64>::new(bad, 0).unwrap_err();
+        assert!(
+            matches!(&e, Error::Config { what, .. } if what == "tie_weights"),
+            "{e}"
+        );
+    }
+    for (bad, what) in [
+        (
+            SequenceModelConfig {
+                input_dropout: 1.0,
+                ..c.clone()
+            },
+            "input_dropout",
+        ),
+        (
+            SequenceModelConfig {
+                output_dropout: -0.1,
+                ..c.clone()
+            },
+            "output_dropout",
+        ),
+    ] {
+        let e = SequenceModel::<f64>::new(bad, 0).unwrap_err();
+        assert!(
+            matches!(&e, Error::Config { what: w, .. } if w == what),
+            "{e}"
+        );
+    }
+}
+
 /// `Last` is the head applied by hand to the top layer's `[h_n[-2] | h_n[-1]]`, and that
 /// state is each sequence's own: the stack run on sequence b alone, cut to its length.
 #[test]
@@ -506,6 +666,23 @@ fn parameter_names_are_a_pytorch_state_dict() {
         end += p.len;
     }
     assert_eq!(end, model.param_len());
+    // the layout from the configuration alone (what loaders check files against) is the
+    // model's, and its rnn part is the stack's own table
+    assert_eq!(model.config().param_layout().unwrap(), model.param_layout());
+    let rnn: Vec<(String, Vec<usize>)> = model
+        .rnn()
+        .layout()
+        .entries()
+        .iter()
+        .map(|e| (format!("rnn.{}", e.name), e.shape.clone()))
+        .collect();
+    let ours: Vec<(String, Vec<usize>)> = model
+        .param_layout()
+        .iter()
+        .filter(|p| p.name.starts_with("rnn."))
+        .map(|p| (p.name.clone(), p.shape.clone()))
+        .collect();
+    assert_eq!(ours, rnn);
     assert_eq!(model.param("head.weight").unwrap().len(), OUT * 2 * HIDDEN);
     assert!(model.param("rnn.weight_hr_l0").is_none());
 }

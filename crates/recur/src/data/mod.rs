@@ -6,11 +6,13 @@
 //! draws with the training stream.
 
 pub mod adding;
+pub mod copy;
 pub mod labelled;
 pub mod tbptt;
 pub mod text;
 
 pub use adding::AddingProblem;
+pub use copy::{CopyBatch, CopyTask};
 pub use labelled::{Labels, SequenceDataset, TargetKind};
 pub use tbptt::{Chunk, Chunks, Streams, batchify};
 pub use text::{Corpus, EOS, SplitFractions, TokenLevel, UNK, Vocabulary};

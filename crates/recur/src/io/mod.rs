@@ -2,6 +2,11 @@
 //!
 //! - [`pytorch`]: safetensors files holding an `nn.LSTM` / `nn.GRU` / `nn.RNN` state_dict
 //!   ([`save_state_dict`], [`load_state_dict`]).
+//! - [`model`]: a whole [`crate::model::SequenceModel`] (embedding, stack, head) with its
+//!   configuration, as a file the PyTorch module of `scripts/recur_torch.py` loads
+//!   ([`save_model`], [`load_model`]).
+//! - [`checkpoint`]: everything a training run needs to resume ([`save_checkpoint`],
+//!   [`load_checkpoint`]).
 //!
 //! Weight files are untrusted input. Every reader here checks the file before it allocates
 //! anything sized by it (the safetensors header must describe exactly the bytes the file
@@ -9,8 +14,18 @@
 //! copied), and answers a malformed file with a typed [`crate::Error`] naming the file and
 //! the tensor, never a panic.
 
+pub mod checkpoint;
+pub mod model;
 pub mod pytorch;
 
+pub use checkpoint::{
+    CHECKPOINT_FORMAT, Checkpoint, CheckpointRef, TrainingProgress, checkpoint_bytes,
+    load_checkpoint, load_checkpoint_bytes, save_checkpoint,
+};
+pub use model::{
+    MODEL_FORMAT, load_model, load_model_bytes, model_bytes, model_config_from_json,
+    model_config_to_json, save_model,
+};
 pub use pytorch::{
     LoadOptions, SaveDtype, SaveOptions, load_state_dict, load_state_dict_bytes, save_state_dict,
     state_dict_bytes,

@@ -151,26 +151,7 @@ impl<T: Float> Linear<T> {
     /// # Errors
     /// [`Error::Shape`] when the last axis of `x` is not `in_features`.
     pub fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
-        let (n_in, n_out) = (self.config.in_features, self.config.out_features);
-        let rows = self.check_input("x", x)?;
-        let mut y = vec![T::zero(); rows * n_out];
-        // (1) y = x Wᵀ
-        matmul(
-            &mut y,
-            n_out,
-            Mat::rows(x.data(), rows, n_in, n_in),
-            Mat::rows(self.weight(), n_out, n_in, n_in).t(),
-            Accumulate::Overwrite,
-        );
-        // (1) y += b
-        if let Some(b) = self.bias() {
-            for row in y.chunks_exact_mut(n_out) {
-                for (v, &bj) in row.iter_mut().zip(b) {
-                    *v += bj;
-                }
-            }
-        }
-        Tensor::new(y, &out_shape(x.shape(), n_out))
+        affine_forward(&self.config, self.weight(), self.bias(), x)
     }
 
     /// The backward of [`Linear::forward`] on input `x`, given `dy = ∂L/∂y`. Adds the
@@ -186,49 +167,98 @@ impl<T: Float> Linear<T> {
         dy: &Tensor<T>,
         param_grads: &mut [T],
     ) -> Result<Tensor<T>> {
-        let (n_in, n_out) = (self.config.in_features, self.config.out_features);
-        let rows = self.check_input("x", x)?;
-        dy.expect_shape("grad y", &out_shape(x.shape(), n_out))?;
         check_len("param_grads", self.params.len(), param_grads.len())?;
         let (dw, db) = param_grads.split_at_mut(self.weight_len());
-        let dy_m = Mat::rows(dy.data(), rows, n_out, n_out);
-        // (1)ᵀ dW += dyᵀ x
-        matmul(
-            dw,
-            n_in,
-            dy_m.t(),
-            Mat::rows(x.data(), rows, n_in, n_in),
-            Accumulate::Add,
-        );
-        // (1)ᵀ db += Σ_rows dy
-        if self.config.bias == Bias::Enabled {
-            add_column_sums(db, dy.data(), rows, n_out);
-        }
-        // (1)ᵀ dx = dy W
-        let mut dx = vec![T::zero(); rows * n_in];
-        matmul(
-            &mut dx,
-            n_in,
-            dy_m,
-            Mat::rows(self.weight(), n_out, n_in, n_in),
-            Accumulate::Overwrite,
-        );
-        Tensor::new(dx, x.shape())
+        let db = (self.config.bias == Bias::Enabled).then_some(db);
+        affine_backward(&self.config, self.weight(), x, dy, dw, db)
     }
+}
 
-    /// Number of rows of `x` (`[*, in_features]`).
-    fn check_input(&self, what: &str, x: &Tensor<T>) -> Result<usize> {
-        let n_in = self.config.in_features;
-        match x.shape().last() {
-            Some(&last) if last == n_in => Ok(x.data().len() / n_in),
-            _ => {
-                let mut expected = x.shape().to_vec();
-                match expected.last_mut() {
-                    Some(last) => *last = n_in,
-                    None => expected.push(n_in),
-                }
-                Err(shape_err(what, &expected, x.shape()))
+/// (1) `y = x Wᵀ + b` with the weight and bias given as slices (`weight`
+/// `[out_features, in_features]`, `bias` `[out_features]` when `config.bias` is enabled):
+/// [`Linear::forward`], and the head of a model whose weight lives elsewhere (tied to its
+/// embedding).
+pub(crate) fn affine_forward<T: Float>(
+    config: &LinearConfig,
+    weight: &[T],
+    bias: Option<&[T]>,
+    x: &Tensor<T>,
+) -> Result<Tensor<T>> {
+    let (n_in, n_out) = (config.in_features, config.out_features);
+    debug_assert_eq!(weight.len(), n_in * n_out);
+    let rows = check_input(config, "x", x)?;
+    let mut y = vec![T::zero(); rows * n_out];
+    // (1) y = x Wᵀ
+    matmul(
+        &mut y,
+        n_out,
+        Mat::rows(x.data(), rows, n_in, n_in),
+        Mat::rows(weight, n_out, n_in, n_in).t(),
+        Accumulate::Overwrite,
+    );
+    // (1) y += b
+    if let Some(b) = bias {
+        for row in y.chunks_exact_mut(n_out) {
+            for (v, &bj) in row.iter_mut().zip(b) {
+                *v += bj;
             }
+        }
+    }
+    Tensor::new(y, &out_shape(x.shape(), n_out))
+}
+
+/// The backward of [`affine_forward`]: `dw += dyᵀ x` (`dw` `[out_features, in_features]`),
+/// `db += Σ dy` (when given), returns `dx = dy W`.
+pub(crate) fn affine_backward<T: Float>(
+    config: &LinearConfig,
+    weight: &[T],
+    x: &Tensor<T>,
+    dy: &Tensor<T>,
+    dw: &mut [T],
+    db: Option<&mut [T]>,
+) -> Result<Tensor<T>> {
+    let (n_in, n_out) = (config.in_features, config.out_features);
+    debug_assert_eq!(weight.len(), n_in * n_out);
+    debug_assert_eq!(dw.len(), n_in * n_out);
+    let rows = check_input(config, "x", x)?;
+    dy.expect_shape("grad y", &out_shape(x.shape(), n_out))?;
+    let dy_m = Mat::rows(dy.data(), rows, n_out, n_out);
+    // (1)ᵀ dW += dyᵀ x
+    matmul(
+        dw,
+        n_in,
+        dy_m.t(),
+        Mat::rows(x.data(), rows, n_in, n_in),
+        Accumulate::Add,
+    );
+    // (1)ᵀ db += Σ_rows dy
+    if let Some(db) = db {
+        add_column_sums(db, dy.data(), rows, n_out);
+    }
+    // (1)ᵀ dx = dy W
+    let mut dx = vec![T::zero(); rows * n_in];
+    matmul(
+        &mut dx,
+        n_in,
+        dy_m,
+        Mat::rows(weight, n_out, n_in, n_in),
+        Accumulate::Overwrite,
+    );
+    Tensor::new(dx, x.shape())
+}
+
+/// Number of rows of `x` (`[*, in_features]`).
+fn check_input<T: Float>(config: &LinearConfig, what: &str, x: &Tensor<T>) -> Result<usize> {
+    let n_in = config.in_features;
+    match x.shape().last() {
+        Some(&last) if last == n_in => Ok(x.data().len() / n_in),
+        _ => {
+            let mut expected = x.shape().to_vec();
+            match expected.last_mut() {
+                Some(last) => *last = n_in,
+                None => expected.push(n_in),
+            }
+            Err(shape_err(what, &expected, x.shape()))
         }
     }
 }

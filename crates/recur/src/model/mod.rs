@@ -19,7 +19,7 @@ pub use linear::{Linear, LinearConfig};
 pub use loss::{Reduction, mse_loss, mse_loss_backward};
 pub use sequence::{
     Input, ModelGrad, ModelInput, ModelOutput, ModelParam, OutputForm, SequenceModel,
-    SequenceModelConfig, SequenceTape,
+    SequenceModelConfig, SequenceTape, TieWeights,
 };
 
 /// The f64 central-difference check the model pieces' tests share (the same criterion as

@@ -12,12 +12,24 @@
 //! ```text
 //! (1) x = E[ids]                              Input::Embedding   x: [seq_len, batch, embedding_dim]
 //!     x = input                               Input::Dense       x: [seq_len, batch, input_size]
+//! (1') x = x ⊙ m_in                           training, input_dropout p > 0
 //! (2) y, h_n = rnn(x, state, lengths)         y: [seq_len, batch, D * H_out], h_n: [L * D, batch, H_out]
-//! (3) z[t, b] = y[t, b] Wᵀ + bias             OutputForm::EveryStep, t < len_b;   z: [seq_len, batch, out]
-//!     z[t, b] = 0                                                    t ≥ len_b
-//!     z[b] = [h_n[(L−1)D] | … | h_n[LD−1]][b] Wᵀ + bias
-//!                                             OutputForm::Last;                   z: [batch, out]
+//!     u = y                                   OutputForm::EveryStep
+//!     u = [h_n[(L−1)D] | … | h_n[LD−1]]       OutputForm::Last;   u: [batch, D * H_out]
+//! (2') u = u ⊙ m_out                          training, output_dropout p > 0
+//! (3) z = u Wᵀ + bias                         (EveryStep: z[t, b] = 0 for t ≥ len_b)
+//!                                             z: [seq_len, batch, out] or [batch, out]
 //! ```
+//! The dropout masks m hold 0 with probability p and 1/(1 − p) otherwise (PyTorch's
+//! `nn.Dropout`), drawn from the seed of [`SequenceModel::forward_train`]; inference uses
+//! none. With the stack's own inter-layer `dropout` this is the placement of Zaremba, Sutskever
+//! & Vinyals (2014) and PyTorch's word_language_model: dropout on every non-recurrent
+//! connection — into the first layer, between layers, and into the head.
+//!
+//! With [`TieWeights::Tied`] (Press & Wolf 2017; word_language_model `--tied`) the head has no
+//! weight of its own: W is the embedding table E (`[vocab, embedding_dim]`, so
+//! `out_features = num_embeddings` and `D * H_out = embedding_dim`), and its gradient is the
+//! sum of both uses.
 //! `OutputForm::Last` reads each sequence's final state of the top layer: for a bidirectional
 //! stack the forward state after step len_b − 1 and the reverse state after step 0,
 //! concatenated `[forward, reverse]` (PyTorch users' `torch.cat([h_n[-2], h_n[-1]], 1)`).
@@ -26,10 +38,13 @@
 //!
 //! Backward, given dz = ∂L/∂z, walks the forward in reverse:
 //! ```text
-//! (3)ᵀ EveryStep: dz[t, b] = 0 for t ≥ len_b;  dy = dz W;  dW += dzᵀ y;  dbias += Σ dz
-//!      Last:      dh_n[(L−1)D + d][b] = (dz W)[b, d·H_out .. (d+1)·H_out];  dW += dzᵀ [h_n…];  dbias += Σ dz
-//! (2)ᵀ dx, dstate = BPTT(dy or dh_n)
-//! (1)ᵀ dE[ids_n] += dx[n]   (Input::Embedding; skips padding_idx)
+//! (3)ᵀ  EveryStep: dz[t, b] = 0 for t ≥ len_b;   du = dz W;  dW += dzᵀ u;  dbias += Σ dz
+//!                                                (tied: dE += dzᵀ u)
+//! (2')ᵀ du = du ⊙ m_out
+//! (2)ᵀ  EveryStep: dy = du;  Last: dh_n[(L−1)D + d][b] = du[b, d·H_out .. (d+1)·H_out]
+//!       dx, dstate = BPTT(dy or dh_n)
+//! (1')ᵀ dx = dx ⊙ m_in
+//! (1)ᵀ  dE[ids_n] += dx[n]   (Input::Embedding; skips padding_idx)
 //! ```
 //!
 //! ## The flat parameter layout
@@ -41,17 +56,27 @@
 //! |-----------|---------------------------------------------------------|--------------------|
 //! | embedding | `embedding.weight` `[num_embeddings, embedding_dim]`    | `Input::Embedding` |
 //! | recurrent | `rnn.<name>` for every name of [`Recurrent::layout`]    | always             |
-//! | head      | `head.weight` `[out_features, D * H_out]`, `head.bias`  | bias if enabled    |
+//! | head      | `head.weight` `[out_features, D * H_out]`, `head.bias`  | weight unless tied, bias if enabled |
+//!
+//! A tied model's flat buffer holds the shared table once, as `embedding.weight`;
+//! [`SequenceModel::param`]`("head.weight")` still answers (with the table), and a saved
+//! state_dict holds both names, as PyTorch's does.
 //!
 //! [`SequenceModel::param_layout`] lists them with their offsets. The three parts keep their
 //! own buffers (each module owns its parameters); [`SequenceModel::params`] gathers them and
 //! [`SequenceModel::set_params`] scatters them back, while an optimizer that updates in place
 //! can take the parts from [`SequenceModel::parts_mut`].
 
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
 use crate::error::{Error, Result, Shape, config_err};
-use crate::layer::{BatchLayout, Bias, OutputGrad, Recurrent, RecurrentConfig, State, Tape};
+use crate::layer::params::{Dims, ParamLayout};
+use crate::layer::{
+    BatchLayout, Bias, Direction, OutputGrad, Recurrent, RecurrentConfig, State, Tape,
+};
 use crate::model::embedding::{Embedding, EmbeddingConfig};
-use crate::model::linear::{Linear, LinearConfig};
+use crate::model::linear::{Linear, LinearConfig, affine_backward, affine_forward};
 use crate::{Float, Tensor};
 
 /// What the model reads.
@@ -78,6 +103,18 @@ pub enum OutputForm {
     Last,
 }
 
+/// Whether the head's weight is the embedding table (Press & Wolf 2017, "Using the Output
+/// Embedding to Improve Language Models"; PyTorch word_language_model `--tied`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TieWeights {
+    /// The head has its own weight.
+    #[default]
+    Untied,
+    /// `head.weight` is `embedding.weight`: needs [`Input::Embedding`], `out_features =
+    /// num_embeddings` and `D * H_out = embedding_dim`.
+    Tied,
+}
+
 /// Configuration of a [`SequenceModel`].
 ///
 /// ```
@@ -102,16 +139,52 @@ pub struct SequenceModelConfig {
     pub out_features: usize,
     /// Whether the head has a bias (PyTorch `bias`, default enabled).
     pub head_bias: Bias,
+    /// Dropout probability on the recurrent stack's input (the embedding output, or the dense
+    /// features), in training only; default 0.
+    pub input_dropout: f64,
+    /// Dropout probability on what the head reads (the top layer's output, or the final
+    /// states for [`OutputForm::Last`]), in training only; default 0.
+    pub output_dropout: f64,
+    /// Whether the head's weight is the embedding table; default untied.
+    pub tie_weights: TieWeights,
 }
 
 impl SequenceModelConfig {
     /// Checks every setting, and that the parts fit together.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the first setting out of range, or `embedding_dim` when it
-    /// differs from the stack's `input_size`.
+    /// [`Error::Config`] naming the first setting out of range, `embedding_dim` when it
+    /// differs from the stack's `input_size`, or `tie_weights` when the head cannot share the
+    /// embedding table.
     pub fn validate(&self) -> Result<()> {
         self.rnn.validate()?;
+        for (what, p) in [
+            ("input_dropout", self.input_dropout),
+            ("output_dropout", self.output_dropout),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(config_err(what, format!("must lie in [0, 1), got {p}")));
+            }
+        }
+        if self.tie_weights == TieWeights::Tied {
+            let Input::Embedding(e) = &self.input else {
+                return Err(config_err(
+                    "tie_weights",
+                    "needs an embedding input (Input::Embedding) to share its table",
+                ));
+            };
+            let head = self.head_config();
+            if head.out_features != e.num_embeddings || head.in_features != e.embedding_dim {
+                return Err(config_err(
+                    "tie_weights",
+                    format!(
+                        "the head's weight [out_features, D * H_out] = [{}, {}] must have the \
+                         embedding table's shape [num_embeddings, embedding_dim] = [{}, {}]",
+                        head.out_features, head.in_features, e.num_embeddings, e.embedding_dim
+                    ),
+                ));
+            }
+        }
         if let Input::Embedding(e) = &self.input {
             e.validate()?;
             if e.embedding_dim != self.rnn.input_size {
@@ -125,6 +198,52 @@ impl SequenceModelConfig {
             }
         }
         self.head_config().validate()
+    }
+
+    /// Every tensor of the flat parameter buffer of a model of this configuration (what
+    /// [`SequenceModel::param_layout`] gives), computed without allocating the parameters:
+    /// what a loader checks a file against before it allocates anything.
+    ///
+    /// # Errors
+    /// As [`SequenceModelConfig::validate`], and [`Error::Config`] when a tensor's size
+    /// overflows `usize`.
+    pub fn param_layout(&self) -> Result<Vec<ModelParam>> {
+        self.validate()?;
+        let mut layout = Vec::new();
+        let mut offset = 0usize;
+        let mut push = |name: String, shape: Vec<usize>| -> Result<()> {
+            let len = shape
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d))
+                .ok_or_else(|| config_err(name.clone(), "tensor size overflows usize"))?;
+            layout.push(ModelParam {
+                name,
+                shape,
+                offset,
+                len,
+            });
+            offset = offset
+                .checked_add(len)
+                .ok_or_else(|| config_err("parameters", "total size overflows usize"))?;
+            Ok(())
+        };
+        if let Input::Embedding(e) = &self.input {
+            push(
+                "embedding.weight".into(),
+                vec![e.num_embeddings, e.embedding_dim],
+            )?;
+        }
+        for entry in rnn_layout(&self.rnn).entries() {
+            push(format!("rnn.{}", entry.name), entry.shape.clone())?;
+        }
+        let hc = self.head_config();
+        if self.tie_weights == TieWeights::Untied {
+            push("head.weight".into(), vec![hc.out_features, hc.in_features])?;
+        }
+        if hc.bias == Bias::Enabled {
+            push("head.bias".into(), vec![hc.out_features])?;
+        }
+        Ok(layout)
     }
 
     /// The head: `in_features = D * H_out` in both output forms.
@@ -177,7 +296,10 @@ pub struct SequenceTape<T> {
     ids: Vec<usize>,
     ids_shape: [usize; 2],
     rnn: Tape<T>,
-    /// what the head read: `y` or the concatenated final states
+    /// m_in and m_out (empty without that dropout)
+    input_mask: Vec<T>,
+    output_mask: Vec<T>,
+    /// what the head read: u (`y` or the concatenated final states), after dropout
     head_input: Tensor<T>,
     /// rows of the head's input past a sequence's end (`EveryStep` only)
     padded: Vec<usize>,
@@ -202,14 +324,15 @@ pub struct SequenceModel<T> {
     config: SequenceModelConfig,
     embedding: Option<Embedding<T>>,
     rnn: Recurrent<T>,
-    head: Linear<T>,
+    /// The head's own parameters: `[weight | bias]`, or `[bias]` when tied.
+    head: Vec<T>,
     layout: Vec<ModelParam>,
 }
 
 impl<T: Float> SequenceModel<T> {
     /// A model with each part's PyTorch default initialisation ([`Embedding::new`],
     /// [`Recurrent::new`], [`Linear::new`]), the parts seeded with `seed`, `seed + 1` and
-    /// `seed + 2`.
+    /// `seed + 2` (a tied head keeps only the bias of its draw).
     ///
     /// # Errors
     /// [`Error::Config`] when the configuration is invalid.
@@ -220,8 +343,15 @@ impl<T: Float> SequenceModel<T> {
             Input::Dense => None,
         };
         let rnn = Recurrent::new(config.rnn.clone(), seed.wrapping_add(1))?;
-        let head = Linear::new(config.head_config(), seed.wrapping_add(2))?;
-        Ok(Self::assemble(config, embedding, rnn, head))
+        let linear = Linear::new(config.head_config(), seed.wrapping_add(2))?;
+        let skip = match config.tie_weights {
+            TieWeights::Tied => {
+                config.head_config().out_features * config.head_config().in_features
+            }
+            TieWeights::Untied => 0,
+        };
+        let head = linear.params()[skip..].to_vec();
+        Self::assemble(config, embedding, rnn, head)
     }
 
     /// A model holding the given flat parameters (laid out as
@@ -240,42 +370,16 @@ impl<T: Float> SequenceModel<T> {
         config: SequenceModelConfig,
         embedding: Option<Embedding<T>>,
         rnn: Recurrent<T>,
-        head: Linear<T>,
-    ) -> Self {
-        let mut layout = Vec::new();
-        let mut offset = 0;
-        let mut push = |name: String, shape: Vec<usize>| {
-            let len = shape.iter().product();
-            layout.push(ModelParam {
-                name,
-                shape,
-                offset,
-                len,
-            });
-            offset += len;
-        };
-        if let Some(e) = &embedding {
-            let c = e.config();
-            push(
-                "embedding.weight".into(),
-                vec![c.num_embeddings, c.embedding_dim],
-            );
-        }
-        for entry in rnn.layout().entries() {
-            push(format!("rnn.{}", entry.name), entry.shape.clone());
-        }
-        let hc = head.config();
-        push("head.weight".into(), vec![hc.out_features, hc.in_features]);
-        if hc.bias == Bias::Enabled {
-            push("head.bias".into(), vec![hc.out_features]);
-        }
-        Self {
+        head: Vec<T>,
+    ) -> Result<Self> {
+        let layout = config.param_layout()?;
+        Ok(Self {
             config,
             embedding,
             rnn,
             head,
             layout,
-        }
+        })
     }
 
     pub fn config(&self) -> &SequenceModelConfig {
@@ -296,7 +400,7 @@ impl<T: Float> SequenceModel<T> {
         [
             self.embedding.as_ref().map_or(0, |e| e.params().len()),
             self.rnn.params().len(),
-            self.head.params().len(),
+            self.head.len(),
         ]
     }
 
@@ -330,7 +434,7 @@ impl<T: Float> SequenceModel<T> {
         [
             self.embedding.as_ref().map_or(&[][..], |e| e.params()),
             self.rnn.params(),
-            self.head.params(),
+            &self.head,
         ]
     }
 
@@ -342,11 +446,12 @@ impl<T: Float> SequenceModel<T> {
                 .as_mut()
                 .map_or(&mut [][..], |e| e.params_mut()),
             self.rnn.params_mut(),
-            self.head.params_mut(),
+            &mut self.head,
         ]
     }
 
-    /// The parameter tensor named `name` (see the module's layout table), if present.
+    /// The parameter tensor named `name` (see the module's layout table), if present;
+    /// `head.weight` of a tied model is the embedding table.
     pub fn param(&self, name: &str) -> Option<&[T]> {
         if let Some(rest) = name.strip_prefix("embedding.") {
             return self.embedding.as_ref()?.param(rest);
@@ -354,7 +459,32 @@ impl<T: Float> SequenceModel<T> {
         if let Some(rest) = name.strip_prefix("rnn.") {
             return self.rnn.param(rest);
         }
-        self.head.param(name.strip_prefix("head.")?)
+        match name {
+            "head.weight" => Some(self.head_weight()),
+            "head.bias" => self.head_bias(),
+            _ => None,
+        }
+    }
+
+    /// The head's weight `[out_features, D * H_out]` (the embedding table when tied).
+    pub fn head_weight(&self) -> &[T] {
+        match (self.config.tie_weights, &self.embedding) {
+            (TieWeights::Tied, Some(e)) => e.weight(),
+            _ => &self.head[..self.head_weight_len()],
+        }
+    }
+
+    /// The head's bias `[out_features]`, when it has one.
+    pub fn head_bias(&self) -> Option<&[T]> {
+        (self.config.head_bias == Bias::Enabled).then(|| &self.head[self.head_weight_len()..])
+    }
+
+    /// Length of the head's own weight in its buffer (0 when tied).
+    fn head_weight_len(&self) -> usize {
+        match self.config.tie_weights {
+            TieWeights::Tied => 0,
+            TieWeights::Untied => self.config.out_features * self.config.head_config().in_features,
+        }
     }
 
     pub fn embedding(&self) -> Option<&Embedding<T>> {
@@ -363,10 +493,6 @@ impl<T: Float> SequenceModel<T> {
 
     pub fn rnn(&self) -> &Recurrent<T> {
         &self.rnn
-    }
-
-    pub fn head(&self) -> &Linear<T> {
-        &self.head
     }
 
     /// Inference: (1)–(3) from `state` (zero when `None`) over sequences of the given
@@ -385,8 +511,9 @@ impl<T: Float> SequenceModel<T> {
         self.run(input, state, lengths, None).map(|(out, _)| out)
     }
 
-    /// Training: as [`SequenceModel::forward`], with the stack's inter-layer dropout drawn
-    /// from `seed`, and keeps what [`SequenceModel::backward`] needs.
+    /// Training: as [`SequenceModel::forward`], with the dropout masks (input, the stack's
+    /// inter-layer, output) drawn from `seed`, and keeps what [`SequenceModel::backward`]
+    /// needs.
     ///
     /// # Errors
     /// As [`SequenceModel::forward`].
@@ -427,6 +554,18 @@ impl<T: Float> SequenceModel<T> {
                 ));
             }
         };
+        // (1') x = x ⊙ m_in
+        let input_mask = match train_seed {
+            Some(seed) => dropout_mask(x.data().len(), self.config.input_dropout, seed, 1),
+            None => Vec::new(),
+        };
+        let dropped;
+        let x = if input_mask.is_empty() {
+            x
+        } else {
+            dropped = Tensor::new(mul(x.data(), &input_mask), x.shape())?;
+            &dropped
+        };
         // (2) y, h_n = rnn(x, state, lengths)
         let (out, rnn_tape) = match train_seed {
             Some(seed) => {
@@ -439,21 +578,41 @@ impl<T: Float> SequenceModel<T> {
             BatchLayout::SeqFirst => (x.shape()[0], x.shape()[1]),
             BatchLayout::BatchFirst => (x.shape()[1], x.shape()[0]),
         };
-        // (3) z = head(y) or head([h_n(top, fwd) | h_n(top, rev)])
-        let (head_input, padded) = match self.config.output {
+        // u = y or [h_n(top, fwd) | h_n(top, rev)]
+        let (mut head_input, padded) = match self.config.output {
             OutputForm::EveryStep => (
                 out.output,
                 self.padded_rows(seq_len, batch, lengths.unwrap_or(&[])),
             ),
             OutputForm::Last => (self.last_states(&out.state.h, batch)?, Vec::new()),
         };
-        let mut z = self.head.forward(&head_input)?;
+        // (2') u = u ⊙ m_out
+        let output_mask = match train_seed {
+            Some(seed) => {
+                dropout_mask(head_input.data().len(), self.config.output_dropout, seed, 2)
+            }
+            None => Vec::new(),
+        };
+        if !output_mask.is_empty() {
+            for (u, &m) in head_input.data_mut().iter_mut().zip(&output_mask) {
+                *u *= m;
+            }
+        }
+        // (3) z = u Wᵀ + bias
+        let mut z = affine_forward(
+            &self.config.head_config(),
+            self.head_weight(),
+            self.head_bias(),
+            &head_input,
+        )?;
         zero_rows(z.data_mut(), &padded, self.config.out_features);
         let tape = rnn_tape.map(|rnn| SequenceTape {
             config: self.config.clone(),
             ids: ids.to_vec(),
             ids_shape,
             rnn,
+            input_mask,
+            output_mask,
             head_input,
             padded,
             output_shape: z.shape().to_vec(),
@@ -494,10 +653,28 @@ impl<T: Float> SequenceModel<T> {
         let [n_emb, n_rnn, _] = self.part_lens();
         let (g_emb, rest) = param_grads.split_at_mut(n_emb);
         let (g_rnn, g_head) = rest.split_at_mut(n_rnn);
-        // (3)ᵀ dz = 0 past each end; dW += dzᵀ y; dbias += Σ dz; d(head input) = dz W
+        // (3)ᵀ dz = 0 past each end; dW += dzᵀ u (into dE when tied); dbias += Σ dz; du = dz W
         let mut dz = grad_output.clone();
         zero_rows(dz.data_mut(), &tape.padded, self.config.out_features);
-        let d_head_input = self.head.backward(&tape.head_input, &dz, g_head)?;
+        let (dw, db) = match self.config.tie_weights {
+            TieWeights::Tied => (&mut *g_emb, g_head),
+            TieWeights::Untied => g_head.split_at_mut(self.head_weight_len()),
+        };
+        let db = (self.config.head_bias == Bias::Enabled).then_some(db);
+        let mut d_head_input = affine_backward(
+            &self.config.head_config(),
+            self.head_weight(),
+            &tape.head_input,
+            &dz,
+            dw,
+            db,
+        )?;
+        // (2')ᵀ du = du ⊙ m_out
+        if !tape.output_mask.is_empty() {
+            for (d, &m) in d_head_input.data_mut().iter_mut().zip(&tape.output_mask) {
+                *d *= m;
+            }
+        }
         // (2)ᵀ BPTT from dy (every step) or from dh_n of the top layer (last)
         let dh_n;
         let grad = match self.config.output {
@@ -513,7 +690,13 @@ impl<T: Float> SequenceModel<T> {
                 }
             }
         };
-        let dx = self.rnn.backward(&tape.rnn, grad, g_rnn)?;
+        let mut dx = self.rnn.backward(&tape.rnn, grad, g_rnn)?;
+        // (1')ᵀ dx = dx ⊙ m_in
+        if !tape.input_mask.is_empty() {
+            for (d, &m) in dx.input.data_mut().iter_mut().zip(&tape.input_mask) {
+                *d *= m;
+            }
+        }
         // (1)ᵀ dE[ids_n] += dx[n]
         let input = match &self.embedding {
             Some(e) => {
@@ -574,6 +757,47 @@ impl<T: Float> SequenceModel<T> {
         }
         Tensor::new(dh, &[cfg.num_layers * d, batch, r])
     }
+}
+
+/// The stack's layout table from its configuration alone (what [`Recurrent::layout`] holds).
+fn rnn_layout(c: &RecurrentConfig) -> ParamLayout {
+    ParamLayout::new(
+        &c.cell,
+        &Dims {
+            input_size: c.input_size,
+            hidden_size: c.hidden_size,
+            num_layers: c.num_layers,
+            num_directions: c.direction.count(),
+            reverse_only: c.direction == Direction::Reverse,
+            bias: c.bias == Bias::Enabled,
+        },
+    )
+}
+
+/// A dropout mask of `len` values: 0 with probability `p`, else 1/(1 − p) (empty for p = 0),
+/// from the ChaCha8 stream `stream` of `seed` (the stack's own masks use stream 0 of the
+/// same seed, so the three never share numbers).
+fn dropout_mask<T: Float>(len: usize, p: f64, seed: u64, stream: u64) -> Vec<T> {
+    if p == 0.0 {
+        return Vec::new();
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    let keep = 1.0 - p;
+    let scale = T::from_f64(1.0 / keep).unwrap_or_else(T::one);
+    (0..len)
+        .map(|_| {
+            if rng.random::<f64>() < keep {
+                scale
+            } else {
+                T::zero()
+            }
+        })
+        .collect()
+}
+
+fn mul<T: Float>(a: &[T], b: &[T]) -> Vec<T> {
+    a.iter().zip(b).map(|(&x, &m)| x * m).collect()
 }
 
 fn zero_rows<T: Float>(data: &mut [T], rows: &[usize], width: usize) {

@@ -12,6 +12,8 @@
 
 use super::Optimizer;
 use super::{check_len, check_lr, check_non_negative};
+use serde::{Deserialize, Serialize};
+
 use crate::Float;
 use crate::error::Result;
 
@@ -22,7 +24,8 @@ use crate::error::Result;
 /// let config = AdagradConfig { lr: 0.1, lr_decay: 1e-4, ..Default::default() };
 /// assert!(config.validate().is_ok());
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdagradConfig {
     /// γ, default 1e-2
     pub lr: f64,

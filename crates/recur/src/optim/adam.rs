@@ -16,11 +16,14 @@
 //! last bits; m, v, v̂ start at zero.
 
 use super::{Optimizer, check_len, check_lr, check_non_negative, lerp};
+use serde::{Deserialize, Serialize};
+
 use crate::Float;
 use crate::error::{Result, config_err};
 
 /// Whether the second moment is AMSGrad's running maximum (PyTorch `amsgrad`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AmsGrad {
     #[default]
     Disabled,
@@ -28,7 +31,8 @@ pub enum AmsGrad {
 }
 
 /// How the weight decay λ acts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WeightDecay {
     /// An L2 penalty added to the gradient, (1) `g = ∇ + λθ` (`torch.optim.Adam`).
     #[default]
@@ -46,7 +50,8 @@ pub enum WeightDecay {
 /// let adamw = AdamConfig { lr: 3e-4, ..AdamConfig::adamw() };
 /// assert!(adam.validate().is_ok() && adamw.validate().is_ok());
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdamConfig {
     /// γ, default 1e-3
     pub lr: f64,

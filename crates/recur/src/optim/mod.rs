@@ -5,18 +5,26 @@
 //! state (momentum) in a buffer of the same layout, so its update is one loop and its state is
 //! one write in a checkpoint. The update formulas are PyTorch's, element for element; since
 //! they are elementwise, one optimizer per module gives the same numbers as one optimizer over
-//! the modules' concatenation.
+//! the modules' concatenation. [`AnyOptimizer`] holds whichever one a run configured, and
+//! [`LrScheduler`] gives the learning rate of every step ([`schedule`]).
 
 pub mod adagrad;
 pub mod adam;
+pub mod any;
 pub mod clip;
 pub mod rmsprop;
+pub mod schedule;
 pub mod sgd;
 
 pub use adagrad::{Adagrad, AdagradConfig};
 pub use adam::{Adam, AdamConfig, AmsGrad, WeightDecay};
+pub use any::{AnyOptimizer, OptimizerConfig};
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use rmsprop::{Centered, Rmsprop, RmspropConfig};
+pub use schedule::{
+    LrScheduler, PlateauConfig, PlateauMode, Schedule, ScheduleConfig, SchedulerState,
+    ThresholdMode, Warmup,
+};
 pub use sgd::{Nesterov, Sgd, SgdConfig};
 
 use crate::error::{Error, Shape, config_err};

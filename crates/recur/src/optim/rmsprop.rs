@@ -16,12 +16,15 @@
 
 use super::Optimizer;
 use super::{check_len, check_lr, check_non_negative, lerp};
+use serde::{Deserialize, Serialize};
+
 use crate::Float;
 use crate::error::Result;
 
 /// Whether the second moment is centered by the running mean of the gradient (PyTorch
 /// `centered`), normalising by an estimate of its variance instead.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Centered {
     #[default]
     Disabled,
@@ -35,7 +38,8 @@ pub enum Centered {
 /// let config = RmspropConfig { lr: 1e-3, momentum: 0.9, centered: Centered::Enabled, ..Default::default() };
 /// assert!(config.validate().is_ok());
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RmspropConfig {
     /// γ, default 1e-2
     pub lr: f64,

@@ -13,11 +13,14 @@
 //! not as zero, and ignores τ on that first step).
 
 use super::{Optimizer, check_len, check_lr, check_non_negative};
+use serde::{Deserialize, Serialize};
+
 use crate::Float;
 use crate::error::{Result, config_err};
 
 /// Whether the momentum is Nesterov's (PyTorch `nesterov`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Nesterov {
     #[default]
     Disabled,
@@ -32,7 +35,8 @@ pub enum Nesterov {
 /// let config = SgdConfig { lr: 0.1, momentum: 0.9, nesterov: Nesterov::Enabled, ..Default::default() };
 /// assert!(config.validate().is_ok());
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SgdConfig {
     /// γ
     pub lr: f64,
@@ -80,6 +84,7 @@ impl SgdConfig {
 pub struct Sgd<T> {
     config: SgdConfig,
     len: usize,
+    step: u64,
     /// b, empty until the first step with momentum
     momentum_buffer: Vec<T>,
 }
@@ -94,6 +99,7 @@ impl<T: Float> Sgd<T> {
         Ok(Self {
             config,
             len,
+            step: 0,
             momentum_buffer: Vec::new(),
         })
     }
@@ -105,6 +111,45 @@ impl<T: Float> Sgd<T> {
     /// The momentum buffer b, once a step with momentum has made it.
     pub fn momentum_buffer(&self) -> Option<&[T]> {
         (!self.momentum_buffer.is_empty()).then_some(&self.momentum_buffer[..])
+    }
+
+    /// The number of steps taken (PyTorch's SGD keeps no count; recur keeps one so that
+    /// every optimizer reports it alike).
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// Sets the step count (with [`Sgd::set_momentum_buffer`], what resuming does).
+    pub fn set_step_count(&mut self, step: u64) {
+        self.step = step;
+    }
+
+    /// The state buffers under PyTorch's state names: `momentum_buffer` (b) once a step with
+    /// momentum has made it, else none.
+    pub fn state_buffers(&self) -> Vec<(&'static str, &[T])> {
+        self.momentum_buffer()
+            .map(|b| vec![("momentum_buffer", b)])
+            .unwrap_or_default()
+    }
+
+    /// Restores b (`None`: no step with momentum has been taken yet, so the next step starts
+    /// it from the gradient, as PyTorch does).
+    ///
+    /// # Errors
+    /// [`crate::Error::Length`] for a buffer of the wrong length; [`crate::Error::Config`]
+    /// for a buffer given to SGD without momentum.
+    pub fn set_momentum_buffer(&mut self, buffer: Option<Vec<T>>) -> Result<()> {
+        if let Some(b) = &buffer {
+            self.check_len("momentum_buffer", b.len())?;
+            if self.config.momentum == 0.0 {
+                return Err(config_err(
+                    "momentum_buffer",
+                    "SGD without momentum keeps no momentum buffer",
+                ));
+            }
+        }
+        self.momentum_buffer = buffer.unwrap_or_default();
+        Ok(())
     }
 
     fn check_len(&self, what: &str, len: usize) -> Result<()> {
@@ -122,6 +167,7 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         let keep = cast(1.0 - c.dampening);
         let nesterov = c.nesterov == Nesterov::Enabled;
         let first = self.momentum_buffer.is_empty();
+        self.step += 1;
         if c.momentum != 0.0 && first {
             self.momentum_buffer = vec![T::zero(); self.len];
         }
