@@ -26,8 +26,9 @@ use recur::{OutputGrad, Recurrent, Tensor};
 
 use super::args::Cell;
 use super::lm::clip;
-use super::optim::Opt;
+use super::optim::{Opt, describe};
 use super::settings::Settings;
+use recur::optim::Optimizer;
 
 /// Size of the fixed held-out set every evaluation uses.
 const TEST_SEQUENCES: usize = 512;
@@ -146,8 +147,8 @@ pub fn run(args: &Settings) -> Result<()> {
     let n_head = model.head.params().len();
     // One optimizer per flat buffer; every update rule is elementwise, so this is one
     // optimizer over both.
-    let mut opt_rnn = Opt::new(&args.opt, n_rnn)?;
-    let mut opt_head = Opt::new(&args.opt, n_head)?;
+    let mut opt_rnn = Opt::new(args.opt.clone(), n_rnn)?;
+    let mut opt_head = Opt::new(args.opt.clone(), n_head)?;
     let mut grads = vec![0.0f32; n_rnn + n_head];
 
     let baseline = test
@@ -173,7 +174,7 @@ pub fn run(args: &Settings) -> Result<()> {
          {TEST_SEQUENCES} held-out sequences (predicting 0.5 solves {:.1}%)",
         steps,
         args.batch_size,
-        args.opt.describe(),
+        describe(&args.opt),
         args.clip_norm,
         args.seed,
         100.0 * baseline

@@ -116,10 +116,6 @@ impl Checkpoint {
             .map_err(|e| anyhow!("{}: metadata `{key}`: {e}", self.file))
     }
 
-    pub fn has(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
-    }
-
     /// Copies tensor `name` into `dst`, which must have its shape.
     pub fn read_into(&self, name: &str, shape: &[usize], dst: &mut [f32]) -> Result<()> {
         let (got, data) = self

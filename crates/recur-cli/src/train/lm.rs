@@ -11,23 +11,25 @@
 //! ```
 //! Perplexity is exp of the mean loss per target token, whatever the reduction.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use recur::State;
 use recur::data::{Corpus, SplitFractions, TokenLevel, Vocabulary, batchify};
 use recur::model::{
-    EmbeddingConfig, Input, ModelInput, OutputForm, SequenceModel, SequenceModelConfig,
+    EmbeddingConfig, Input, ModelInput, OutputForm, SequenceModel, SequenceModelConfig, TieWeights,
     bits_per_character, perplexity,
 };
 use recur::optim::{clip_grad_norm, clip_grad_value};
-use recur::{State, Tensor};
-use serde::{Deserialize, Serialize};
 
 use super::args::{Level, LossReduction, TrainArgs};
-use super::checkpoint::{Checkpoint, Writer, best_path};
-use super::optim::{Opt, Schedule};
+use super::checkpoint::{Checkpoint, best_path};
+use super::core::{Core, Progress, read_model};
+use super::optim::describe;
 use super::report::{Reporter, StepRecord};
 use super::settings::Settings;
 use super::xent::{xent_in_place, xent_loss};
@@ -42,40 +44,8 @@ impl Level {
     }
 }
 
-/// Where a run is: what a checkpoint needs besides weights to continue exactly.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Progress {
-    /// the epoch under way (1-based)
-    pub epoch: usize,
-    /// steps done over the whole run
-    pub step: usize,
-    /// the stream step the next chunk of this epoch starts at
-    pub position: usize,
-    /// sums over the epoch so far: loss over targets, targets, gradient norms, steps
-    pub loss_sum: f64,
-    pub targets: usize,
-    pub norm_sum: f64,
-    pub steps: usize,
-    /// seconds of training before this process
-    pub elapsed_s: f64,
-    pub best_valid: Option<f64>,
-    pub plateau_decays: u32,
-    pub plateau_best: Option<f64>,
-    pub bad_epochs: usize,
-    pub opt_steps: [u64; 3],
-}
-
 /// The model of a language model over `vocab` tokens.
 pub fn build_model(s: &Settings, vocab: usize) -> Result<SequenceModel<f32>> {
-    if s.embedding_dropout > 0.0 || s.output_dropout > 0.0 {
-        bail!("--embedding-dropout / --output-dropout are not available in this build yet");
-    }
-    if s.recurrent_dropout > 0.0 {
-        bail!("--recurrent-dropout is not available in this build yet");
-    }
-    if s.tied {
-        bail!("--tied is not available in this build yet");
-    }
     let config = SequenceModelConfig {
         input: Input::Embedding(EmbeddingConfig {
             num_embeddings: vocab,
@@ -85,6 +55,13 @@ pub fn build_model(s: &Settings, vocab: usize) -> Result<SequenceModel<f32>> {
         rnn: s.rnn_config(s.embedding_size),
         output: OutputForm::EveryStep,
         out_features: vocab,
+        input_dropout: s.embedding_dropout,
+        output_dropout: s.output_dropout,
+        tie_weights: if s.tied {
+            TieWeights::Tied
+        } else {
+            TieWeights::Untied
+        },
         ..Default::default()
     };
     let mut model = SequenceModel::new(config, s.seed).context("model")?;
@@ -186,48 +163,23 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         }
     }
     let v = vocab.len();
-    let mut model = build_model(s, v)?;
-    let lens = model.parts().map(<[f32]>::len);
-    let mut opts = [
-        Opt::new(&s.opt, lens[0])?,
-        Opt::new(&s.opt, lens[1])?,
-        Opt::new(&s.opt, lens[2])?,
-    ];
+    let model = build_model(s, v)?;
     let train = batchify(&corpus.train, s.batch_size)
         .with_context(|| format!("{}: the training part", data_name(args)))?;
     let n_chunks = train.num_chunks(s.bptt);
-    let total_steps = match (s.epochs, s.steps) {
-        (Some(e), _) => e * n_chunks,
-        (None, Some(st)) => st,
+    let (epochs, total_steps) = match (s.epochs, s.steps) {
+        (Some(e), _) => (e, e * n_chunks),
+        (None, Some(st)) => (st.div_ceil(n_chunks), st),
         (None, None) => unreachable!("settings give epochs or steps"),
     };
-    let epochs = s.epochs.unwrap_or_else(|| total_steps.div_ceil(n_chunks));
-    let mut sched = Schedule {
-        kind: s.schedule,
-        base: s.opt.lr(),
-        decay_after: s.decay_after,
-        factor: s.decay_factor,
-        warmup_steps: s.warmup_steps,
-        patience: s.patience,
-        min_lr: s.min_lr,
-        total_steps,
-        plateau_decays: 0,
-        best: f64::INFINITY,
-        bad_epochs: 0,
-    };
-    let mut prog = Progress {
-        epoch: 1,
-        ..Default::default()
-    };
+    let mut core = Core::new(model, s, epochs)?;
+    let mut prog = Progress::default();
     let mut state: Option<State<f32>> = None;
     if let Some(ck) = &resume {
-        prog = restore(ck, &mut model, &mut opts, &mut state)?;
-        sched.plateau_decays = prog.plateau_decays;
-        sched.best = prog.plateau_best.unwrap_or(f64::INFINITY);
-        sched.bad_epochs = prog.bad_epochs;
+        (prog, state) = core.restore(ck, "text")?;
     }
-
-    let n_params = model.param_len();
+    let vocab_meta = [("vocab", vocab.to_text())];
+    let n_params = core.model.param_len();
     println!(
         "recur train: {} level, {} tokens in the vocabulary; train {} / valid {} / test {} tokens",
         match s.level {
@@ -254,7 +206,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         n_chunks,
         s.batch_size,
         s.bptt,
-        s.opt.describe(),
+        describe(&s.opt),
         s.schedule,
         s.clip_norm,
         match s.loss_reduction {
@@ -265,20 +217,19 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     );
     if let Some(ck) = &resume {
         println!(
-            "  resumed from {} at epoch {}, step {}",
+            "  resumed from {} after {} finished epoch(s) and {} steps",
             ck.file, prog.epoch, prog.step
         );
     }
 
     let mut reporter = Reporter::new(args.log.as_deref(), s.quiet, resume.is_some())?;
-    let mut grads = vec![0.0f32; n_params];
     let run_start = Instant::now();
     let elapsed = |p: &Progress| p.elapsed_s + run_start.elapsed().as_secs_f64();
     let mut stopped = false;
     let valid_batch = s.eval_batch_size;
-    let mut last_valid: Option<f64> = None;
-    while prog.epoch <= epochs && prog.step < total_steps {
-        let epoch = prog.epoch;
+    let mut last_lr = s.opt.lr();
+    while prog.epoch < epochs && prog.step < total_steps {
+        let epoch = prog.epoch + 1;
         let epoch_start = Instant::now();
         let epoch_tokens_before = prog.targets;
         reporter.start(
@@ -290,13 +241,11 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
             if prog.step >= total_steps {
                 break;
             }
+            let lr = core.set_lr(&prog)?;
+            last_lr = lr;
             prog.step += 1;
-            let lr = sched.lr(epoch, prog.step);
-            for o in &mut opts {
-                o.set_lr(lr)?;
-            }
             let shape = [chunk.seq_len, s.batch_size];
-            let (mut out, tape) = model.forward_train(
+            let (mut out, tape) = core.model.forward_train(
                 ModelInput::Ids {
                     ids: chunk.input,
                     shape,
@@ -312,10 +261,10 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
                 LossReduction::SumOverTime => 1.0 / s.batch_size as f32,
             };
             let sums = xent_in_place(out.output.data_mut(), chunk.target, v, dl)?;
-            grads.fill(0.0);
-            model.backward(&tape, &out.output, &mut grads)?;
+            core.grads.fill(0.0);
+            core.model.backward(&tape, &out.output, &mut core.grads)?;
             drop(tape);
-            let norm = clip(&mut grads, s.clip_norm, s.clip_value)?;
+            let norm = core.update(s)?;
             let mean_loss = sums.loss / n as f64;
             if !mean_loss.is_finite() || !norm.is_finite() {
                 bail!(
@@ -323,15 +272,6 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
                      smaller --lr or a --clip-norm",
                     prog.step
                 );
-            }
-            {
-                let parts = model.parts_mut();
-                let mut rest = &grads[..];
-                for (o, p) in opts.iter_mut().zip(parts) {
-                    let (g, tail) = rest.split_at(p.len());
-                    o.step(p, g)?;
-                    rest = tail;
-                }
             }
             state = Some(out.state);
             prog.position = chunk.start + chunk.seq_len;
@@ -356,18 +296,9 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
             if let Some(path) = &args.checkpoint
                 && (interrupted || (s.save_every > 0 && prog.step.is_multiple_of(s.save_every)))
             {
-                prog.elapsed_s = elapsed(&prog);
-                save(
-                    path,
-                    args,
-                    vocab,
-                    &model,
-                    &opts,
-                    state.as_ref(),
-                    &prog,
-                    &sched,
-                )?;
-                prog.elapsed_s -= run_start.elapsed().as_secs_f64();
+                let mut p = prog.clone();
+                p.elapsed_s = elapsed(&prog);
+                core.save(path, "text", args, &vocab_meta, state.as_ref(), &p)?;
             }
             if interrupted {
                 stopped = true;
@@ -385,54 +316,56 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
             ));
             break;
         }
-        // The epoch (or the run's last steps) is done: validate, report, save.
+        // The epoch is done, or --steps ended the run inside it: validate, report, save.
+        let partial = prog.position < train.n_steps() - 1;
         let train_loss = prog.loss_sum / prog.targets.max(1) as f64;
-        let (valid_loss, _) = evaluate(&model, &corpus.valid, valid_batch, s.bptt, "validation")?;
-        last_valid = Some(valid_loss);
-        sched.observe(valid_loss);
+        let (valid_loss, _) = evaluate(
+            &core.model,
+            &corpus.valid,
+            valid_batch,
+            s.bptt,
+            "validation",
+        )?;
         let secs = epoch_start.elapsed().as_secs_f64();
         reporter.println(&format!(
-            "epoch {epoch:>3}  lr {:.6}  train loss {train_loss:.4} {}  valid loss {valid_loss:.4} {}  |grad| {:.3}  {:.0} tok/s  {:.1} s",
-            sched.lr(epoch, prog.step),
+            "epoch {epoch:>3}{}  lr {last_lr:.6}  train loss {train_loss:.4} {}  valid loss \
+             {valid_loss:.4} {}  |grad| {:.3}  {:.0} tok/s  {:.1} s",
+            if partial { " (part)" } else { "" },
             figure(s.level, train_loss),
             figure(s.level, valid_loss),
             prog.norm_sum / prog.steps.max(1) as f64,
             (prog.targets - epoch_tokens_before) as f64 / secs.max(1e-9),
             elapsed(&prog)
         ));
+        if partial {
+            // a later `--resume` with more steps or epochs continues inside this epoch
+            if let Some(path) = &args.checkpoint {
+                let mut p = prog.clone();
+                p.elapsed_s = elapsed(&prog);
+                core.save(path, "text", args, &vocab_meta, state.as_ref(), &p)?;
+            }
+            break;
+        }
+        core.sched.on_epoch_end(valid_loss);
         let improved = prog.best_valid.is_none_or(|b| valid_loss < b);
         if improved {
             prog.best_valid = Some(valid_loss);
         }
-        prog.epoch += 1;
-        prog.position = 0;
-        prog.loss_sum = 0.0;
-        prog.targets = 0;
-        prog.norm_sum = 0.0;
-        prog.steps = 0;
+        prog.next_epoch();
         state = None;
         reporter.flush()?;
         if let Some(path) = &args.checkpoint {
-            prog.elapsed_s = elapsed(&prog);
-            save(path, args, vocab, &model, &opts, None, &prog, &sched)?;
+            let mut p = prog.clone();
+            p.elapsed_s = elapsed(&prog);
+            core.save(path, "text", args, &vocab_meta, None, &p)?;
             if improved {
-                save(
-                    &best_path(path),
-                    args,
-                    vocab,
-                    &model,
-                    &opts,
-                    None,
-                    &prog,
-                    &sched,
-                )?;
+                core.save(&best_path(path), "text", args, &vocab_meta, None, &p)?;
             }
-            prog.elapsed_s -= run_start.elapsed().as_secs_f64();
         }
     }
     reporter.finish()?;
-    let _ = last_valid;
-    let (test_loss, test_tokens) = evaluate(&model, &corpus.test, valid_batch, s.bptt, "test")?;
+    let (test_loss, test_tokens) =
+        evaluate(&core.model, &corpus.test, valid_batch, s.bptt, "test")?;
     println!(
         "test: loss {test_loss:.4} {} over {test_tokens} tokens; {} steps in {:.1} s",
         figure(s.level, test_loss),
@@ -459,114 +392,143 @@ pub fn clip(grads: &mut [f32], norm: f64, value: f64) -> Result<f64> {
     Ok(n)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn save(
-    path: &Path,
-    args: &TrainArgs,
-    vocab: &Vocabulary,
-    model: &SequenceModel<f32>,
-    opts: &[Opt; 3],
-    state: Option<&State<f32>>,
-    prog: &Progress,
-    sched: &Schedule,
-) -> Result<()> {
-    let mut w = Writer::default();
-    write_model(&mut w, model);
-    let mut prog = prog.clone();
-    for (i, o) in opts.iter().enumerate() {
-        let (bufs, count) = o.state();
-        prog.opt_steps[i] = count;
-        for (name, buf) in bufs {
-            w.tensor(format!("optim.{i}.{name}"), &[buf.len()], buf);
-        }
-    }
-    if let Some(st) = state {
-        w.tensor("state.h", st.h.shape(), st.h.data());
-        if let Some(c) = &st.c {
-            w.tensor("state.c", c.shape(), c.data());
-        }
-    }
-    prog.plateau_decays = sched.plateau_decays;
-    prog.plateau_best = sched.best.is_finite().then_some(sched.best);
-    prog.bad_epochs = sched.bad_epochs;
-    w.meta("kind", "text");
-    w.meta("args", serde_json::to_string(args)?);
-    w.meta("vocab", vocab.to_text());
-    w.meta("progress", serde_json::to_string(&prog)?);
-    w.save(path)
-}
-
-/// Writes every parameter tensor of `model` as `model.<name>`.
-pub fn write_model(w: &mut Writer, model: &SequenceModel<f32>) {
-    let flat = model.params();
-    for p in model.param_layout() {
-        w.tensor(
-            format!("model.{}", p.name),
-            &p.shape,
-            &flat[p.offset..p.offset + p.len],
-        );
-    }
-}
-
-/// Reads every parameter tensor of `model` from `ck`.
-pub fn read_model(ck: &Checkpoint, model: &mut SequenceModel<f32>) -> Result<()> {
-    let mut flat = model.params();
-    for p in model.param_layout() {
-        ck.read_into(
-            &format!("model.{}", p.name),
-            &p.shape,
-            &mut flat[p.offset..p.offset + p.len],
-        )?;
-    }
-    let expected: Vec<String> = model
-        .param_layout()
-        .iter()
-        .map(|p| format!("model.{}", p.name))
-        .collect();
-    if let Some(extra) = ck
-        .names_with("model.")
-        .into_iter()
-        .find(|n| !expected.iter().any(|e| e == n))
-    {
-        bail!(
-            "{}: tensor `{extra}` has no place in this run's model (a checkpoint of another model?)",
-            ck.file
-        );
-    }
-    model.set_params(&flat)?;
-    Ok(())
-}
-
-fn restore(
-    ck: &Checkpoint,
-    model: &mut SequenceModel<f32>,
-    opts: &mut [Opt; 3],
-    state: &mut Option<State<f32>>,
-) -> Result<Progress> {
+/// The model, settings and vocabulary of a language model's checkpoint.
+pub fn load_checkpoint(ck: &Checkpoint) -> Result<(SequenceModel<f32>, Settings, Vocabulary)> {
     if ck.meta("kind")? != "text" {
         bail!("{}: not a language model's checkpoint", ck.file);
     }
-    read_model(ck, model)?;
-    let prog: Progress = ck.meta_json("progress")?;
-    for (i, o) in opts.iter_mut().enumerate() {
-        o.restore(prog.opt_steps[i], |name, buf| {
-            let key = format!("optim.{i}.{name}");
-            if !ck.has(&key) {
-                // a buffer the optimizer makes at its first step (SGD momentum)
-                return Ok(());
-            }
-            ck.read_into(&key, &[buf.len()], buf)
-        })?;
-    }
-    *state = match ck.tensor("state.h") {
-        Some((shape, h)) => Some(State {
-            h: Tensor::new(h.to_vec(), shape)?,
-            c: ck
-                .tensor("state.c")
-                .map(|(s, c)| Tensor::new(c.to_vec(), s))
-                .transpose()?,
-        }),
-        None => None,
+    let args: TrainArgs = ck.meta_json("args")?;
+    let s = Settings::resolve(&args).with_context(|| format!("{}: metadata `args`", ck.file))?;
+    let vocab = Vocabulary::from_text(ck.meta("vocab")?, &ck.file)?;
+    let mut model = build_model(&s, vocab.len())?;
+    read_model(ck, &mut model)?;
+    Ok((model, s, vocab))
+}
+
+/// `recur eval` of a language model: on `file`, or on the test part it was trained with.
+pub fn eval_command(ck: &Checkpoint, file: Option<&PathBuf>, batch: Option<usize>) -> Result<()> {
+    let (model, s, vocab) = load_checkpoint(ck)?;
+    let (name, ids) = match file {
+        Some(path) => {
+            let text = super::read_text(path)?;
+            (path.display().to_string(), vocab.encode(&text))
+        }
+        None => {
+            let args: TrainArgs = ck.meta_json("args")?;
+            let corpus = load_corpus(&args, &s)?;
+            ("the test part".to_string(), corpus.test)
+        }
     };
-    Ok(prog)
+    if ids.len() < 2 {
+        bail!("{name}: {} token(s), too few to evaluate on", ids.len());
+    }
+    let unk = ids.iter().filter(|&&i| i == vocab.unk_id()).count();
+    let (loss, count) = evaluate(&model, &ids, batch.unwrap_or(10), s.bptt, &name)?;
+    println!(
+        "{name}: loss {loss:.4} {} over {count} tokens ({unk} unknown, counted as {})",
+        figure(s.level, loss),
+        recur::data::UNK
+    );
+    Ok(())
+}
+
+/// `recur sample`: the prime, then `length` drawn tokens, as text.
+pub fn sample_command(a: &crate::cmd::sample::SampleArgs) -> Result<String> {
+    let ck = Checkpoint::load(&a.checkpoint)?;
+    let (model, _, vocab) = load_checkpoint(&ck)?;
+    let mut prime = vocab.encode(&a.prime);
+    if vocab.level() == TokenLevel::Word && !a.prime.ends_with('\n') {
+        // encode ends every line with <eos>; a prime without a line end continues its line
+        prime.pop();
+    }
+    if prime.is_empty() {
+        // start as after a line end: <eos> (words) or "\n" (characters), else token 0
+        let start = vocab
+            .eos_id()
+            .or_else(|| vocab.tokens().iter().position(|t| t == "\n"))
+            .unwrap_or(0);
+        prime.push(start);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
+    let mut state: Option<State<f32>> = None;
+    // Read the prime in one pass; its last token's output gives the first draw.
+    let out = model.forward(
+        ModelInput::Ids {
+            ids: &prime,
+            shape: [prime.len(), 1],
+        },
+        None,
+        None,
+    )?;
+    let v = vocab.len();
+    let mut logits = out.output.data()[(prime.len() - 1) * v..].to_vec();
+    state = Some(out.state).or(state);
+    let mut drawn = Vec::with_capacity(a.length);
+    for _ in 0..a.length {
+        let id = draw(&logits, a.temperature, a.top_k, &mut rng);
+        drawn.push(id);
+        let out = model.forward(
+            ModelInput::Ids {
+                ids: &[id],
+                shape: [1, 1],
+            },
+            state.as_ref(),
+            None,
+        )?;
+        logits.copy_from_slice(out.output.data());
+        state = Some(out.state);
+    }
+    let mut text = if a.prime.is_empty() {
+        String::new()
+    } else {
+        a.prime.clone()
+    };
+    let continuation = vocab.decode(&drawn)?;
+    if vocab.level() == TokenLevel::Word
+        && !text.is_empty()
+        && !text.ends_with(['\n', ' '])
+        && !continuation.starts_with('\n')
+    {
+        text.push(' ');
+    }
+    text.push_str(&continuation);
+    Ok(text)
+}
+
+/// Draws a token from softmax(`logits` / `temperature`) among the `top_k` largest (0 =
+/// all); temperature 0 takes the largest (the first on a tie).
+pub fn draw(logits: &[f32], temperature: f64, top_k: usize, rng: &mut ChaCha8Rng) -> usize {
+    let mut idx: Vec<usize> = (0..logits.len()).collect();
+    if top_k > 0 && top_k < logits.len() {
+        idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+        idx.truncate(top_k);
+        idx.sort_unstable();
+    }
+    if temperature == 0.0 {
+        return idx
+            .iter()
+            .copied()
+            .fold(None, |best: Option<usize>, i| match best {
+                Some(b) if logits[b] >= logits[i] => Some(b),
+                _ => Some(i),
+            })
+            .unwrap_or(0);
+    }
+    let m = idx
+        .iter()
+        .map(|&i| f64::from(logits[i]))
+        .fold(f64::NEG_INFINITY, f64::max);
+    let w: Vec<f64> = idx
+        .iter()
+        .map(|&i| ((f64::from(logits[i]) - m) / temperature).exp())
+        .collect();
+    let total: f64 = w.iter().sum();
+    let mut u = rng.random::<f64>() * total;
+    for (k, &wk) in w.iter().enumerate() {
+        if u < wk {
+            return idx[k];
+        }
+        u -= wk;
+    }
+    idx[idx.len() - 1]
 }

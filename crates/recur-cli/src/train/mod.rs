@@ -5,7 +5,9 @@
 //! | `args`       | the flags, which are also the config file's keys                       |
 //! | `settings`   | the flags resolved against the data source's defaults, checked         |
 //! | `adding`     | the built-in adding-problem demonstration (no data flag)               |
-//! | `lm`         | language models on a text: TBPTT, perplexity, checkpoints, resume      |
+//! | `lm`         | language models on a text: TBPTT, perplexity, eval, sample             |
+//! | `seq`        | labelled sequences (one output each) and the copy task                 |
+//! | `core`       | model + optimizers + scheduler, the update, checkpoint save/restore    |
 //! | `optim`      | the optimizer over the model's parts, learning-rate schedules          |
 //! | `xent`       | softmax cross-entropy in place, in parallel                            |
 //! | `checkpoint` | safetensors checkpoints with the run's settings and position           |
@@ -14,9 +16,11 @@
 pub mod adding;
 pub mod args;
 pub mod checkpoint;
+pub mod core;
 pub mod lm;
 pub mod optim;
 pub mod report;
+pub mod seq;
 pub mod settings;
 pub mod xent;
 
@@ -59,9 +63,41 @@ pub fn run(cli: &TrainArgs) -> Result<()> {
             adding::run(&s)
         }
         Source::Text => lm::run(&args, &s),
-        Source::Copy => bail!("--task copy is not available in this build yet"),
-        Source::Sequences => bail!("--sequences is not available in this build yet"),
+        Source::Copy => seq::run_copy(&args, &s),
+        Source::Sequences => seq::run(&args, &s),
     }
+}
+
+/// What a checkpoint was trained on.
+pub fn checkpoint_source(ck: &checkpoint::Checkpoint) -> Result<Source> {
+    match ck.meta("kind")? {
+        "text" => Ok(Source::Text),
+        "sequences" => Ok(Source::Sequences),
+        "copy" => Ok(Source::Copy),
+        other => bail!(
+            "{}: metadata `kind` is `{other}`, not one recur writes",
+            ck.file
+        ),
+    }
+}
+
+/// A UTF-8 text file: a one-line error naming the file for a missing, unreadable or empty
+/// one, and the line and byte offset of the first byte that is not UTF-8.
+pub fn read_text(path: &std::path::Path) -> Result<String> {
+    let name = path.display();
+    let bytes = std::fs::read(path).with_context(|| format!("{name}"))?;
+    if bytes.is_empty() {
+        bail!("{name}: empty file");
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        anyhow::anyhow!("{name}:{line}: not valid UTF-8 (first bad byte at byte offset {offset})")
+    })
 }
 
 /// The dropout seed of a training step.

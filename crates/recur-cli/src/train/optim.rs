@@ -1,225 +1,95 @@
-//! The optimizer of a run (one of the library's, over the model's parts) and its
-//! learning-rate schedule.
+//! The optimizer of a run: the library's [`AnyOptimizer`], one per part of the model (every
+//! update rule is elementwise, so this is one optimizer over the whole model, without
+//! gathering the parts into one buffer each step), and its learning-rate schedule
+//! ([`LrScheduler`]).
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use recur::optim::{
-    Adagrad, AdagradConfig, Adam, AdamConfig, Optimizer, Rmsprop, RmspropConfig, Sgd, SgdConfig,
+    AnyOptimizer, LrScheduler, Nesterov, OptimizerConfig, PlateauConfig, Schedule, ScheduleConfig,
+    Warmup, WeightDecay,
 };
 
 use super::args::ScheduleKind;
+use super::settings::Settings;
 
-/// An optimizer's settings.
-#[derive(Clone, Debug)]
-pub enum OptSettings {
-    Sgd(SgdConfig),
-    Adam(AdamConfig),
-    Rmsprop(RmspropConfig),
-    Adagrad(AdagradConfig),
-}
+/// An optimizer over one flat buffer.
+pub type Opt = AnyOptimizer<f32>;
 
-impl OptSettings {
-    pub fn validate(&self) -> Result<()> {
-        match self {
-            OptSettings::Sgd(c) => c.validate()?,
-            OptSettings::Adam(c) => c.validate()?,
-            OptSettings::Rmsprop(c) => c.validate()?,
-            OptSettings::Adagrad(c) => c.validate()?,
-        }
-        Ok(())
-    }
-
-    pub fn lr(&self) -> f64 {
-        match self {
-            OptSettings::Sgd(c) => c.lr,
-            OptSettings::Adam(c) => c.lr,
-            OptSettings::Rmsprop(c) => c.lr,
-            OptSettings::Adagrad(c) => c.lr,
-        }
-    }
-
-    /// A short description for the run's header line.
-    pub fn describe(&self) -> String {
-        match self {
-            OptSettings::Sgd(c) => format!(
-                "SGD lr {} momentum {}{} weight decay {}",
-                c.lr,
-                c.momentum,
-                if c.nesterov == recur::optim::Nesterov::Enabled {
-                    " (Nesterov)"
-                } else {
-                    ""
-                },
-                c.weight_decay
-            ),
-            OptSettings::Adam(c) => format!(
-                "{} lr {} betas {},{} eps {} weight decay {}",
-                if c.weight_decay_kind == recur::optim::WeightDecay::Decoupled {
-                    "AdamW"
-                } else {
-                    "Adam"
-                },
-                c.lr,
-                c.betas.0,
-                c.betas.1,
-                c.eps,
-                c.weight_decay
-            ),
-            OptSettings::Rmsprop(c) => format!(
-                "RMSprop lr {} alpha {} eps {} momentum {} weight decay {}",
-                c.lr, c.alpha, c.eps, c.momentum, c.weight_decay
-            ),
-            OptSettings::Adagrad(c) => format!(
-                "Adagrad lr {} eps {} weight decay {}",
-                c.lr, c.eps, c.weight_decay
-            ),
-        }
+/// A short description of an optimizer's settings for a run's header line.
+pub fn describe(c: &OptimizerConfig) -> String {
+    match c {
+        OptimizerConfig::Sgd(c) => format!(
+            "SGD lr {} momentum {}{} weight decay {}",
+            c.lr,
+            c.momentum,
+            if c.nesterov == Nesterov::Enabled {
+                " (Nesterov)"
+            } else {
+                ""
+            },
+            c.weight_decay
+        ),
+        OptimizerConfig::Adam(c) => format!(
+            "{} lr {} betas {},{} eps {} weight decay {}",
+            if c.weight_decay_kind == WeightDecay::Decoupled {
+                "AdamW"
+            } else {
+                "Adam"
+            },
+            c.lr,
+            c.betas.0,
+            c.betas.1,
+            c.eps,
+            c.weight_decay
+        ),
+        OptimizerConfig::Rmsprop(c) => format!(
+            "RMSprop lr {} alpha {} eps {} momentum {} weight decay {}",
+            c.lr, c.alpha, c.eps, c.momentum, c.weight_decay
+        ),
+        OptimizerConfig::Adagrad(c) => format!(
+            "Adagrad lr {} eps {} weight decay {}",
+            c.lr, c.eps, c.weight_decay
+        ),
     }
 }
 
-/// One optimizer over one flat buffer.
-pub enum Opt {
-    Sgd(Sgd<f32>),
-    Adam(Adam<f32>),
-    Rmsprop(Rmsprop<f32>),
-    Adagrad(Adagrad<f32>),
+/// The scheduler of a run of `epochs` epochs.
+pub fn scheduler(s: &Settings, epochs: usize) -> Result<LrScheduler> {
+    let schedule = match s.schedule {
+        ScheduleKind::Const => Schedule::Constant,
+        ScheduleKind::Step => Schedule::DecayAfter {
+            epochs: s.decay_after as u64,
+            gamma: s.decay_factor,
+        },
+        ScheduleKind::Exp => Schedule::Exponential {
+            gamma: s.decay_factor,
+        },
+        ScheduleKind::Cosine => Schedule::Cosine {
+            t_max: epochs.max(1) as u64,
+            eta_min: s.min_lr,
+        },
+        ScheduleKind::Plateau => Schedule::Plateau(PlateauConfig {
+            factor: s.decay_factor,
+            patience: s.patience as u64,
+            min_lr: s.min_lr,
+            ..Default::default()
+        }),
+    };
+    let warmup = (s.warmup_steps > 0).then(|| Warmup {
+        start_factor: 1.0 / s.warmup_steps as f64,
+        steps: s.warmup_steps as u64,
+    });
+    Ok(LrScheduler::new(
+        ScheduleConfig { schedule, warmup },
+        s.opt.lr(),
+    )?)
 }
 
-impl Opt {
-    pub fn new(settings: &OptSettings, len: usize) -> Result<Self> {
-        Ok(match settings {
-            OptSettings::Sgd(c) => Opt::Sgd(Sgd::new(c.clone(), len)?),
-            OptSettings::Adam(c) => Opt::Adam(Adam::new(c.clone(), len)?),
-            OptSettings::Rmsprop(c) => Opt::Rmsprop(Rmsprop::new(c.clone(), len)?),
-            OptSettings::Adagrad(c) => Opt::Adagrad(Adagrad::new(c.clone(), len)?),
-        })
-    }
-
-    fn inner(&mut self) -> &mut dyn Optimizer<f32> {
-        match self {
-            Opt::Sgd(o) => o,
-            Opt::Adam(o) => o,
-            Opt::Rmsprop(o) => o,
-            Opt::Adagrad(o) => o,
-        }
-    }
-
-    pub fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
-        Ok(self.inner().step(params, grads)?)
-    }
-
-    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
-        Ok(self.inner().set_lr(lr)?)
-    }
-
-    /// The optimizer's state, named, for a checkpoint (the step count goes as a 1-element
-    /// buffer `step`, exact up to 2²⁴ steps in f32 — it is stored as f64 bits instead).
-    pub fn state(&self) -> (Vec<(&'static str, &[f32])>, u64) {
-        match self {
-            Opt::Sgd(o) => (
-                o.momentum_buffer()
-                    .map(|b| vec![("momentum_buffer", b)])
-                    .unwrap_or_default(),
-                0,
-            ),
-            Opt::Adam(o) => (o.state_buffers(), o.step_count()),
-            Opt::Rmsprop(o) => (o.state_buffers(), o.step_count()),
-            Opt::Adagrad(o) => (o.state_buffers(), o.step_count()),
-        }
-    }
-
-    /// Restores [`Opt::state`]: `get(name)` gives a saved buffer.
-    pub fn restore(
-        &mut self,
-        step_count: u64,
-        mut get: impl FnMut(&str, &mut [f32]) -> Result<()>,
-    ) -> Result<()> {
-        let bufs = match self {
-            Opt::Sgd(o) => {
-                if o.config().momentum != 0.0 {
-                    bail!(
-                        "resuming SGD with momentum is not supported (the library does not let \
-                         its momentum buffer be set)"
-                    );
-                }
-                return Ok(());
-            }
-            Opt::Adam(o) => {
-                o.set_step_count(step_count);
-                o.state_buffers_mut()
-            }
-            Opt::Rmsprop(o) => {
-                o.set_step_count(step_count);
-                o.state_buffers_mut()
-            }
-            Opt::Adagrad(o) => {
-                o.set_step_count(step_count);
-                o.state_buffers_mut()
-            }
-        };
-        for (name, buf) in bufs {
-            get(name, buf)?;
-        }
-        Ok(())
-    }
-}
-
-/// The learning rate of an epoch and step.
-#[derive(Clone, Debug)]
-pub struct Schedule {
-    pub kind: ScheduleKind,
-    pub base: f64,
-    pub decay_after: usize,
-    pub factor: f64,
-    pub warmup_steps: usize,
-    pub patience: usize,
-    pub min_lr: f64,
-    /// total steps of the run (cosine)
-    pub total_steps: usize,
-    /// plateau: the decays so far, the best validation loss and the epochs since it
-    pub plateau_decays: u32,
-    pub best: f64,
-    pub bad_epochs: usize,
-}
-
-impl Schedule {
-    /// The learning rate for `step` (1-based, counted over the whole run) in `epoch`
-    /// (1-based).
-    pub fn lr(&self, epoch: usize, step: usize) -> f64 {
-        let f = self.factor;
-        let lr = match self.kind {
-            ScheduleKind::Const => self.base,
-            // Zaremba et al.: epochs 1..=k at the base rate, then × f per epoch
-            ScheduleKind::Step => self.base * f.powi(epoch.saturating_sub(self.decay_after) as i32),
-            ScheduleKind::Exp => self.base * f.powi(epoch.saturating_sub(1) as i32),
-            ScheduleKind::Cosine => {
-                let t = (step.saturating_sub(1) as f64 / self.total_steps.max(1) as f64).min(1.0);
-                self.min_lr
-                    + 0.5 * (self.base - self.min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
-            }
-            ScheduleKind::Plateau => self.base * f.powi(self.plateau_decays as i32),
-        };
-        let lr = if self.warmup_steps > 0 && step <= self.warmup_steps {
-            lr * step as f64 / self.warmup_steps as f64
-        } else {
-            lr
-        };
-        lr.max(self.min_lr.min(self.base))
-    }
-
-    /// Tells a plateau schedule an epoch's validation loss.
-    pub fn observe(&mut self, valid_loss: f64) {
-        if self.kind != ScheduleKind::Plateau || !valid_loss.is_finite() {
-            return;
-        }
-        if valid_loss < self.best {
-            self.best = valid_loss;
-            self.bad_epochs = 0;
-        } else {
-            self.bad_epochs += 1;
-            if self.bad_epochs > self.patience {
-                self.plateau_decays += 1;
-                self.bad_epochs = 0;
-            }
-        }
-    }
+/// The optimizers over the model's three parts.
+pub fn optimizers(s: &Settings, lens: [usize; 3]) -> Result<[Opt; 3]> {
+    Ok([
+        Opt::new(s.opt.clone(), lens[0])?,
+        Opt::new(s.opt.clone(), lens[1])?,
+        Opt::new(s.opt.clone(), lens[2])?,
+    ])
 }

@@ -2,14 +2,14 @@
 
 use anyhow::{Result, bail, ensure};
 use recur::optim::{
-    AdagradConfig, AdamConfig, Centered, Nesterov, RmspropConfig, SgdConfig, WeightDecay,
+    AdagradConfig, AdamConfig, Centered, Nesterov, OptimizerConfig, RmspropConfig, SgdConfig,
+    WeightDecay,
 };
 use recur::{CellKind, Direction, Peepholes, RecurrentConfig};
 
 use super::args::{
-    Cell, Level, LossReduction, OptimizerKind, ScheduleKind, Source, TrainArgs, parse_list,
+    Cell, Level, LossReduction, OptimizerKind, ScheduleKind, Source, Target, TrainArgs, parse_list,
 };
-use super::optim::OptSettings;
 
 /// Concrete settings of a run.
 #[derive(Clone, Debug)]
@@ -18,6 +18,7 @@ pub struct Settings {
     pub seq_len: usize,
     pub split: [f64; 3],
     pub level: Level,
+    pub target: Target,
     pub cell: Cell,
     pub hidden_size: usize,
     pub num_layers: usize,
@@ -32,7 +33,7 @@ pub struct Settings {
     pub tied: bool,
     pub init_range: f64,
     pub forget_bias: f64,
-    pub opt: OptSettings,
+    pub opt: OptimizerConfig,
     pub clip_norm: f64,
     pub clip_value: f64,
     pub schedule: ScheduleKind,
@@ -105,7 +106,7 @@ impl Settings {
         );
         let nesterov = a.nesterov.unwrap_or(false);
         let opt = match optimizer {
-            OptimizerKind::Sgd => OptSettings::Sgd(SgdConfig {
+            OptimizerKind::Sgd => OptimizerConfig::Sgd(SgdConfig {
                 lr,
                 momentum,
                 weight_decay,
@@ -125,7 +126,7 @@ impl Settings {
                         ..Default::default()
                     }
                 };
-                OptSettings::Adam(AdamConfig {
+                OptimizerConfig::Adam(AdamConfig {
                     lr,
                     betas,
                     eps: a.eps.unwrap_or(base.eps),
@@ -135,7 +136,7 @@ impl Settings {
             }
             OptimizerKind::Rmsprop => {
                 let base = RmspropConfig::default();
-                OptSettings::Rmsprop(RmspropConfig {
+                OptimizerConfig::Rmsprop(RmspropConfig {
                     lr,
                     alpha: a.alpha.unwrap_or(base.alpha),
                     eps: a.eps.unwrap_or(base.eps),
@@ -146,7 +147,7 @@ impl Settings {
             }
             OptimizerKind::Adagrad => {
                 let base = AdagradConfig::default();
-                OptSettings::Adagrad(AdagradConfig {
+                OptimizerConfig::Adagrad(AdagradConfig {
                     lr,
                     eps: a.eps.unwrap_or(base.eps),
                     weight_decay,
@@ -186,6 +187,7 @@ impl Settings {
             }),
             split,
             level: a.level.unwrap_or(Level::Char),
+            target: a.target.unwrap_or(Target::Classification),
             cell: a.cell.unwrap_or(Cell::Lstm),
             hidden_size,
             num_layers: a.num_layers.unwrap_or(if text { 2 } else { 1 }),
@@ -289,6 +291,12 @@ impl Settings {
             "--decay-factor must lie in (0, 1], got {}",
             self.decay_factor
         );
+        if self.recurrent_dropout > 0.0 {
+            bail!(
+                "--recurrent-dropout: this build's recurrent engine has no variational recurrent \
+                 dropout yet"
+            );
+        }
         if self.source == Source::Text && self.bidirectional {
             bail!("--bidirectional: a language model reads left to right only");
         }
