@@ -176,8 +176,8 @@ pub struct TrainArgs {
     /// Sequences (text: parallel streams) per step [default: 20 for text, 32 otherwise]
     #[arg(long, help_heading = "Run")]
     pub batch_size: Option<usize>,
-    /// Streams when evaluating a language model (1: one stream over the whole part)
-    /// [default: 1]
+    /// Streams when evaluating a language model (PyTorch's example uses 10; 1 reads each part
+    /// as one stream) [default: 10]
     #[arg(long, help_heading = "Run")]
     pub eval_batch_size: Option<usize>,
     /// Passes over the training data [default: 13 for text, 20 for sequences]

@@ -221,7 +221,7 @@ impl Settings {
             min_lr: a.min_lr.unwrap_or(0.0),
             bptt: a.bptt.unwrap_or(20),
             batch_size: a.batch_size.unwrap_or(if text { 20 } else { 32 }),
-            eval_batch_size: a.eval_batch_size.unwrap_or(1),
+            eval_batch_size: a.eval_batch_size.unwrap_or(10),
             epochs,
             steps,
             seed: a.seed.unwrap_or(0),
