@@ -9,7 +9,7 @@ the state_dict names of this module (`embedding.weight`, `rnn.weight_ih_l0`, ...
 `sequence-model-1`. `RecurModel(config)` builds the module that configuration describes, so
 
     from recur_torch import load, save
-    model = load("model.safetensors")        # RecurModel; load_state_dict(strict=True)
+    model = load("model.safetensors")        # RecurModel (eval mode); strict load_state_dict
     out, state = model(ids, lengths=lengths) # the outputs recur computes
     save(model, "back.safetensors")          # a file recur::io::load_model reads
 
@@ -143,7 +143,8 @@ class RecurModel(nn.Module):
 
 
 def load(path, dtype=None):
-    """The RecurModel a recur model file describes, its weights loaded strictly."""
+    """The RecurModel a recur model file describes, its weights loaded strictly, in eval mode
+    (no dropout; call .train() to train it), in the file's dtype unless `dtype` is given."""
     from safetensors import safe_open
 
     with safe_open(path, framework="pt") as f:
@@ -156,7 +157,7 @@ def load(path, dtype=None):
         dtype = next(iter(tensors.values())).dtype
     model = model.to(dtype)
     model.load_state_dict({k: v.to(dtype) for k, v in tensors.items()}, strict=True)
-    return model
+    return model.eval()
 
 
 def save(model, path, dtype=None):

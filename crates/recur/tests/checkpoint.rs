@@ -114,9 +114,7 @@ impl<T: Real> Run<T> {
         if let Some(s) = &self.scheduler {
             s.apply(&mut self.optimizer, p.step, p.epoch).unwrap();
         }
-        let mut params = self.model.params();
-        self.optimizer.step(&mut params, &grads).unwrap();
-        self.model.set_params(&params).unwrap();
+        self.model.update(&mut self.optimizer, &grads).unwrap();
         p.step += 1;
         p.data_position = vec![p.step % 4, 99];
         if p.step.is_multiple_of(4) {
@@ -201,7 +199,12 @@ fn resume_is_exact<T: Real>() {
         for _ in 0..5 {
             first.step();
         }
-        let dir = std::env::temp_dir().join(format!("recur-ckpt-{}-{kind}", std::process::id()));
+        // one directory per process, precision and optimizer: the tests run in parallel
+        let dir = std::env::temp_dir().join(format!(
+            "recur-ckpt-{}-{}-{kind}",
+            std::process::id(),
+            std::any::type_name::<T>()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("run.ckpt");
         save_checkpoint(&path, first.as_ref(RUN_CONFIG)).unwrap();

@@ -114,12 +114,16 @@ impl CopyTask {
     /// The next `batch` sequences.
     ///
     /// # Errors
-    /// [`Error::Empty`] when `batch` is 0.
+    /// [`Error::Empty`] when `batch` is 0; [`Error::Config`] when `batch × (T + 20)`
+    /// overflows.
     pub fn sample(&mut self, batch: usize) -> Result<CopyBatch> {
         if batch == 0 {
             return Err(Error::Empty("a copy-problem batch of 0 sequences".into()));
         }
         let (n, t) = (self.seq_len(), self.delay);
+        n.checked_mul(batch).ok_or_else(|| {
+            config_err("batch", format!("{batch} sequences of {n} steps overflow"))
+        })?;
         let mut input = vec![Self::BLANK; n * batch];
         let mut target = vec![Self::BLANK; n * batch];
         for b in 0..batch {
@@ -300,5 +304,6 @@ mod tests {
         assert!(CopyTask::new(0, 0, Split::Train).is_err());
         assert!(CopyTask::new(usize::MAX, 0, Split::Train).is_err());
         assert!(matches!(task.sample(0), Err(Error::Empty(_))));
+        assert!(matches!(task.sample(usize::MAX), Err(Error::Config { .. })));
     }
 }

@@ -565,7 +565,9 @@ fn load_model_from<T: Float>(file: &str, bytes: &[u8]) -> Result<SequenceModel<T
             .expect("a tied model has an embedding");
         let mut head = vec![T::zero(); table.len];
         read_tensor(file, &parsed, "head.weight", &table.shape, &mut head)?;
-        if head[..] != params[table.offset..table.offset + table.len] {
+        let table_values = &params[table.offset..table.offset + table.len];
+        let same = |a: &T, b: &T| a == b || (a.is_nan() && b.is_nan());
+        if !head.iter().zip(table_values).all(|(a, b)| same(a, b)) {
             return Err(Error::UnexpectedTensor {
                 file: file.to_string(),
                 name: "head.weight".into(),

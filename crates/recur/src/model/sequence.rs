@@ -428,6 +428,24 @@ impl<T: Float> SequenceModel<T> {
         Ok(())
     }
 
+    /// One optimizer step over the whole flat buffer: gathers the parameters, lets
+    /// `optimizer` (made for [`SequenceModel::param_len`] values) update them from `grads`
+    /// (laid out as [`SequenceModel::param_layout`]), and scatters them back. The optimizer's
+    /// state then has the flat layout, which is what [`crate::io::save_checkpoint`] stores.
+    ///
+    /// # Errors
+    /// As the optimizer's step ([`Error::Length`] for buffers of another length); the model
+    /// is unchanged then.
+    pub fn update(
+        &mut self,
+        optimizer: &mut dyn crate::optim::Optimizer<T>,
+        grads: &[T],
+    ) -> Result<()> {
+        let mut flat = self.params();
+        optimizer.step(&mut flat, grads)?;
+        self.set_params(&flat)
+    }
+
     /// The three parts' parameter buffers `[embedding, rnn, head]` (the first empty for
     /// [`Input::Dense`]), in flat-buffer order.
     pub fn parts(&self) -> [&[T]; 3] {

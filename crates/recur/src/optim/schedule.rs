@@ -284,7 +284,7 @@ impl LrScheduler {
             Schedule::Constant => base,
             Schedule::Step { step_size, gamma } => base * powu(*gamma, epoch / step_size),
             Schedule::DecayAfter { epochs, gamma } => {
-                base * powu(*gamma, (epoch + 1).saturating_sub(*epochs))
+                base * powu(*gamma, epoch.saturating_add(1).saturating_sub(*epochs))
             }
             Schedule::Exponential { gamma } => base * powu(*gamma, epoch),
             Schedule::Cosine { t_max, eta_min } => {
@@ -367,7 +367,7 @@ impl LrScheduler {
     }
 }
 
-/// x^n by repeated squaring in f64 (n may exceed `i32`, where `powi` stops).
+/// xⁿ in f64 (n may exceed `i32`, where `powi` stops).
 fn powu(x: f64, n: u64) -> f64 {
     match i32::try_from(n) {
         Ok(n) => x.powi(n),
@@ -448,6 +448,13 @@ mod tests {
         assert_eq!(w.lr_at(2, 0), 1.25);
         assert_eq!(w.lr_at(4, 0), 2.0);
         assert_eq!(w.lr_at(100, 1), 1.0);
+        // counters at their limits give a number, not an overflow
+        let s = sched(Schedule::DecayAfter {
+            epochs: 4,
+            gamma: 0.5,
+        });
+        assert_eq!(s.lr_at(u64::MAX, u64::MAX), 0.0);
+        assert_eq!(w.lr_at(u64::MAX, u64::MAX), 0.0);
     }
 
     #[test]
