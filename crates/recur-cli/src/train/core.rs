@@ -87,12 +87,18 @@ impl Core {
         if !norm.is_finite() {
             return Ok(norm);
         }
-        let mut rest = &self.grads[..];
-        for (o, p) in self.opts.iter_mut().zip(self.model.parts_mut()) {
-            let (g, tail) = rest.split_at(p.len());
-            o.step(p, g)?;
-            rest = tail;
-        }
+        // The three parts update independently: on separate cores.
+        let [p0, p1, p2] = self.model.parts_mut();
+        let (g0, rest) = self.grads.split_at(p0.len());
+        let (g1, g2) = rest.split_at(p1.len());
+        let [o0, o1, o2] = &mut self.opts;
+        let (r0, (r1, r2)) = rayon::join(
+            || o0.step(p0, g0),
+            || rayon::join(|| o1.step(p1, g1), || o2.step(p2, g2)),
+        );
+        r0?;
+        r1?;
+        r2?;
         Ok(norm)
     }
 

@@ -24,7 +24,9 @@ use recur::model::{
     EmbeddingConfig, Input, ModelInput, OutputForm, SequenceModel, SequenceModelConfig, TieWeights,
     bits_per_character, perplexity,
 };
-use recur::optim::{clip_grad_norm, clip_grad_value};
+#[cfg(test)]
+use recur::optim::clip_grad_norm;
+use recur::optim::clip_grad_value;
 
 use super::args::{Level, LossReduction, TrainArgs};
 use super::checkpoint::{Checkpoint, best_path};
@@ -375,22 +377,36 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     Ok(())
 }
 
-/// Clips as asked and returns the global norm before clipping.
+/// Values per parallel task of [`clip`].
+const CLIP_CHUNK: usize = 1 << 16;
+
+/// Clips as asked and returns the global norm before clipping: the library's
+/// [`recur::optim::clip_grad_norm`] (PyTorch's formula, the scale `max / (norm + 1e-6)`
+/// applied when below 1), with the norm summed and the scaling done on every core.
 pub fn clip(grads: &mut [f32], norm: f64, value: f64) -> Result<f64> {
-    let n = if norm > 0.0 {
-        clip_grad_norm(grads, norm)?
-    } else {
-        grads
-            .iter()
-            .map(|&g| f64::from(g) * f64::from(g))
-            .sum::<f64>()
-            .sqrt()
-    };
+    use rayon::prelude::*;
+    let n = grads
+        .par_chunks(CLIP_CHUNK)
+        .map(|c| c.iter().map(|&g| f64::from(g) * f64::from(g)).sum::<f64>())
+        .sum::<f64>()
+        .sqrt();
+    if norm > 0.0 {
+        let k = norm / (n + CLIP_NORM_EPS);
+        if k < 1.0 || k.is_nan() {
+            let k = k as f32;
+            grads
+                .par_chunks_mut(CLIP_CHUNK)
+                .for_each(|c| c.iter_mut().for_each(|g| *g *= k));
+        }
+    }
     if value > 0.0 {
         clip_grad_value(grads, value)?;
     }
     Ok(n)
 }
+
+/// The ε of PyTorch's `clip_grad_norm_` (and the library's).
+const CLIP_NORM_EPS: f64 = 1e-6;
 
 /// The model, settings and vocabulary of a language model's checkpoint.
 pub fn load_checkpoint(ck: &Checkpoint) -> Result<(SequenceModel<f32>, Settings, Vocabulary)> {
@@ -531,4 +547,30 @@ pub fn draw(logits: &[f32], temperature: f64, top_k: usize, rng: &mut ChaCha8Rng
         u -= wk;
     }
     idx[idx.len() - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parallel clip against the library's, on a buffer of several chunks.
+    #[test]
+    fn clip_matches_the_library() {
+        let g: Vec<f32> = (0..3 * CLIP_CHUNK + 17)
+            .map(|i| ((i * 7919) % 1013) as f32 * 1e-3 - 0.5)
+            .collect();
+        for max in [1.0, 1e9] {
+            let (mut a, mut b) = (g.clone(), g.clone());
+            let na = clip(&mut a, max, 0.0).unwrap();
+            let nb = clip_grad_norm(&mut b, max).unwrap();
+            assert!((na - nb).abs() <= 1e-12 * nb, "{na} vs {nb}");
+            assert_eq!(a, b);
+        }
+        let mut a = g.clone();
+        assert!(
+            (clip(&mut a, 0.0, 0.0).unwrap() - clip_grad_norm(&mut g.clone(), 1e9).unwrap()).abs()
+                < 1e-9
+        );
+        assert_eq!(a, g, "norm 0: no clipping");
+    }
 }
