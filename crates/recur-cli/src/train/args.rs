@@ -23,8 +23,8 @@ pub struct TrainArgs {
     /// [default: adding when no data file is given]
     #[arg(long, value_enum, help_heading = "Data")]
     pub task: Option<Task>,
-    /// Sequence length T of a generated task (adding: T to T + T/10 steps; copy: symbols to
-    /// remember) [default: adding 50, copy 10]
+    /// Length T of a generated task (adding: sequences of T to T + T/10 steps; copy: the
+    /// delay between the ten symbols and their recall) [default: adding 50, copy 10]
     #[arg(long, help_heading = "Data")]
     pub seq_len: Option<usize>,
     /// One text file, cut into train/valid/test by --split (language model)
@@ -46,8 +46,9 @@ pub struct TrainArgs {
     /// [default: char]
     #[arg(long, value_enum, help_heading = "Data")]
     pub level: Option<Level>,
-    /// Labelled sequences, one per line (`label<TAB>v v v;v v v;...`) or UCR/UEA `.ts`
-    /// (by extension): one output per sequence
+    /// Labelled sequences: one per line, `label<TAB>step step ...` with a step's features
+    /// separated by commas (`walk<TAB>0.1,2 0.3,4`), or UCR/UEA `.ts` (by extension); the
+    /// model emits one output per sequence
     #[arg(long, help_heading = "Data")]
     pub sequences: Option<PathBuf>,
     /// Validation sequences (else --split cuts --sequences)
@@ -65,7 +66,7 @@ pub struct TrainArgs {
     /// Recurrent cell [default: lstm]
     #[arg(long, value_enum, help_heading = "Model")]
     pub cell: Option<Cell>,
-    /// Hidden units per layer and direction [default: 200; adding 32; sequences 64]
+    /// Hidden units per layer and direction [default: 200 for text, 32 adding, 64 otherwise]
     #[arg(long, help_heading = "Model")]
     pub hidden_size: Option<usize>,
     /// Stacked recurrent layers [default: 2 for text, 1 otherwise]
