@@ -561,6 +561,98 @@ fn labelled_sequences_classification_regression_and_ts() {
     assert!(number_after(test_line, "acc") >= 90.0, "{out}");
 }
 
+/// Sequences and the copy task resume exactly too (shuffles from (seed, epoch), the copy
+/// generator replayed).
+#[test]
+fn sequence_and_copy_runs_resume_exactly() {
+    let dir = temp_dir("seqresume");
+    let mut lines = String::new();
+    for i in 0..50 {
+        let len = 2 + i % 5;
+        let steps: Vec<String> = (0..len).map(|t| format!("{}", (i * t) % 7)).collect();
+        lines.push_str(&format!("c{}\t{}\n", i % 3, steps.join(" ")));
+    }
+    let file = dir.join("s.txt");
+    std::fs::write(&file, lines).unwrap();
+    let ck = dir.join("s.safetensors");
+    let (full_log, part_log) = (dir.join("full.jsonl"), dir.join("part.jsonl"));
+    let base = [
+        "train",
+        "--sequences",
+        p(&file),
+        "--hidden-size",
+        "8",
+        "--batch-size",
+        "8",
+        "--optimizer",
+        "rmsprop",
+        "--momentum",
+        "0.5",
+        "--quiet",
+    ];
+    ok(&[&base[..], &["--epochs", "3", "--log", p(&full_log)]].concat());
+    ok(&[
+        &base[..],
+        &[
+            "--steps",
+            "7",
+            "--log",
+            p(&part_log),
+            "--checkpoint",
+            p(&ck),
+        ],
+    ]
+    .concat());
+    ok(&[
+        "train",
+        "--resume",
+        p(&ck),
+        "--epochs",
+        "3",
+        "--log",
+        p(&part_log),
+    ]);
+    assert_eq!(log_records(&full_log), log_records(&part_log));
+
+    let ck = dir.join("c.safetensors");
+    let (full_log, part_log) = (dir.join("cfull.jsonl"), dir.join("cpart.jsonl"));
+    let base = [
+        "train",
+        "--task",
+        "copy",
+        "--seq-len",
+        "2",
+        "--hidden-size",
+        "8",
+        "--eval-every",
+        "5",
+        "--quiet",
+    ];
+    ok(&[&base[..], &["--steps", "20", "--log", p(&full_log)]].concat());
+    ok(&[
+        &base[..],
+        &[
+            "--steps",
+            "10",
+            "--log",
+            p(&part_log),
+            "--checkpoint",
+            p(&ck),
+        ],
+    ]
+    .concat());
+    ok(&[
+        "train",
+        "--resume",
+        p(&ck),
+        "--steps",
+        "20",
+        "--log",
+        p(&part_log),
+    ]);
+    assert_eq!(log_records(&full_log), log_records(&part_log));
+}
+
 /// The copy task runs, reports recall and beats its loss at the start.
 #[test]
 fn copy_task_runs() {

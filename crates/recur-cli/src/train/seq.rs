@@ -381,14 +381,25 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
             .is_some()
             .then(|| prog.correct as f64 / prog.targets.max(1) as f64);
         let (valid_loss, valid_acc) = evaluate(&core.model, &valid, s.batch_size)?;
-        core.sched.on_epoch_end(valid_loss);
+        let partial = prog.position < n_batches;
         reporter.println(&format!(
-            "epoch {epoch:>3}  lr {last_lr:.6}  train {}  valid {}  |grad| {:.3}  {:.1} s",
+            "epoch {epoch:>3}{}  lr {last_lr:.6}  train {}  valid {}  |grad| {:.3}  {:.1} s",
+            if partial { " (part)" } else { "" },
             describe_figures(train_loss, train_acc),
             describe_figures(valid_loss, valid_acc),
             prog.norm_sum / prog.steps.max(1) as f64,
             elapsed(&prog)
         ));
+        if partial {
+            // --steps ended the run inside the epoch: a later --resume continues here
+            if let Some(path) = &args.checkpoint {
+                let mut p = prog.clone();
+                p.elapsed_s = elapsed(&prog);
+                core.save(path, "sequences", args, &meta, None, &p)?;
+            }
+            break;
+        }
+        core.sched.on_epoch_end(valid_loss);
         let improved = prog.best_valid.is_none_or(|b| valid_loss < b);
         if improved {
             prog.best_valid = Some(valid_loss);
