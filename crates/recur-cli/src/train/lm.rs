@@ -293,7 +293,11 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
                 tokens_per_s: (prog.targets - epoch_tokens_before) as f64 / secs.max(1e-9),
                 elapsed_s: elapsed(&prog),
             };
-            reporter.step(&rec, &figure(s.level, prog.loss_sum / prog.targets as f64))?;
+            let running = prog.loss_sum / prog.targets as f64;
+            reporter.step(
+                &rec,
+                &format!("loss {running:.4} {}", figure(s.level, running)),
+            )?;
             let interrupted = INTERRUPTED.load(Ordering::SeqCst);
             if let Some(path) = &args.checkpoint
                 && (interrupted || (s.save_every > 0 && prog.step.is_multiple_of(s.save_every)))

@@ -75,12 +75,14 @@ impl Reporter {
         self.bar.reset_eta();
     }
 
+    /// Logs a step; `figure` is what the bar shows (the epoch's running loss and its
+    /// perplexity or accuracy).
     pub fn step(&mut self, rec: &StepRecord, figure: &str) -> Result<()> {
         self.bar.set_position(self.bar.position() + 1);
         if !self.bar.is_hidden() {
             self.bar.set_message(format!(
-                "loss {:.4} {figure} lr {:.4} {:.0} tok/s",
-                rec.loss, rec.lr, rec.tokens_per_s
+                "{figure} lr {:.4} {:.0} tok/s",
+                rec.lr, rec.tokens_per_s
             ));
         }
         if let Some(log) = &mut self.log {

@@ -520,7 +520,10 @@ pub fn run_copy(args: &TrainArgs, s: &Settings) -> Result<()> {
             tokens_per_s: (prog.step * rows) as f64 / elapsed(&prog).max(1e-9),
             elapsed_s: elapsed(&prog),
         };
-        reporter.step(&rec, &format!("acc {:.1}%", 100.0 * ce.accuracy()))?;
+        reporter.step(
+            &rec,
+            &format!("loss {loss:.4} acc {:.1}%", 100.0 * ce.accuracy()),
+        )?;
         let interrupted = INTERRUPTED.load(Ordering::SeqCst);
         if prog.step.is_multiple_of(s.eval_every) || prog.step == steps || interrupted {
             let (test_loss, symbols, sequences) = copy_eval(&core.model, &test)?;
