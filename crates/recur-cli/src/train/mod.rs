@@ -53,8 +53,15 @@ pub fn run(cli: &TrainArgs) -> Result<()> {
             .build_global()
             .context("--threads")?;
     }
-    ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
-        .context("installing the Ctrl-C handler")?;
+    // The first Ctrl-C stops after the current batch (checkpoint, test, exit 0); a second
+    // one quits at once.
+    ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            eprintln!("error: interrupted twice; quitting without saving");
+            std::process::exit(130);
+        }
+    })
+    .context("installing the Ctrl-C handler")?;
     match s.source {
         Source::Adding => {
             if args.checkpoint.is_some() || args.resume.is_some() || args.log.is_some() {
