@@ -7,14 +7,17 @@ crates/recur/tests/fixtures/pytorch/<case>.safetensors
     Cases run through PyTorch's own nn.LSTM / nn.GRU / nn.RNN in float64 (module.double()),
     forward, then backward with autograd.
 crates/recur/tests/fixtures/reference/<case>.safetensors
-    Cells PyTorch lacks (peephole and coupled input-forget LSTM, reset-before GRU, leaky RNN),
+    Cells PyTorch lacks (peephole and coupled input-forget LSTM, reset-before GRU, leaky RNN,
+    ONNX's other activations and its gate pre-activation clip),
     written below as explicit per-step torch ops in float64 (autograd gives the gradients),
     with the equations of the project SPEC.md section 2. Before anything is saved:
       * the same per-step implementation, run on every pytorch/ case, must reproduce
         nn.LSTM / nn.GRU / nn.RNN forward AND every gradient (this validates the harness:
         multi-layer stacking, directions, projection, ragged lengths, batch_first);
       * each reference case that ONNX can express has its forward checked against a one-node
-        ONNX model (LSTM with P / input_forget, GRU linear_before_reset=0) run in onnxruntime;
+        ONNX model (LSTM with P / input_forget, GRU linear_before_reset=0, non-default
+        `activations` with `activation_alpha/beta`, `clip`) run in onnxruntime; a case with
+        clip must also change its forward when the clip is removed (the clamp bites);
       * leaky RNN cases are checked at alpha = 1 against nn.RNN (ONNX has no leaky RNN);
       * the peephole + CIFG + projection case is checked by ORT without the projection
         (ONNX has no projection); its projected forward relies on the torch reference, which
@@ -80,11 +83,18 @@ GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 
 def cfg(cell, input_size, hidden_size, seq_len, batch, num_layers=1, bidirectional=False,
         bias=True, batch_first=False, proj_size=0, lengths=None, peepholes="",
-        coupled=False, gru_reset="after", leak=None):
+        coupled=False, gru_reset="after", leak=None, acts=None, clip=None,
+        ort_defaults=False):
+    """`acts`: the cell's activations in ONNX's order (LSTM f, g, h; GRU f, g; RNN f), each
+    (ONNX name, alpha or None, beta or None); None = the defaults (sigmoid/tanh). `clip`:
+    ONNX's gate pre-activation clip, None = off. `ort_defaults`: the ONNX model given to
+    onnxruntime leaves activation_alpha/beta out, so the check also confirms that the values
+    written here are ORT's defaults."""
     return dict(cell=cell, input_size=input_size, hidden_size=hidden_size, seq_len=seq_len,
                 batch=batch, num_layers=num_layers, bidirectional=bidirectional, bias=bias,
                 batch_first=batch_first, proj_size=proj_size, lengths=lengths,
-                peepholes=peepholes, coupled=coupled, gru_reset=gru_reset, leak=leak)
+                peepholes=peepholes, coupled=coupled, gru_reset=gru_reset, leak=leak,
+                acts=acts, clip=clip, ort_defaults=ort_defaults)
 
 
 PYTORCH_CASES = OrderedDict([
@@ -123,6 +133,30 @@ REFERENCE_CASES = OrderedDict([
     ("rnn_leaky", (cfg("rnn_tanh", 3, 4, 6, 2, num_layers=2, leak=0.3), "alpha1")),
     ("rnn_leaky_relu",
      (cfg("rnn_relu", 2, 4, 5, 3, bidirectional=True, leak=0.5), "alpha1")),
+    # ONNX activations and clip (ONNX's gate pre-activation clip, as ORT applies it)
+    ("lstm_onnx_acts_clip_peephole",
+     (cfg("lstm", 3, 4, 6, 3, peepholes="ifo", clip=0.9,
+          acts=[("HardSigmoid", 0.3, 0.45), ("Softsign", None, None), ("Elu", 0.7, None)]),
+      "ort")),
+    ("lstm_onnx_acts_clip_ragged",
+     (cfg("lstm", 3, 4, 6, 3, peepholes="io", coupled=True, clip=1.1, lengths=[4, 6, 2],
+          acts=[("ScaledTanh", 1.1, 0.9), ("LeakyRelu", 0.2, None), ("Softplus", None, None)]),
+      "ort")),
+    ("gru_reset_after_onnx_acts_clip",
+     (cfg("gru", 3, 4, 6, 3, gru_reset="after", clip=0.8,
+          acts=[("Softplus", None, None), ("Affine", 0.8, -0.1)]), "ort")),
+    ("gru_reset_before_onnx_acts_clip",
+     (cfg("gru", 3, 4, 6, 3, gru_reset="before", clip=0.8,
+          acts=[("HardSigmoid", 0.2, 0.5), ("LeakyRelu", 0.01, None)], ort_defaults=True),
+      "ort")),
+    ("gru_reset_before_onnx_acts_clip_bidir",
+     (cfg("gru", 3, 4, 5, 2, gru_reset="before", bidirectional=True, clip=1.2,
+          acts=[("ThresholdedRelu", 0.1, None), ("Elu", 1.3, None)]), "ort")),
+    ("rnn_scaled_tanh_clip",
+     (cfg("rnn_tanh", 3, 4, 6, 2, clip=0.7, acts=[("ScaledTanh", 1.4, 0.6)]), "ort")),
+    ("rnn_softsign_bidir",
+     (cfg("rnn_tanh", 3, 4, 5, 3, bidirectional=True, lengths=[5, 2, 4],
+          acts=[("Softsign", None, None)]), "ort")),
 ])
 
 
@@ -205,55 +239,99 @@ def valid_mask(c):
 # The explicit reference: one step per cell, one driver for layers/directions/lengths
 # --------------------------------------------------------------------------------------
 
+def activation(name, alpha, beta):
+    """ONNX's activation `name` as explicit torch ops (the definitions of ONNX Runtime's
+    rnn_activation_functors.h; Softplus in its overflow-free form)."""
+    a, b = alpha, beta
+    return {
+        "Sigmoid": torch.sigmoid,
+        "Tanh": torch.tanh,
+        "Relu": torch.relu,
+        "Affine": lambda x: a * x + b,
+        "LeakyRelu": lambda x: torch.where(x >= 0, x, a * x),
+        "ThresholdedRelu": lambda x: torch.where(x > a, x, torch.zeros_like(x)),
+        "ScaledTanh": lambda x: a * torch.tanh(b * x),
+        "HardSigmoid": lambda x: torch.clamp(a * x + b, 0.0, 1.0),
+        "Elu": lambda x: torch.where(x >= 0, x, a * torch.expm1(torch.clamp(x, max=0.0))),
+        "Softsign": lambda x: x / (1 + torch.abs(x)),
+        "Softplus": lambda x: torch.clamp(x, min=0.0) + torch.log1p(torch.exp(-torch.abs(x))),
+    }[name]
+
+
+DEFAULT_ACTS = {"lstm": [("Sigmoid", None, None), ("Tanh", None, None), ("Tanh", None, None)],
+                "gru": [("Sigmoid", None, None), ("Tanh", None, None)],
+                "rnn_tanh": [("Tanh", None, None)], "rnn_relu": [("Relu", None, None)]}
+
+
+def acts_of(c):
+    return c["acts"] or DEFAULT_ACTS[c["cell"]]
+
+
+def cell_fns(c):
+    """The cell's activation functions (ONNX order) and its clip: x -> clamp(x) or x."""
+    fns = [activation(*a) for a in acts_of(c)]
+    clip = c["clip"]
+    clamp = (lambda x: torch.clamp(x, -clip, clip)) if clip is not None else (lambda x: x)
+    return fns, clamp
+
+
 def lstm_step(c, p, s, x, h, cs):
     """SPEC.md 2: gates stacked i, f, g, o; peepholes p_i, p_f read c_prev, p_o reads the
-    new c; coupled input-forget f = 1 - i; projection h = W_hr (o * tanh(c))."""
+    new c; coupled input-forget f = 1 - i; projection h = W_hr (o * tanh(c)). Activations
+    (ONNX f, g, h) in place of sigmoid, tanh, tanh; clip clamps each gate's pre-activation
+    (biases and peephole term included) before its activation, as ORT does; c is not
+    clipped."""
+    (fa, ga, ha), clamp = cell_fns(c)
     gates = F.linear(x, p["weight_ih" + s], p.get("bias_ih" + s)) \
         + F.linear(h, p["weight_hh" + s], p.get("bias_hh" + s))
     a_i, a_f, a_g, a_o = gates.chunk(4, dim=1)
     if "i" in c["peepholes"]:
         a_i = a_i + p["peephole_i" + s] * cs
-    i = torch.sigmoid(a_i)
+    i = fa(clamp(a_i))
     if c["coupled"]:
         f = 1 - i
     else:
         if "f" in c["peepholes"]:
             a_f = a_f + p["peephole_f" + s] * cs
-        f = torch.sigmoid(a_f)
-    g = torch.tanh(a_g)
+        f = fa(clamp(a_f))
+    g = ga(clamp(a_g))
     c_new = f * cs + i * g
     if "o" in c["peepholes"]:
         a_o = a_o + p["peephole_o" + s] * c_new
-    o = torch.sigmoid(a_o)
-    h_new = o * torch.tanh(c_new)
+    o = fa(clamp(a_o))
+    h_new = o * ha(c_new)
     if c["proj_size"]:
         h_new = F.linear(h_new, p["weight_hr" + s])
     return h_new, c_new
 
 
 def gru_step(c, p, s, x, h):
-    """SPEC.md 2: gates stacked r, z, n; reset after (PyTorch) or before (Cho)."""
+    """SPEC.md 2: gates stacked r, z, n; reset after (PyTorch) or before (Cho). Activations
+    (ONNX f, g) in place of sigmoid, tanh; clip clamps the pre-activations of r, z and the
+    whole one of n (after r is applied, both n biases included), as ORT does."""
+    (fa, ga), clamp = cell_fns(c)
     H = c["hidden_size"]
     gi = F.linear(x, p["weight_ih" + s], p.get("bias_ih" + s))
     w_hh, b_hh = p["weight_hh" + s], p.get("bias_hh" + s)
     gh = F.linear(h, w_hh, b_hh)
     i_r, i_z, i_n = gi.chunk(3, dim=1)
     h_r, h_z, h_n = gh.chunk(3, dim=1)
-    r = torch.sigmoid(i_r + h_r)
-    z = torch.sigmoid(i_z + h_z)
+    r = fa(clamp(i_r + h_r))
+    z = fa(clamp(i_z + h_z))
     if c["gru_reset"] == "after":
-        n = torch.tanh(i_n + r * h_n)
+        n = ga(clamp(i_n + r * h_n))
     else:
-        n = torch.tanh(i_n + F.linear(r * h, w_hh[2 * H:],
-                                      None if b_hh is None else b_hh[2 * H:]))
+        n = ga(clamp(i_n + F.linear(r * h, w_hh[2 * H:],
+                                    None if b_hh is None else b_hh[2 * H:])))
     return (1 - z) * n + z * h
 
 
 def rnn_step(c, p, s, x, h, alpha):
-    """h = (1 - alpha) h_prev + alpha act(W_ih x + b_ih + W_hh h_prev + b_hh)."""
+    """h = (1 - alpha) h_prev + alpha act(clip(W_ih x + b_ih + W_hh h_prev + b_hh))."""
+    (fa,), clamp = cell_fns(c)
     a = F.linear(x, p["weight_ih" + s], p.get("bias_ih" + s)) \
         + F.linear(h, p["weight_hh" + s], p.get("bias_hh" + s))
-    a = torch.tanh(a) if c["cell"] == "rnn_tanh" else torch.relu(a)
+    a = fa(clamp(a))
     return (1 - alpha) * h + alpha * a  # alpha = 1 gives exactly act(...)
 
 
@@ -483,6 +561,20 @@ def ort_forward(c, p, x, h0, c0):
               ("sequence_lens", np.array(c["lengths"] or [T] * B, dtype=np.int32)),
               ("initial_h", h0.detach().numpy())]
     attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
+    if c["acts"] is not None:
+        # one list per direction; alpha/beta consumed in order by the functions that take
+        # them (ORT's LSTM/GRU; its RNN reads alpha/beta per direction, which for one
+        # function per direction is the same)
+        attrs["activations"] = [name for name, _, _ in c["acts"]] * D
+        if not c["ort_defaults"]:
+            alphas = [a for _, a, _ in c["acts"] if a is not None] * D
+            betas = [b for _, _, b in c["acts"] if b is not None] * D
+            if alphas:
+                attrs["activation_alpha"] = alphas
+            if betas:
+                attrs["activation_beta"] = betas
+    if c["clip"] is not None:
+        attrs["clip"] = float(c["clip"])
     if c["cell"] == "lstm":
         inputs.append(("initial_c", c0.detach().numpy()))
         Pp = np.zeros((D, 3 * H))
@@ -497,7 +589,8 @@ def ort_forward(c, p, x, h0, c0):
         attrs["linear_before_reset"] = 1 if c["gru_reset"] == "after" else 0
         op, n_out = "GRU", 2
     else:
-        attrs["activations"] = ["Tanh" if c["cell"] == "rnn_tanh" else "Relu"] * D
+        if c["acts"] is None:
+            attrs["activations"] = ["Tanh" if c["cell"] == "rnn_tanh" else "Relu"] * D
         op, n_out = "RNN", 2
     feeds = dict(inputs)
     out_shapes = [(T, D, B, H), (D, B, H), (D, B, H)][:n_out]
@@ -569,6 +662,12 @@ def metadata(c, generator):
         md["coupled_input_forget"] = str(c["coupled"]).lower()
     if c["leak"] is not None:
         md["leak"] = repr(float(c["leak"]))
+    if c["acts"] is not None:
+        md["activations"] = ",".join(
+            ":".join([name] + [repr(float(v)) for v in (a, b) if v is not None])
+            for name, a, b in c["acts"])
+    if c["clip"] is not None:
+        md["clip"] = repr(float(c["clip"]))
     return md
 
 
@@ -643,6 +742,13 @@ def main():
     print("reference/ cases (explicit torch ops), forward checks:")
     for name, (c, check) in REFERENCE_CASES.items():
         ts = make_reference_case(c, seed_of(name))
+        if c["clip"] is not None:
+            # The clip must bite, or the checks below say nothing about it: the same case
+            # without clip gives another forward.
+            off = make_reference_case(dict(c, clip=None), seed_of(name))
+            d = max_diff(ts["output"], off["output"])
+            assert d > 1e-3, f"{name}: clip {c['clip']} changes the output by only {d:.1e}"
+            print(f"  check  clip changes the forward     {name:24s} max|diff| {d:.1e}")
         if check == "ort":
             check_against_ort(name, c, ts)
             gen_str = ORT_GEN

@@ -26,8 +26,10 @@ The module is the network recur computes:
 
 with `head.weight` the embedding table when `tie_weights` is true. Dropout acts only in
 training mode. Options PyTorch's nn.LSTM/GRU/RNN lack (peepholes, a coupled forget gate,
-the reset-before GRU, leaky RNN units, non-default activations, a reverse-only stack) raise
-ValueError naming the option.
+the reset-before GRU, leaky RNN units, non-default activations, ONNX clip, a reverse-only
+stack) raise ValueError naming the option. recur's recurrent dropout, which acts only in
+training, is recorded (`recurrent_dropout`) but not applied: such a model loads for inference
+and trains here without it.
 
 Requires torch and safetensors (`pip install torch safetensors`).
 """
@@ -70,6 +72,11 @@ class RecurModel(nn.Module):
             bidirectional=rnn["direction"] == "bidirectional",
         )
         kind = cell["kind"]
+        if cell.get("clip") is not None:
+            _unsupported("ONNX gate pre-activation clip")
+        # Recurrent (variational) dropout acts only in recur's training; PyTorch's modules
+        # have none, so a model trained with it loads for inference but trains without it.
+        self.recurrent_dropout = rnn.get("recurrent_dropout", 0.0)
         if kind == "lstm":
             if any(cell["peepholes"].values()):
                 _unsupported("LSTM peepholes")
@@ -89,6 +96,8 @@ class RecurModel(nn.Module):
         elif kind == "rnn":
             if cell["leak"] != "none":
                 _unsupported("leaky RNN units")
+            if cell["nonlinearity"] not in ("tanh", "relu"):
+                _unsupported(f"RNN nonlinearity {cell['nonlinearity']}")
             self.rnn = nn.RNN(nonlinearity=cell["nonlinearity"], **kwargs)
             h_out = rnn["hidden_size"]
         else:

@@ -437,6 +437,22 @@ fn hostile_checkpoints_are_typed_errors() {
         matches!(&e, Error::TensorDtype { name, .. } if name == "model.head.bias"),
         "{e}"
     );
+    // a configuration far larger than the file: refused before anything of its size is
+    // allocated (a 2^33-row embedding would need 256 GiB of Adam moments)
+    let e = load_checkpoint_bytes::<f32>(
+        &edit(&good, keep, |m| {
+            let json =
+                m["recur.model"].replace("\"num_embeddings\":9", "\"num_embeddings\":8589934592");
+            let json = json.replace("\"out_features\":9", "\"out_features\":8589934592");
+            m.insert("recur.model".into(), json);
+        }),
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, Error::TensorShape { name, .. } if name == "model.embedding.weight"),
+        "{e}"
+    );
     // truncation and corruption
     for cut in [0, 8, 64, good.len() / 2, good.len() - 1] {
         assert!(matches!(

@@ -666,6 +666,139 @@ fn dropout_is_seeded_between_layers_and_training_only() {
     }
 }
 
+/// Variational recurrent dropout: training only, seeded (the same seed gives the same masks,
+/// another seed others), and with an all-ones mask exactly the plain computation.
+#[test]
+fn recurrent_dropout_is_seeded_and_training_only() {
+    let mut rng = SplitMix64(9);
+    for num_layers in [1, 2] {
+        for (name, cell) in cells(num_layers) {
+            let ctx = format!("{name} layers={num_layers}");
+            let plain = model::<f64>(config(cell.clone(), num_layers, Direction::Bidirectional));
+            let with = |p: f64| {
+                Recurrent::from_params(
+                    RecurrentConfig {
+                        recurrent_dropout: p,
+                        ..plain.config().clone()
+                    },
+                    plain.params().to_vec(),
+                )
+                .unwrap()
+            };
+            let dropped = with(0.3);
+            let x = rng.tensor::<f64>(&[SEQ_LEN, BATCH, INPUT]);
+            let s0 = rng.state(&plain, BATCH);
+            let lengths = [SEQ_LEN, 3, 5];
+            let reference = plain.forward(&x, Some(&s0), Some(&lengths)).unwrap();
+            assert_eq!(
+                dropped.forward(&x, Some(&s0), Some(&lengths)).unwrap(),
+                reference,
+                "{ctx}: inference applies no recurrent dropout"
+            );
+            let run = |m: &Recurrent<f64>, seed| {
+                let (out, tape) = m
+                    .forward_train(&x, Some(&s0), Some(&lengths), seed)
+                    .unwrap();
+                let mut grads = vec![0.0; m.params().len()];
+                let dy = Tensor::new(
+                    (0..out.output.data().len())
+                        .map(|k| (k as f64 * 0.37).sin())
+                        .collect(),
+                    out.output.shape(),
+                )
+                .unwrap();
+                let upstream = OutputGrad {
+                    output: Some(&dy),
+                    ..Default::default()
+                };
+                let dx = m.backward(&tape, upstream, &mut grads).unwrap();
+                (out, dx, grads)
+            };
+            let a = run(&dropped, 11);
+            let b = run(&dropped, 11);
+            let c = run(&dropped, 12);
+            assert!(a == b, "{ctx}: the same seed gives different numbers");
+            assert_ne!(a.0.output, reference.output, "{ctx}: no recurrent dropout");
+            assert_ne!(a.0.output, c.0.output, "{ctx}: seeds give the same masks");
+            // p = 0 is the plain model, bit for bit, forward and backward.
+            assert!(
+                run(&with(0.0), 11) == run(&plain, 11),
+                "{ctx}: p = 0 differs from no recurrent dropout"
+            );
+            // p = 2⁻⁶⁰: 1 − p rounds to 1, so every mask value is exactly 1 and the masked
+            // code path (the masked copies, the masked gradient, the masked states of the
+            // weight gradients) must give the plain numbers, up to summation order.
+            let ones = run(&with(2f64.powi(-60)), 11);
+            let want = run(&plain, 11);
+            let tol = Tol::Rel(REORDERED_SUM_TOL_F64);
+            assert_same(&ctx, ones.0.output.data(), want.0.output.data(), tol);
+            assert_same(&ctx, ones.1.input.data(), want.1.input.data(), tol);
+            assert_state_same(&ctx, &ones.1.state, &want.1.state, tol);
+            assert_same(&ctx, &ones.2, &want.2, tol);
+        }
+    }
+}
+
+/// Variational means one mask per sequence and unit for the whole sequence and every gate, on
+/// the state where it enters the recurrent product only. For a single sequence that is the
+/// same as scaling the columns of W_hh by the mask: W_hh (m ⊙ h) = (W_hh diag m) h. So of the
+/// 2^R masks m ∈ {0, 1/(1 − p)}^R, exactly one must turn the plain model into the training
+/// forward pass, at every step (a mask redrawn per step or per gate, or one applied to the
+/// carried state, GRU's z ⊙ h_prev or the leaky term, would match none).
+#[test]
+fn recurrent_dropout_is_one_mask_per_unit_for_every_step_and_gate() {
+    const P: f64 = 0.5; // scale 2: exact, so the two forms agree to the last bit or so
+    let mut rng = SplitMix64(10);
+    let mut mixed = 0;
+    for (name, cell) in cells(1) {
+        let plain = model::<f64>(config(cell, 1, Direction::Forward));
+        let r = plain.config().h_out();
+        let dropped = Recurrent::from_params(
+            RecurrentConfig {
+                recurrent_dropout: P,
+                ..plain.config().clone()
+            },
+            plain.params().to_vec(),
+        )
+        .unwrap();
+        let x = rng.tensor::<f64>(&[SEQ_LEN, 1, INPUT]);
+        let s0 = rng.state(&plain, 1);
+        let (train, _) = dropped.forward_train(&x, Some(&s0), None, 5).unwrap();
+        let mut matches = Vec::new();
+        for bits in 0..1u32 << r {
+            let mut m = plain.clone();
+            for row in m.param_mut("weight_hh_l0").unwrap().chunks_exact_mut(r) {
+                for (j, w) in row.iter_mut().enumerate() {
+                    *w *= if bits >> j & 1 == 1 {
+                        1.0 / (1.0 - P)
+                    } else {
+                        0.0
+                    };
+                }
+            }
+            let out = m.forward(&x, Some(&s0), None).unwrap();
+            let close = |a: &[f64], b: &[f64]| {
+                a.iter()
+                    .zip(b)
+                    .all(|(a, b)| (a - b).abs() <= REORDERED_SUM_TOL_F64 * (1.0 + b.abs()))
+            };
+            if close(out.output.data(), train.output.data())
+                && close(out.state.h.data(), train.state.h.data())
+            {
+                matches.push(bits);
+            }
+        }
+        assert_eq!(matches.len(), 1, "{name}: masks matching: {matches:?}");
+        if matches[0] != 0 && matches[0] != (1 << r) - 1 {
+            mixed += 1;
+        }
+    }
+    assert!(
+        mixed > 0,
+        "no case drew a mask that keeps some units and drops others"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // f32 against f64
 

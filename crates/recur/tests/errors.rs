@@ -5,9 +5,10 @@
 use std::fmt::Debug;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use recur::cell::{GruActivations, LstmActivations};
 use recur::{
-    BatchLayout, CellKind, Direction, Error, GruCell, InputForget, Leak, LstmCell, OutputGrad,
-    Peepholes, Recurrent, RecurrentConfig, ResetPlacement, RnnCell, State, Tensor,
+    Activation, BatchLayout, CellKind, Direction, Error, GruCell, InputForget, Leak, LstmCell,
+    OutputGrad, Peepholes, Recurrent, RecurrentConfig, ResetPlacement, RnnCell, State, Tensor,
 };
 
 const INPUT: usize = 3;
@@ -516,7 +517,188 @@ fn invalid_configs() -> Vec<(RecurrentConfig, &'static str)> {
     v.push((rnn(Leak::PerLayer(vec![])), "leak"));
     v.push((rnn(Leak::PerLayer(vec![0.5, 0.0])), "leak[1]"));
     v.push((rnn(Leak::PerLayer(vec![f64::NAN, 0.5])), "leak[0]"));
+    for recurrent_dropout in [1.0, 1.5, -0.1, f64::NAN, f64::INFINITY] {
+        v.push((
+            RecurrentConfig {
+                recurrent_dropout,
+                ..base.clone()
+            },
+            "recurrent_dropout",
+        ));
+    }
+    // ONNX clip: finite and > 0 on every cell
+    for clip in [0.0, -0.5, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        v.push((
+            lstm(LstmCell {
+                clip: Some(clip),
+                ..Default::default()
+            }),
+            "clip",
+        ));
+        v.push((
+            RecurrentConfig {
+                cell: CellKind::Gru(GruCell {
+                    clip: Some(clip),
+                    ..Default::default()
+                }),
+                ..base.clone()
+            },
+            "clip",
+        ));
+        v.push((
+            RecurrentConfig {
+                cell: CellKind::Rnn(RnnCell {
+                    clip: Some(clip),
+                    ..Default::default()
+                }),
+                ..base.clone()
+            },
+            "clip",
+        ));
+    }
+    // activation parameters: finite, named by their slot
+    for bad in [f64::NAN, f64::INFINITY] {
+        let d = LstmActivations::default();
+        for (acts, slot) in [
+            (
+                LstmActivations {
+                    gate: Activation::HardSigmoid {
+                        alpha: bad,
+                        beta: 0.5,
+                    },
+                    ..d
+                },
+                "activations.gate",
+            ),
+            (
+                LstmActivations {
+                    cell: Activation::LeakyRelu { alpha: bad },
+                    ..d
+                },
+                "activations.cell",
+            ),
+            (
+                LstmActivations {
+                    hidden: Activation::ScaledTanh {
+                        alpha: 1.0,
+                        beta: bad,
+                    },
+                    ..d
+                },
+                "activations.hidden",
+            ),
+        ] {
+            v.push((
+                lstm(LstmCell {
+                    activations: acts,
+                    ..Default::default()
+                }),
+                slot,
+            ));
+        }
+        v.push((
+            RecurrentConfig {
+                cell: CellKind::Gru(GruCell {
+                    activations: GruActivations {
+                        candidate: Activation::Elu { alpha: bad },
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }),
+                ..base.clone()
+            },
+            "activations.candidate",
+        ));
+        v.push((
+            RecurrentConfig {
+                cell: CellKind::Rnn(RnnCell {
+                    nonlinearity: Activation::Affine {
+                        alpha: bad,
+                        beta: 0.0,
+                    },
+                    ..Default::default()
+                }),
+                ..base.clone()
+            },
+            "nonlinearity",
+        ));
+    }
     v
+}
+
+/// ONNX activation names: an unknown one is `Unsupported` naming it; a NaN or infinite α or β,
+/// or one given to a function that takes none, is `Config` naming the attribute.
+#[test]
+fn onnx_activation_names_and_parameters_are_checked() {
+    for name in ["Swish", "", "tanhh", "Gelu"] {
+        match Activation::from_onnx(name, None, None) {
+            Err(Error::Unsupported(m)) => assert!(m.contains(&format!("`{name}`")), "{m}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    for (name, alpha, beta, what) in [
+        ("LeakyRelu", Some(f64::NAN), None, "activation_alpha"),
+        ("Elu", Some(f64::INFINITY), None, "activation_alpha"),
+        ("HardSigmoid", Some(0.2), Some(f64::NAN), "activation_beta"),
+        ("ScaledTanh", Some(f64::NAN), Some(1.0), "activation_alpha"),
+        (
+            "Affine",
+            Some(1.0),
+            Some(f64::NEG_INFINITY),
+            "activation_beta",
+        ),
+        ("ThresholdedRelu", Some(f64::NAN), None, "activation_alpha"),
+        ("Sigmoid", Some(1.0), None, "activation_alpha"),
+        ("LeakyRelu", Some(0.1), Some(0.0), "activation_beta"),
+    ] {
+        config_err(
+            no_panic(name, || Activation::from_onnx(name, alpha, beta)),
+            what,
+        );
+    }
+}
+
+/// An activation whose slope its output cannot tell (a negative α) runs forward, but training
+/// with it is refused with `Unsupported` naming the slot, rather than a wrong gradient.
+#[test]
+fn training_refuses_activations_whose_slope_the_output_cannot_tell() {
+    let x = tensor(&[SEQ_LEN, BATCH, INPUT]);
+    for (cell, slot) in [
+        (
+            CellKind::Lstm(LstmCell {
+                activations: LstmActivations {
+                    cell: Activation::LeakyRelu { alpha: -0.1 },
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            "activations.cell",
+        ),
+        (
+            CellKind::Gru(GruCell {
+                activations: GruActivations {
+                    gate: Activation::ThresholdedRelu { alpha: -0.5 },
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            "activations.gate",
+        ),
+        (
+            CellKind::Rnn(RnnCell {
+                nonlinearity: Activation::Elu { alpha: -1.0 },
+                ..Default::default()
+            }),
+            "nonlinearity",
+        ),
+    ] {
+        let m = model(cell, 1, Direction::Forward);
+        assert!(m.forward(&x, None, None).is_ok(), "{slot}: inference runs");
+        match no_panic(slot, || m.forward_train(&x, None, None, 0)) {
+            Err(Error::Unsupported(msg)) => assert!(msg.contains(slot), "{msg}"),
+            other => panic!("{slot}: {:?}", other.map(|_| ())),
+        }
+    }
 }
 
 #[test]
@@ -564,6 +746,24 @@ fn boundary_configurations_are_accepted() {
         },
         RecurrentConfig {
             dropout: 0.999,
+            ..base.clone()
+        },
+        RecurrentConfig {
+            recurrent_dropout: 0.999,
+            ..base.clone()
+        },
+        RecurrentConfig {
+            cell: CellKind::Lstm(LstmCell {
+                clip: Some(f64::MIN_POSITIVE),
+                ..Default::default()
+            }),
+            ..base.clone()
+        },
+        RecurrentConfig {
+            cell: CellKind::Gru(GruCell {
+                clip: Some(f64::MAX),
+                ..Default::default()
+            }),
             ..base.clone()
         },
         RecurrentConfig {

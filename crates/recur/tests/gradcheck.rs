@@ -1,7 +1,8 @@
 //! Gradient check: every gradient [`Recurrent::backward`] returns, against a central
 //! difference of the forward pass, in f64: every cell and cell option, both single
 //! directions, bidirectional and stacked layers, projection, variable lengths, the
-//! batch-first layout and inter-layer dropout.
+//! batch-first layout, inter-layer dropout, every ONNX activation in every activation slot,
+//! ONNX clip and recurrent dropout.
 //!
 //! The blueprint is the test of Karpathy's minimal batched LSTM. A scalar loss
 //! ```text
@@ -173,6 +174,53 @@ impl Case {
     fn is_relu(&self) -> bool {
         matches!(&self.config.cell, CellKind::Rnn(r) if r.nonlinearity == Activation::Relu)
     }
+
+    fn recurrent_dropout(mut self, p: f64) -> Self {
+        self.config.recurrent_dropout = p;
+        self
+    }
+
+    /// Single-layer forward cases with an activation that has kinks, or with ONNX clip: those
+    /// get their margin from [`kink_margin`] (multi-layer ReLU RNNs keep [`relu_margin`]).
+    fn needs_kink_margin(&self) -> bool {
+        let c = &self.config;
+        let single = c.num_layers == 1
+            && c.direction == Direction::Forward
+            && c.layout == BatchLayout::SeqFirst
+            && c.recurrent_dropout == 0.0;
+        single
+            && (cfg_clip(c).is_some()
+                || cell_activations(&c.cell)
+                    .iter()
+                    .any(|a| !kinks(*a).is_empty()))
+    }
+}
+
+fn cfg_clip(c: &RecurrentConfig) -> Option<f64> {
+    c.cell.clip()
+}
+
+fn cell_activations(cell: &CellKind) -> Vec<Activation> {
+    match cell {
+        CellKind::Lstm(c) => vec![c.activations.gate, c.activations.cell, c.activations.hidden],
+        CellKind::Gru(c) => vec![c.activations.gate, c.activations.candidate],
+        CellKind::Rnn(c) => vec![c.nonlinearity],
+        _ => unreachable!("a cell kind this test does not know"),
+    }
+}
+
+/// Where the activation's slope jumps (Softsign's curvature jumps at 0, which a central
+/// difference across it also feels, so 0 counts for it too).
+fn kinks(act: Activation) -> Vec<f64> {
+    match act {
+        Activation::Relu | Activation::LeakyRelu { .. } | Activation::Elu { .. } => vec![0.0],
+        Activation::Softsign => vec![0.0],
+        Activation::ThresholdedRelu { alpha } => vec![alpha],
+        Activation::HardSigmoid { alpha, beta } if alpha != 0.0 => {
+            vec![-beta / alpha, (1.0 - beta) / alpha]
+        }
+        _ => vec![],
+    }
 }
 
 fn lstm(options: LstmCell) -> CellKind {
@@ -195,7 +243,11 @@ fn gru(reset: ResetPlacement) -> CellKind {
 }
 
 fn rnn(nonlinearity: Activation, leak: Leak) -> CellKind {
-    CellKind::Rnn(RnnCell { nonlinearity, leak })
+    CellKind::Rnn(RnnCell {
+        nonlinearity,
+        leak,
+        clip: None,
+    })
 }
 
 /// One cell of every kind and option that changes the backward, for the layer-feature
@@ -371,6 +423,8 @@ struct Report {
     worst_abs: f64,
     worst: f64,
     worst_at: String,
+    /// pre-activations that ONNX clip clamped (clip cases)
+    clamped: usize,
     failures: Vec<String>,
 }
 
@@ -407,7 +461,28 @@ fn check_case(case: &Case) -> Report {
     let mut p = Problem::new(case);
     let mut report = Report::default();
 
-    if case.is_relu() {
+    if case.needs_kink_margin() {
+        // Activations with kinks and ONNX clip: every pre-activation of the forward pass,
+        // recomputed by the independent step of `kink_margin`, keeps its distance from every
+        // kink and from ±clip, and a clip case clamps some pre-activations and not others.
+        let k = kink_margin(&p);
+        if k.margin < RELU_MARGIN {
+            report.failures.push(format!(
+                "a pre-activation is {:e} from a kink or the clip bound (< {RELU_MARGIN:e}): \
+                     rename the case to draw other data",
+                k.margin
+            ));
+            return report;
+        }
+        if cfg_clip(&case.config).is_some() && (k.clamped == 0 || k.clamped == k.clippable) {
+            report.failures.push(format!(
+                "clip clamps {} of {} pre-activations: the case must clamp some and not others",
+                k.clamped, k.clippable
+            ));
+            return report;
+        }
+        report.clamped = k.clamped;
+    } else if case.is_relu() {
         let margin = relu_margin(&p);
         if margin < RELU_MARGIN {
             report.failures.push(format!(
@@ -526,7 +601,7 @@ fn check_case(case: &Case) -> Report {
     }
 
     // Dropout: the mask must actually drop something, or the dropout cases prove nothing.
-    if cfg.dropout > 0.0 {
+    if cfg.dropout > 0.0 || cfg.recurrent_dropout > 0.0 {
         let inference = p
             .model
             .forward(&p.input, Some(&p.state), p.lengths.as_deref())
@@ -635,10 +710,173 @@ fn relu_margin(p: &Problem) -> f64 {
     margin
 }
 
+/// What [`kink_margin`] found.
+struct KinkMargin {
+    /// smallest distance of a pre-activation from a kink of its activation or from ±clip
+    margin: f64,
+    /// pre-activations that clip clamped, and those it applies to
+    clamped: usize,
+    clippable: usize,
+}
+
+/// Recomputes a single-layer forward pass step by step, in plain f64 from the parameters,
+/// with every cell's equations (SPEC.md §2, ONNX clip as ONNX Runtime applies it), checks that
+/// it gives the layer's outputs, and measures how close any pre-activation comes to a kink of
+/// its activation or to the clip bound. An independent forward of every activation and clip
+/// setting besides.
+///
+/// # Panics
+/// When the recomputed states miss the layer's outputs by more than 1e-12.
+fn kink_margin(p: &Problem) -> KinkMargin {
+    let cfg = p.model.config();
+    assert!(cfg.num_layers == 1 && cfg.direction == Direction::Forward);
+    assert_eq!(cfg.layout, BatchLayout::SeqFirst);
+    let (h, n_in, r) = (cfg.hidden_size, cfg.input_size, cfg.h_out());
+    let (tl, batch) = (p.input.shape()[0], p.input.shape()[1]);
+    let lengths = p.lengths.clone().unwrap_or_else(|| vec![tl; batch]);
+    let out = p
+        .model
+        .forward(&p.input, Some(&p.state), p.lengths.as_deref())
+        .unwrap()
+        .output;
+    let param = |stem: &str| p.model.param(&format!("{stem}_l0"));
+    let (w_ih, w_hh) = (param("weight_ih").unwrap(), param("weight_hh").unwrap());
+    let (b_ih, b_hh) = (param("bias_ih"), param("bias_hh"));
+    let clip = cfg.cell.clip();
+    let mut k = KinkMargin {
+        margin: f64::INFINITY,
+        clamped: 0,
+        clippable: 0,
+    };
+    // one pre-activation a of `act`, clipped if `clippable`: returns act(clamp(a))
+    let mut pre = |act: Activation, a: f64, clippable: bool| -> f64 {
+        let mut x = a;
+        if let (Some(c), true) = (clip, clippable) {
+            k.clippable += 1;
+            k.margin = k.margin.min((a.abs() - c).abs());
+            if a.abs() > c {
+                k.clamped += 1;
+                x = a.clamp(-c, c);
+                return act.apply(x); // constant in a: its kinks do not matter
+            }
+        }
+        for kink in kinks(act) {
+            k.margin = k.margin.min((x - kink).abs());
+        }
+        act.apply(x)
+    };
+    let dot = |w: &[f64], row: usize, len: usize, v: &[f64]| -> f64 {
+        w[row * len..(row + 1) * len]
+            .iter()
+            .zip(v)
+            .map(|(a, b)| a * b)
+            .sum()
+    };
+    let bias = |b: Option<&[f64]>, j: usize| b.map_or(0.0, |v| v[j]);
+    for (b, &len) in lengths.iter().enumerate() {
+        let mut hp = p.state.h.data()[b * r..(b + 1) * r].to_vec();
+        let mut cp = p
+            .state
+            .c
+            .as_ref()
+            .map(|c| c.data()[b * h..(b + 1) * h].to_vec());
+        for t in 0..len {
+            let x = &p.input.data()[(t * batch + b) * n_in..][..n_in];
+            // W_ih x + b_ih (+ b_hh) and W_hh h_prev, per gate row
+            let xi = |j: usize| dot(w_ih, j, n_in, x) + bias(b_ih, j);
+            let hh = |j: usize| dot(w_hh, j, r, &hp) + bias(b_hh, j);
+            let h_new: Vec<f64> = match &cfg.cell {
+                CellKind::Lstm(l) => {
+                    let a = l.activations;
+                    let c_prev = cp.as_ref().unwrap();
+                    let peep = |g: &str, j: usize, c: f64| {
+                        p.model
+                            .param(&format!("peephole_{g}_l0"))
+                            .map_or(0.0, |v| v[j] * c)
+                    };
+                    let mut c_new = vec![0.0; h];
+                    let mut m = vec![0.0; h];
+                    for j in 0..h {
+                        let i = pre(a.gate, xi(j) + hh(j) + peep("i", j, c_prev[j]), true);
+                        let f = match l.input_forget {
+                            InputForget::Coupled => 1.0 - i,
+                            _ => pre(
+                                a.gate,
+                                xi(h + j) + hh(h + j) + peep("f", j, c_prev[j]),
+                                true,
+                            ),
+                        };
+                        let g = pre(a.cell, xi(2 * h + j) + hh(2 * h + j), true);
+                        c_new[j] = f * c_prev[j] + i * g;
+                        let o = pre(
+                            a.gate,
+                            xi(3 * h + j) + hh(3 * h + j) + peep("o", j, c_new[j]),
+                            true,
+                        );
+                        m[j] = o * pre(a.hidden, c_new[j], false);
+                    }
+                    cp = Some(c_new);
+                    match p.model.param("weight_hr_l0") {
+                        Some(w_hr) => (0..r).map(|q| dot(w_hr, q, h, &m)).collect(),
+                        None => m,
+                    }
+                }
+                CellKind::Gru(g) => {
+                    let a = g.activations;
+                    let mut r_gate = vec![0.0; h];
+                    let mut z = vec![0.0; h];
+                    for j in 0..h {
+                        r_gate[j] = pre(a.gate, xi(j) + hh(j), true);
+                        z[j] = pre(a.gate, xi(h + j) + hh(h + j), true);
+                    }
+                    let s: Vec<f64> = (0..h).map(|j| r_gate[j] * hp[j]).collect();
+                    (0..h)
+                        .map(|j| {
+                            let a_n = match g.reset {
+                                ResetPlacement::AfterMatmul => {
+                                    xi(2 * h + j) + r_gate[j] * hh(2 * h + j)
+                                }
+                                _ => {
+                                    xi(2 * h + j)
+                                        + bias(b_hh, 2 * h + j)
+                                        + dot(w_hh, 2 * h + j, h, &s)
+                                }
+                            };
+                            let n = pre(a.candidate, a_n, true);
+                            (1.0 - z[j]) * n + z[j] * hp[j]
+                        })
+                        .collect()
+                }
+                CellKind::Rnn(rc) => {
+                    let alpha = rc.leak.rate(0);
+                    (0..h)
+                        .map(|j| {
+                            let u = pre(rc.nonlinearity, xi(j) + hh(j), true);
+                            (1.0 - alpha) * hp[j] + alpha * u
+                        })
+                        .collect()
+                }
+                _ => unreachable!("a cell kind this test does not know"),
+            };
+            let got = &out.data()[(t * batch + b) * r..][..r];
+            for j in 0..r {
+                assert!(
+                    (h_new[j] - got[j]).abs() < 1e-12,
+                    "kink_margin: recomputed h {} but the layer gave {}",
+                    h_new[j],
+                    got[j]
+                );
+            }
+            hp = h_new;
+        }
+    }
+    k
+}
+
 /// Checks every case, prints the group's totals, and fails naming every failing case.
 fn run_group(group: &str, cases: &[Case]) {
     let mut failures = Vec::new();
-    let (mut scalars, mut worst_abs) = (0, 0.0f64);
+    let (mut scalars, mut worst_abs, mut clamped) = (0, 0.0f64, 0);
     let (mut worst, mut worst_at) = (0.0f64, String::new());
     for case in cases {
         // A panic inside the library fails the case, not the whole group.
@@ -655,6 +893,7 @@ fn run_group(group: &str, cases: &[Case]) {
                 }
             });
         scalars += r.scalars;
+        clamped += r.clamped;
         worst_abs = worst_abs.max(r.worst_abs);
         if r.worst > worst || r.worst.is_nan() {
             worst = r.worst;
@@ -674,8 +913,13 @@ fn run_group(group: &str, cases: &[Case]) {
     }
     eprintln!(
         "gradcheck {group}: {} cases, {scalars} scalars, worst rel err {worst:.3e} ({worst_at}), \
-         largest |a - n| {worst_abs:.1e}",
-        cases.len()
+         largest |a - n| {worst_abs:.1e}{}",
+        cases.len(),
+        if clamped > 0 {
+            format!(", {clamped} pre-activations clamped by clip")
+        } else {
+            String::new()
+        }
     );
     assert!(
         failures.is_empty(),
@@ -758,6 +1002,7 @@ fn gru_every_option() {
                 gate: Activation::Tanh,
                 candidate: Activation::Sigmoid,
             },
+            clip: None,
         })
     };
     run_group(
@@ -909,4 +1154,282 @@ fn inter_layer_dropout() {
         );
     }
     run_group("inter-layer dropout", &cases);
+}
+
+// ---------------------------------------------------------------------------------------
+// ONNX activations, clip and recurrent dropout
+
+/// Every ONNX activation, with parameters chosen so that the pre-activations of these small
+/// cases (|a| ≲ 2) fall on both sides of each kink: HardSigmoid's flat parts start at
+/// ±0.42, ThresholdedRelu's threshold is 0.15.
+fn onnx_activations() -> Vec<(&'static str, Activation)> {
+    vec![
+        ("sigmoid", Activation::Sigmoid),
+        ("tanh", Activation::Tanh),
+        ("relu", Activation::Relu),
+        (
+            "affine",
+            Activation::Affine {
+                alpha: 0.7,
+                beta: -0.2,
+            },
+        ),
+        ("leaky_relu", Activation::LeakyRelu { alpha: 0.1 }),
+        (
+            "thresholded_relu",
+            Activation::ThresholdedRelu { alpha: 0.15 },
+        ),
+        (
+            "scaled_tanh",
+            Activation::ScaledTanh {
+                alpha: 1.3,
+                beta: 0.8,
+            },
+        ),
+        (
+            "hard_sigmoid",
+            Activation::HardSigmoid {
+                alpha: 1.2,
+                beta: 0.5,
+            },
+        ),
+        ("elu", Activation::Elu { alpha: 0.7 }),
+        ("softsign", Activation::Softsign),
+        ("softplus", Activation::Softplus),
+    ]
+}
+
+#[test]
+fn lstm_every_activation_in_every_slot() {
+    let mut cases = Vec::new();
+    for (name, act) in onnx_activations() {
+        let d = LstmActivations::default();
+        for (slot, activations) in [
+            ("gate", LstmActivations { gate: act, ..d }),
+            ("cell", LstmActivations { cell: act, ..d }),
+            ("hidden", LstmActivations { hidden: act, ..d }),
+        ] {
+            cases.push(case(
+                &format!("lstm_{name}_as_{slot}"),
+                lstm(LstmCell {
+                    activations,
+                    ..Default::default()
+                }),
+            ));
+        }
+    }
+    run_group("lstm activations", &cases);
+}
+
+#[test]
+fn gru_every_activation_in_every_slot() {
+    let mut cases = Vec::new();
+    for (name, act) in onnx_activations() {
+        let d = GruActivations::default();
+        for (placement, reset) in [
+            ("after", ResetPlacement::AfterMatmul),
+            ("before", ResetPlacement::BeforeMatmul),
+        ] {
+            for (slot, activations) in [
+                ("gate", GruActivations { gate: act, ..d }),
+                (
+                    "candidate",
+                    GruActivations {
+                        candidate: act,
+                        ..d
+                    },
+                ),
+            ] {
+                cases.push(case(
+                    &format!("gru_reset_{placement}_{slot}_{name}"),
+                    CellKind::Gru(GruCell {
+                        reset,
+                        activations,
+                        clip: None,
+                    }),
+                ));
+            }
+        }
+    }
+    run_group("gru activations", &cases);
+}
+
+#[test]
+fn rnn_every_activation() {
+    let mut cases = Vec::new();
+    for (name, act) in onnx_activations() {
+        cases.push(case(&format!("rnn_{name}"), rnn(act, Leak::None)));
+        cases.push(case(
+            &format!("rnn_{name}_leaky_0.4"),
+            rnn(act, Leak::Uniform(0.4)),
+        ));
+    }
+    run_group("rnn activations", &cases);
+}
+
+/// ONNX clip on every cell and option that changes what is clamped: some pre-activations are
+/// clamped in every case (checked), none is within RELU_MARGIN of ±clip (checked).
+#[test]
+fn onnx_clip() {
+    const CLIP: f64 = 0.6;
+    let lstm_clip = |c: LstmCell| {
+        lstm(LstmCell {
+            clip: Some(CLIP),
+            ..c
+        })
+    };
+    let gru_clip = |reset, activations| {
+        CellKind::Gru(GruCell {
+            reset,
+            activations,
+            clip: Some(CLIP),
+        })
+    };
+    let rnn_clip = |nonlinearity, leak| {
+        CellKind::Rnn(RnnCell {
+            nonlinearity,
+            leak,
+            clip: Some(CLIP),
+        })
+    };
+    let hard = Activation::HardSigmoid {
+        alpha: 1.2,
+        beta: 0.5,
+    };
+    let cases = vec![
+        case("lstm_clip", lstm_clip(LstmCell::default())),
+        case("lstm_clip_no_bias", lstm_clip(LstmCell::default())).no_bias(),
+        case(
+            "lstm_clip_peephole_ifo",
+            lstm_clip(LstmCell {
+                peepholes: Peepholes::ALL,
+                ..Default::default()
+            }),
+        ),
+        case(
+            "lstm_clip_coupled_peephole_io_proj",
+            lstm_clip(LstmCell {
+                peepholes: peepholes("io"),
+                proj_size: 2,
+                input_forget: InputForget::Coupled,
+                ..Default::default()
+            }),
+        )
+        .hidden(4),
+        case(
+            // (a hidden activation without kinks: where i and f are both on HardSigmoid's flat
+            // 0 the cell state is exactly 0, a kink of Elu or Softsign that no nudge moves but
+            // that kink_margin would count)
+            "lstm_clip_peephole_ifo_hard_sigmoid_elu_softplus",
+            lstm_clip(LstmCell {
+                peepholes: Peepholes::ALL,
+                activations: LstmActivations {
+                    gate: hard,
+                    cell: Activation::Elu { alpha: 0.7 },
+                    hidden: Activation::Softplus,
+                },
+                ..Default::default()
+            }),
+        ),
+        case(
+            "lstm_clip_peephole_ifo_ragged",
+            lstm_clip(LstmCell {
+                peepholes: Peepholes::ALL,
+                ..Default::default()
+            }),
+        )
+        .ragged(),
+        case(
+            "gru_reset_after_clip",
+            gru_clip(ResetPlacement::AfterMatmul, GruActivations::default()),
+        ),
+        case(
+            "gru_reset_before_clip",
+            gru_clip(ResetPlacement::BeforeMatmul, GruActivations::default()),
+        ),
+        case(
+            "gru_reset_after_clip_no_bias",
+            gru_clip(ResetPlacement::AfterMatmul, GruActivations::default()),
+        )
+        .no_bias(),
+        case(
+            "gru_reset_after_clip_hard_sigmoid_scaled_tanh",
+            gru_clip(
+                ResetPlacement::AfterMatmul,
+                GruActivations {
+                    gate: hard,
+                    candidate: Activation::ScaledTanh {
+                        alpha: 1.3,
+                        beta: 0.8,
+                    },
+                },
+            ),
+        ),
+        case(
+            "gru_reset_before_clip_hard_sigmoid_softplus_ragged",
+            gru_clip(
+                ResetPlacement::BeforeMatmul,
+                GruActivations {
+                    gate: hard,
+                    candidate: Activation::Softplus,
+                },
+            ),
+        )
+        .ragged(),
+        case("rnn_tanh_clip", rnn_clip(Activation::Tanh, Leak::None)),
+        case(
+            "rnn_relu_clip_leaky_0.3",
+            rnn_clip(Activation::Relu, Leak::Uniform(0.3)),
+        ),
+        case(
+            "rnn_softsign_clip_ragged",
+            rnn_clip(Activation::Softsign, Leak::None),
+        )
+        .ragged(),
+    ];
+    run_group("onnx clip", &cases);
+}
+
+/// Variational recurrent dropout (fixed seed): every cell, one and two layers, both
+/// directions, ragged batches, projection, and together with inter-layer dropout.
+#[test]
+fn recurrent_dropout() {
+    let mut cases = Vec::new();
+    for (stem, cell) in every_cell() {
+        // relu_margin cannot see the masks; the leaky tanh RNN stands in for the leaky ReLU
+        let (stem, cell) = match &cell {
+            CellKind::Rnn(r) if r.nonlinearity == Activation::Relu => {
+                ("rnn_tanh_leaky", rnn(Activation::Tanh, Leak::Uniform(0.3)))
+            }
+            _ => (stem, cell),
+        };
+        cases.push(case(&format!("{stem}_rec_dropout"), cell.clone()).recurrent_dropout(0.3));
+        cases.push(
+            case(&format!("{stem}_rec_dropout_bidirectional"), cell.clone())
+                .direction(Direction::Bidirectional)
+                .recurrent_dropout(0.4),
+        );
+        cases.push(
+            case(
+                &format!("{stem}_rec_dropout_2_layers_ragged_bidirectional"),
+                cell.clone(),
+            )
+            .layers(2)
+            .direction(Direction::Bidirectional)
+            .input(2)
+            .ragged()
+            .recurrent_dropout(0.3),
+        );
+        cases.push(
+            case(
+                &format!("{stem}_rec_dropout_and_dropout_2_layers_reverse"),
+                cell,
+            )
+            .layers(2)
+            .direction(Direction::Reverse)
+            .dropout(0.4)
+            .recurrent_dropout(0.5),
+        );
+    }
+    run_group("recurrent dropout", &cases);
 }

@@ -1,6 +1,7 @@
 //! Parity with PyTorch (`fixtures/pytorch`, from nn.LSTM / nn.GRU / nn.RNN in float64) and
 //! with the independent references of the cells PyTorch lacks (`fixtures/reference`: explicit
-//! torch ops whose forward was checked against onnxruntime). Outputs, final states and every
+//! torch ops whose forward was checked against onnxruntime; among them ONNX's other
+//! activations and its gate pre-activation clip). Outputs, final states and every
 //! gradient. The fixtures and their generator: scripts/gen_fixtures.py.
 
 mod common;
@@ -90,6 +91,6 @@ fn pytorch_parity_outputs_states_and_every_gradient() {
 }
 
 #[test]
-fn reference_parity_peepholes_cifg_reset_before_gru_leaky_rnn() {
+fn reference_parity_peepholes_cifg_reset_before_gru_leaky_rnn_onnx_activations_clip() {
     check_folder("reference");
 }

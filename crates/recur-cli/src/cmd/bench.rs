@@ -4,7 +4,8 @@
 //!
 //! Modes (without `--mode`, train then infer):
 //! ```text
-//! train    zero the gradient buffer, forward_train, backward with an all-ones output gradient
+//! train    zero the gradient buffer, forward_train (with --recurrent-dropout: masks drawn
+//!          from --seed), backward with an all-ones output gradient
 //! infer    forward
 //! stream   Stepper::step on [batch, input_size] (a Recurrent::stepper session, made once:
 //!          weights packed and buffers sized before timing), state carried; one step per
@@ -74,7 +75,11 @@ pub struct BenchArgs {
     /// Untimed iterations before them [default: 3; stream: 100]
     #[arg(long)]
     pub warmup: Option<usize>,
-    /// Seed of the weights, the inputs and the --ragged lengths
+    /// Variational recurrent dropout probability in [0, 1), applied in train mode (a recur
+    /// option; PyTorch's modules have none)
+    #[arg(long, default_value_t = 0.0)]
+    pub recurrent_dropout: f64,
+    /// Seed of the weights, the inputs, the --ragged lengths and the dropout masks
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Print one JSON object per mode instead of a line
@@ -165,6 +170,11 @@ impl BenchArgs {
                 self.proj_size
             );
         }
+        ensure!(
+            (0.0..1.0).contains(&self.recurrent_dropout),
+            "--recurrent-dropout must lie in [0, 1), got {}",
+            self.recurrent_dropout
+        );
         if self.mode == Some(Mode::Stream) {
             ensure!(
                 !self.bidirectional,
@@ -226,6 +236,7 @@ impl BenchArgs {
             } else {
                 Direction::Forward
             },
+            recurrent_dropout: self.recurrent_dropout,
             ..Default::default()
         }
     }
@@ -371,6 +382,7 @@ fn report(args: &BenchArgs, mode: Mode, threads: usize, secs: f64, tokens: usize
             "bidirectional": args.bidirectional,
             "proj_size": args.proj_size,
             "ragged": args.ragged,
+            "recurrent_dropout": args.recurrent_dropout,
             "threads": threads,
             "iters": args.iters(mode),
             "warmup": args.warmup(mode),
@@ -391,7 +403,7 @@ fn report(args: &BenchArgs, mode: Mode, threads: usize, secs: f64, tokens: usize
             String::new()
         };
         println!(
-            "recur {:<6} {:<4} T={} B={} I={} H={} L={} D={} P={}{} threads={}: \
+            "recur {:<6} {:<4} T={} B={} I={} H={} L={} D={} P={}{}{} threads={}: \
              {ms:10.4} ms/iter{step} {tokens_per_s:12.0} tokens/s {gflops:8.2} GFLOP/s",
             mode.name(),
             args.cell.name(),
@@ -403,6 +415,11 @@ fn report(args: &BenchArgs, mode: Mode, threads: usize, secs: f64, tokens: usize
             if args.bidirectional { 2 } else { 1 },
             args.proj_size,
             if args.ragged { " ragged" } else { "" },
+            if args.recurrent_dropout > 0.0 {
+                format!(" recurrent_dropout={}", args.recurrent_dropout)
+            } else {
+                String::new()
+            },
             threads,
         );
     }

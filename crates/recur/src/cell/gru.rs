@@ -35,6 +35,18 @@
 //!      dW_h{r,z} += [da_r, da_z]ᵀ h_prev
 //! (1)ᵀ da = [da_r, da_z, da_n];  db_hh += Σ da
 //! ```
+//!
+//! ONNX `clip` (ONNX Runtime's `deep_cpu_gru.cc`): the pre-activations of r and z
+//! (`a_r + q_r`, `a_z + q_z`, both biases included) and the whole pre-activation of n are
+//! clamped to [−clip, clip] before their activations. For n that is, reset after,
+//! `a_n + r ⊙ q_n` (ORT adds `W_bn` and clips after forming `r ⊙ (W_hn h_prev + b_hn)`; the
+//! inner `q_n` itself is not clipped), and reset before, `a_n + W_hn s` (both n biases
+//! included). Backward: da of a clamped pre-activation is 0, before anything reads it.
+//!
+//! Recurrent dropout: every product with `W_hh` reads `m ⊙ h_prev` (reset before:
+//! `s = r ⊙ m ⊙ h_prev`); the blend (5) reads h_prev itself. The gradient that the products
+//! send to the state is multiplied by m: reset after, dh_prev = dh ⊙ z + m ⊙ (dq W_hh); reset
+//! before, dh_prev = dh ⊙ z + m ⊙ (ds ⊙ r + [da_r, da_z] W_h{r,z}), with dr = ds ⊙ m ⊙ h_prev.
 
 use super::{BwdStep, FwdStep, RecurrentGrads, SlabWidths, Slabs, StepWeights};
 use crate::error::Result;
@@ -54,7 +66,7 @@ pub enum ResetPlacement {
 }
 
 /// The activations of a GRU (ONNX's f, g).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GruActivations {
     /// r, z (default sigmoid)
     pub gate: Activation,
@@ -76,6 +88,9 @@ impl Default for GruActivations {
 pub struct GruCell {
     pub reset: ResetPlacement,
     pub activations: GruActivations,
+    /// ONNX `clip`: every gate pre-activation clamped to [−clip, clip] (finite, > 0); `None`
+    /// = off (PyTorch).
+    pub clip: Option<f64>,
 }
 
 impl GruCell {
@@ -85,17 +100,20 @@ impl GruCell {
 }
 
 pub(crate) fn slab_widths(cell: &GruCell, hidden: usize) -> SlabWidths {
+    let keep = if cell.clip.is_some() { 3 * hidden } else { 0 };
     match cell.reset {
         ResetPlacement::AfterMatmul => SlabWidths {
             aux: hidden,             // q_n (b_hn included)
             dalt: 3 * hidden,        // dq, the gradient at the recurrent product
             fwd_scratch: 3 * hidden, // q
+            keep,
             ..SlabWidths::default()
         },
         ResetPlacement::BeforeMatmul => SlabWidths {
             aux: hidden,             // s = r ⊙ h_prev
             fwd_scratch: 3 * hidden, // q
             bwd_scratch: hidden,     // ds
+            keep,
             ..SlabWidths::default()
         },
     }
@@ -110,14 +128,15 @@ pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: 
     let (n, h) = (s.n, w.hidden);
     let gh = 3 * h;
     let act = cell.activations;
+    let clip = super::clip_bound::<T>(cell.clip);
     // Gate by gate, each a contiguous pass over H (or [r | z], 2H) values of a row.
     match cell.reset {
         ResetPlacement::AfterMatmul => {
-            // (2) q = h_prev W_hhᵀ (+ b_hn below)
+            // (2) q = h_prev W_hhᵀ (+ b_hn below; recurrent dropout: (m ⊙ h_prev) W_hhᵀ)
             matmul(
                 s.scratch,
                 gh,
-                Mat::rows(s.h_prev, n, h, h),
+                Mat::rows(s.h_rec, n, h, h),
                 w.w_hh_t,
                 Accumulate::Overwrite,
             );
@@ -131,6 +150,9 @@ pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: 
                 let (q_rz, q_n) = q.split_at(2 * h);
                 // (3) r, z = σ([a_r | a_z] + [q_r | q_z]): one pass over 2H
                 add_assign(a_rz, q_rz);
+                if let Some(clip) = clip {
+                    super::clamp(a_rz, &mut s.keep[b * gh..b * gh + 2 * h], clip);
+                }
                 act.gate.apply_slice(a_rz);
                 // (2) b_hn
                 match w.b_hh {
@@ -144,6 +166,9 @@ pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: 
                 // (4) n = act(a_n + r ⊙ q_n)
                 let (r, z) = a_rz.split_at(h);
                 add_product(a_n, r, qn);
+                if let Some(clip) = clip {
+                    super::clamp(a_n, &mut s.keep[b * gh + 2 * h..(b + 1) * gh], clip);
+                }
                 act.candidate.apply_slice(a_n);
                 // (5)
                 blend(hb, z, a_n, h_prev);
@@ -151,22 +176,26 @@ pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: 
         }
         ResetPlacement::BeforeMatmul => {
             // (2) q_rz = h_prev W_h{r,z}ᵀ: the first 2H columns of the packed W_hhᵀ
+            // (recurrent dropout: (m ⊙ h_prev) W_h{r,z}ᵀ)
             matmul(
                 s.scratch,
                 gh,
-                Mat::rows(s.h_prev, n, h, h),
+                Mat::rows(s.h_rec, n, h, h),
                 w.w_hh_t.columns(0, 2 * h),
                 Accumulate::Overwrite,
             );
             for b in 0..n {
                 let a_rz = &mut s.gates[b * gh..b * gh + 2 * h];
                 let q_rz = &s.scratch[b * gh..b * gh + 2 * h];
-                let h_prev = &s.h_prev[b * h..(b + 1) * h];
+                let h_rec = &s.h_rec[b * h..(b + 1) * h];
                 let sb = &mut s.aux[b * h..(b + 1) * h];
                 add_assign(a_rz, q_rz);
+                if let Some(clip) = clip {
+                    super::clamp(a_rz, &mut s.keep[b * gh..b * gh + 2 * h], clip);
+                }
                 act.gate.apply_slice(a_rz);
-                // (3)
-                for ((s, &r), &hp) in sb.iter_mut().zip(&*a_rz).zip(h_prev) {
+                // (3) s = r ⊙ h_prev (recurrent dropout: r ⊙ m ⊙ h_prev)
+                for ((s, &r), &hp) in sb.iter_mut().zip(&*a_rz).zip(h_rec) {
                     *s = r * hp;
                 }
             }
@@ -185,6 +214,9 @@ pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: 
                 let h_prev = &s.h_prev[b * h..(b + 1) * h];
                 let hb = &mut s.h[b * h..(b + 1) * h];
                 add_assign(a_n, q_n);
+                if let Some(clip) = clip {
+                    super::clamp(a_n, &mut s.keep[b * gh + 2 * h..(b + 1) * gh], clip);
+                }
                 act.candidate.apply_slice(a_n);
                 // (5)
                 blend(hb, &a_rz[h..], a_n, h_prev);
@@ -198,6 +230,8 @@ pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s:
     let gh = 3 * h;
     let act = cell.activations;
     let one = T::one();
+    let clipped = cell.clip.is_some();
+    let masked = !s.mask.is_empty();
     match cell.reset {
         ResetPlacement::AfterMatmul => {
             for b in 0..n {
@@ -222,8 +256,11 @@ pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s:
                     *dz = *dh * (hp - nn);
                     *dh *= z;
                 }
-                // (4)ᵀ da_n = dn ⊙ act'(n);  dr = da_n ⊙ q_n;  dq_n = da_n ⊙ r
+                // (4)ᵀ da_n = dn ⊙ act'(n) (0 where clipped);  dr = da_n ⊙ q_n;  dq_n = da_n ⊙ r
                 act.candidate.mul_derivative_from_output(da_n, nn);
+                if clipped {
+                    super::mul_assign(da_n, &s.keep[b * gh + 2 * h..(b + 1) * gh]);
+                }
                 for (((dr, dqn), &dan), (&qn, &r)) in da_r
                     .iter_mut()
                     .zip(dq_n.iter_mut())
@@ -235,16 +272,20 @@ pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s:
                 }
                 // (3)ᵀ da_r = dr ⊙ σ'(r);  da_z = dz ⊙ σ'(z): one pass over 2H
                 act.gate.mul_derivative_from_output(da_rz, &g[..2 * h]);
+                if clipped {
+                    super::mul_assign(da_rz, &s.keep[b * gh..b * gh + 2 * h]);
+                }
                 dq_rz.copy_from_slice(da_rz);
             }
-            // (2)ᵀ dh_prev += dq W_hh
-            matmul(
-                s.dh,
-                h,
-                Mat::rows(s.dalt, n, gh, gh),
-                Mat::rows(w.w_hh, gh, h, h),
-                Accumulate::Add,
-            );
+            // (2)ᵀ dh_prev += dq W_hh (recurrent dropout: m ⊙ (dq W_hh))
+            let dq = Mat::rows(&*s.dalt, n, gh, gh);
+            let w_hh = Mat::rows(w.w_hh, gh, h, h);
+            if masked {
+                matmul(s.dh_rec, h, dq, w_hh, Accumulate::Overwrite);
+                super::add_masked(s.dh, s.mask, s.dh_rec);
+            } else {
+                matmul(s.dh, h, dq, w_hh, Accumulate::Add);
+            }
         }
         ResetPlacement::BeforeMatmul => {
             for b in 0..n {
@@ -265,6 +306,10 @@ pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s:
                 }
                 act.gate.mul_derivative_from_output(da_z, z);
                 act.candidate.mul_derivative_from_output(da_n, nn);
+                if clipped {
+                    super::mul_assign(da_z, &s.keep[b * gh + h..b * gh + 2 * h]);
+                    super::mul_assign(da_n, &s.keep[b * gh + 2 * h..(b + 1) * gh]);
+                }
             }
             // (4)ᵀ ds = da_n W_hn
             matmul(
@@ -276,32 +321,54 @@ pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s:
             );
             for b in 0..n {
                 let r = &s.gates[b * gh..b * gh + h];
-                let h_prev = &s.h_prev[b * h..(b + 1) * h];
+                let h_rec = &s.h_rec[b * h..(b + 1) * h];
                 let ds = &s.scratch[b * h..(b + 1) * h];
                 let dh = &mut s.dh[b * h..(b + 1) * h];
                 let da_r = &mut s.dgates[b * gh..b * gh + h];
                 let z = &s.gates[b * gh + h..b * gh + 2 * h];
                 // (3)ᵀ dr = ds ⊙ h_prev;  dh_prev += ds ⊙ r;  (2)ᵀ da_r = dr ⊙ σ'(r)
-                for ((((dr, dh), &ds), &hp), (&r, &z)) in da_r
-                    .iter_mut()
-                    .zip(dh.iter_mut())
-                    .zip(ds)
-                    .zip(h_prev)
-                    .zip(r.iter().zip(z))
-                {
-                    *dr = ds * hp;
-                    *dh = *dh * z + ds * r;
+                // (recurrent dropout: dr = ds ⊙ m ⊙ h_prev, and ds ⊙ r goes to dh_rec, which
+                // is masked below)
+                if masked {
+                    let dr_rec = &mut s.dh_rec[b * h..(b + 1) * h];
+                    for (((((dr, dh), d_rec), &ds), &hp), (&r, &z)) in da_r
+                        .iter_mut()
+                        .zip(dh.iter_mut())
+                        .zip(dr_rec.iter_mut())
+                        .zip(ds)
+                        .zip(h_rec)
+                        .zip(r.iter().zip(z))
+                    {
+                        *dr = ds * hp;
+                        *dh *= z;
+                        *d_rec = ds * r;
+                    }
+                } else {
+                    for ((((dr, dh), &ds), &hp), (&r, &z)) in da_r
+                        .iter_mut()
+                        .zip(dh.iter_mut())
+                        .zip(ds)
+                        .zip(h_rec)
+                        .zip(r.iter().zip(z))
+                    {
+                        *dr = ds * hp;
+                        *dh = *dh * z + ds * r;
+                    }
                 }
                 act.gate.mul_derivative_from_output(da_r, r);
+                if clipped {
+                    super::mul_assign(da_r, &s.keep[b * gh..b * gh + h]);
+                }
             }
-            // (2)ᵀ dh_prev += [da_r, da_z] W_h{r,z}
-            matmul(
-                s.dh,
-                h,
-                Mat::rows(s.dgates, n, 2 * h, gh),
-                Mat::rows(w.w_hh, 2 * h, h, h),
-                Accumulate::Add,
-            );
+            // (2)ᵀ dh_prev += [da_r, da_z] W_h{r,z} (recurrent dropout: m ⊙ (ds ⊙ r + …))
+            let da_rz = Mat::rows(&*s.dgates, n, 2 * h, gh);
+            let w_rz = Mat::rows(w.w_hh, 2 * h, h, h);
+            if masked {
+                matmul(s.dh_rec, h, da_rz, w_rz, Accumulate::Add);
+                super::add_masked(s.dh, s.mask, s.dh_rec);
+            } else {
+                matmul(s.dh, h, da_rz, w_rz, Accumulate::Add);
+            }
         }
     }
 }

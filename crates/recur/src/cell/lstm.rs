@@ -28,6 +28,16 @@
 //! ```
 //! With the coupled gate the f rows of the weights stay in place (the ONNX layout) and
 //! receive zero gradient.
+//!
+//! ONNX `clip` (ONNX Runtime's `uni_directional_lstm.cc`, `GateComputations`): each of a_i,
+//! a_f, a_g, a_o is clamped to [−clip, clip] after the biases and the peephole term are added
+//! (a_o's peephole reading the new c) and before its activation; with the coupled gate f =
+//! 1 − i is computed from the clamped-and-activated i. The cell state c itself is not clipped
+//! (ORT's "clipped" c buffer is only scratch for act_h). Backward: da of a clamped
+//! pre-activation is 0, before it reaches the peepholes, dc_prev or the weights.
+//!
+//! Recurrent dropout: (1) reads `m ⊙ h_prev` (projected: m has P entries); (1)ᵀ gives
+//! dh_prev = m ⊙ (da W_hh) and dW_hh += daᵀ (m ⊙ h_prev).
 
 use super::{BwdStep, FwdStep, RecurrentGrads, SlabWidths, Slabs, StepWeights};
 use crate::error::{Result, config_err};
@@ -73,7 +83,7 @@ pub enum InputForget {
 }
 
 /// The activations of an LSTM (ONNX's f, g, h).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LstmActivations {
     /// i, f, o (default sigmoid)
     pub gate: Activation,
@@ -101,6 +111,9 @@ pub struct LstmCell {
     pub proj_size: usize,
     pub input_forget: InputForget,
     pub activations: LstmActivations,
+    /// ONNX `clip`: every gate pre-activation clamped to [−clip, clip] (finite, > 0); `None`
+    /// = off (PyTorch).
+    pub clip: Option<f64>,
 }
 
 impl LstmCell {
@@ -127,7 +140,8 @@ impl LstmCell {
 pub(crate) fn slab_widths(cell: &LstmCell, hidden: usize) -> SlabWidths {
     let p = cell.proj_size;
     SlabWidths {
-        aux: hidden,                       // act_h(c)
+        aux: hidden, // act_h(c)
+        keep: if cell.clip.is_some() { 4 * hidden } else { 0 },
         m: if p > 0 { hidden } else { 0 }, // m = o ⊙ act_h(c), input of W_hr
         dalt: p,                           // dh at every step, for dW_hr
         fwd_scratch: 0,
@@ -138,11 +152,11 @@ pub(crate) fn slab_widths(cell: &LstmCell, hidden: usize) -> SlabWidths {
 pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s: FwdStep<'_, T>) {
     let (n, h, r) = (s.n, w.hidden, w.h_out);
     let gh = 4 * h;
-    // (1) a += h_prev W_hhᵀ
+    // (1) a += h_prev W_hhᵀ (recurrent dropout: (m ⊙ h_prev) W_hhᵀ)
     matmul(
         s.gates,
         gh,
-        Mat::rows(s.h_prev, n, r, r),
+        Mat::rows(s.h_rec, n, r, r),
         w.w_hh_t,
         Accumulate::Add,
     );
@@ -150,6 +164,7 @@ pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
     let coupled = cell.input_forget == InputForget::Coupled;
     let proj = cell.proj_size > 0;
     let one = T::one();
+    let clip = super::clip_bound::<T>(cell.clip);
     // Gate by gate, each a contiguous pass over the row's H values: the activation passes are
     // vectorised kernels (f32) and the arithmetic loops have no branches.
     for b in 0..n {
@@ -168,6 +183,10 @@ pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
         }
         if let Some(p) = w.p_f {
             add_product(&mut a[h..2 * h], p, c_prev);
+        }
+        if let Some(clip) = clip {
+            // clip: a_i, a_f, a_g (peepholes included) in one pass; a_o below
+            super::clamp(&mut a[..3 * h], &mut s.keep[b * gh..b * gh + 3 * h], clip);
         }
         let (a_if, rest) = a.split_at_mut(2 * h);
         let (a_g, a_o) = rest.split_at_mut(h);
@@ -199,6 +218,9 @@ pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
         // (6) o = σ(a_o + p_o ⊙ c)
         if let Some(p) = w.p_o {
             add_product(a_o, p, c);
+        }
+        if let Some(clip) = clip {
+            super::clamp(a_o, &mut s.keep[b * gh + 3 * h..(b + 1) * gh], clip);
         }
         act.gate.apply_slice(a_o);
         // (7) m = o ⊙ act_h(c)
@@ -236,6 +258,7 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
     }
     let act = cell.activations;
     let coupled = cell.input_forget == InputForget::Coupled;
+    let clipped = cell.clip.is_some();
     // The mirror of the forward: per row, whole-gate passes with no branches inside; da_g
     // holds a temporary until (4)ᵀ.
     for b in 0..n {
@@ -268,8 +291,11 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
             *dc += t;
             *d_o = dm * tc;
         }
-        // (6)ᵀ da_o = do ⊙ σ'(o);  dc += da_o ⊙ p_o
+        // (6)ᵀ da_o = do ⊙ σ'(o) (0 where clipped);  dc += da_o ⊙ p_o
         act.gate.mul_derivative_from_output(da_o, o);
+        if clipped {
+            super::mul_assign(da_o, &s.keep[b * gh + 3 * h..(b + 1) * gh]);
+        }
         if let Some(p) = w.p_o {
             add_product(dc, &*da_o, p);
         }
@@ -306,6 +332,12 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
         } else {
             act.gate.mul_derivative_from_output(da_if, &gates[..2 * h]);
         }
+        // clip: da_i, da_f, da_g are 0 where their pre-activations were clamped
+        if clipped {
+            let keep = &s.keep[b * gh..b * gh + 3 * h];
+            super::mul_assign(&mut da_if[..], &keep[..2 * h]);
+            super::mul_assign(&mut da_g[..], &keep[2 * h..]);
+        }
         // (2)ᵀ dc_prev += da_i ⊙ p_i;  (3)ᵀ dc_prev += da_f ⊙ p_f
         if let Some(p) = w.p_i {
             add_product(dc, &da_if[..h], p);
@@ -314,7 +346,7 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
             add_product(dc, &da_if[h..], p);
         }
     }
-    // (1)ᵀ dh_prev = da W_hh
+    // (1)ᵀ dh_prev = da W_hh (recurrent dropout: m ⊙ (da W_hh))
     matmul(
         s.dh,
         r,
@@ -322,6 +354,9 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
         Mat::rows(w.w_hh, gh, r, r),
         Accumulate::Overwrite,
     );
+    if !s.mask.is_empty() {
+        super::mul_assign(s.dh, s.mask);
+    }
 }
 
 /// `acc[j] += a[j] · b[j]`

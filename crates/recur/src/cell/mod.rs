@@ -5,15 +5,25 @@
 //! loop, the recurrent weight gradients) lives here, everything else (the input projection for
 //! all steps, directions, lengths, stacking) lives in the driver.
 //!
-//! ## Room for ONNX's options
-//! Each cell's activations are fields of its config ([`LstmActivations`], [`GruActivations`],
-//! [`RnnCell::nonlinearity`]) of the open [`crate::Activation`] enum, whose backward works from
-//! the saved outputs; ONNX's other functions (Affine, LeakyRelu, HardSigmoid, Elu, …) all have
-//! output-expressible derivatives and are new variants, not new code paths. ONNX's `clip`
-//! (a clamp of every gate pre-activation, bias included) becomes one more config field: its
-//! backward must know which pre-activations were clamped, which the saved activations cannot
-//! always tell, so a clipped cell saves its pre-activations in a per-cell slab. The driver
-//! already sizes per-cell slabs from `SlabWidths` and never looks inside them.
+//! ## ONNX's options
+//! - **Activations**: each cell takes them from its config ([`LstmActivations`],
+//!   [`GruActivations`], [`RnnCell::nonlinearity`]), any of ONNX's eleven
+//!   ([`crate::Activation`]); the backward works from the saved outputs.
+//! - **`clip`** (ONNX's gate pre-activation clip; not cuDNN's cell-state clipping, not gradient
+//!   clipping): every gate pre-activation, bias and peepholes included, is clamped to
+//!   [−clip, clip] before its activation, as ONNX Runtime does (each cell's docs say exactly
+//!   what is clamped). The saved activations cannot always tell whether a value was clamped
+//!   (sigmoid(a) rounds to sigmoid(clip) for a slightly below clip), so a clipped cell records
+//!   the clamp in a `keep` slab `[rows, G*H]` (1 passed, 0 clamped) that the backward
+//!   multiplies into the gate gradients.
+//!
+//! ## Recurrent dropout
+//! Under [`crate::RecurrentConfig::recurrent_dropout`] the driver hands each step the masked
+//! state `h_rec = m ⊙ h_prev` (one mask per row and unit for the whole sequence, Gal &
+//! Ghahramani 2016) besides `h_prev`: the recurrent product reads `h_rec`, everything else
+//! (GRU's `z ⊙ h_prev`, the leaky term, the carried state) reads `h_prev`. The backward
+//! multiplies the gradient that the product sends to the state by the mask (`dh_rec`), and the
+//! recurrent weight gradients read the masked states.
 
 pub mod gru;
 pub mod lstm;
@@ -86,20 +96,78 @@ impl CellKind {
 
     pub(crate) fn validate(&self, hidden_size: usize, num_layers: usize) -> Result<()> {
         match self {
-            CellKind::Lstm(c) => c.validate(hidden_size),
-            CellKind::Gru(c) => c.validate(),
-            CellKind::Rnn(c) => c.validate(num_layers),
+            CellKind::Lstm(c) => c.validate(hidden_size)?,
+            CellKind::Gru(c) => c.validate()?,
+            CellKind::Rnn(c) => c.validate(num_layers)?,
         }
+        for (slot, act) in self.activations() {
+            act.validate(slot)?;
+        }
+        check_clip(self.clip())
     }
 
-    /// A short lowercase name (`lstm`, `gru`, `rnn_tanh`, `rnn_relu`).
+    /// A short lowercase name (`lstm`, `gru`, `rnn_tanh`, `rnn_relu`, and `rnn` for an RNN
+    /// with another of ONNX's activations).
     pub fn name(&self) -> &'static str {
         match self {
             CellKind::Lstm(_) => "lstm",
             CellKind::Gru(_) => "gru",
-            CellKind::Rnn(r) if r.nonlinearity == crate::Activation::Relu => "rnn_relu",
-            CellKind::Rnn(_) => "rnn_tanh",
+            CellKind::Rnn(r) => match r.nonlinearity {
+                crate::Activation::Relu => "rnn_relu",
+                crate::Activation::Tanh => "rnn_tanh",
+                _ => "rnn",
+            },
         }
+    }
+}
+
+/// ONNX's `clip`: off, or a finite bound > 0.
+fn check_clip(clip: Option<f64>) -> Result<()> {
+    match clip {
+        Some(c) if !(c.is_finite() && c > 0.0) => Err(config_err(
+            "clip",
+            format!("must be a finite number > 0 (or None for no clip), got {c}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The clip bound in the model's precision.
+pub(crate) fn clip_bound<T: crate::Float>(clip: Option<f64>) -> Option<T> {
+    clip.map(|c| T::from_f64(c).unwrap_or_else(T::infinity))
+}
+
+/// ONNX `clip`: clamps pre-activations to [−clip, clip] and records in `keep` which passed
+/// (1, the clamp's slope) and which were clamped (0). A value exactly at the bound passes.
+#[inline]
+pub(crate) fn clamp<T: crate::Float>(a: &mut [T], keep: &mut [T], clip: T) {
+    let (zero, one) = (T::zero(), T::one());
+    for (a, k) in a.iter_mut().zip(keep) {
+        if *a > clip {
+            *a = clip;
+            *k = zero;
+        } else if *a < -clip {
+            *a = -clip;
+            *k = zero;
+        } else {
+            *k = one;
+        }
+    }
+}
+
+/// `d[j] *= m[j]`: the backward of [`clamp`] (m = keep), or a recurrent-dropout mask.
+#[inline]
+pub(crate) fn mul_assign<T: crate::Float>(d: &mut [T], m: &[T]) {
+    for (d, &m) in d.iter_mut().zip(m) {
+        *d *= m;
+    }
+}
+
+/// `dh += m ⊙ g`: the gradient that reached the masked state, carried to the state.
+#[inline]
+pub(crate) fn add_masked<T: crate::Float>(dh: &mut [T], m: &[T], g: &[T]) {
+    for ((dh, &m), &g) in dh.iter_mut().zip(m).zip(g) {
+        *dh += m * g;
     }
 }
 
@@ -141,6 +209,9 @@ pub(crate) struct FwdStep<'a, T> {
     pub n: usize,
     /// `[n, R]` state before the step
     pub h_prev: &'a [T],
+    /// `[n, R]` the state as the recurrent product reads it: `h_prev` itself, or under
+    /// recurrent dropout its masked copy `m ⊙ h_prev`
+    pub h_rec: &'a [T],
     /// `[n, H]` (LSTM)
     pub c_prev: &'a [T],
     /// `[n, R]` state after the step
@@ -152,6 +223,9 @@ pub(crate) struct FwdStep<'a, T> {
     pub gates: &'a mut [T],
     /// `[n, aux]`: a per-cell saved quantity (see each cell)
     pub aux: &'a mut [T],
+    /// `[n, G*H]` with `clip`: 1 where a gate pre-activation passed the clamp, 0 where it was
+    /// clamped; else empty
+    pub keep: &'a mut [T],
     /// `[n, H]` LSTM projection input m = o ⊙ act(c), else empty
     pub m: &'a mut [T],
     /// per-cell scratch, `[n, ·]`
@@ -162,9 +236,18 @@ pub(crate) struct FwdStep<'a, T> {
 pub(crate) struct BwdStep<'a, T> {
     pub n: usize,
     pub h_prev: &'a [T],
+    /// as in [`FwdStep`]: `h_prev`, or its masked copy under recurrent dropout
+    pub h_rec: &'a [T],
     pub c_prev: &'a [T],
     pub gates: &'a [T],
     pub aux: &'a [T],
+    /// as in [`FwdStep`] (empty without `clip`)
+    pub keep: &'a [T],
+    /// `[n, R]` recurrent-dropout mask (0 or 1/(1−p)), or empty
+    pub mask: &'a [T],
+    /// `[n, R]` scratch for the gradient through the recurrent product when `mask` is set,
+    /// else empty
+    pub dh_rec: &'a mut [T],
     /// in: ∂L/∂h of this step (from the output and from step t+1); out: ∂L/∂h_prev
     pub dh: &'a mut [T],
     /// in: ∂L/∂c from step t+1; out: ∂L/∂c_prev (LSTM)
@@ -180,7 +263,8 @@ pub(crate) struct BwdStep<'a, T> {
 /// are computed after the backward loop as one product each. `rows = seq_len * batch`.
 pub(crate) struct Slabs<'a, T> {
     pub rows: usize,
-    /// `[rows, R]`: the state before each step
+    /// `[rows, R]`: the state before each step as the recurrent product read it (masked
+    /// under recurrent dropout)
     pub h_prev: &'a [T],
     /// `[rows, H]`: the cell state before and after each step (LSTM)
     pub c_prev: &'a [T],
@@ -205,6 +289,8 @@ pub(crate) struct RecurrentGrads<'a, T> {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct SlabWidths {
     pub aux: usize,
+    /// G*H with `clip` (the clamp record), else 0
+    pub keep: usize,
     pub m: usize,
     pub dalt: usize,
     pub fwd_scratch: usize,
@@ -216,7 +302,35 @@ impl CellKind {
         match self {
             CellKind::Lstm(c) => lstm::slab_widths(c, hidden),
             CellKind::Gru(c) => gru::slab_widths(c, hidden),
-            CellKind::Rnn(_) => SlabWidths::default(),
+            CellKind::Rnn(c) => SlabWidths {
+                keep: if c.clip.is_some() { hidden } else { 0 },
+                ..SlabWidths::default()
+            },
+        }
+    }
+
+    /// Every activation of the cell, named by its slot.
+    pub(crate) fn activations(&self) -> Vec<(&'static str, crate::Activation)> {
+        match self {
+            CellKind::Lstm(c) => vec![
+                ("activations.gate", c.activations.gate),
+                ("activations.cell", c.activations.cell),
+                ("activations.hidden", c.activations.hidden),
+            ],
+            CellKind::Gru(c) => vec![
+                ("activations.gate", c.activations.gate),
+                ("activations.candidate", c.activations.candidate),
+            ],
+            CellKind::Rnn(c) => vec![("nonlinearity", c.nonlinearity)],
+        }
+    }
+
+    /// ONNX's `clip`, if set.
+    pub fn clip(&self) -> Option<f64> {
+        match self {
+            CellKind::Lstm(c) => c.clip,
+            CellKind::Gru(c) => c.clip,
+            CellKind::Rnn(c) => c.clip,
         }
     }
 

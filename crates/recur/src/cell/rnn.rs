@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! (1) a = W_ih x + b_ih + b_hh + W_hh h_prev      (input part: one GEMM for all t)
-//! (2) u = act(a)                                  act = tanh or ReLU
+//! (2) u = act(a)                                  act = tanh, ReLU or any ONNX activation
 //! (3) h = (1 − α) ⊙ h_prev + α ⊙ u                α = 1: PyTorch's nn.RNN
 //! ```
 //! Backward:
@@ -11,6 +11,9 @@
 //! (2)ᵀ da = du ⊙ act'(u)
 //! (1)ᵀ dh_prev += da W_hh;  dW_hh += daᵀ h_prev;  db_hh += Σ da   (after the loop)
 //! ```
+//! ONNX `clip` (ONNX Runtime's `rnn.cc`): a is clamped to [−clip, clip] before act; da is 0
+//! where it was clamped. Recurrent dropout: (1) reads `m ⊙ h_prev`, the leaky term (3) reads
+//! h_prev; (1)ᵀ adds m ⊙ (da W_hh) to dh_prev and dW_hh += daᵀ (m ⊙ h_prev).
 
 use super::{BwdStep, FwdStep, RecurrentGrads, Slabs, StepWeights, check_rate};
 use crate::error::{Result, config_err};
@@ -43,9 +46,12 @@ impl Leak {
 /// RNN options. The default is PyTorch's `nn.RNN` (tanh, not leaky).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RnnCell {
-    /// tanh or ReLU (PyTorch's `nonlinearity`)
+    /// tanh or ReLU (PyTorch's `nonlinearity`), or any of ONNX's activations
     pub nonlinearity: Activation,
     pub leak: Leak,
+    /// ONNX `clip`: the pre-activation clamped to [−clip, clip] (finite, > 0); `None` = off
+    /// (PyTorch).
+    pub clip: Option<f64>,
 }
 
 impl Default for RnnCell {
@@ -53,6 +59,7 @@ impl Default for RnnCell {
         Self {
             nonlinearity: Activation::Tanh,
             leak: Leak::None,
+            clip: None,
         }
     }
 }
@@ -79,11 +86,11 @@ impl RnnCell {
 
 pub(crate) fn forward_step<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s: FwdStep<'_, T>) {
     let (n, h) = (s.n, w.hidden);
-    // (1)
+    // (1) (recurrent dropout: (m ⊙ h_prev) W_hhᵀ)
     matmul(
         s.gates,
         h,
-        Mat::rows(s.h_prev, n, h, h),
+        Mat::rows(s.h_rec, n, h, h),
         w.w_hh_t,
         Accumulate::Add,
     );
@@ -91,6 +98,9 @@ pub(crate) fn forward_step<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s: 
     let keep = T::one() - alpha;
     let (u, h_out, h_prev) = (&mut s.gates[..n * h], &mut s.h[..n * h], &s.h_prev[..n * h]);
     // (2) u = act(a): the rows are contiguous, so one pass over all of them
+    if let Some(clip) = super::clip_bound::<T>(cell.clip) {
+        super::clamp(u, &mut s.keep[..n * h], clip);
+    }
     cell.nonlinearity.apply_slice(u);
     // (3)
     if alpha == T::one() {
@@ -115,14 +125,17 @@ pub(crate) fn backward_step<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s:
     // (2)ᵀ da = du ⊙ act'(u)
     cell.nonlinearity
         .mul_derivative_from_output(da, &s.gates[..n * h]);
-    // (1)ᵀ dh_prev += da W_hh
-    matmul(
-        s.dh,
-        h,
-        Mat::rows(s.dgates, n, h, h),
-        Mat::rows(w.w_hh, h, h, h),
-        Accumulate::Add,
-    );
+    if cell.clip.is_some() {
+        super::mul_assign(da, &s.keep[..n * h]);
+    }
+    // (1)ᵀ dh_prev += da W_hh (recurrent dropout: m ⊙ (da W_hh))
+    let (da, w_hh) = (Mat::rows(&*s.dgates, n, h, h), Mat::rows(w.w_hh, h, h, h));
+    if s.mask.is_empty() {
+        matmul(s.dh, h, da, w_hh, Accumulate::Add);
+    } else {
+        matmul(s.dh_rec, h, da, w_hh, Accumulate::Overwrite);
+        super::add_masked(s.dh, s.mask, s.dh_rec);
+    }
 }
 
 pub(crate) fn recurrent_grads<T: Float>(

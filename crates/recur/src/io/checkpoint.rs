@@ -243,6 +243,18 @@ fn load_from<T: Float>(
     let layout = layout_of(file, &config)?;
     let n = layout.last().map_or(0, |p| p.offset + p.len);
 
+    // The model's tensors first: once their shapes match, n is bounded by the bytes the file
+    // holds, and only then is anything of size n (the optimizer's state) allocated.
+    let model_names: Vec<&str> = layout.iter().map(|p| p.name.as_str()).collect();
+    check_names(
+        file,
+        &parsed,
+        "model.",
+        &model_names,
+        "the model's configuration",
+    )?;
+    let params = read_params::<T>(file, &parsed, "model.", &layout)?;
+
     // The optimizer, and the state buffers it keeps.
     let optimizer_config: OptimizerConfig = serde_json::from_str(get(key::OPTIMIZER)?)
         .map_err(|e| bad(key::OPTIMIZER, e.to_string()))?;
@@ -261,16 +273,6 @@ fn load_from<T: Float>(
         // SGD makes its momentum buffer at its first step: present once it has stepped.
         buffer_names.push("momentum_buffer");
     }
-
-    // Every tensor is a model parameter or an optimizer buffer, and each one is there.
-    let model_names: Vec<&str> = layout.iter().map(|p| p.name.as_str()).collect();
-    check_names(
-        file,
-        &parsed,
-        "model.",
-        &model_names,
-        "the model's configuration",
-    )?;
     check_names(
         file,
         &parsed,
@@ -290,7 +292,6 @@ fn load_from<T: Float>(
             reason: "a checkpoint holds only model.* and optimizer.* tensors".into(),
         });
     }
-    let params = read_params::<T>(file, &parsed, "model.", &layout)?;
     let buffers = read_buffers::<T>(file, &parsed, &buffer_names, n)?;
     let views: Vec<(&str, &[T])> = buffers.iter().map(|(k, v)| (*k, &v[..])).collect();
     optimizer

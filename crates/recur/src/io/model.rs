@@ -21,16 +21,22 @@
 //! {"input": {"kind": "embedding", "num_embeddings": 50, "embedding_dim": 16, "padding_idx": null},
 //!  "rnn": {"cell": {"kind": "lstm", "proj_size": 0,
 //!                   "peepholes": {"input": false, "forget": false, "output": false},
-//!                   "input_forget": "separate", "activations": ["sigmoid", "tanh", "tanh"]},
+//!                   "input_forget": "separate", "activations": ["sigmoid", "tanh", "tanh"],
+//!                   "clip": null},
 //!          "input_size": 16, "hidden_size": 32, "num_layers": 2, "bias": true,
-//!          "direction": "forward", "dropout": 0.5, "batch_first": false},
+//!          "direction": "forward", "dropout": 0.5, "recurrent_dropout": 0.0,
+//!          "batch_first": false},
 //!  "output": "every_step", "out_features": 50, "head_bias": true,
 //!  "input_dropout": 0.5, "output_dropout": 0.5, "tie_weights": false}
 //! ```
 //! with `{"kind": "dense"}` for feature input, `"last"` for one output per sequence,
-//! `{"kind": "gru", "reset": "after" | "before", "activations": [gate, candidate]}` and
-//! `{"kind": "rnn", "nonlinearity": "tanh" | "relu", "leak": "none" | {"uniform": α} |
-//! {"per_layer": [α, …]}}`, and `"direction": "reverse" | "bidirectional"`.
+//! `{"kind": "gru", "reset": "after" | "before", "activations": [gate, candidate], "clip": …}`
+//! and `{"kind": "rnn", "nonlinearity": "tanh" | "relu" | …, "leak": "none" | {"uniform": α}
+//! | {"per_layer": [α, …]}, "clip": …}`, and `"direction": "reverse" | "bidirectional"`. An
+//! activation is its lowercase ONNX name, or for one with parameters an object
+//! `{"name": "leakyrelu", "alpha": 0.01, "beta": null}`; `clip` is the ONNX gate
+//! pre-activation clip or `null`. `clip` and `recurrent_dropout` may be absent (files of
+//! earlier versions): none and 0.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -105,6 +111,9 @@ struct RnnJson {
     bias: bool,
     direction: DirectionJson,
     dropout: f64,
+    /// absent in files of recur versions without recurrent dropout: 0
+    #[serde(default)]
+    recurrent_dropout: f64,
     batch_first: bool,
 }
 
@@ -124,17 +133,38 @@ enum CellJson {
         peepholes: PeepholesJson,
         input_forget: InputForgetJson,
         /// gate, cell, hidden
-        activations: [String; 3],
+        activations: [ActivationJson; 3],
+        /// ONNX gate pre-activation clip (absent: none)
+        clip: Option<f64>,
     },
     Gru {
         reset: ResetJson,
         /// gate, candidate
-        activations: [String; 2],
+        activations: [ActivationJson; 2],
+        clip: Option<f64>,
     },
     Rnn {
-        nonlinearity: String,
+        nonlinearity: ActivationJson,
         leak: LeakJson,
+        clip: Option<f64>,
     },
+}
+
+/// An activation: its lowercase ONNX name (`"tanh"`), or, for one with parameters, the name
+/// with ONNX's `alpha` / `beta` (`{"name": "leakyrelu", "alpha": 0.01, "beta": null}`).
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ActivationJson {
+    Name(String),
+    Params(ActivationParams),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivationParams {
+    name: String,
+    alpha: Option<f64>,
+    beta: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -167,24 +197,20 @@ enum LeakJson {
     PerLayer(Vec<f64>),
 }
 
-fn activation_name(a: Activation) -> String {
-    match a {
-        Activation::Sigmoid => "sigmoid",
-        Activation::Tanh => "tanh",
-        Activation::Relu => "relu",
+fn activation_name(a: Activation) -> ActivationJson {
+    let name = a.onnx_name().to_ascii_lowercase();
+    match a.onnx_params() {
+        (None, None) => ActivationJson::Name(name),
+        (alpha, beta) => ActivationJson::Params(ActivationParams { name, alpha, beta }),
     }
-    .into()
 }
 
-fn activation(name: &str) -> std::result::Result<Activation, String> {
-    match name {
-        "sigmoid" => Ok(Activation::Sigmoid),
-        "tanh" => Ok(Activation::Tanh),
-        "relu" => Ok(Activation::Relu),
-        other => Err(format!(
-            "activation `{other}`: expected sigmoid, tanh or relu"
-        )),
-    }
+fn activation(a: &ActivationJson) -> std::result::Result<Activation, String> {
+    let (name, alpha, beta) = match a {
+        ActivationJson::Name(n) => (n, None, None),
+        ActivationJson::Params(p) => (&p.name, p.alpha, p.beta),
+    };
+    Activation::from_onnx(name, alpha, beta).map_err(|e| e.to_string())
 }
 
 fn bias_flag(b: Bias) -> bool {
@@ -217,6 +243,7 @@ impl ModelJson {
             bias,
             direction,
             dropout,
+            recurrent_dropout,
             layout,
         } = rnn;
         let cell = match cell {
@@ -233,6 +260,7 @@ impl ModelJson {
                 },
                 activations: [l.activations.gate, l.activations.cell, l.activations.hidden]
                     .map(activation_name),
+                clip: l.clip,
             },
             CellKind::Gru(g) => CellJson::Gru {
                 reset: match g.reset {
@@ -240,6 +268,7 @@ impl ModelJson {
                     ResetPlacement::BeforeMatmul => ResetJson::Before,
                 },
                 activations: [g.activations.gate, g.activations.candidate].map(activation_name),
+                clip: g.clip,
             },
             CellKind::Rnn(r) => CellJson::Rnn {
                 nonlinearity: activation_name(r.nonlinearity),
@@ -248,6 +277,7 @@ impl ModelJson {
                     Leak::Uniform(a) => LeakJson::Uniform(*a),
                     Leak::PerLayer(v) => LeakJson::PerLayer(v.clone()),
                 },
+                clip: r.clip,
             },
         };
         ModelJson {
@@ -271,6 +301,7 @@ impl ModelJson {
                     Direction::Bidirectional => DirectionJson::Bidirectional,
                 },
                 dropout: *dropout,
+                recurrent_dropout: *recurrent_dropout,
                 batch_first: *layout == BatchLayout::BatchFirst,
             },
             output: match output {
@@ -293,6 +324,7 @@ impl ModelJson {
                 peepholes,
                 input_forget,
                 activations: [gate, cell, hidden],
+                clip,
             } => CellKind::Lstm(LstmCell {
                 peepholes: Peepholes {
                     input: peepholes.input,
@@ -309,10 +341,12 @@ impl ModelJson {
                     cell: activation(&cell)?,
                     hidden: activation(&hidden)?,
                 },
+                clip,
             }),
             CellJson::Gru {
                 reset,
                 activations: [gate, candidate],
+                clip,
             } => CellKind::Gru(GruCell {
                 reset: match reset {
                     ResetJson::After => ResetPlacement::AfterMatmul,
@@ -322,14 +356,20 @@ impl ModelJson {
                     gate: activation(&gate)?,
                     candidate: activation(&candidate)?,
                 },
+                clip,
             }),
-            CellJson::Rnn { nonlinearity, leak } => CellKind::Rnn(RnnCell {
+            CellJson::Rnn {
+                nonlinearity,
+                leak,
+                clip,
+            } => CellKind::Rnn(RnnCell {
                 nonlinearity: activation(&nonlinearity)?,
                 leak: match leak {
                     LeakJson::None => Leak::None,
                     LeakJson::Uniform(a) => Leak::Uniform(a),
                     LeakJson::PerLayer(v) => Leak::PerLayer(v),
                 },
+                clip,
             }),
         };
         Ok(SequenceModelConfig {
@@ -357,6 +397,7 @@ impl ModelJson {
                     DirectionJson::Bidirectional => Direction::Bidirectional,
                 },
                 dropout: r.dropout,
+                recurrent_dropout: r.recurrent_dropout,
                 layout: if r.batch_first {
                     BatchLayout::BatchFirst
                 } else {
@@ -778,11 +819,16 @@ mod tests {
             proj_size: 2,
             input_forget: InputForget::Coupled,
             activations: LstmActivations {
-                gate: Activation::Sigmoid,
-                cell: Activation::Relu,
-                hidden: Activation::Tanh,
+                gate: Activation::HardSigmoid {
+                    alpha: 0.2,
+                    beta: 0.5,
+                },
+                cell: Activation::LeakyRelu { alpha: 0.1 },
+                hidden: Activation::Softsign,
             },
+            clip: Some(2.5),
         });
+        c.rnn.recurrent_dropout = 0.125;
         c.rnn.direction = Direction::Bidirectional;
         c.rnn.layout = BatchLayout::BatchFirst;
         c.rnn.bias = Bias::Disabled;
@@ -796,17 +842,27 @@ mod tests {
         c.rnn.cell = CellKind::Rnn(RnnCell {
             nonlinearity: Activation::Relu,
             leak: Leak::PerLayer(vec![0.5, 0.1 + 0.2]),
+            clip: None,
         });
         configs.push(c.clone());
         c.rnn.cell = CellKind::Rnn(RnnCell {
-            nonlinearity: Activation::Tanh,
+            nonlinearity: Activation::ScaledTanh {
+                alpha: 1.5,
+                beta: 0.5,
+            },
             leak: Leak::Uniform(0.3),
+            clip: Some(3.0),
         });
         configs.push(c);
         for c in configs {
             let json = model_config_to_json(&c);
             assert_eq!(model_config_from_json(&json).unwrap(), c, "{json}");
             assert_eq!(config_difference(&c, &c), None);
+            // and a whole model of it through a file
+            let model = SequenceModel::<f64>::new(c.clone(), 9).unwrap();
+            let back = load_model_bytes::<f64>(&model_bytes(&model, SaveDtype::F64)).unwrap();
+            assert_eq!(back.config(), &c);
+            assert_eq!(back.params(), model.params());
         }
     }
 
@@ -819,7 +875,11 @@ mod tests {
             "[1, 2]".into(),
             good.replace("\"out_features\":7", "\"out_features\":-7"),
             good.replace("\"out_features\":7", "\"out_features\":1e300"),
-            good.replace("\"tanh\"", "\"softsign\""),
+            good.replace("\"tanh\"", "\"swish\""),
+            good.replace(
+                "\"tanh\"",
+                "{\"name\":\"tanh\",\"alpha\":1.0,\"beta\":null}",
+            ),
             good.replace("\"num_layers\":2", "\"num_layers\":2,\"extra\":1"),
             good.replace("\"hidden_size\":4", "\"hidden_size\":0"),
             // validation runs: untieable shapes, out-of-range dropout, huge sizes
@@ -835,6 +895,17 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// A file of a recur without clip and recurrent dropout reads as "none" and 0.
+    #[test]
+    fn older_json_without_clip_reads() {
+        let json = model_config_to_json(&lstm_lm());
+        assert!(json.contains("\"clip\":null") && json.contains("\"recurrent_dropout\":0.0"));
+        let old = json
+            .replace(",\"clip\":null", "")
+            .replace("\"recurrent_dropout\":0.0,", "");
+        assert_eq!(model_config_from_json(&old).unwrap(), lstm_lm());
     }
 
     #[test]

@@ -24,7 +24,8 @@
 //! | peepholes | `peephole_i` / `peephole_f` / `peephole_o` present |
 //!
 //! What the names and shapes cannot say (an RNN's tanh or ReLU, a GRU's reset placement, a
-//! coupled input-forget gate, leaky integration, the batch layout, the activations, dropout)
+//! coupled input-forget gate, leaky integration, the batch layout, the activations with their
+//! parameters, ONNX clip, dropout and recurrent dropout)
 //! comes, in this order, from recur's own metadata (written by [`save_state_dict`], keys
 //! `recur.*`), from [`LoadOptions`], or from PyTorch's default; an option that contradicts the
 //! metadata is an error. An RNN file with neither is an error asking for
@@ -59,6 +60,8 @@ mod key {
     pub const ACTIVATIONS: &str = "recur.activations";
     pub const BATCH_LAYOUT: &str = "recur.batch_layout";
     pub const DROPOUT: &str = "recur.dropout";
+    pub const RECURRENT_DROPOUT: &str = "recur.recurrent_dropout";
+    pub const CLIP: &str = "recur.clip";
 }
 
 /// The element type of the tensors [`save_state_dict`] writes.
@@ -291,11 +294,32 @@ impl Family {
     }
 }
 
-/// The activations recur knows by name, for reading them back.
-const ACTIVATIONS: [Activation; 3] = [Activation::Sigmoid, Activation::Tanh, Activation::Relu];
-
+/// An activation as recur's metadata writes it: ONNX's name in lowercase, then each parameter
+/// the function takes after a colon (`tanh`, `leakyrelu:0.1`, `hardsigmoid:0.2:0.5`). f64
+/// Display is the shortest text that reads back to the same bits.
 fn activation_name(a: Activation) -> String {
-    a.onnx_name().to_ascii_lowercase()
+    let mut s = a.onnx_name().to_ascii_lowercase();
+    let (alpha, beta) = a.onnx_params();
+    for v in [alpha, beta].into_iter().flatten() {
+        s += &format!(":{v}");
+    }
+    s
+}
+
+/// The inverse of [`activation_name`]; `None` for text it did not write.
+fn parse_activation(s: &str) -> Option<Activation> {
+    let mut parts = s.split(':');
+    let name = parts.next()?;
+    // Ok(None): no more parameters; Err: one that is not a number
+    let mut num = || parts.next().map(str::parse::<f64>).transpose();
+    let (alpha, beta) = (num().ok()?, num().ok()?);
+    if parts.next().is_some() || name != name.to_ascii_lowercase() {
+        return None;
+    }
+    let a = Activation::from_onnx(name, alpha, beta).ok()?;
+    // every parameter the function takes is written, so a read that needed a default is
+    // not text this module wrote
+    (a.onnx_params() == (alpha, beta)).then_some(a)
 }
 
 fn metadata_of(config: &RecurrentConfig) -> BTreeMap<String, String> {
@@ -305,6 +329,13 @@ fn metadata_of(config: &RecurrentConfig) -> BTreeMap<String, String> {
     };
     put(key::FORMAT, FORMAT.into());
     put(key::CELL, Family::of(&config.cell).name().into());
+    put(
+        key::CLIP,
+        config
+            .cell
+            .clip()
+            .map_or_else(|| "none".into(), |c| c.to_string()),
+    );
     match &config.cell {
         CellKind::Lstm(c) => {
             let coupled = c.input_forget == InputForget::Coupled;
@@ -355,6 +386,7 @@ fn metadata_of(config: &RecurrentConfig) -> BTreeMap<String, String> {
         .into(),
     );
     put(key::DROPOUT, config.dropout.to_string());
+    put(key::RECURRENT_DROPOUT, config.recurrent_dropout.to_string());
     m
 }
 
@@ -369,6 +401,9 @@ struct Meta {
     activations: Option<Vec<Activation>>,
     layout: Option<BatchLayout>,
     dropout: Option<f64>,
+    recurrent_dropout: Option<f64>,
+    /// `Some(None)`: the file says no clip
+    clip: Option<Option<f64>>,
 }
 
 fn parse_meta(file: &str, raw: &HashMap<String, String>) -> Result<Meta> {
@@ -399,7 +434,7 @@ fn parse_meta(file: &str, raw: &HashMap<String, String>) -> Result<Meta> {
             .map(|v| f(v).ok_or_else(|| bad(k, format!("expected {expected}, got `{v}`"))))
             .transpose()
     }
-    let activation = |s: &str| ACTIVATIONS.into_iter().find(|&a| activation_name(a) == s);
+    let activation = parse_activation;
     let rate = |s: &str| s.parse::<f64>().ok();
     Ok(Meta {
         family: get(raw, key::CELL, "lstm, gru or rnn", &bad, |v| match v {
@@ -408,7 +443,13 @@ fn parse_meta(file: &str, raw: &HashMap<String, String>) -> Result<Meta> {
             "rnn" => Some(Family::Rnn),
             _ => None,
         })?,
-        rnn_nonlinearity: get(raw, key::RNN_NONLINEARITY, "tanh or relu", &bad, activation)?,
+        rnn_nonlinearity: get(
+            raw,
+            key::RNN_NONLINEARITY,
+            "an activation (tanh, relu, leakyrelu:<alpha>, …)",
+            &bad,
+            activation,
+        )?,
         leak: get(
             raw,
             key::LEAK,
@@ -447,7 +488,7 @@ fn parse_meta(file: &str, raw: &HashMap<String, String>) -> Result<Meta> {
         activations: get(
             raw,
             key::ACTIVATIONS,
-            "comma-separated sigmoid, tanh or relu",
+            "comma-separated activations (sigmoid, tanh, leakyrelu:<alpha>, …)",
             &bad,
             |v| v.split(',').map(activation).collect(),
         )?,
@@ -463,6 +504,11 @@ fn parse_meta(file: &str, raw: &HashMap<String, String>) -> Result<Meta> {
             },
         )?,
         dropout: get(raw, key::DROPOUT, "a number", &bad, rate)?,
+        recurrent_dropout: get(raw, key::RECURRENT_DROPOUT, "a number", &bad, rate)?,
+        clip: get(raw, key::CLIP, "none or a number", &bad, |v| match v {
+            "none" => Some(None),
+            v => rate(v).map(Some),
+        })?,
     })
 }
 
@@ -773,6 +819,7 @@ fn infer(
     )?
     .unwrap_or_default();
     let o = options;
+    let clip = meta.clip.flatten();
     let cell = match family {
         Family::Lstm => {
             check_applies(
@@ -815,6 +862,7 @@ fn infer(
                 )?
                 .unwrap_or_default(),
                 activations,
+                clip,
             })
         }
         Family::Gru => {
@@ -852,6 +900,7 @@ fn infer(
                 )?
                 .unwrap_or_default(),
                 activations,
+                clip,
             })
         }
         Family::Rnn => {
@@ -883,7 +932,11 @@ fn infer(
                 "LoadOptions::leak",
             )?
             .unwrap_or_default();
-            CellKind::Rnn(RnnCell { nonlinearity, leak })
+            CellKind::Rnn(RnnCell {
+                nonlinearity,
+                leak,
+                clip,
+            })
         }
     };
     let config = RecurrentConfig {
@@ -894,6 +947,7 @@ fn infer(
         bias,
         direction,
         dropout: meta.dropout.unwrap_or(0.0),
+        recurrent_dropout: meta.recurrent_dropout.unwrap_or(0.0),
         layout,
     };
     config.validate()?;
@@ -981,5 +1035,109 @@ fn no_params_reason(prefix: &str, parsed: &super::Parsed<'_>) -> String {
             "no recurrent parameter names under prefix {prefix:?}; the file has some under {}",
             shown.join(", ")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every ONNX activation (parameters included), ONNX clip and recurrent dropout go through
+    /// recur's metadata and come back as they were, and the text is what the docs say.
+    #[test]
+    fn activations_clip_and_recurrent_dropout_round_trip() {
+        let every = [
+            Activation::Sigmoid,
+            Activation::Tanh,
+            Activation::Relu,
+            Activation::Affine {
+                alpha: 0.7,
+                beta: -0.2,
+            },
+            Activation::LeakyRelu { alpha: 0.1 },
+            Activation::ThresholdedRelu { alpha: 1.0 / 3.0 },
+            Activation::ScaledTanh {
+                alpha: 1.3,
+                beta: 0.8,
+            },
+            Activation::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            },
+            Activation::Elu { alpha: 0.7 },
+            Activation::Softsign,
+            Activation::Softplus,
+        ];
+        for a in every {
+            assert_eq!(parse_activation(&activation_name(a)), Some(a), "{a:?}");
+        }
+        assert_eq!(
+            activation_name(Activation::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5
+            }),
+            "hardsigmoid:0.2:0.5"
+        );
+        for bad in [
+            "leakyrelu",
+            "tanh:1",
+            "LeakyRelu:0.1",
+            "elu:x",
+            "elu:1:2",
+            "swish",
+        ] {
+            assert_eq!(parse_activation(bad), None, "{bad}");
+        }
+        let base = RecurrentConfig {
+            input_size: 3,
+            hidden_size: 4,
+            ..Default::default()
+        };
+        let mut configs = Vec::new();
+        for (k, &a) in every.iter().enumerate() {
+            let b = every[(k + 3) % every.len()];
+            let c = every[(k + 7) % every.len()];
+            let clip = (k % 2 == 0).then_some(0.25 + k as f64);
+            configs.push(RecurrentConfig {
+                cell: CellKind::Lstm(LstmCell {
+                    activations: LstmActivations {
+                        gate: a,
+                        cell: b,
+                        hidden: c,
+                    },
+                    clip,
+                    ..Default::default()
+                }),
+                recurrent_dropout: 0.125 * (k % 3) as f64,
+                ..base.clone()
+            });
+            configs.push(RecurrentConfig {
+                cell: CellKind::Gru(GruCell {
+                    reset: ResetPlacement::BeforeMatmul,
+                    activations: GruActivations {
+                        gate: a,
+                        candidate: b,
+                    },
+                    clip,
+                }),
+                ..base.clone()
+            });
+            configs.push(RecurrentConfig {
+                cell: CellKind::Rnn(RnnCell {
+                    nonlinearity: a,
+                    leak: Leak::None,
+                    clip,
+                }),
+                recurrent_dropout: 0.3,
+                ..base.clone()
+            });
+        }
+        for config in configs {
+            let model = Recurrent::<f64>::new(config.clone(), 1).unwrap();
+            let bytes = state_dict_bytes(&model, &SaveOptions::default());
+            let back = load_state_dict_bytes::<f64>(&bytes, &LoadOptions::default()).unwrap();
+            assert_eq!(back.config(), &config);
+            assert_eq!(back.params(), model.params());
+        }
     }
 }

@@ -15,6 +15,11 @@
 //! cell's elementwise pass and its product for dh_prev; after the loop one GEMM each for the
 //! input gradient and every weight gradient.
 //!
+//! Recurrent dropout ([`DirSpec::rec_mask`]): before each step the live rows of h_prev are
+//! multiplied by the mask into one buffer sized before the loop, which the cell's product
+//! reads; the backward builds the masked states of all steps once, for the steps and for the
+//! weight-gradient products after the loop.
+//!
 //! Streaming ([`DirSpec::step`]): the same cell step on one time step's rows, over a
 //! [`DirStep`] that holds the packed recurrent weights, the folded bias and every buffer the
 //! step writes, all sized once by [`DirSpec::prepare`], so that a step allocates nothing of
@@ -38,6 +43,8 @@ pub(crate) struct DirSpec<'a, T> {
     /// rows running at each time t (a prefix of the sorted batch)
     pub active: &'a [usize],
     pub leak: T,
+    /// recurrent-dropout mask `[batch, R]` (sorted rows; 0 or 1/(1−p)), or `None`
+    pub rec_mask: Option<&'a [T]>,
 }
 
 /// What the forward pass of one direction keeps for the backward.
@@ -51,6 +58,8 @@ pub(crate) struct DirTape<T> {
     pub gates: Vec<T>,
     /// `[seq_len, batch, aux]` per cell
     pub aux: Vec<T>,
+    /// `[seq_len, batch, G*H]` the clamp record of ONNX `clip`, or empty
+    pub keep: Vec<T>,
     /// `[seq_len, batch, H]` LSTM projection input, or empty
     pub m: Vec<T>,
 }
@@ -79,6 +88,7 @@ pub(crate) struct DirStep<T> {
     /// `[batch, G*H]`
     gates: Vec<T>,
     aux: Vec<T>,
+    keep: Vec<T>,
     m: Vec<T>,
     scratch: Vec<T>,
 }
@@ -170,8 +180,11 @@ impl<T: Float> DirSpec<'_, T> {
             cs[first * bs * h..(first + 1) * bs * h].copy_from_slice(c0);
         }
         let mut aux = vec![T::zero(); rows * widths.aux];
+        let mut keep = vec![T::zero(); rows * widths.keep];
         let mut m = vec![T::zero(); rows * widths.m];
         let mut scratch = vec![T::zero(); bs * widths.fwd_scratch];
+        // recurrent dropout: each step's masked state m ⊙ h_prev, the product's operand
+        let mut h_rec = vec![T::zero(); if self.rec_mask.is_some() { bs * r } else { 0 }];
 
         for k in 0..tl {
             let t = self.time_of(k);
@@ -184,11 +197,22 @@ impl<T: Float> DirSpec<'_, T> {
             };
             // A step where no sequence is running (max(lengths) < seq_len) only carries.
             if n > 0 {
+                let h_rec: &[T] = match self.rec_mask {
+                    Some(mask) => {
+                        let hr = &mut h_rec[..n * r];
+                        for ((d, &hp), &m) in hr.iter_mut().zip(&h_prev[..n * r]).zip(mask) {
+                            *d = hp * m;
+                        }
+                        hr
+                    }
+                    None => &h_prev[..n * r],
+                };
                 self.cell.forward_step(
                     &sw,
                     FwdStep {
                         n,
                         h_prev: &h_prev[..n * r],
+                        h_rec,
                         c_prev: if self.has_c() {
                             &c_prev[..n * h]
                         } else {
@@ -202,6 +226,7 @@ impl<T: Float> DirSpec<'_, T> {
                         },
                         gates: &mut gates[t * bs * gh..(t * bs + n) * gh],
                         aux: &mut aux[t * bs * widths.aux..(t * bs + n) * widths.aux],
+                        keep: &mut keep[t * bs * widths.keep..(t * bs + n) * widths.keep],
                         m: &mut m[t * bs * widths.m..(t * bs + n) * widths.m],
                         scratch: &mut scratch[..n * widths.fwd_scratch],
                     },
@@ -218,6 +243,7 @@ impl<T: Float> DirSpec<'_, T> {
             c: cs,
             gates,
             aux,
+            keep,
             m,
         }
     }
@@ -293,6 +319,7 @@ impl<T: Float> DirSpec<'_, T> {
             bias: self.input_bias(),
             gates: vec![T::zero(); bs * gh],
             aux: vec![T::zero(); bs * widths.aux],
+            keep: vec![T::zero(); bs * widths.keep],
             m: vec![T::zero(); bs * widths.m],
             scratch: vec![T::zero(); bs * widths.fwd_scratch],
         }
@@ -336,11 +363,13 @@ impl<T: Float> DirSpec<'_, T> {
             FwdStep {
                 n: bs,
                 h_prev,
+                h_rec: h_prev,
                 c_prev,
                 h,
                 c,
                 gates: &mut ds.gates,
                 aux: &mut ds.aux,
+                keep: &mut ds.keep,
                 m: &mut ds.m,
                 scratch: &mut ds.scratch,
             },
@@ -404,6 +433,28 @@ impl<T: Float> DirSpec<'_, T> {
         let mut dgates = vec![T::zero(); rows * gh];
         let mut dalt = vec![T::zero(); rows * widths.dalt];
         let mut scratch = vec![T::zero(); bs * widths.bwd_scratch];
+        let prev0 = self.prev_slot(0);
+        let h_prev_slab = &tape.h[prev0 * bs * r..(prev0 + tl) * bs * r];
+        // Recurrent dropout: the states as the recurrent product read them, m ⊙ h_prev for
+        // every step (one pass before the loop; the mask is the same at every step), and
+        // scratch for the gradient that reaches them.
+        let (h_rec_slab, mask, mut dh_rec) = match self.rec_mask {
+            Some(mask) => {
+                let mut hm = h_prev_slab.to_vec();
+                for row in hm.chunks_exact_mut(bs * r) {
+                    for (v, &m) in row.iter_mut().zip(mask) {
+                        *v *= m;
+                    }
+                }
+                (hm, mask, vec![T::zero(); bs * r])
+            }
+            None => (Vec::new(), &[][..], Vec::new()),
+        };
+        let h_rec_all: &[T] = if mask.is_empty() {
+            h_prev_slab
+        } else {
+            &h_rec_slab
+        };
 
         for k in (0..tl).rev() {
             let t = self.time_of(k);
@@ -422,6 +473,7 @@ impl<T: Float> DirSpec<'_, T> {
                     BwdStep {
                         n,
                         h_prev: &tape.h[ps * bs * r..(ps * bs + n) * r],
+                        h_rec: &h_rec_all[row0 * r..(row0 + n) * r],
                         c_prev: if self.has_c() {
                             &tape.c[ps * bs * h..(ps * bs + n) * h]
                         } else {
@@ -429,6 +481,17 @@ impl<T: Float> DirSpec<'_, T> {
                         },
                         gates: &tape.gates[row0 * gh..(row0 + n) * gh],
                         aux: &tape.aux[row0 * widths.aux..(row0 + n) * widths.aux],
+                        keep: &tape.keep[row0 * widths.keep..(row0 + n) * widths.keep],
+                        mask: if mask.is_empty() {
+                            mask
+                        } else {
+                            &mask[..n * r]
+                        },
+                        dh_rec: if mask.is_empty() {
+                            &mut []
+                        } else {
+                            &mut dh_rec[..n * r]
+                        },
                         dh: &mut dh[..n * r],
                         dc: if self.has_c() {
                             &mut dc[..n * h]
@@ -454,7 +517,6 @@ impl<T: Float> DirSpec<'_, T> {
             p_f,
             p_o,
         } = g;
-        let prev0 = self.prev_slot(0);
         let cur0 = self.cur_slot(0);
         let c_slab = |slot: usize| {
             if self.has_c() {
@@ -467,7 +529,7 @@ impl<T: Float> DirSpec<'_, T> {
             &sw,
             &Slabs {
                 rows,
-                h_prev: &tape.h[prev0 * bs * r..(prev0 + tl) * bs * r],
+                h_prev: h_rec_all,
                 c_prev: c_slab(prev0),
                 c: c_slab(cur0),
                 aux: &tape.aux,

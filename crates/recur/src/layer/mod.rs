@@ -90,6 +90,13 @@ pub struct RecurrentConfig {
     pub direction: Direction,
     /// Dropout probability on the output of every layer but the last, in training only.
     pub dropout: f64,
+    /// Variational recurrent dropout (Gal & Ghahramani 2016; Keras `recurrent_dropout`), in
+    /// [0, 1): in [`Recurrent::forward_train`] only, each layer and direction draws one
+    /// keep-mask per sequence and recurrent unit (scaled by 1/(1 − p)) from the call's seed
+    /// and applies it to the state where it enters the recurrent product, W_hh (m ⊙ h_prev),
+    /// at every step; one mask for all gates, on the projected state with `proj_size`. The
+    /// carried state itself is not masked. Default 0.
+    pub recurrent_dropout: f64,
     pub layout: BatchLayout,
 }
 
@@ -103,6 +110,7 @@ impl Default for RecurrentConfig {
             bias: Bias::Enabled,
             direction: Direction::Forward,
             dropout: 0.0,
+            recurrent_dropout: 0.0,
             layout: BatchLayout::SeqFirst,
         }
     }
@@ -127,6 +135,12 @@ impl RecurrentConfig {
             return Err(config_err(
                 "dropout",
                 format!("must lie in [0, 1), got {}", self.dropout),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.recurrent_dropout) {
+            return Err(config_err(
+                "recurrent_dropout",
+                format!("must lie in [0, 1), got {}", self.recurrent_dropout),
             ));
         }
         self.cell.validate(self.hidden_size, self.num_layers)?;
@@ -222,6 +236,9 @@ pub struct Tape<T> {
     inputs: Vec<Vec<T>>,
     /// dropout mask applied to the output of layer l (scaled by 1/(1−p)), or empty
     masks: Vec<Vec<T>>,
+    /// recurrent-dropout mask of each (layer, direction) `[batch, R]` in sorted order, or
+    /// empty
+    rec_masks: Vec<Vec<T>>,
     dirs: Vec<DirTape<T>>,
 }
 
@@ -362,11 +379,14 @@ impl<T: Float> Recurrent<T> {
         self.run(input, state, lengths, None).map(|(out, _)| out)
     }
 
-    /// Training: as [`Recurrent::forward`], with inter-layer dropout drawn from `seed`, and
-    /// keeps what [`Recurrent::backward`] needs.
+    /// Training: as [`Recurrent::forward`], with inter-layer dropout and recurrent dropout
+    /// drawn from `seed` (two separate streams, so that turning recurrent dropout on does not
+    /// change the inter-layer masks), and keeps what [`Recurrent::backward`] needs.
     ///
     /// # Errors
-    /// As [`Recurrent::forward`].
+    /// As [`Recurrent::forward`]; also [`Error::Unsupported`] for an activation whose
+    /// derivative its output does not determine (LeakyRelu or Elu with α < 0,
+    /// ThresholdedRelu with α < 0), which the backward pass could not differentiate exactly.
     pub fn forward_train(
         &self,
         input: &Tensor<T>,
@@ -374,6 +394,14 @@ impl<T: Float> Recurrent<T> {
         lengths: Option<&[usize]>,
         seed: u64,
     ) -> Result<(Output<T>, Tape<T>)> {
+        for (slot, act) in self.config.cell.activations() {
+            if !act.output_determines_derivative() {
+                return Err(Error::Unsupported(format!(
+                    "training with {slot} = {act:?}: its derivative is not a function of its \
+                     output (a negative alpha), which is what the backward pass keeps"
+                )));
+            }
+        }
         self.run(input, state, lengths, Some(seed))
             .map(|(out, tape)| (out, tape.expect("training run keeps a tape")))
     }
@@ -509,8 +537,54 @@ impl<T: Float> Recurrent<T> {
         }
     }
 
-    fn spec<'a>(&'a self, b: &'a Batch, layer: usize, dir: usize) -> DirSpec<'a, T> {
-        self.dir_spec(layer, dir, (b.seq_len, b.batch, &b.active))
+    fn spec<'a>(
+        &'a self,
+        b: &'a Batch,
+        layer: usize,
+        dir: usize,
+        rec_masks: &'a [Vec<T>],
+    ) -> DirSpec<'a, T> {
+        let mut spec = self.dir_spec(layer, dir, (b.seq_len, b.batch, &b.active));
+        let ld = layer * self.config.direction.count() + dir;
+        spec.rec_mask = rec_masks
+            .get(ld)
+            .filter(|m| !m.is_empty())
+            .map(Vec::as_slice);
+        spec
+    }
+
+    /// The recurrent-dropout masks of a training call: for each (layer, direction) one
+    /// `[batch, R]` mask, drawn in the caller's batch order (so a sequence's mask does not
+    /// depend on the others' lengths) and returned in sorted order. Empty when off.
+    fn recurrent_masks(&self, b: &Batch, seed: u64) -> Vec<Vec<T>> {
+        let cfg = &self.config;
+        let p = cfg.recurrent_dropout;
+        if p <= 0.0 {
+            return Vec::new();
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // a stream of its own: the inter-layer masks (stream 0) stay as they were
+        rng.set_stream(1);
+        let (keep, r) = (1.0 - p, cfg.h_out());
+        let scale = T::from_f64(1.0 / keep).unwrap_or_else(T::one);
+        (0..cfg.num_layers * cfg.direction.count())
+            .map(|_| {
+                let drawn: Vec<T> = (0..b.batch * r)
+                    .map(|_| {
+                        if rng.random::<f64>() < keep {
+                            scale
+                        } else {
+                            T::zero()
+                        }
+                    })
+                    .collect();
+                let mut sorted = vec![T::zero(); b.batch * r];
+                for (s, &orig) in b.perm.iter().enumerate() {
+                    sorted[s * r..(s + 1) * r].copy_from_slice(&drawn[orig * r..(orig + 1) * r]);
+                }
+                sorted
+            })
+            .collect()
     }
 
     /// The driver's view of (layer, dir) for `(seq_len, batch, active)`.
@@ -541,6 +615,7 @@ impl<T: Float> Recurrent<T> {
             batch,
             active,
             leak: T::from_f64(leak).unwrap_or_else(T::one),
+            rec_mask: None,
         }
     }
 
@@ -563,6 +638,7 @@ impl<T: Float> Recurrent<T> {
         let rows = b.seq_len * b.batch;
         let mut x = self.gather_seq(input.data(), &b, cfg.input_size);
         let mut rng = train_seed.map(ChaCha8Rng::seed_from_u64);
+        let rec_masks = train_seed.map_or_else(Vec::new, |s| self.recurrent_masks(&b, s));
         let (mut inputs, mut masks, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
         let mut h_n = vec![T::zero(); nl * nd * b.batch * r];
         let mut c_n = vec![
@@ -580,7 +656,7 @@ impl<T: Float> Recurrent<T> {
             y = vec![T::zero(); rows * nd * r];
             for dir in 0..nd {
                 let ld = layer * nd + dir;
-                let spec = self.spec(&b, layer, dir);
+                let spec = self.spec(&b, layer, dir, &rec_masks);
                 let h0 = state.map_or_else(
                     || zeros_h.clone(),
                     |s| Self::gather_state(s.h.data(), ld, &b, r),
@@ -649,6 +725,7 @@ impl<T: Float> Recurrent<T> {
             active: b.active,
             inputs,
             masks,
+            rec_masks,
             dirs,
         });
         Ok((
@@ -738,7 +815,7 @@ impl<T: Float> Recurrent<T> {
             dx = vec![T::zero(); rows * n_in];
             for dir in 0..nd {
                 let ld = layer * nd + dir;
-                let spec = self.spec(&b, layer, dir);
+                let spec = self.spec(&b, layer, dir, &tape.rec_masks);
                 let dh_n = grad.h_n.map_or_else(
                     || vec![T::zero(); b.batch * r],
                     |g| Self::gather_state(g.data(), ld, &b, r),

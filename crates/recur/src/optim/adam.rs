@@ -92,7 +92,7 @@ impl AdamConfig {
     /// Checks every setting as PyTorch does.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the first setting that is out of range.
+    /// [`crate::Error::Config`] naming the first setting that is out of range.
     pub fn validate(&self) -> Result<()> {
         check_lr(self.lr)?;
         check_non_negative("eps", self.eps)?;
@@ -124,7 +124,7 @@ impl<T: Float> Adam<T> {
     /// An optimizer for a flat buffer of `len` parameters, its moments zero.
     ///
     /// # Errors
-    /// [`Error::Config`] when the configuration is invalid.
+    /// [`crate::Error::Config`] when the configuration is invalid.
     pub fn new(config: AdamConfig, len: usize) -> Result<Self> {
         config.validate()?;
         let amsgrad_len = match config.amsgrad {

@@ -65,7 +65,7 @@ impl SgdConfig {
     /// Checks every setting as PyTorch does.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the first setting that is out of range, or Nesterov momentum
+    /// [`crate::Error::Config`] naming the first setting that is out of range, or Nesterov momentum
     /// without momentum or with dampening.
     pub fn validate(&self) -> Result<()> {
         check_lr(self.lr)?;
@@ -93,7 +93,7 @@ impl<T: Float> Sgd<T> {
     /// An optimizer for a flat buffer of `len` parameters.
     ///
     /// # Errors
-    /// [`Error::Config`] when the configuration is invalid.
+    /// [`crate::Error::Config`] when the configuration is invalid.
     pub fn new(config: SgdConfig, len: usize) -> Result<Self> {
         config.validate()?;
         Ok(Self {

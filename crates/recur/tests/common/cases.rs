@@ -1,6 +1,7 @@
 //! Shared by the entry-point consistency tests (`consistency.rs`, `stepper.rs`): seeded data,
 //! the f32/f64 trait, every cell kind and option, the models, and the comparisons.
 
+use recur::cell::{GruActivations, LstmActivations};
 use recur::{
     Activation, CellKind, Direction, Float, GruCell, InputForget, Leak, LstmCell, Peepholes,
     Recurrent, RecurrentConfig, ResetPlacement, RnnCell, State, Tensor,
@@ -144,6 +145,53 @@ pub fn cells(num_layers: usize) -> Vec<(&'static str, CellKind)> {
             CellKind::Rnn(RnnCell {
                 nonlinearity: Activation::Relu,
                 leak: Leak::PerLayer((0..num_layers).map(|l| 0.9 - 0.3 * l as f64).collect()),
+                clip: None,
+            }),
+        ),
+        // ONNX activations and clip (clip 1.5: some gates clamped in these tests' data)
+        (
+            "lstm_onnx_activations_clip_peepholes",
+            lstm(LstmCell {
+                peepholes: Peepholes::ALL,
+                activations: LstmActivations {
+                    gate: Activation::HardSigmoid {
+                        alpha: 0.2,
+                        beta: 0.5,
+                    },
+                    cell: Activation::Softsign,
+                    hidden: Activation::Elu { alpha: 0.8 },
+                },
+                clip: Some(1.5),
+                ..Default::default()
+            }),
+        ),
+        (
+            "gru_reset_before_onnx_activations_clip",
+            CellKind::Gru(GruCell {
+                reset: ResetPlacement::BeforeMatmul,
+                activations: GruActivations {
+                    gate: Activation::Softplus,
+                    candidate: Activation::ScaledTanh {
+                        alpha: 1.2,
+                        beta: 0.7,
+                    },
+                },
+                clip: Some(1.5),
+            }),
+        ),
+        (
+            "gru_reset_after_clip",
+            CellKind::Gru(GruCell {
+                clip: Some(1.5),
+                ..Default::default()
+            }),
+        ),
+        (
+            "rnn_leaky_relu_clip",
+            CellKind::Rnn(RnnCell {
+                nonlinearity: Activation::LeakyRelu { alpha: 0.05 },
+                leak: Leak::None,
+                clip: Some(1.5),
             }),
         ),
     ]

@@ -7,9 +7,10 @@ pub mod cases;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use recur::cell::{GruActivations, LstmActivations};
 use recur::{
-    BatchLayout, Bias, CellKind, Direction, GruCell, InputForget, Leak, LstmCell, Peepholes,
-    Recurrent, RecurrentConfig, ResetPlacement, RnnCell, Tensor,
+    Activation, BatchLayout, Bias, CellKind, Direction, GruCell, InputForget, Leak, LstmCell,
+    Peepholes, Recurrent, RecurrentConfig, ResetPlacement, RnnCell, Tensor,
 };
 
 /// One fixture file: its metadata and its float64 tensors.
@@ -90,6 +91,25 @@ impl Fixture {
             .map(|s| s.split(',').map(|v| v.trim().parse().unwrap()).collect())
     }
 
+    /// The activations the fixture names (`activations`: ONNX names in ONNX's order, each
+    /// with its alpha and beta after colons, e.g. `HardSigmoid:0.3:0.45,Softsign,Elu:0.7`),
+    /// read with the constructor an ONNX loader uses; `None` without the key.
+    pub fn activations(&self) -> Option<Vec<Activation>> {
+        let list = self.meta.get("activations")?;
+        Some(
+            list.split(',')
+                .map(|a| {
+                    let mut parts = a.split(':');
+                    let name = parts.next().unwrap();
+                    let mut num = || parts.next().map(|v| v.parse::<f64>().unwrap());
+                    let (alpha, beta) = (num(), num());
+                    Activation::from_onnx(name, alpha, beta)
+                        .unwrap_or_else(|e| panic!("{}: {a}: {e}", self.name))
+                })
+                .collect(),
+        )
+    }
+
     /// The recur configuration the fixture describes.
     pub fn config(&self) -> RecurrentConfig {
         let hidden_size = self.usize("hidden_size");
@@ -98,6 +118,8 @@ impl Fixture {
             Some(a) => Leak::Uniform(a.parse().unwrap()),
             None => Leak::None,
         };
+        let clip = self.meta.get("clip").map(|c| c.parse::<f64>().unwrap());
+        let acts = self.activations();
         let cell = match self.meta["cell"].as_str() {
             "lstm" => {
                 let p = self.meta.get("peepholes").cloned().unwrap_or_default();
@@ -113,7 +135,12 @@ impl Fixture {
                     } else {
                         InputForget::Separate
                     },
-                    ..Default::default()
+                    activations: match acts.as_deref() {
+                        Some(&[gate, cell, hidden]) => LstmActivations { gate, cell, hidden },
+                        None => LstmActivations::default(),
+                        Some(v) => panic!("{}: an lstm has 3 activations, got {v:?}", self.name),
+                    },
+                    clip,
                 })
             }
             "gru" => CellKind::Gru(GruCell {
@@ -121,15 +148,23 @@ impl Fixture {
                     Some("before") => ResetPlacement::BeforeMatmul,
                     _ => ResetPlacement::AfterMatmul,
                 },
-                ..Default::default()
+                activations: match acts.as_deref() {
+                    Some(&[gate, candidate]) => GruActivations { gate, candidate },
+                    None => GruActivations::default(),
+                    Some(v) => panic!("{}: a gru has 2 activations, got {v:?}", self.name),
+                },
+                clip,
             }),
-            "rnn_tanh" => CellKind::Rnn(RnnCell {
+            // an `activations` key overrides the name's tanh / relu
+            "rnn_tanh" | "rnn_relu" => CellKind::Rnn(RnnCell {
+                nonlinearity: match acts.as_deref() {
+                    Some(&[a]) => a,
+                    None if self.meta["cell"] == "rnn_relu" => Activation::Relu,
+                    None => Activation::Tanh,
+                    Some(v) => panic!("{}: an rnn has 1 activation, got {v:?}", self.name),
+                },
                 leak,
-                ..Default::default()
-            }),
-            "rnn_relu" => CellKind::Rnn(RnnCell {
-                nonlinearity: recur::Activation::Relu,
-                leak,
+                clip,
             }),
             other => panic!("unknown cell {other}"),
         };
@@ -149,6 +184,7 @@ impl Fixture {
                 Direction::Forward
             },
             dropout: 0.0,
+            recurrent_dropout: 0.0,
             layout: if self.flag("batch_first") {
                 BatchLayout::BatchFirst
             } else {
