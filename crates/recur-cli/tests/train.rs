@@ -281,7 +281,8 @@ fn config_file_settings_and_overrides() {
 }
 
 /// A run stopped by --steps inside an epoch, then resumed with more epochs, prints and logs
-/// exactly what one uninterrupted run does (Adam state, plateau scheduler, carried state).
+/// exactly what one uninterrupted run does (Adam state, plateau scheduler, carried state,
+/// embedding, output and recurrent dropout).
 #[test]
 fn resume_continues_exactly() {
     let dir = temp_dir("resume");
@@ -308,6 +309,8 @@ fn resume_continues_exactly() {
         "0.2",
         "--output-dropout",
         "0.1",
+        "--recurrent-dropout",
+        "0.2",
     ];
     let base = [&data[..], &SMALL].concat();
     let (full_log, part_log) = (dir.join("full.jsonl"), dir.join("part.jsonl"));

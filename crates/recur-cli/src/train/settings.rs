@@ -291,12 +291,6 @@ impl Settings {
             "--decay-factor must lie in (0, 1], got {}",
             self.decay_factor
         );
-        if self.recurrent_dropout > 0.0 {
-            bail!(
-                "--recurrent-dropout: this build's recurrent engine has no variational recurrent \
-                 dropout yet"
-            );
-        }
         if self.source == Source::Text && self.bidirectional {
             bail!("--bidirectional: a language model reads left to right only");
         }
@@ -344,6 +338,7 @@ impl Settings {
                 Direction::Forward
             },
             dropout: self.dropout,
+            recurrent_dropout: self.recurrent_dropout,
             ..Default::default()
         }
     }
