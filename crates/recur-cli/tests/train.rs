@@ -198,6 +198,51 @@ fn word_level_from_three_files_learns_and_logs_every_step() {
     assert!(records.iter().all(|r| r["lr"] == 1.0));
 }
 
+/// A text's defaults are Zaremba et al.'s small configuration: 2 × 200 LSTM, embedding 200,
+/// batch 20, TBPTT 20, SGD lr 1 halved each epoch after the 4th, clip 5, summed loss.
+#[test]
+fn text_defaults_are_zarembas_small_configuration() {
+    let dir = temp_dir("zaremba");
+    let [train, valid, test] = word_files(&dir);
+    let log = dir.join("z.jsonl");
+    let out = ok(&[
+        "train",
+        "--train",
+        p(&train),
+        "--valid",
+        p(&valid),
+        "--test",
+        p(&test),
+        "--level",
+        "word",
+        "--epochs",
+        "6",
+        "--log",
+        p(&log),
+    ]);
+    for want in [
+        "embedding 200 → lstm 200 × 2 layer(s) → 18 outputs",
+        "(batch 20, bptt 20)",
+        "SGD lr 1 momentum 0 weight decay 0",
+        "clip norm 5",
+        "loss sum over time",
+    ] {
+        assert!(out.contains(want), "{want:?} missing:\n{out}");
+    }
+    let records = log_records(&log);
+    let lr_of = |epoch: u64| {
+        records
+            .iter()
+            .find(|r| r["epoch"] == epoch)
+            .map(|r| r["lr"].as_f64().unwrap())
+            .unwrap()
+    };
+    assert_eq!(
+        (1..=6).map(lr_of).collect::<Vec<_>>(),
+        [1.0, 1.0, 1.0, 1.0, 0.5, 0.25]
+    );
+}
+
 /// Character level from one file cut by --split, with a step schedule that bites.
 #[test]
 fn char_level_from_one_file_with_a_split_and_schedule() {

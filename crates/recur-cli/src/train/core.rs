@@ -72,6 +72,12 @@ impl Core {
         })
     }
 
+    /// Zeroes the gradient buffer (the backward pass accumulates into it), on every core.
+    pub fn zero_grads(&mut self) {
+        use rayon::prelude::*;
+        self.grads.par_chunks_mut(1 << 16).for_each(|c| c.fill(0.0));
+    }
+
     /// The learning rate of the next step, set on the optimizers.
     pub fn set_lr(&mut self, prog: &Progress) -> Result<f64> {
         let lr = self.sched.lr_at(prog.step as u64, prog.epoch as u64);

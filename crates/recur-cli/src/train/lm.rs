@@ -263,7 +263,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
                 LossReduction::SumOverTime => 1.0 / s.batch_size as f32,
             };
             let sums = xent_in_place(out.output.data_mut(), chunk.target, v, dl)?;
-            core.grads.fill(0.0);
+            core.zero_grads();
             core.model.backward(&tape, &out.output, &mut core.grads)?;
             drop(tape);
             let norm = core.update(s)?;

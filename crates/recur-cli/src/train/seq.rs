@@ -315,7 +315,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
             )?;
             let bl = batch_loss(&out.output, &train.labels, idx, true)?;
             let grad = bl.grad.context("a training batch has a gradient")?;
-            core.grads.fill(0.0);
+            core.zero_grads();
             core.model.backward(&tape, &grad, &mut core.grads)?;
             let norm = core.update(s)?;
             let mean = bl.loss / idx.len() as f64;
@@ -495,7 +495,7 @@ pub fn run_copy(args: &TrainArgs, s: &Settings) -> Result<()> {
         let flat = Tensor::new(out.output.data().to_vec(), &[rows, CopyTask::VOCAB])?;
         let ce = cross_entropy(&flat, &batch.target, &cfg, 1.0f32)?;
         let grad = Tensor::new(ce.grad.data().to_vec(), &shape)?;
-        core.grads.fill(0.0);
+        core.zero_grads();
         core.model.backward(&tape, &grad, &mut core.grads)?;
         let norm = core.update(s)?;
         let loss = f64::from(ce.loss);
