@@ -827,6 +827,24 @@ fn bad_input_files_are_one_line_errors() {
     assert!(err.contains(&format!("{}:2", p(&labels))), "{err}");
     let err = one_line_error(&["train", "--sequences", p(&no_tab)]);
     assert!(err.contains(&format!("{}:2", p(&no_tab))), "{err}");
+    let short = dir.join("short.txt");
+    std::fs::write(&short, "\n").unwrap();
+    let err = one_line_error(&[
+        "train",
+        "--train",
+        p(&train),
+        "--valid",
+        p(&short),
+        "--test",
+        p(&test),
+        "--level",
+        "word",
+        "--epochs",
+        "1",
+        "--hidden-size",
+        "8",
+    ]);
+    assert!(err.contains(p(&short)) && err.contains("too few"), "{err}");
     let err = one_line_error(&["train", "--config", p(&missing)]);
     assert!(err.contains(p(&missing)), "{err}");
     let err = one_line_error(&["eval", "--checkpoint", p(&missing)]);

@@ -102,6 +102,19 @@ fn data_name(a: &TrainArgs) -> String {
     }
 }
 
+/// How errors name a part: its file, or the part of the one text.
+fn part_name(a: &TrainArgs, part: &str) -> String {
+    let file = match part {
+        "validation" => a.valid.as_ref(),
+        _ => a.test.as_ref(),
+    };
+    match (file, &a.text) {
+        (Some(f), _) => f.display().to_string(),
+        (None, Some(t)) => format!("{} ({part} part)", t.display()),
+        (None, None) => format!("the {part} part"),
+    }
+}
+
 /// A language model's loss over a whole part: (mean loss per token, tokens).
 pub fn evaluate(
     model: &SequenceModel<f32>,
@@ -111,7 +124,7 @@ pub fn evaluate(
     part: &str,
 ) -> Result<(f64, usize)> {
     let batch = batch.min(ids.len() / 2).max(1);
-    let streams = batchify(ids, batch).with_context(|| format!("{part} part"))?;
+    let streams = batchify(ids, batch).with_context(|| part.to_string())?;
     let vocab = model.config().out_features;
     let mut state: Option<State<f32>> = None;
     let (mut loss, mut count) = (0.0f64, 0usize);
@@ -330,7 +343,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
             &corpus.valid,
             valid_batch,
             s.bptt,
-            "validation",
+            &part_name(args, "validation"),
         )?;
         let secs = epoch_start.elapsed().as_secs_f64();
         reporter.println(&format!(
@@ -370,8 +383,13 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         }
     }
     reporter.finish()?;
-    let (test_loss, test_tokens) =
-        evaluate(&core.model, &corpus.test, valid_batch, s.bptt, "test")?;
+    let (test_loss, test_tokens) = evaluate(
+        &core.model,
+        &corpus.test,
+        valid_batch,
+        s.bptt,
+        &part_name(args, "test"),
+    )?;
     println!(
         "test: loss {test_loss:.4} {} over {test_tokens} tokens; {} steps in {:.1} s",
         figure(s.level, test_loss),
