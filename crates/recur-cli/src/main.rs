@@ -2,6 +2,7 @@
 //! `cmd/`.
 
 mod cmd;
+mod train;
 
 use std::process::ExitCode;
 
@@ -18,8 +19,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Train a model. Without arguments: an LSTM learns the adding problem (T = 50).
-    Train(cmd::train::TrainArgs),
+    /// Train a model on a text, labelled sequences or a generated task. Without arguments: an
+    /// LSTM learns the adding problem (T = 50)
+    Train(Box<cmd::train::TrainArgs>),
+    /// A trained model's loss and perplexity (or accuracy) on a file
+    Eval(cmd::eval::EvalArgs),
+    /// Generate text from a trained language model
+    Sample(cmd::sample::SampleArgs),
     /// Time one configuration (train, infer or stream): ms per iteration, tokens/s, GFLOP/s
     Bench(cmd::bench::BenchArgs),
     /// Run ONNX models (LSTM/GRU/RNN graphs) on recur's engine, or check ONNX test cases
@@ -46,6 +52,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Train(args) => cmd::train::run(&args),
+        Command::Eval(args) => cmd::eval::run(&args),
+        Command::Sample(args) => cmd::sample::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
         Command::Onnx(cmd) => cmd::onnx::run(&cmd),
         Command::Convert(args) => cmd::convert::run(&args),

@@ -106,7 +106,7 @@ fn bad_flag_values_are_one_line_errors() {
         &["train", "--batch-size", "0"],
         &["train", "--steps", "0"],
         &["train", "--eval-every", "0"],
-        &["train", "--clip", "0"],
+        &["train", "--clip-norm", "-1"],
         &["train", "--momentum", "1"],
         &["train", "--num-layers", "0"],
         &["train", "--cell", "transformer"],

@@ -2,5 +2,7 @@
 
 pub mod bench;
 pub mod convert;
+pub mod eval;
 pub mod onnx;
+pub mod sample;
 pub mod train;

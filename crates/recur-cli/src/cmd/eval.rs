@@ -1,0 +1,62 @@
+//! `recur eval`: a trained model's loss on a file.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use crate::train::args::Source;
+use crate::train::checkpoint::Checkpoint;
+use crate::train::{lm, seq};
+
+/// Settings of `recur eval`.
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// Checkpoint written by `recur train --checkpoint`
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// A text to evaluate a language model on (read with the checkpoint's vocabulary; unknown
+    /// tokens count as <unk>)
+    #[arg(long, conflicts_with_all = ["test", "sequences"])]
+    pub text: Option<PathBuf>,
+    /// Same as --text (the name PyTorch's example gives its test file)
+    #[arg(long, conflicts_with = "sequences")]
+    pub test: Option<PathBuf>,
+    /// Labelled sequences to evaluate a sequence model on (same format as training)
+    #[arg(long)]
+    pub sequences: Option<PathBuf>,
+    /// Streams (text) or sequences per batch [default: 10 for text, 64 for sequences]
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+}
+
+/// Runs `recur eval`. Without a file, evaluates on the test part the checkpoint was trained
+/// with.
+pub fn run(args: &EvalArgs) -> Result<()> {
+    if args.batch_size == Some(0) {
+        bail!("--batch-size must be at least 1, got 0");
+    }
+    let ck = Checkpoint::load(&args.checkpoint)?;
+    match crate::train::checkpoint_source(&ck)? {
+        Source::Text => {
+            if args.sequences.is_some() {
+                bail!("{}: a language model's checkpoint; give --text", ck.file);
+            }
+            lm::eval_command(
+                &ck,
+                args.text.as_ref().or(args.test.as_ref()),
+                args.batch_size,
+            )
+        }
+        Source::Sequences | Source::Copy => {
+            if args.text.is_some() || args.test.is_some() {
+                bail!(
+                    "{}: a sequence model's checkpoint; give --sequences",
+                    ck.file
+                );
+            }
+            seq::eval_command(&ck, args.sequences.as_ref(), args.batch_size)
+        }
+        Source::Adding => bail!("{}: the adding demonstration has no checkpoints", ck.file),
+    }
+}

@@ -1,0 +1,251 @@
+//! `recur train` without a data source (or `--task adding`): the built-in demonstration.
+//!
+//! A recurrent stack reads adding-problem sequences (Hochreiter & Schmidhuber 1997; lengths T
+//! to T + T/10 in one batch, through the engine's per-sequence lengths), a linear head reads
+//! each sequence's final hidden state h_n (the top layer's) and predicts the target:
+//! ```text
+//! forward:   (out, tape) = rnn.forward_train(x, lengths)     h = h_n[top]  [batch, hidden]
+//!            ŷ = head(h)                                     [batch, 1]
+//!            L = mse(ŷ, y)
+//! backward:  dŷ = mse'(ŷ, y);  dh = head'(h, dŷ)              (adds head gradients)
+//!            rnn.backward(tape, OutputGrad { h_n: dh })       (BPTT, adds rnn gradients)
+//! update:    clip by global norm over both, SGD with momentum on both
+//! ```
+//! The defaults were measured on 2 cores: with lr 0.1 and the forget-gate bias raised by 3
+//! (so that the cell keeps what it stores from the first step), an LSTM with 32 units leaves
+//! the mean-prediction plateau (MSE ≈ 0.04) between steps 1,000 and 6,000 for seeds 0–4 and
+//! solves ≥ 99% of the held-out sequences by step 10,000; with PyTorch's initialisation alone
+//! (`--forget-bias 0`) it stayed on the plateau for all of 8,000 steps (seed 0).
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use recur::data::{AddingProblem, SequenceBatch, Split};
+use recur::model::{Linear, LinearConfig, Reduction, mse_loss, mse_loss_backward};
+use recur::{OutputGrad, Recurrent, Tensor};
+
+use super::args::Cell;
+use super::lm::clip;
+use super::optim::{Opt, describe};
+use super::settings::Settings;
+use recur::optim::Optimizer;
+
+/// Size of the fixed held-out set every evaluation uses.
+const TEST_SEQUENCES: usize = 512;
+
+/// Recurrent stack → linear head on the top layer's h_n.
+struct Model {
+    rnn: Recurrent<f32>,
+    head: Linear<f32>,
+}
+
+impl Model {
+    fn new(args: &Settings) -> Result<Self> {
+        let config = args.rnn_config(AddingProblem::INPUT_SIZE);
+        let mut rnn = Recurrent::new(config, args.seed).context("recurrent stack")?;
+        if !matches!(args.cell, Cell::Rnn | Cell::RnnRelu) && args.forget_bias != 0.0 {
+            // Gates are stacked i, f, g, o (LSTM) and r, z, n (GRU): the forget gate's and
+            // the update gate's rows are both H..2H.
+            let h = args.hidden_size;
+            for layer in 0..args.num_layers {
+                let name = format!("bias_ih_l{layer}");
+                let b = rnn
+                    .param_mut(&name)
+                    .with_context(|| format!("no parameter {name}"))?;
+                for v in &mut b[h..2 * h] {
+                    *v += args.forget_bias as f32;
+                }
+            }
+        }
+        let head = Linear::new(
+            LinearConfig {
+                in_features: config_head_in(args),
+                out_features: 1,
+                ..Default::default()
+            },
+            args.seed.wrapping_add(1),
+        )
+        .context("linear head")?;
+        Ok(Self { rnn, head })
+    }
+
+    /// `[batch, hidden]`: the top layer's block of `h_n` `[num_layers, batch, hidden]`.
+    fn top(h_n: &Tensor<f32>) -> Result<Tensor<f32>> {
+        let &[layers, batch, hidden] = h_n.shape() else {
+            bail!("h_n has shape {:?}, expected 3 axes", h_n.shape());
+        };
+        let block = batch * hidden;
+        let top = h_n.data()[(layers - 1) * block..].to_vec();
+        Ok(Tensor::new(top, &[batch, hidden])?)
+    }
+
+    /// Predictions `[batch, 1]`, without dropout or tape.
+    fn predict(&self, batch: &SequenceBatch<f32>) -> Result<Tensor<f32>> {
+        let out = self.rnn.forward(&batch.input, None, Some(&batch.lengths))?;
+        Ok(self.head.forward(&Self::top(&out.state.h)?)?)
+    }
+
+    /// Forward and backward on one batch: sets `grads` (`[rnn | head]`) and returns the loss.
+    fn gradients(&self, batch: &SequenceBatch<f32>, grads: &mut [f32], seed: u64) -> Result<f32> {
+        grads.fill(0.0);
+        let (g_rnn, g_head) = grads.split_at_mut(self.rnn.params().len());
+        let (out, tape) = self
+            .rnn
+            .forward_train(&batch.input, None, Some(&batch.lengths), seed)?;
+        let h = Self::top(&out.state.h)?;
+        let pred = self.head.forward(&h)?;
+        let loss = mse_loss(&pred, &batch.target, Reduction::Mean)?;
+        let dpred = mse_loss_backward(&pred, &batch.target, Reduction::Mean, 1.0)?;
+        let dh = self.head.backward(&h, &dpred, g_head)?;
+        // ∂L/∂h_n: dh in the top layer's block, zero below it.
+        let mut dh_n = Tensor::zeros(out.state.h.shape());
+        let top = dh_n.data().len() - dh.data().len();
+        dh_n.data_mut()[top..].copy_from_slice(dh.data());
+        self.rnn.backward(
+            &tape,
+            OutputGrad {
+                h_n: Some(&dh_n),
+                ..Default::default()
+            },
+            g_rnn,
+        )?;
+        Ok(loss)
+    }
+}
+
+/// Test MSE and the fraction of solved sequences.
+fn evaluate(model: &Model, test: &SequenceBatch<f32>) -> Result<(f32, f64)> {
+    let pred = model.predict(test)?;
+    let mse = mse_loss(&pred, &test.target, Reduction::Mean)?;
+    let solved = pred
+        .data()
+        .iter()
+        .zip(test.target.data())
+        .filter(|&(&p, &y)| AddingProblem::is_solved(p, y))
+        .count();
+    Ok((mse, solved as f64 / test.lengths.len() as f64))
+}
+
+/// Runs the adding problem.
+pub fn run(args: &Settings) -> Result<()> {
+    let steps = args.steps.unwrap_or(15_000);
+    if args.bidirectional {
+        bail!("--bidirectional: the adding problem's head reads the forward state only");
+    }
+    if args.seq_len < AddingProblem::MIN_SEQ_LEN {
+        bail!(
+            "--seq-len must be at least {}, got {}",
+            AddingProblem::MIN_SEQ_LEN,
+            args.seq_len
+        );
+    }
+    let mut model = Model::new(args)?;
+    let mut train = AddingProblem::new(args.seq_len, args.seed, Split::Train)?;
+    let test =
+        AddingProblem::new(args.seq_len, args.seed, Split::Test)?.sample::<f32>(TEST_SEQUENCES)?;
+    let n_rnn = model.rnn.params().len();
+    let n_head = model.head.params().len();
+    // One optimizer per flat buffer; every update rule is elementwise, so this is one
+    // optimizer over both.
+    let mut opt_rnn = Opt::new(args.opt.clone(), n_rnn)?;
+    let mut opt_head = Opt::new(args.opt.clone(), n_head)?;
+    let mut grads = vec![0.0f32; n_rnn + n_head];
+
+    let baseline = test
+        .target
+        .data()
+        .iter()
+        .filter(|&&y| AddingProblem::is_solved(0.5, y))
+        .count() as f64
+        / TEST_SEQUENCES as f64;
+    println!(
+        "recur train: adding problem, T = {} (lengths {}..={}), {} × {} hidden × {} layer(s), \
+         {} parameters",
+        args.seq_len,
+        train.min_len(),
+        train.max_len(),
+        args.cell.kind().name(),
+        args.hidden_size,
+        args.num_layers,
+        n_rnn + n_head
+    );
+    println!(
+        "  {} steps of {} sequences, {}, clip {}, seed {}; \
+         {TEST_SEQUENCES} held-out sequences (predicting 0.5 solves {:.1}%)",
+        steps,
+        args.batch_size,
+        describe(&args.opt),
+        args.clip_norm,
+        args.seed,
+        100.0 * baseline
+    );
+
+    let start = Instant::now();
+    let (mse0, solved0) = evaluate(&model, &test)?;
+    print_line(0, None, None, mse0, solved0, start.elapsed().as_secs_f64());
+
+    let (mut loss_sum, mut norm_sum, mut since) = (0.0f64, 0.0f64, 0usize);
+    let (mut last_mse, mut last_solved) = (mse0, solved0);
+    for step in 1..=steps {
+        let batch = train.sample::<f32>(args.batch_size)?;
+        let loss = model.gradients(&batch, &mut grads, step as u64)?;
+        let norm = clip(&mut grads, args.clip_norm, args.clip_value)?;
+        if !loss.is_finite() || !norm.is_finite() {
+            bail!(
+                "training diverged at step {step} (loss {loss}, gradient norm {norm}); \
+                 try a smaller --lr or --clip-norm"
+            );
+        }
+        let (g_rnn, g_head) = grads.split_at(n_rnn);
+        opt_rnn.step(model.rnn.params_mut(), g_rnn)?;
+        opt_head.step(model.head.params_mut(), g_head)?;
+        loss_sum += f64::from(loss);
+        norm_sum += norm;
+        since += 1;
+        if step % args.eval_every == 0 || step == steps {
+            (last_mse, last_solved) = evaluate(&model, &test)?;
+            print_line(
+                step,
+                Some(loss_sum / since as f64),
+                Some(norm_sum / since as f64),
+                last_mse,
+                last_solved,
+                start.elapsed().as_secs_f64(),
+            );
+            (loss_sum, norm_sum, since) = (0.0, 0.0, 0);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "done: {} steps ({} sequences) in {secs:.1} s; test mse {last_mse:.5} (from {mse0:.5}), \
+         solved {:.1}% of {TEST_SEQUENCES} (|err| < {})",
+        steps,
+        steps * args.batch_size,
+        100.0 * last_solved,
+        AddingProblem::SOLVED_TOLERANCE
+    );
+    Ok(())
+}
+
+/// Width of the head's input: the top layer's output, both directions.
+fn config_head_in(args: &Settings) -> usize {
+    let c = args.rnn_config(AddingProblem::INPUT_SIZE);
+    c.direction.count() * c.h_out()
+}
+
+fn print_line(
+    step: usize,
+    train_mse: Option<f64>,
+    grad_norm: Option<f64>,
+    test_mse: f32,
+    solved: f64,
+    secs: f64,
+) {
+    let train = train_mse.map_or_else(|| "       -".to_string(), |v| format!("{v:8.5}"));
+    let norm = grad_norm.map_or_else(|| "     -".to_string(), |v| format!("{v:6.3}"));
+    println!(
+        "step {step:>6}  train mse {train}  |grad| {norm}  test mse {test_mse:8.5}  \
+         solved {:5.1}%  {secs:6.1} s",
+        100.0 * solved
+    );
+}

@@ -1,0 +1,141 @@
+//! Training: `recur train` (and what `recur eval` and `recur sample` read back).
+//!
+//! | module       | what                                                                  |
+//! |--------------|-----------------------------------------------------------------------|
+//! | `args`       | the flags, which are also the config file's keys                       |
+//! | `settings`   | the flags resolved against the data source's defaults, checked         |
+//! | `adding`     | the built-in adding-problem demonstration (no data flag)               |
+//! | `lm`         | language models on a text: TBPTT, perplexity, eval, sample             |
+//! | `seq`        | labelled sequences (one output each) and the copy task                 |
+//! | `core`       | model + optimizers + scheduler, the update, checkpoint save/restore    |
+//! | `optim`      | the optimizer over the model's parts, learning-rate schedules          |
+//! | `xent`       | softmax cross-entropy in place, in parallel                            |
+//! | `checkpoint` | safetensors checkpoints with the run's settings and position           |
+//! | `report`     | progress bar and JSONL log                                             |
+
+pub mod adding;
+pub mod args;
+pub mod checkpoint;
+pub mod core;
+pub mod lm;
+pub mod optim;
+pub mod report;
+pub mod seq;
+pub mod settings;
+pub mod xent;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use recur::model::SequenceModel;
+
+use args::{Cell, Source, TrainArgs};
+use settings::Settings;
+
+/// Set by Ctrl-C: the run stops after the current batch.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Runs `recur train`.
+pub fn run(cli: &TrainArgs) -> Result<()> {
+    let mut args = cli.with_config_file()?;
+    if let Some(path) = &cli.resume {
+        // The checkpoint's settings under the command line's: `--resume FILE` alone continues.
+        let ck = checkpoint::Checkpoint::load(path)?;
+        let saved: TrainArgs = ck.meta_json("args")?;
+        args = args.over(&saved)?;
+    }
+    let s = Settings::resolve(&args)?;
+    if s.threads > 0 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(s.threads)
+            .build_global()
+            .context("--threads")?;
+    }
+    // The first Ctrl-C stops after the current batch (checkpoint, test, exit 0); a second
+    // one quits at once.
+    ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            eprintln!("error: interrupted twice; quitting without saving");
+            std::process::exit(130);
+        }
+    })
+    .context("installing the Ctrl-C handler")?;
+    match s.source {
+        Source::Adding => {
+            if args.checkpoint.is_some() || args.resume.is_some() || args.log.is_some() {
+                bail!("--checkpoint, --resume and --log are not offered for the adding problem");
+            }
+            adding::run(&s)
+        }
+        Source::Text => lm::run(&args, &s),
+        Source::Copy => seq::run_copy(&args, &s),
+        Source::Sequences => seq::run(&args, &s),
+    }
+}
+
+/// What a checkpoint was trained on.
+pub fn checkpoint_source(ck: &checkpoint::Checkpoint) -> Result<Source> {
+    match ck.meta("kind")? {
+        "text" => Ok(Source::Text),
+        "sequences" => Ok(Source::Sequences),
+        "copy" => Ok(Source::Copy),
+        other => bail!(
+            "{}: metadata `kind` is `{other}`, not one recur writes",
+            ck.file
+        ),
+    }
+}
+
+/// A UTF-8 text file: a one-line error naming the file for a missing, unreadable or empty
+/// one, and the line and byte offset of the first byte that is not UTF-8.
+pub fn read_text(path: &std::path::Path) -> Result<String> {
+    let name = path.display();
+    let bytes = std::fs::read(path).with_context(|| format!("{name}"))?;
+    if bytes.is_empty() {
+        bail!("{name}: empty file");
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        anyhow::anyhow!("{name}:{line}: not valid UTF-8 (first bad byte at byte offset {offset})")
+    })
+}
+
+/// The dropout seed of a training step.
+pub fn dropout_seed(seed: u64, step: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (step as u64)
+}
+
+/// Every value uniform in ±range (Zaremba et al.'s initialisation), from `seed`.
+pub fn init_uniform(params: &mut [f32], range: f64, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let r = range as f32;
+    for p in params {
+        *p = rng.random_range(-r..=r);
+    }
+}
+
+/// Adds the forget-bias offset to every layer's LSTM forget gate (GRU: update gate) rows
+/// `H..2H` of `rnn.bias_ih_l*`.
+pub fn raise_forget_bias(model: &mut SequenceModel<f32>, s: &Settings) -> Result<()> {
+    if matches!(s.cell, Cell::Rnn | Cell::RnnRelu) {
+        return Ok(());
+    }
+    let h = s.hidden_size;
+    let mut flat = model.params();
+    for p in model.param_layout() {
+        if p.name.starts_with("rnn.bias_ih_l") {
+            for v in &mut flat[p.offset + h..p.offset + 2 * h] {
+                *v += s.forget_bias as f32;
+            }
+        }
+    }
+    model.set_params(&flat)?;
+    Ok(())
+}

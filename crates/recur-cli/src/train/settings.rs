@@ -1,0 +1,345 @@
+//! [`TrainArgs`] with every default of its data source filled in and every value checked.
+
+use anyhow::{Result, bail, ensure};
+use recur::optim::{
+    AdagradConfig, AdamConfig, Centered, Nesterov, OptimizerConfig, RmspropConfig, SgdConfig,
+    WeightDecay,
+};
+use recur::{CellKind, Direction, Peepholes, RecurrentConfig};
+
+use super::args::{
+    Cell, Level, LossReduction, OptimizerKind, ScheduleKind, Source, Target, TrainArgs, parse_list,
+};
+
+/// Concrete settings of a run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub source: Source,
+    pub seq_len: usize,
+    pub split: [f64; 3],
+    pub level: Level,
+    pub target: Target,
+    pub cell: Cell,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub bidirectional: bool,
+    pub proj_size: usize,
+    pub peepholes: bool,
+    pub embedding_size: usize,
+    pub dropout: f64,
+    pub embedding_dropout: f64,
+    pub output_dropout: f64,
+    pub recurrent_dropout: f64,
+    pub tied: bool,
+    pub init_range: f64,
+    pub forget_bias: f64,
+    pub opt: OptimizerConfig,
+    pub clip_norm: f64,
+    pub clip_value: f64,
+    pub schedule: ScheduleKind,
+    pub decay_after: usize,
+    pub decay_factor: f64,
+    pub warmup_steps: usize,
+    pub patience: usize,
+    pub min_lr: f64,
+    pub bptt: usize,
+    pub batch_size: usize,
+    pub eval_batch_size: usize,
+    /// epochs, or None when the run is counted in steps
+    pub epochs: Option<usize>,
+    pub steps: Option<usize>,
+    pub seed: u64,
+    pub threads: usize,
+    pub loss_reduction: LossReduction,
+    pub eval_every: usize,
+    pub save_every: usize,
+    pub quiet: bool,
+}
+
+impl Cell {
+    pub fn kind(self) -> CellKind {
+        match self {
+            Cell::Lstm => CellKind::lstm(),
+            Cell::Gru => CellKind::gru(),
+            Cell::Rnn => CellKind::rnn_tanh(),
+            Cell::RnnRelu => CellKind::rnn_relu(),
+        }
+    }
+}
+
+impl Settings {
+    /// Resolves `a` for its data source.
+    pub fn resolve(a: &TrainArgs) -> Result<Self> {
+        let source = a.source()?;
+        let text = source == Source::Text;
+        let adding = source == Source::Adding;
+        let hidden_size = a.hidden_size.unwrap_or(match source {
+            Source::Text => 200,
+            Source::Adding => 32,
+            Source::Copy | Source::Sequences => 64,
+        });
+        let optimizer = a.optimizer.unwrap_or(match source {
+            Source::Text | Source::Adding => OptimizerKind::Sgd,
+            Source::Copy | Source::Sequences => OptimizerKind::Adam,
+        });
+        let lr = a.lr.unwrap_or(match optimizer {
+            OptimizerKind::Sgd if text => 1.0,
+            OptimizerKind::Sgd => 0.1,
+            OptimizerKind::Adam | OptimizerKind::Adamw => 1e-3,
+            OptimizerKind::Rmsprop | OptimizerKind::Adagrad => 1e-2,
+        });
+        let betas = match &a.betas {
+            Some(s) => {
+                let v = parse_list("--betas", s, 2)?;
+                (v[0], v[1])
+            }
+            None => (0.9, 0.999),
+        };
+        let weight_decay = a.weight_decay.unwrap_or(match optimizer {
+            OptimizerKind::Adamw => 0.01,
+            _ => 0.0,
+        });
+        let momentum = a.momentum.unwrap_or(if adding { 0.9 } else { 0.0 });
+        ensure!(
+            momentum.is_finite() && (0.0..1.0).contains(&momentum),
+            "--momentum must lie in [0, 1), got {momentum}"
+        );
+        let nesterov = a.nesterov.unwrap_or(false);
+        let opt = match optimizer {
+            OptimizerKind::Sgd => OptimizerConfig::Sgd(SgdConfig {
+                lr,
+                momentum,
+                weight_decay,
+                nesterov: if nesterov {
+                    Nesterov::Enabled
+                } else {
+                    Nesterov::Disabled
+                },
+                ..Default::default()
+            }),
+            OptimizerKind::Adam | OptimizerKind::Adamw => {
+                let base = if optimizer == OptimizerKind::Adamw {
+                    AdamConfig::adamw()
+                } else {
+                    AdamConfig {
+                        weight_decay_kind: WeightDecay::L2,
+                        ..Default::default()
+                    }
+                };
+                OptimizerConfig::Adam(AdamConfig {
+                    lr,
+                    betas,
+                    eps: a.eps.unwrap_or(base.eps),
+                    weight_decay,
+                    ..base
+                })
+            }
+            OptimizerKind::Rmsprop => {
+                let base = RmspropConfig::default();
+                OptimizerConfig::Rmsprop(RmspropConfig {
+                    lr,
+                    alpha: a.alpha.unwrap_or(base.alpha),
+                    eps: a.eps.unwrap_or(base.eps),
+                    weight_decay,
+                    momentum,
+                    centered: Centered::Disabled,
+                })
+            }
+            OptimizerKind::Adagrad => {
+                let base = AdagradConfig::default();
+                OptimizerConfig::Adagrad(AdagradConfig {
+                    lr,
+                    eps: a.eps.unwrap_or(base.eps),
+                    weight_decay,
+                    ..base
+                })
+            }
+        };
+        opt.validate()?;
+        if nesterov && optimizer != OptimizerKind::Sgd {
+            bail!("--nesterov is an option of --optimizer sgd");
+        }
+        let split = match &a.split {
+            Some(s) => {
+                let v = parse_list("--split", s, 3)?;
+                [v[0], v[1], v[2]]
+            }
+            None => [0.9, 0.05, 0.05],
+        };
+        let (epochs, steps) = match (a.epochs, a.steps) {
+            (Some(e), _) => (Some(e), None),
+            (None, Some(s)) => (None, Some(s)),
+            (None, None) => match source {
+                Source::Text => (Some(13), None),
+                Source::Sequences => (Some(20), None),
+                Source::Adding => (None, Some(15_000)),
+                Source::Copy => (None, Some(5_000)),
+            },
+        };
+        if matches!(source, Source::Adding | Source::Copy) && epochs.is_some() {
+            bail!("a generated task is counted in --steps, not --epochs");
+        }
+        let s = Self {
+            source,
+            seq_len: a.seq_len.unwrap_or(match source {
+                Source::Copy => 10,
+                _ => 50,
+            }),
+            split,
+            level: a.level.unwrap_or(Level::Char),
+            target: a.target.unwrap_or(Target::Classification),
+            cell: a.cell.unwrap_or(Cell::Lstm),
+            hidden_size,
+            num_layers: a.num_layers.unwrap_or(if text { 2 } else { 1 }),
+            bidirectional: a.bidirectional.unwrap_or(false),
+            proj_size: a.proj_size.unwrap_or(0),
+            peepholes: a.peepholes.unwrap_or(false),
+            embedding_size: a.embedding_size.unwrap_or(hidden_size),
+            dropout: a.dropout.unwrap_or(0.0),
+            embedding_dropout: a.embedding_dropout.unwrap_or(0.0),
+            output_dropout: a.output_dropout.unwrap_or(0.0),
+            recurrent_dropout: a.recurrent_dropout.unwrap_or(0.0),
+            tied: a.tied.unwrap_or(false),
+            init_range: a.init_range.unwrap_or(if text { 0.1 } else { 0.0 }),
+            forget_bias: a.forget_bias.unwrap_or(if adding { 3.0 } else { 0.0 }),
+            opt,
+            clip_norm: a.clip_norm.unwrap_or(match source {
+                Source::Text => 5.0,
+                Source::Adding => 1.0,
+                _ => 0.0,
+            }),
+            clip_value: a.clip_value.unwrap_or(0.0),
+            schedule: a.schedule.unwrap_or(if text {
+                ScheduleKind::Step
+            } else {
+                ScheduleKind::Const
+            }),
+            decay_after: a.decay_after.unwrap_or(4),
+            decay_factor: a.decay_factor.unwrap_or(0.5),
+            warmup_steps: a.warmup_steps.unwrap_or(0),
+            patience: a.patience.unwrap_or(0),
+            min_lr: a.min_lr.unwrap_or(0.0),
+            bptt: a.bptt.unwrap_or(20),
+            batch_size: a.batch_size.unwrap_or(if text { 20 } else { 32 }),
+            eval_batch_size: a.eval_batch_size.unwrap_or(10),
+            epochs,
+            steps,
+            seed: a.seed.unwrap_or(0),
+            threads: a.threads.unwrap_or(0),
+            loss_reduction: a.loss_reduction.unwrap_or(if text {
+                LossReduction::SumOverTime
+            } else {
+                LossReduction::Mean
+            }),
+            eval_every: a.eval_every.unwrap_or(1000),
+            save_every: a.save_every.unwrap_or(0),
+            quiet: a.quiet.unwrap_or(false),
+        };
+        s.check()?;
+        Ok(s)
+    }
+
+    fn check(&self) -> Result<()> {
+        let at_least_one = [
+            ("--hidden-size", self.hidden_size),
+            ("--num-layers", self.num_layers),
+            ("--batch-size", self.batch_size),
+            ("--eval-batch-size", self.eval_batch_size),
+            ("--bptt", self.bptt),
+            ("--eval-every", self.eval_every),
+            ("--embedding-size", self.embedding_size),
+            ("--seq-len", self.seq_len),
+        ];
+        for (flag, v) in at_least_one {
+            ensure!(v >= 1, "{flag} must be at least 1, got {v}");
+        }
+        if let Some(e) = self.epochs {
+            ensure!(e >= 1, "--epochs must be at least 1, got {e}");
+        }
+        if let Some(s) = self.steps {
+            ensure!(s >= 1, "--steps must be at least 1, got {s}");
+        }
+        for (flag, p) in [
+            ("--dropout", self.dropout),
+            ("--embedding-dropout", self.embedding_dropout),
+            ("--output-dropout", self.output_dropout),
+            ("--recurrent-dropout", self.recurrent_dropout),
+        ] {
+            ensure!(
+                (0.0..1.0).contains(&p),
+                "{flag} must lie in [0, 1), got {p}"
+            );
+        }
+        for (flag, v) in [
+            ("--init-range", self.init_range),
+            ("--clip-norm", self.clip_norm),
+            ("--clip-value", self.clip_value),
+            ("--min-lr", self.min_lr),
+        ] {
+            ensure!(
+                v.is_finite() && v >= 0.0,
+                "{flag} must be a finite number ≥ 0, got {v}"
+            );
+        }
+        ensure!(
+            self.forget_bias.is_finite(),
+            "--forget-bias must be a finite number, got {}",
+            self.forget_bias
+        );
+        ensure!(
+            self.decay_factor.is_finite() && self.decay_factor > 0.0 && self.decay_factor <= 1.0,
+            "--decay-factor must lie in (0, 1], got {}",
+            self.decay_factor
+        );
+        if self.source == Source::Text && self.bidirectional {
+            bail!("--bidirectional: a language model reads left to right only");
+        }
+        if self.proj_size > 0 && self.cell != Cell::Lstm {
+            bail!("--proj-size is an LSTM option");
+        }
+        if self.peepholes && self.cell != Cell::Lstm {
+            bail!("--peepholes is an LSTM option");
+        }
+        if self.tied {
+            if self.source != Source::Text {
+                bail!("--tied ties a language model's embedding and output weights");
+            }
+            let out = if self.proj_size > 0 {
+                self.proj_size
+            } else {
+                self.hidden_size
+            };
+            ensure!(
+                self.embedding_size == out,
+                "--tied needs --embedding-size ({}) equal to the top layer's output size ({out})",
+                self.embedding_size
+            );
+        }
+        Ok(())
+    }
+
+    /// The recurrent stack reading `input_size` features.
+    pub fn rnn_config(&self, input_size: usize) -> RecurrentConfig {
+        let mut cell = self.cell.kind();
+        if let CellKind::Lstm(lstm) = &mut cell {
+            lstm.proj_size = self.proj_size;
+            if self.peepholes {
+                lstm.peepholes = Peepholes::ALL;
+            }
+        }
+        RecurrentConfig {
+            cell,
+            input_size,
+            hidden_size: self.hidden_size,
+            num_layers: self.num_layers,
+            direction: if self.bidirectional {
+                Direction::Bidirectional
+            } else {
+                Direction::Forward
+            },
+            dropout: self.dropout,
+            recurrent_dropout: self.recurrent_dropout,
+            ..Default::default()
+        }
+    }
+}
