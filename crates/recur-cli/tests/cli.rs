@@ -50,16 +50,23 @@ fn short_training_run_learns_the_adding_problem() {
     );
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("step")).collect();
     assert_eq!(lines.len(), 4, "steps 0, 500, 1000, 1500:\n{text}");
-    let first = number_after(lines[0], "test mse");
+    let first = number_after(lines[0], "valid mse");
     let done = text
         .lines()
         .find(|l| l.starts_with("done:"))
         .expect("a summary line");
-    let last = number_after(done, "test mse");
+    let last = number_after(done, "valid mse");
     let solved = number_after(done, "solved");
     assert!(first > 0.03, "{text}");
-    assert!(last < 0.002, "test mse {first} → {last}\n{text}");
+    assert!(last < 0.002, "valid mse {first} → {last}\n{text}");
     assert!(solved >= 90.0, "solved {solved}%\n{text}");
+    // the fresh test set, scored once at the end
+    let test = text
+        .lines()
+        .find(|l| l.starts_with("test: 2560 fresh sequences"))
+        .expect("a test line");
+    assert!(number_after(test, "mse") < 0.002, "{text}");
+    assert!(number_after(test, "solved") >= 90.0, "{text}");
 }
 
 /// Same seed, same numbers: every printed figure but the elapsed time.
