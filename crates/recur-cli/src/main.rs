@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Train a model on a text, labelled sequences or a generated task. Without arguments: an
-    /// LSTM learns the adding problem (T = 50)
+    /// LSTM learns the adding problem (T = 100)
     Train(Box<cmd::train::TrainArgs>),
     /// A trained model's loss and perplexity (or accuracy) on a file
     Eval(cmd::eval::EvalArgs),

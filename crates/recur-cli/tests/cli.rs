@@ -33,6 +33,8 @@ fn number_after(line: &str, key: &str) -> f64 {
 fn short_training_run_learns_the_adding_problem() {
     let out = recur(&[
         "train",
+        "--optimizer",
+        "sgd",
         "--seq-len",
         "10",
         "--hidden-size",

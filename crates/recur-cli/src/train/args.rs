@@ -24,7 +24,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum, help_heading = "Data")]
     pub task: Option<Task>,
     /// Length T of a generated task (adding: sequences of T to T + T/10 steps; copy: the
-    /// delay between the ten symbols and their recall) [default: adding 50, copy 10]
+    /// delay between the ten symbols and their recall) [default: adding 100, copy 10]
     #[arg(long, help_heading = "Data")]
     pub seq_len: Option<usize>,
     /// One text file, cut into train/valid/test by --split (language model)
@@ -66,7 +66,7 @@ pub struct TrainArgs {
     /// Recurrent cell [default: lstm]
     #[arg(long, value_enum, help_heading = "Model")]
     pub cell: Option<Cell>,
-    /// Hidden units per layer and direction [default: 200 for text, 32 adding, 64 otherwise]
+    /// Hidden units per layer and direction [default: 200 for text, 64 otherwise]
     #[arg(long, help_heading = "Model")]
     pub hidden_size: Option<usize>,
     /// Stacked recurrent layers [default: 2 for text, 1 otherwise]
@@ -111,15 +111,15 @@ pub struct TrainArgs {
     pub forget_bias: Option<f64>,
 
     // ---- optimizer ----
-    /// Optimizer (PyTorch's update formulas) [default: sgd for text and adding, adam
+    /// Optimizer (PyTorch's update formulas) [default: sgd for text, adam
     /// otherwise]
     #[arg(long, value_enum, help_heading = "Optimizer")]
     pub optimizer: Option<OptimizerKind>,
-    /// Learning rate [default: sgd 1 (text), 0.1 (adding); adam/adamw 0.001; rmsprop 0.01;
+    /// Learning rate [default: sgd 1 (text), 0.1 (otherwise); adam/adamw 0.001; rmsprop 0.01;
     /// adagrad 0.01]
     #[arg(long, help_heading = "Optimizer")]
     pub lr: Option<f64>,
-    /// SGD or RMSprop momentum [default: 0; adding 0.9]
+    /// SGD or RMSprop momentum [default: 0; adding with sgd 0.9]
     #[arg(long, help_heading = "Optimizer")]
     pub momentum: Option<f64>,
     /// Nesterov momentum (SGD) [default: false]
@@ -185,7 +185,7 @@ pub struct TrainArgs {
     #[arg(long, help_heading = "Run", conflicts_with = "steps")]
     pub epochs: Option<usize>,
     /// Training steps instead of epochs (generated tasks: the only measure) [default:
-    /// adding 15000, copy 5000]
+    /// adding 20000, copy 5000]
     #[arg(long, help_heading = "Run")]
     pub steps: Option<usize>,
     /// Seed of the initial weights, dropout masks, shuffling and generated data [default: 0]

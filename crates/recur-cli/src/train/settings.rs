@@ -75,12 +75,11 @@ impl Settings {
         let adding = source == Source::Adding;
         let hidden_size = a.hidden_size.unwrap_or(match source {
             Source::Text => 200,
-            Source::Adding => 32,
-            Source::Copy | Source::Sequences => 64,
+            Source::Adding | Source::Copy | Source::Sequences => 64,
         });
         let optimizer = a.optimizer.unwrap_or(match source {
-            Source::Text | Source::Adding => OptimizerKind::Sgd,
-            Source::Copy | Source::Sequences => OptimizerKind::Adam,
+            Source::Text => OptimizerKind::Sgd,
+            Source::Adding | Source::Copy | Source::Sequences => OptimizerKind::Adam,
         });
         let lr = a.lr.unwrap_or(match optimizer {
             OptimizerKind::Sgd if text => 1.0,
@@ -99,7 +98,11 @@ impl Settings {
             OptimizerKind::Adamw => 0.01,
             _ => 0.0,
         });
-        let momentum = a.momentum.unwrap_or(if adding { 0.9 } else { 0.0 });
+        let momentum = a.momentum.unwrap_or(if adding && optimizer == OptimizerKind::Sgd {
+            0.9
+        } else {
+            0.0
+        });
         ensure!(
             momentum.is_finite() && (0.0..1.0).contains(&momentum),
             "--momentum must lie in [0, 1), got {momentum}"
@@ -172,7 +175,7 @@ impl Settings {
             (None, None) => match source {
                 Source::Text => (Some(13), None),
                 Source::Sequences => (Some(20), None),
-                Source::Adding => (None, Some(15_000)),
+                Source::Adding => (None, Some(20_000)),
                 Source::Copy => (None, Some(5_000)),
             },
         };
@@ -183,7 +186,7 @@ impl Settings {
             source,
             seq_len: a.seq_len.unwrap_or(match source {
                 Source::Copy => 10,
-                _ => 50,
+                _ => 100,
             }),
             split,
             level: a.level.unwrap_or(Level::Char),
