@@ -137,6 +137,8 @@ fn bad_flag_values_are_one_line_errors() {
 fn a_diverging_run_stops_with_an_error() {
     let out = recur(&[
         "train",
+        "--optimizer",
+        "sgd",
         "--lr",
         "1e6",
         "--clip",
