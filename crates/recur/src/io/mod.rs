@@ -19,8 +19,8 @@ pub mod model;
 pub mod pytorch;
 
 pub use checkpoint::{
-    CHECKPOINT_FORMAT, Checkpoint, CheckpointRef, TrainingProgress, checkpoint_bytes,
-    load_checkpoint, load_checkpoint_bytes, save_checkpoint,
+    CHECKPOINT_FORMAT, Checkpoint, CheckpointRef, OptimizerRef, Optimizers, PART_NAMES,
+    TrainingProgress, checkpoint_bytes, load_checkpoint, load_checkpoint_bytes, save_checkpoint,
 };
 pub use model::{
     MODEL_FORMAT, load_model, load_model_bytes, model_bytes, model_config_from_json,
