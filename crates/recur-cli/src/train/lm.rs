@@ -30,7 +30,7 @@ use recur::optim::clip_grad_value;
 
 use super::args::{Level, LossReduction, TrainArgs};
 use super::checkpoint::{Checkpoint, best_path};
-use super::core::{Core, Progress, read_model};
+use super::core::{Core, Progress, check_model};
 use super::optim::describe;
 use super::report::{Reporter, StepRecord};
 use super::settings::Settings;
@@ -435,12 +435,12 @@ pub fn load_checkpoint(ck: &Checkpoint) -> Result<(SequenceModel<f32>, Settings,
     if ck.meta("kind")? != "text" {
         bail!("{}: not a language model's checkpoint", ck.file);
     }
-    let args: TrainArgs = ck.meta_json("args")?;
-    let s = Settings::resolve(&args).with_context(|| format!("{}: metadata `args`", ck.file))?;
+    let args = ck.args()?;
+    let s = Settings::resolve(&args)
+        .with_context(|| format!("{}: metadata `recur.run_config`", ck.file))?;
     let vocab = Vocabulary::from_text(ck.meta("vocab")?, &ck.file)?;
-    let mut model = build_model(&s, vocab.len())?;
-    read_model(ck, &mut model)?;
-    Ok((model, s, vocab))
+    check_model(ck, &build_model(&s, vocab.len())?)?;
+    Ok((ck.inner.model.clone(), s, vocab))
 }
 
 /// `recur eval` of a language model: on `file`, or on the test part it was trained with.
@@ -452,7 +452,7 @@ pub fn eval_command(ck: &Checkpoint, file: Option<&PathBuf>, batch: Option<usize
             (path.display().to_string(), vocab.encode(&text))
         }
         None => {
-            let args: TrainArgs = ck.meta_json("args")?;
+            let args = ck.args()?;
             let corpus = load_corpus(&args, &s)?;
             ("the test part".to_string(), corpus.test)
         }
