@@ -5,8 +5,7 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use recur::io::{
-    CheckpointRef, OptimizerRef, Optimizers, TrainingProgress, model_config_to_json,
-    save_checkpoint,
+    CheckpointRef, OptimizerRef, Optimizers, TrainingProgress, config_difference, save_checkpoint,
 };
 use recur::model::SequenceModel;
 use recur::optim::{LrScheduler, Optimizer};
@@ -199,14 +198,11 @@ impl Core {
 
 /// The checkpoint's model must have `model`'s configuration.
 pub fn check_model(ck: &Checkpoint, model: &SequenceModel<f32>) -> Result<()> {
-    let saved = ck.inner.model.config();
-    if saved != model.config() {
-        bail!(
-            "{}: a checkpoint of another shape (a model {}; this run's is {})",
-            ck.file,
-            model_config_to_json(saved),
-            model_config_to_json(model.config())
-        );
+    match config_difference(ck.inner.model.config(), model.config()) {
+        Some(diff) => bail!(
+            "{}: a checkpoint of another shape than this run's model: {diff}",
+            ck.file
+        ),
+        None => Ok(()),
     }
-    Ok(())
 }
