@@ -9,7 +9,6 @@
 //! | `seq`        | labelled sequences (one output each) and the copy task                 |
 //! | `core`       | model + optimizers + scheduler, the update, checkpoint save/restore    |
 //! | `optim`      | the optimizer over the model's parts, learning-rate schedules          |
-//! | `xent`       | softmax cross-entropy in place, in parallel                            |
 //! | `checkpoint` | the library's checkpoints, read with the run's settings and position   |
 //! | `report`     | progress bar and JSONL log                                             |
 
@@ -22,7 +21,6 @@ pub mod optim;
 pub mod report;
 pub mod seq;
 pub mod settings;
-pub mod xent;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
