@@ -230,9 +230,9 @@ pub fn save_checkpoint<T: Float>(
 /// The bytes [`save_checkpoint`] writes; the same state always gives the same bytes.
 ///
 /// # Errors
-/// [`Error::Config`] when `run_config` is not JSON; [`Error::Length`] when an optimizer
-/// state buffer is not as long as the model's flat buffer (an optimizer made for another
-/// model).
+/// [`Error::Config`] when `run_config` is not JSON or an extra tensor or string is named
+/// twice; [`Error::Length`] when an optimizer state buffer is not as long as the model's flat
+/// buffer, or (per part) as the model's part (an optimizer made for another model).
 pub fn checkpoint_bytes<T: Float>(checkpoint: CheckpointRef<'_, T>) -> Result<Vec<u8>> {
     let CheckpointRef {
         model,
@@ -371,9 +371,12 @@ fn own_dtype<T: Float>() -> SaveDtype {
 /// [`Error::Io`] when the file cannot be read; [`Error::Format`] for a file that is not
 /// well-formed safetensors; [`Error::Metadata`] naming the key that is missing or malformed
 /// (also `recur.model` for a checkpoint of another shape than `expected`, naming the first
-/// setting that differs); [`Error::MissingTensor`], [`Error::UnexpectedTensor`],
+/// setting that differs, and `recur.optimizer_parts` for parts that are not the model's, in
+/// name, order or length); [`Error::MissingTensor`], [`Error::UnexpectedTensor`],
 /// [`Error::TensorShape`], [`Error::TensorDtype`] naming the tensor that contradicts the
-/// configuration.
+/// configuration or the optimizer (a tensor outside `model.*`, `optimizer.*`, `extra.*` is
+/// unexpected). Extra tensors and strings are not checked here: the caller asks for them
+/// with [`Checkpoint::extra_tensor`] and [`Checkpoint::extra_metadata`].
 pub fn load_checkpoint<T: Float>(
     path: impl AsRef<Path>,
     expected: Option<&SequenceModelConfig>,

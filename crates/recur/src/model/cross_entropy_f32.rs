@@ -1,6 +1,6 @@
 //! Softmax cross-entropy over `f32` logits, fast: in place and on every core.
 //!
-//! [`cross_entropy`] is the reference (f64 sums, any `T`); these compute the same
+//! [`cross_entropy`](fn@super::cross_entropy) is the reference (f64 sums, any `T`); these compute the same
 //! quantities for `f32` logits without a `[rows, classes]` buffer of their own and with the
 //! vectorised exponential of [`crate::kernel::fast_f32`]: [`cross_entropy_in_place`] turns
 //! the logits themselves into the gradient (a language model's training step), and
@@ -57,7 +57,7 @@ impl CrossEntropySums {
 /// [`crate::Error::Shape`] for targets that are not one per row, [`crate::Error::Index`] for a
 /// target that is not a class. `logits` is unchanged when an error is returned.
 ///
-/// [`cross_entropy`]: super::cross_entropy
+/// [`cross_entropy`]: fn@super::cross_entropy
 pub fn cross_entropy_in_place(
     logits: &mut Tensor<f32>,
     targets: &[usize],
