@@ -877,3 +877,86 @@ fn bad_input_files_are_one_line_errors() {
         one_line_error(args);
     }
 }
+
+/// The largest difference allowed between `recur onnx run` on an exported model and recur's
+/// own forward pass (the existing ONNX round trips measure exactly 0 here; this bounds a
+/// different summation order in the interpreter).
+const ONNX_RUN_TOL: f32 = 1e-6;
+
+/// A checkpoint written by `recur train` is the library's checkpoint: `recur convert` turns
+/// it into ONNX and into a whole-model file, and both compute what the trained model does.
+#[test]
+fn a_training_checkpoint_converts_to_onnx_and_a_model_file() {
+    use recur::io::{load_checkpoint, load_model};
+    use recur::model::ModelInput;
+    use recur::onnx::{Value, read_tensor, write_tensor};
+
+    let dir = temp_dir("convert");
+    let file = dir.join("all.txt");
+    std::fs::write(&file, corpus(200, 5)).unwrap();
+    let ck = dir.join("c.safetensors");
+    ok(&[
+        &[
+            "train",
+            "--text",
+            p(&file),
+            "--steps",
+            "3",
+            "--checkpoint",
+            p(&ck),
+        ][..],
+        &SMALL,
+    ]
+    .concat());
+    let trained = load_checkpoint::<f32>(&ck, None).unwrap().model;
+    assert!(!trained.parts()[0].is_empty(), "an embedding model");
+
+    // the whole-model file holds the trained model
+    let whole = dir.join("whole.safetensors");
+    ok(&["convert", p(&ck), p(&whole), "--to", "model"]);
+    let again = load_model::<f32>(&whole).unwrap();
+    assert_eq!(again.config(), trained.config());
+    assert_eq!(again.params(), trained.params());
+
+    // the ONNX graph computes what recur does
+    let onnx = dir.join("c.onnx");
+    let out = ok(&["convert", p(&ck), p(&onnx)]);
+    assert!(out.contains("sequence model, lstm"), "{out}");
+    let vocab = trained.config().out_features;
+    let (seq_len, batch) = (6, 2);
+    let ids: Vec<usize> = (0..seq_len * batch).map(|k| (k * 7 + 3) % vocab).collect();
+    let ids_file = dir.join("ids.npy");
+    let value = Value::i64(ids.iter().map(|&i| i as i64).collect(), &[seq_len, batch]).unwrap();
+    write_tensor(&ids_file, "", &value).unwrap();
+    let out_dir = dir.join("out");
+    ok(&[
+        "onnx",
+        "run",
+        p(&onnx),
+        "--input",
+        &format!("ids={}", ids_file.display()),
+        "--output-dir",
+        p(&out_dir),
+    ]);
+    let want = trained
+        .forward(
+            ModelInput::Ids {
+                ids: &ids,
+                shape: [seq_len, batch],
+            },
+            None,
+            None,
+        )
+        .unwrap();
+    let (_, got) = read_tensor(out_dir.join("output.npy")).unwrap();
+    assert_eq!(got.shape(), want.output.shape());
+    assert_eq!(got.shape(), [seq_len, batch, vocab]);
+    let worst = got
+        .as_f32()
+        .unwrap()
+        .iter()
+        .zip(want.output.data())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= ONNX_RUN_TOL, "{worst}");
+}

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use recur::io::{
-    Checkpoint, CheckpointRef, TrainingProgress, checkpoint_bytes, load_checkpoint,
-    load_checkpoint_bytes, save_checkpoint,
+    Checkpoint, CheckpointRef, OptimizerRef, Optimizers, TrainingProgress, checkpoint_bytes,
+    load_checkpoint, load_checkpoint_bytes, save_checkpoint,
 };
 use recur::model::{
     EmbeddingConfig, Input, ModelInput, OutputForm, SequenceModel, SequenceModelConfig, TieWeights,
@@ -129,17 +129,22 @@ impl<T: Real> Run<T> {
     fn as_ref<'a>(&'a self, run_config: &'a str) -> CheckpointRef<'a, T> {
         CheckpointRef {
             model: &self.model,
-            optimizer: &self.optimizer,
+            optimizer: OptimizerRef::Flat(&self.optimizer),
             scheduler: self.scheduler.as_ref(),
             progress: &self.progress,
             run_config,
+            extra_tensors: &[],
+            extra_metadata: &[],
         }
     }
 
     fn from_checkpoint(c: Checkpoint<T>) -> Self {
         Run {
             model: c.model,
-            optimizer: c.optimizer,
+            optimizer: match c.optimizer {
+                Optimizers::Flat(o) => o,
+                Optimizers::Parts(_) => panic!("saved flat, loaded per part"),
+            },
             scheduler: c.scheduler,
             progress: c.progress,
         }
@@ -218,7 +223,7 @@ fn resume_is_exact<T: Real>() {
         assert_eq!(loaded.progress.data_position, vec![1, 99]);
         // the file is what the loaded state writes again
         assert_eq!(
-            checkpoint_bytes(loaded.as_ref()).unwrap(),
+            loaded.to_bytes().unwrap(),
             std::fs::read(&path).unwrap(),
             "{kind}"
         );
@@ -288,7 +293,7 @@ fn a_checkpoint_of_another_shape_is_refused() {
     )
     .unwrap();
     let e = checkpoint_bytes(CheckpointRef {
-        optimizer: &small,
+        optimizer: OptimizerRef::Flat(&small),
         ..run.as_ref("{}")
     })
     .unwrap_err();
@@ -341,7 +346,7 @@ fn hostile_checkpoints_are_typed_errors() {
         other => panic!("expected a metadata error, got {other:?}"),
     };
     for (key, bad) in [
-        ("recur.format", "checkpoint-2"),
+        ("recur.format", "checkpoint-1"),
         ("recur.model", "{}"),
         ("recur.optimizer", r#"{"kind": "lbfgs"}"#),
         ("recur.optimizer", r#"{"kind": "adam", "lr": -1}"#),
@@ -471,4 +476,203 @@ fn hostile_checkpoints_are_typed_errors() {
     )
     .unwrap_err();
     assert!(matches!(e, Error::Io { .. }));
+}
+
+/// A trainer that keeps one optimizer per part of the model and updates the parts in place,
+/// with the recurrent state it carries and strings of its own as extras.
+struct PartsRun {
+    model: SequenceModel<f32>,
+    opts: [AnyOptimizer<f32>; 3],
+    progress: TrainingProgress,
+    state_h: Tensor<f32>,
+}
+
+impl PartsRun {
+    fn new() -> Self {
+        let model = SequenceModel::<f32>::new(lm_config(), 3).unwrap();
+        let config = OptimizerConfig::Adam(AdamConfig::adamw());
+        let opts = model
+            .parts()
+            .map(|p| AnyOptimizer::new(config.clone(), p.len()).unwrap());
+        let state_h = Tensor::new(
+            (0..2 * BATCH * 4).map(|i| i as f32 * 0.25).collect(),
+            &[2, BATCH, 4],
+        )
+        .unwrap();
+        PartsRun {
+            model,
+            opts,
+            progress: TrainingProgress::default(),
+            state_h,
+        }
+    }
+
+    /// One update of every part with a deterministic gradient.
+    fn step(&mut self) {
+        let k = self.progress.step as f32;
+        let [a, b, c] = &mut self.opts;
+        for (part, o) in self.model.parts_mut().into_iter().zip([a, b, c]) {
+            let g: Vec<f32> = (0..part.len())
+                .map(|i| ((i as f32 * 0.37 + k).sin()) * 0.1)
+                .collect();
+            o.step(part, &g).unwrap();
+        }
+        self.progress.step += 1;
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let [a, b, c] = &self.opts;
+        checkpoint_bytes(CheckpointRef {
+            model: &self.model,
+            optimizer: OptimizerRef::Parts([a, b, c]),
+            scheduler: None,
+            progress: &self.progress,
+            run_config: "{}",
+            extra_tensors: &[("state.h", &self.state_h)],
+            extra_metadata: &[("kind", "text"), ("vocab", "a\nb\nc")],
+        })
+        .unwrap()
+    }
+}
+
+#[test]
+fn optimizers_per_part_and_extras_round_trip() {
+    let mut run = PartsRun::new();
+    for _ in 0..3 {
+        run.step();
+    }
+    let bytes = run.bytes();
+    let loaded = load_checkpoint_bytes::<f32>(&bytes, Some(&lm_config())).unwrap();
+    assert_eq!(loaded.to_bytes().unwrap(), bytes);
+    assert_eq!(loaded.extra_tensor("state.h").unwrap(), &run.state_h);
+    assert_eq!(loaded.extra_metadata("kind").unwrap(), "text");
+    assert_eq!(loaded.extra_metadata("vocab").unwrap(), "a\nb\nc");
+    let Optimizers::Parts(opts) = loaded.optimizer else {
+        panic!("saved per part, loaded flat")
+    };
+    let mut resumed = PartsRun {
+        model: loaded.model,
+        opts: *opts,
+        progress: loaded.progress,
+        state_h: run.state_h.clone(),
+    };
+    for _ in 0..3 {
+        run.step();
+        resumed.step();
+    }
+    assert_eq!(resumed.model.params(), run.model.params());
+    for (a, b) in resumed.opts.iter().zip(&run.opts) {
+        assert_eq!(a.step_count(), b.step_count());
+        assert_eq!(a.state_buffers(), b.state_buffers());
+    }
+}
+
+#[test]
+fn a_missing_extra_is_an_error_naming_it() {
+    let run = PartsRun::new();
+    let path = std::env::temp_dir().join(format!("recur-ckpt-extra-{}.ckpt", std::process::id()));
+    std::fs::write(&path, run.bytes()).unwrap();
+    let loaded = load_checkpoint::<f32>(&path, None).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let e = loaded.extra_tensor("state.c").unwrap_err();
+    assert!(
+        matches!(&e, Error::MissingTensor { file, name, .. }
+            if name == "extra.state.c" && *file == path.display().to_string()),
+        "{e}"
+    );
+    let e = loaded.extra_metadata("classes").unwrap_err();
+    assert!(
+        matches!(&e, Error::Metadata { key, .. } if key == "recur.extra.classes"),
+        "{e}"
+    );
+}
+
+#[test]
+fn optimizer_parts_of_the_wrong_length_are_refused() {
+    let mut run = PartsRun::new();
+    run.step();
+    let good = run.bytes();
+    let keep = |_: &mut Vec<RawTensor>| {};
+    let same = |_: &mut HashMap<String, String>| {};
+    let meta_key = |bytes: Vec<u8>| match load_checkpoint_bytes::<f32>(&bytes, None) {
+        Err(Error::Metadata { key, reason, .. }) => (key, reason),
+        other => panic!("expected a metadata error, got {other:?}"),
+    };
+    // a part's declared length that is not the model's
+    let rnn_len = run.model.parts()[1].len();
+    let (key, reason) = meta_key(edit(&good, keep, |m| {
+        let v = m["recur.optimizer_parts"].replace(
+            &format!("\"len\":{rnn_len}"),
+            &format!("\"len\":{}", rnn_len + 1),
+        );
+        m.insert("recur.optimizer_parts".into(), v);
+    }));
+    assert_eq!(key, "recur.optimizer_parts");
+    assert!(reason.contains("`rnn`"), "{reason}");
+    // parts out of order, too few, and both layouts at once
+    let (key, _) = meta_key(edit(&good, keep, |m| {
+        let v = m["recur.optimizer_parts"].replacen("\"embedding\"", "\"head\"", 1);
+        m.insert("recur.optimizer_parts".into(), v);
+    }));
+    assert_eq!(key, "recur.optimizer_parts");
+    let (key, _) = meta_key(edit(&good, keep, |m| {
+        let v: Vec<serde_json::Value> = serde_json::from_str(&m["recur.optimizer_parts"]).unwrap();
+        m.insert(
+            "recur.optimizer_parts".into(),
+            serde_json::to_string(&v[..2]).unwrap(),
+        );
+    }));
+    assert_eq!(key, "recur.optimizer_parts");
+    let (key, _) = meta_key(edit(&good, keep, |m| {
+        m.insert("recur.optimizer".into(), r#"{"kind":"adam"}"#.into());
+    }));
+    assert_eq!(key, "recur.optimizer_parts");
+    // a state buffer of the wrong length, and one missing
+    let e = load_checkpoint_bytes::<f32>(
+        &edit(
+            &good,
+            |t| {
+                let b = t
+                    .iter_mut()
+                    .find(|x| x.0 == "optimizer.rnn.exp_avg")
+                    .unwrap();
+                b.2 = vec![b.2[0] - 1];
+                b.3.truncate(b.3.len() - 4);
+            },
+            same,
+        ),
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, Error::TensorShape { name, .. } if name == "optimizer.rnn.exp_avg"),
+        "{e}"
+    );
+    let e = load_checkpoint_bytes::<f32>(
+        &edit(
+            &good,
+            |t| t.retain(|x| x.0 != "optimizer.head.exp_avg_sq"),
+            same,
+        ),
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, Error::MissingTensor { name, .. } if name == "optimizer.head.exp_avg_sq"),
+        "{e}"
+    );
+    // saving an optimizer made for a part of another length
+    let wrong = AnyOptimizer::<f32>::new(OptimizerConfig::Adam(AdamConfig::adamw()), 5).unwrap();
+    let [a, _, c] = &run.opts;
+    let e = checkpoint_bytes(CheckpointRef {
+        model: &run.model,
+        optimizer: OptimizerRef::Parts([a, &wrong, c]),
+        scheduler: None,
+        progress: &run.progress,
+        run_config: "{}",
+        extra_tensors: &[],
+        extra_metadata: &[],
+    })
+    .unwrap_err();
+    assert!(matches!(e, Error::Length { .. }), "{e}");
 }

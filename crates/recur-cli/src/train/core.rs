@@ -4,13 +4,16 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
+use recur::io::{
+    CheckpointRef, OptimizerRef, Optimizers, TrainingProgress, config_difference, save_checkpoint,
+};
 use recur::model::SequenceModel;
-use recur::optim::{LrScheduler, Optimizer, SchedulerState};
+use recur::optim::{LrScheduler, Optimizer};
 use recur::{State, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::args::TrainArgs;
-use super::checkpoint::{Checkpoint, Writer};
+use super::checkpoint::Checkpoint;
 use super::lm::clip;
 use super::optim::{Opt, optimizers, scheduler};
 use super::settings::Settings;
@@ -36,8 +39,6 @@ pub struct Progress {
     pub elapsed_s: f64,
     /// the best validation loss so far
     pub best_valid: Option<f64>,
-    /// the optimizers' step counts
-    pub opt_steps: [u64; 3],
 }
 
 impl Progress {
@@ -108,7 +109,8 @@ impl Core {
         Ok(norm)
     }
 
-    /// Writes a checkpoint of kind `kind` (`text`, `sequences`, `copy`).
+    /// Writes a checkpoint of kind `kind` (`text`, `sequences`, `copy`) with the extra
+    /// strings `extra`.
     #[allow(clippy::too_many_arguments)]
     pub fn save(
         &self,
@@ -119,29 +121,36 @@ impl Core {
         state: Option<&State<f32>>,
         prog: &Progress,
     ) -> Result<()> {
-        let mut w = Writer::default();
-        write_model(&mut w, &self.model);
-        let mut prog = prog.clone();
-        for (i, o) in self.opts.iter().enumerate() {
-            prog.opt_steps[i] = o.step_count();
-            for (name, buf) in o.state_buffers() {
-                w.tensor(format!("optim.{i}.{name}"), &[buf.len()], buf);
-            }
-        }
+        let run_config = serde_json::to_string(args)?;
+        let progress_json = serde_json::to_string(prog)?;
+        let mut metadata: Vec<(&str, &str)> = vec![("kind", kind), ("progress", &progress_json)];
+        metadata.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+        let mut tensors: Vec<(&str, &Tensor<f32>)> = Vec::new();
         if let Some(st) = state {
-            w.tensor("state.h", st.h.shape(), st.h.data());
+            tensors.push(("state.h", &st.h));
             if let Some(c) = &st.c {
-                w.tensor("state.c", c.shape(), c.data());
+                tensors.push(("state.c", c));
             }
         }
-        w.meta("kind", kind);
-        w.meta("args", serde_json::to_string(args)?);
-        w.meta("progress", serde_json::to_string(&prog)?);
-        w.meta("scheduler", serde_json::to_string(self.sched.state())?);
-        for (k, v) in extra {
-            w.meta(k, v.clone());
-        }
-        w.save(path)
+        let [o0, o1, o2] = &self.opts;
+        save_checkpoint(
+            path,
+            CheckpointRef {
+                model: &self.model,
+                optimizer: OptimizerRef::Parts([o0, o1, o2]),
+                scheduler: Some(&self.sched),
+                progress: &TrainingProgress {
+                    step: prog.step as u64,
+                    epoch: prog.epoch as u64,
+                    rng: Vec::new(),
+                    data_position: vec![prog.position as u64],
+                },
+                run_config: &run_config,
+                extra_tensors: &tensors,
+                extra_metadata: &metadata,
+            },
+        )?;
+        Ok(())
     }
 
     /// Restores a checkpoint written by [`Core::save`]: weights, optimizer state, scheduler
@@ -158,74 +167,42 @@ impl Core {
                 ck.file
             );
         }
-        read_model(ck, &mut self.model)?;
+        check_model(ck, &self.model)?;
+        let inner = &ck.inner;
+        self.model.set_params(&inner.model.params())?;
         let prog: Progress = ck.meta_json("progress")?;
-        for (i, o) in self.opts.iter_mut().enumerate() {
-            let prefix = format!("optim.{i}.");
-            let names = ck.names_with(&prefix);
-            let bufs: Vec<(&str, &[f32])> = names
-                .iter()
-                .filter_map(|n| ck.tensor(n).map(|(_, d)| (&n[prefix.len()..], d)))
-                .collect();
-            o.restore(prog.opt_steps[i], &bufs)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", ck.file))?;
-        }
-        let sched: SchedulerState = ck.meta_json("scheduler")?;
-        self.sched
-            .set_state(sched)
-            .map_err(|e| anyhow::anyhow!("{}: metadata `scheduler`: {e}", ck.file))?;
-        let state = match ck.tensor("state.h") {
-            Some((shape, h)) => Some(State {
-                h: Tensor::new(h.to_vec(), shape)?,
-                c: ck
-                    .tensor("state.c")
-                    .map(|(s, c)| Tensor::new(c.to_vec(), s))
-                    .transpose()?,
-            }),
-            None => None,
+        let Optimizers::Parts(saved) = &inner.optimizer else {
+            bail!(
+                "{}: one optimizer over the whole model; `recur train` keeps one per part",
+                ck.file
+            );
         };
+        for (o, s) in self.opts.iter_mut().zip(saved.iter()) {
+            o.restore(s.step_count(), &s.state_buffers()).map_err(|e| {
+                anyhow::anyhow!("{}: metadata `recur.optimizer_parts`: {e}", ck.file)
+            })?;
+        }
+        let Some(sched) = &inner.scheduler else {
+            bail!("{}: metadata `recur.scheduler` missing", ck.file);
+        };
+        self.sched
+            .set_state(sched.state().clone())
+            .map_err(|e| anyhow::anyhow!("{}: metadata `recur.scheduler`: {e}", ck.file))?;
+        let state = inner.extra_tensors.get("state.h").map(|h| State {
+            h: h.clone(),
+            c: inner.extra_tensors.get("state.c").cloned(),
+        });
         Ok((prog, state))
     }
 }
 
-/// Writes every parameter tensor of `model` as `model.<name>`.
-pub fn write_model(w: &mut Writer, model: &SequenceModel<f32>) {
-    let flat = model.params();
-    for p in model.param_layout() {
-        w.tensor(
-            format!("model.{}", p.name),
-            &p.shape,
-            &flat[p.offset..p.offset + p.len],
-        );
-    }
-}
-
-/// Reads every parameter tensor of `model` from `ck`, which must hold exactly those.
-pub fn read_model(ck: &Checkpoint, model: &mut SequenceModel<f32>) -> Result<()> {
-    let mut flat = model.params();
-    for p in model.param_layout() {
-        ck.read_into(
-            &format!("model.{}", p.name),
-            &p.shape,
-            &mut flat[p.offset..p.offset + p.len],
-        )?;
-    }
-    let expected: Vec<String> = model
-        .param_layout()
-        .iter()
-        .map(|p| format!("model.{}", p.name))
-        .collect();
-    if let Some(extra) = ck
-        .names_with("model.")
-        .into_iter()
-        .find(|n| !expected.iter().any(|e| e == n))
-    {
-        bail!(
-            "{}: tensor `{extra}` has no place in this run's model (a checkpoint of another \
-             model?)",
+/// The checkpoint's model must have `model`'s configuration.
+pub fn check_model(ck: &Checkpoint, model: &SequenceModel<f32>) -> Result<()> {
+    match config_difference(ck.inner.model.config(), model.config()) {
+        Some(diff) => bail!(
+            "{}: a checkpoint of another shape than this run's model: {diff}",
             ck.file
-        );
+        ),
+        None => Ok(()),
     }
-    model.set_params(&flat)?;
-    Ok(())
 }

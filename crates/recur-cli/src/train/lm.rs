@@ -22,7 +22,7 @@ use recur::State;
 use recur::data::{Corpus, SplitFractions, TokenLevel, Vocabulary, batchify};
 use recur::model::{
     EmbeddingConfig, Input, ModelInput, OutputForm, SequenceModel, SequenceModelConfig, TieWeights,
-    bits_per_character, perplexity,
+    bits_per_character, cross_entropy_in_place, cross_entropy_sums, perplexity,
 };
 #[cfg(test)]
 use recur::optim::clip_grad_norm;
@@ -30,11 +30,10 @@ use recur::optim::clip_grad_value;
 
 use super::args::{Level, LossReduction, TrainArgs};
 use super::checkpoint::{Checkpoint, best_path};
-use super::core::{Core, Progress, read_model};
+use super::core::{Core, Progress, check_model};
 use super::optim::describe;
 use super::report::{Reporter, StepRecord};
 use super::settings::Settings;
-use super::xent::{xent_in_place, xent_loss};
 use super::{INTERRUPTED, dropout_seed, init_uniform, raise_forget_bias};
 
 impl Level {
@@ -125,7 +124,6 @@ pub fn evaluate(
 ) -> Result<(f64, usize)> {
     let batch = batch.min(ids.len() / 2).max(1);
     let streams = batchify(ids, batch).with_context(|| part.to_string())?;
-    let vocab = model.config().out_features;
     let mut state: Option<State<f32>> = None;
     let (mut loss, mut count) = (0.0f64, 0usize);
     for chunk in streams.chunks(bptt)? {
@@ -137,7 +135,7 @@ pub fn evaluate(
             state.as_ref(),
             None,
         )?;
-        let sums = xent_loss(out.output.data(), chunk.target, vocab)?;
+        let sums = cross_entropy_sums(&out.output, chunk.target)?;
         loss += sums.loss;
         count += chunk.target.len();
         state = Some(out.state);
@@ -275,7 +273,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
                 LossReduction::Mean => 1.0 / n as f32,
                 LossReduction::SumOverTime => 1.0 / s.batch_size as f32,
             };
-            let sums = xent_in_place(out.output.data_mut(), chunk.target, v, dl)?;
+            let sums = cross_entropy_in_place(&mut out.output, chunk.target, dl)?;
             core.zero_grads();
             core.model.backward(&tape, &out.output, &mut core.grads)?;
             drop(tape);
@@ -435,12 +433,12 @@ pub fn load_checkpoint(ck: &Checkpoint) -> Result<(SequenceModel<f32>, Settings,
     if ck.meta("kind")? != "text" {
         bail!("{}: not a language model's checkpoint", ck.file);
     }
-    let args: TrainArgs = ck.meta_json("args")?;
-    let s = Settings::resolve(&args).with_context(|| format!("{}: metadata `args`", ck.file))?;
+    let args = ck.args()?;
+    let s = Settings::resolve(&args)
+        .with_context(|| format!("{}: metadata `recur.run_config`", ck.file))?;
     let vocab = Vocabulary::from_text(ck.meta("vocab")?, &ck.file)?;
-    let mut model = build_model(&s, vocab.len())?;
-    read_model(ck, &mut model)?;
-    Ok((model, s, vocab))
+    check_model(ck, &build_model(&s, vocab.len())?)?;
+    Ok((ck.inner.model.clone(), s, vocab))
 }
 
 /// `recur eval` of a language model: on `file`, or on the test part it was trained with.
@@ -452,7 +450,7 @@ pub fn eval_command(ck: &Checkpoint, file: Option<&PathBuf>, batch: Option<usize
             (path.display().to_string(), vocab.encode(&text))
         }
         None => {
-            let args: TrainArgs = ck.meta_json("args")?;
+            let args = ck.args()?;
             let corpus = load_corpus(&args, &s)?;
             ("the test part".to_string(), corpus.test)
         }

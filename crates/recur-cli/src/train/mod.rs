@@ -9,8 +9,7 @@
 //! | `seq`        | labelled sequences (one output each) and the copy task                 |
 //! | `core`       | model + optimizers + scheduler, the update, checkpoint save/restore    |
 //! | `optim`      | the optimizer over the model's parts, learning-rate schedules          |
-//! | `xent`       | softmax cross-entropy in place, in parallel                            |
-//! | `checkpoint` | safetensors checkpoints with the run's settings and position           |
+//! | `checkpoint` | the library's checkpoints, read with the run's settings and position   |
 //! | `report`     | progress bar and JSONL log                                             |
 
 pub mod adding;
@@ -22,7 +21,6 @@ pub mod optim;
 pub mod report;
 pub mod seq;
 pub mod settings;
-pub mod xent;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -43,7 +41,7 @@ pub fn run(cli: &TrainArgs) -> Result<()> {
     if let Some(path) = &cli.resume {
         // The checkpoint's settings under the command line's: `--resume FILE` alone continues.
         let ck = checkpoint::Checkpoint::load(path)?;
-        let saved: TrainArgs = ck.meta_json("args")?;
+        let saved = ck.args()?;
         args = args.over(&saved)?;
     }
     let s = Settings::resolve(&args)?;

@@ -25,7 +25,7 @@ use recur::model::{
 
 use super::args::{Target, TrainArgs};
 use super::checkpoint::{Checkpoint, best_path};
-use super::core::{Core, Progress, read_model};
+use super::core::{Core, Progress, check_model};
 use super::optim::describe;
 use super::report::{Reporter, StepRecord};
 use super::settings::Settings;
@@ -568,19 +568,16 @@ pub fn run_copy(args: &TrainArgs, s: &Settings) -> Result<()> {
 
 /// The model and settings of a sequence model's checkpoint.
 fn load_checkpoint(ck: &Checkpoint) -> Result<(SequenceModel<f32>, Settings, Option<Vec<String>>)> {
-    let args: TrainArgs = ck.meta_json("args")?;
-    let s = Settings::resolve(&args).with_context(|| format!("{}: metadata `args`", ck.file))?;
+    let args = ck.args()?;
+    let s = Settings::resolve(&args)
+        .with_context(|| format!("{}: metadata `recur.run_config`", ck.file))?;
     match ck.meta("kind")? {
         "sequences" => {
             let classes: Option<Vec<String>> = ck.meta_json("classes")?;
             let out = classes.as_ref().map_or(1, Vec::len);
-            let input_size = ck
-                .tensor("model.rnn.weight_ih_l0")
-                .map(|(shape, _)| shape[1])
-                .with_context(|| format!("{}: missing tensor `model.rnn.weight_ih_l0`", ck.file))?;
-            let mut model = build_model(&s, input_size, out, OutputForm::Last)?;
-            read_model(ck, &mut model)?;
-            Ok((model, s, classes))
+            let input_size = ck.inner.model.config().rnn.input_size;
+            check_model(ck, &build_model(&s, input_size, out, OutputForm::Last)?)?;
+            Ok((ck.inner.model.clone(), s, classes))
         }
         other => bail!(
             "{}: `recur eval` reads text and sequence checkpoints, not `{other}`",
@@ -598,7 +595,7 @@ pub fn eval_command(ck: &Checkpoint, file: Option<&PathBuf>, batch: Option<usize
             read_sequences(p, s.target, classes.as_deref())?,
         ),
         None => {
-            let args: TrainArgs = ck.meta_json("args")?;
+            let args = ck.args()?;
             let [_, _, test] = load_sets(&args, &s)?;
             ("the test part".to_string(), test)
         }

@@ -3,14 +3,26 @@
 //! | what | where |
 //! |---|---|
 //! | model parameters | tensors `model.<name>` for every name of [`SequenceModel::param_layout`] |
-//! | optimizer state | tensors `optimizer.<buffer>` (`exp_avg`, `momentum_buffer`, …), each `[param_len]` |
-//! | `recur.format` | `checkpoint-1` |
+//! | optimizer state, one optimizer over the flat buffer | tensors `optimizer.<buffer>` (`exp_avg`, `momentum_buffer`, …), each `[param_len]` |
+//! | optimizer state, one optimizer per part | tensors `optimizer.<part>.<buffer>`, each `[part_len]`; `<part>` is `embedding`, `rnn` or `head` ([`PART_NAMES`]) |
+//! | extra tensors of the caller | tensors `extra.<name>` (e.g. `extra.state.h`, the carried recurrent state) |
+//! | `recur.format` | `checkpoint-2` |
 //! | `recur.model` | the model configuration, JSON as in [`super::model`] |
-//! | `recur.optimizer` | the optimizer kind and settings, JSON of [`OptimizerConfig`] (the rate in use) |
-//! | `recur.optimizer_step` | the optimizer's step count |
+//! | `recur.optimizer` | flat: the optimizer kind and settings, JSON of [`OptimizerConfig`] (the rate in use) |
+//! | `recur.optimizer_step` | flat: the optimizer's step count |
+//! | `recur.optimizer_parts` | per part: JSON list of `{"part", "len", "optimizer", "step"}`, one per part in [`PART_NAMES`] order |
 //! | `recur.scheduler` | `{"config": ScheduleConfig, "state": SchedulerState}` JSON, when there is one |
 //! | `recur.progress` | [`TrainingProgress`] JSON: step, epoch, the trainer's RNG state and data position |
 //! | `recur.run_config` | the run's whole configuration, JSON as the caller gave it |
+//! | `recur.extra.<key>` | extra strings of the caller (e.g. a vocabulary, the kind of run) |
+//!
+//! A file holds either the flat keys (`recur.optimizer`, `recur.optimizer_step`) or
+//! `recur.optimizer_parts`, never both. One optimizer per part is what a trainer that updates
+//! the model's parts in place ([`SequenceModel::parts_mut`]) keeps: saving it copies nothing
+//! into a flat buffer between steps. On load every part's length must be the model's part's,
+//! and every state buffer that part's length. Extra tensors and strings are given back as
+//! they were saved; [`Checkpoint::extra_tensor`] and [`Checkpoint::extra_metadata`] answer a
+//! missing one with an error naming the file and the tensor or key.
 //!
 //! Tensors are written in `T`'s own width (F32 for `f32`, F64 for `f64`), so a resumed run
 //! continues bit for bit. The optimizer runs over the model's flat buffer
@@ -27,18 +39,24 @@ use super::model::{
     check_format, check_names, config_difference, config_from_metadata, key as model_key,
     layout_of, model_config_to_json, model_tensors, read_params, read_tensor, tensor_out,
 };
-use super::{IN_MEMORY, Parsed, SaveDtype, encode, parse, read_file, write_atomic};
-use crate::Float;
+use super::{IN_MEMORY, Parsed, SaveDtype, TensorOut, encode, parse, read_file, write_atomic};
 use crate::error::{Error, Result, Shape, config_err};
 use crate::model::{SequenceModel, SequenceModelConfig};
 use crate::optim::{AnyOptimizer, LrScheduler, OptimizerConfig, ScheduleConfig, SchedulerState};
+use crate::{Float, Tensor};
 
 /// Value of `recur.format` in checkpoints.
-pub const CHECKPOINT_FORMAT: &str = "checkpoint-1";
+pub const CHECKPOINT_FORMAT: &str = "checkpoint-2";
+
+/// The names of the model's parts ([`SequenceModel::parts`]), in order, as optimizer state
+/// per part is stored.
+pub const PART_NAMES: [&str; 3] = ["embedding", "rnn", "head"];
 
 mod key {
     pub const OPTIMIZER: &str = "recur.optimizer";
     pub const OPTIMIZER_STEP: &str = "recur.optimizer_step";
+    pub const OPTIMIZER_PARTS: &str = "recur.optimizer_parts";
+    pub const EXTRA: &str = "recur.extra.";
     pub const SCHEDULER: &str = "recur.scheduler";
     pub const PROGRESS: &str = "recur.progress";
     pub const RUN_CONFIG: &str = "recur.run_config";
@@ -59,38 +77,135 @@ pub struct TrainingProgress {
     pub data_position: Vec<u64>,
 }
 
+/// The optimizer state a checkpoint holds, borrowed.
+#[derive(Debug)]
+pub enum OptimizerRef<'a, T> {
+    /// One optimizer over the model's flat buffer ([`SequenceModel::params`]).
+    Flat(&'a AnyOptimizer<T>),
+    /// One optimizer per part of the model ([`SequenceModel::parts`], named [`PART_NAMES`]),
+    /// each as long as its part.
+    Parts([&'a AnyOptimizer<T>; 3]),
+}
+
+impl<T> Clone for OptimizerRef<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for OptimizerRef<'_, T> {}
+
+/// The optimizer state [`load_checkpoint`] gives back, as it was saved.
+#[derive(Clone, Debug)]
+pub enum Optimizers<T> {
+    /// One optimizer over the model's flat buffer.
+    Flat(AnyOptimizer<T>),
+    /// One optimizer per part ([`PART_NAMES`]).
+    Parts(Box<[AnyOptimizer<T>; 3]>),
+}
+
+impl<T> Optimizers<T> {
+    /// Borrowed, to save again.
+    pub fn as_ref(&self) -> OptimizerRef<'_, T> {
+        match self {
+            Optimizers::Flat(o) => OptimizerRef::Flat(o),
+            Optimizers::Parts(parts) => {
+                let [a, b, c] = &**parts;
+                OptimizerRef::Parts([a, b, c])
+            }
+        }
+    }
+}
+
 /// What [`save_checkpoint`] writes, borrowed from the running trainer.
 #[derive(Clone, Copy, Debug)]
 pub struct CheckpointRef<'a, T> {
     pub model: &'a SequenceModel<T>,
-    /// The optimizer over the model's flat buffer.
-    pub optimizer: &'a AnyOptimizer<T>,
+    pub optimizer: OptimizerRef<'a, T>,
     pub scheduler: Option<&'a LrScheduler>,
     pub progress: &'a TrainingProgress,
     /// The run's whole configuration as a JSON text (it must parse as JSON).
     pub run_config: &'a str,
+    /// Tensors of the caller's own, stored as `extra.<name>` (e.g. the recurrent state a
+    /// truncated-BPTT trainer carries from one chunk to the next).
+    pub extra_tensors: &'a [(&'a str, &'a Tensor<T>)],
+    /// Strings of the caller's own, stored as `recur.extra.<key>`.
+    pub extra_metadata: &'a [(&'a str, &'a str)],
 }
 
 /// What [`load_checkpoint`] gives back.
 #[derive(Clone, Debug)]
 pub struct Checkpoint<T> {
+    /// The file it was read from (`<memory>` for bytes), for error messages.
+    pub file: String,
     pub model: SequenceModel<T>,
-    pub optimizer: AnyOptimizer<T>,
+    pub optimizer: Optimizers<T>,
     pub scheduler: Option<LrScheduler>,
     pub progress: TrainingProgress,
     pub run_config: String,
+    /// The extra tensors, by name without the `extra.` prefix.
+    pub extra_tensors: BTreeMap<String, Tensor<T>>,
+    /// The extra strings, by key without the `recur.extra.` prefix.
+    pub extra_metadata: BTreeMap<String, String>,
 }
 
 impl<T> Checkpoint<T> {
-    /// The same checkpoint, borrowed (to save it again).
-    pub fn as_ref(&self) -> CheckpointRef<'_, T> {
-        CheckpointRef {
+    /// Extra tensor `name` (saved as `extra.<name>`), if the file holds it.
+    ///
+    /// # Errors
+    /// [`Error::MissingTensor`] naming the file and `extra.<name>` when it does not.
+    pub fn extra_tensor(&self, name: &str) -> Result<&Tensor<T>> {
+        self.extra_tensors
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor {
+                file: self.file.clone(),
+                name: format!("extra.{name}"),
+                reason: "the caller needs it".into(),
+            })
+    }
+
+    /// The bytes [`checkpoint_bytes`] writes for this checkpoint: saving a loaded checkpoint
+    /// gives the file back byte for byte.
+    ///
+    /// # Errors
+    /// As [`checkpoint_bytes`].
+    pub fn to_bytes(&self) -> Result<Vec<u8>>
+    where
+        T: Float,
+    {
+        let tensors: Vec<(&str, &Tensor<T>)> = self
+            .extra_tensors
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        let metadata: Vec<(&str, &str)> = self
+            .extra_metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        checkpoint_bytes(CheckpointRef {
             model: &self.model,
-            optimizer: &self.optimizer,
+            optimizer: self.optimizer.as_ref(),
             scheduler: self.scheduler.as_ref(),
             progress: &self.progress,
             run_config: &self.run_config,
-        }
+            extra_tensors: &tensors,
+            extra_metadata: &metadata,
+        })
+    }
+
+    /// Extra string `key` (saved as `recur.extra.<key>`).
+    ///
+    /// # Errors
+    /// [`Error::Metadata`] naming the file and `recur.extra.<key>` when it is missing.
+    pub fn extra_metadata(&self, key: &str) -> Result<&str> {
+        self.extra_metadata
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| Error::Metadata {
+                file: self.file.clone(),
+                key: format!("{}{key}", key::EXTRA),
+                reason: "missing".into(),
+            })
     }
 }
 
@@ -115,9 +230,9 @@ pub fn save_checkpoint<T: Float>(
 /// The bytes [`save_checkpoint`] writes; the same state always gives the same bytes.
 ///
 /// # Errors
-/// [`Error::Config`] when `run_config` is not JSON; [`Error::Length`] when an optimizer
-/// state buffer is not as long as the model's flat buffer (an optimizer made for another
-/// model).
+/// [`Error::Config`] when `run_config` is not JSON or an extra tensor or string is named
+/// twice; [`Error::Length`] when an optimizer state buffer is not as long as the model's flat
+/// buffer, or (per part) as the model's part (an optimizer made for another model).
 pub fn checkpoint_bytes<T: Float>(checkpoint: CheckpointRef<'_, T>) -> Result<Vec<u8>> {
     let CheckpointRef {
         model,
@@ -125,41 +240,67 @@ pub fn checkpoint_bytes<T: Float>(checkpoint: CheckpointRef<'_, T>) -> Result<Ve
         scheduler,
         progress,
         run_config,
+        extra_tensors,
+        extra_metadata,
     } = checkpoint;
     serde_json::from_str::<serde_json::Value>(run_config)
         .map_err(|e| config_err("run_config", format!("not JSON: {e}")))?;
     let dtype = own_dtype::<T>();
-    let n = model.param_len();
     let mut tensors = model_tensors(model, "model.", dtype);
-    for (name, buffer) in optimizer.state_buffers() {
-        if buffer.len() != n {
-            return Err(Error::Length {
-                what: format!("optimizer state `{name}`"),
-                shape: Shape(vec![n]),
-                len: buffer.len(),
-            });
-        }
-        tensors.push(tensor_out(
-            format!("optimizer.{name}"),
-            vec![n],
-            buffer,
-            dtype,
-        ));
-    }
     let mut metadata = BTreeMap::from([
         (model_key::FORMAT.to_string(), CHECKPOINT_FORMAT.to_string()),
         (
             model_key::MODEL.to_string(),
             model_config_to_json(model.config()),
         ),
-        (key::OPTIMIZER.to_string(), to_json(&optimizer.config())),
-        (
-            key::OPTIMIZER_STEP.to_string(),
-            optimizer.step_count().to_string(),
-        ),
         (key::PROGRESS.to_string(), to_json(progress)),
         (key::RUN_CONFIG.to_string(), run_config.to_string()),
     ]);
+    match optimizer {
+        OptimizerRef::Flat(o) => {
+            push_state(&mut tensors, o, "optimizer.", model.param_len(), dtype)?;
+            metadata.insert(key::OPTIMIZER.to_string(), to_json(&o.config()));
+            metadata.insert(key::OPTIMIZER_STEP.to_string(), o.step_count().to_string());
+        }
+        OptimizerRef::Parts(opts) => {
+            let mut parts = Vec::with_capacity(3);
+            for ((name, part), o) in PART_NAMES.iter().zip(model.parts()).zip(opts) {
+                push_state(
+                    &mut tensors,
+                    o,
+                    &format!("optimizer.{name}."),
+                    part.len(),
+                    dtype,
+                )?;
+                parts.push(PartJson {
+                    part: (*name).to_string(),
+                    len: part.len(),
+                    optimizer: o.config(),
+                    step: o.step_count(),
+                });
+            }
+            metadata.insert(key::OPTIMIZER_PARTS.to_string(), to_json(&parts));
+        }
+    }
+    for (name, t) in extra_tensors {
+        let full = format!("extra.{name}");
+        if tensors.iter().any(|o| o.name == full) {
+            return Err(config_err(
+                "extra_tensors",
+                format!("`{name}` is given twice"),
+            ));
+        }
+        tensors.push(tensor_out(full, t.shape().to_vec(), t.data(), dtype));
+    }
+    for (k, v) in extra_metadata {
+        let full = format!("{}{k}", key::EXTRA);
+        if metadata.insert(full, (*v).to_string()).is_some() {
+            return Err(config_err(
+                "extra_metadata",
+                format!("`{k}` is given twice"),
+            ));
+        }
+    }
     if let Some(s) = scheduler {
         metadata.insert(
             key::SCHEDULER.to_string(),
@@ -170,6 +311,42 @@ pub fn checkpoint_bytes<T: Float>(checkpoint: CheckpointRef<'_, T>) -> Result<Ve
         );
     }
     Ok(encode(&tensors, &metadata))
+}
+
+/// One optimizer part in `recur.optimizer_parts`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartJson {
+    part: String,
+    len: usize,
+    optimizer: OptimizerConfig,
+    step: u64,
+}
+
+/// The state buffers of `o` as tensors `{prefix}<buffer>`, each `[n]`.
+fn push_state<T: Float>(
+    tensors: &mut Vec<TensorOut>,
+    o: &AnyOptimizer<T>,
+    prefix: &str,
+    n: usize,
+    dtype: SaveDtype,
+) -> Result<()> {
+    for (name, buffer) in o.state_buffers() {
+        if buffer.len() != n {
+            return Err(Error::Length {
+                what: format!("optimizer state `{prefix}{name}`"),
+                shape: Shape(vec![n]),
+                len: buffer.len(),
+            });
+        }
+        tensors.push(tensor_out(
+            format!("{prefix}{name}"),
+            vec![n],
+            buffer,
+            dtype,
+        ));
+    }
+    Ok(())
 }
 
 /// A metadata value as JSON. The metadata types hold no maps with non-string keys, so this
@@ -194,9 +371,12 @@ fn own_dtype<T: Float>() -> SaveDtype {
 /// [`Error::Io`] when the file cannot be read; [`Error::Format`] for a file that is not
 /// well-formed safetensors; [`Error::Metadata`] naming the key that is missing or malformed
 /// (also `recur.model` for a checkpoint of another shape than `expected`, naming the first
-/// setting that differs); [`Error::MissingTensor`], [`Error::UnexpectedTensor`],
+/// setting that differs, and `recur.optimizer_parts` for parts that are not the model's, in
+/// name, order or length); [`Error::MissingTensor`], [`Error::UnexpectedTensor`],
 /// [`Error::TensorShape`], [`Error::TensorDtype`] naming the tensor that contradicts the
-/// configuration.
+/// configuration or the optimizer (a tensor outside `model.*`, `optimizer.*`, `extra.*` is
+/// unexpected). Extra tensors and strings are not checked here: the caller asks for them
+/// with [`Checkpoint::extra_tensor`] and [`Checkpoint::extra_metadata`].
 pub fn load_checkpoint<T: Float>(
     path: impl AsRef<Path>,
     expected: Option<&SequenceModelConfig>,
@@ -255,48 +435,128 @@ fn load_from<T: Float>(
     )?;
     let params = read_params::<T>(file, &parsed, "model.", &layout)?;
 
-    // The optimizer, and the state buffers it keeps.
-    let optimizer_config: OptimizerConfig = serde_json::from_str(get(key::OPTIMIZER)?)
-        .map_err(|e| bad(key::OPTIMIZER, e.to_string()))?;
-    let mut optimizer = AnyOptimizer::<T>::new(optimizer_config, n)
-        .map_err(|e| bad(key::OPTIMIZER, e.to_string()))?;
-    let text = get(key::OPTIMIZER_STEP)?;
-    let optimizer_step: u64 = text.parse().map_err(|_| {
-        bad(
-            key::OPTIMIZER_STEP,
-            format!("expected a step count, got `{text}`"),
-        )
-    })?;
-    let mut buffer_names: Vec<&str> = optimizer.state_buffers().iter().map(|(n, _)| *n).collect();
-    let sgd_momentum = matches!(&optimizer, AnyOptimizer::Sgd(s) if s.config().momentum != 0.0);
-    if sgd_momentum && parsed.tensors.tensor("optimizer.momentum_buffer").is_ok() {
-        // SGD makes its momentum buffer at its first step: present once it has stepped.
-        buffer_names.push("momentum_buffer");
-    }
-    check_names(
-        file,
-        &parsed,
-        "optimizer.",
-        &buffer_names,
-        &format!("the optimizer ({})", optimizer.config().kind()),
-    )?;
-    if let Some(stray) = parsed
-        .tensors
-        .names()
-        .into_iter()
-        .find(|n| !n.starts_with("model.") && !n.starts_with("optimizer."))
-    {
-        return Err(Error::UnexpectedTensor {
+    let model = SequenceModel::from_params(config, &params)?;
+
+    // The optimizer(s), and the state buffers they keep.
+    let optimizer = match (meta.get(key::OPTIMIZER), meta.get(key::OPTIMIZER_PARTS)) {
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                key::OPTIMIZER_PARTS,
+                format!("a checkpoint holds `{}` or this, not both", key::OPTIMIZER),
+            ));
+        }
+        (_, None) => {
+            let config: OptimizerConfig = serde_json::from_str(get(key::OPTIMIZER)?)
+                .map_err(|e| bad(key::OPTIMIZER, e.to_string()))?;
+            let text = get(key::OPTIMIZER_STEP)?;
+            let step: u64 = text.parse().map_err(|_| {
+                bad(
+                    key::OPTIMIZER_STEP,
+                    format!("expected a step count, got `{text}`"),
+                )
+            })?;
+            let o = read_optimizer(file, &parsed, "optimizer.", config, step, n, key::OPTIMIZER)?;
+            Optimizers::Flat(o)
+        }
+        (None, Some(text)) => {
+            let parts: Vec<PartJson> =
+                serde_json::from_str(text).map_err(|e| bad(key::OPTIMIZER_PARTS, e.to_string()))?;
+            let lens = model.parts().map(<[T]>::len);
+            if parts.len() != PART_NAMES.len() {
+                return Err(bad(
+                    key::OPTIMIZER_PARTS,
+                    format!("{} parts, the model has {}", parts.len(), PART_NAMES.len()),
+                ));
+            }
+            let mut opts = Vec::with_capacity(3);
+            for ((p, name), len) in parts.into_iter().zip(PART_NAMES).zip(lens) {
+                if p.part != name {
+                    return Err(bad(
+                        key::OPTIMIZER_PARTS,
+                        format!("part `{}` where the model's part `{name}` belongs", p.part),
+                    ));
+                }
+                if p.len != len {
+                    return Err(bad(
+                        key::OPTIMIZER_PARTS,
+                        format!("part `{name}` is {} long, the model's part is {len}", p.len),
+                    ));
+                }
+                let prefix = format!("optimizer.{name}.");
+                opts.push(read_optimizer(
+                    file,
+                    &parsed,
+                    &prefix,
+                    p.optimizer,
+                    p.step,
+                    len,
+                    key::OPTIMIZER_PARTS,
+                )?);
+            }
+            let [a, b, c]: [AnyOptimizer<T>; 3] = opts
+                .try_into()
+                .map_err(|_| bad(key::OPTIMIZER_PARTS, "3 parts".into()))?;
+            Optimizers::Parts(Box::new([a, b, c]))
+        }
+    };
+    // Every optimizer tensor belongs to the optimizer(s) just read.
+    let expected_state: Vec<String> = match &optimizer {
+        Optimizers::Flat(o) => o
+            .state_buffers()
+            .iter()
+            .map(|(b, _)| format!("optimizer.{b}"))
+            .collect(),
+        Optimizers::Parts(opts) => PART_NAMES
+            .iter()
+            .zip(opts.iter())
+            .flat_map(|(p, o)| {
+                o.state_buffers()
+                    .into_iter()
+                    .map(move |(b, _)| format!("optimizer.{p}.{b}"))
+            })
+            .collect(),
+    };
+    let mut extra_tensors = BTreeMap::new();
+    let mut names = parsed.tensors.names();
+    names.sort_unstable();
+    for name in names {
+        if name.starts_with("model.") {
+            continue;
+        }
+        if name.starts_with("optimizer.") {
+            if !expected_state.iter().any(|e| e == name) {
+                return Err(Error::UnexpectedTensor {
+                    file: file.to_string(),
+                    name: name.to_string(),
+                    reason: "the checkpoint's optimizer keeps no such buffer".into(),
+                });
+            }
+            continue;
+        }
+        let Some(short) = name.strip_prefix("extra.") else {
+            return Err(Error::UnexpectedTensor {
+                file: file.to_string(),
+                name: name.to_string(),
+                reason: "a checkpoint holds only model.*, optimizer.* and extra.* tensors".into(),
+            });
+        };
+        // Shape and dtype come from the file, which holds the data: the allocation is bounded.
+        let view = parsed.tensors.tensor(name).map_err(|e| Error::Format {
             file: file.to_string(),
-            name: stray.to_string(),
-            reason: "a checkpoint holds only model.* and optimizer.* tensors".into(),
-        });
+            reason: e.to_string(),
+        })?;
+        let shape = view.shape().to_vec();
+        let mut values = vec![T::zero(); shape.iter().product()];
+        read_tensor(file, &parsed, name, &shape, &mut values)?;
+        extra_tensors.insert(short.to_string(), Tensor::new(values, &shape)?);
     }
-    let buffers = read_buffers::<T>(file, &parsed, &buffer_names, n)?;
-    let views: Vec<(&str, &[T])> = buffers.iter().map(|(k, v)| (*k, &v[..])).collect();
-    optimizer
-        .restore(optimizer_step, &views)
-        .map_err(|e| bad(key::OPTIMIZER, e.to_string()))?;
+    let extra_metadata: BTreeMap<String, String> = meta
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix(key::EXTRA)
+                .map(|k| (k.to_string(), v.clone()))
+        })
+        .collect();
 
     let scheduler = match meta.get(key::SCHEDULER) {
         None => None,
@@ -316,20 +576,59 @@ fn load_from<T: Float>(
     let run_config = get(key::RUN_CONFIG)?.clone();
     serde_json::from_str::<serde_json::Value>(&run_config)
         .map_err(|e| bad(key::RUN_CONFIG, format!("not JSON: {e}")))?;
-    let model = SequenceModel::from_params(config, &params)?;
     Ok(Checkpoint {
+        file: file.to_string(),
         model,
         optimizer,
         scheduler,
         progress,
         run_config,
+        extra_tensors,
+        extra_metadata,
     })
 }
 
-/// The optimizer buffers `optimizer.<name>`, each `[n]`.
+/// An optimizer of `config` over `n` values, its state read from tensors `{prefix}<buffer>`
+/// and its step count set to `step`; `meta_key` is the metadata key named in its errors.
+fn read_optimizer<T: Float>(
+    file: &str,
+    parsed: &Parsed<'_>,
+    prefix: &str,
+    config: OptimizerConfig,
+    step: u64,
+    n: usize,
+    meta_key: &str,
+) -> Result<AnyOptimizer<T>> {
+    let bad = |reason: String| Error::Metadata {
+        file: file.to_string(),
+        key: meta_key.to_string(),
+        reason,
+    };
+    let mut optimizer = AnyOptimizer::<T>::new(config, n).map_err(|e| bad(e.to_string()))?;
+    let mut buffer_names: Vec<&str> = optimizer.state_buffers().iter().map(|(n, _)| *n).collect();
+    let sgd_momentum = matches!(&optimizer, AnyOptimizer::Sgd(s) if s.config().momentum != 0.0);
+    if sgd_momentum
+        && parsed
+            .tensors
+            .tensor(&format!("{prefix}momentum_buffer"))
+            .is_ok()
+    {
+        // SGD makes its momentum buffer at its first step: present once it has stepped.
+        buffer_names.push("momentum_buffer");
+    }
+    let buffers = read_buffers::<T>(file, parsed, prefix, &buffer_names, n)?;
+    let views: Vec<(&str, &[T])> = buffers.iter().map(|(k, v)| (*k, &v[..])).collect();
+    optimizer
+        .restore(step, &views)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(optimizer)
+}
+
+/// The optimizer buffers `{prefix}<name>`, each `[n]`.
 fn read_buffers<'n, T: Float>(
     file: &str,
     parsed: &Parsed<'_>,
+    prefix: &str,
     names: &[&'n str],
     n: usize,
 ) -> Result<Vec<(&'n str, Vec<T>)>> {
@@ -337,7 +636,7 @@ fn read_buffers<'n, T: Float>(
         .iter()
         .map(|&name| {
             let mut v = Vec::new();
-            let full = format!("optimizer.{name}");
+            let full = format!("{prefix}{name}");
             // Shape first (bounded by the file), then allocate.
             let view = parsed
                 .tensors

@@ -19,12 +19,12 @@ pub mod model;
 pub mod pytorch;
 
 pub use checkpoint::{
-    CHECKPOINT_FORMAT, Checkpoint, CheckpointRef, TrainingProgress, checkpoint_bytes,
-    load_checkpoint, load_checkpoint_bytes, save_checkpoint,
+    CHECKPOINT_FORMAT, Checkpoint, CheckpointRef, OptimizerRef, Optimizers, PART_NAMES,
+    TrainingProgress, checkpoint_bytes, load_checkpoint, load_checkpoint_bytes, save_checkpoint,
 };
 pub use model::{
-    MODEL_FORMAT, load_model, load_model_bytes, model_bytes, model_config_from_json,
-    model_config_to_json, save_model,
+    MODEL_FORMAT, config_difference, load_model, load_model_bytes, model_bytes,
+    model_config_from_json, model_config_to_json, save_model,
 };
 pub use pytorch::{
     LoadOptions, SaveDtype, SaveOptions, load_state_dict, load_state_dict_bytes, save_state_dict,

@@ -445,7 +445,7 @@ pub fn model_config_from_json(json: &str) -> Result<SequenceModelConfig> {
 
 /// The first place two configurations differ, as `path: file has A, expected B` in their
 /// JSON (for "a file of another shape" errors).
-pub(crate) fn config_difference(
+pub fn config_difference(
     file: &SequenceModelConfig,
     expected: &SequenceModelConfig,
 ) -> Option<String> {

@@ -189,7 +189,7 @@ pub fn bits_per_character(mean_loss: f64) -> f64 {
 }
 
 /// Number of classes C, after checking every input.
-fn check<T: Float>(
+pub(super) fn check<T: Float>(
     logits: &Tensor<T>,
     targets: &[usize],
     config: &CrossEntropyConfig,

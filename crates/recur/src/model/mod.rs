@@ -5,6 +5,7 @@
 //! its parameter gradients into a flat buffer of the same layout, as PyTorch's `.grad` does.
 
 pub mod cross_entropy;
+pub mod cross_entropy_f32;
 pub mod embedding;
 pub mod linear;
 pub mod loss;
@@ -14,6 +15,7 @@ pub use cross_entropy::{
     CrossEntropyConfig, CrossEntropyOutput, accuracy, bits_per_character, cross_entropy,
     cross_entropy_loss, perplexity,
 };
+pub use cross_entropy_f32::{CrossEntropySums, cross_entropy_in_place, cross_entropy_sums};
 pub use embedding::{Embedding, EmbeddingConfig};
 pub use linear::{Linear, LinearConfig};
 pub use loss::{Reduction, mse_loss, mse_loss_backward};
