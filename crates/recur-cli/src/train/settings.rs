@@ -98,11 +98,13 @@ impl Settings {
             OptimizerKind::Adamw => 0.01,
             _ => 0.0,
         });
-        let momentum = a.momentum.unwrap_or(if adding && optimizer == OptimizerKind::Sgd {
-            0.9
-        } else {
-            0.0
-        });
+        let momentum = a
+            .momentum
+            .unwrap_or(if adding && optimizer == OptimizerKind::Sgd {
+                0.9
+            } else {
+                0.0
+            });
         ensure!(
             momentum.is_finite() && (0.0..1.0).contains(&momentum),
             "--momentum must lie in [0, 1), got {momentum}"
