@@ -9,13 +9,15 @@
 //!            L = mse(ŷ, y)
 //! backward:  dŷ = mse'(ŷ, y);  dh = head'(h, dŷ)              (adds head gradients)
 //!            rnn.backward(tape, OutputGrad { h_n: dh })       (BPTT, adds rnn gradients)
-//! update:    clip by global norm over both, SGD with momentum on both
+//! update:    clip by global norm over both, one optimizer step on each
 //! ```
-//! The defaults were measured on 2 cores: with lr 0.1 and the forget-gate bias raised by 3
-//! (so that the cell keeps what it stores from the first step), an LSTM with 32 units leaves
-//! the mean-prediction plateau (MSE ≈ 0.04) between steps 1,000 and 6,000 for seeds 0–4 and
-//! solves ≥ 99% of the held-out sequences by step 10,000; with PyTorch's initialisation alone
-//! (`--forget-bias 0`) it stayed on the plateau for all of 8,000 steps (seed 0).
+//! The defaults (T = 100, 64 units, Adam lr 1e-3, batch 32, clip 1, 20,000 steps, the
+//! forget-gate bias raised by 3 so that the cell keeps what it stores from the first step) were
+//! measured on 2 cores, seed 0: the LSTM leaves the mean-prediction plateau (MSE ≈ 0.04)
+//! between steps 10,000 and 12,500 and ends solving 100% of 2,560 fresh test sequences; a GRU
+//! with the same settings solves 99% by step 2,500 and 100% at the end; a tanh RNN stays on
+//! the plateau (16%). The earlier default, SGD with momentum 0.9 and 32 units, solves T = 50
+//! but stayed on the plateau at T = 100 for 50,000 steps.
 
 use std::time::Instant;
 
