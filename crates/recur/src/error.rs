@@ -80,8 +80,9 @@ pub enum Error {
     /// The call does not make sense for this model (e.g. streaming a bidirectional layer).
     #[error("unsupported: {0}")]
     Unsupported(String),
-    /// A file could not be read or written.
-    #[error("{file}: {source}")]
+    /// A file could not be read or written. The display names the file; the operating
+    /// system's reason is the error's `source()` (so a `{:#}` chain prints it once).
+    #[error("cannot access {file}")]
     Io {
         file: String,
         #[source]
