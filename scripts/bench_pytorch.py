@@ -41,6 +41,8 @@ Pass both the same flags (and the same --threads: recur sizes rayon's pool, this
 calls torch.set_num_threads). Divide the ms_per_iter of the same mode, recur / PyTorch:
 below 1 means recur is faster. Single runs on a shared machine vary by 15-30%: run each
 configuration several times, alternating the two programs, and compare medians.
+scripts/compare_bench.py does that for the performance issue's configurations, with ONNX
+Runtime as a third engine, and prints the ratio table.
 """
 
 import argparse
@@ -63,7 +65,8 @@ def available_cores():
         return os.cpu_count() or 1
 
 
-def parse_args():
+def parse_args(argv=None):
+    """The flags of `argv` (default: the command line), checked as `recur bench` checks them."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cell", choices=sorted(GATES), default="lstm",
                    help="recurrent cell (rnn = Elman RNN with tanh)")
@@ -93,7 +96,7 @@ def parse_args():
                    help="seed of the weights, the inputs and the --ragged lengths")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object per mode instead of a line")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     for flag in ("seq_len", "batch", "input_size", "hidden_size", "num_layers", "threads",
                  "iters"):
         v = getattr(a, flag)
@@ -164,36 +167,41 @@ def median_time(warmup, iters, f):
     return statistics.median(times)
 
 
+def result(a, mode, secs, tokens, flops):
+    """The JSON object of one timed mode (the keys of `recur bench --json`)."""
+    obj = {
+        "engine": "torch",
+        "mode": mode,
+        "cell": a.cell,
+        "seq_len": a.seq_len,
+        "batch": a.batch,
+        "input_size": a.input_size,
+        "hidden_size": a.hidden_size,
+        "num_layers": a.num_layers,
+        "bidirectional": a.bidirectional,
+        "proj_size": a.proj_size,
+        "ragged": a.ragged,
+        "threads": torch.get_num_threads(),
+        "iters": iters_for(a, mode),
+        "warmup": warmup_for(a, mode),
+        "seed": a.seed,
+        "tokens_per_iter": tokens,
+        "ms_per_iter": secs * 1e3,
+        "tokens_per_s": tokens / secs,
+        "gflops": flops / secs / 1e9,
+    }
+    if mode == "stream":
+        obj["us_per_step"] = secs * 1e6
+    return obj
+
+
 def report(a, mode, secs, tokens, flops):
     ms = secs * 1e3
     tokens_per_s = tokens / secs
     gflops = flops / secs / 1e9
     threads = torch.get_num_threads()
     if a.json:
-        obj = {
-            "engine": "torch",
-            "mode": mode,
-            "cell": a.cell,
-            "seq_len": a.seq_len,
-            "batch": a.batch,
-            "input_size": a.input_size,
-            "hidden_size": a.hidden_size,
-            "num_layers": a.num_layers,
-            "bidirectional": a.bidirectional,
-            "proj_size": a.proj_size,
-            "ragged": a.ragged,
-            "threads": threads,
-            "iters": iters_for(a, mode),
-            "warmup": warmup_for(a, mode),
-            "seed": a.seed,
-            "tokens_per_iter": tokens,
-            "ms_per_iter": ms,
-            "tokens_per_s": tokens_per_s,
-            "gflops": gflops,
-        }
-        if mode == "stream":
-            obj["us_per_step"] = secs * 1e6
-        print(json.dumps(obj), flush=True)
+        print(json.dumps(result(a, mode, secs, tokens, flops)), flush=True)
     else:
         step = f" ({secs * 1e6:.2f} µs/step)" if mode == "stream" else ""
         print(
@@ -215,15 +223,27 @@ def build_model(a):
     return torch.nn.RNN(a.input_size, a.hidden_size, nonlinearity="tanh", **common)
 
 
+def random_input(a, mode):
+    """The seeded input of `mode`, uniform in [-1, 1): [seq_len, batch, input_size], for
+    stream one step [1, batch, input_size]."""
+    g = torch.Generator().manual_seed(a.seed)
+    steps = 1 if mode == "stream" else a.seq_len
+    return torch.rand(steps, a.batch, a.input_size, generator=g) * 2 - 1
+
+
+def initial_state(a):
+    """The zero state the stream mode starts from: h0, or (h0, c0) for the LSTM."""
+    ld = a.num_layers  # stream is unidirectional
+    h0 = torch.zeros(ld, a.batch, a.proj_size or a.hidden_size)
+    return (h0, torch.zeros(ld, a.batch, a.hidden_size)) if a.cell == "lstm" else h0
+
+
 def time_mode(a, model, mode, lengths):
     """(seconds per iteration, tokens per iteration, FLOPs per iteration)."""
     iters, warmup = iters_for(a, mode), warmup_for(a, mode)
-    g = torch.Generator().manual_seed(a.seed)
+    x = random_input(a, mode)
     if mode == "stream":
-        x = torch.rand(1, a.batch, a.input_size, generator=g) * 2 - 1
-        ld = a.num_layers  # stream is unidirectional
-        h0 = torch.zeros(ld, a.batch, a.proj_size or a.hidden_size)
-        state = [(h0, torch.zeros(ld, a.batch, a.hidden_size)) if a.cell == "lstm" else h0]
+        state = [initial_state(a)]
 
         def step():
             with torch.inference_mode():
@@ -232,7 +252,6 @@ def time_mode(a, model, mode, lengths):
         return median_time(warmup, iters, step), a.batch, forward_flops(a, a.batch)
 
     tokens = int(lengths.sum()) if lengths is not None else a.seq_len * a.batch
-    x = torch.rand(a.seq_len, a.batch, a.input_size, generator=g) * 2 - 1
     fwd = forward_flops(a, tokens)
 
     def inputs(t):
@@ -259,13 +278,20 @@ def time_mode(a, model, mode, lengths):
     return median_time(warmup, iters, train), tokens, 3.0 * fwd
 
 
-def main():
-    a = parse_args()
+def measure(a):
+    """Times every mode of `a` (parse_args' result); yields (mode, seconds per iteration,
+    tokens per iteration, FLOPs per iteration)."""
     torch.set_num_threads(a.threads)
     model = build_model(a)  # float32, CPU, seq-first
     lengths = ragged_lengths(a.seq_len, a.batch, a.seed) if a.ragged else None
     for mode in [a.mode] if a.mode else ["train", "infer"]:
         secs, tokens, flops = time_mode(a, model, mode, lengths)
+        yield mode, secs, tokens, flops
+
+
+def main():
+    a = parse_args()
+    for mode, secs, tokens, flops in measure(a):
         report(a, mode, secs, tokens, flops)
 
 
