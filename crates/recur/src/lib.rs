@@ -80,6 +80,22 @@ pub trait Float:
     /// functions; `f32` the vectorised sigmoid and tanh of [`kernel::fast_f32`] (≤ 1.8e-7
     /// relative error against the exact ones).
     fn activate_slice(act: Activation, xs: &mut [Self]);
+
+    /// `b` packed for the panel kernel ([`kernel::panels`]) where this type and CPU have one
+    /// (`f32` with AVX-512F), else `None`.
+    fn pack_panels(b: kernel::Mat<'_, Self>) -> Option<kernel::Panels>;
+
+    /// `dst (=|+=) a · b` (with `bias`: `dst = bias + a · b`, `acc` ignored) through the
+    /// panels of `b` when this type has a panel kernel and `a` is row-major; returns whether
+    /// it ran (`false`: the caller runs the general GEMM).
+    fn matmul_panels(
+        dst: &mut [Self],
+        ld_dst: usize,
+        a: kernel::Mat<'_, Self>,
+        b: &kernel::Panels,
+        acc: kernel::Accumulate,
+        bias: Option<&[Self]>,
+    ) -> bool;
 }
 
 impl Float for f32 {
@@ -92,6 +108,29 @@ impl Float for f32 {
     fn activate_slice(act: Activation, xs: &mut [Self]) {
         kernel::activation::apply_slice_f32(act, xs);
     }
+
+    fn pack_panels(b: kernel::Mat<'_, Self>) -> Option<kernel::Panels> {
+        kernel::Panels::pack(b)
+    }
+
+    #[inline]
+    fn matmul_panels(
+        dst: &mut [Self],
+        ld_dst: usize,
+        a: kernel::Mat<'_, Self>,
+        b: &kernel::Panels,
+        acc: kernel::Accumulate,
+        bias: Option<&[Self]>,
+    ) -> bool {
+        if a.col_stride != 1 {
+            return false;
+        }
+        match bias {
+            Some(bias) => kernel::panels::matmul_panels_bias(dst, ld_dst, a, b, bias),
+            None => kernel::panels::matmul_panels(dst, ld_dst, a, b, acc),
+        }
+        true
+    }
 }
 
 impl Float for f64 {
@@ -103,5 +142,20 @@ impl Float for f64 {
     #[inline]
     fn activate_slice(act: Activation, xs: &mut [Self]) {
         kernel::activation::apply_slice_exact(act, xs);
+    }
+
+    fn pack_panels(_: kernel::Mat<'_, Self>) -> Option<kernel::Panels> {
+        None
+    }
+
+    fn matmul_panels(
+        _: &mut [Self],
+        _: usize,
+        _: kernel::Mat<'_, Self>,
+        _: &kernel::Panels,
+        _: kernel::Accumulate,
+        _: Option<&[Self]>,
+    ) -> bool {
+        false
     }
 }

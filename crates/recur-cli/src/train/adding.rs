@@ -49,6 +49,9 @@ impl Model {
     fn new(args: &Settings) -> Result<Self> {
         let config = args.rnn_config(AddingProblem::INPUT_SIZE);
         let mut rnn = Recurrent::new(config, args.seed).context("recurrent stack")?;
+        if args.chrono_init > 0.0 {
+            rnn.chrono_init(args.chrono_init, super::chrono_seed(args.seed))?;
+        }
         if !matches!(args.cell, Cell::Rnn | Cell::RnnRelu) && args.forget_bias != 0.0 {
             // Gates are stacked i, f, g, o (LSTM) and r, z, n (GRU): the forget gate's and
             // the update gate's rows are both H..2H.

@@ -109,6 +109,11 @@ pub struct TrainArgs {
     /// [default: 3 for the adding problem, 0 otherwise]
     #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
     pub forget_bias: Option<f64>,
+    /// Chrono initialisation for dependencies up to T_MAX steps (Tallec & Ollivier 2018):
+    /// LSTM forget bias ln u and input bias −ln u (GRU: update bias ln u), u ~ U(1, T_MAX − 1)
+    /// per unit; replaces --forget-bias's default [default: off]
+    #[arg(long, value_name = "T_MAX", help_heading = "Model")]
+    pub chrono_init: Option<f64>,
 
     // ---- optimizer ----
     /// Optimizer (PyTorch's update formulas) [default: sgd for text, adam

@@ -119,6 +119,36 @@ pub fn init_uniform(params: &mut [f32], range: f64, seed: u64) {
     }
 }
 
+/// Chrono initialisation of the model's recurrent stack ([`recur::Recurrent::chrono_init`]),
+/// seeded from the run's seed; a no-op when `--chrono-init` is off.
+pub fn apply_chrono_init(model: &mut SequenceModel<f32>, s: &Settings) -> Result<()> {
+    if s.chrono_init == 0.0 {
+        return Ok(());
+    }
+    let mut flat = model.params();
+    let start = model
+        .param_layout()
+        .iter()
+        .filter(|p| p.name.starts_with("rnn."))
+        .map(|p| p.offset)
+        .min()
+        .context("the model has no recurrent parameters")?;
+    let len = model.rnn().params().len();
+    let mut rnn = recur::Recurrent::from_params(
+        model.rnn().config().clone(),
+        flat[start..start + len].to_vec(),
+    )?;
+    rnn.chrono_init(s.chrono_init, chrono_seed(s.seed))?;
+    flat[start..start + len].copy_from_slice(rnn.params());
+    model.set_params(&flat)?;
+    Ok(())
+}
+
+/// The chrono initialisation's own stream, apart from the weights' and dropout's.
+pub fn chrono_seed(seed: u64) -> u64 {
+    seed ^ 0xC4_0A0C_4A0C
+}
+
 /// Adds the forget-bias offset to every layer's LSTM forget gate (GRU: update gate) rows
 /// `H..2H` of `rnn.bias_ih_l*`.
 pub fn raise_forget_bias(model: &mut SequenceModel<f32>, s: &Settings) -> Result<()> {

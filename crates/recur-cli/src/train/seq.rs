@@ -29,7 +29,7 @@ use super::core::{Core, Progress, check_model};
 use super::optim::describe;
 use super::report::{Reporter, StepRecord};
 use super::settings::Settings;
-use super::{INTERRUPTED, dropout_seed, init_uniform, raise_forget_bias};
+use super::{INTERRUPTED, apply_chrono_init, dropout_seed, init_uniform, raise_forget_bias};
 
 /// Held-out sequences of the copy task.
 const COPY_TEST: usize = 256;
@@ -135,6 +135,7 @@ pub fn build_model(
         init_uniform(&mut p, s.init_range, s.seed);
         model.set_params(&p)?;
     }
+    apply_chrono_init(&mut model, s)?;
     if s.forget_bias != 0.0 {
         raise_forget_bias(&mut model, s)?;
     }

@@ -33,6 +33,8 @@ pub struct Settings {
     pub tied: bool,
     pub init_range: f64,
     pub forget_bias: f64,
+    /// 0: off.
+    pub chrono_init: f64,
     pub opt: OptimizerConfig,
     pub clip_norm: f64,
     pub clip_value: f64,
@@ -206,7 +208,14 @@ impl Settings {
             recurrent_dropout: a.recurrent_dropout.unwrap_or(0.0),
             tied: a.tied.unwrap_or(false),
             init_range: a.init_range.unwrap_or(if text { 0.1 } else { 0.0 }),
-            forget_bias: a.forget_bias.unwrap_or(if adding { 3.0 } else { 0.0 }),
+            forget_bias: a
+                .forget_bias
+                .unwrap_or(if adding && a.chrono_init.is_none() {
+                    3.0
+                } else {
+                    0.0
+                }),
+            chrono_init: a.chrono_init.unwrap_or(0.0),
             opt,
             clip_norm: a.clip_norm.unwrap_or(match source {
                 Source::Text => 5.0,
@@ -285,6 +294,14 @@ impl Settings {
                 v.is_finite() && v >= 0.0,
                 "{flag} must be a finite number ≥ 0, got {v}"
             );
+        }
+        ensure!(
+            self.chrono_init == 0.0 || (self.chrono_init.is_finite() && self.chrono_init > 2.0),
+            "--chrono-init must be a number of steps above 2, got {}",
+            self.chrono_init
+        );
+        if self.chrono_init > 0.0 && matches!(self.cell, Cell::Rnn | Cell::RnnRelu) {
+            bail!("--chrono-init sets gate biases; a plain RNN has no gates");
         }
         ensure!(
             self.forget_bias.is_finite(),

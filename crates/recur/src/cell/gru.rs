@@ -279,7 +279,7 @@ pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s:
             }
             // (2)ᵀ dh_prev += dq W_hh (recurrent dropout: m ⊙ (dq W_hh))
             let dq = Mat::rows(&*s.dalt, n, gh, gh);
-            let w_hh = Mat::rows(w.w_hh, gh, h, h);
+            let w_hh = w.w_hh_b;
             if masked {
                 matmul(s.dh_rec, h, dq, w_hh, Accumulate::Overwrite);
                 super::add_masked(s.dh, s.mask, s.dh_rec);

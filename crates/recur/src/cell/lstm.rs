@@ -252,7 +252,7 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
             s.scratch,
             h,
             Mat::rows(s.dh, n, r, r),
-            Mat::rows(w.w_hr, r, h, h),
+            w.w_hr_b,
             Accumulate::Overwrite,
         );
     }
@@ -351,7 +351,7 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
         s.dh,
         r,
         Mat::rows(s.dgates, n, gh, gh),
-        Mat::rows(w.w_hh, gh, r, r),
+        w.w_hh_b,
         Accumulate::Overwrite,
     );
     if !s.mask.is_empty() {

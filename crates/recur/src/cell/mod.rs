@@ -184,16 +184,19 @@ pub(crate) struct StepWeights<'a, T> {
     pub hidden: usize,
     /// R = H_out: P with a projection, else H
     pub h_out: usize,
-    /// `[G*H, R]`, as stored (the backward product's right operand)
+    /// `[G*H, R]`, as stored
     pub w_hh: &'a [T],
+    /// `w_hh` as the backward step product's right operand (with its panels in the backward
+    /// where the panel kernel runs)
+    pub w_hh_b: Mat<'a, T>,
     /// `W_hhᵀ` `[R, G*H]` (the forward product's right operand): packed row-major once per
     /// call, or a strided view of `w_hh` when the batch is a single row
     pub w_hh_t: Mat<'a, T>,
     /// `[G*H]` (only the GRU reads it inside the step; elsewhere it is folded into the input
     /// projection)
     pub b_hh: Option<&'a [T]>,
-    /// `[P, H]` or empty
-    pub w_hr: &'a [T],
+    /// `w_hr` as the backward product's right operand, as `w_hh_b`
+    pub w_hr_b: Mat<'a, T>,
     /// `W_hrᵀ` `[H, P]`, packed or a view as `w_hh_t` (empty without projection)
     pub w_hr_t: Mat<'a, T>,
     pub p_i: Option<&'a [T]>,

@@ -129,7 +129,7 @@ pub(crate) fn backward_step<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s:
         super::mul_assign(da, &s.keep[..n * h]);
     }
     // (1)ᵀ dh_prev += da W_hh (recurrent dropout: m ⊙ (da W_hh))
-    let (da, w_hh) = (Mat::rows(&*s.dgates, n, h, h), Mat::rows(w.w_hh, h, h, h));
+    let (da, w_hh) = (Mat::rows(&*s.dgates, n, h, h), w.w_hh_b);
     if s.mask.is_empty() {
         matmul(s.dh, h, da, w_hh, Accumulate::Add);
     } else {

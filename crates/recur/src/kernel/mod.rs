@@ -7,11 +7,17 @@
 
 pub mod activation;
 pub mod fast_f32;
+pub mod panels;
 pub mod reference;
+pub mod split;
 
 use crate::Float;
+pub use panels::Panels;
 
 /// A read-only strided matrix view: element `(r, c)` is `data[r * row_stride + c * col_stride]`.
+///
+/// A right operand may also carry the same matrix packed for the panel kernel
+/// ([`Mat::with_panels`]); [`matmul`] then reads the panels where it can.
 #[derive(Clone, Copy, Debug)]
 pub struct Mat<'a, T> {
     pub data: &'a [T],
@@ -19,6 +25,8 @@ pub struct Mat<'a, T> {
     pub cols: usize,
     pub row_stride: usize,
     pub col_stride: usize,
+    /// The same matrix packed by [`Panels::pack`], or `None`.
+    pub panels: Option<&'a Panels>,
 }
 
 impl<'a, T> Mat<'a, T> {
@@ -31,7 +39,15 @@ impl<'a, T> Mat<'a, T> {
             cols,
             row_stride: ld,
             col_stride: 1,
+            panels: None,
         }
+    }
+
+    /// The same view, also readable through `panels` (which must hold this matrix).
+    #[inline]
+    pub fn with_panels(self, panels: Option<&'a Panels>) -> Self {
+        debug_assert!(panels.is_none_or(|p| p.k() == self.rows && p.n() == self.cols));
+        Self { panels, ..self }
     }
 
     /// Columns `start .. start + count`, without moving anything.
@@ -49,6 +65,11 @@ impl<'a, T> Mat<'a, T> {
             cols: count,
             row_stride: self.row_stride,
             col_stride: self.col_stride,
+            panels: if start == 0 && count == self.cols {
+                self.panels
+            } else {
+                None
+            },
         }
     }
 
@@ -61,6 +82,7 @@ impl<'a, T> Mat<'a, T> {
             cols: self.rows,
             row_stride: self.col_stride,
             col_stride: self.row_stride,
+            panels: None,
         }
     }
 
@@ -107,6 +129,12 @@ pub fn matmul<T: Float>(
     if m == 0 || n == 0 {
         return;
     }
+    if let Some(p) = b.panels
+        && k > 0
+        && T::matmul_panels(dst, ld_dst, a, p, acc, None)
+    {
+        return;
+    }
     if k == 0 {
         if acc == Accumulate::Overwrite {
             for r in 0..m {
@@ -118,11 +146,12 @@ pub fn matmul<T: Float>(
     // Bounds are guaranteed by the asserts above for every caller in this crate; they are
     // checked in release builds too, since a wrong view here would be memory-unsafe.
     assert!(a.in_bounds() && b.in_bounds() && (m - 1) * ld_dst + n <= dst.len());
-    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_FMAS {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
+    let parallelism =
+        if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_FMAS && !split::in_part() {
+            gemm::Parallelism::Rayon(0)
+        } else {
+            gemm::Parallelism::None
+        };
     // SAFETY: all three views were checked to lie inside their slices; `dst` is borrowed
     // mutably so it aliases neither operand.
     unsafe {
@@ -148,6 +177,33 @@ pub fn matmul<T: Float>(
             parallelism,
         );
     }
+}
+
+/// `dst[m, n] = bias + a[m, k] · b[k, n]`: every row of `dst` (row-major, `ld_dst` apart)
+/// starts from `bias` (`[n]`). With panels in `b` one pass of the panel kernel, which also
+/// writes a fresh destination's pages from both threads; otherwise the rows are filled with
+/// `bias` and [`matmul`] adds the product.
+pub fn matmul_bias<T: Float>(
+    dst: &mut [T],
+    ld_dst: usize,
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+    bias: &[T],
+) {
+    let (m, n) = (a.rows, b.cols);
+    assert!(bias.len() >= n, "bias too short");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if let Some(p) = b.panels
+        && T::matmul_panels(dst, ld_dst, a, p, Accumulate::Overwrite, Some(bias))
+    {
+        return;
+    }
+    for r in 0..m {
+        dst[r * ld_dst..r * ld_dst + n].copy_from_slice(&bias[..n]);
+    }
+    matmul(dst, ld_dst, a, b, Accumulate::Add);
 }
 
 /// `out[c] += Σ_r x[r, c]` over the first `rows` rows of a row-major `[rows, cols]` matrix:

@@ -27,7 +27,8 @@
 
 use crate::Float;
 use crate::cell::{BwdStep, CellKind, FwdStep, RecurrentGrads, Slabs, StepWeights};
-use crate::kernel::{Accumulate, Mat, add_column_sums, matmul};
+use crate::kernel::split::{SharedRows, row_parts, run_parts};
+use crate::kernel::{Accumulate, Mat, Panels, add_column_sums, matmul, matmul_bias};
 use crate::layer::params::Block;
 
 /// What one (layer, direction) runs on.
@@ -67,12 +68,25 @@ pub(crate) struct DirTape<T> {
 /// `W_hhᵀ` and `W_hrᵀ` as the forward step product reads them (see [`DirSpec::pack`]).
 #[derive(Clone, Debug)]
 struct Packed<T> {
-    /// batch 1: the stored matrices are read through transposed views and nothing is packed
-    single_row: bool,
+    /// the stored matrices are read through transposed views (batch 1, or panels): nothing
+    /// is transposed
+    view: bool,
     /// `[R, G*H]` row-major, or empty
     w_hh_t: Vec<T>,
     /// `[H, P]` row-major, or empty
     w_hr_t: Vec<T>,
+    /// `W_hhᵀ` for the panel kernel (`f32` with AVX-512F), else `None`
+    w_hh_p: Option<Panels>,
+    /// `W_hrᵀ` likewise
+    w_hr_p: Option<Panels>,
+}
+
+/// The backward step product's right operands, `W_hh` `[G*H, R]` and `W_hr` `[P, H]` as
+/// stored, packed for the panel kernel where there is one (see [`DirSpec::pack_backward`]).
+#[derive(Clone, Debug, Default)]
+struct PackedBwd {
+    w_hh: Option<Panels>,
+    w_hr: Option<Panels>,
 }
 
 /// One direction made ready to stream (see [`DirSpec::prepare`]): its packed weights, its
@@ -80,9 +94,11 @@ struct Packed<T> {
 #[derive(Clone, Debug)]
 pub(crate) struct DirStep<T> {
     packed: Packed<T>,
-    /// `W_ihᵀ` `[input_size, G*H]` row-major when batch > 1, else empty (see
-    /// [`DirSpec::prepare`])
+    /// `W_ihᵀ` `[input_size, G*H]` row-major when batch > 1 and there are no panels, else
+    /// empty (see [`DirSpec::prepare`])
     w_ih_t: Vec<T>,
+    /// `W_ihᵀ` for the panel kernel, else `None`
+    w_ih_p: Option<Panels>,
     /// `[G*H]`
     bias: Vec<T>,
     /// `[batch, G*H]`
@@ -128,14 +144,24 @@ impl<T: Float> DirSpec<'_, T> {
         self.cell.has_cell_state()
     }
 
-    fn step_weights<'b>(&'b self, w_hh_t: Mat<'b, T>, w_hr_t: Mat<'b, T>) -> StepWeights<'b, T> {
+    fn step_weights<'b>(
+        &'b self,
+        w_hh_t: Mat<'b, T>,
+        w_hr_t: Mat<'b, T>,
+        bwd: Option<&'b PackedBwd>,
+    ) -> StepWeights<'b, T> {
+        let (gh, h, r) = (self.gh(), self.hidden, self.h_out);
         StepWeights {
             hidden: self.hidden,
             h_out: self.h_out,
             w_hh: self.w.w_hh,
+            w_hh_b: Mat::rows(self.w.w_hh, gh, r, r).with_panels(bwd.and_then(|b| b.w_hh.as_ref())),
             w_hh_t,
             b_hh: self.w.b_hh,
-            w_hr: self.w.w_hr.unwrap_or(&[]),
+            w_hr_b: match self.w.w_hr {
+                Some(w) => Mat::rows(w, r, h, h).with_panels(bwd.and_then(|b| b.w_hr.as_ref())),
+                None => Mat::rows(&[], 0, 0, 0),
+            },
             w_hr_t,
             p_i: self.w.p_i,
             p_f: self.w.p_f,
@@ -159,16 +185,15 @@ impl<T: Float> DirSpec<'_, T> {
 
         // (1) the input projection of every step: one GEMM, biases folded in.
         let bias = self.input_bias();
-        let mut gates = Vec::with_capacity(rows * gh);
-        for _ in 0..rows {
-            gates.extend_from_slice(&bias);
-        }
-        matmul(
+        let mut gates = vec![T::zero(); rows * gh];
+        let w_ih_t = Mat::rows(self.w.w_ih, gh, self.input_size, self.input_size).t();
+        let w_ih_p = T::pack_panels(w_ih_t);
+        matmul_bias(
             &mut gates,
             gh,
             Mat::rows(x, rows, self.input_size, self.input_size),
-            Mat::rows(self.w.w_ih, gh, self.input_size, self.input_size).t(),
-            Accumulate::Add,
+            w_ih_t.with_panels(w_ih_p.as_ref()),
+            &bias,
         );
 
         let mut hs = vec![T::zero(); (tl + 1) * bs * r];
@@ -182,62 +207,89 @@ impl<T: Float> DirSpec<'_, T> {
         let mut aux = vec![T::zero(); rows * widths.aux];
         let mut keep = vec![T::zero(); rows * widths.keep];
         let mut m = vec![T::zero(); rows * widths.m];
-        let mut scratch = vec![T::zero(); bs * widths.fwd_scratch];
-        // recurrent dropout: each step's masked state m ⊙ h_prev, the product's operand
-        let mut h_rec = vec![T::zero(); if self.rec_mask.is_some() { bs * r } else { 0 }];
 
-        for k in 0..tl {
-            let t = self.time_of(k);
-            let n = self.active[t];
-            let (h_prev, h_cur) = slots(&mut hs, bs * r, self.prev_slot(t), self.cur_slot(t));
-            let (c_prev, c_cur) = if self.has_c() {
-                slots(&mut cs, bs * h, self.prev_slot(t), self.cur_slot(t))
-            } else {
-                (&[][..], &mut [][..])
-            };
-            // A step where no sequence is running (max(lengths) < seq_len) only carries.
-            if n > 0 {
-                let h_rec: &[T] = match self.rec_mask {
-                    Some(mask) => {
-                        let hr = &mut h_rec[..n * r];
-                        for ((d, &hp), &m) in hr.iter_mut().zip(&h_prev[..n * r]).zip(mask) {
-                            *d = hp * m;
-                        }
-                        hr
-                    }
-                    None => &h_prev[..n * r],
+        // The batch's rows split between threads for the whole loop (see `kernel::split`):
+        // part `rows` reads and writes only those rows of every slab.
+        let parts = row_parts(bs);
+        // width of the cell-state slab's rows (0: no cell state, every piece empty)
+        let ch = if self.has_c() { h } else { 0 };
+        let (hs_p, cs_p) = (SharedRows::new(&mut hs), SharedRows::new(&mut cs));
+        let (gates_p, aux_p) = (SharedRows::new(&mut gates), SharedRows::new(&mut aux));
+        let (keep_p, m_p) = (SharedRows::new(&mut keep), SharedRows::new(&mut m));
+        run_parts(parts.len(), |p| {
+            let (r0, r1) = (parts[p].start, parts[p].end);
+            let mut scratch = vec![T::zero(); (r1 - r0) * widths.fwd_scratch];
+            // recurrent dropout: each step's masked state m ⊙ h_prev, the product's operand
+            let mut h_rec = vec![
+                T::zero();
+                if self.rec_mask.is_some() {
+                    (r1 - r0) * r
+                } else {
+                    0
+                }
+            ];
+            // Row ranges `[row0 + r0, row0 + r0 + n)` of a slab `w` values wide.
+            let span = |row0: usize, n: usize, w: usize| (row0 + r0) * w..(row0 + r0 + n) * w;
+            for k in 0..tl {
+                let t = self.time_of(k);
+                // rows of this part still running at t
+                let n = self.active[t].clamp(r0, r1) - r0;
+                let (prev, cur) = (self.prev_slot(t) * bs, self.cur_slot(t) * bs);
+                // SAFETY: every piece below lies in rows r0..r1 of its slab (this part's
+                // alone), and the two slots of a state slab are distinct.
+                let (h_prev, h_cur, c_prev, c_cur) = unsafe {
+                    (
+                        hs_p.piece(span(prev, r1 - r0, r)),
+                        hs_p.piece_mut(span(cur, r1 - r0, r)),
+                        cs_p.piece(span(prev, r1 - r0, ch)),
+                        cs_p.piece_mut(span(cur, r1 - r0, ch)),
+                    )
                 };
-                self.cell.forward_step(
-                    &sw,
-                    FwdStep {
-                        n,
-                        h_prev: &h_prev[..n * r],
-                        h_rec,
-                        c_prev: if self.has_c() {
-                            &c_prev[..n * h]
-                        } else {
-                            c_prev
+                // A step where none of the part's sequences is running only carries.
+                if n > 0 {
+                    let h_rec: &[T] = match self.rec_mask {
+                        Some(mask) => {
+                            let hr = &mut h_rec[..n * r];
+                            let mask = &mask[r0 * r..];
+                            for ((d, &hp), &m) in hr.iter_mut().zip(&h_prev[..n * r]).zip(mask) {
+                                *d = hp * m;
+                            }
+                            hr
+                        }
+                        None => &h_prev[..n * r],
+                    };
+                    let row0 = t * bs;
+                    // SAFETY: as above.
+                    let (gates, aux, keep, m) = unsafe {
+                        (
+                            gates_p.piece_mut(span(row0, n, gh)),
+                            aux_p.piece_mut(span(row0, n, widths.aux)),
+                            keep_p.piece_mut(span(row0, n, widths.keep)),
+                            m_p.piece_mut(span(row0, n, widths.m)),
+                        )
+                    };
+                    self.cell.forward_step(
+                        &sw,
+                        FwdStep {
+                            n,
+                            h_prev: &h_prev[..n * r],
+                            h_rec,
+                            c_prev: &c_prev[..n * ch],
+                            h: &mut h_cur[..n * r],
+                            c: &mut c_cur[..n * ch],
+                            gates,
+                            aux,
+                            keep,
+                            m,
+                            scratch: &mut scratch[..n * widths.fwd_scratch],
                         },
-                        h: &mut h_cur[..n * r],
-                        c: if self.has_c() {
-                            &mut c_cur[..n * h]
-                        } else {
-                            c_cur
-                        },
-                        gates: &mut gates[t * bs * gh..(t * bs + n) * gh],
-                        aux: &mut aux[t * bs * widths.aux..(t * bs + n) * widths.aux],
-                        keep: &mut keep[t * bs * widths.keep..(t * bs + n) * widths.keep],
-                        m: &mut m[t * bs * widths.m..(t * bs + n) * widths.m],
-                        scratch: &mut scratch[..n * widths.fwd_scratch],
-                    },
-                );
+                    );
+                }
+                // Sequences that have ended (or, in reverse, not yet begun) carry their state.
+                h_cur[n * r..].copy_from_slice(&h_prev[n * r..]);
+                c_cur[n * ch..].copy_from_slice(&c_prev[n * ch..]);
             }
-            // Sequences that have ended (or, in reverse, not yet begun) carry their state.
-            h_cur[n * r..].copy_from_slice(&h_prev[n * r..]);
-            if self.has_c() {
-                c_cur[n * h..].copy_from_slice(&c_prev[n * h..]);
-            }
-        }
+        });
         DirTape {
             h: hs,
             c: cs,
@@ -249,22 +301,44 @@ impl<T: Float> DirSpec<'_, T> {
     }
 
     /// `W_hhᵀ` and `W_hrᵀ` in the layout the forward step product reads best, for `batch`
-    /// rows. A single row (streaming at batch 1) reads them best as they are stored: the
-    /// product is then a dot product per weight row, and packing would cost more than it.
+    /// rows: panels where the panel kernel runs (`f32` with AVX-512F, see
+    /// [`crate::kernel::panels`]); otherwise, for the `gemm` crate, a row-major transposed
+    /// copy, except for a single row (streaming at batch 1), which reads them best as they
+    /// are stored: the product is then a dot product per weight row, and packing would cost
+    /// more than it.
     fn pack(&self) -> Packed<T> {
         let (gh, h, r) = (self.gh(), self.hidden, self.h_out);
-        let single_row = self.batch == 1;
+        let w_hh_p = T::pack_panels(Mat::rows(self.w.w_hh, gh, r, r).t());
+        let w_hr_p = self
+            .w
+            .w_hr
+            .and_then(|w| T::pack_panels(Mat::rows(w, r, h, h).t()));
+        let view = self.batch == 1 || w_hh_p.is_some();
         Packed {
-            single_row,
-            w_hh_t: if single_row {
+            view,
+            w_hh_t: if view {
                 Vec::new()
             } else {
                 transpose(self.w.w_hh, gh, r)
             },
             w_hr_t: match self.w.w_hr {
-                Some(w) if !single_row => transpose(w, r, h),
+                Some(w) if !view => transpose(w, r, h),
                 _ => Vec::new(),
             },
+            w_hh_p,
+            w_hr_p,
+        }
+    }
+
+    /// `W_hh` and `W_hr` packed for the backward step product, where the panel kernel runs.
+    fn pack_backward(&self) -> PackedBwd {
+        let (gh, h, r) = (self.gh(), self.hidden, self.h_out);
+        PackedBwd {
+            w_hh: T::pack_panels(Mat::rows(self.w.w_hh, gh, r, r)),
+            w_hr: self
+                .w
+                .w_hr
+                .and_then(|w| T::pack_panels(Mat::rows(w, r, h, h))),
         }
     }
 
@@ -272,10 +346,13 @@ impl<T: Float> DirSpec<'_, T> {
     /// [`Self::pack`] for this direction).
     fn packed_step_weights<'b>(&'b self, packed: &'b Packed<T>) -> StepWeights<'b, T> {
         let (gh, h, r) = (self.gh(), self.hidden, self.h_out);
-        let view = packed.single_row;
+        let view = packed.view;
         self.step_weights(
-            transposed(view, self.w.w_hh, &packed.w_hh_t, gh, r),
-            transposed(view, self.w.w_hr.unwrap_or(&[]), &packed.w_hr_t, r, h),
+            transposed(view, self.w.w_hh, &packed.w_hh_t, gh, r)
+                .with_panels(packed.w_hh_p.as_ref()),
+            transposed(view, self.w.w_hr.unwrap_or(&[]), &packed.w_hr_t, r, h)
+                .with_panels(packed.w_hr_p.as_ref()),
+            None,
         )
     }
 
@@ -309,13 +386,16 @@ impl<T: Float> DirSpec<'_, T> {
     pub fn prepare(&self) -> DirStep<T> {
         let (bs, gh) = (self.batch, self.gh());
         let widths = self.cell.slab_widths(self.hidden);
+        let w_ih_p =
+            T::pack_panels(Mat::rows(self.w.w_ih, gh, self.input_size, self.input_size).t());
         DirStep {
             packed: self.pack(),
-            w_ih_t: if bs == 1 {
+            w_ih_t: if bs == 1 || w_ih_p.is_some() {
                 Vec::new()
             } else {
                 transpose(self.w.w_ih, gh, self.input_size)
             },
+            w_ih_p,
             bias: self.input_bias(),
             gates: vec![T::zero(); bs * gh],
             aux: vec![T::zero(); bs * widths.aux],
@@ -347,15 +427,19 @@ impl<T: Float> DirSpec<'_, T> {
         debug_assert_eq!(x.len(), bs * n_in);
         debug_assert_eq!(ds.gates.len(), bs * gh);
         // (1) the input projection of this step, biases folded in.
-        for row in ds.gates.chunks_exact_mut(gh) {
-            row.copy_from_slice(&ds.bias);
-        }
-        matmul(
+        let w_ih_t = transposed(
+            bs == 1 || ds.w_ih_p.is_some(),
+            self.w.w_ih,
+            &ds.w_ih_t,
+            gh,
+            n_in,
+        );
+        matmul_bias(
             &mut ds.gates,
             gh,
             Mat::rows(x, bs, n_in, n_in),
-            transposed(bs == 1, self.w.w_ih, &ds.w_ih_t, gh, n_in),
-            Accumulate::Add,
+            w_ih_t.with_panels(ds.w_ih_p.as_ref()),
+            &ds.bias,
         );
         let sw = self.packed_step_weights(&ds.packed);
         self.cell.forward_step(
@@ -422,7 +506,12 @@ impl<T: Float> DirSpec<'_, T> {
         let gh = self.gh();
         let rows = tl * bs;
         let widths = self.cell.slab_widths(h);
-        let sw = self.step_weights(Mat::rows(&[], 0, 0, 0), Mat::rows(&[], 0, 0, 0));
+        let packed = self.pack_backward();
+        let sw = self.step_weights(
+            Mat::rows(&[], 0, 0, 0),
+            Mat::rows(&[], 0, 0, 0),
+            Some(&packed),
+        );
 
         let mut dh = dh_n.to_vec();
         let mut dc = if self.has_c() {
@@ -432,13 +521,11 @@ impl<T: Float> DirSpec<'_, T> {
         };
         let mut dgates = vec![T::zero(); rows * gh];
         let mut dalt = vec![T::zero(); rows * widths.dalt];
-        let mut scratch = vec![T::zero(); bs * widths.bwd_scratch];
         let prev0 = self.prev_slot(0);
         let h_prev_slab = &tape.h[prev0 * bs * r..(prev0 + tl) * bs * r];
         // Recurrent dropout: the states as the recurrent product read them, m ⊙ h_prev for
-        // every step (one pass before the loop; the mask is the same at every step), and
-        // scratch for the gradient that reaches them.
-        let (h_rec_slab, mask, mut dh_rec) = match self.rec_mask {
+        // every step (one pass before the loop; the mask is the same at every step).
+        let (h_rec_slab, mask) = match self.rec_mask {
             Some(mask) => {
                 let mut hm = h_prev_slab.to_vec();
                 for row in hm.chunks_exact_mut(bs * r) {
@@ -446,65 +533,80 @@ impl<T: Float> DirSpec<'_, T> {
                         *v *= m;
                     }
                 }
-                (hm, mask, vec![T::zero(); bs * r])
+                (hm, mask)
             }
-            None => (Vec::new(), &[][..], Vec::new()),
+            None => (Vec::new(), &[][..]),
         };
         let h_rec_all: &[T] = if mask.is_empty() {
             h_prev_slab
         } else {
             &h_rec_slab
         };
+        let ch = if self.has_c() { h } else { 0 };
 
-        for k in (0..tl).rev() {
-            let t = self.time_of(k);
-            let n = self.active[t];
-            for b in 0..n {
-                let src = &dy[(t * bs + b) * ld + off..(t * bs + b) * ld + off + r];
-                for (d, &s) in dh[b * r..(b + 1) * r].iter_mut().zip(src) {
-                    *d += s;
+        // The batch's rows split between threads for the whole loop, as in the forward.
+        let parts = row_parts(bs);
+        let (dh_p, dc_p) = (SharedRows::new(&mut dh), SharedRows::new(&mut dc));
+        let (dgates_p, dalt_p) = (SharedRows::new(&mut dgates), SharedRows::new(&mut dalt));
+        run_parts(parts.len(), |p| {
+            let (r0, r1) = (parts[p].start, parts[p].end);
+            let mut scratch = vec![T::zero(); (r1 - r0) * widths.bwd_scratch];
+            // recurrent dropout: the gradient that reaches m ⊙ h_prev
+            let mut dh_rec = vec![T::zero(); if mask.is_empty() { 0 } else { (r1 - r0) * r }];
+            let span = |row0: usize, n: usize, w: usize| (row0 + r0) * w..(row0 + r0 + n) * w;
+            // SAFETY: rows r0..r1 of the running gradients are this part's alone.
+            let (dh, dc) = unsafe {
+                (
+                    dh_p.piece_mut(span(0, r1 - r0, r)),
+                    dc_p.piece_mut(span(0, r1 - r0, ch)),
+                )
+            };
+            for k in (0..tl).rev() {
+                let t = self.time_of(k);
+                let n = self.active[t].clamp(r0, r1) - r0;
+                let row0 = t * bs;
+                for b in 0..n {
+                    let src = &dy[(row0 + r0 + b) * ld + off..][..r];
+                    for (d, &s) in dh[b * r..(b + 1) * r].iter_mut().zip(src) {
+                        *d += s;
+                    }
                 }
-            }
-            let ps = self.prev_slot(t);
-            let row0 = t * bs;
-            if n > 0 {
+                if n == 0 {
+                    continue;
+                }
+                let ps = self.prev_slot(t) * bs;
+                // SAFETY: rows of this part only, as above.
+                let (dgates, dalt) = unsafe {
+                    (
+                        dgates_p.piece_mut(span(row0, n, gh)),
+                        dalt_p.piece_mut(span(row0, n, widths.dalt)),
+                    )
+                };
                 self.cell.backward_step(
                     &sw,
                     BwdStep {
                         n,
-                        h_prev: &tape.h[ps * bs * r..(ps * bs + n) * r],
-                        h_rec: &h_rec_all[row0 * r..(row0 + n) * r],
-                        c_prev: if self.has_c() {
-                            &tape.c[ps * bs * h..(ps * bs + n) * h]
-                        } else {
-                            &[]
-                        },
-                        gates: &tape.gates[row0 * gh..(row0 + n) * gh],
-                        aux: &tape.aux[row0 * widths.aux..(row0 + n) * widths.aux],
-                        keep: &tape.keep[row0 * widths.keep..(row0 + n) * widths.keep],
+                        h_prev: &tape.h[span(ps, n, r)],
+                        h_rec: &h_rec_all[span(row0, n, r)],
+                        c_prev: &tape.c[span(ps, n, ch)],
+                        gates: &tape.gates[span(row0, n, gh)],
+                        aux: &tape.aux[span(row0, n, widths.aux)],
+                        keep: &tape.keep[span(row0, n, widths.keep)],
                         mask: if mask.is_empty() {
                             mask
                         } else {
-                            &mask[..n * r]
+                            &mask[span(0, n, r)]
                         },
-                        dh_rec: if mask.is_empty() {
-                            &mut []
-                        } else {
-                            &mut dh_rec[..n * r]
-                        },
+                        dh_rec: &mut dh_rec[..if mask.is_empty() { 0 } else { n * r }],
                         dh: &mut dh[..n * r],
-                        dc: if self.has_c() {
-                            &mut dc[..n * h]
-                        } else {
-                            &mut []
-                        },
-                        dgates: &mut dgates[row0 * gh..(row0 + n) * gh],
-                        dalt: &mut dalt[row0 * widths.dalt..(row0 + n) * widths.dalt],
+                        dc: &mut dc[..n * ch],
+                        dgates,
+                        dalt,
                         scratch: &mut scratch[..n * widths.bwd_scratch],
                     },
                 );
             }
-        }
+        });
 
         // After the loop: every weight gradient is one product over all steps.
         let Block {
@@ -549,7 +651,9 @@ impl<T: Float> DirSpec<'_, T> {
         let da = Mat::rows(&dgates[..], rows, gh, gh);
         let n_in = self.input_size;
         // (1)ᵀ dX = da W_ih;  dW_ih += daᵀ X;  db_ih += Σ da
-        matmul(dx, n_in, da, Mat::rows(self.w.w_ih, gh, n_in, n_in), dx_acc);
+        let w_ih = Mat::rows(self.w.w_ih, gh, n_in, n_in);
+        let w_ih_p = T::pack_panels(w_ih);
+        matmul(dx, n_in, da, w_ih.with_panels(w_ih_p.as_ref()), dx_acc);
         matmul(
             dw_ih,
             n_in,
@@ -595,18 +699,6 @@ pub(crate) fn transpose<T: Float>(a: &[T], rows: usize, cols: usize) -> Vec<T> {
         }
     }
     out
-}
-
-/// Two distinct slots of a slotted buffer: `(&slot[prev], &mut slot[cur])`.
-fn slots<T>(v: &mut [T], stride: usize, prev: usize, cur: usize) -> (&[T], &mut [T]) {
-    debug_assert_ne!(prev, cur);
-    if prev < cur {
-        let (a, b) = v.split_at_mut(cur * stride);
-        (&a[prev * stride..(prev + 1) * stride], &mut b[..stride])
-    } else {
-        let (a, b) = v.split_at_mut(prev * stride);
-        (&b[..stride], &mut a[cur * stride..(cur + 1) * stride])
-    }
 }
 
 #[cfg(test)]

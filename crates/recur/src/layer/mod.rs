@@ -345,6 +345,67 @@ impl<T: Float> Recurrent<T> {
         Some(&mut self.params[e.offset..e.offset + e.len])
     }
 
+    /// Chrono initialisation (Tallec & Ollivier 2018, "Can recurrent neural networks warp
+    /// time?") for dependencies up to `t_max` steps long: per unit, u ~ U(1, t_max − 1),
+    /// ```text
+    /// LSTM:  b_f = ln u,  b_i = −ln u        (forget gate open, input gate nearly closed)
+    /// GRU:   b_z = ln u                      (update gate keeps h for about u steps)
+    /// ```
+    /// written into `bias_ih` with the same rows of `bias_hh` set to zero (the two biases
+    /// are summed), in every layer and direction; the other parameters are left as they are.
+    /// A unit then forgets on a time scale of about u steps, spread over 1 … t_max.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the cell is a plain RNN (no gate to set), the stack has no
+    /// biases, or `t_max` is not a finite number above 2.
+    pub fn chrono_init(&mut self, t_max: f64, seed: u64) -> Result<()> {
+        if !(t_max.is_finite() && t_max > 2.0) {
+            return Err(config_err(
+                "chrono_init",
+                format!("t_max must be a finite number above 2, got {t_max}"),
+            ));
+        }
+        let lstm = match self.config.cell {
+            CellKind::Lstm(_) => true,
+            CellKind::Gru(_) => false,
+            CellKind::Rnn(_) => {
+                return Err(config_err(
+                    "chrono_init",
+                    "a plain RNN has no gate whose bias sets a time scale",
+                ));
+            }
+        };
+        if self.config.bias != Bias::Enabled {
+            return Err(config_err("chrono_init", "the stack has no biases"));
+        }
+        let h = self.config.hidden_size;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let entries: Vec<(usize, ParamKind)> = self
+            .layout
+            .entries()
+            .iter()
+            .filter(|e| matches!(e.kind, ParamKind::BiasIh | ParamKind::BiasHh))
+            .map(|e| (e.offset, e.kind))
+            .collect();
+        for (offset, kind) in entries {
+            // Gate rows: LSTM i [0, H), f [H, 2H); GRU z [H, 2H).
+            let b = &mut self.params[offset..offset + 2 * h];
+            let (first, gate) = b.split_at_mut(h);
+            for (j, g) in gate.iter_mut().enumerate() {
+                let value = if kind == ParamKind::BiasIh {
+                    rng.random_range(1.0..t_max - 1.0).ln()
+                } else {
+                    0.0
+                };
+                *g = T::from_f64(value).unwrap_or_else(T::zero);
+                if lstm {
+                    first[j] = T::from_f64(-value).unwrap_or_else(T::zero);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A zero initial state for `batch` sequences.
     ///
     /// # Panics
@@ -926,5 +987,98 @@ impl<T: Float> Recurrent<T> {
         stepper.step(x.data(), &mut out)?;
         *state = stepper.state();
         Tensor::new(out, &[batch, self.config.h_out()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stack(cell: CellKind, direction: Direction) -> Recurrent<f64> {
+        let config = RecurrentConfig {
+            cell,
+            input_size: 3,
+            hidden_size: 8,
+            num_layers: 2,
+            direction,
+            ..Default::default()
+        };
+        Recurrent::new(config, 1).unwrap()
+    }
+
+    /// LSTM: b_f = ln u ∈ [0, ln(t_max − 1)), b_i = −b_f, b_hh's i and f rows zero, every
+    /// other parameter untouched; the same seed gives the same biases.
+    #[test]
+    fn chrono_init_sets_lstm_gate_biases_only() {
+        let (t_max, h) = (100.0, 8);
+        let before = stack(CellKind::lstm(), Direction::Bidirectional);
+        let mut after = before.clone();
+        after.chrono_init(t_max, 5).unwrap();
+        let mut again = before.clone();
+        again.chrono_init(t_max, 5).unwrap();
+        assert_eq!(after.params(), again.params());
+        let mut touched = vec![false; before.params().len()];
+        for e in before.layout().entries() {
+            match e.kind {
+                ParamKind::BiasIh => {
+                    let b = after.param(&e.name).unwrap();
+                    for j in 0..h {
+                        let f = b[h + j];
+                        assert!((0.0..(t_max - 1.0f64).ln()).contains(&f), "{f}");
+                        assert_eq!(b[j], -f);
+                    }
+                    touched[e.offset..e.offset + 2 * h].fill(true);
+                }
+                ParamKind::BiasHh => {
+                    assert!(
+                        after.param(&e.name).unwrap()[..2 * h]
+                            .iter()
+                            .all(|&v| v == 0.0)
+                    );
+                    touched[e.offset..e.offset + 2 * h].fill(true);
+                }
+                _ => {}
+            }
+        }
+        for (i, (&a, &b)) in after.params().iter().zip(before.params()).enumerate() {
+            if !touched[i] {
+                assert_eq!(a, b, "parameter {i} changed");
+            }
+        }
+        // The time scales spread out: not all units alike.
+        let f = &after.param("bias_ih_l0").unwrap()[h..2 * h];
+        assert!(f.iter().any(|&v| (v - f[0]).abs() > 0.1));
+    }
+
+    /// GRU: only the update gate's rows (H..2H) change; a plain RNN and nonsense t_max are
+    /// refused.
+    #[test]
+    fn chrono_init_gru_and_refusals() {
+        let h = 8;
+        let before = stack(CellKind::gru(), Direction::Forward);
+        let mut after = before.clone();
+        after.chrono_init(50.0, 0).unwrap();
+        for name in ["bias_ih_l0", "bias_ih_l1"] {
+            let (b0, b1) = (before.param(name).unwrap(), after.param(name).unwrap());
+            assert_eq!(b0[..h], b1[..h]);
+            assert_eq!(b0[2 * h..], b1[2 * h..]);
+            assert!(b1[h..2 * h].iter().all(|&v| (0.0..49f64.ln()).contains(&v)));
+        }
+        assert_eq!(
+            before.param("weight_hh_l1").unwrap(),
+            after.param("weight_hh_l1").unwrap()
+        );
+        let mut rnn = stack(CellKind::rnn_tanh(), Direction::Forward);
+        assert!(matches!(
+            rnn.chrono_init(50.0, 0),
+            Err(Error::Config { .. })
+        ));
+        let mut lstm = stack(CellKind::lstm(), Direction::Forward);
+        for bad in [2.0, 1.0, f64::NAN, f64::INFINITY] {
+            assert!(matches!(
+                lstm.chrono_init(bad, 0),
+                Err(Error::Config { .. })
+            ));
+        }
     }
 }

@@ -1,0 +1,483 @@
+//! Weights packed once into the panel layout of an AVX-512 f32 kernel, and the product that
+//! streams them: `dst (=|+=) a · B` with `B` `[k, n]` a weight matrix (or its transpose)
+//! that stays the same for every time step of a call.
+//!
+//! A general GEMM packs its right operand on every call; at the few rows of a time step
+//! (batch 1…64) that packing costs as much as the arithmetic. [`Panels::pack`] does it once
+//! per forward or backward call, and [`matmul_panels`] reads the result with no further
+//! copying: `B` is cut into column blocks of up to [`BLOCK`] = 64 columns (four 16-lane
+//! vectors), each stored as `k` contiguous rows of its width, zero-padded to a multiple of 16:
+//! ```text
+//! data[block][kk][0 .. 16·panels_in_block]   = B[kk, 64·block ..]
+//! ```
+//! The microkernel holds an `MR × 64` tile of `dst` (MR ≤ 6 rows, 24 of the 32 vector
+//! registers) and, per `kk`, loads the block's row once and broadcasts each of the tile's
+//! `a[r, kk]` from the row-major `a` directly, so `a` is never packed either. The sum runs
+//! in the order kk = 0, 1, …, k−1 with one fused multiply-add per term, whatever the
+//! tiling or thread split: a row's result does not depend on the batch size or on which rows
+//! are active.
+//!
+//! Two threads (rayon's pool) split large products: the rows when there are many
+//! (the input projection of a whole sequence), the column blocks when there are few (a
+//! time step).
+//!
+//! CPUs without AVX-512F get no panels ([`Panels::pack`] returns `None`) and the callers keep
+//! the `gemm` crate.
+
+use super::{Accumulate, Mat};
+
+/// Lanes of one vector: the width of one panel.
+pub const LANES: usize = 16;
+/// Panels per column block, the microkernel's width in vectors.
+const PANELS: usize = 4;
+/// Columns per block.
+pub const BLOCK: usize = LANES * PANELS;
+/// Rows of the microkernel's tile.
+const MR: usize = 6;
+/// Rows per chunk when a product has many rows: a chunk of `a` stays in L2 while every
+/// column block passes over it.
+const MC: usize = 96;
+/// Below this many multiply-adds a product runs on the calling thread.
+const PARALLEL_MIN_FMAS: usize = 1 << 21;
+
+/// `B` `[k, n]` packed for [`matmul_panels`] (see the module docs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Panels {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl Panels {
+    /// Whether this CPU runs the panel kernel (AVX-512F, detected once).
+    pub fn available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::sync::OnceLock;
+            static YES: OnceLock<bool> = OnceLock::new();
+            *YES.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// `b` packed, or `None` when this CPU has no AVX-512F.
+    pub fn pack(b: Mat<'_, f32>) -> Option<Self> {
+        if !Self::available() {
+            return None;
+        }
+        let (k, n) = (b.rows, b.cols);
+        let mut data = Vec::with_capacity(n.div_ceil(LANES) * LANES * k);
+        for start in (0..n).step_by(BLOCK) {
+            let width = (n - start).min(BLOCK).div_ceil(LANES) * LANES;
+            for kk in 0..k {
+                for j in 0..width {
+                    let col = start + j;
+                    data.push(if col < n {
+                        b.data[kk * b.row_stride + col * b.col_stride]
+                    } else {
+                        0.0
+                    });
+                }
+            }
+        }
+        Some(Self { k, n, data })
+    }
+
+    /// Rows of `B` (the product's inner dimension).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of `B`.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    fn blocks(&self) -> usize {
+        self.n.div_ceil(BLOCK)
+    }
+}
+
+/// `dst[m, n] (=|+=) a[m, k] · B`, `dst` row-major with rows `ld_dst` apart; `a` must be
+/// row-major (`col_stride == 1`).
+///
+/// # Panics
+/// When the shapes disagree, `a` is not row-major, or a view lies outside its slice.
+pub fn matmul_panels(dst: &mut [f32], ld_dst: usize, a: Mat<'_, f32>, b: &Panels, acc: Accumulate) {
+    product(dst, ld_dst, a, b, acc, None);
+}
+
+/// `dst[m, n] = bias + a[m, k] · B`, every row starting from `bias` (`[n]`): the input
+/// projection with its biases, written in one pass (the destination is typically a fresh
+/// slab, whose pages both threads then touch first at once).
+///
+/// # Panics
+/// As [`matmul_panels`]; also when `bias` is shorter than n.
+pub fn matmul_panels_bias(
+    dst: &mut [f32],
+    ld_dst: usize,
+    a: Mat<'_, f32>,
+    b: &Panels,
+    bias: &[f32],
+) {
+    assert!(bias.len() >= b.n, "bias too short");
+    product(dst, ld_dst, a, b, Accumulate::Overwrite, Some(bias));
+}
+
+fn product(
+    dst: &mut [f32],
+    ld_dst: usize,
+    a: Mat<'_, f32>,
+    b: &Panels,
+    acc: Accumulate,
+    bias: Option<&[f32]>,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.n);
+    assert_eq!(k, b.k, "inner dimensions differ");
+    assert!(a.col_stride == 1 || m == 0 || k == 0, "a must be row-major");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!((m - 1) * ld_dst + n <= dst.len(), "dst too small");
+    assert!(
+        k == 0 || (m - 1) * a.row_stride + k <= a.data.len(),
+        "a out of bounds"
+    );
+    if k == 0 {
+        if acc == Accumulate::Overwrite {
+            for r in 0..m {
+                let row = &mut dst[r * ld_dst..r * ld_dst + n];
+                match bias {
+                    Some(bias) => row.copy_from_slice(&bias[..n]),
+                    None => row.fill(0.0),
+                }
+            }
+        }
+        return;
+    }
+    let part = Part {
+        dst: dst.as_mut_ptr(),
+        ld_dst,
+        a: a.data.as_ptr(),
+        lda: a.row_stride,
+        b,
+        add: acc == Accumulate::Add,
+        bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
+    };
+    let threads = rayon::current_num_threads();
+    let fmas = m.saturating_mul(n).saturating_mul(k);
+    if threads < 2 || fmas < PARALLEL_MIN_FMAS || super::split::in_part() {
+        // SAFETY: the asserts above put every row and column the part touches inside
+        // `dst` and `a`; `dst` is borrowed mutably for the whole call.
+        unsafe { part.run(0..m, 0..b.blocks()) };
+    } else if m >= 2 * MC {
+        let half = m.div_ceil(2 * MR) * MR;
+        let part = &part;
+        // SAFETY: as above; the halves write disjoint rows of `dst`.
+        rayon::join(
+            || unsafe { part.run(0..half, 0..b.blocks()) },
+            || unsafe { part.run(half..m, 0..b.blocks()) },
+        );
+    } else {
+        let blocks = b.blocks();
+        let half = blocks.div_ceil(2);
+        let part = &part;
+        // SAFETY: as above; the halves write disjoint columns of `dst`.
+        rayon::join(
+            || unsafe { part.run(0..m, 0..half) },
+            || unsafe { part.run(0..m, half..blocks) },
+        );
+    }
+}
+
+/// One call's operands, shared by the threads that split it.
+struct Part<'a> {
+    dst: *mut f32,
+    ld_dst: usize,
+    a: *const f32,
+    lda: usize,
+    b: &'a Panels,
+    add: bool,
+    /// `[n]` start of every row (`Overwrite` only), or null
+    bias: *const f32,
+}
+
+// SAFETY: the threads sharing a `Part` write disjoint rows or columns of `dst` (see
+// `matmul_panels`) and only read `a` and `b`.
+unsafe impl Sync for Part<'_> {}
+
+impl Part<'_> {
+    /// Rows `rows` × column blocks `blocks` of the product.
+    ///
+    /// # Safety
+    /// Every row in `rows` and column in `blocks` must lie inside `dst` and `a`, and no
+    /// other thread may touch the same part of `dst`; the CPU must have AVX-512F.
+    unsafe fn run(&self, rows: std::ops::Range<usize>, blocks: std::ops::Range<usize>) {
+        let (k, n) = (self.b.k, self.b.n);
+        let mut chunk = rows.start;
+        while chunk < rows.end {
+            let chunk_end = (chunk + MC).min(rows.end);
+            for block in blocks.clone() {
+                let start = block * BLOCK;
+                let cols = (n - start).min(BLOCK);
+                let panels = cols.div_ceil(LANES);
+                // The last panel of the matrix may be partial: its lanes past n are masked.
+                let tail = cols - (panels - 1) * LANES;
+                let mask: u16 = if tail == LANES {
+                    u16::MAX
+                } else {
+                    (1u16 << tail) - 1
+                };
+                // Blocks before this one are full: BLOCK columns each.
+                let b = unsafe { self.b.data.as_ptr().add(block * BLOCK * k) };
+                let mut r = chunk;
+                while r < chunk_end {
+                    let mr = (chunk_end - r).min(MR);
+                    unsafe {
+                        let a = self.a.add(r * self.lda);
+                        let out = Out {
+                            c: self.dst.add(r * self.ld_dst + start),
+                            ldc: self.ld_dst,
+                            mask,
+                            add: self.add,
+                            bias: if self.bias.is_null() {
+                                self.bias
+                            } else {
+                                self.bias.add(start)
+                            },
+                        };
+                        tile(mr, panels, k, a, self.lda, b, out);
+                    }
+                    r += mr;
+                }
+            }
+            chunk = chunk_end;
+        }
+    }
+}
+
+/// Where a tile's results go.
+#[derive(Clone, Copy)]
+struct Out {
+    /// the tile's first element
+    c: *mut f32,
+    ldc: usize,
+    /// lanes of the last panel that exist
+    mask: u16,
+    /// add to what `c` holds (else overwrite)
+    add: bool,
+    /// the tile's columns of the bias every row starts from, or null
+    bias: *const f32,
+}
+
+/// Dispatches a `mr × panels` tile to its monomorphised kernel.
+///
+/// # Safety
+/// As `x86::kernel`.
+#[inline]
+unsafe fn tile(
+    mr: usize,
+    panels: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    out: Out,
+) {
+    macro_rules! go {
+        ($m:literal, $p:literal) => {
+            unsafe { x86::kernel::<$m, $p>(k, a, lda, b, out) }
+        };
+    }
+    macro_rules! rows {
+        ($p:literal) => {
+            match mr {
+                1 => go!(1, $p),
+                2 => go!(2, $p),
+                3 => go!(3, $p),
+                4 => go!(4, $p),
+                5 => go!(5, $p),
+                _ => go!(6, $p),
+            }
+        };
+    }
+    match panels {
+        1 => rows!(1),
+        2 => rows!(2),
+        3 => rows!(3),
+        _ => rows!(4),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// `c[r, 16p + l] (=|+=) [bias[16p + l] +] Σ_kk a[r, kk] · b[kk][16p + l]` for r < MR,
+    /// p < P, the last panel's lanes limited to `out.mask`. `b` is a block of P panels,
+    /// `16·P` floats per `kk`. The sum starts from the bias (or zero) and adds the terms in
+    /// the order kk = 0, 1, …, one fused multiply-add each.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; `a` must hold MR rows of k values `lda` apart, `b`
+    /// `k · 16P` values, `out.c` MR rows `out.ldc` apart of `16(P−1) + popcount(mask)`
+    /// values, and `out.bias`, unless null, that many.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn kernel<const MR: usize, const P: usize>(
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        out: super::Out,
+    ) {
+        let lanes = |p: usize| -> __mmask16 { if p + 1 == P { out.mask } else { u16::MAX } };
+        let mut start = [_mm512_setzero_ps(); P];
+        if !out.bias.is_null() {
+            for (p, v) in start.iter_mut().enumerate() {
+                *v = unsafe { _mm512_maskz_loadu_ps(lanes(p), out.bias.add(16 * p)) };
+            }
+        }
+        let mut acc = [start; MR];
+        let width = 16 * P;
+        for kk in 0..k {
+            let mut bv = [_mm512_setzero_ps(); P];
+            for (p, v) in bv.iter_mut().enumerate() {
+                *v = unsafe { _mm512_loadu_ps(b.add(kk * width + 16 * p)) };
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(unsafe { *a.add(r * lda + kk) });
+                for (p, v) in row.iter_mut().enumerate() {
+                    *v = _mm512_fmadd_ps(av, bv[p], *v);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (p, &v) in row.iter().enumerate() {
+                unsafe {
+                    let dst = out.c.add(r * out.ldc + 16 * p);
+                    let value = if out.add {
+                        _mm512_add_ps(_mm512_maskz_loadu_ps(lanes(p), dst), v)
+                    } else {
+                        v
+                    };
+                    _mm512_mask_storeu_ps(dst, lanes(p), value);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod x86 {
+    /// Never called: without AVX-512F no [`super::Panels`] exist.
+    pub(super) unsafe fn kernel<const MR: usize, const P: usize>(
+        _k: usize,
+        _a: *const f32,
+        _lda: usize,
+        _b: *const f32,
+        _out: super::Out,
+    ) {
+        unreachable!("no panels exist without AVX-512F")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::reference;
+
+    fn fill(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    /// The panel product equals the reference product (in f64) over awkward shapes, both
+    /// layouts of `B`, both accumulation modes and a destination with a wider stride, with
+    /// the columns past n left untouched.
+    #[test]
+    fn matches_reference_over_awkward_shapes() {
+        if !Panels::available() {
+            return;
+        }
+        let mut case = 0;
+        for &m in &[1usize, 2, 5, 6, 7, 13, 64, 200] {
+            for &n in &[1usize, 15, 16, 17, 64, 65, 100, 256] {
+                for &k in &[0usize, 1, 3, 31, 64] {
+                    for transposed in [false, true] {
+                        case += 1;
+                        let a = fill(m * k, case);
+                        let b = fill(k * n, case + 1000);
+                        let bm = if transposed {
+                            Mat::rows(&b, n, k, k).t()
+                        } else {
+                            Mat::rows(&b, k, n, n)
+                        };
+                        let panels = Panels::pack(bm).unwrap();
+                        for acc in [Accumulate::Overwrite, Accumulate::Add] {
+                            let ld = n + 5;
+                            let init = fill(m * ld, case + 2000);
+                            let mut fast = init.clone();
+                            matmul_panels(&mut fast, ld, Mat::rows(&a, m, k, k), &panels, acc);
+                            let a64: Vec<f64> = a.iter().map(|&v| v as f64).collect();
+                            let b64: Vec<f64> = b.iter().map(|&v| v as f64).collect();
+                            let mut slow: Vec<f64> = init.iter().map(|&v| v as f64).collect();
+                            let b64m = if transposed {
+                                Mat::rows(&b64, n, k, k).t()
+                            } else {
+                                Mat::rows(&b64, k, n, n)
+                            };
+                            reference::matmul(&mut slow, ld, Mat::rows(&a64, m, k, k), b64m, acc);
+                            for r in 0..m {
+                                for col in 0..ld {
+                                    let (x, y) = (fast[r * ld + col] as f64, slow[r * ld + col]);
+                                    let tol = 1e-6 * (1.0 + k as f64);
+                                    assert!(
+                                        (x - y).abs() <= tol,
+                                        "m={m} n={n} k={k} t={transposed} {acc:?} ({r},{col}): {x} vs {y}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A row's result is the same bits whatever the number of rows around it (tiling) and
+    /// whether the product is split between threads.
+    #[test]
+    fn a_row_does_not_depend_on_the_batch() {
+        if !Panels::available() {
+            return;
+        }
+        let (k, n) = (300, 1000);
+        let b = fill(k * n, 7);
+        let panels = Panels::pack(Mat::rows(&b, k, n, n)).unwrap();
+        let a = fill(250 * k, 8);
+        let mut all = vec![0f32; 250 * n];
+        matmul_panels(
+            &mut all,
+            n,
+            Mat::rows(&a, 250, k, k),
+            &panels,
+            Accumulate::Overwrite,
+        );
+        for &(start, rows) in &[(0usize, 1usize), (3, 5), (100, 64), (249, 1)] {
+            let mut some = vec![0f32; rows * n];
+            let sub = Mat::rows(&a[start * k..], rows, k, k);
+            matmul_panels(&mut some, n, sub, &panels, Accumulate::Overwrite);
+            assert_eq!(some[..], all[start * n..(start + rows) * n]);
+        }
+    }
+}
