@@ -6,6 +6,11 @@ mod train;
 
 use std::process::ExitCode;
 
+/// mimalloc keeps freed memory for reuse: the engine allocates tens of megabytes of slabs per
+/// call, which glibc returns to the kernel on free and then faults in again page by page.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 
