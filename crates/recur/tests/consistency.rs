@@ -977,3 +977,108 @@ fn batch_split_between_threads_equals_one_thread_f64() {
 fn batch_split_between_threads_equals_one_thread_f32() {
     check_thread_split::<f32>();
 }
+
+/// A small batch is not split by rows; on two threads its step products are split by
+/// columns between a persistent pair (`kernel::pair`), in the forward, the backward and
+/// streaming. Each output element is then computed by the same arithmetic as on one thread:
+/// outputs, states, input and state gradients are bitwise equal, and streaming with a pair
+/// equals the whole-sequence forward on one thread bit for bit. Hidden size 200: full
+/// column blocks and a partial one (the masked lanes); stacks of two layers, one LSTM with
+/// a projection.
+#[test]
+fn small_batch_pair_split_equals_one_thread() {
+    let pool = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    };
+    let (one, two) = (pool(1), pool(2));
+    let lstm_proj = recur::CellKind::Lstm(recur::LstmCell {
+        proj_size: 100,
+        ..Default::default()
+    });
+    let mut rng = SplitMix64(21);
+    for (name, cell) in [
+        ("lstm", recur::CellKind::lstm()),
+        ("lstm_proj", lstm_proj),
+        ("gru", recur::CellKind::gru()),
+        ("rnn", recur::CellKind::rnn_tanh()),
+    ] {
+        let (batch, seq_len) = (3, 9);
+        let config = RecurrentConfig {
+            cell,
+            input_size: 70,
+            hidden_size: 200,
+            num_layers: 2,
+            ..Default::default()
+        };
+        let m = model::<f32>(config);
+        let x = rng.tensor::<f32>(&[seq_len, batch, 70]);
+        let lengths = [9, 4, 7];
+        let run = |pool: &rayon::ThreadPool| {
+            pool.install(|| {
+                let (out, tape) = m.forward_train(&x, None, Some(&lengths), 3).unwrap();
+                let mut rng = SplitMix64(5);
+                let up = Upstream::draw(&mut rng, &out);
+                let mut g = vec![0f32; m.params().len()];
+                let d = m.backward(&tape, up.grad(), &mut g).unwrap();
+                (out, d, g)
+            })
+        };
+        let (out1, d1, g1) = run(&one);
+        let (out2, d2, g2) = run(&two);
+        assert_same(
+            &format!("{name} output"),
+            out2.output.data(),
+            out1.output.data(),
+            Tol::Bitwise,
+        );
+        assert_state_same(
+            &format!("{name} final state"),
+            &out2.state,
+            &out1.state,
+            Tol::Bitwise,
+        );
+        assert_same(
+            &format!("{name} grad input"),
+            d2.input.data(),
+            d1.input.data(),
+            Tol::Bitwise,
+        );
+        assert_state_same(
+            &format!("{name} grad h0/c0"),
+            &d2.state,
+            &d1.state,
+            Tol::Bitwise,
+        );
+        assert_same(
+            &format!("{name} grad params"),
+            &g2,
+            &g1,
+            Tol::Rel(REORDERED_SUM_TOL_F32),
+        );
+        // Streaming one sequence on two threads ≡ the whole sequence on one.
+        let x1 = one_seq(&x, 0, seq_len);
+        let whole = one.install(|| m.forward(&x1, None, None).unwrap());
+        let h_out = m.config().h_out();
+        let streamed: Vec<f32> = two.install(|| {
+            let mut stepper = m.stepper(1).unwrap();
+            let mut y = vec![0f32; h_out];
+            let mut all = Vec::new();
+            for t in 0..seq_len {
+                stepper
+                    .step(&x1.data()[t * 70..(t + 1) * 70], &mut y)
+                    .unwrap();
+                all.extend_from_slice(&y);
+            }
+            all
+        });
+        assert_same(
+            &format!("{name} streamed"),
+            &streamed,
+            whole.output.data(),
+            Tol::Bitwise,
+        );
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod activation;
 pub mod fast_f32;
+pub mod pair;
 pub mod panels;
 pub mod reference;
 pub mod split;

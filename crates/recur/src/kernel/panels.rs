@@ -17,9 +17,9 @@
 //! tiling or thread split: a row's result does not depend on the batch size or on which rows
 //! are active.
 //!
-//! Two threads (rayon's pool) split large products: the rows when there are many
-//! (the input projection of a whole sequence), the column blocks when there are few (a
-//! time step).
+//! Two threads split large products: the rows when there are many (the input projection of
+//! a whole sequence, on rayon's pool), the column blocks when there are few (a time step of
+//! a small batch, on the current [`super::pair::Pair`] if one is installed, else rayon's).
 //!
 //! CPUs without AVX-512F get no panels ([`Panels::pack`] returns `None`) and the callers keep
 //! the `gemm` crate.
@@ -37,8 +37,12 @@ const MR: usize = 6;
 /// Rows per chunk when a product has many rows: a chunk of `a` stays in L2 while every
 /// column block passes over it.
 const MC: usize = 96;
-/// Below this many multiply-adds a product runs on the calling thread.
+/// Below this many multiply-adds a product runs on the calling thread (a fork-join costs
+/// several µs).
 const PARALLEL_MIN_FMAS: usize = 1 << 21;
+/// Below this many multiply-adds a product runs on the calling thread even with a
+/// [`super::pair::Pair`] installed (meeting the helper costs a fraction of a µs).
+const PAIR_MIN_FMAS: usize = 1 << 14;
 
 /// `B` `[k, n]` packed for [`matmul_panels`] (see the module docs).
 #[derive(Clone, Debug, PartialEq)]
@@ -169,20 +173,42 @@ fn product(
     };
     let threads = rayon::current_num_threads();
     let fmas = m.saturating_mul(n).saturating_mul(k);
+    let blocks = b.blocks();
+    let paired = !super::split::in_part()
+        && fmas >= PAIR_MIN_FMAS
+        && blocks >= 2
+        && super::pair::with_current(|pair| match pair {
+            Some(pair) => {
+                let half = blocks.div_ceil(2);
+                let part = &part;
+                // SAFETY: as below; the halves write disjoint columns of `dst`.
+                pair.split(&|p| unsafe {
+                    if p == 0 {
+                        part.run(0..m, 0..half);
+                    } else {
+                        part.run(0..m, half..blocks);
+                    }
+                });
+                true
+            }
+            None => false,
+        });
+    if paired {
+        return;
+    }
     if threads < 2 || fmas < PARALLEL_MIN_FMAS || super::split::in_part() {
         // SAFETY: the asserts above put every row and column the part touches inside
         // `dst` and `a`; `dst` is borrowed mutably for the whole call.
-        unsafe { part.run(0..m, 0..b.blocks()) };
+        unsafe { part.run(0..m, 0..blocks) };
     } else if m >= 2 * MC {
         let half = m.div_ceil(2 * MR) * MR;
         let part = &part;
         // SAFETY: as above; the halves write disjoint rows of `dst`.
         rayon::join(
-            || unsafe { part.run(0..half, 0..b.blocks()) },
-            || unsafe { part.run(half..m, 0..b.blocks()) },
+            || unsafe { part.run(0..half, 0..blocks) },
+            || unsafe { part.run(half..m, 0..blocks) },
         );
     } else {
-        let blocks = b.blocks();
         let half = blocks.div_ceil(2);
         let part = &part;
         // SAFETY: as above; the halves write disjoint columns of `dst`.

@@ -27,7 +27,8 @@
 
 use crate::Float;
 use crate::cell::{BwdStep, CellKind, FwdStep, RecurrentGrads, Slabs, StepWeights};
-use crate::kernel::split::{SharedRows, row_parts, run_parts};
+use crate::kernel::pair::{self, Pair};
+use crate::kernel::split::{SharedRows, in_part, row_parts, run_parts};
 use crate::kernel::{Accumulate, Mat, Panels, add_column_sums, matmul, matmul_bias};
 use crate::layer::params::Block;
 
@@ -184,6 +185,7 @@ impl<T: Float> DirSpec<'_, T> {
         let sw = self.packed_step_weights(&packed);
 
         // (1) the input projection of every step: one GEMM, biases folded in.
+        let __t0 = std::time::Instant::now();
         let bias = self.input_bias();
         let mut gates = vec![T::zero(); rows * gh];
         let w_ih_t = Mat::rows(self.w.w_ih, gh, self.input_size, self.input_size).t();
@@ -196,6 +198,7 @@ impl<T: Float> DirSpec<'_, T> {
             &bias,
         );
 
+        let __t1 = std::time::Instant::now();
         let mut hs = vec![T::zero(); (tl + 1) * bs * r];
         let first = self.first_slot();
         hs[first * bs * r..(first + 1) * bs * r].copy_from_slice(h0);
@@ -210,86 +213,99 @@ impl<T: Float> DirSpec<'_, T> {
 
         // The batch's rows split between threads for the whole loop (see `kernel::split`):
         // part `rows` reads and writes only those rows of every slab.
+        let __t2 = std::time::Instant::now();
         let parts = row_parts(bs);
         // width of the cell-state slab's rows (0: no cell state, every piece empty)
         let ch = if self.has_c() { h } else { 0 };
         let (hs_p, cs_p) = (SharedRows::new(&mut hs), SharedRows::new(&mut cs));
         let (gates_p, aux_p) = (SharedRows::new(&mut gates), SharedRows::new(&mut aux));
         let (keep_p, m_p) = (SharedRows::new(&mut keep), SharedRows::new(&mut m));
-        run_parts(parts.len(), |p| {
-            let (r0, r1) = (parts[p].start, parts[p].end);
-            let mut scratch = vec![T::zero(); (r1 - r0) * widths.fwd_scratch];
-            // recurrent dropout: each step's masked state m ⊙ h_prev, the product's operand
-            let mut h_rec = vec![
-                T::zero();
-                if self.rec_mask.is_some() {
-                    (r1 - r0) * r
-                } else {
-                    0
-                }
-            ];
-            // Row ranges `[row0 + r0, row0 + r0 + n)` of a slab `w` values wide.
-            let span = |row0: usize, n: usize, w: usize| (row0 + r0) * w..(row0 + r0 + n) * w;
-            for k in 0..tl {
-                let t = self.time_of(k);
-                // rows of this part still running at t
-                let n = self.active[t].clamp(r0, r1) - r0;
-                let (prev, cur) = (self.prev_slot(t) * bs, self.cur_slot(t) * bs);
-                // SAFETY: every piece below lies in rows r0..r1 of its slab (this part's
-                // alone), and the two slots of a state slab are distinct.
-                let (h_prev, h_cur, c_prev, c_cur) = unsafe {
-                    (
-                        hs_p.piece(span(prev, r1 - r0, r)),
-                        hs_p.piece_mut(span(cur, r1 - r0, r)),
-                        cs_p.piece(span(prev, r1 - r0, ch)),
-                        cs_p.piece_mut(span(cur, r1 - r0, ch)),
-                    )
-                };
-                // A step where none of the part's sequences is running only carries.
-                if n > 0 {
-                    let h_rec: &[T] = match self.rec_mask {
-                        Some(mask) => {
-                            let hr = &mut h_rec[..n * r];
-                            let mask = &mask[r0 * r..];
-                            for ((d, &hp), &m) in hr.iter_mut().zip(&h_prev[..n * r]).zip(mask) {
-                                *d = hp * m;
-                            }
-                            hr
-                        }
-                        None => &h_prev[..n * r],
-                    };
-                    let row0 = t * bs;
-                    // SAFETY: as above.
-                    let (gates, aux, keep, m) = unsafe {
+        let pair = loop_pair(parts.len(), packed.w_hh_p.is_some(), bs * gh * r);
+        pair::install(pair.as_ref(), || {
+            run_parts(parts.len(), |p| {
+                let (r0, r1) = (parts[p].start, parts[p].end);
+                let mut scratch = vec![T::zero(); (r1 - r0) * widths.fwd_scratch];
+                // recurrent dropout: each step's masked state m ⊙ h_prev, the product's operand
+                let mut h_rec = vec![
+                    T::zero();
+                    if self.rec_mask.is_some() {
+                        (r1 - r0) * r
+                    } else {
+                        0
+                    }
+                ];
+                // Row ranges `[row0 + r0, row0 + r0 + n)` of a slab `w` values wide.
+                let span = |row0: usize, n: usize, w: usize| (row0 + r0) * w..(row0 + r0 + n) * w;
+                for k in 0..tl {
+                    let t = self.time_of(k);
+                    // rows of this part still running at t
+                    let n = self.active[t].clamp(r0, r1) - r0;
+                    let (prev, cur) = (self.prev_slot(t) * bs, self.cur_slot(t) * bs);
+                    // SAFETY: every piece below lies in rows r0..r1 of its slab (this part's
+                    // alone), and the two slots of a state slab are distinct.
+                    let (h_prev, h_cur, c_prev, c_cur) = unsafe {
                         (
-                            gates_p.piece_mut(span(row0, n, gh)),
-                            aux_p.piece_mut(span(row0, n, widths.aux)),
-                            keep_p.piece_mut(span(row0, n, widths.keep)),
-                            m_p.piece_mut(span(row0, n, widths.m)),
+                            hs_p.piece(span(prev, r1 - r0, r)),
+                            hs_p.piece_mut(span(cur, r1 - r0, r)),
+                            cs_p.piece(span(prev, r1 - r0, ch)),
+                            cs_p.piece_mut(span(cur, r1 - r0, ch)),
                         )
                     };
-                    self.cell.forward_step(
-                        &sw,
-                        FwdStep {
-                            n,
-                            h_prev: &h_prev[..n * r],
-                            h_rec,
-                            c_prev: &c_prev[..n * ch],
-                            h: &mut h_cur[..n * r],
-                            c: &mut c_cur[..n * ch],
-                            gates,
-                            aux,
-                            keep,
-                            m,
-                            scratch: &mut scratch[..n * widths.fwd_scratch],
-                        },
-                    );
+                    // A step where none of the part's sequences is running only carries.
+                    if n > 0 {
+                        let h_rec: &[T] = match self.rec_mask {
+                            Some(mask) => {
+                                let hr = &mut h_rec[..n * r];
+                                let mask = &mask[r0 * r..];
+                                for ((d, &hp), &m) in hr.iter_mut().zip(&h_prev[..n * r]).zip(mask)
+                                {
+                                    *d = hp * m;
+                                }
+                                hr
+                            }
+                            None => &h_prev[..n * r],
+                        };
+                        let row0 = t * bs;
+                        // SAFETY: as above.
+                        let (gates, aux, keep, m) = unsafe {
+                            (
+                                gates_p.piece_mut(span(row0, n, gh)),
+                                aux_p.piece_mut(span(row0, n, widths.aux)),
+                                keep_p.piece_mut(span(row0, n, widths.keep)),
+                                m_p.piece_mut(span(row0, n, widths.m)),
+                            )
+                        };
+                        self.cell.forward_step(
+                            &sw,
+                            FwdStep {
+                                n,
+                                h_prev: &h_prev[..n * r],
+                                h_rec,
+                                c_prev: &c_prev[..n * ch],
+                                h: &mut h_cur[..n * r],
+                                c: &mut c_cur[..n * ch],
+                                gates,
+                                aux,
+                                keep,
+                                m,
+                                scratch: &mut scratch[..n * widths.fwd_scratch],
+                            },
+                        );
+                    }
+                    // Sequences that have ended (or, in reverse, not yet begun) carry their state.
+                    h_cur[n * r..].copy_from_slice(&h_prev[n * r..]);
+                    c_cur[n * ch..].copy_from_slice(&c_prev[n * ch..]);
                 }
-                // Sequences that have ended (or, in reverse, not yet begun) carry their state.
-                h_cur[n * r..].copy_from_slice(&h_prev[n * r..]);
-                c_cur[n * ch..].copy_from_slice(&c_prev[n * ch..]);
-            }
+            })
         });
+        if std::env::var("RECUR_TIME").is_ok() {
+            eprintln!(
+                "proj {:?} alloc {:?} loop {:?}",
+                __t1 - __t0,
+                __t2 - __t1,
+                __t2.elapsed()
+            );
+        }
         DirTape {
             h: hs,
             c: cs,
@@ -403,6 +419,15 @@ impl<T: Float> DirSpec<'_, T> {
             m: vec![T::zero(); bs * widths.m],
             scratch: vec![T::zero(); bs * widths.fwd_scratch],
         }
+    }
+
+    /// Whether the step products of `ds` run on the panel kernel, and how many multiply-adds
+    /// the recurrent one has (for [`loop_pair`]).
+    pub fn step_products(&self, ds: &DirStep<T>) -> (bool, usize) {
+        (
+            ds.packed.w_hh_p.is_some(),
+            self.batch * self.gh() * self.h_out,
+        )
     }
 
     /// One time step of all `batch` rows (streaming): `x` is `[batch, input_size]`, the states
@@ -548,64 +573,67 @@ impl<T: Float> DirSpec<'_, T> {
         let parts = row_parts(bs);
         let (dh_p, dc_p) = (SharedRows::new(&mut dh), SharedRows::new(&mut dc));
         let (dgates_p, dalt_p) = (SharedRows::new(&mut dgates), SharedRows::new(&mut dalt));
-        run_parts(parts.len(), |p| {
-            let (r0, r1) = (parts[p].start, parts[p].end);
-            let mut scratch = vec![T::zero(); (r1 - r0) * widths.bwd_scratch];
-            // recurrent dropout: the gradient that reaches m ⊙ h_prev
-            let mut dh_rec = vec![T::zero(); if mask.is_empty() { 0 } else { (r1 - r0) * r }];
-            let span = |row0: usize, n: usize, w: usize| (row0 + r0) * w..(row0 + r0 + n) * w;
-            // SAFETY: rows r0..r1 of the running gradients are this part's alone.
-            let (dh, dc) = unsafe {
-                (
-                    dh_p.piece_mut(span(0, r1 - r0, r)),
-                    dc_p.piece_mut(span(0, r1 - r0, ch)),
-                )
-            };
-            for k in (0..tl).rev() {
-                let t = self.time_of(k);
-                let n = self.active[t].clamp(r0, r1) - r0;
-                let row0 = t * bs;
-                for b in 0..n {
-                    let src = &dy[(row0 + r0 + b) * ld + off..][..r];
-                    for (d, &s) in dh[b * r..(b + 1) * r].iter_mut().zip(src) {
-                        *d += s;
-                    }
-                }
-                if n == 0 {
-                    continue;
-                }
-                let ps = self.prev_slot(t) * bs;
-                // SAFETY: rows of this part only, as above.
-                let (dgates, dalt) = unsafe {
+        let pair = loop_pair(parts.len(), packed.w_hh.is_some(), bs * gh * r);
+        pair::install(pair.as_ref(), || {
+            run_parts(parts.len(), |p| {
+                let (r0, r1) = (parts[p].start, parts[p].end);
+                let mut scratch = vec![T::zero(); (r1 - r0) * widths.bwd_scratch];
+                // recurrent dropout: the gradient that reaches m ⊙ h_prev
+                let mut dh_rec = vec![T::zero(); if mask.is_empty() { 0 } else { (r1 - r0) * r }];
+                let span = |row0: usize, n: usize, w: usize| (row0 + r0) * w..(row0 + r0 + n) * w;
+                // SAFETY: rows r0..r1 of the running gradients are this part's alone.
+                let (dh, dc) = unsafe {
                     (
-                        dgates_p.piece_mut(span(row0, n, gh)),
-                        dalt_p.piece_mut(span(row0, n, widths.dalt)),
+                        dh_p.piece_mut(span(0, r1 - r0, r)),
+                        dc_p.piece_mut(span(0, r1 - r0, ch)),
                     )
                 };
-                self.cell.backward_step(
-                    &sw,
-                    BwdStep {
-                        n,
-                        h_prev: &tape.h[span(ps, n, r)],
-                        h_rec: &h_rec_all[span(row0, n, r)],
-                        c_prev: &tape.c[span(ps, n, ch)],
-                        gates: &tape.gates[span(row0, n, gh)],
-                        aux: &tape.aux[span(row0, n, widths.aux)],
-                        keep: &tape.keep[span(row0, n, widths.keep)],
-                        mask: if mask.is_empty() {
-                            mask
-                        } else {
-                            &mask[span(0, n, r)]
+                for k in (0..tl).rev() {
+                    let t = self.time_of(k);
+                    let n = self.active[t].clamp(r0, r1) - r0;
+                    let row0 = t * bs;
+                    for b in 0..n {
+                        let src = &dy[(row0 + r0 + b) * ld + off..][..r];
+                        for (d, &s) in dh[b * r..(b + 1) * r].iter_mut().zip(src) {
+                            *d += s;
+                        }
+                    }
+                    if n == 0 {
+                        continue;
+                    }
+                    let ps = self.prev_slot(t) * bs;
+                    // SAFETY: rows of this part only, as above.
+                    let (dgates, dalt) = unsafe {
+                        (
+                            dgates_p.piece_mut(span(row0, n, gh)),
+                            dalt_p.piece_mut(span(row0, n, widths.dalt)),
+                        )
+                    };
+                    self.cell.backward_step(
+                        &sw,
+                        BwdStep {
+                            n,
+                            h_prev: &tape.h[span(ps, n, r)],
+                            h_rec: &h_rec_all[span(row0, n, r)],
+                            c_prev: &tape.c[span(ps, n, ch)],
+                            gates: &tape.gates[span(row0, n, gh)],
+                            aux: &tape.aux[span(row0, n, widths.aux)],
+                            keep: &tape.keep[span(row0, n, widths.keep)],
+                            mask: if mask.is_empty() {
+                                mask
+                            } else {
+                                &mask[span(0, n, r)]
+                            },
+                            dh_rec: &mut dh_rec[..if mask.is_empty() { 0 } else { n * r }],
+                            dh: &mut dh[..n * r],
+                            dc: &mut dc[..n * ch],
+                            dgates,
+                            dalt,
+                            scratch: &mut scratch[..n * widths.bwd_scratch],
                         },
-                        dh_rec: &mut dh_rec[..if mask.is_empty() { 0 } else { n * r }],
-                        dh: &mut dh[..n * r],
-                        dc: &mut dc[..n * ch],
-                        dgates,
-                        dalt,
-                        scratch: &mut scratch[..n * widths.bwd_scratch],
-                    },
-                );
-            }
+                    );
+                }
+            })
         });
 
         // After the loop: every weight gradient is one product over all steps.
@@ -666,6 +694,22 @@ impl<T: Float> DirSpec<'_, T> {
         }
         (dh, dc)
     }
+}
+
+/// Multiply-adds of one step's recurrent product (batch × G·H × R) from which a batch that
+/// is not split by rows has its products split by columns between a [`Pair`] of threads.
+const PAIR_MIN_STEP_FMAS: usize = 1 << 16;
+
+/// A pair of threads for the time loop of a batch in one part whose step products run on
+/// the panel kernel (`panels`) and are big enough, when rayon's pool has two threads or
+/// more; else `None`.
+pub(crate) fn loop_pair(parts: usize, panels: bool, step_fmas: usize) -> Option<Pair> {
+    let worth = parts == 1
+        && panels
+        && step_fmas >= PAIR_MIN_STEP_FMAS
+        && !in_part()
+        && rayon::current_num_threads() >= 2;
+    if worth { Pair::new() } else { None }
 }
 
 /// The transpose of a stored `[rows, cols]` matrix: a strided view of it, or its packed copy.

@@ -13,10 +13,11 @@
 
 use std::fmt;
 
-use super::driver::{DirSpec, DirStep};
+use super::driver::{DirSpec, DirStep, loop_pair};
 use super::{Direction, Recurrent, State};
 use crate::Float;
 use crate::error::{Error, Result, Shape};
+use crate::kernel::pair::{self, Pair};
 use crate::tensor::Tensor;
 
 /// A streaming session over a unidirectional [`Recurrent`] stack for a fixed `batch`: it
@@ -56,6 +57,9 @@ pub struct Stepper<'a, T> {
     /// the state being written by a step, swapped with `h`, `c` after it
     h_next: Vec<T>,
     c_next: Vec<T>,
+    /// the helper thread that takes half of each step product (small batches on two
+    /// threads or more, see `kernel::pair`), or `None`
+    pair: Option<Pair>,
 }
 
 impl<T> fmt::Debug for Stepper<'_, T> {
@@ -80,13 +84,18 @@ impl<'a, T: Float> Stepper<'a, T> {
             return Err(Error::Empty("stepper: batch is 0".into()));
         }
         let nl = cfg.num_layers;
-        let layers = (0..nl)
+        let layers: Vec<(DirSpec<'a, T>, DirStep<T>)> = (0..nl)
             .map(|layer| {
                 let spec = model.dir_spec(layer, 0, (1, batch, &[]));
                 let prepared = spec.prepare();
                 (spec, prepared)
             })
             .collect();
+        let pair = layers
+            .iter()
+            .map(|(spec, prepared)| spec.step_products(prepared))
+            .max_by_key(|&(panels, fmas)| (panels, fmas))
+            .and_then(|(panels, fmas)| loop_pair(1, panels, fmas));
         let h_len = nl * batch * cfg.h_out();
         let c_len = if cfg.cell.has_cell_state() {
             nl * batch * cfg.hidden_size
@@ -101,6 +110,7 @@ impl<'a, T: Float> Stepper<'a, T> {
             c: vec![T::zero(); c_len],
             h_next: vec![T::zero(); h_len],
             c_next: vec![T::zero(); c_len],
+            pair,
         })
     }
 
@@ -127,18 +137,32 @@ impl<'a, T: Float> Stepper<'a, T> {
         check_len("out", out.len(), [bs, r])?;
         let has_c = cfg.cell.has_cell_state();
         let (hs, cs) = (bs * r, if has_c { bs * h } else { 0 });
-        for (l, (spec, prepared)) in self.layers.iter_mut().enumerate() {
-            // Layer l writes h_next[l]; its input is x or h_next[l − 1] just below it.
-            let (below, h_out) = self.h_next.split_at_mut(l * hs);
-            let input = if l == 0 { x } else { &below[(l - 1) * hs..] };
-            spec.step(
-                prepared,
-                input,
-                (&self.h[l * hs..(l + 1) * hs], &self.c[l * cs..(l + 1) * cs]),
-                &mut h_out[..hs],
-                &mut self.c_next[l * cs..(l + 1) * cs],
-            );
-        }
+        let Self {
+            layers,
+            h: h_before,
+            c: c_before,
+            h_next,
+            c_next,
+            pair,
+            ..
+        } = self;
+        pair::install(pair.as_ref(), || {
+            for (l, (spec, prepared)) in layers.iter_mut().enumerate() {
+                // Layer l writes h_next[l]; its input is x or h_next[l − 1] just below it.
+                let (below, h_out) = h_next.split_at_mut(l * hs);
+                let input = if l == 0 { x } else { &below[(l - 1) * hs..] };
+                spec.step(
+                    prepared,
+                    input,
+                    (
+                        &h_before[l * hs..(l + 1) * hs],
+                        &c_before[l * cs..(l + 1) * cs],
+                    ),
+                    &mut h_out[..hs],
+                    &mut c_next[l * cs..(l + 1) * cs],
+                );
+            }
+        });
         std::mem::swap(&mut self.h, &mut self.h_next);
         std::mem::swap(&mut self.c, &mut self.c_next);
         out.copy_from_slice(&self.h[(self.layers.len() - 1) * hs..]);

@@ -1,0 +1,241 @@
+//! A persistent pair of threads for the products of small batches.
+//!
+//! At batch 1…15 the batch is too small to split by rows ([`super::split`]), and a time
+//! step's product is too short (a few µs) for a fork-join: waking a pool thread costs about
+//! as much as the product. A [`Pair`] keeps one helper thread for a whole sequence (or a
+//! whole [`crate::Stepper`]'s life), spinning between steps, and splits each panel product
+//! ([`super::panels`]) by column blocks: the calling thread takes the first half, the helper
+//! the second, and they meet at a counter. Each thread then reads the same half of the
+//! weights at every step, which stays in its own core's L2 cache.
+//!
+//! [`install`] makes a pair the current one of the calling thread for the duration of a
+//! closure; the panel product splits its work through it (see
+//! `panels::matmul_panels`). Everything else (the elementwise passes) stays on the calling
+//! thread.
+
+use std::cell::{Cell, UnsafeCell};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// Spins before a waiting thread parks or yields (around a millisecond: longer than the gap
+/// between two products of a running sequence, so that it never parks mid-sequence).
+const SPINS_BEFORE_PARK: usize = 1 << 16;
+
+/// A job: run part `p` (0 on the calling thread, 1 on the helper).
+type Job = dyn Fn(usize) + Sync;
+
+struct Shared {
+    /// jobs posted so far
+    posted: AtomicUsize,
+    /// jobs the helper has finished
+    finished: AtomicUsize,
+    /// the helper is parked or about to park
+    sleeping: AtomicBool,
+    stop: AtomicBool,
+    /// the helper's part of the last job panicked
+    panicked: AtomicBool,
+    /// the current job; written by the owner before `posted` is raised (Release), read by
+    /// the helper after it sees the raise (Acquire), live until the owner saw `finished`
+    job: UnsafeCell<Option<*const Job>>,
+}
+
+// SAFETY: `job` is only written by the owner while the helper is idle (it has finished
+// every posted job) and only read by the helper between a post and its `finished` store;
+// the atomics order the two (see `Pair::split`).
+unsafe impl Sync for Shared {}
+// SAFETY: as above; the raw pointer is only dereferenced under that protocol.
+unsafe impl Send for Shared {}
+
+/// The helper thread of a pair and what it shares with its owner.
+pub struct Pair {
+    shared: Arc<Shared>,
+    helper: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Pair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pair").finish_non_exhaustive()
+    }
+}
+
+impl Pair {
+    /// Starts the helper thread; `None` when the system refuses a thread (the products then
+    /// run on the calling thread alone).
+    pub fn new() -> Option<Self> {
+        let shared = Arc::new(Shared {
+            posted: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
+            sleeping: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            panicked: AtomicBool::new(false),
+            job: UnsafeCell::new(None),
+        });
+        let theirs = Arc::clone(&shared);
+        let helper = thread::Builder::new()
+            .name("recur-pair".into())
+            .spawn(move || helper_loop(&theirs))
+            .ok()?;
+        Some(Self {
+            shared,
+            helper: Some(helper),
+        })
+    }
+
+    /// Runs `f(0)` here and `f(1)` on the helper, and returns when both have finished.
+    ///
+    /// # Panics
+    /// When either part panics.
+    pub fn split(&self, f: &(dyn Fn(usize) + Sync)) {
+        let s = &*self.shared;
+        // SAFETY: the helper has finished every posted job (checked below before returning
+        // from the previous call), so it does not read `job` now. The pointer's lifetime is
+        // erased; it is only used until `finished` reaches this job, before `split`
+        // returns, while `f` is still borrowed.
+        unsafe {
+            let f: *const Job = std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Job>(f);
+            *s.job.get() = Some(f);
+        }
+        let ticket = s.posted.fetch_add(1, Ordering::SeqCst) + 1;
+        if s.sleeping.load(Ordering::SeqCst)
+            && let Some(h) = &self.helper
+        {
+            h.thread().unpark();
+        }
+        let mine = catch_unwind(AssertUnwindSafe(|| f(0)));
+        let mut spins = 0usize;
+        while s.finished.load(Ordering::Acquire) != ticket {
+            spins += 1;
+            if spins < SPINS_BEFORE_PARK {
+                std::hint::spin_loop();
+            } else {
+                thread::yield_now();
+            }
+        }
+        if let Err(payload) = mine {
+            std::panic::resume_unwind(payload);
+        }
+        assert!(
+            !s.panicked.swap(false, Ordering::AcqRel),
+            "the pair's helper thread panicked"
+        );
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.helper.take() {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+    }
+}
+
+fn helper_loop(s: &Shared) {
+    let mut seen = 0usize;
+    loop {
+        let mut spins = 0usize;
+        while s.posted.load(Ordering::Acquire) == seen {
+            if s.stop.load(Ordering::Acquire) {
+                return;
+            }
+            spins += 1;
+            if spins < SPINS_BEFORE_PARK {
+                std::hint::spin_loop();
+            } else {
+                // Announce the nap, then look once more: a post after this look sees
+                // `sleeping` and unparks (both SeqCst, so one of the two sees the other).
+                s.sleeping.store(true, Ordering::SeqCst);
+                if s.posted.load(Ordering::SeqCst) == seen && !s.stop.load(Ordering::SeqCst) {
+                    thread::park_timeout(Duration::from_millis(10));
+                }
+                s.sleeping.store(false, Ordering::SeqCst);
+                spins = 0;
+            }
+        }
+        seen += 1;
+        // SAFETY: the owner wrote `job` before raising `posted` to `seen` (Acquire above
+        // pairs with its SeqCst raise) and keeps the closure alive until `finished` is
+        // `seen`.
+        let job = unsafe { (*s.job.get()).expect("a posted job") };
+        // SAFETY: as above.
+        let ok = catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(1) })).is_ok();
+        if !ok {
+            s.panicked.store(true, Ordering::Release);
+        }
+        s.finished.store(seen, Ordering::Release);
+    }
+}
+
+thread_local! {
+    static CURRENT: Cell<*const Pair> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs `f` with `pair` (if any) as this thread's current pair.
+pub fn install<R>(pair: Option<&Pair>, f: impl FnOnce() -> R) -> R {
+    let Some(pair) = pair else { return f() };
+    struct Restore(*const Pair);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CURRENT.with(|c| c.replace(pair)));
+    f()
+}
+
+/// Runs `f` with this thread's current pair, if one is installed.
+pub fn with_current<R>(f: impl FnOnce(Option<&Pair>) -> R) -> R {
+    let p = CURRENT.with(Cell::get);
+    // SAFETY: a non-null pointer was set by `install` from a reference that outlives the
+    // closure `install` runs, during which alone it is set on this thread.
+    f(unsafe { p.as_ref() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_halves_run_every_time() {
+        let pair = Pair::new().unwrap();
+        for round in 0..2000usize {
+            let hits = [AtomicUsize::new(0), AtomicUsize::new(0)];
+            pair.split(&|p| {
+                hits[p].fetch_add(round + 1, Ordering::Relaxed);
+            });
+            assert_eq!(hits[0].load(Ordering::Relaxed), round + 1);
+            assert_eq!(hits[1].load(Ordering::Relaxed), round + 1);
+            if round == 1000 {
+                // long enough for the helper to park; the next job must wake it
+                thread::sleep(Duration::from_millis(30));
+            }
+        }
+    }
+
+    #[test]
+    fn a_panic_in_the_helper_reaches_the_owner() {
+        let pair = Pair::new().unwrap();
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            pair.split(&|p| assert_ne!(p, 1, "helper fails"));
+        }));
+        assert!(caught.is_err());
+        // and the pair still works afterwards
+        let hits = AtomicUsize::new(0);
+        pair.split(&|_| {
+            hits.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(hits.into_inner(), 2);
+    }
+
+    #[test]
+    fn install_is_scoped() {
+        let pair = Pair::new().unwrap();
+        assert!(with_current(|p| p.is_none()));
+        install(Some(&pair), || assert!(with_current(|p| p.is_some())));
+        assert!(with_current(|p| p.is_none()));
+    }
+}
