@@ -24,7 +24,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Args, ValueEnum};
 use recur::{
-    CellKind, Direction, LstmCell, OutputGrad, Recurrent, RecurrentConfig, RnnCell, Tensor,
+    CellKind, Direction, LstmCell, OutputGrad, Peepholes, Recurrent, RecurrentConfig, RnnCell,
+    Tensor,
 };
 use serde_json::json;
 
@@ -59,6 +60,9 @@ pub struct BenchArgs {
     /// LSTM projection size P (0 = none; must be smaller than --hidden-size)
     #[arg(long, default_value_t = 0)]
     pub proj_size: usize,
+    /// LSTM with all three peepholes (Gers & Schmidhuber 2000; recur only, PyTorch has none)
+    #[arg(long)]
+    pub peepholes: bool,
     /// What to time [default: train, then infer]
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
@@ -107,10 +111,15 @@ impl Cell {
         }
     }
 
-    fn kind(self, proj_size: usize) -> CellKind {
+    fn kind(self, proj_size: usize, peepholes: bool) -> CellKind {
         match self {
             Cell::Lstm => CellKind::Lstm(LstmCell {
                 proj_size,
+                peepholes: if peepholes {
+                    Peepholes::ALL
+                } else {
+                    Peepholes::NONE
+                },
                 ..Default::default()
             }),
             Cell::Gru => CellKind::gru(),
@@ -157,6 +166,10 @@ impl BenchArgs {
                 ensure!(v >= 1, "{flag} must be at least 1, got {v}");
             }
         }
+        ensure!(
+            !self.peepholes || self.cell == Cell::Lstm,
+            "--peepholes needs --cell lstm"
+        );
         if self.proj_size > 0 {
             ensure!(
                 self.cell == Cell::Lstm,
@@ -227,7 +240,7 @@ impl BenchArgs {
 
     fn config(&self) -> RecurrentConfig {
         RecurrentConfig {
-            cell: self.cell.kind(self.proj_size),
+            cell: self.cell.kind(self.proj_size, self.peepholes),
             input_size: self.input_size,
             hidden_size: self.hidden_size,
             num_layers: self.num_layers,
@@ -318,7 +331,7 @@ fn time_mode(
     model: &Recurrent<f32>,
     mode: Mode,
     lengths: Option<&[usize]>,
-) -> Result<(f64, usize, f64)> {
+) -> Result<Timing> {
     let cfg = model.config();
     let (t, b, i) = (args.seq_len, args.batch, args.input_size);
     let mut rng = SplitMix(args.seed);
@@ -333,7 +346,12 @@ fn time_mode(
             Ok(())
         })
         .context("step")?;
-        return Ok((secs, b, forward_flops(cfg, b)));
+        return Ok(Timing {
+            secs,
+            tokens: b,
+            flops: forward_flops(cfg, b),
+            tape_bytes: None,
+        });
     }
     let tokens = lengths.map_or(t * b, |l| l.iter().sum());
     let x = Tensor::new((0..t * b * i).map(|_| rng.next_f32()).collect(), &[t, b, i])?;
@@ -344,7 +362,12 @@ fn time_mode(
             Ok(())
         })
         .context("forward")?;
-        return Ok((secs, tokens, fwd));
+        return Ok(Timing {
+            secs,
+            tokens,
+            flops: fwd,
+            tape_bytes: None,
+        });
     }
     let width = cfg.direction.count() * cfg.h_out();
     let dy = Tensor::new(vec![1.0f32; t * b * width], &[t, b, width])?;
@@ -353,19 +376,42 @@ fn time_mode(
         output: Some(&dy),
         ..Default::default()
     };
+    let mut tape_bytes = 0;
     let secs = median_time(warmup, iters, || {
         grads.fill(0.0);
         let (out, tape) = model.forward_train(black_box(&x), None, lengths, args.seed)?;
         black_box(out);
+        tape_bytes = tape.bytes();
         black_box(model.backward(&tape, grad, &mut grads)?);
         Ok(())
     })
     .context("forward_train and backward")?;
     black_box(&grads);
-    Ok((secs, tokens, 3.0 * fwd))
+    Ok(Timing {
+        secs,
+        tokens,
+        flops: 3.0 * fwd,
+        tape_bytes: Some(tape_bytes),
+    })
 }
 
-fn report(args: &BenchArgs, mode: Mode, threads: usize, secs: f64, tokens: usize, flops: f64) {
+/// What one mode measured.
+struct Timing {
+    /// median seconds per iteration
+    secs: f64,
+    tokens: usize,
+    flops: f64,
+    /// train: what the training forward kept for the backward ([`recur::Tape::bytes`])
+    tape_bytes: Option<usize>,
+}
+
+fn report(args: &BenchArgs, mode: Mode, threads: usize, timing: &Timing) {
+    let &Timing {
+        secs,
+        tokens,
+        flops,
+        tape_bytes,
+    } = timing;
     let ms = secs * 1e3;
     let tokens_per_s = tokens as f64 / secs;
     let gflops = flops / secs / 1e9;
@@ -395,6 +441,11 @@ fn report(args: &BenchArgs, mode: Mode, threads: usize, secs: f64, tokens: usize
         if mode == Mode::Stream {
             obj["us_per_step"] = json!(secs * 1e6);
         }
+        if let Some(bytes) = tape_bytes {
+            obj["tape_bytes"] = json!(bytes);
+            obj["tape_bytes_per_token"] = json!(bytes as f64 / tokens as f64);
+        }
+        obj["peepholes"] = json!(args.peepholes);
         println!("{obj}");
     } else {
         let step = if mode == Mode::Stream {
@@ -402,9 +453,16 @@ fn report(args: &BenchArgs, mode: Mode, threads: usize, secs: f64, tokens: usize
         } else {
             String::new()
         };
+        let tape = tape_bytes.map_or(String::new(), |bytes| {
+            format!(
+                " {:8.1} MiB tape ({:.0} B/token)",
+                bytes as f64 / (1 << 20) as f64,
+                bytes as f64 / tokens as f64
+            )
+        });
         println!(
-            "recur {:<6} {:<4} T={} B={} I={} H={} L={} D={} P={}{}{} threads={}: \
-             {ms:10.4} ms/iter{step} {tokens_per_s:12.0} tokens/s {gflops:8.2} GFLOP/s",
+            "recur {:<6} {:<4} T={} B={} I={} H={} L={} D={} P={}{}{}{} threads={}: \
+             {ms:10.4} ms/iter{step} {tokens_per_s:12.0} tokens/s {gflops:8.2} GFLOP/s{tape}",
             mode.name(),
             args.cell.name(),
             args.seq_len,
@@ -414,6 +472,7 @@ fn report(args: &BenchArgs, mode: Mode, threads: usize, secs: f64, tokens: usize
             args.num_layers,
             if args.bidirectional { 2 } else { 1 },
             args.proj_size,
+            if args.peepholes { " peepholes" } else { "" },
             if args.ragged { " ragged" } else { "" },
             if args.recurrent_dropout > 0.0 {
                 format!(" recurrent_dropout={}", args.recurrent_dropout)
@@ -442,8 +501,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .ragged
         .then(|| ragged_lengths(args.seq_len, args.batch, args.seed));
     for mode in args.modes() {
-        let (secs, tokens, flops) = time_mode(args, &model, mode, lengths.as_deref())?;
-        report(args, mode, threads, secs, tokens, flops);
+        let timing = time_mode(args, &model, mode, lengths.as_deref())?;
+        report(args, mode, threads, &timing);
     }
     Ok(())
 }

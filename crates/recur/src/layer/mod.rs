@@ -242,6 +242,29 @@ pub struct Tape<T> {
     dirs: Vec<DirTape<T>>,
 }
 
+impl<T> Tape<T> {
+    /// Bytes of what the training forward kept for the backward: each layer's input and
+    /// dropout mask, the recurrent-dropout masks, and per (layer, direction) the states
+    /// h and c of every step, the gate activations, the cell's saved quantity (LSTM: act(c);
+    /// GRU: the recurrent candidate product), the clamp record of `clip` and the
+    /// projection's input; grows as seq_len · batch.
+    pub fn bytes(&self) -> usize {
+        let vecs = self
+            .inputs
+            .iter()
+            .chain(&self.masks)
+            .chain(&self.rec_masks)
+            .map(Vec::len)
+            .sum::<usize>();
+        let dirs = self
+            .dirs
+            .iter()
+            .map(|d| d.h.len() + d.c.len() + d.gates.len() + d.aux.len() + d.keep.len() + d.m.len())
+            .sum::<usize>();
+        (vecs + dirs) * std::mem::size_of::<T>()
+    }
+}
+
 /// A stack of recurrent layers with its parameters in one flat buffer.
 #[derive(Clone, Debug)]
 pub struct Recurrent<T> {
@@ -1048,6 +1071,40 @@ mod tests {
         // The time scales spread out: not all units alike.
         let f = &after.param("bias_ih_l0").unwrap()[h..2 * h];
         assert!(f.iter().any(|&v| (v - f[0]).abs() > 0.1));
+    }
+
+    /// The tape holds what the backward reads and nothing per step beyond it, and grows
+    /// linearly in seq_len · batch.
+    #[test]
+    fn tape_bytes_count_what_the_backward_keeps() {
+        let (t, b, i, h) = (7usize, 3usize, 3usize, 5usize);
+        for (cell, g, aux) in [
+            (CellKind::lstm(), 4, h),
+            (CellKind::gru(), 3, h),
+            (CellKind::rnn_tanh(), 1, 0),
+        ] {
+            let config = RecurrentConfig {
+                cell: cell.clone(),
+                input_size: i,
+                hidden_size: h,
+                ..Default::default()
+            };
+            let m = Recurrent::<f32>::new(config, 0).unwrap();
+            let bytes = |t: usize, b: usize| {
+                let x = Tensor::new(vec![0.1f32; t * b * i], &[t, b, i]).unwrap();
+                m.forward_train(&x, None, None, 0).unwrap().1.bytes()
+            };
+            let c = if cell.has_cell_state() {
+                (t + 1) * b * h
+            } else {
+                0
+            };
+            let expected = t * b * i + (t + 1) * b * h + c + t * b * g * h + t * b * aux;
+            assert_eq!(bytes(t, b), 4 * expected, "{cell:?}");
+            // per token: constant up to the one extra state slot
+            let per_token = |t: usize, b: usize| bytes(t, b) as f64 / (t * b) as f64;
+            assert!((per_token(70, 6) - per_token(140, 12)).abs() < 0.02 * per_token(70, 6));
+        }
     }
 
     /// GRU: only the update gate's rows (H..2H) change; a plain RNN and nonsense t_max are

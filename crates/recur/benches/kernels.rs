@@ -1,0 +1,149 @@
+//! Criterion benches of the kernels and the layers (`cargo bench -p recur`; one group:
+//! `cargo bench -p recur -- panels`). A benchmark, not a test: nothing here asserts a time.
+//!
+//! - `panels`: the panel kernel (weights packed once, see `kernel::panels`) against the `gemm`
+//!   crate on the products a recurrent layer runs: a time step at batch 1, 8 and 64 (H = 256
+//!   and 512) and the input projection of a whole sequence (T·B = 6400 rows).
+//! - `elementwise`: the vectorised sigmoid and tanh of the fused gate passes over one step of
+//!   a B64 H256 LSTM's gates.
+//! - `layers`: `Recurrent::forward` and `forward_train` + `backward` of one LSTM, GRU and RNN
+//!   layer (T = 50, B = 64, I = H = 256), and one `Stepper::step` at batch 1.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use recur::kernel::fast_f32;
+use recur::kernel::{Accumulate, Mat, Panels, matmul};
+use recur::{CellKind, OutputGrad, Recurrent, RecurrentConfig, Tensor};
+use std::hint::black_box;
+use std::time::Duration;
+
+fn fill(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+fn panels(c: &mut Criterion) {
+    let mut g = c.benchmark_group("panels");
+    for &(m, k, n) in &[
+        (1usize, 256usize, 1024usize),
+        (8, 256, 1024),
+        (64, 256, 1024),
+        (64, 512, 2048),
+        (6400, 256, 1024),
+    ] {
+        let a = fill(m * k, 1);
+        let w = fill(n * k, 2); // a weight matrix [n, k] as stored; the product reads wᵀ
+        let wt = Mat::rows(&w, n, k, k).t();
+        let packed = Panels::pack(wt);
+        let mut dst = vec![0f32; m * n];
+        g.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        let id = format!("m{m}_k{k}_n{n}");
+        g.bench_function(BenchmarkId::new("gemm_crate", &id), |b| {
+            b.iter(|| {
+                matmul(
+                    &mut dst,
+                    n,
+                    Mat::rows(&a, m, k, k),
+                    wt,
+                    Accumulate::Overwrite,
+                )
+            })
+        });
+        if let Some(p) = &packed {
+            g.bench_function(BenchmarkId::new("panels", &id), |b| {
+                b.iter(|| {
+                    matmul(
+                        &mut dst,
+                        n,
+                        Mat::rows(&a, m, k, k),
+                        wt.with_panels(Some(p)),
+                        Accumulate::Overwrite,
+                    )
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn elementwise(c: &mut Criterion) {
+    let mut g = c.benchmark_group("elementwise");
+    let x = fill(64 * 1024, 3);
+    let mut y = x.clone();
+    g.throughput(Throughput::Elements(x.len() as u64));
+    g.bench_function("sigmoid_64x1024", |b| {
+        b.iter(|| {
+            y.copy_from_slice(&x);
+            fast_f32::sigmoid_in_place(black_box(&mut y));
+        })
+    });
+    g.bench_function("tanh_64x1024", |b| {
+        b.iter(|| {
+            y.copy_from_slice(&x);
+            fast_f32::tanh_in_place(black_box(&mut y));
+        })
+    });
+    g.finish();
+}
+
+fn layers(c: &mut Criterion) {
+    let mut g = c.benchmark_group("layers");
+    let (t, bs, h) = (50, 64, 256);
+    for (name, cell) in [
+        ("lstm", CellKind::lstm()),
+        ("gru", CellKind::gru()),
+        ("rnn", CellKind::rnn_tanh()),
+    ] {
+        let config = RecurrentConfig {
+            cell,
+            input_size: h,
+            hidden_size: h,
+            ..Default::default()
+        };
+        let m = Recurrent::<f32>::new(config, 0).expect("valid config");
+        let x = Tensor::new(fill(t * bs * h, 4), &[t, bs, h]).expect("shape");
+        let dy = Tensor::new(vec![1f32; t * bs * h], &[t, bs, h]).expect("shape");
+        let mut grads = vec![0f32; m.params().len()];
+        g.throughput(Throughput::Elements((t * bs) as u64));
+        g.bench_function(BenchmarkId::new("forward", name), |b| {
+            b.iter(|| m.forward(&x, None, None).expect("forward"))
+        });
+        g.bench_function(BenchmarkId::new("train", name), |b| {
+            b.iter(|| {
+                let (_, tape) = m.forward_train(&x, None, None, 0).expect("forward");
+                let grad = OutputGrad {
+                    output: Some(&dy),
+                    ..Default::default()
+                };
+                m.backward(&tape, grad, &mut grads).expect("backward")
+            })
+        });
+        let mut stepper = m.stepper(1).expect("stepper");
+        let (xs, mut ys) = (fill(h, 5), vec![0f32; h]);
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(BenchmarkId::new("stream_b1", name), |b| {
+            b.iter(|| stepper.step(&xs, &mut ys).expect("step"))
+        });
+    }
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = panels, elementwise, layers
+}
+criterion_main!(benches);
