@@ -54,7 +54,7 @@ pub use error::{Error, Result, Shape};
 pub use kernel::activation::Activation;
 pub use layer::{
     BatchLayout, Bias, Direction, InputGrad, Output, OutputGrad, ParamInfo, ParamKind, ParamLayout,
-    Recurrent, RecurrentConfig, State, Stepper, Tape,
+    Recurrent, RecurrentConfig, State, Stepper, Tape, WeightFormat,
 };
 pub use tensor::Tensor;
 
@@ -85,6 +85,10 @@ pub trait Float:
     /// (`f32` with AVX-512F), else `None`.
     fn pack_panels(b: kernel::Mat<'_, Self>) -> Option<kernel::Panels>;
 
+    /// `b` rounded to bf16 and packed for the bf16 panel kernel where this type and CPU
+    /// have one (`f32` with AVX-512 BF16), else `None`.
+    fn pack_panels_bf16(b: kernel::Mat<'_, Self>) -> Option<kernel::Panels>;
+
     /// `dst (=|+=) a · b` (with `bias`: `dst = bias + a · b`, `acc` ignored) through the
     /// panels of `b` when this type has a panel kernel and `a` is row-major; returns whether
     /// it ran (`false`: the caller runs the general GEMM).
@@ -111,6 +115,10 @@ impl Float for f32 {
 
     fn pack_panels(b: kernel::Mat<'_, Self>) -> Option<kernel::Panels> {
         kernel::Panels::pack(b)
+    }
+
+    fn pack_panels_bf16(b: kernel::Mat<'_, Self>) -> Option<kernel::Panels> {
+        kernel::Panels::pack_bf16(b)
     }
 
     #[inline]
@@ -145,6 +153,10 @@ impl Float for f64 {
     }
 
     fn pack_panels(_: kernel::Mat<'_, Self>) -> Option<kernel::Panels> {
+        None
+    }
+
+    fn pack_panels_bf16(_: kernel::Mat<'_, Self>) -> Option<kernel::Panels> {
         None
     }
 

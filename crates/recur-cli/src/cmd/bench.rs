@@ -25,7 +25,7 @@ use anyhow::{Context, Result, bail, ensure};
 use clap::{Args, ValueEnum};
 use recur::{
     CellKind, Direction, LstmCell, OutputGrad, Peepholes, Recurrent, RecurrentConfig, RnnCell,
-    Tensor,
+    Tensor, WeightFormat,
 };
 use serde_json::json;
 
@@ -60,6 +60,9 @@ pub struct BenchArgs {
     /// LSTM projection size P (0 = none; must be smaller than --hidden-size)
     #[arg(long, default_value_t = 0)]
     pub proj_size: usize,
+    /// Stream mode: weights in bfloat16 (AVX-512 BF16; outputs within ~2e-3 of f32)
+    #[arg(long)]
+    pub bf16: bool,
     /// LSTM with all three peepholes (Gers & Schmidhuber 2000; recur only, PyTorch has none)
     #[arg(long)]
     pub peepholes: bool,
@@ -166,6 +169,10 @@ impl BenchArgs {
                 ensure!(v >= 1, "{flag} must be at least 1, got {v}");
             }
         }
+        ensure!(
+            !self.bf16 || self.mode == Some(Mode::Stream),
+            "--bf16 is for --mode stream (the streaming step's weights)"
+        );
         ensure!(
             !self.peepholes || self.cell == Cell::Lstm,
             "--peepholes needs --cell lstm"
@@ -339,7 +346,12 @@ fn time_mode(
     if mode == Mode::Stream {
         let x: Vec<f32> = (0..b * i).map(|_| rng.next_f32()).collect();
         let mut y = vec![0.0f32; b * cfg.h_out()];
-        let mut stepper = model.stepper(b).context("stepper")?;
+        let format = if args.bf16 {
+            WeightFormat::Bf16
+        } else {
+            WeightFormat::F32
+        };
+        let mut stepper = model.stepper_with(b, format).context("stepper")?;
         let secs = median_time(warmup, iters, || {
             stepper.step(black_box(&x), &mut y)?;
             black_box(&y);
@@ -446,6 +458,7 @@ fn report(args: &BenchArgs, mode: Mode, threads: usize, timing: &Timing) {
             obj["tape_bytes_per_token"] = json!(bytes as f64 / tokens as f64);
         }
         obj["peepholes"] = json!(args.peepholes);
+        obj["bf16"] = json!(args.bf16);
         println!("{obj}");
     } else {
         let step = if mode == Mode::Stream {
@@ -461,7 +474,7 @@ fn report(args: &BenchArgs, mode: Mode, threads: usize, timing: &Timing) {
             )
         });
         println!(
-            "recur {:<6} {:<4} T={} B={} I={} H={} L={} D={} P={}{}{}{} threads={}: \
+            "recur {:<6} {:<4} T={} B={} I={} H={} L={} D={} P={}{}{}{}{} threads={}: \
              {ms:10.4} ms/iter{step} {tokens_per_s:12.0} tokens/s {gflops:8.2} GFLOP/s{tape}",
             mode.name(),
             args.cell.name(),
@@ -473,6 +486,7 @@ fn report(args: &BenchArgs, mode: Mode, threads: usize, timing: &Timing) {
             if args.bidirectional { 2 } else { 1 },
             args.proj_size,
             if args.peepholes { " peepholes" } else { "" },
+            if args.bf16 { " bf16" } else { "" },
             if args.ragged { " ragged" } else { "" },
             if args.recurrent_dropout > 0.0 {
                 format!(" recurrent_dropout={}", args.recurrent_dropout)

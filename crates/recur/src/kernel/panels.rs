@@ -49,7 +49,16 @@ const PAIR_MIN_FMAS: usize = 1 << 14;
 pub struct Panels {
     k: usize,
     n: usize,
-    data: Vec<f32>,
+    data: Data,
+}
+
+/// The packed values: f32, or bf16 pairs for the AVX-512 BF16 dot product (see
+/// [`Panels::pack_bf16`]).
+#[derive(Clone, Debug, PartialEq)]
+enum Data {
+    F32(Vec<f32>),
+    /// `data[block][kp][col]` = bf16(B[2kp, col]) | bf16(B[2kp + 1, col]) << 16
+    Bf16(Vec<u32>),
 }
 
 impl Panels {
@@ -87,7 +96,66 @@ impl Panels {
                 }
             }
         }
-        Some(Self { k, n, data })
+        Some(Self {
+            k,
+            n,
+            data: Data::F32(data),
+        })
+    }
+
+    /// Whether this CPU runs the bf16 panel kernel (AVX-512F and AVX-512 BF16).
+    pub fn bf16_available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::sync::OnceLock;
+            static YES: OnceLock<bool> = OnceLock::new();
+            *YES.get_or_init(|| {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bf16")
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// `b` rounded to bfloat16 (round to nearest even; 8 significant bits, relative error
+    /// ≤ 2⁻⁹) and packed for the AVX-512 BF16 dot product, which multiplies pairs of bf16
+    /// values and accumulates in f32. The product then also rounds the left operand to
+    /// bf16. Half the bytes of [`Panels::pack`], for products bound by reading the weights
+    /// (streaming). `None` when this CPU has no AVX-512 BF16.
+    pub fn pack_bf16(b: Mat<'_, f32>) -> Option<Self> {
+        if !Self::bf16_available() {
+            return None;
+        }
+        let (k, n) = (b.rows, b.cols);
+        let at = |kk: usize, col: usize| -> u32 {
+            if kk < k && col < n {
+                u32::from(bf16_bits(b.data[kk * b.row_stride + col * b.col_stride]))
+            } else {
+                0
+            }
+        };
+        let mut data = Vec::with_capacity(n.div_ceil(LANES) * LANES * k.div_ceil(2));
+        for start in (0..n).step_by(BLOCK) {
+            let width = (n - start).min(BLOCK).div_ceil(LANES) * LANES;
+            for kp in 0..k.div_ceil(2) {
+                for j in 0..width {
+                    data.push(at(2 * kp, start + j) | (at(2 * kp + 1, start + j) << 16));
+                }
+            }
+        }
+        Some(Self {
+            k,
+            n,
+            data: Data::Bf16(data),
+        })
+    }
+
+    /// Whether the values are held as bf16.
+    pub fn is_bf16(&self) -> bool {
+        matches!(self.data, Data::Bf16(_))
     }
 
     /// Rows of `B` (the product's inner dimension).
@@ -103,6 +171,16 @@ impl Panels {
     fn blocks(&self) -> usize {
         self.n.div_ceil(BLOCK)
     }
+}
+
+/// `x` rounded to bfloat16, to nearest even (NaN kept a NaN).
+pub fn bf16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    let round = 0x7FFF + ((bits >> 16) & 1);
+    (bits.wrapping_add(round) >> 16) as u16
 }
 
 /// `dst[m, n] (=|+=) a[m, k] · B`, `dst` row-major with rows `ld_dst` apart; `a` must be
@@ -258,7 +336,12 @@ impl Part<'_> {
                     (1u16 << tail) - 1
                 };
                 // Blocks before this one are full: BLOCK columns each.
-                let b = unsafe { self.b.data.as_ptr().add(block * BLOCK * k) };
+                let b = match &self.b.data {
+                    Data::F32(d) => B::F32(unsafe { d.as_ptr().add(block * BLOCK * k) }),
+                    Data::Bf16(d) => {
+                        B::Bf16(unsafe { d.as_ptr().add(block * BLOCK * k.div_ceil(2)) })
+                    }
+                };
                 let mut r = chunk;
                 while r < chunk_end {
                     let mr = (chunk_end - r).min(MR);
@@ -285,6 +368,13 @@ impl Part<'_> {
     }
 }
 
+/// A block of packed values.
+#[derive(Clone, Copy)]
+enum B {
+    F32(*const f32),
+    Bf16(*const u32),
+}
+
 /// Where a tile's results go.
 #[derive(Clone, Copy)]
 struct Out {
@@ -304,18 +394,13 @@ struct Out {
 /// # Safety
 /// As `x86::kernel`.
 #[inline]
-unsafe fn tile(
-    mr: usize,
-    panels: usize,
-    k: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    out: Out,
-) {
+unsafe fn tile(mr: usize, panels: usize, k: usize, a: *const f32, lda: usize, b: B, out: Out) {
     macro_rules! go {
         ($m:literal, $p:literal) => {
-            unsafe { x86::kernel::<$m, $p>(k, a, lda, b, out) }
+            match b {
+                B::F32(b) => unsafe { x86::kernel::<$m, $p>(k, a, lda, b, out) },
+                B::Bf16(b) => unsafe { x86::kernel_bf16::<$m, $p>(k, a, lda, b, out) },
+            }
         };
     }
     macro_rules! rows {
@@ -394,6 +479,96 @@ mod x86 {
             }
         }
     }
+
+    /// Pairs of `a` values converted to bf16 per pass of [`kernel_bf16`] (a stack buffer of
+    /// MR × this many u32).
+    const PAIRS_PER_PASS: usize = 128;
+
+    /// As [`kernel`] with `b` in bf16 pairs (`Panels::pack_bf16`): `a` is rounded to bf16
+    /// in passes of [`PAIRS_PER_PASS`] pairs (16 pairs per `vcvtne2ps2bf16`), and each kp
+    /// adds `a[r, 2kp]·b[2kp] + a[r, 2kp+1]·b[2kp+1]` to the f32 accumulator
+    /// (`vdpbf16ps`).
+    ///
+    /// # Safety
+    /// As [`kernel`], with `b` holding `⌈k/2⌉ · 16P` pairs; the CPU must have AVX-512 BF16.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn kernel_bf16<const MR: usize, const P: usize>(
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const u32,
+        out: super::Out,
+    ) {
+        let lanes = |p: usize| -> __mmask16 { if p + 1 == P { out.mask } else { u16::MAX } };
+        let mut start = [_mm512_setzero_ps(); P];
+        if !out.bias.is_null() {
+            for (p, v) in start.iter_mut().enumerate() {
+                *v = unsafe { _mm512_maskz_loadu_ps(lanes(p), out.bias.add(16 * p)) };
+            }
+        }
+        let mut acc = [start; MR];
+        let width = 16 * P;
+        let pairs = k.div_ceil(2);
+        let mut buf = [[0u32; PAIRS_PER_PASS]; MR];
+        let mut p0 = 0;
+        while p0 < pairs {
+            let np = (pairs - p0).min(PAIRS_PER_PASS);
+            // a[r, 2·p0 ..] → bf16 pairs, 32 values at a time (masked past k).
+            for (r, row) in buf.iter_mut().enumerate() {
+                for j in (0..np).step_by(16) {
+                    let first = 2 * (p0 + j);
+                    let left = k - first;
+                    let m_lo: __mmask16 = if left >= 16 {
+                        u16::MAX
+                    } else {
+                        (1u16 << left) - 1
+                    };
+                    let m_hi: __mmask16 = if left >= 32 {
+                        u16::MAX
+                    } else if left > 16 {
+                        (1u16 << (left - 16)) - 1
+                    } else {
+                        0
+                    };
+                    unsafe {
+                        let src = a.add(r * lda + first);
+                        let lo = _mm512_maskz_loadu_ps(m_lo, src);
+                        let hi = _mm512_maskz_loadu_ps(m_hi, src.add(16.min(left)));
+                        let packed: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                        _mm512_storeu_si512(row.as_mut_ptr().add(j).cast(), packed);
+                    }
+                }
+            }
+            for kp in 0..np {
+                let mut bv = [_mm512_setzero_si512(); P];
+                for (p, v) in bv.iter_mut().enumerate() {
+                    *v = unsafe { _mm512_loadu_si512(b.add((p0 + kp) * width + 16 * p).cast()) };
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av: __m512bh =
+                        unsafe { std::mem::transmute(_mm512_set1_epi32(buf[r][kp] as i32)) };
+                    for (p, v) in row.iter_mut().enumerate() {
+                        let bp: __m512bh = unsafe { std::mem::transmute(bv[p]) };
+                        *v = _mm512_dpbf16_ps(*v, av, bp);
+                    }
+                }
+            }
+            p0 += np;
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (p, &v) in row.iter().enumerate() {
+                unsafe {
+                    let dst = out.c.add(r * out.ldc + 16 * p);
+                    let value = if out.add {
+                        _mm512_add_ps(_mm512_maskz_loadu_ps(lanes(p), dst), v)
+                    } else {
+                        v
+                    };
+                    _mm512_mask_storeu_ps(dst, lanes(p), value);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -404,6 +579,17 @@ mod x86 {
         _a: *const f32,
         _lda: usize,
         _b: *const f32,
+        _out: super::Out,
+    ) {
+        unreachable!("no panels exist without AVX-512F")
+    }
+
+    /// Never called, as `kernel`.
+    pub(super) unsafe fn kernel_bf16<const MR: usize, const P: usize>(
+        _k: usize,
+        _a: *const f32,
+        _lda: usize,
+        _b: *const u32,
         _out: super::Out,
     ) {
         unreachable!("no panels exist without AVX-512F")
@@ -478,6 +664,74 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The bf16 product equals, to f32 rounding, the exact product of the bf16-rounded
+    /// operands, over awkward shapes (odd k, partial panels, passes of 128 pairs) and both
+    /// accumulation modes and the bias.
+    #[test]
+    fn bf16_matches_the_product_of_rounded_operands() {
+        if !Panels::bf16_available() {
+            return;
+        }
+        let round = |v: f32| f64::from(f32::from_bits(u32::from(bf16_bits(v)) << 16));
+        let mut case = 100;
+        for &m in &[1usize, 3, 6, 7] {
+            for &n in &[1usize, 17, 64, 100] {
+                for &k in &[1usize, 2, 31, 64, 257, 300] {
+                    case += 1;
+                    let a = fill(m * k, case);
+                    let b = fill(k * n, case + 1000);
+                    let bias = fill(n, case + 3000);
+                    let panels = Panels::pack_bf16(Mat::rows(&b, n, k, k).t()).unwrap();
+                    assert!(panels.is_bf16());
+                    for mode in 0..3 {
+                        let ld = n + 2;
+                        let init = fill(m * ld, case + 2000);
+                        let mut fast = init.clone();
+                        let am = Mat::rows(&a, m, k, k);
+                        match mode {
+                            0 => matmul_panels(&mut fast, ld, am, &panels, Accumulate::Overwrite),
+                            1 => matmul_panels(&mut fast, ld, am, &panels, Accumulate::Add),
+                            _ => matmul_panels_bias(&mut fast, ld, am, &panels, &bias),
+                        }
+                        for r in 0..m {
+                            for c in 0..n {
+                                let mut want = match mode {
+                                    0 => 0.0,
+                                    1 => f64::from(init[r * ld + c]),
+                                    _ => f64::from(bias[c]),
+                                };
+                                for kk in 0..k {
+                                    want += round(a[r * k + kk]) * round(b[c * k + kk]);
+                                }
+                                let got = f64::from(fast[r * ld + c]);
+                                assert!(
+                                    (got - want).abs() <= 1e-6 * (1.0 + k as f64),
+                                    "m={m} n={n} k={k} mode={mode} ({r},{c}): {got} vs {want}"
+                                );
+                            }
+                            // untouched past n
+                            for c in n..ld {
+                                assert_eq!(fast[r * ld + c], init[r * ld + c]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_rounding_is_to_nearest_even() {
+        assert_eq!(bf16_bits(1.0), 0x3F80);
+        // 1 + 2⁻⁸ is halfway between 1 and 1 + 2⁻⁷: ties to even (1.0)
+        assert_eq!(bf16_bits(1.0 + 1.0 / 256.0), 0x3F80);
+        // 1 + 3·2⁻⁸ is halfway between 1 + 2⁻⁷ and 1 + 2⁻⁶: ties to even (upwards)
+        assert_eq!(bf16_bits(1.0 + 3.0 / 256.0), 0x3F82);
+        assert_eq!(bf16_bits(-2.0), 0xC000);
+        assert!(f32::from_bits(u32::from(bf16_bits(f32::NAN)) << 16).is_nan());
+        assert_eq!(bf16_bits(f32::INFINITY), 0x7F80);
     }
 
     /// A row's result is the same bits whatever the number of rows around it (tiling) and

@@ -30,6 +30,7 @@ use crate::cell::{BwdStep, CellKind, FwdStep, RecurrentGrads, Slabs, StepWeights
 use crate::kernel::pair::{self, Pair};
 use crate::kernel::split::{SharedRows, in_part, row_parts, run_parts};
 use crate::kernel::{Accumulate, Mat, Panels, add_column_sums, matmul, matmul_bias};
+use crate::layer::WeightFormat;
 use crate::layer::params::Block;
 
 /// What one (layer, direction) runs on.
@@ -181,7 +182,7 @@ impl<T: Float> DirSpec<'_, T> {
 
         // The recurrent weights, packed once per call into the layout the step product reads
         // best (see `pack`).
-        let packed = self.pack();
+        let packed = self.pack(WeightFormat::F32);
         let sw = self.packed_step_weights(&packed);
 
         // (1) the input projection of every step: one GEMM, biases folded in.
@@ -322,13 +323,15 @@ impl<T: Float> DirSpec<'_, T> {
     /// copy, except for a single row (streaming at batch 1), which reads them best as they
     /// are stored: the product is then a dot product per weight row, and packing would cost
     /// more than it.
-    fn pack(&self) -> Packed<T> {
+    /// With [`WeightFormat::Bf16`] the panels hold bf16 values (the caller has checked
+    /// that they exist).
+    fn pack(&self, format: WeightFormat) -> Packed<T> {
         let (gh, h, r) = (self.gh(), self.hidden, self.h_out);
-        let w_hh_p = T::pack_panels(Mat::rows(self.w.w_hh, gh, r, r).t());
+        let w_hh_p = pack_panels::<T>(Mat::rows(self.w.w_hh, gh, r, r).t(), format);
         let w_hr_p = self
             .w
             .w_hr
-            .and_then(|w| T::pack_panels(Mat::rows(w, r, h, h).t()));
+            .and_then(|w| pack_panels::<T>(Mat::rows(w, r, h, h).t(), format));
         let view = self.batch == 1 || w_hh_p.is_some();
         Packed {
             view,
@@ -399,13 +402,18 @@ impl<T: Float> DirSpec<'_, T> {
     /// view badly (measured, LSTM H = I = 256, 2 threads: 375 µs per step at batch 4 with the
     /// view, 51 µs with `W_ihᵀ` packed once; batch 16: 480 → 125 µs). Batch 1 reads it best
     /// as stored, as it does `W_hh`.
-    pub fn prepare(&self) -> DirStep<T> {
+    ///
+    /// With [`WeightFormat::Bf16`] every weight matrix is packed in bf16 (see
+    /// [`crate::kernel::Panels::pack_bf16`]); the caller has checked that the CPU runs it.
+    pub fn prepare(&self, format: WeightFormat) -> DirStep<T> {
         let (bs, gh) = (self.batch, self.gh());
         let widths = self.cell.slab_widths(self.hidden);
-        let w_ih_p =
-            T::pack_panels(Mat::rows(self.w.w_ih, gh, self.input_size, self.input_size).t());
+        let w_ih_p = pack_panels::<T>(
+            Mat::rows(self.w.w_ih, gh, self.input_size, self.input_size).t(),
+            format,
+        );
         DirStep {
-            packed: self.pack(),
+            packed: self.pack(format),
             w_ih_t: if bs == 1 || w_ih_p.is_some() {
                 Vec::new()
             } else {
@@ -693,6 +701,14 @@ impl<T: Float> DirSpec<'_, T> {
             add_column_sums(db, &dgates, rows, gh);
         }
         (dh, dc)
+    }
+}
+
+/// `b` packed for the panel kernel in `format`, where the type and CPU have one.
+fn pack_panels<T: Float>(b: Mat<'_, T>, format: WeightFormat) -> Option<Panels> {
+    match format {
+        WeightFormat::F32 => T::pack_panels(b),
+        WeightFormat::Bf16 => T::pack_panels_bf16(b),
     }
 }
 

@@ -14,7 +14,7 @@
 use std::fmt;
 
 use super::driver::{DirSpec, DirStep, loop_pair};
-use super::{Direction, Recurrent, State};
+use super::{Direction, Recurrent, State, WeightFormat};
 use crate::Float;
 use crate::error::{Error, Result, Shape};
 use crate::kernel::pair::{self, Pair};
@@ -73,7 +73,7 @@ impl<T> fmt::Debug for Stepper<'_, T> {
 
 impl<'a, T: Float> Stepper<'a, T> {
     /// See [`Recurrent::stepper`].
-    pub(super) fn new(model: &'a Recurrent<T>, batch: usize) -> Result<Self> {
+    pub(super) fn new(model: &'a Recurrent<T>, batch: usize, format: WeightFormat) -> Result<Self> {
         let cfg = &model.config;
         if cfg.direction != Direction::Forward {
             return Err(Error::Unsupported(
@@ -83,11 +83,18 @@ impl<'a, T: Float> Stepper<'a, T> {
         if batch == 0 {
             return Err(Error::Empty("stepper: batch is 0".into()));
         }
+        if format == WeightFormat::Bf16
+            && T::pack_panels_bf16(crate::kernel::Mat::rows(&[T::zero()], 1, 1, 1)).is_none()
+        {
+            return Err(Error::Unsupported(
+                "stepper: bf16 weights need an f32 model and a CPU with AVX-512 BF16".into(),
+            ));
+        }
         let nl = cfg.num_layers;
         let layers: Vec<(DirSpec<'a, T>, DirStep<T>)> = (0..nl)
             .map(|layer| {
                 let spec = model.dir_spec(layer, 0, (1, batch, &[]));
-                let prepared = spec.prepare();
+                let prepared = spec.prepare(format);
                 (spec, prepared)
             })
             .collect();
