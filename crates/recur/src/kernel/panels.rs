@@ -539,6 +539,8 @@ mod x86 {
                     }
                 }
             }
+            // kp indexes both the packed block and every row's pairs
+            #[allow(clippy::needless_range_loop)]
             for kp in 0..np {
                 let mut bv = [_mm512_setzero_si512(); P];
                 for (p, v) in bv.iter_mut().enumerate() {
