@@ -15,8 +15,8 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -37,6 +37,10 @@ struct Shared {
     stop: AtomicBool,
     /// the helper's part of the last job panicked
     panicked: AtomicBool,
+    /// the helper has entered its loop (until then the owner runs both halves itself)
+    started: AtomicBool,
+    /// the helper's thread, to unpark it
+    helper: OnceLock<thread::Thread>,
     /// the current job; written by the owner before `posted` is raised (Release), read by
     /// the helper after it sees the raise (Acquire), live until the owner saw `finished`
     job: UnsafeCell<Option<*const Job>>,
@@ -61,18 +65,50 @@ impl std::fmt::Debug for Pair {
     }
 }
 
-impl Pair {
-    /// Starts the helper thread; `None` when the system refuses a thread (the products then
-    /// run on the calling thread alone).
-    pub fn new() -> Option<Self> {
-        let shared = Arc::new(Shared {
+impl Shared {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
             posted: AtomicUsize::new(0),
             finished: AtomicUsize::new(0),
             sleeping: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
+            started: AtomicBool::new(false),
+            helper: OnceLock::new(),
             job: UnsafeCell::new(None),
-        });
+        })
+    }
+}
+
+/// Runs `f` with a pair installed whose helper is a thread of rayon's pool (no thread is
+/// started): `rayon::join` runs `f` on one worker and the helper's loop on another, which
+/// ends when `f` returns. Where no second worker picks the loop up in time, the owner runs
+/// both halves of each product itself. For a sequence's time loop, where rayon's own
+/// threads are the ones on the cores.
+pub fn with_rayon_pair<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let pair = Pair {
+        shared: Shared::new(),
+        helper: None,
+    };
+    let (r, ()) = rayon::join(
+        || {
+            let r = install(Some(&pair), f);
+            pair.shared.stop.store(true, Ordering::SeqCst);
+            if let Some(t) = pair.shared.helper.get() {
+                t.unpark();
+            }
+            r
+        },
+        || helper_loop(&pair.shared),
+    );
+    r
+}
+
+impl Pair {
+    /// Starts the helper thread; `None` when the system refuses a thread (the products then
+    /// run on the calling thread alone).
+    pub fn new() -> Option<Self> {
+        let shared = Shared::new();
         let theirs = Arc::clone(&shared);
         let helper = thread::Builder::new()
             .name("recur-pair".into())
@@ -90,6 +126,11 @@ impl Pair {
     /// When either part panics.
     pub fn split(&self, f: &(dyn Fn(usize) + Sync)) {
         let s = &*self.shared;
+        if !s.started.load(Ordering::Acquire) {
+            f(0);
+            f(1);
+            return;
+        }
         // SAFETY: the helper has finished every posted job (checked below before returning
         // from the previous call), so it does not read `job` now. The pointer's lifetime is
         // erased; it is only used until `finished` reaches this job, before `split`
@@ -100,9 +141,9 @@ impl Pair {
         }
         let ticket = s.posted.fetch_add(1, Ordering::SeqCst) + 1;
         if s.sleeping.load(Ordering::SeqCst)
-            && let Some(h) = &self.helper
+            && let Some(t) = s.helper.get()
         {
-            h.thread().unpark();
+            t.unpark();
         }
         let mine = catch_unwind(AssertUnwindSafe(|| f(0)));
         let mut spins = 0usize;
@@ -135,6 +176,11 @@ impl Drop for Pair {
 }
 
 fn helper_loop(s: &Shared) {
+    if s.stop.load(Ordering::Acquire) {
+        return;
+    }
+    let _ = s.helper.set(thread::current());
+    s.started.store(true, Ordering::Release);
     let mut seen = 0usize;
     loop {
         let mut spins = 0usize;
@@ -229,6 +275,45 @@ mod tests {
             hits.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(hits.into_inner(), 2);
+    }
+
+    #[test]
+    fn a_rayon_pair_runs_both_halves_and_ends() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let total = pool.install(|| {
+            with_rayon_pair(|| {
+                let hits = AtomicUsize::new(0);
+                for _ in 0..500 {
+                    with_current(|p| {
+                        p.unwrap().split(&|_| {
+                            hits.fetch_add(1, Ordering::Relaxed);
+                        })
+                    });
+                }
+                hits.into_inner()
+            })
+        });
+        assert_eq!(total, 1000);
+        // one thread: the helper never starts, the owner runs both halves
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let total = one.install(|| {
+            with_rayon_pair(|| {
+                let hits = AtomicUsize::new(0);
+                with_current(|p| {
+                    p.unwrap().split(&|_| {
+                        hits.fetch_add(1, Ordering::Relaxed);
+                    })
+                });
+                hits.into_inner()
+            })
+        });
+        assert_eq!(total, 2);
     }
 
     #[test]

@@ -82,19 +82,30 @@ impl Panels {
             return None;
         }
         let (k, n) = (b.rows, b.cols);
-        let mut data = Vec::with_capacity(n.div_ceil(LANES) * LANES * k);
+        let mut data = vec![0.0f32; n.div_ceil(LANES) * LANES * k];
+        let mut base = 0;
         for start in (0..n).step_by(BLOCK) {
-            let width = (n - start).min(BLOCK).div_ceil(LANES) * LANES;
-            for kk in 0..k {
-                for j in 0..width {
-                    let col = start + j;
-                    data.push(if col < n {
-                        b.data[kk * b.row_stride + col * b.col_stride]
-                    } else {
-                        0.0
-                    });
+            let cols = (n - start).min(BLOCK);
+            let width = cols.div_ceil(LANES) * LANES;
+            let block = &mut data[base..base + k * width];
+            // Walk `b` along whichever axis is contiguous in memory (a stored weight matrix
+            // read through a transposed view has its k values of a column together).
+            if b.row_stride == 1 && b.col_stride != 1 {
+                for j in 0..cols {
+                    let src = &b.data[(start + j) * b.col_stride..];
+                    for (kk, &v) in src[..k].iter().enumerate() {
+                        block[kk * width + j] = v;
+                    }
+                }
+            } else {
+                for kk in 0..k {
+                    for j in 0..cols {
+                        block[kk * width + j] =
+                            b.data[kk * b.row_stride + (start + j) * b.col_stride];
+                    }
                 }
             }
+            base += k * width;
         }
         Some(Self {
             k,

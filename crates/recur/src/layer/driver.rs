@@ -27,6 +27,8 @@
 
 use crate::Float;
 use crate::cell::{BwdStep, CellKind, FwdStep, RecurrentGrads, Slabs, StepWeights};
+use std::sync::Arc;
+
 use crate::kernel::pair::{self, Pair};
 use crate::kernel::split::{SharedRows, in_part, row_parts, run_parts};
 use crate::kernel::{Accumulate, Mat, Panels, add_column_sums, matmul, matmul_bias};
@@ -48,6 +50,8 @@ pub(crate) struct DirSpec<'a, T> {
     pub leak: T,
     /// recurrent-dropout mask `[batch, R]` (sorted rows; 0 or 1/(1−p)), or `None`
     pub rec_mask: Option<&'a [T]>,
+    /// the forward weights already packed ([`DirSpec::forward_panels`]), or `None`
+    pub panels: Option<&'a ForwardPanels>,
 }
 
 /// What the forward pass of one direction keeps for the backward.
@@ -78,9 +82,22 @@ struct Packed<T> {
     /// `[H, P]` row-major, or empty
     w_hr_t: Vec<T>,
     /// `W_hhᵀ` for the panel kernel (`f32` with AVX-512F), else `None`
-    w_hh_p: Option<Panels>,
+    w_hh_p: Option<Arc<Panels>>,
     /// `W_hrᵀ` likewise
-    w_hr_p: Option<Panels>,
+    w_hr_p: Option<Arc<Panels>>,
+}
+
+/// The forward products' weights of one (layer, direction) packed for the panel kernel in
+/// f32: what [`crate::Recurrent`] keeps between calls (until its parameters change), so
+/// that inference does not repack them on every call.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ForwardPanels {
+    /// `W_ihᵀ`
+    w_ih: Option<Arc<Panels>>,
+    /// `W_hhᵀ`
+    w_hh: Option<Arc<Panels>>,
+    /// `W_hrᵀ`
+    w_hr: Option<Arc<Panels>>,
 }
 
 /// The backward step product's right operands, `W_hh` `[G*H, R]` and `W_hr` `[P, H]` as
@@ -182,24 +199,29 @@ impl<T: Float> DirSpec<'_, T> {
 
         // The recurrent weights, packed once per call into the layout the step product reads
         // best (see `pack`).
-        let packed = self.pack(WeightFormat::F32);
+        let own;
+        let fp = match self.panels {
+            Some(fp) => fp,
+            None => {
+                own = self.forward_panels();
+                &own
+            }
+        };
+        let packed = self.pack_with(WeightFormat::F32, Some(fp));
         let sw = self.packed_step_weights(&packed);
 
         // (1) the input projection of every step: one GEMM, biases folded in.
-        let __t0 = std::time::Instant::now();
         let bias = self.input_bias();
         let mut gates = vec![T::zero(); rows * gh];
         let w_ih_t = Mat::rows(self.w.w_ih, gh, self.input_size, self.input_size).t();
-        let w_ih_p = T::pack_panels(w_ih_t);
         matmul_bias(
             &mut gates,
             gh,
             Mat::rows(x, rows, self.input_size, self.input_size),
-            w_ih_t.with_panels(w_ih_p.as_ref()),
+            w_ih_t.with_panels(fp.w_ih.as_deref()),
             &bias,
         );
 
-        let __t1 = std::time::Instant::now();
         let mut hs = vec![T::zero(); (tl + 1) * bs * r];
         let first = self.first_slot();
         hs[first * bs * r..(first + 1) * bs * r].copy_from_slice(h0);
@@ -214,15 +236,14 @@ impl<T: Float> DirSpec<'_, T> {
 
         // The batch's rows split between threads for the whole loop (see `kernel::split`):
         // part `rows` reads and writes only those rows of every slab.
-        let __t2 = std::time::Instant::now();
         let parts = row_parts(bs);
         // width of the cell-state slab's rows (0: no cell state, every piece empty)
         let ch = if self.has_c() { h } else { 0 };
         let (hs_p, cs_p) = (SharedRows::new(&mut hs), SharedRows::new(&mut cs));
         let (gates_p, aux_p) = (SharedRows::new(&mut gates), SharedRows::new(&mut aux));
         let (keep_p, m_p) = (SharedRows::new(&mut keep), SharedRows::new(&mut m));
-        let pair = loop_pair(parts.len(), packed.w_hh_p.is_some(), bs * gh * r);
-        pair::install(pair.as_ref(), || {
+        let paired = pair_worth(parts.len(), packed.w_hh_p.is_some(), bs * gh * r);
+        with_pair_if(paired, || {
             run_parts(parts.len(), |p| {
                 let (r0, r1) = (parts[p].start, parts[p].end);
                 let mut scratch = vec![T::zero(); (r1 - r0) * widths.fwd_scratch];
@@ -299,14 +320,6 @@ impl<T: Float> DirSpec<'_, T> {
                 }
             })
         });
-        if std::env::var("RECUR_TIME").is_ok() {
-            eprintln!(
-                "proj {:?} alloc {:?} loop {:?}",
-                __t1 - __t0,
-                __t2 - __t1,
-                __t2.elapsed()
-            );
-        }
         DirTape {
             h: hs,
             c: cs,
@@ -325,13 +338,19 @@ impl<T: Float> DirSpec<'_, T> {
     /// more than it.
     /// With [`WeightFormat::Bf16`] the panels hold bf16 values (the caller has checked
     /// that they exist).
-    fn pack(&self, format: WeightFormat) -> Packed<T> {
+    /// `cached`: the f32 panels already made for these weights.
+    fn pack_with(&self, format: WeightFormat, cached: Option<&ForwardPanels>) -> Packed<T> {
         let (gh, h, r) = (self.gh(), self.hidden, self.h_out);
-        let w_hh_p = pack_panels::<T>(Mat::rows(self.w.w_hh, gh, r, r).t(), format);
-        let w_hr_p = self
-            .w
-            .w_hr
-            .and_then(|w| pack_panels::<T>(Mat::rows(w, r, h, h).t(), format));
+        let (w_hh_p, w_hr_p) = match cached {
+            Some(fp) if format == WeightFormat::F32 => (fp.w_hh.clone(), fp.w_hr.clone()),
+            _ => (
+                pack_panels::<T>(Mat::rows(self.w.w_hh, gh, r, r).t(), format).map(Arc::new),
+                self.w
+                    .w_hr
+                    .and_then(|w| pack_panels::<T>(Mat::rows(w, r, h, h).t(), format))
+                    .map(Arc::new),
+            ),
+        };
         let view = self.batch == 1 || w_hh_p.is_some();
         Packed {
             view,
@@ -346,6 +365,18 @@ impl<T: Float> DirSpec<'_, T> {
             },
             w_hh_p,
             w_hr_p,
+        }
+    }
+
+    /// The forward products' weights packed for the panel kernel in f32 (all `None` where
+    /// it does not run).
+    pub fn forward_panels(&self) -> ForwardPanels {
+        let (gh, h, r, n_in) = (self.gh(), self.hidden, self.h_out, self.input_size);
+        let pack = |b: Mat<'_, T>| T::pack_panels(b).map(Arc::new);
+        ForwardPanels {
+            w_ih: pack(Mat::rows(self.w.w_ih, gh, n_in, n_in).t()),
+            w_hh: pack(Mat::rows(self.w.w_hh, gh, r, r).t()),
+            w_hr: self.w.w_hr.and_then(|w| pack(Mat::rows(w, r, h, h).t())),
         }
     }
 
@@ -368,9 +399,9 @@ impl<T: Float> DirSpec<'_, T> {
         let view = packed.view;
         self.step_weights(
             transposed(view, self.w.w_hh, &packed.w_hh_t, gh, r)
-                .with_panels(packed.w_hh_p.as_ref()),
+                .with_panels(packed.w_hh_p.as_deref()),
             transposed(view, self.w.w_hr.unwrap_or(&[]), &packed.w_hr_t, r, h)
-                .with_panels(packed.w_hr_p.as_ref()),
+                .with_panels(packed.w_hr_p.as_deref()),
             None,
         )
     }
@@ -413,7 +444,7 @@ impl<T: Float> DirSpec<'_, T> {
             format,
         );
         DirStep {
-            packed: self.pack(format),
+            packed: self.pack_with(format, None),
             w_ih_t: if bs == 1 || w_ih_p.is_some() {
                 Vec::new()
             } else {
@@ -430,7 +461,7 @@ impl<T: Float> DirSpec<'_, T> {
     }
 
     /// Whether the step products of `ds` run on the panel kernel, and how many multiply-adds
-    /// the recurrent one has (for [`loop_pair`]).
+    /// the recurrent one has (for [`stepper_pair`]).
     pub fn step_products(&self, ds: &DirStep<T>) -> (bool, usize) {
         (
             ds.packed.w_hh_p.is_some(),
@@ -581,8 +612,8 @@ impl<T: Float> DirSpec<'_, T> {
         let parts = row_parts(bs);
         let (dh_p, dc_p) = (SharedRows::new(&mut dh), SharedRows::new(&mut dc));
         let (dgates_p, dalt_p) = (SharedRows::new(&mut dgates), SharedRows::new(&mut dalt));
-        let pair = loop_pair(parts.len(), packed.w_hh.is_some(), bs * gh * r);
-        pair::install(pair.as_ref(), || {
+        let paired = pair_worth(parts.len(), packed.w_hh.is_some(), bs * gh * r);
+        with_pair_if(paired, || {
             run_parts(parts.len(), |p| {
                 let (r0, r1) = (parts[p].start, parts[p].end);
                 let mut scratch = vec![T::zero(); (r1 - r0) * widths.bwd_scratch];
@@ -716,16 +747,34 @@ fn pack_panels<T: Float>(b: Mat<'_, T>, format: WeightFormat) -> Option<Panels> 
 /// is not split by rows has its products split by columns between a [`Pair`] of threads.
 const PAIR_MIN_STEP_FMAS: usize = 1 << 16;
 
-/// A pair of threads for the time loop of a batch in one part whose step products run on
-/// the panel kernel (`panels`) and are big enough, when rayon's pool has two threads or
-/// more; else `None`.
-pub(crate) fn loop_pair(parts: usize, panels: bool, step_fmas: usize) -> Option<Pair> {
-    let worth = parts == 1
+/// Whether a batch in one part whose step products run on the panel kernel (`panels`) and
+/// are big enough has them split by a [`Pair`]: when rayon's pool has two threads or more.
+fn pair_worth(parts: usize, panels: bool, step_fmas: usize) -> bool {
+    parts == 1
         && panels
         && step_fmas >= PAIR_MIN_STEP_FMAS
         && !in_part()
-        && rayon::current_num_threads() >= 2;
-    if worth { Pair::new() } else { None }
+        && rayon::current_num_threads() >= 2
+}
+
+/// A pair with its own helper thread, for a [`crate::Stepper`] (which lives across calls),
+/// where [`pair_worth`] says so.
+pub(crate) fn stepper_pair(panels: bool, step_fmas: usize) -> Option<Pair> {
+    if pair_worth(1, panels, step_fmas) {
+        Pair::new()
+    } else {
+        None
+    }
+}
+
+/// Runs a time loop `f`, with a pair hosted by rayon's threads when `paired` (see
+/// [`pair::with_rayon_pair`]: no thread is started, and no thread beyond rayon's spins).
+fn with_pair_if<R: Send>(paired: bool, f: impl FnOnce() -> R + Send) -> R {
+    if paired {
+        pair::with_rayon_pair(f)
+    } else {
+        f()
+    }
 }
 
 /// The transpose of a stored `[rows, cols]` matrix: a strided view of it, or its packed copy.

@@ -9,6 +9,8 @@ pub(crate) mod driver;
 pub mod params;
 mod stepper;
 
+use std::sync::OnceLock;
+
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -285,6 +287,10 @@ pub struct Recurrent<T> {
     config: RecurrentConfig,
     layout: ParamLayout,
     params: Vec<T>,
+    /// The forward weights of every (layer, direction) packed for the panel kernel, made
+    /// by the first forward call and dropped whenever the parameters can change (every
+    /// `&mut self` method that reaches them): inference with fixed weights packs once.
+    panels: OnceLock<Vec<driver::ForwardPanels>>,
 }
 
 /// Shape bookkeeping of one call: sizes, the length sort and the active-row counts.
@@ -313,6 +319,7 @@ impl<T: Float> Recurrent<T> {
             config,
             layout,
             params,
+            panels: OnceLock::new(),
         })
     }
 
@@ -335,6 +342,7 @@ impl<T: Float> Recurrent<T> {
             config,
             layout,
             params,
+            panels: OnceLock::new(),
         })
     }
 
@@ -367,6 +375,7 @@ impl<T: Float> Recurrent<T> {
     }
 
     pub fn params_mut(&mut self) -> &mut [T] {
+        self.panels.take();
         &mut self.params
     }
 
@@ -378,6 +387,7 @@ impl<T: Float> Recurrent<T> {
     }
 
     pub fn param_mut(&mut self, name: &str) -> Option<&mut [T]> {
+        self.panels.take();
         let e = self.layout.get(name)?;
         Some(&mut self.params[e.offset..e.offset + e.len])
     }
@@ -416,6 +426,7 @@ impl<T: Float> Recurrent<T> {
             return Err(config_err("chrono_init", "the stack has no biases"));
         }
         let h = self.config.hidden_size;
+        self.panels.take();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let entries: Vec<(usize, ParamKind)> = self
             .layout
@@ -644,11 +655,22 @@ impl<T: Float> Recurrent<T> {
     ) -> DirSpec<'a, T> {
         let mut spec = self.dir_spec(layer, dir, (b.seq_len, b.batch, &b.active));
         let ld = layer * self.config.direction.count() + dir;
+        spec.panels = self.forward_panels().get(ld);
         spec.rec_mask = rec_masks
             .get(ld)
             .filter(|m| !m.is_empty())
             .map(Vec::as_slice);
         spec
+    }
+
+    /// The packed forward weights of every (layer, direction), made on first use.
+    fn forward_panels(&self) -> &[driver::ForwardPanels] {
+        self.panels.get_or_init(|| {
+            let d = self.config.direction.count();
+            (0..self.config.num_layers * d)
+                .map(|ld| self.dir_spec(ld / d, ld % d, (0, 0, &[])).forward_panels())
+                .collect()
+        })
     }
 
     /// The recurrent-dropout masks of a training call: for each (layer, direction) one
@@ -714,6 +736,7 @@ impl<T: Float> Recurrent<T> {
             active,
             leak: T::from_f64(leak).unwrap_or_else(T::one),
             rec_mask: None,
+            panels: None,
         }
     }
 
@@ -1131,6 +1154,44 @@ mod tests {
             let per_token = |t: usize, b: usize| bytes(t, b) as f64 / (t * b) as f64;
             assert!((per_token(70, 6) - per_token(140, 12)).abs() < 0.02 * per_token(70, 6));
         }
+    }
+
+    /// The packed weights kept between calls follow every change of the parameters: after
+    /// `params_mut`, `param_mut` or `chrono_init` a forward equals that of a fresh model
+    /// holding the same parameters.
+    #[test]
+    fn kept_panels_follow_the_parameters() {
+        let config = RecurrentConfig {
+            cell: CellKind::lstm(),
+            input_size: 20,
+            hidden_size: 32,
+            num_layers: 2,
+            ..Default::default()
+        };
+        let x = Tensor::new(
+            (0..5 * 2 * 20).map(|v| (v as f32 * 0.37).sin()).collect(),
+            &[5, 2, 20],
+        )
+        .unwrap();
+        let mut m = Recurrent::<f32>::new(config.clone(), 1).unwrap();
+        let fresh = |m: &Recurrent<f32>| {
+            Recurrent::from_params(config.clone(), m.params().to_vec())
+                .unwrap()
+                .forward(&x, None, None)
+                .unwrap()
+        };
+        let first = m.forward(&x, None, None).unwrap();
+        assert_eq!(first, fresh(&m));
+        m.params_mut()[7] += 0.5;
+        assert_eq!(m.forward(&x, None, None).unwrap(), fresh(&m));
+        m.param_mut("weight_hh_l1").unwrap()[3] -= 0.25;
+        assert_eq!(m.forward(&x, None, None).unwrap(), fresh(&m));
+        m.chrono_init(10.0, 3).unwrap();
+        let last = m.forward(&x, None, None).unwrap();
+        assert_eq!(last, fresh(&m));
+        assert_ne!(last, first);
+        // a clone carries the same parameters and so may carry the same panels
+        assert_eq!(m.clone().forward(&x, None, None).unwrap(), last);
     }
 
     /// GRU: only the update gate's rows (H..2H) change; a plain RNN and nonsense t_max are

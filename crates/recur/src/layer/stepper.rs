@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use super::driver::{DirSpec, DirStep, loop_pair};
+use super::driver::{DirSpec, DirStep, stepper_pair};
 use super::{Direction, Recurrent, State, WeightFormat};
 use crate::Float;
 use crate::error::{Error, Result, Shape};
@@ -102,7 +102,7 @@ impl<'a, T: Float> Stepper<'a, T> {
             .iter()
             .map(|(spec, prepared)| spec.step_products(prepared))
             .max_by_key(|&(panels, fmas)| (panels, fmas))
-            .and_then(|(panels, fmas)| loop_pair(1, panels, fmas));
+            .and_then(|(panels, fmas)| stepper_pair(panels, fmas));
         let h_len = nl * batch * cfg.h_out();
         let c_len = if cfg.cell.has_cell_state() {
             nl * batch * cfg.hidden_size
