@@ -191,7 +191,14 @@ impl<T: Float> DirSpec<'_, T> {
 
     /// Runs the direction over `x` (`[rows, input_size]`) from `h0` (`[batch, R]`) and `c0`
     /// (`[batch, H]`, LSTM).
-    pub fn forward(&self, x: &[T], h0: &[T], c0: &[T]) -> DirTape<T> {
+    ///
+    /// With `keep` false (inference) the tape keeps only the states, and where the panel
+    /// kernel runs and the rows are split between threads, each step projects its own rows'
+    /// input inside the loop, into a gate buffer of one step: no `[rows, G*H]` slab is
+    /// written and read back. The sums are the same
+    /// (each row's product starts from the bias and runs in k order whatever the rows around
+    /// it), so inference gives the training forward's numbers bit for bit.
+    pub fn forward(&self, x: &[T], h0: &[T], c0: &[T], keep: bool) -> DirTape<T> {
         let (tl, bs, h, r) = (self.seq_len, self.batch, self.hidden, self.h_out);
         let gh = self.gh();
         let rows = tl * bs;
@@ -210,17 +217,29 @@ impl<T: Float> DirSpec<'_, T> {
         let packed = self.pack_with(WeightFormat::F32, Some(fp));
         let sw = self.packed_step_weights(&packed);
 
-        // (1) the input projection of every step: one GEMM, biases folded in.
+        // (1) the input projection of every step: one GEMM, biases folded in (inference
+        // with panels: per step, inside the loop).
         let bias = self.input_bias();
-        let mut gates = vec![T::zero(); rows * gh];
-        let w_ih_t = Mat::rows(self.w.w_ih, gh, self.input_size, self.input_size).t();
-        matmul_bias(
-            &mut gates,
-            gh,
-            Mat::rows(x, rows, self.input_size, self.input_size),
-            w_ih_t.with_panels(fp.w_ih.as_deref()),
-            &bias,
-        );
+        let n_in = self.input_size;
+        let w_ih_t = Mat::rows(self.w.w_ih, gh, n_in, n_in)
+            .t()
+            .with_panels(fp.w_ih.as_deref());
+        // Per step only when the rows are split between threads: a small batch's slab is
+        // small, and projecting per step would read W_ih again at every step, which is what
+        // bounds a small batch's step.
+        let parts = row_parts(bs);
+        let per_step = !keep && fp.w_ih.is_some() && parts.len() > 1;
+        let slab_rows = if keep { rows } else { 0 };
+        let mut gates = vec![T::zero(); if per_step { 0 } else { rows * gh }];
+        if !per_step {
+            matmul_bias(
+                &mut gates,
+                gh,
+                Mat::rows(x, rows, n_in, n_in),
+                w_ih_t,
+                &bias,
+            );
+        }
 
         let mut hs = vec![T::zero(); (tl + 1) * bs * r];
         let first = self.first_slot();
@@ -230,23 +249,28 @@ impl<T: Float> DirSpec<'_, T> {
             cs = vec![T::zero(); (tl + 1) * bs * h];
             cs[first * bs * h..(first + 1) * bs * h].copy_from_slice(c0);
         }
-        let mut aux = vec![T::zero(); rows * widths.aux];
-        let mut keep = vec![T::zero(); rows * widths.keep];
-        let mut m = vec![T::zero(); rows * widths.m];
+        let mut aux = vec![T::zero(); slab_rows * widths.aux];
+        let mut clamp = vec![T::zero(); slab_rows * widths.keep];
+        let mut m = vec![T::zero(); slab_rows * widths.m];
 
         // The batch's rows split between threads for the whole loop (see `kernel::split`):
         // part `rows` reads and writes only those rows of every slab.
-        let parts = row_parts(bs);
         // width of the cell-state slab's rows (0: no cell state, every piece empty)
         let ch = if self.has_c() { h } else { 0 };
         let (hs_p, cs_p) = (SharedRows::new(&mut hs), SharedRows::new(&mut cs));
         let (gates_p, aux_p) = (SharedRows::new(&mut gates), SharedRows::new(&mut aux));
-        let (keep_p, m_p) = (SharedRows::new(&mut keep), SharedRows::new(&mut m));
+        let (keep_p, m_p) = (SharedRows::new(&mut clamp), SharedRows::new(&mut m));
         let paired = pair_worth(parts.len(), packed.w_hh_p.is_some(), bs * gh * r);
         with_pair_if(paired, || {
             run_parts(parts.len(), |p| {
                 let (r0, r1) = (parts[p].start, parts[p].end);
                 let mut scratch = vec![T::zero(); (r1 - r0) * widths.fwd_scratch];
+                // inference: one step's gates and saved quantities, reused at every step
+                let step_rows = if keep { 0 } else { r1 - r0 };
+                let mut gates_step = vec![T::zero(); if per_step { (r1 - r0) * gh } else { 0 }];
+                let mut aux_step = vec![T::zero(); step_rows * widths.aux];
+                let mut keep_step = vec![T::zero(); step_rows * widths.keep];
+                let mut m_step = vec![T::zero(); step_rows * widths.m];
                 // recurrent dropout: each step's masked state m ⊙ h_prev, the product's operand
                 let mut h_rec = vec![
                     T::zero();
@@ -288,13 +312,29 @@ impl<T: Float> DirSpec<'_, T> {
                             None => &h_prev[..n * r],
                         };
                         let row0 = t * bs;
-                        // SAFETY: as above.
-                        let (gates, aux, keep, m) = unsafe {
+                        let gates = if per_step {
+                            let g = &mut gates_step[..n * gh];
+                            let xs = Mat::rows(&x[(row0 + r0) * n_in..], n, n_in, n_in);
+                            matmul_bias(g, gh, xs, w_ih_t, &bias);
+                            g
+                        } else {
+                            // SAFETY: as above.
+                            unsafe { gates_p.piece_mut(span(row0, n, gh)) }
+                        };
+                        let (aux, clamp, m) = if keep {
+                            // SAFETY: as above.
+                            unsafe {
+                                (
+                                    aux_p.piece_mut(span(row0, n, widths.aux)),
+                                    keep_p.piece_mut(span(row0, n, widths.keep)),
+                                    m_p.piece_mut(span(row0, n, widths.m)),
+                                )
+                            }
+                        } else {
                             (
-                                gates_p.piece_mut(span(row0, n, gh)),
-                                aux_p.piece_mut(span(row0, n, widths.aux)),
-                                keep_p.piece_mut(span(row0, n, widths.keep)),
-                                m_p.piece_mut(span(row0, n, widths.m)),
+                                &mut aux_step[..n * widths.aux],
+                                &mut keep_step[..n * widths.keep],
+                                &mut m_step[..n * widths.m],
                             )
                         };
                         self.cell.forward_step(
@@ -308,7 +348,7 @@ impl<T: Float> DirSpec<'_, T> {
                                 c: &mut c_cur[..n * ch],
                                 gates,
                                 aux,
-                                keep,
+                                keep: clamp,
                                 m,
                                 scratch: &mut scratch[..n * widths.fwd_scratch],
                             },
@@ -323,9 +363,9 @@ impl<T: Float> DirSpec<'_, T> {
         DirTape {
             h: hs,
             c: cs,
-            gates,
+            gates: if keep { gates } else { Vec::new() },
             aux,
-            keep,
+            keep: clamp,
             m,
         }
     }

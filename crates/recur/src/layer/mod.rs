@@ -591,6 +591,9 @@ impl<T: Float> Recurrent<T> {
     /// `[seq_len, batch, f]` or `[batch, seq_len, f]` in the caller's order → time-major in
     /// sorted order.
     fn gather_seq(&self, src: &[T], b: &Batch, f: usize) -> Vec<T> {
+        if self.in_order(b) {
+            return src.to_vec();
+        }
         let mut out = vec![T::zero(); b.seq_len * b.batch * f];
         for t in 0..b.seq_len {
             for (s, &orig) in b.perm.iter().enumerate() {
@@ -602,8 +605,18 @@ impl<T: Float> Recurrent<T> {
         out
     }
 
+    /// Whether the caller's layout is already time-major in sorted order (seq-first, the
+    /// lengths not increasing): then gathering and scattering move nothing.
+    fn in_order(&self, b: &Batch) -> bool {
+        self.config.layout == BatchLayout::SeqFirst
+            && b.perm.iter().enumerate().all(|(i, &p)| i == p)
+    }
+
     /// The inverse of [`Self::gather_seq`].
-    fn scatter_seq(&self, src: &[T], b: &Batch, f: usize) -> Vec<T> {
+    fn scatter_seq(&self, src: Vec<T>, b: &Batch, f: usize) -> Vec<T> {
+        if self.in_order(b) {
+            return src;
+        }
         let mut out = vec![T::zero(); b.seq_len * b.batch * f];
         for t in 0..b.seq_len {
             for (s, &orig) in b.perm.iter().enumerate() {
@@ -786,7 +799,7 @@ impl<T: Float> Recurrent<T> {
                     Some(c) => Self::gather_state(c.data(), ld, &b, h),
                     None => zeros_c.clone(),
                 };
-                let tape = spec.forward(&x, &h0, &c0);
+                let tape = spec.forward(&x, &h0, &c0, rng.is_some());
                 spec.write_output(&tape, &mut y, nd * r, dir * r);
                 let (hn, cn) = spec.final_state(&tape);
                 Self::scatter_state(&mut h_n, ld, &b, r, hn);
@@ -826,10 +839,7 @@ impl<T: Float> Recurrent<T> {
                 x = next;
             }
         }
-        let output = Tensor::new(
-            self.scatter_seq(&y, &b, nd * r),
-            &self.seq_shape(&b, nd * r),
-        )?;
+        let output = Tensor::new(self.scatter_seq(y, &b, nd * r), &self.seq_shape(&b, nd * r))?;
         let state_out = State {
             h: Tensor::new(h_n, &[nl * nd, b.batch, r])?,
             c: if cfg.cell.has_cell_state() {
@@ -978,7 +988,7 @@ impl<T: Float> Recurrent<T> {
         }
         Ok(InputGrad {
             input: Tensor::new(
-                self.scatter_seq(&dx, &b, cfg.input_size),
+                self.scatter_seq(dx, &b, cfg.input_size),
                 &self.seq_shape(&b, cfg.input_size),
             )?,
             state: State {
