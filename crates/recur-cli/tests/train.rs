@@ -960,3 +960,32 @@ fn a_training_checkpoint_converts_to_onnx_and_a_model_file() {
         .fold(0.0f32, f32::max);
     assert!(worst <= ONNX_RUN_TOL, "{worst}");
 }
+
+/// `--chrono-init` trains the adding problem (seeded: two runs print the same figures) and
+/// is refused for a plain RNN and for a T_MAX of 2 or less.
+#[test]
+fn chrono_init_trains_and_refuses_what_it_cannot_do() {
+    let args = [
+        "train",
+        "--seq-len",
+        "20",
+        "--steps",
+        "40",
+        "--eval-every",
+        "20",
+        "--hidden-size",
+        "8",
+        "--chrono-init",
+        "25",
+    ];
+    let a = ok(&args);
+    assert!(a.contains("test: 2560 fresh sequences"), "{a}");
+    assert_eq!(figures(&a), figures(&ok(&args)));
+    // chrono replaces the forget-bias default: a different start than the default run's
+    let default = ok(&args[..args.len() - 2]);
+    assert_ne!(figures(&a), figures(&default));
+    let err = one_line_error(&["train", "--cell", "rnn", "--chrono-init", "25"]);
+    assert!(err.contains("--chrono-init"), "{err}");
+    let err = one_line_error(&["train", "--chrono-init", "2"]);
+    assert!(err.contains("--chrono-init"), "{err}");
+}
