@@ -34,7 +34,7 @@ use super::core::{Core, Progress, check_model};
 use super::optim::describe;
 use super::report::{Reporter, StepRecord};
 use super::settings::Settings;
-use super::{INTERRUPTED, apply_chrono_init, dropout_seed, init_uniform, raise_forget_bias};
+use super::{INTERRUPTED, dropout_seed, initialise};
 
 impl Level {
     pub fn token_level(self) -> TokenLevel {
@@ -66,15 +66,7 @@ pub fn build_model(s: &Settings, vocab: usize) -> Result<SequenceModel<f32>> {
         ..Default::default()
     };
     let mut model = SequenceModel::new(config, s.seed).context("model")?;
-    if s.init_range > 0.0 {
-        let mut p = model.params();
-        init_uniform(&mut p, s.init_range, s.seed);
-        model.set_params(&p)?;
-    }
-    apply_chrono_init(&mut model, s)?;
-    if s.forget_bias != 0.0 {
-        raise_forget_bias(&mut model, s)?;
-    }
+    initialise(&mut model, s)?;
     Ok(model)
 }
 

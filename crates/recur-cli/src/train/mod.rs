@@ -119,6 +119,21 @@ pub fn init_uniform(params: &mut [f32], range: f64, seed: u64) {
     }
 }
 
+/// The run's initialisation of a fresh model: `--init-range` (uniform ±x over every
+/// parameter), then `--chrono-init`, then `--forget-bias`.
+pub fn initialise(model: &mut SequenceModel<f32>, s: &Settings) -> Result<()> {
+    if s.init_range > 0.0 {
+        let mut p = model.params();
+        init_uniform(&mut p, s.init_range, s.seed);
+        model.set_params(&p)?;
+    }
+    apply_chrono_init(model, s)?;
+    if s.forget_bias != 0.0 {
+        raise_forget_bias(model, s)?;
+    }
+    Ok(())
+}
+
 /// Chrono initialisation of the model's recurrent stack ([`recur::Recurrent::chrono_init`]),
 /// seeded from the run's seed; a no-op when `--chrono-init` is off.
 pub fn apply_chrono_init(model: &mut SequenceModel<f32>, s: &Settings) -> Result<()> {

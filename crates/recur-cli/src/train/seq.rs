@@ -29,7 +29,7 @@ use super::core::{Core, Progress, check_model};
 use super::optim::describe;
 use super::report::{Reporter, StepRecord};
 use super::settings::Settings;
-use super::{INTERRUPTED, apply_chrono_init, dropout_seed, init_uniform, raise_forget_bias};
+use super::{INTERRUPTED, dropout_seed, initialise};
 
 /// Held-out sequences of the copy task.
 const COPY_TEST: usize = 256;
@@ -130,15 +130,7 @@ pub fn build_model(
         ..Default::default()
     };
     let mut model = SequenceModel::new(config, s.seed).context("model")?;
-    if s.init_range > 0.0 {
-        let mut p = model.params();
-        init_uniform(&mut p, s.init_range, s.seed);
-        model.set_params(&p)?;
-    }
-    apply_chrono_init(&mut model, s)?;
-    if s.forget_bias != 0.0 {
-        raise_forget_bias(&mut model, s)?;
-    }
+    initialise(&mut model, s)?;
     Ok(model)
 }
 

@@ -438,6 +438,52 @@ unsafe fn tile(mr: usize, panels: usize, k: usize, a: *const f32, lda: usize, b:
 mod x86 {
     use std::arch::x86_64::*;
 
+    /// Lanes of panel `p` of `P` that exist.
+    #[inline]
+    fn lanes<const P: usize>(out: &super::Out, p: usize) -> __mmask16 {
+        if p + 1 == P { out.mask } else { u16::MAX }
+    }
+
+    /// A row of accumulators as every row of a tile starts: the bias's columns, or zero.
+    ///
+    /// # Safety
+    /// As [`kernel`].
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn start<const P: usize>(out: super::Out) -> [__m512; P] {
+        let mut start = [_mm512_setzero_ps(); P];
+        if !out.bias.is_null() {
+            for (p, v) in start.iter_mut().enumerate() {
+                *v = unsafe { _mm512_maskz_loadu_ps(lanes::<P>(&out, p), out.bias.add(16 * p)) };
+            }
+        }
+        start
+    }
+
+    /// Writes (or adds) a finished tile to `out.c`, the last panel's lanes limited to the
+    /// mask.
+    ///
+    /// # Safety
+    /// As [`kernel`].
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store<const MR: usize, const P: usize>(acc: &[[__m512; P]; MR], out: super::Out) {
+        for (r, row) in acc.iter().enumerate() {
+            for (p, &v) in row.iter().enumerate() {
+                let m = lanes::<P>(&out, p);
+                unsafe {
+                    let dst = out.c.add(r * out.ldc + 16 * p);
+                    let value = if out.add {
+                        _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst), v)
+                    } else {
+                        v
+                    };
+                    _mm512_mask_storeu_ps(dst, m, value);
+                }
+            }
+        }
+    }
+
     /// `c[r, 16p + l] (=|+=) [bias[16p + l] +] Σ_kk a[r, kk] · b[kk][16p + l]` for r < MR,
     /// p < P, the last panel's lanes limited to `out.mask`. `b` is a block of P panels,
     /// `16·P` floats per `kk`. The sum starts from the bias (or zero) and adds the terms in
@@ -455,14 +501,7 @@ mod x86 {
         b: *const f32,
         out: super::Out,
     ) {
-        let lanes = |p: usize| -> __mmask16 { if p + 1 == P { out.mask } else { u16::MAX } };
-        let mut start = [_mm512_setzero_ps(); P];
-        if !out.bias.is_null() {
-            for (p, v) in start.iter_mut().enumerate() {
-                *v = unsafe { _mm512_maskz_loadu_ps(lanes(p), out.bias.add(16 * p)) };
-            }
-        }
-        let mut acc = [start; MR];
+        let mut acc = [unsafe { start::<P>(out) }; MR];
         let width = 16 * P;
         for kk in 0..k {
             let mut bv = [_mm512_setzero_ps(); P];
@@ -476,19 +515,7 @@ mod x86 {
                 }
             }
         }
-        for (r, row) in acc.iter().enumerate() {
-            for (p, &v) in row.iter().enumerate() {
-                unsafe {
-                    let dst = out.c.add(r * out.ldc + 16 * p);
-                    let value = if out.add {
-                        _mm512_add_ps(_mm512_maskz_loadu_ps(lanes(p), dst), v)
-                    } else {
-                        v
-                    };
-                    _mm512_mask_storeu_ps(dst, lanes(p), value);
-                }
-            }
-        }
+        unsafe { store(&acc, out) };
     }
 
     /// Pairs of `a` values converted to bf16 per pass of [`kernel_bf16`] (a stack buffer of
@@ -510,14 +537,7 @@ mod x86 {
         b: *const u32,
         out: super::Out,
     ) {
-        let lanes = |p: usize| -> __mmask16 { if p + 1 == P { out.mask } else { u16::MAX } };
-        let mut start = [_mm512_setzero_ps(); P];
-        if !out.bias.is_null() {
-            for (p, v) in start.iter_mut().enumerate() {
-                *v = unsafe { _mm512_maskz_loadu_ps(lanes(p), out.bias.add(16 * p)) };
-            }
-        }
-        let mut acc = [start; MR];
+        let mut acc = [unsafe { start::<P>(out) }; MR];
         let width = 16 * P;
         let pairs = k.div_ceil(2);
         let mut buf = [[0u32; PAIRS_PER_PASS]; MR];
@@ -568,19 +588,7 @@ mod x86 {
             }
             p0 += np;
         }
-        for (r, row) in acc.iter().enumerate() {
-            for (p, &v) in row.iter().enumerate() {
-                unsafe {
-                    let dst = out.c.add(r * out.ldc + 16 * p);
-                    let value = if out.add {
-                        _mm512_add_ps(_mm512_maskz_loadu_ps(lanes(p), dst), v)
-                    } else {
-                        v
-                    };
-                    _mm512_mask_storeu_ps(dst, lanes(p), value);
-                }
-            }
-        }
+        unsafe { store(&acc, out) };
     }
 }
 
