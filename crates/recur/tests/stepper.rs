@@ -305,8 +305,19 @@ fn check_step_allocates_nothing<T: Real>() {
                 hidden_size,
                 ..config(cell, 2, Direction::Forward)
             });
-            {
-                let batch = 1;
+            // batch 1 everywhere; batch 3 where the panel kernel runs (f32, AVX-512F), except
+            // the reset-before GRU, whose two column ranges of W_hhᵀ go to the gemm crate
+            let reset_before = matches!(
+                &m.config().cell,
+                CellKind::Gru(g) if g.reset == recur::ResetPlacement::BeforeMatmul
+            );
+            let batches: &[usize] =
+                if T::NAME == "f32" && recur::kernel::Panels::available() && !reset_before {
+                    &[1, 3]
+                } else {
+                    &[1]
+                };
+            for &batch in batches {
                 let ctx = format!(
                     "{} {name} I={input_size} H={hidden_size} batch={batch}",
                     T::NAME

@@ -130,9 +130,12 @@ impl<'a, T: Float> Stepper<'a, T> {
     /// the model's [`super::BatchLayout`]), the last layer's output goes to `out`
     /// `[batch, H_out]`, and the state advances.
     ///
-    /// At batch 1 this allocates nothing (`tests/stepper.rs` counts). At batch > 1 recur
-    /// still allocates nothing, but the `gemm` crate (0.19) runs its packed kernel for the
-    /// products, which allocates a small bookkeeping buffer on every call.
+    /// At batch 1 this allocates nothing (`tests/stepper.rs` counts), nor at any batch with
+    /// the panel kernel (f32 on AVX-512F; except a GRU with the reset before the product,
+    /// ONNX's `linear_before_reset = 0`, whose two column ranges of `W_hhᵀ` go to the `gemm`
+    /// crate). Elsewhere at batch > 1 recur still allocates
+    /// nothing, but the `gemm` crate (0.19) runs its packed kernel for the products, which
+    /// allocates a small bookkeeping buffer on every call.
     ///
     /// # Errors
     /// [`Error::Length`] when `x` or `out` does not hold exactly the values of its shape; the
