@@ -4,6 +4,9 @@
 //! - `panels`: the panel kernel (weights packed once, see `kernel::panels`) against the `gemm`
 //!   crate on the products a recurrent layer runs: a time step at batch 1, 8 and 64 (H = 256
 //!   and 512) and the input projection of a whole sequence (T·B = 6400 rows).
+//! - `backward_products`: an LSTM's weight gradients `daᵀ · X`, `daᵀ · H` and input gradient
+//!   `da · W_ih` after a backward's time loop (T·B = 6400 rows, H = 256 and 512), on the
+//!   `gemm` crate and on the panel kernel reading its right operands in place.
 //! - `elementwise`: the vectorised sigmoid and tanh of the fused gate passes over one step of
 //!   a B64 H256 LSTM's gates.
 //! - `layers`: `Recurrent::forward` and `forward_train` + `backward` of one LSTM, GRU and RNN
@@ -11,7 +14,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use recur::kernel::fast_f32;
-use recur::kernel::{Accumulate, Mat, Panels, matmul};
+use recur::kernel::{Accumulate, Mat, Panels, matmul, matmul_gemm, matmul_two};
 use recur::{CellKind, OutputGrad, Recurrent, RecurrentConfig, Tensor};
 use std::hint::black_box;
 use std::time::Duration;
@@ -46,7 +49,7 @@ fn panels(c: &mut Criterion) {
         let id = format!("m{m}_k{k}_n{n}");
         g.bench_function(BenchmarkId::new("gemm_crate", &id), |b| {
             b.iter(|| {
-                matmul(
+                matmul_gemm(
                     &mut dst,
                     n,
                     Mat::rows(&a, m, k, k),
@@ -68,6 +71,46 @@ fn panels(c: &mut Criterion) {
                 })
             });
         }
+    }
+    g.finish();
+}
+
+/// The products after the time loop of a backward, with nothing packed (T·B = 6400 rows):
+/// the weight gradients `dW_ih += daᵀ · X` and `dW_hh += daᵀ · H` of an LSTM (`a`
+/// transposed) and the input gradient `dX = da · W_ih`, on the `gemm` crate (two calls for
+/// the two weight gradients) and on the panel kernel reading its right operands in place
+/// (`kernel::matmul_two`, one pass over `daᵀ` for both; `kernel::matmul`).
+fn backward_products(c: &mut Criterion) {
+    let mut g = c.benchmark_group("backward_products");
+    let rows = 6400;
+    for &h in &[256usize, 512] {
+        let gh = 4 * h;
+        let da = fill(rows * gh, 5);
+        let (x, hs) = (fill(rows * h, 6), fill(rows * h, 7));
+        let w = fill(gh * h, 8);
+        let (mut dw_ih, mut dw_hh) = (vec![0f32; gh * h], vec![0f32; gh * h]);
+        let a = Mat::rows(&da, rows, gh, gh).t();
+        let (xm, hm) = (Mat::rows(&x, rows, h, h), Mat::rows(&hs, rows, h, h));
+        g.throughput(Throughput::Elements((2 * 2 * rows * gh * h) as u64));
+        let id = format!("lstm_h{h}");
+        g.bench_function(BenchmarkId::new("dw_ih_hh_gemm_crate", &id), |b| {
+            b.iter(|| {
+                matmul_gemm(&mut dw_ih, h, a, xm, Accumulate::Add);
+                matmul_gemm(&mut dw_hh, h, a, hm, Accumulate::Add);
+            })
+        });
+        g.bench_function(BenchmarkId::new("dw_ih_hh_panels", &id), |b| {
+            b.iter(|| matmul_two(a, (&mut dw_ih, h, xm), (&mut dw_hh, h, hm), Accumulate::Add))
+        });
+        let mut dx = vec![0f32; rows * h];
+        let (dam, wm) = (Mat::rows(&da, rows, gh, gh), Mat::rows(&w, gh, h, h));
+        g.throughput(Throughput::Elements((2 * rows * gh * h) as u64));
+        g.bench_function(BenchmarkId::new("dx_gemm_crate", &id), |b| {
+            b.iter(|| matmul_gemm(&mut dx, h, dam, wm, Accumulate::Overwrite))
+        });
+        g.bench_function(BenchmarkId::new("dx_panels", &id), |b| {
+            b.iter(|| matmul(&mut dx, h, dam, wm, Accumulate::Overwrite))
+        });
     }
     g.finish();
 }
@@ -144,6 +187,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = panels, elementwise, layers
+    targets = panels, backward_products, elementwise, layers
 }
 criterion_main!(benches);

@@ -89,16 +89,28 @@ pub trait Float:
     /// have one (`f32` with AVX-512 BF16), else `None`.
     fn pack_panels_bf16(b: kernel::Mat<'_, Self>) -> Option<kernel::Panels>;
 
-    /// `dst (=|+=) a · b` (with `bias`: `dst = bias + a · b`, `acc` ignored) through the
-    /// panels of `b` when this type has a panel kernel and `a` is row-major; returns whether
-    /// it ran (`false`: the caller runs the general GEMM).
+    /// `dst (=|+=) a · b` (with `bias`: `dst = bias + a · b`, `acc` ignored) on the panel
+    /// kernel, where this type and CPU have one and the operands suit it: `a` row-major or
+    /// transposed, and `b` carrying its panels or row-major and worth reading in place
+    /// ([`kernel::panels::matmul_unpacked`]). Returns whether it ran (`false`: the caller
+    /// runs the general GEMM).
     fn matmul_panels(
         dst: &mut [Self],
         ld_dst: usize,
         a: kernel::Mat<'_, Self>,
-        b: &kernel::Panels,
+        b: kernel::Mat<'_, Self>,
         acc: kernel::Accumulate,
         bias: Option<&[Self]>,
+    ) -> bool;
+
+    /// `dst₁ (=|+=) a · b₁` and `dst₂ (=|+=) a · b₂` in one pass over `a` on the panel
+    /// kernel ([`kernel::panels::matmul_unpacked_two`]) where this type and CPU have one
+    /// and the operands suit it; returns whether it ran.
+    fn matmul_two(
+        a: kernel::Mat<'_, Self>,
+        first: (&mut [Self], usize, kernel::Mat<'_, Self>),
+        second: (&mut [Self], usize, kernel::Mat<'_, Self>),
+        acc: kernel::Accumulate,
     ) -> bool;
 }
 
@@ -126,18 +138,48 @@ impl Float for f32 {
         dst: &mut [Self],
         ld_dst: usize,
         a: kernel::Mat<'_, Self>,
-        b: &kernel::Panels,
+        b: kernel::Mat<'_, Self>,
         acc: kernel::Accumulate,
         bias: Option<&[Self]>,
     ) -> bool {
-        if a.col_stride != 1 {
+        let row_major = a.col_stride == 1;
+        if !row_major && a.row_stride != 1 {
             return false;
         }
-        match bias {
-            Some(bias) => kernel::panels::matmul_panels_bias(dst, ld_dst, a, b, bias),
-            None => kernel::panels::matmul_panels(dst, ld_dst, a, b, acc),
+        if let Some(p) = b.panels {
+            if p.is_bf16() && !row_major {
+                return false;
+            }
+            match bias {
+                Some(bias) => kernel::panels::matmul_panels_bias(dst, ld_dst, a, p, bias),
+                None => kernel::panels::matmul_panels(dst, ld_dst, a, p, acc),
+            }
+            return true;
         }
-        true
+        if bias.is_none()
+            && b.col_stride == 1
+            && kernel::panels::unpacked_worth(a.rows, b.cols, a.cols)
+        {
+            kernel::panels::matmul_unpacked(dst, ld_dst, a, b, acc);
+            return true;
+        }
+        false
+    }
+
+    fn matmul_two(
+        a: kernel::Mat<'_, Self>,
+        first: (&mut [Self], usize, kernel::Mat<'_, Self>),
+        second: (&mut [Self], usize, kernel::Mat<'_, Self>),
+        acc: kernel::Accumulate,
+    ) -> bool {
+        let suits = (a.col_stride == 1 || a.row_stride == 1)
+            && first.2.col_stride == 1
+            && second.2.col_stride == 1
+            && kernel::panels::unpacked_worth(a.rows, first.2.cols + second.2.cols, a.cols);
+        if suits {
+            kernel::panels::matmul_unpacked_two(a, first, second, acc);
+        }
+        suits
     }
 }
 
@@ -164,9 +206,18 @@ impl Float for f64 {
         _: &mut [Self],
         _: usize,
         _: kernel::Mat<'_, Self>,
-        _: &kernel::Panels,
+        _: kernel::Mat<'_, Self>,
         _: kernel::Accumulate,
         _: Option<&[Self]>,
+    ) -> bool {
+        false
+    }
+
+    fn matmul_two(
+        _: kernel::Mat<'_, Self>,
+        _: (&mut [Self], usize, kernel::Mat<'_, Self>),
+        _: (&mut [Self], usize, kernel::Mat<'_, Self>),
+        _: kernel::Accumulate,
     ) -> bool {
         false
     }

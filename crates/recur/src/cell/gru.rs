@@ -48,7 +48,7 @@
 //! send to the state is multiplied by m: reset after, dh_prev = dh ⊙ z + m ⊙ (dq W_hh); reset
 //! before, dh_prev = dh ⊙ z + m ⊙ (ds ⊙ r + [da_r, da_z] W_h{r,z}), with dr = ds ⊙ m ⊙ h_prev.
 
-use super::{BwdStep, FwdStep, RecurrentGrads, SlabWidths, Slabs, StepWeights};
+use super::{BwdStep, FwdStep, SlabWidths, Slabs, StepWeights, WeightGrads};
 use crate::error::Result;
 use crate::kernel::{Accumulate, Mat, add_column_sums, matmul};
 use crate::{Activation, Float};
@@ -398,14 +398,22 @@ fn blend<T: Float>(h: &mut [T], z: &[T], n: &[T], h_prev: &[T]) {
     }
 }
 
-pub(crate) fn recurrent_grads<T: Float>(
+pub(crate) fn weight_grads<T: Float>(
     cell: &GruCell,
     w: &StepWeights<'_, T>,
     s: &Slabs<'_, T>,
-    g: RecurrentGrads<'_, T>,
+    g: WeightGrads<'_, T>,
 ) {
-    let (rows, h) = (s.rows, w.hidden);
+    let (rows, h, n_in) = (s.rows, w.hidden, s.input_size);
     let gh = 3 * h;
+    // (1)ᵀ dW_ih += daᵀ x (the gradients of the input-side pre-activations)
+    matmul(
+        g.w_ih,
+        n_in,
+        Mat::rows(s.dgates, rows, gh, gh).t(),
+        Mat::rows(s.x, rows, n_in, n_in),
+        Accumulate::Add,
+    );
     match cell.reset {
         ResetPlacement::AfterMatmul => {
             // (2)ᵀ dW_hh += dqᵀ h_prev, db_hh += Σ dq

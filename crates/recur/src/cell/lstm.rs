@@ -39,9 +39,9 @@
 //! Recurrent dropout: (1) reads `m ⊙ h_prev` (projected: m has P entries); (1)ᵀ gives
 //! dh_prev = m ⊙ (da W_hh) and dW_hh += daᵀ (m ⊙ h_prev).
 
-use super::{BwdStep, FwdStep, RecurrentGrads, SlabWidths, Slabs, StepWeights};
+use super::{BwdStep, FwdStep, SlabWidths, Slabs, StepWeights, WeightGrads};
 use crate::error::{Result, config_err};
-use crate::kernel::{Accumulate, Mat, add_column_sums, matmul};
+use crate::kernel::{Accumulate, Mat, add_column_sums, matmul, matmul_two};
 use crate::{Activation, Float};
 
 /// Which gates see the cell state (diagonal peepholes). i and f see c_prev, o sees the new c.
@@ -367,21 +367,20 @@ fn add_product<T: Float>(acc: &mut [T], a: &[T], b: &[T]) {
     }
 }
 
-pub(crate) fn recurrent_grads<T: Float>(
+pub(crate) fn weight_grads<T: Float>(
     _cell: &LstmCell,
     w: &StepWeights<'_, T>,
     s: &Slabs<'_, T>,
-    g: RecurrentGrads<'_, T>,
+    g: WeightGrads<'_, T>,
 ) {
-    let (rows, h, r) = (s.rows, w.hidden, w.h_out);
+    let (rows, h, r, n_in) = (s.rows, w.hidden, w.h_out, s.input_size);
     let gh = 4 * h;
-    // (1)ᵀ dW_hh += daᵀ h_prev, db_hh += Σ da
+    // (1)ᵀ dW_ih += daᵀ x, dW_hh += daᵀ h_prev (one pass over da), db_hh += Σ da
     let da = Mat::rows(s.dgates, rows, gh, gh);
-    matmul(
-        g.w_hh,
-        r,
+    matmul_two(
         da.t(),
-        Mat::rows(s.h_prev, rows, r, r),
+        (g.w_ih, n_in, Mat::rows(s.x, rows, n_in, n_in)),
+        (g.w_hh, r, Mat::rows(s.h_prev, rows, r, r)),
         Accumulate::Add,
     );
     if let Some(db) = g.b_hh {

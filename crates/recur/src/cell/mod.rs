@@ -262,10 +262,13 @@ pub(crate) struct BwdStep<'a, T> {
     pub scratch: &'a mut [T],
 }
 
-/// A whole direction's saved tensors and gradients, for the recurrent weight gradients that
+/// A whole direction's inputs, saved tensors and gradients, for the weight gradients that
 /// are computed after the backward loop as one product each. `rows = seq_len * batch`.
 pub(crate) struct Slabs<'a, T> {
     pub rows: usize,
+    /// `[rows, input_size]`: the direction's input
+    pub x: &'a [T],
+    pub input_size: usize,
     /// `[rows, R]`: the state before each step as the recurrent product read it (masked
     /// under recurrent dropout)
     pub h_prev: &'a [T],
@@ -278,8 +281,9 @@ pub(crate) struct Slabs<'a, T> {
     pub dalt: &'a [T],
 }
 
-/// Gradient views of the recurrent-side parameters of one (layer, direction).
-pub(crate) struct RecurrentGrads<'a, T> {
+/// Gradient views of the weights of one (layer, direction) but the input bias.
+pub(crate) struct WeightGrads<'a, T> {
+    pub w_ih: &'a mut [T],
     pub w_hh: &'a mut [T],
     pub b_hh: Option<&'a mut [T]>,
     pub w_hr: Option<&'a mut [T]>,
@@ -361,16 +365,16 @@ impl CellKind {
         }
     }
 
-    pub(crate) fn recurrent_grads<T: crate::Float>(
+    pub(crate) fn weight_grads<T: crate::Float>(
         &self,
         w: &StepWeights<'_, T>,
         s: &Slabs<'_, T>,
-        g: RecurrentGrads<'_, T>,
+        g: WeightGrads<'_, T>,
     ) {
         match self {
-            CellKind::Lstm(c) => lstm::recurrent_grads(c, w, s, g),
-            CellKind::Gru(c) => gru::recurrent_grads(c, w, s, g),
-            CellKind::Rnn(_) => rnn::recurrent_grads(w, s, g),
+            CellKind::Lstm(c) => lstm::weight_grads(c, w, s, g),
+            CellKind::Gru(c) => gru::weight_grads(c, w, s, g),
+            CellKind::Rnn(_) => rnn::weight_grads(w, s, g),
         }
     }
 }

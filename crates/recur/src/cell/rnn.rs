@@ -15,9 +15,9 @@
 //! where it was clamped. Recurrent dropout: (1) reads `m ⊙ h_prev`, the leaky term (3) reads
 //! h_prev; (1)ᵀ adds m ⊙ (da W_hh) to dh_prev and dW_hh += daᵀ (m ⊙ h_prev).
 
-use super::{BwdStep, FwdStep, RecurrentGrads, Slabs, StepWeights, check_rate};
+use super::{BwdStep, FwdStep, Slabs, StepWeights, WeightGrads, check_rate};
 use crate::error::{Result, config_err};
-use crate::kernel::{Accumulate, Mat, add_column_sums, matmul};
+use crate::kernel::{Accumulate, Mat, add_column_sums, matmul, matmul_two};
 use crate::{Activation, Float};
 
 /// Leaky integration: h = (1 − α) h_prev + α act(…), with a fixed rate α ∈ (0, 1].
@@ -138,18 +138,17 @@ pub(crate) fn backward_step<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s:
     }
 }
 
-pub(crate) fn recurrent_grads<T: Float>(
+pub(crate) fn weight_grads<T: Float>(
     w: &StepWeights<'_, T>,
     s: &Slabs<'_, T>,
-    g: RecurrentGrads<'_, T>,
+    g: WeightGrads<'_, T>,
 ) {
-    let (rows, h) = (s.rows, w.hidden);
-    // (1)ᵀ dW_hh += daᵀ h_prev, db_hh += Σ da
-    matmul(
-        g.w_hh,
-        h,
+    let (rows, h, n_in) = (s.rows, w.hidden, s.input_size);
+    // (1)ᵀ dW_ih += daᵀ x, dW_hh += daᵀ h_prev (one pass over da), db_hh += Σ da
+    matmul_two(
         Mat::rows(s.dgates, rows, h, h).t(),
-        Mat::rows(s.h_prev, rows, h, h),
+        (g.w_ih, n_in, Mat::rows(s.x, rows, n_in, n_in)),
+        (g.w_hh, h, Mat::rows(s.h_prev, rows, h, h)),
         Accumulate::Add,
     );
     if let Some(db) = g.b_hh {

@@ -130,10 +130,39 @@ pub fn matmul<T: Float>(
     if m == 0 || n == 0 {
         return;
     }
-    if let Some(p) = b.panels
-        && k > 0
-        && T::matmul_panels(dst, ld_dst, a, p, acc, None)
-    {
+    if k > 0 && T::matmul_panels(dst, ld_dst, a, b, acc, None) {
+        return;
+    }
+    matmul_gemm(dst, ld_dst, a, b, acc);
+}
+
+/// `dst₁ (=|+=) a · b₁` and `dst₂ (=|+=) a · b₂`: as two calls of [`matmul`], but on the
+/// panel kernel in one pass over `a` where it runs (the weight gradients of `W_ih` and
+/// `W_hh`, which share `daᵀ`).
+pub fn matmul_two<T: Float>(
+    a: Mat<'_, T>,
+    (dst1, ld1, b1): (&mut [T], usize, Mat<'_, T>),
+    (dst2, ld2, b2): (&mut [T], usize, Mat<'_, T>),
+    acc: Accumulate,
+) {
+    if !T::matmul_two(a, (&mut *dst1, ld1, b1), (&mut *dst2, ld2, b2), acc) {
+        matmul(dst1, ld1, a, b1, acc);
+        matmul(dst2, ld2, a, b2, acc);
+    }
+}
+
+/// [`matmul`] on the `gemm` crate whatever the operands (the panels of `b` unused): the
+/// general path, and the baseline the panel kernel is measured against.
+pub fn matmul_gemm<T: Float>(
+    dst: &mut [T],
+    ld_dst: usize,
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+    acc: Accumulate,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "inner dimensions differ");
+    if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
@@ -196,8 +225,7 @@ pub fn matmul_bias<T: Float>(
     if m == 0 || n == 0 {
         return;
     }
-    if let Some(p) = b.panels
-        && T::matmul_panels(dst, ld_dst, a, p, Accumulate::Overwrite, Some(bias))
+    if b.panels.is_some() && T::matmul_panels(dst, ld_dst, a, b, Accumulate::Overwrite, Some(bias))
     {
         return;
     }

@@ -35,8 +35,19 @@ pub const BLOCK: usize = LANES * PANELS;
 /// Rows of the microkernel's tile.
 const MR: usize = 6;
 /// Rows per chunk when a product has many rows: a chunk of `a` stays in L2 while every
-/// column block passes over it.
+/// column block passes over it, and the chunk's rows of `dst` while the passes of [`KC`]
+/// terms go by.
 const MC: usize = 96;
+/// Terms per pass over a tile: a block of `B` (`KC` rows of 64 columns, 64 KiB) stays in L2
+/// while every tile of a chunk of rows passes over it. Even, for the bf16 pairs. Products
+/// of k ≤ 256 (the step products at H ≤ 256) run in one pass.
+const KC: usize = 256;
+/// [`MC`] and [`KC`] for a transposed `a` (a weight gradient's `daᵀ`, copied to strips per
+/// chunk and pass): long chunks read whole rows of `da` in order (measured on `daᵀ · X` at
+/// T·B = 6400: 96 rows 114–145 GFLOP/s, 384 rows 153–182), short passes keep the strips
+/// (384 × 128 floats, 192 KiB) in L2.
+const MC_T: usize = 384;
+const KC_T: usize = 128;
 /// Below this many multiply-adds a product runs on the calling thread (a fork-join costs
 /// several µs).
 const PARALLEL_MIN_FMAS: usize = 1 << 21;
@@ -178,10 +189,6 @@ impl Panels {
     pub fn n(&self) -> usize {
         self.n
     }
-
-    fn blocks(&self) -> usize {
-        self.n.div_ceil(BLOCK)
-    }
 }
 
 /// `x` rounded to bfloat16, to nearest even (NaN kept a NaN).
@@ -194,13 +201,13 @@ pub fn bf16_bits(x: f32) -> u16 {
     (bits.wrapping_add(round) >> 16) as u16
 }
 
-/// `dst[m, n] (=|+=) a[m, k] · B`, `dst` row-major with rows `ld_dst` apart; `a` must be
-/// row-major (`col_stride == 1`).
+/// `dst[m, n] (=|+=) a[m, k] · B`, `dst` row-major with rows `ld_dst` apart; `a` row-major
+/// (`col_stride == 1`) or transposed (`row_stride == 1`, a weight gradient's `daᵀ`).
 ///
 /// # Panics
-/// When the shapes disagree, `a` is not row-major, or a view lies outside its slice.
+/// When the shapes disagree, `a` has neither layout, or a view lies outside its slice.
 pub fn matmul_panels(dst: &mut [f32], ld_dst: usize, a: Mat<'_, f32>, b: &Panels, acc: Accumulate) {
-    product(dst, ld_dst, a, b, acc, None);
+    product(dst, ld_dst, a, Right::Packed(b), acc, None);
 }
 
 /// `dst[m, n] = bias + a[m, k] · B`, every row starting from `bias` (`[n]`): the input
@@ -217,30 +224,188 @@ pub fn matmul_panels_bias(
     bias: &[f32],
 ) {
     assert!(bias.len() >= b.n, "bias too short");
-    product(dst, ld_dst, a, b, Accumulate::Overwrite, Some(bias));
+    product(
+        dst,
+        ld_dst,
+        a,
+        Right::Packed(b),
+        Accumulate::Overwrite,
+        Some(bias),
+    );
+}
+
+/// `dst[m, n] (=|+=) a[m, k] · b` with `b` row-major (`col_stride == 1`) and read where it
+/// lies, unpacked: the kernel's blocks are `b`'s own rows, 64 columns at a time. For
+/// products used once, with many rows of `a` to share each block of `b` (the weight
+/// gradients `daᵀ · X` over all steps, the input gradient `da · W_ih`), where packing `b`
+/// would cost a pass over it. `a` as in [`matmul_panels`]; the same order of terms.
+///
+/// # Panics
+/// As [`matmul_panels`]; also when `b` is not row-major. Without AVX-512F (see
+/// [`Panels::available`]) there is no kernel to run: the caller must check.
+pub fn matmul_unpacked(
+    dst: &mut [f32],
+    ld_dst: usize,
+    a: Mat<'_, f32>,
+    b: Mat<'_, f32>,
+    acc: Accumulate,
+) {
+    product(dst, ld_dst, a, Right::rows(b), acc, None);
+}
+
+/// `dst₁ (=|+=) a · b₁` and `dst₂ (=|+=) a · b₂`, as two calls of [`matmul_unpacked`] but
+/// in one pass over `a`: the weight gradients `daᵀ · X` and `daᵀ · H` of a layer whose two
+/// matrices share their gate gradients, each chunk of `daᵀ` read once for both.
+///
+/// # Panics
+/// As [`matmul_unpacked`] for either product.
+pub fn matmul_unpacked_two(
+    a: Mat<'_, f32>,
+    (dst1, ld1, b1): (&mut [f32], usize, Mat<'_, f32>),
+    (dst2, ld2, b2): (&mut [f32], usize, Mat<'_, f32>),
+    acc: Accumulate,
+) {
+    let targets = [
+        Target::new(dst1, ld1, a, Right::rows(b1), acc, None),
+        Target::new(dst2, ld2, a, Right::rows(b2), acc, None),
+    ];
+    products(a, &targets, acc);
+}
+
+/// Whether a product with `m` rows, `n` columns and `k` terms runs on [`matmul_unpacked`]
+/// (rather than the `gemm` crate, which packs both operands): on CPUs with AVX-512F, from
+/// [`UNPACKED_MIN_ROWS`] rows, enough to share each block of `b` between tiles.
+pub fn unpacked_worth(m: usize, n: usize, k: usize) -> bool {
+    m >= UNPACKED_MIN_ROWS && n > 0 && k > 0 && Panels::available()
+}
+
+/// Rows of `a` from which [`unpacked_worth`] holds.
+const UNPACKED_MIN_ROWS: usize = 16;
+
+/// The right operand of one product.
+#[derive(Clone, Copy)]
+enum Right<'a> {
+    Packed(&'a Panels),
+    /// `[k, n]` row-major, rows `ld` apart, read in place
+    Rows {
+        data: *const f32,
+        ld: usize,
+        k: usize,
+        n: usize,
+    },
+}
+
+impl Right<'_> {
+    /// `b` read in place.
+    ///
+    /// # Panics
+    /// As [`matmul_unpacked`].
+    fn rows(b: Mat<'_, f32>) -> Self {
+        assert!(Panels::available(), "the panel kernel needs AVX-512F");
+        assert!(
+            b.col_stride == 1 || b.rows == 0 || b.cols == 0,
+            "b must be row-major"
+        );
+        assert!(
+            b.rows == 0 || b.cols == 0 || (b.rows - 1) * b.row_stride + b.cols <= b.data.len(),
+            "b out of bounds"
+        );
+        Right::Rows {
+            data: b.data.as_ptr(),
+            ld: b.row_stride,
+            k: b.rows,
+            n: b.cols,
+        }
+    }
+
+    fn k(&self) -> usize {
+        match self {
+            Right::Packed(p) => p.k,
+            Right::Rows { k, .. } => *k,
+        }
+    }
+
+    fn n(&self) -> usize {
+        match self {
+            Right::Packed(p) => p.n,
+            Right::Rows { n, .. } => *n,
+        }
+    }
+
+    fn is_bf16(&self) -> bool {
+        matches!(self, Right::Packed(p) if p.is_bf16())
+    }
+
+    /// Row `kk` (even for bf16) of column block `block`, and the distance between rows.
+    ///
+    /// # Safety
+    /// `kk < k` and `block` a block of the matrix.
+    unsafe fn block_row(&self, block: usize, kk: usize) -> (B, usize) {
+        let width = (self.n() - block * BLOCK).min(BLOCK).div_ceil(LANES) * LANES;
+        // Blocks before this one are full: BLOCK columns each.
+        unsafe {
+            match *self {
+                Right::Packed(p) => match &p.data {
+                    Data::F32(d) => (
+                        B::F32(d.as_ptr().add(block * BLOCK * p.k + kk * width)),
+                        width,
+                    ),
+                    Data::Bf16(d) => (
+                        B::Bf16(
+                            d.as_ptr()
+                                .add(block * BLOCK * p.k.div_ceil(2) + kk / 2 * width),
+                        ),
+                        width,
+                    ),
+                },
+                Right::Rows { data, ld, .. } => (B::F32(data.add(kk * ld + block * BLOCK)), ld),
+            }
+        }
+    }
 }
 
 fn product(
     dst: &mut [f32],
     ld_dst: usize,
     a: Mat<'_, f32>,
-    b: &Panels,
+    b: Right<'_>,
     acc: Accumulate,
     bias: Option<&[f32]>,
 ) {
-    let (m, k, n) = (a.rows, a.cols, b.n);
-    assert_eq!(k, b.k, "inner dimensions differ");
-    assert!(a.col_stride == 1 || m == 0 || k == 0, "a must be row-major");
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!((m - 1) * ld_dst + n <= dst.len(), "dst too small");
-    assert!(
-        k == 0 || (m - 1) * a.row_stride + k <= a.data.len(),
-        "a out of bounds"
-    );
-    if k == 0 {
-        if acc == Accumulate::Overwrite {
+    let target = Target::new(dst, ld_dst, a, b, acc, bias);
+    products(a, &[target], acc);
+}
+
+/// One destination of a call and its right operand.
+struct Target<'a> {
+    dst: *mut f32,
+    ld_dst: usize,
+    b: Right<'a>,
+    /// `[n]` start of every row (`Overwrite` only), or null
+    bias: *const f32,
+}
+
+impl<'a> Target<'a> {
+    /// `dst (=|+=) a · b` checked; with k = 0 done already (`dst` cleared or set to `bias`
+    /// for `Overwrite`).
+    ///
+    /// # Panics
+    /// When the shapes disagree or `dst` is too small.
+    fn new(
+        dst: &mut [f32],
+        ld_dst: usize,
+        a: Mat<'_, f32>,
+        b: Right<'a>,
+        acc: Accumulate,
+        bias: Option<&[f32]>,
+    ) -> Self {
+        let (m, k, n) = (a.rows, a.cols, b.n());
+        assert_eq!(k, b.k(), "inner dimensions differ");
+        assert!(
+            m == 0 || n == 0 || (m - 1) * ld_dst + n <= dst.len(),
+            "dst too small"
+        );
+        if k == 0 && acc == Accumulate::Overwrite {
             for r in 0..m {
                 let row = &mut dst[r * ld_dst..r * ld_dst + n];
                 match bias {
@@ -249,20 +414,53 @@ fn product(
                 }
             }
         }
+        Self {
+            dst: dst.as_mut_ptr(),
+            ld_dst,
+            b,
+            bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
+        }
+    }
+}
+
+/// Every target's product with the same `a`, checked by [`Target::new`]: each chunk of
+/// `a` is read once for all of them.
+fn products(a: Mat<'_, f32>, targets: &[Target<'_>], acc: Accumulate) {
+    let (m, k) = (a.rows, a.cols);
+    let n: usize = targets.iter().map(|t| t.b.n()).sum();
+    if m == 0 || n == 0 || k == 0 {
         return;
     }
+    // a[r, kk] = a[r·lda + kk] (row-major) or a[kk·lda + r] (transposed)
+    let (transposed, lda) = if a.col_stride == 1 {
+        (false, a.row_stride)
+    } else {
+        assert!(a.row_stride == 1, "a must be row-major or transposed");
+        assert!(
+            targets.iter().all(|t| !t.b.is_bf16()),
+            "the bf16 kernel reads a row-major a"
+        );
+        (true, a.col_stride)
+    };
+    assert!(
+        if transposed {
+            (k - 1) * lda + m <= a.data.len()
+        } else {
+            (m - 1) * lda + k <= a.data.len()
+        },
+        "a out of bounds"
+    );
     let part = Part {
-        dst: dst.as_mut_ptr(),
-        ld_dst,
         a: a.data.as_ptr(),
-        lda: a.row_stride,
-        b,
+        lda,
+        transposed,
+        k,
+        targets,
         add: acc == Accumulate::Add,
-        bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
     };
     let threads = rayon::current_num_threads();
     let fmas = m.saturating_mul(n).saturating_mul(k);
-    let blocks = b.blocks();
+    let blocks: usize = targets.iter().map(|t| t.b.n().div_ceil(BLOCK)).sum();
     let paired = !super::split::in_part()
         && fmas >= PAIR_MIN_FMAS
         && blocks >= 2
@@ -286,13 +484,14 @@ fn product(
         return;
     }
     if threads < 2 || fmas < PARALLEL_MIN_FMAS || super::split::in_part() {
-        // SAFETY: the asserts above put every row and column the part touches inside
-        // `dst` and `a`; `dst` is borrowed mutably for the whole call.
+        // SAFETY: the asserts above and in `Target::new` put every row and column the
+        // part touches inside its `dst`, `a` and `b`; each `dst` is borrowed mutably by
+        // the caller for the whole call.
         unsafe { part.run(0..m, 0..blocks) };
     } else if m >= 2 * MC {
         let half = m.div_ceil(2 * MR) * MR;
         let part = &part;
-        // SAFETY: as above; the halves write disjoint rows of `dst`.
+        // SAFETY: as above; the halves write disjoint rows of each `dst`.
         rayon::join(
             || unsafe { part.run(0..half, 0..blocks) },
             || unsafe { part.run(half..m, 0..blocks) },
@@ -300,7 +499,7 @@ fn product(
     } else {
         let half = blocks.div_ceil(2);
         let part = &part;
-        // SAFETY: as above; the halves write disjoint columns of `dst`.
+        // SAFETY: as above; the halves write disjoint columns.
         rayon::join(
             || unsafe { part.run(0..m, 0..half) },
             || unsafe { part.run(0..m, half..blocks) },
@@ -310,76 +509,161 @@ fn product(
 
 /// One call's operands, shared by the threads that split it.
 struct Part<'a> {
-    dst: *mut f32,
-    ld_dst: usize,
     a: *const f32,
+    /// the stride of `a` that is not 1
     lda: usize,
-    b: &'a Panels,
+    /// `a[r, kk]` at `a[kk·lda + r]` (else `a[r·lda + kk]`)
+    transposed: bool,
+    k: usize,
+    /// the destinations; their column blocks are numbered one after the other
+    targets: &'a [Target<'a>],
     add: bool,
-    /// `[n]` start of every row (`Overwrite` only), or null
-    bias: *const f32,
 }
 
-// SAFETY: the threads sharing a `Part` write disjoint rows or columns of `dst` (see
-// `matmul_panels`) and only read `a` and `b`.
+// SAFETY: the threads sharing a `Part` write disjoint rows or column blocks of the
+// destinations (see `products`) and only read `a` and the right operands.
 unsafe impl Sync for Part<'_> {}
 
 impl Part<'_> {
-    /// Rows `rows` × column blocks `blocks` of the product.
+    /// Rows `rows` × column blocks `blocks` (numbered across the targets) of the products,
+    /// a chunk of rows at a time, in passes of [`KC`] terms: the first pass starts every
+    /// tile from the bias, zero or `dst` (`Add`), the later ones from the partial sums
+    /// they left in `dst`. Storing and reloading an f32 is exact, so each element is still
+    /// one chain of fused multiply-adds in the order kk = 0, 1, ….
     ///
     /// # Safety
-    /// Every row in `rows` and column in `blocks` must lie inside `dst` and `a`, and no
-    /// other thread may touch the same part of `dst`; the CPU must have AVX-512F.
+    /// Every row in `rows` and column in `blocks` must lie inside its `dst`, `a` and `b`,
+    /// and no other thread may touch the same part of a `dst`; the CPU must have AVX-512F.
     unsafe fn run(&self, rows: std::ops::Range<usize>, blocks: std::ops::Range<usize>) {
-        let (k, n) = (self.b.k, self.b.n);
+        let k = self.k;
+        // A transposed `a` (a weight gradient's daᵀ) has the rows of a tile side by side
+        // but its terms `lda` apart, often a multiple of 4 KiB that maps every term to the
+        // same cache set: each chunk is copied to `strips` first, MR rows × kc terms per
+        // strip, terms MR apart. Its chunks are long (whole rows of da read in order) and
+        // its passes short, for the strips to stay in L2.
+        let (mc, kc_max) = if self.transposed {
+            (MC_T, KC_T)
+        } else {
+            (MC, KC)
+        };
+        let mut strips = vec![0.0f32; if self.transposed { MC_T * KC_T } else { 0 }];
         let mut chunk = rows.start;
         while chunk < rows.end {
-            let chunk_end = (chunk + MC).min(rows.end);
-            for block in blocks.clone() {
-                let start = block * BLOCK;
-                let cols = (n - start).min(BLOCK);
-                let panels = cols.div_ceil(LANES);
-                // The last panel of the matrix may be partial: its lanes past n are masked.
-                let tail = cols - (panels - 1) * LANES;
-                let mask: u16 = if tail == LANES {
-                    u16::MAX
-                } else {
-                    (1u16 << tail) - 1
-                };
-                // Blocks before this one are full: BLOCK columns each.
-                let b = match &self.b.data {
-                    Data::F32(d) => B::F32(unsafe { d.as_ptr().add(block * BLOCK * k) }),
-                    Data::Bf16(d) => {
-                        B::Bf16(unsafe { d.as_ptr().add(block * BLOCK * k.div_ceil(2)) })
-                    }
-                };
-                let mut r = chunk;
-                while r < chunk_end {
-                    let mr = (chunk_end - r).min(MR);
-                    unsafe {
-                        let a = self.a.add(r * self.lda);
-                        let out = Out {
-                            c: self.dst.add(r * self.ld_dst + start),
-                            ldc: self.ld_dst,
-                            mask,
-                            add: self.add,
-                            bias: if self.bias.is_null() {
-                                self.bias
-                            } else {
-                                self.bias.add(start)
-                            },
+            let chunk_end = (chunk + mc).min(rows.end);
+            // The chunk's rows of `dst` stay in cache while the passes go by.
+            for k0 in (0..k).step_by(kc_max) {
+                let kc = (k - k0).min(kc_max);
+                let first = k0 == 0;
+                if self.transposed {
+                    for kk in 0..kc {
+                        // SAFETY: row k0 + kk < k of aᵀ, columns chunk..chunk_end < m.
+                        let src = unsafe {
+                            std::slice::from_raw_parts(
+                                self.a.add((k0 + kk) * self.lda + chunk),
+                                chunk_end - chunk,
+                            )
                         };
-                        tile(mr, panels, k, a, self.lda, b, out);
+                        let mut vals = src.chunks_exact(MR);
+                        for (s, v) in vals.by_ref().enumerate() {
+                            let at = s * MR * kc + kk * MR;
+                            let row: &mut [f32; MR] =
+                                (&mut strips[at..at + MR]).try_into().expect("MR values");
+                            *row = v.try_into().expect("MR values");
+                        }
+                        let rest = vals.remainder();
+                        if !rest.is_empty() {
+                            let at = src.len() / MR * MR * kc + kk * MR;
+                            strips[at..at + rest.len()].copy_from_slice(rest);
+                        }
                     }
-                    r += mr;
+                }
+                let mut base = 0;
+                for t in self.targets {
+                    let n = t.b.n();
+                    let count = n.div_ceil(BLOCK);
+                    let mine = blocks.start.max(base)..blocks.end.min(base + count);
+                    for block in mine.start - base..mine.end.max(mine.start) - base {
+                        // SAFETY: as the function's.
+                        unsafe { self.block(t, block, chunk..chunk_end, k0, kc, first, &strips) };
+                    }
+                    base += count;
                 }
             }
             chunk = chunk_end;
         }
     }
+
+    /// One pass of terms `k0 .. k0 + kc` over rows `rows` of column block `block` of `t`.
+    ///
+    /// # Safety
+    /// As [`Part::run`]; a transposed `a` must have its rows' strips in `strips`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block(
+        &self,
+        t: &Target<'_>,
+        block: usize,
+        rows: std::ops::Range<usize>,
+        k0: usize,
+        kc: usize,
+        first: bool,
+        strips: &[f32],
+    ) {
+        let start = block * BLOCK;
+        let cols = (t.b.n() - start).min(BLOCK);
+        let panels = cols.div_ceil(LANES);
+        // The last panel of the matrix may be partial: its lanes past n are masked.
+        let tail = cols - (panels - 1) * LANES;
+        let mask: u16 = if tail == LANES {
+            u16::MAX
+        } else {
+            (1u16 << tail) - 1
+        };
+        // SAFETY: k0 < k, and the passes are even.
+        let (b, ldb) = unsafe { t.b.block_row(block, k0) };
+        let mut r = rows.start;
+        while r < rows.end {
+            let mr = (rows.end - r).min(MR);
+            unsafe {
+                let a = if self.transposed {
+                    A {
+                        ptr: strips.as_ptr().add((r - rows.start) * kc),
+                        lda: MR,
+                        transposed: true,
+                    }
+                } else {
+                    A {
+                        ptr: self.a.add(r * self.lda + k0),
+                        lda: self.lda,
+                        transposed: false,
+                    }
+                };
+                let out = Out {
+                    c: t.dst.add(r * t.ld_dst + start),
+                    ldc: t.ld_dst,
+                    mask,
+                    add: self.add || !first,
+                    bias: if t.bias.is_null() || !first {
+                        std::ptr::null()
+                    } else {
+                        t.bias.add(start)
+                    },
+                };
+                tile(mr, panels, kc, a, b, ldb, out);
+            }
+            r += mr;
+        }
+    }
 }
 
-/// A block of packed values.
+/// A tile's rows of the left operand.
+#[derive(Clone, Copy)]
+struct A {
+    ptr: *const f32,
+    lda: usize,
+    transposed: bool,
+}
+
+/// A block of packed (or in-place) values.
 #[derive(Clone, Copy)]
 enum B {
     F32(*const f32),
@@ -394,7 +678,7 @@ struct Out {
     ldc: usize,
     /// lanes of the last panel that exist
     mask: u16,
-    /// add to what `c` holds (else overwrite)
+    /// start from what `c` holds (else from the bias or zero)
     add: bool,
     /// the tile's columns of the bias every row starts from, or null
     bias: *const f32,
@@ -405,12 +689,19 @@ struct Out {
 /// # Safety
 /// As `x86::kernel`.
 #[inline]
-unsafe fn tile(mr: usize, panels: usize, k: usize, a: *const f32, lda: usize, b: B, out: Out) {
+unsafe fn tile(mr: usize, panels: usize, k: usize, a: A, b: B, ldb: usize, out: Out) {
     macro_rules! go {
         ($m:literal, $p:literal) => {
-            match b {
-                B::F32(b) => unsafe { x86::kernel::<$m, $p>(k, a, lda, b, out) },
-                B::Bf16(b) => unsafe { x86::kernel_bf16::<$m, $p>(k, a, lda, b, out) },
+            match (b, a.transposed) {
+                (B::F32(b), false) => unsafe {
+                    x86::kernel::<$m, $p, false>(k, a.ptr, a.lda, b, ldb, out)
+                },
+                (B::F32(b), true) => unsafe {
+                    x86::kernel::<$m, $p, true>(k, a.ptr, a.lda, b, ldb, out)
+                },
+                (B::Bf16(b), _) => unsafe {
+                    x86::kernel_bf16::<$m, $p>(k, a.ptr, a.lda, b, ldb, out)
+                },
             }
         };
     }
@@ -444,24 +735,29 @@ mod x86 {
         if p + 1 == P { out.mask } else { u16::MAX }
     }
 
-    /// A row of accumulators as every row of a tile starts: the bias's columns, or zero.
+    /// The accumulators as a tile starts: what `out.c` holds (`out.add`), the bias's
+    /// columns, or zero.
     ///
     /// # Safety
     /// As [`kernel`].
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn start<const P: usize>(out: super::Out) -> [__m512; P] {
-        let mut start = [_mm512_setzero_ps(); P];
-        if !out.bias.is_null() {
-            for (p, v) in start.iter_mut().enumerate() {
-                *v = unsafe { _mm512_maskz_loadu_ps(lanes::<P>(&out, p), out.bias.add(16 * p)) };
+    unsafe fn start<const MR: usize, const P: usize>(out: super::Out) -> [[__m512; P]; MR] {
+        let mut acc = [[_mm512_setzero_ps(); P]; MR];
+        for (r, row) in acc.iter_mut().enumerate() {
+            for (p, v) in row.iter_mut().enumerate() {
+                let m = lanes::<P>(&out, p);
+                if out.add {
+                    *v = unsafe { _mm512_maskz_loadu_ps(m, out.c.add(r * out.ldc + 16 * p)) };
+                } else if !out.bias.is_null() {
+                    *v = unsafe { _mm512_maskz_loadu_ps(m, out.bias.add(16 * p)) };
+                }
             }
         }
-        start
+        acc
     }
 
-    /// Writes (or adds) a finished tile to `out.c`, the last panel's lanes limited to the
-    /// mask.
+    /// Writes a finished tile to `out.c`, the last panel's lanes limited to the mask.
     ///
     /// # Safety
     /// As [`kernel`].
@@ -470,46 +766,46 @@ mod x86 {
     unsafe fn store<const MR: usize, const P: usize>(acc: &[[__m512; P]; MR], out: super::Out) {
         for (r, row) in acc.iter().enumerate() {
             for (p, &v) in row.iter().enumerate() {
-                let m = lanes::<P>(&out, p);
                 unsafe {
-                    let dst = out.c.add(r * out.ldc + 16 * p);
-                    let value = if out.add {
-                        _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst), v)
-                    } else {
-                        v
-                    };
-                    _mm512_mask_storeu_ps(dst, m, value);
+                    _mm512_mask_storeu_ps(out.c.add(r * out.ldc + 16 * p), lanes::<P>(&out, p), v);
                 }
             }
         }
     }
 
-    /// `c[r, 16p + l] (=|+=) [bias[16p + l] +] Σ_kk a[r, kk] · b[kk][16p + l]` for r < MR,
-    /// p < P, the last panel's lanes limited to `out.mask`. `b` is a block of P panels,
-    /// `16·P` floats per `kk`. The sum starts from the bias (or zero) and adds the terms in
-    /// the order kk = 0, 1, …, one fused multiply-add each.
+    /// `c[r, 16p + l] = [c[r, 16p + l] | bias[16p + l]] + Σ_kk a[r, kk] · b[kk][16p + l]`
+    /// for r < MR, p < P, the last panel's lanes limited to `out.mask`. `b` is a block of P
+    /// panels, its rows `ldb` floats apart. `a[r, kk]` is `a[r·lda + kk]`, or with
+    /// `TRANSPOSED` `a[kk·lda + r]`. The sum starts from `c` (`out.add`), the bias or zero
+    /// and adds the terms in the order kk = 0, 1, …, one fused multiply-add each.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F; `a` must hold MR rows of k values `lda` apart, `b`
-    /// `k · 16P` values, `out.c` MR rows `out.ldc` apart of `16(P−1) + popcount(mask)`
-    /// values, and `out.bias`, unless null, that many.
+    /// The CPU must have AVX-512F; `a` must hold the MR × k values named, `b` k rows of
+    /// `16(P−1) + popcount(mask)` values, `out.c` MR rows `out.ldc` apart of as many, and
+    /// `out.bias`, unless null, as many.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn kernel<const MR: usize, const P: usize>(
+    pub(super) unsafe fn kernel<const MR: usize, const P: usize, const TRANSPOSED: bool>(
         k: usize,
         a: *const f32,
         lda: usize,
         b: *const f32,
+        ldb: usize,
         out: super::Out,
     ) {
-        let mut acc = [unsafe { start::<P>(out) }; MR];
-        let width = 16 * P;
+        let mut acc = unsafe { start::<MR, P>(out) };
         for kk in 0..k {
             let mut bv = [_mm512_setzero_ps(); P];
             for (p, v) in bv.iter_mut().enumerate() {
-                *v = unsafe { _mm512_loadu_ps(b.add(kk * width + 16 * p)) };
+                *v =
+                    unsafe { _mm512_maskz_loadu_ps(lanes::<P>(&out, p), b.add(kk * ldb + 16 * p)) };
             }
             for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(unsafe { *a.add(r * lda + kk) });
+                let at = if TRANSPOSED {
+                    kk * lda + r
+                } else {
+                    r * lda + kk
+                };
+                let av = _mm512_set1_ps(unsafe { *a.add(at) });
                 for (p, v) in row.iter_mut().enumerate() {
                     *v = _mm512_fmadd_ps(av, bv[p], *v);
                 }
@@ -528,17 +824,18 @@ mod x86 {
     /// (`vdpbf16ps`).
     ///
     /// # Safety
-    /// As [`kernel`], with `b` holding `⌈k/2⌉ · 16P` pairs; the CPU must have AVX-512 BF16.
+    /// As [`kernel`] (`a` row-major), with `b` holding `⌈k/2⌉` rows of pairs `ldb` apart;
+    /// the CPU must have AVX-512 BF16.
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub(super) unsafe fn kernel_bf16<const MR: usize, const P: usize>(
         k: usize,
         a: *const f32,
         lda: usize,
         b: *const u32,
+        ldb: usize,
         out: super::Out,
     ) {
-        let mut acc = [unsafe { start::<P>(out) }; MR];
-        let width = 16 * P;
+        let mut acc = unsafe { start::<MR, P>(out) };
         let pairs = k.div_ceil(2);
         let mut buf = [[0u32; PAIRS_PER_PASS]; MR];
         let mut p0 = 0;
@@ -575,7 +872,7 @@ mod x86 {
             for kp in 0..np {
                 let mut bv = [_mm512_setzero_si512(); P];
                 for (p, v) in bv.iter_mut().enumerate() {
-                    *v = unsafe { _mm512_loadu_si512(b.add((p0 + kp) * width + 16 * p).cast()) };
+                    *v = unsafe { _mm512_loadu_si512(b.add((p0 + kp) * ldb + 16 * p).cast()) };
                 }
                 for (r, row) in acc.iter_mut().enumerate() {
                     let av: __m512bh =
@@ -595,11 +892,12 @@ mod x86 {
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
     /// Never called: without AVX-512F no [`super::Panels`] exist.
-    pub(super) unsafe fn kernel<const MR: usize, const P: usize>(
+    pub(super) unsafe fn kernel<const MR: usize, const P: usize, const TRANSPOSED: bool>(
         _k: usize,
         _a: *const f32,
         _lda: usize,
         _b: *const f32,
+        _ldb: usize,
         _out: super::Out,
     ) {
         unreachable!("no panels exist without AVX-512F")
@@ -611,6 +909,7 @@ mod x86 {
         _a: *const f32,
         _lda: usize,
         _b: *const u32,
+        _ldb: usize,
         _out: super::Out,
     ) {
         unreachable!("no panels exist without AVX-512F")
@@ -680,6 +979,135 @@ mod tests {
                                     );
                                 }
                             }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every element is one chain of fused multiply-adds in the order kk = 0, 1, …, from
+    /// zero, the bias or the destination: the product equals that chain computed one term at
+    /// a time bit for bit, with `a` row-major or transposed, `b` packed or read in place,
+    /// over awkward shapes and k across several passes of KC terms.
+    #[test]
+    fn every_element_is_one_fma_chain_in_k_order() {
+        if !Panels::available() {
+            return;
+        }
+        let mut case = 500;
+        let mut shapes = Vec::new();
+        for m in [1usize, 5, 6, 7, 16, 50] {
+            for n in [1usize, 16, 17, 65, 130] {
+                for k in [1usize, 3, 255, 256, 257, 600] {
+                    shapes.push((m, n, k));
+                }
+            }
+        }
+        // more than one chunk of a transposed a, the last partial or whole
+        shapes.extend([(390, 17, 257), (768, 65, 130)]);
+        for (m, n, k) in shapes {
+            case += 1;
+            let a = fill(m * k, case);
+            let b = fill(k * n, case + 1000);
+            let bias = fill(n, case + 3000);
+            let ld = n + 3;
+            let init = fill(m * ld, case + 2000);
+            let b_rows = Mat::rows(&b, k, n, n);
+            let panels = Panels::pack(b_rows).unwrap();
+            // a stored transposed: at[kk·m + r] = a[r, kk]
+            let mut at = vec![0f32; m * k];
+            for r in 0..m {
+                for kk in 0..k {
+                    at[kk * m + r] = a[r * k + kk];
+                }
+            }
+            for transposed in [false, true] {
+                let am = if transposed {
+                    Mat::rows(&at, k, m, m).t()
+                } else {
+                    Mat::rows(&a, m, k, k)
+                };
+                for mode in 0..4 {
+                    let mut got = init.clone();
+                    match mode {
+                        0 => matmul_panels(&mut got, ld, am, &panels, Accumulate::Overwrite),
+                        1 => matmul_panels(&mut got, ld, am, &panels, Accumulate::Add),
+                        2 => matmul_panels_bias(&mut got, ld, am, &panels, &bias),
+                        _ => matmul_unpacked(&mut got, ld, am, b_rows, Accumulate::Add),
+                    }
+                    for r in 0..m {
+                        for c in 0..ld {
+                            let want = if c >= n {
+                                init[r * ld + c]
+                            } else {
+                                let mut acc = match mode {
+                                    0 => 0.0f32,
+                                    2 => bias[c],
+                                    _ => init[r * ld + c],
+                                };
+                                for kk in 0..k {
+                                    acc = a[r * k + kk].mul_add(b[kk * n + c], acc);
+                                }
+                                acc
+                            };
+                            assert_eq!(
+                                got[r * ld + c].to_bits(),
+                                want.to_bits(),
+                                "m={m} n={n} k={k} t={transposed} mode={mode} ({r},{c})"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Two products sharing their left operand ([`matmul_unpacked_two`]) equal their FMA
+    /// chains bit for bit, each with its own right operand and destination, whichever
+    /// thread split the column blocks of both get.
+    #[test]
+    fn two_products_in_one_pass_are_each_one_fma_chain() {
+        if !Panels::available() {
+            return;
+        }
+        let mut case = 900;
+        for (m, n1, n2, k) in [(7, 17, 64, 300), (50, 64, 200, 257), (400, 64, 100, 200)] {
+            case += 1;
+            let a = fill(m * k, case);
+            let (b1, b2) = (fill(k * n1, case + 1), fill(k * n2, case + 2));
+            let (i1, i2) = (fill(m * n1, case + 3), fill(m * n2, case + 4));
+            let mut at = vec![0f32; m * k];
+            for r in 0..m {
+                for kk in 0..k {
+                    at[kk * m + r] = a[r * k + kk];
+                }
+            }
+            for transposed in [false, true] {
+                let am = if transposed {
+                    Mat::rows(&at, k, m, m).t()
+                } else {
+                    Mat::rows(&a, m, k, k)
+                };
+                let (mut d1, mut d2) = (i1.clone(), i2.clone());
+                matmul_unpacked_two(
+                    am,
+                    (&mut d1, n1, Mat::rows(&b1, k, n1, n1)),
+                    (&mut d2, n2, Mat::rows(&b2, k, n2, n2)),
+                    Accumulate::Add,
+                );
+                for (got, init, b, n) in [(&d1, &i1, &b1, n1), (&d2, &i2, &b2, n2)] {
+                    for r in 0..m {
+                        for c in 0..n {
+                            let mut want = init[r * n + c];
+                            for kk in 0..k {
+                                want = a[r * k + kk].mul_add(b[kk * n + c], want);
+                            }
+                            assert_eq!(
+                                got[r * n + c].to_bits(),
+                                want.to_bits(),
+                                "m={m} n={n} k={k} t={transposed} ({r},{c})"
+                            );
                         }
                     }
                 }

@@ -26,7 +26,7 @@
 //! its own (see [`DirSpec::step`] for what the `gemm` crate does at batch > 1).
 
 use crate::Float;
-use crate::cell::{BwdStep, CellKind, FwdStep, RecurrentGrads, Slabs, StepWeights};
+use crate::cell::{BwdStep, CellKind, FwdStep, Slabs, StepWeights, WeightGrads};
 use std::sync::Arc;
 
 use crate::kernel::pair::{self, Pair};
@@ -735,10 +735,12 @@ impl<T: Float> DirSpec<'_, T> {
                 &[][..]
             }
         };
-        self.cell.recurrent_grads(
+        self.cell.weight_grads(
             &sw,
             &Slabs {
                 rows,
+                x,
+                input_size: self.input_size,
                 h_prev: h_rec_all,
                 c_prev: c_slab(prev0),
                 c: c_slab(cur0),
@@ -747,7 +749,8 @@ impl<T: Float> DirSpec<'_, T> {
                 dgates: &dgates,
                 dalt: &dalt,
             },
-            RecurrentGrads {
+            WeightGrads {
+                w_ih: dw_ih,
                 w_hh: dw_hh,
                 b_hh: db_hh,
                 w_hr: dw_hr,
@@ -758,17 +761,8 @@ impl<T: Float> DirSpec<'_, T> {
         );
         let da = Mat::rows(&dgates[..], rows, gh, gh);
         let n_in = self.input_size;
-        // (1)ᵀ dX = da W_ih;  dW_ih += daᵀ X;  db_ih += Σ da
-        let w_ih = Mat::rows(self.w.w_ih, gh, n_in, n_in);
-        let w_ih_p = T::pack_panels(w_ih);
-        matmul(dx, n_in, da, w_ih.with_panels(w_ih_p.as_ref()), dx_acc);
-        matmul(
-            dw_ih,
-            n_in,
-            da.t(),
-            Mat::rows(x, rows, n_in, n_in),
-            Accumulate::Add,
-        );
+        // (1)ᵀ dX = da W_ih (W_ih read in place);  db_ih += Σ da
+        matmul(dx, n_in, da, Mat::rows(self.w.w_ih, gh, n_in, n_in), dx_acc);
         if let Some(db) = db_ih {
             add_column_sums(db, &dgates, rows, gh);
         }
