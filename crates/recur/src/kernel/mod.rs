@@ -1,9 +1,12 @@
 //! The only place for `unsafe`: matrix products behind a small safe interface, and the
 //! scalar activation functions the cells use.
 //!
-//! Every matrix product in recur goes through [`matmul`]. It calls the `gemm` crate (AVX-512
-//! kernels on CPUs that have them, detected once by that crate) and has a slow, obviously
-//! correct twin, [`reference::matmul`], that the tests compare it with over awkward sizes.
+//! Every matrix product in recur goes through [`matmul`] (or [`matmul_two`], two products
+//! sharing their left operand). In f32 on CPUs with AVX-512F it runs the panel kernel
+//! ([`panels`]) wherever the operands suit it: a right operand packed once into panels, or
+//! row-major and read in place; everything else, and f64, goes to the `gemm` crate
+//! ([`matmul_gemm`]). Both have a slow, obviously correct twin, [`reference::matmul`], that
+//! the tests compare them with over awkward sizes.
 
 pub mod activation;
 pub mod fast_f32;

@@ -15,7 +15,15 @@
 //! `a[r, kk]` from the row-major `a` directly, so `a` is never packed either. The sum runs
 //! in the order kk = 0, 1, …, k−1 with one fused multiply-add per term, whatever the
 //! tiling or thread split: a row's result does not depend on the batch size or on which rows
-//! are active.
+//! are active. Long sums go in passes of `KC` terms, each starting from the partial sums
+//! the last one stored, which keeps that order exactly.
+//!
+//! The products after a backward's time loop use the same kernel without packing anything
+//! per call ([`matmul_unpacked`], [`matmul_unpacked_two`]): the right operand (the layer
+//! input X, the states H, or W_ih for the input gradient) is read in place, 64 columns of
+//! its rows at a time, and a transposed left operand (the weight gradient's `daᵀ`) is
+//! copied a chunk at a time into strips of MR rows, so the weight gradients of W_ih and
+//! W_hh share one pass over `da`.
 //!
 //! Two threads split large products: the rows when there are many (the input projection of
 //! a whole sequence, on rayon's pool), the column blocks when there are few (a time step of
