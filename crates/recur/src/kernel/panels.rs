@@ -282,7 +282,7 @@ pub fn matmul_unpacked_two(
 
 /// Whether a product with `m` rows, `n` columns and `k` terms runs on [`matmul_unpacked`]
 /// (rather than the `gemm` crate, which packs both operands): on CPUs with AVX-512F, from
-/// [`UNPACKED_MIN_ROWS`] rows, enough to share each block of `b` between tiles.
+/// 16 rows (`UNPACKED_MIN_ROWS`), enough to share each block of `b` between tiles.
 pub fn unpacked_worth(m: usize, n: usize, k: usize) -> bool {
     m >= UNPACKED_MIN_ROWS && n > 0 && k > 0 && Panels::available()
 }
