@@ -928,6 +928,7 @@ mod x86 {
 mod tests {
     use super::*;
     use crate::kernel::reference;
+    use crate::layer::driver::transpose;
 
     fn fill(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -994,6 +995,16 @@ mod tests {
         }
     }
 
+    /// `start` plus `Σ_kk a_row[kk] · b[kk, c]` (`b` `[k, n]` row-major), one fused
+    /// multiply-add per term in the order kk = 0, 1, …
+    fn fma_chain(start: f32, a_row: &[f32], b: &[f32], n: usize, c: usize) -> f32 {
+        let mut acc = start;
+        for (kk, &v) in a_row.iter().enumerate() {
+            acc = v.mul_add(b[kk * n + c], acc);
+        }
+        acc
+    }
+
     /// Every element is one chain of fused multiply-adds in the order kk = 0, 1, …, from
     /// zero, the bias or the destination: the product equals that chain computed one term at
     /// a time bit for bit, with `a` row-major or transposed, `b` packed or read in place,
@@ -1023,13 +1034,7 @@ mod tests {
             let init = fill(m * ld, case + 2000);
             let b_rows = Mat::rows(&b, k, n, n);
             let panels = Panels::pack(b_rows).unwrap();
-            // a stored transposed: at[kk·m + r] = a[r, kk]
-            let mut at = vec![0f32; m * k];
-            for r in 0..m {
-                for kk in 0..k {
-                    at[kk * m + r] = a[r * k + kk];
-                }
-            }
+            let at = transpose(&a, m, k);
             for transposed in [false, true] {
                 let am = if transposed {
                     Mat::rows(&at, k, m, m).t()
@@ -1049,15 +1054,12 @@ mod tests {
                             let want = if c >= n {
                                 init[r * ld + c]
                             } else {
-                                let mut acc = match mode {
+                                let start = match mode {
                                     0 => 0.0f32,
                                     2 => bias[c],
                                     _ => init[r * ld + c],
                                 };
-                                for kk in 0..k {
-                                    acc = a[r * k + kk].mul_add(b[kk * n + c], acc);
-                                }
-                                acc
+                                fma_chain(start, &a[r * k..(r + 1) * k], &b, n, c)
                             };
                             assert_eq!(
                                 got[r * ld + c].to_bits(),
@@ -1085,12 +1087,7 @@ mod tests {
             let a = fill(m * k, case);
             let (b1, b2) = (fill(k * n1, case + 1), fill(k * n2, case + 2));
             let (i1, i2) = (fill(m * n1, case + 3), fill(m * n2, case + 4));
-            let mut at = vec![0f32; m * k];
-            for r in 0..m {
-                for kk in 0..k {
-                    at[kk * m + r] = a[r * k + kk];
-                }
-            }
+            let at = transpose(&a, m, k);
             for transposed in [false, true] {
                 let am = if transposed {
                     Mat::rows(&at, k, m, m).t()
@@ -1107,10 +1104,7 @@ mod tests {
                 for (got, init, b, n) in [(&d1, &i1, &b1, n1), (&d2, &i2, &b2, n2)] {
                     for r in 0..m {
                         for c in 0..n {
-                            let mut want = init[r * n + c];
-                            for kk in 0..k {
-                                want = a[r * k + kk].mul_add(b[kk * n + c], want);
-                            }
+                            let want = fma_chain(init[r * n + c], &a[r * k..(r + 1) * k], b, n, c);
                             assert_eq!(
                                 got[r * n + c].to_bits(),
                                 want.to_bits(),
