@@ -46,10 +46,13 @@ const MR: usize = 6;
 /// column block passes over it, and the chunk's rows of `dst` while the passes of [`KC`]
 /// terms go by.
 const MC: usize = 96;
-/// Terms per pass over a tile: a block of `B` (`KC` rows of 64 columns, 64 KiB) stays in L2
-/// while every tile of a chunk of rows passes over it. Even, for the bf16 pairs. Products
-/// of k ≤ 256 (the step products at H ≤ 256) run in one pass.
-const KC: usize = 256;
+/// Terms per pass over a tile: a block of `B` (`KC` rows of 64 columns, 128 KiB) stays in
+/// L2 while every tile of a chunk of rows passes over it. Even, for the bf16 pairs. Products
+/// of k ≤ 512 (the step products at H ≤ 512) run in one pass, and so does any product of
+/// one tile's rows (a time step at batch ≤ 6), which has no tiles to share a block with:
+/// there, passes only cut each block's stream from memory into pieces (a B1 H512 LSTM
+/// streaming step with passes of 256 took 55 µs, without 52).
+const KC: usize = 512;
 /// [`MC`] and [`KC`] for a transposed `a` (a weight gradient's `daᵀ`, copied to strips per
 /// chunk and pass): long chunks read whole rows of `da` in order (measured on `daᵀ · X` at
 /// T·B = 6400: 96 rows 114–145 GFLOP/s, 384 rows 153–182), short passes keep the strips
@@ -551,6 +554,8 @@ impl Part<'_> {
         // its passes short, for the strips to stay in L2.
         let (mc, kc_max) = if self.transposed {
             (MC_T, KC_T)
+        } else if rows.len() <= MR {
+            (MC, k)
         } else {
             (MC, KC)
         };
