@@ -9,6 +9,7 @@ pub(crate) mod driver;
 pub mod params;
 mod stepper;
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use rand::{RngExt, SeedableRng};
@@ -590,9 +591,9 @@ impl<T: Float> Recurrent<T> {
 
     /// `[seq_len, batch, f]` or `[batch, seq_len, f]` in the caller's order → time-major in
     /// sorted order.
-    fn gather_seq(&self, src: &[T], b: &Batch, f: usize) -> Vec<T> {
+    fn gather_seq<'s>(&self, src: &'s [T], b: &Batch, f: usize) -> Cow<'s, [T]> {
         if self.in_order(b) {
-            return src.to_vec();
+            return Cow::Borrowed(src);
         }
         let mut out = vec![T::zero(); b.seq_len * b.batch * f];
         for t in 0..b.seq_len {
@@ -602,7 +603,7 @@ impl<T: Float> Recurrent<T> {
                     .copy_from_slice(&src[from..from + f]);
             }
         }
-        out
+        Cow::Owned(out)
     }
 
     /// Whether the caller's layout is already time-major in sorted order (seq-first, the
@@ -810,9 +811,16 @@ impl<T: Float> Recurrent<T> {
                     dirs.push(tape);
                 }
             }
+            if layer + 1 == nl {
+                // The last layer's output is the call's: nothing to hand on.
+                if rng.is_some() {
+                    inputs.push(std::mem::take(&mut x).into_owned());
+                    masks.push(Vec::new());
+                }
+                break;
+            }
             let mut mask = Vec::new();
             if let Some(rng) = rng.as_mut()
-                && layer + 1 < nl
                 && cfg.dropout > 0.0
             {
                 let keep = 1.0 - cfg.dropout;
@@ -828,15 +836,14 @@ impl<T: Float> Recurrent<T> {
                     .collect();
             }
             let next = if mask.is_empty() {
-                y.clone()
+                std::mem::take(&mut y)
             } else {
                 y.iter().zip(&mask).map(|(&v, &m)| v * m).collect()
             };
+            let input = std::mem::replace(&mut x, Cow::Owned(next));
             if rng.is_some() {
-                inputs.push(std::mem::replace(&mut x, next));
+                inputs.push(input.into_owned());
                 masks.push(mask);
-            } else {
-                x = next;
             }
         }
         let output = Tensor::new(self.scatter_seq(y, &b, nd * r), &self.seq_shape(&b, nd * r))?;
@@ -913,7 +920,7 @@ impl<T: Float> Recurrent<T> {
         let mut dy = match grad.output {
             Some(g) => {
                 g.expect_shape("grad output", &self.seq_shape(&b, nd * r))?;
-                self.gather_seq(g.data(), &b, nd * r)
+                self.gather_seq(g.data(), &b, nd * r).into_owned()
             }
             None => vec![T::zero(); rows * nd * r],
         };
