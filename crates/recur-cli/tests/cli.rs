@@ -246,6 +246,51 @@ fn bench_prints_one_json_object_per_mode() {
     }
 }
 
+/// `--bf16` times bf16 weights in inference and streaming (where the CPU has AVX-512 BF16;
+/// elsewhere a one-line error), and is refused for training.
+#[test]
+fn bench_bf16_is_for_inference_and_streaming() {
+    for mode in ["infer", "stream"] {
+        let out = recur(&[
+            "bench",
+            "--seq-len",
+            "4",
+            "--batch",
+            "2",
+            "--hidden-size",
+            "8",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--mode",
+            mode,
+            "--bf16",
+            "--json",
+        ]);
+        let text = stdout(&out);
+        if out.status.success() {
+            let o: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+            assert_eq!(o["mode"], mode);
+            assert_eq!(o["bf16"], true, "{o}");
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.starts_with("error: ") && err.contains("AVX-512 BF16"),
+                "{err}"
+            );
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+    let out = recur(&["bench", "--mode", "train", "--bf16"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.starts_with("error: --bf16 is for --mode stream or --mode infer"),
+        "{err}"
+    );
+}
+
 #[test]
 fn bench_runs_stacked_ragged_projected_and_streaming_configurations() {
     let objs = bench_json(&[

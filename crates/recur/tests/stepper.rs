@@ -540,3 +540,70 @@ fn bf16_streaming_is_refused_for_f64() {
         Err(Error::Unsupported(_))
     ));
 }
+
+/// bf16 sequence inference (`Recurrent::forward_with`): at batch 1 it equals a bf16
+/// `Stepper` step by step, bit for bit (every cell and option, two layers), as f32 inference
+/// equals f32 streaming; over a ragged bidirectional batch of 37 (rows split between
+/// threads, each step's input projected inside the loop) it stays within `BF16_STREAM_TOL`
+/// of f32 inference, and differs from it. Where the CPU has no AVX-512 BF16 it is refused
+/// with a typed error.
+#[test]
+fn bf16_sequence_inference_equals_bf16_streaming_and_stays_close_to_f32() {
+    let bf16 = recur::WeightFormat::Bf16;
+    let mut rng = SplitMix64(21);
+    let t = 30;
+    if !recur::kernel::Panels::bf16_available() {
+        let m = model::<f32>(config(CellKind::lstm(), 1, Direction::Forward));
+        let x = rng.tensor::<f32>(&[t, 1, INPUT]);
+        assert!(matches!(
+            m.forward_with(&x, None, None, bf16),
+            Err(Error::Unsupported(_))
+        ));
+        return;
+    }
+    for (name, cell) in cells(2) {
+        let m = model::<f32>(config(cell.clone(), 2, Direction::Forward));
+        let r = m.config().h_out();
+        let x = rng.tensor::<f32>(&[t, 1, INPUT]);
+        let out = m.forward_with(&x, None, None, bf16).unwrap();
+        let mut stepper = m.stepper_with(1, bf16).unwrap();
+        let mut y = vec![0f32; r];
+        for s in 0..t {
+            stepper.step(step_of(&x, s), &mut y).unwrap();
+            let want = &out.output.data()[s * r..(s + 1) * r];
+            assert!(
+                want.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{name} step {s}: {want:?} vs {y:?}"
+            );
+        }
+
+        let m = model::<f32>(config(cell, 2, Direction::Bidirectional));
+        let batch = 37;
+        let x = rng.tensor::<f32>(&[t, batch, INPUT]);
+        let lengths: Vec<usize> = (0..batch).map(|b| 1 + (b * 7) % t).collect();
+        let low = m.forward_with(&x, None, Some(&lengths), bf16).unwrap();
+        let full = m.forward(&x, None, Some(&lengths)).unwrap();
+        let mut worst = 0f64;
+        for (a, b) in [
+            (low.output.data(), full.output.data()),
+            (low.state.h.data(), full.state.h.data()),
+        ] {
+            for (p, q) in a.iter().zip(b) {
+                worst = worst.max(f64::from((p - q).abs()));
+            }
+        }
+        println!("bf16 vs f32 inference, {name}, ragged bidirectional: max |Δ| = {worst:.2e}");
+        assert!(worst <= BF16_STREAM_TOL, "{name}: {worst:e}");
+        assert!(worst > 0.0, "{name}: bf16 did not change anything");
+    }
+}
+
+#[test]
+fn bf16_sequence_inference_is_refused_for_f64() {
+    let m = model::<f64>(config(CellKind::lstm(), 1, Direction::Forward));
+    let x = SplitMix64(2).tensor::<f64>(&[3, 1, INPUT]);
+    assert!(matches!(
+        m.forward_with(&x, None, None, recur::WeightFormat::Bf16),
+        Err(Error::Unsupported(_))
+    ));
+}

@@ -60,7 +60,8 @@ pub struct BenchArgs {
     /// LSTM projection size P (0 = none; must be smaller than --hidden-size)
     #[arg(long, default_value_t = 0)]
     pub proj_size: usize,
-    /// Stream mode: weights in bfloat16 (AVX-512 BF16; outputs within ~2e-3 of f32)
+    /// Stream and infer modes: weights in bfloat16 (AVX-512 BF16; outputs within ~2e-3 of
+    /// f32)
     #[arg(long)]
     pub bf16: bool,
     /// LSTM with all three peepholes (Gers & Schmidhuber 2000; recur only, PyTorch has none)
@@ -170,8 +171,8 @@ impl BenchArgs {
             }
         }
         ensure!(
-            !self.bf16 || self.mode == Some(Mode::Stream),
-            "--bf16 is for --mode stream (the streaming step's weights)"
+            !self.bf16 || matches!(self.mode, Some(Mode::Stream | Mode::Infer)),
+            "--bf16 is for --mode stream or --mode infer (training runs in f32)"
         );
         ensure!(
             !self.peepholes || self.cell == Cell::Lstm,
@@ -343,14 +344,14 @@ fn time_mode(
     let (t, b, i) = (args.seq_len, args.batch, args.input_size);
     let mut rng = SplitMix(args.seed);
     let (iters, warmup) = (args.iters(mode), args.warmup(mode));
+    let format = if args.bf16 {
+        WeightFormat::Bf16
+    } else {
+        WeightFormat::F32
+    };
     if mode == Mode::Stream {
         let x: Vec<f32> = (0..b * i).map(|_| rng.next_f32()).collect();
         let mut y = vec![0.0f32; b * cfg.h_out()];
-        let format = if args.bf16 {
-            WeightFormat::Bf16
-        } else {
-            WeightFormat::F32
-        };
         let mut stepper = model.stepper_with(b, format).context("stepper")?;
         let secs = median_time(warmup, iters, || {
             stepper.step(black_box(&x), &mut y)?;
@@ -370,7 +371,7 @@ fn time_mode(
     let fwd = forward_flops(cfg, tokens);
     if mode == Mode::Infer {
         let secs = median_time(warmup, iters, || {
-            black_box(model.forward(black_box(&x), None, lengths)?);
+            black_box(model.forward_with(black_box(&x), None, lengths, format)?);
             Ok(())
         })
         .context("forward")?;

@@ -52,6 +52,8 @@ pub(crate) struct DirSpec<'a, T> {
     pub rec_mask: Option<&'a [T]>,
     /// the forward weights already packed ([`DirSpec::forward_panels`]), or `None`
     pub panels: Option<&'a ForwardPanels>,
+    /// the format of the forward products' weights (bf16: inference only)
+    pub format: WeightFormat,
 }
 
 /// What the forward pass of one direction keeps for the backward.
@@ -206,15 +208,19 @@ impl<T: Float> DirSpec<'_, T> {
 
         // The recurrent weights, packed once per call into the layout the step product reads
         // best (see `pack`).
+        debug_assert!(
+            !keep || self.format == WeightFormat::F32,
+            "training runs in f32"
+        );
         let own;
         let fp = match self.panels {
             Some(fp) => fp,
             None => {
-                own = self.forward_panels();
+                own = self.forward_panels(self.format);
                 &own
             }
         };
-        let packed = self.pack_with(WeightFormat::F32, Some(fp));
+        let packed = self.pack_with(self.format, Some(fp));
         let sw = self.packed_step_weights(&packed);
 
         // (1) the input projection of every step: one GEMM, biases folded in (inference
@@ -378,11 +384,11 @@ impl<T: Float> DirSpec<'_, T> {
     /// more than it.
     /// With [`WeightFormat::Bf16`] the panels hold bf16 values (the caller has checked
     /// that they exist).
-    /// `cached`: the f32 panels already made for these weights.
+    /// `cached`: the panels already made for these weights in `format`.
     fn pack_with(&self, format: WeightFormat, cached: Option<&ForwardPanels>) -> Packed<T> {
         let (gh, h, r) = (self.gh(), self.hidden, self.h_out);
         let (w_hh_p, w_hr_p) = match cached {
-            Some(fp) if format == WeightFormat::F32 => (fp.w_hh.clone(), fp.w_hr.clone()),
+            Some(fp) => (fp.w_hh.clone(), fp.w_hr.clone()),
             _ => (
                 pack_panels::<T>(Mat::rows(self.w.w_hh, gh, r, r).t(), format).map(Arc::new),
                 self.w
@@ -408,11 +414,11 @@ impl<T: Float> DirSpec<'_, T> {
         }
     }
 
-    /// The forward products' weights packed for the panel kernel in f32 (all `None` where
-    /// it does not run).
-    pub fn forward_panels(&self) -> ForwardPanels {
+    /// The forward products' weights packed for the panel kernel in `format` (all `None`
+    /// where it does not run).
+    pub fn forward_panels(&self, format: WeightFormat) -> ForwardPanels {
         let (gh, h, r, n_in) = (self.gh(), self.hidden, self.h_out, self.input_size);
-        let pack = |b: Mat<'_, T>| T::pack_panels(b).map(Arc::new);
+        let pack = |b: Mat<'_, T>| pack_panels::<T>(b, format).map(Arc::new);
         ForwardPanels {
             w_ih: pack(Mat::rows(self.w.w_ih, gh, n_in, n_in).t()),
             w_hh: pack(Mat::rows(self.w.w_hh, gh, r, r).t()),

@@ -83,13 +83,7 @@ impl<'a, T: Float> Stepper<'a, T> {
         if batch == 0 {
             return Err(Error::Empty("stepper: batch is 0".into()));
         }
-        if format == WeightFormat::Bf16
-            && T::pack_panels_bf16(crate::kernel::Mat::rows(&[T::zero()], 1, 1, 1)).is_none()
-        {
-            return Err(Error::Unsupported(
-                "stepper: bf16 weights need an f32 model and a CPU with AVX-512 BF16".into(),
-            ));
-        }
+        super::check_format::<T>(format, "stepper")?;
         let nl = cfg.num_layers;
         let layers: Vec<(DirSpec<'a, T>, DirStep<T>)> = (0..nl)
             .map(|layer| {
