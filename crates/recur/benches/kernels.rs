@@ -9,13 +9,14 @@
 //!   `gemm` crate and on the panel kernel reading its right operands in place.
 //! - `elementwise`: the vectorised sigmoid and tanh of the fused gate passes over one step of
 //!   a B64 H256 LSTM's gates.
-//! - `layers`: `Recurrent::forward` and `forward_train` + `backward` of one LSTM, GRU and RNN
-//!   layer (T = 50, B = 64, I = H = 256), and one `Stepper::step` at batch 1.
+//! - `layers`: `Recurrent::forward` and `forward_train` + `backward` of one LSTM, GRU (also
+//!   ONNX's reset-before GRU, `linear_before_reset = 0`) and RNN layer (T = 50, B = 64,
+//!   I = H = 256), and one `Stepper::step` at batch 1.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use recur::kernel::fast_f32;
 use recur::kernel::{Accumulate, Mat, Panels, matmul, matmul_gemm, matmul_two};
-use recur::{CellKind, OutputGrad, Recurrent, RecurrentConfig, Tensor};
+use recur::{CellKind, GruCell, OutputGrad, Recurrent, RecurrentConfig, ResetPlacement, Tensor};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -141,6 +142,13 @@ fn layers(c: &mut Criterion) {
     for (name, cell) in [
         ("lstm", CellKind::lstm()),
         ("gru", CellKind::gru()),
+        (
+            "gru_reset_before",
+            CellKind::Gru(GruCell {
+                reset: ResetPlacement::BeforeMatmul,
+                ..Default::default()
+            }),
+        ),
         ("rnn", CellKind::rnn_tanh()),
     ] {
         let config = RecurrentConfig {

@@ -150,10 +150,8 @@ impl Float for f32 {
             if p.is_bf16() && !row_major {
                 return false;
             }
-            match bias {
-                Some(bias) => kernel::panels::matmul_panels_bias(dst, ld_dst, a, p, bias),
-                None => kernel::panels::matmul_panels(dst, ld_dst, a, p, acc),
-            }
+            let cols = b.panels_at..b.panels_at + b.cols;
+            kernel::panels::matmul_panel_columns(dst, ld_dst, a, p, cols, acc, bias);
             return true;
         }
         if bias.is_none()

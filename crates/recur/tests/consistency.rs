@@ -802,14 +802,21 @@ fn recurrent_dropout_is_one_mask_per_unit_for_every_step_and_gate() {
 // ---------------------------------------------------------------------------------------------
 // f32 against f64
 
+/// The same model in f32 and in f64 (weights representable in f32) gives the same outputs,
+/// states and gradients within `F32_VS_F64_TOL`: every cell and option, 1–3 layers, both
+/// directions. Also at H = 32, where in f32 the reset-before GRU's two recurrent products read their
+/// column ranges (2H and H wide, whole blocks of 64) from the packed `W_hhᵀ`.
 #[test]
 fn f32_matches_f64_for_the_same_weights() {
     let mut rng = SplitMix64(8);
-    for num_layers in 1..=3 {
+    for (num_layers, hidden) in [(1, HIDDEN), (2, HIDDEN), (3, HIDDEN), (2, 32)] {
         for direction in [Direction::Forward, Direction::Bidirectional] {
             for (name, cell) in cells(num_layers) {
-                let ctx = format!("{name} layers={num_layers} {direction:?}");
-                let m64 = model::<f64>(config(cell, num_layers, direction));
+                let ctx = format!("{name} layers={num_layers} H={hidden} {direction:?}");
+                let m64 = model::<f64>(RecurrentConfig {
+                    hidden_size: hidden,
+                    ..config(cell, num_layers, direction)
+                });
                 let m32 = Recurrent::<f32>::from_params(m64.config().clone(), cast(m64.params()))
                     .unwrap();
                 assert_same(

@@ -306,17 +306,21 @@ fn check_step_allocates_nothing<T: Real>() {
                 ..config(cell, 2, Direction::Forward)
             });
             // batch 1 everywhere; batch 3 where the panel kernel runs (f32, AVX-512F), except
-            // the reset-before GRU, whose two column ranges of W_hhᵀ go to the gemm crate
+            // the reset-before GRU when its two column ranges of W_hhᵀ are not whole blocks
+            // of 64 columns (2H not a multiple of 64): those go to the gemm crate
             let reset_before = matches!(
                 &m.config().cell,
                 CellKind::Gru(g) if g.reset == recur::ResetPlacement::BeforeMatmul
             );
-            let batches: &[usize] =
-                if T::NAME == "f32" && recur::kernel::Panels::available() && !reset_before {
-                    &[1, 3]
-                } else {
-                    &[1]
-                };
+            let ranges_on_panels = (2 * hidden_size).is_multiple_of(64);
+            let batches: &[usize] = if T::NAME == "f32"
+                && recur::kernel::Panels::available()
+                && (!reset_before || ranges_on_panels)
+            {
+                &[1, 3]
+            } else {
+                &[1]
+            };
             for &batch in batches {
                 let ctx = format!(
                     "{} {name} I={input_size} H={hidden_size} batch={batch}",

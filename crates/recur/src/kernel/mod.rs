@@ -29,8 +29,11 @@ pub struct Mat<'a, T> {
     pub cols: usize,
     pub row_stride: usize,
     pub col_stride: usize,
-    /// The same matrix packed by [`Panels::pack`], or `None`.
+    /// The same matrix packed by [`Panels::pack`] (this view being its columns from
+    /// `panels_at` on), or `None`.
     pub panels: Option<&'a Panels>,
+    /// The first column of `panels` this view holds.
+    pub panels_at: usize,
 }
 
 impl<'a, T> Mat<'a, T> {
@@ -44,6 +47,7 @@ impl<'a, T> Mat<'a, T> {
             row_stride: ld,
             col_stride: 1,
             panels: None,
+            panels_at: 0,
         }
     }
 
@@ -51,10 +55,15 @@ impl<'a, T> Mat<'a, T> {
     #[inline]
     pub fn with_panels(self, panels: Option<&'a Panels>) -> Self {
         debug_assert!(panels.is_none_or(|p| p.k() == self.rows && p.n() == self.cols));
-        Self { panels, ..self }
+        Self {
+            panels,
+            panels_at: 0,
+            ..self
+        }
     }
 
-    /// Columns `start .. start + count`, without moving anything.
+    /// Columns `start .. start + count`, without moving anything. The view keeps the
+    /// panels where they hold those columns on their own ([`Panels::has_columns`]).
     #[inline]
     pub fn columns(self, start: usize, count: usize) -> Self {
         debug_assert!(start + count <= self.cols);
@@ -69,11 +78,10 @@ impl<'a, T> Mat<'a, T> {
             cols: count,
             row_stride: self.row_stride,
             col_stride: self.col_stride,
-            panels: if start == 0 && count == self.cols {
-                self.panels
-            } else {
-                None
-            },
+            panels: self
+                .panels
+                .filter(|p| p.has_columns(self.panels_at + start, count)),
+            panels_at: self.panels_at + start,
         }
     }
 
@@ -87,6 +95,7 @@ impl<'a, T> Mat<'a, T> {
             row_stride: self.col_stride,
             col_stride: self.row_stride,
             panels: None,
+            panels_at: 0,
         }
     }
 

@@ -200,6 +200,15 @@ impl Panels {
     pub fn n(&self) -> usize {
         self.n
     }
+
+    /// Whether columns `start .. start + count` can be read from these panels on their own
+    /// ([`matmul_panel_columns`]): they start on a block and end on one or at n.
+    pub fn has_columns(&self, start: usize, count: usize) -> bool {
+        start.is_multiple_of(BLOCK)
+            && start + count <= self.n
+            && count > 0
+            && (count.is_multiple_of(BLOCK) || start + count == self.n)
+    }
 }
 
 /// `x` rounded to bfloat16, to nearest even (NaN kept a NaN).
@@ -218,7 +227,46 @@ pub fn bf16_bits(x: f32) -> u16 {
 /// # Panics
 /// When the shapes disagree, `a` has neither layout, or a view lies outside its slice.
 pub fn matmul_panels(dst: &mut [f32], ld_dst: usize, a: Mat<'_, f32>, b: &Panels, acc: Accumulate) {
-    product(dst, ld_dst, a, Right::Packed(b), acc, None);
+    product(dst, ld_dst, a, Right::packed(b, 0, b.n), acc, None);
+}
+
+/// As [`matmul_panels`] (with `bias`: `dst = bias + a · B[:, cols]`, `acc` ignored, `bias`
+/// `[cols.len()]`) over the columns `cols` of `B` only, read from the panels in place:
+/// for a product with part of a packed matrix (the reset-before GRU's `[W_hr; W_hz]` and
+/// `W_hn` in one packed `W_hh`). The columns must start on a block of [`BLOCK`] and end on
+/// one or at n ([`Panels::has_columns`]).
+///
+/// # Panics
+/// As [`matmul_panels`]; also when the columns are not such a range.
+pub fn matmul_panel_columns(
+    dst: &mut [f32],
+    ld_dst: usize,
+    a: Mat<'_, f32>,
+    b: &Panels,
+    cols: std::ops::Range<usize>,
+    acc: Accumulate,
+    bias: Option<&[f32]>,
+) {
+    assert!(
+        b.has_columns(cols.start, cols.len()),
+        "not a range of whole blocks"
+    );
+    if let Some(bias) = bias {
+        assert!(bias.len() >= cols.len(), "bias too short");
+    }
+    let acc = if bias.is_some() {
+        Accumulate::Overwrite
+    } else {
+        acc
+    };
+    product(
+        dst,
+        ld_dst,
+        a,
+        Right::packed(b, cols.start / BLOCK, cols.len()),
+        acc,
+        bias,
+    );
 }
 
 /// `dst[m, n] = bias + a[m, k] · B`, every row starting from `bias` (`[n]`): the input
@@ -239,7 +287,7 @@ pub fn matmul_panels_bias(
         dst,
         ld_dst,
         a,
-        Right::Packed(b),
+        Right::packed(b, 0, b.n),
         Accumulate::Overwrite,
         Some(bias),
     );
@@ -296,7 +344,12 @@ const UNPACKED_MIN_ROWS: usize = 16;
 /// The right operand of one product.
 #[derive(Clone, Copy)]
 enum Right<'a> {
-    Packed(&'a Panels),
+    /// columns `first_block · BLOCK ..` of the panels, `n` of them
+    Packed {
+        panels: &'a Panels,
+        first_block: usize,
+        n: usize,
+    },
     /// `[k, n]` row-major, rows `ld` apart, read in place
     Rows {
         data: *const f32,
@@ -306,7 +359,15 @@ enum Right<'a> {
     },
 }
 
-impl Right<'_> {
+impl<'a> Right<'a> {
+    fn packed(panels: &'a Panels, first_block: usize, n: usize) -> Self {
+        Right::Packed {
+            panels,
+            first_block,
+            n,
+        }
+    }
+
     /// `b` read in place.
     ///
     /// # Panics
@@ -331,44 +392,52 @@ impl Right<'_> {
 
     fn k(&self) -> usize {
         match self {
-            Right::Packed(p) => p.k,
+            Right::Packed { panels, .. } => panels.k,
             Right::Rows { k, .. } => *k,
         }
     }
 
     fn n(&self) -> usize {
         match self {
-            Right::Packed(p) => p.n,
+            Right::Packed { n, .. } => *n,
             Right::Rows { n, .. } => *n,
         }
     }
 
     fn is_bf16(&self) -> bool {
-        matches!(self, Right::Packed(p) if p.is_bf16())
+        matches!(self, Right::Packed { panels, .. } if panels.is_bf16())
     }
 
-    /// Row `kk` (even for bf16) of column block `block`, and the distance between rows.
+    /// Row `kk` (even for bf16) of column block `block` (of this operand's columns), and
+    /// the distance between rows.
     ///
     /// # Safety
-    /// `kk < k` and `block` a block of the matrix.
+    /// `kk < k` and `block` a block of the operand.
     unsafe fn block_row(&self, block: usize, kk: usize) -> (B, usize) {
         let width = (self.n() - block * BLOCK).min(BLOCK).div_ceil(LANES) * LANES;
         // Blocks before this one are full: BLOCK columns each.
         unsafe {
             match *self {
-                Right::Packed(p) => match &p.data {
-                    Data::F32(d) => (
-                        B::F32(d.as_ptr().add(block * BLOCK * p.k + kk * width)),
-                        width,
-                    ),
-                    Data::Bf16(d) => (
-                        B::Bf16(
-                            d.as_ptr()
-                                .add(block * BLOCK * p.k.div_ceil(2) + kk / 2 * width),
+                Right::Packed {
+                    panels: p,
+                    first_block,
+                    ..
+                } => {
+                    let block = first_block + block;
+                    match &p.data {
+                        Data::F32(d) => (
+                            B::F32(d.as_ptr().add(block * BLOCK * p.k + kk * width)),
+                            width,
                         ),
-                        width,
-                    ),
-                },
+                        Data::Bf16(d) => (
+                            B::Bf16(
+                                d.as_ptr()
+                                    .add(block * BLOCK * p.k.div_ceil(2) + kk / 2 * width),
+                            ),
+                            width,
+                        ),
+                    }
+                }
                 Right::Rows { data, ld, .. } => (B::F32(data.add(kk * ld + block * BLOCK)), ld),
             }
         }
@@ -1076,6 +1145,56 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A range of whole blocks of packed columns ([`matmul_panel_columns`], what
+    /// `Mat::columns` keeps panels for) gives those columns of the whole product, bit for
+    /// bit, with and without a bias; other ranges are not views.
+    #[test]
+    fn a_range_of_blocks_is_those_columns_of_the_product() {
+        if !Panels::available() {
+            return;
+        }
+        let (m, k, n) = (7, 40, 200);
+        let a = fill(m * k, 31);
+        let b = fill(k * n, 32);
+        let bias = fill(n, 33);
+        let panels = Panels::pack(Mat::rows(&b, n, k, k).t()).unwrap();
+        let am = Mat::rows(&a, m, k, k);
+        let mut whole = vec![0f32; m * n];
+        matmul_panels_bias(&mut whole, n, am, &panels, &bias);
+        for cols in [0..64, 64..192, 128..200, 192..200, 0..200] {
+            assert!(panels.has_columns(cols.start, cols.len()), "{cols:?}");
+            let w = cols.len();
+            let mut part = vec![0f32; m * w];
+            let bias_part = &bias[cols.clone()];
+            matmul_panel_columns(
+                &mut part,
+                w,
+                am,
+                &panels,
+                cols.clone(),
+                Accumulate::Add,
+                Some(bias_part),
+            );
+            for r in 0..m {
+                assert_eq!(
+                    part[r * w..(r + 1) * w],
+                    whole[r * n + cols.start..r * n + cols.end],
+                    "{cols:?}"
+                );
+            }
+        }
+        for (start, count) in [(1, 64), (0, 65), (64, 100), (0, 0), (192, 9)] {
+            assert!(!panels.has_columns(start, count), "{start} {count}");
+        }
+        // through `Mat::columns`: the view keeps the panels where it can
+        let bm = Mat::rows(&b, n, k, k).t().with_panels(Some(&panels));
+        assert!(bm.columns(64, 128).panels.is_some());
+        assert!(bm.columns(64, 128).columns(64, 64).panels.is_some());
+        assert!(bm.columns(128, 72).columns(64, 8).panels.is_some());
+        assert!(bm.columns(128, 72).columns(0, 8).panels.is_none());
+        assert!(bm.columns(10, 64).panels.is_none());
     }
 
     /// Two products sharing their left operand ([`matmul_unpacked_two`]) equal their FMA

@@ -523,7 +523,9 @@ impl<T: Float> DirSpec<'_, T> {
     /// round differently. Reads neither `seq_len` nor `active`.
     ///
     /// Allocates nothing of its own. With the panel kernel (f32 on AVX-512F) nothing
-    /// allocates at any batch (but for the reset-before GRU's column ranges); otherwise at batch 1 every product is a matrix-vector product
+    /// allocates at any batch (but for the reset-before GRU when 2H is not a multiple of 64,
+    /// whose column ranges then go to the `gemm` crate); otherwise at batch 1 every product
+    /// is a matrix-vector product
     /// and nothing allocates (`tests/stepper.rs` counts), and at batch > 1 the `gemm` crate
     /// (0.19) runs its packed kernel, which allocates a small bookkeeping buffer per call.
     pub fn step(

@@ -535,8 +535,8 @@ impl<T: Float> Recurrent<T> {
     /// (measured in `tests/stepper.rs`: at most 3.8e-3 over 30 steps of every cell and
     /// option, two bidirectional layers; 1.2e-3 (LSTM) and 2.0e-3 (GRU) over 200 steps at
     /// H = 256 and 512); at batch 1 they equal a bf16 [`Stepper`]'s, step by step, bit for
-    /// bit. Products that do not run on the panel kernel (the column ranges of the
-    /// reset-before GRU) keep f32 weights.
+    /// bit. Products that do not run on the panel kernel (the column ranges of a
+    /// reset-before GRU whose 2H is not a multiple of 64) keep f32 weights.
     ///
     /// # Errors
     /// As [`Recurrent::forward`]; also [`Error::Unsupported`] for bf16 on an f64 model or a

@@ -126,8 +126,9 @@ impl<'a, T: Float> Stepper<'a, T> {
     ///
     /// At batch 1 this allocates nothing (`tests/stepper.rs` counts), nor at any batch with
     /// the panel kernel (f32 on AVX-512F; except a GRU with the reset before the product,
-    /// ONNX's `linear_before_reset = 0`, whose two column ranges of `W_hhᵀ` go to the `gemm`
-    /// crate). Elsewhere at batch > 1 recur still allocates
+    /// ONNX's `linear_before_reset = 0`, when 2H is not a multiple of 64: its two column
+    /// ranges of `W_hhᵀ` then go to the `gemm` crate). Elsewhere at batch > 1 recur still
+    /// allocates
     /// nothing, but the `gemm` crate (0.19) runs its packed kernel for the products, which
     /// allocates a small bookkeeping buffer on every call.
     ///
