@@ -165,6 +165,12 @@ impl<T: Float> DirSpec<'_, T> {
         self.cell.has_cell_state()
     }
 
+    /// Whether the gate activations are the new state itself (a plain RNN without leak:
+    /// h = act(a)): then the tape keeps them once, in its states.
+    fn gates_are_h(&self) -> bool {
+        matches!(self.cell, CellKind::Rnn(_)) && self.leak == T::one()
+    }
+
     fn step_weights<'b>(
         &'b self,
         w_hh_t: Mat<'b, T>,
@@ -369,7 +375,12 @@ impl<T: Float> DirSpec<'_, T> {
         DirTape {
             h: hs,
             c: cs,
-            gates: if keep { gates } else { Vec::new() },
+            // a plain RNN's activations are its states, kept in `hs` already
+            gates: if keep && !self.gates_are_h() {
+                gates
+            } else {
+                Vec::new()
+            },
             aux,
             keep: clamp,
             m,
@@ -689,7 +700,7 @@ impl<T: Float> DirSpec<'_, T> {
                     if n == 0 {
                         continue;
                     }
-                    let ps = self.prev_slot(t) * bs;
+                    let (ps, cs) = (self.prev_slot(t) * bs, self.cur_slot(t) * bs);
                     // SAFETY: rows of this part only, as above.
                     let (dgates, dalt) = unsafe {
                         (
@@ -704,7 +715,11 @@ impl<T: Float> DirSpec<'_, T> {
                             h_prev: &tape.h[span(ps, n, r)],
                             h_rec: &h_rec_all[span(row0, n, r)],
                             c_prev: &tape.c[span(ps, n, ch)],
-                            gates: &tape.gates[span(row0, n, gh)],
+                            gates: if self.gates_are_h() {
+                                &tape.h[span(cs, n, r)]
+                            } else {
+                                &tape.gates[span(row0, n, gh)]
+                            },
                             aux: &tape.aux[span(row0, n, widths.aux)],
                             keep: &tape.keep[span(row0, n, widths.keep)],
                             mask: if mask.is_empty() {

@@ -264,7 +264,8 @@ pub struct Tape<T> {
 impl<T> Tape<T> {
     /// Bytes of what the training forward kept for the backward: each layer's input and
     /// dropout mask, the recurrent-dropout masks, and per (layer, direction) the states
-    /// h and c of every step, the gate activations, the cell's saved quantity (LSTM: act(c);
+    /// h and c of every step, the gate activations (but a plain RNN's, which are its states
+    /// h and are kept once), the cell's saved quantity (LSTM: act(c);
     /// GRU: the recurrent candidate product), the clamp record of `clip` and the
     /// projection's input; grows as seq_len · batch.
     pub fn bytes(&self) -> usize {
@@ -1214,14 +1215,20 @@ mod tests {
     }
 
     /// The tape holds what the backward reads and nothing per step beyond it, and grows
-    /// linearly in seq_len · batch.
+    /// linearly in seq_len · batch. A plain RNN's activations are its states (kept once);
+    /// a leaky RNN's are not, and are kept besides.
     #[test]
     fn tape_bytes_count_what_the_backward_keeps() {
         let (t, b, i, h) = (7usize, 3usize, 3usize, 5usize);
+        let leaky = CellKind::Rnn(crate::RnnCell {
+            leak: crate::Leak::Uniform(0.5),
+            ..Default::default()
+        });
         for (cell, g, aux) in [
             (CellKind::lstm(), 4, h),
             (CellKind::gru(), 3, h),
-            (CellKind::rnn_tanh(), 1, 0),
+            (CellKind::rnn_tanh(), 0, 0),
+            (leaky, 1, 0),
         ] {
             let config = RecurrentConfig {
                 cell: cell.clone(),
