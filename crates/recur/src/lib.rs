@@ -81,13 +81,20 @@ pub trait Float:
     /// relative error against the exact ones).
     fn activate_slice(act: Activation, xs: &mut [Self]);
 
+    // The panel kernel exists for f32 only: by default a type has none, and every method
+    // below says so (`None`, `false`: the caller takes the general path).
+
     /// `b` packed for the panel kernel ([`kernel::panels`]) where this type and CPU have one
     /// (`f32` with AVX-512F), else `None`.
-    fn pack_panels(b: kernel::Mat<'_, Self>) -> Option<kernel::Panels>;
+    fn pack_panels(_b: kernel::Mat<'_, Self>) -> Option<kernel::Panels> {
+        None
+    }
 
     /// `b` rounded to bf16 and packed for the bf16 panel kernel where this type and CPU
     /// have one (`f32` with AVX-512 BF16), else `None`.
-    fn pack_panels_bf16(b: kernel::Mat<'_, Self>) -> Option<kernel::Panels>;
+    fn pack_panels_bf16(_b: kernel::Mat<'_, Self>) -> Option<kernel::Panels> {
+        None
+    }
 
     /// `dst (=|+=) a · b` (with `bias`: `dst = bias + a · b`, `acc` ignored) on the panel
     /// kernel, where this type and CPU have one and the operands suit it: `a` row-major or
@@ -95,23 +102,27 @@ pub trait Float:
     /// ([`kernel::panels::matmul_unpacked`]). Returns whether it ran (`false`: the caller
     /// runs the general GEMM).
     fn matmul_panels(
-        dst: &mut [Self],
-        ld_dst: usize,
-        a: kernel::Mat<'_, Self>,
-        b: kernel::Mat<'_, Self>,
-        acc: kernel::Accumulate,
-        bias: Option<&[Self]>,
-    ) -> bool;
+        _dst: &mut [Self],
+        _ld_dst: usize,
+        _a: kernel::Mat<'_, Self>,
+        _b: kernel::Mat<'_, Self>,
+        _acc: kernel::Accumulate,
+        _bias: Option<&[Self]>,
+    ) -> bool {
+        false
+    }
 
     /// `dst₁ (=|+=) a · b₁` and `dst₂ (=|+=) a · b₂` in one pass over `a` on the panel
     /// kernel ([`kernel::panels::matmul_unpacked_two`]) where this type and CPU have one
     /// and the operands suit it; returns whether it ran.
     fn matmul_two(
-        a: kernel::Mat<'_, Self>,
-        first: (&mut [Self], usize, kernel::Mat<'_, Self>),
-        second: (&mut [Self], usize, kernel::Mat<'_, Self>),
-        acc: kernel::Accumulate,
-    ) -> bool;
+        _a: kernel::Mat<'_, Self>,
+        _first: (&mut [Self], usize, kernel::Mat<'_, Self>),
+        _second: (&mut [Self], usize, kernel::Mat<'_, Self>),
+        _acc: kernel::Accumulate,
+    ) -> bool {
+        false
+    }
 }
 
 impl Float for f32 {
@@ -190,33 +201,5 @@ impl Float for f64 {
     #[inline]
     fn activate_slice(act: Activation, xs: &mut [Self]) {
         kernel::activation::apply_slice_exact(act, xs);
-    }
-
-    fn pack_panels(_: kernel::Mat<'_, Self>) -> Option<kernel::Panels> {
-        None
-    }
-
-    fn pack_panels_bf16(_: kernel::Mat<'_, Self>) -> Option<kernel::Panels> {
-        None
-    }
-
-    fn matmul_panels(
-        _: &mut [Self],
-        _: usize,
-        _: kernel::Mat<'_, Self>,
-        _: kernel::Mat<'_, Self>,
-        _: kernel::Accumulate,
-        _: Option<&[Self]>,
-    ) -> bool {
-        false
-    }
-
-    fn matmul_two(
-        _: kernel::Mat<'_, Self>,
-        _: (&mut [Self], usize, kernel::Mat<'_, Self>),
-        _: (&mut [Self], usize, kernel::Mat<'_, Self>),
-        _: kernel::Accumulate,
-    ) -> bool {
-        false
     }
 }
