@@ -34,6 +34,7 @@ use crate::kernel::split::{SharedRows, in_part, row_parts, run_parts};
 use crate::kernel::{Accumulate, Mat, Panels, add_column_sums, matmul, matmul_bias};
 use crate::layer::WeightFormat;
 use crate::layer::params::Block;
+use crate::layer::workspace::Workspace;
 
 /// What one (layer, direction) runs on.
 pub(crate) struct DirSpec<'a, T> {
@@ -71,6 +72,15 @@ pub(crate) struct DirTape<T> {
     pub keep: Vec<T>,
     /// `[seq_len, batch, H]` LSTM projection input, or empty
     pub m: Vec<T>,
+}
+
+impl<T> DirTape<T> {
+    /// Hands every slab back to `ws`.
+    pub fn recycle(self, ws: &Workspace<T>) {
+        for v in [self.h, self.c, self.gates, self.aux, self.keep, self.m] {
+            ws.give(v);
+        }
+    }
 }
 
 /// `W_hhᵀ` and `W_hrᵀ` as the forward step product reads them (see [`DirSpec::pack`]).
@@ -206,7 +216,16 @@ impl<T: Float> DirSpec<'_, T> {
     /// written and read back. The sums are the same
     /// (each row's product starts from the bias and runs in k order whatever the rows around
     /// it), so inference gives the training forward's numbers bit for bit.
-    pub fn forward(&self, x: &[T], h0: &[T], c0: &[T], keep: bool) -> DirTape<T> {
+    ///
+    /// The slabs come from `ws` (see [`DirTape::recycle`]).
+    pub fn forward(
+        &self,
+        x: &[T],
+        h0: &[T],
+        c0: &[T],
+        keep: bool,
+        ws: &Workspace<T>,
+    ) -> DirTape<T> {
         let (tl, bs, h, r) = (self.seq_len, self.batch, self.hidden, self.h_out);
         let gh = self.gh();
         let rows = tl * bs;
@@ -242,7 +261,10 @@ impl<T: Float> DirSpec<'_, T> {
         let parts = row_parts(bs);
         let per_step = !keep && fp.w_ih.is_some() && parts.len() > 1;
         let slab_rows = if keep { rows } else { 0 };
-        let mut gates = vec![T::zero(); if per_step { 0 } else { rows * gh }];
+        // Every slab below is written before it is read: the projection writes every row of
+        // `gates`, each step writes (or carries) every row of its state slot, and the rows
+        // of the kept slabs that a step does not run are zeroed at that step.
+        let mut gates = ws.take(if per_step { 0 } else { rows * gh });
         if !per_step {
             matmul_bias(
                 &mut gates,
@@ -253,17 +275,17 @@ impl<T: Float> DirSpec<'_, T> {
             );
         }
 
-        let mut hs = vec![T::zero(); (tl + 1) * bs * r];
+        let mut hs = ws.take((tl + 1) * bs * r);
         let first = self.first_slot();
         hs[first * bs * r..(first + 1) * bs * r].copy_from_slice(h0);
         let mut cs = Vec::new();
         if self.has_c() {
-            cs = vec![T::zero(); (tl + 1) * bs * h];
+            cs = ws.take((tl + 1) * bs * h);
             cs[first * bs * h..(first + 1) * bs * h].copy_from_slice(c0);
         }
-        let mut aux = vec![T::zero(); slab_rows * widths.aux];
-        let mut clamp = vec![T::zero(); slab_rows * widths.keep];
-        let mut m = vec![T::zero(); slab_rows * widths.m];
+        let mut aux = ws.take(slab_rows * widths.aux);
+        let mut clamp = ws.take(slab_rows * widths.keep);
+        let mut m = ws.take(slab_rows * widths.m);
 
         // The batch's rows split between threads for the whole loop (see `kernel::split`):
         // part `rows` reads and writes only those rows of every slab.
@@ -366,21 +388,30 @@ impl<T: Float> DirSpec<'_, T> {
                             },
                         );
                     }
-                    // Sequences that have ended (or, in reverse, not yet begun) carry their state.
+                    // Sequences that have ended (or, in reverse, not yet begun) carry their state
+                    // and keep zeros in the slabs the weight gradients read whole.
                     h_cur[n * r..].copy_from_slice(&h_prev[n * r..]);
                     c_cur[n * ch..].copy_from_slice(&c_prev[n * ch..]);
+                    if keep && n < r1 - r0 {
+                        let idle = |w| span(t * bs + n, r1 - r0 - n, w);
+                        // SAFETY: rows of this part at t that the step did not touch.
+                        unsafe {
+                            aux_p.piece_mut(idle(widths.aux)).fill(T::zero());
+                            keep_p.piece_mut(idle(widths.keep)).fill(T::zero());
+                            m_p.piece_mut(idle(widths.m)).fill(T::zero());
+                        }
+                    }
                 }
             })
         });
+        // a plain RNN's activations are its states, kept in `hs` already
+        if !keep || self.gates_are_h() {
+            ws.give(std::mem::take(&mut gates));
+        }
         DirTape {
             h: hs,
             c: cs,
-            // a plain RNN's activations are its states, kept in `hs` already
-            gates: if keep && !self.gates_are_h() {
-                gates
-            } else {
-                Vec::new()
-            },
+            gates,
             aux,
             keep: clamp,
             m,
@@ -584,15 +615,21 @@ impl<T: Float> DirSpec<'_, T> {
         );
     }
 
-    /// Writes the direction's outputs into `y` (`[rows, ld]`) at column `off`; rows past a
-    /// sequence's end stay as they are (zero).
+    /// Writes the direction's outputs into `y` (`[rows, ld]`) at column `off`, and zeros in
+    /// the rows past a sequence's end.
     pub fn write_output(&self, tape: &DirTape<T>, y: &mut [T], ld: usize, off: usize) {
         let (bs, r) = (self.batch, self.h_out);
         for t in 0..self.seq_len {
             let slot = &tape.h[self.cur_slot(t) * bs * r..];
-            for b in 0..self.active[t] {
+            for b in 0..bs {
                 let row = t * bs + b;
-                y[row * ld + off..row * ld + off + r].copy_from_slice(&slot[b * r..(b + 1) * r]);
+                let out = &mut y[row * ld + off..row * ld + off + r];
+                if b < self.active[t] {
+                    out.copy_from_slice(&slot[b * r..(b + 1) * r]);
+                } else {
+                    // padding: zero, as PyTorch's pad_packed_sequence
+                    out.fill(T::zero());
+                }
             }
         }
     }
@@ -625,6 +662,7 @@ impl<T: Float> DirSpec<'_, T> {
         g: Block<&mut [T]>,
         dx: &mut [T],
         dx_acc: Accumulate,
+        ws: &Workspace<T>,
     ) -> (Vec<T>, Vec<T>) {
         let (tl, bs, h, r) = (self.seq_len, self.batch, self.hidden, self.h_out);
         let gh = self.gh();
@@ -643,8 +681,10 @@ impl<T: Float> DirSpec<'_, T> {
         } else {
             Vec::new()
         };
-        let mut dgates = vec![T::zero(); rows * gh];
-        let mut dalt = vec![T::zero(); rows * widths.dalt];
+        // Written at every step, zeros in the rows a step does not run (the products after
+        // the loop read them whole).
+        let mut dgates = ws.take(rows * gh);
+        let mut dalt = ws.take(rows * widths.dalt);
         let prev0 = self.prev_slot(0);
         let h_prev_slab = &tape.h[prev0 * bs * r..(prev0 + tl) * bs * r];
         // Recurrent dropout: the states as the recurrent product read them, m ⊙ h_prev for
@@ -695,6 +735,14 @@ impl<T: Float> DirSpec<'_, T> {
                         let src = &dy[(row0 + r0 + b) * ld + off..][..r];
                         for (d, &s) in dh[b * r..(b + 1) * r].iter_mut().zip(src) {
                             *d += s;
+                        }
+                    }
+                    if n < r1 - r0 {
+                        // SAFETY: rows of this part at t that the step does not touch.
+                        unsafe {
+                            let idle = |w| span(row0 + n, r1 - r0 - n, w);
+                            dgates_p.piece_mut(idle(gh)).fill(T::zero());
+                            dalt_p.piece_mut(idle(widths.dalt)).fill(T::zero());
                         }
                     }
                     if n == 0 {
@@ -789,6 +837,8 @@ impl<T: Float> DirSpec<'_, T> {
         if let Some(db) = db_ih {
             add_column_sums(db, &dgates, rows, gh);
         }
+        ws.give(dgates);
+        ws.give(dalt);
         (dh, dc)
     }
 }

@@ -8,6 +8,7 @@
 pub(crate) mod driver;
 pub mod params;
 mod stepper;
+mod workspace;
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -23,6 +24,7 @@ use crate::tensor::Tensor;
 use driver::{DirSpec, DirTape};
 pub use params::{ParamInfo, ParamKind, ParamLayout};
 pub use stepper::Stepper;
+use workspace::Workspace;
 
 /// Which way(s) a layer reads the sequence.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -259,6 +261,19 @@ pub struct Tape<T> {
     /// empty
     rec_masks: Vec<Vec<T>>,
     dirs: Vec<DirTape<T>>,
+    /// the model's pool, which the slabs go back to when the tape drops
+    workspace: Workspace<T>,
+}
+
+impl<T> Drop for Tape<T> {
+    fn drop(&mut self) {
+        for dir in self.dirs.drain(..) {
+            dir.recycle(&self.workspace);
+        }
+        for v in self.inputs.drain(..) {
+            self.workspace.give(v);
+        }
+    }
 }
 
 impl<T> Tape<T> {
@@ -295,6 +310,9 @@ pub struct Recurrent<T> {
     /// by the first forward call and dropped whenever the parameters can change (every
     /// `&mut self` method that reaches them): inference with fixed weights packs once.
     panels: KeptPanels,
+    /// Working buffers kept from one call for the next (see [`Recurrent::workspace_bytes`]);
+    /// shared with the model's clones and its tapes.
+    workspace: Workspace<T>,
 }
 
 /// The packed forward weights a [`Recurrent`] keeps, one set per [`WeightFormat`] asked
@@ -360,6 +378,7 @@ impl<T: Float> Recurrent<T> {
             layout,
             params,
             panels: KeptPanels::default(),
+            workspace: Workspace::default(),
         })
     }
 
@@ -383,6 +402,7 @@ impl<T: Float> Recurrent<T> {
             layout,
             params,
             panels: KeptPanels::default(),
+            workspace: Workspace::default(),
         })
     }
 
@@ -492,6 +512,20 @@ impl<T: Float> Recurrent<T> {
             }
         }
         Ok(())
+    }
+
+    /// Bytes of working memory the model keeps for its next calls: the slabs of its last
+    /// training calls (the tape's and the backward's, handed back when the backward is done
+    /// and the tape dropped) and of small-batch inference, reused instead of allocated
+    /// afresh. At most what the largest calls held at once; shared with the model's clones.
+    pub fn workspace_bytes(&self) -> usize {
+        self.workspace.bytes()
+    }
+
+    /// Frees the working memory kept for later calls (see [`Recurrent::workspace_bytes`]);
+    /// the next calls allocate afresh.
+    pub fn free_workspace(&self) {
+        self.workspace.clear();
     }
 
     /// A zero initial state for `batch` sequences.
@@ -662,7 +696,8 @@ impl<T: Float> Recurrent<T> {
         if self.in_order(b) {
             return Cow::Borrowed(src);
         }
-        let mut out = vec![T::zero(); b.seq_len * b.batch * f];
+        // every row is copied
+        let mut out = self.workspace.take(b.seq_len * b.batch * f);
         for t in 0..b.seq_len {
             for (s, &orig) in b.perm.iter().enumerate() {
                 let from = self.seq_index(t, orig, b) * f;
@@ -671,6 +706,19 @@ impl<T: Float> Recurrent<T> {
             }
         }
         Cow::Owned(out)
+    }
+
+    /// `x` as a vector of its own: a borrowed slice is copied into a buffer of the
+    /// workspace.
+    fn owned(&self, x: Cow<'_, [T]>) -> Vec<T> {
+        match x {
+            Cow::Owned(v) => v,
+            Cow::Borrowed(s) => {
+                let mut v = self.workspace.take(s.len());
+                v.copy_from_slice(s);
+                v
+            }
+        }
     }
 
     /// Whether the caller's layout is already time-major in sorted order (seq-first, the
@@ -863,7 +911,13 @@ impl<T: Float> Recurrent<T> {
         let zeros_c = vec![T::zero(); b.batch * h];
         let mut y = Vec::new();
         for layer in 0..nl {
-            y = vec![T::zero(); rows * nd * r];
+            // The last layer's output is the caller's; the others' feed the next layer and
+            // come from the workspace (every row is written: see `write_output`).
+            y = if layer + 1 == nl {
+                vec![T::zero(); rows * nd * r]
+            } else {
+                self.workspace.take(rows * nd * r)
+            };
             for dir in 0..nd {
                 let ld = layer * nd + dir;
                 let spec = self.spec(&b, layer, dir, &rec_masks, format);
@@ -875,7 +929,7 @@ impl<T: Float> Recurrent<T> {
                     Some(c) => Self::gather_state(c.data(), ld, &b, h),
                     None => zeros_c.clone(),
                 };
-                let tape = spec.forward(&x, &h0, &c0, rng.is_some());
+                let tape = spec.forward(&x, &h0, &c0, rng.is_some(), &self.workspace);
                 spec.write_output(&tape, &mut y, nd * r, dir * r);
                 let (hn, cn) = spec.final_state(&tape);
                 Self::scatter_state(&mut h_n, ld, &b, r, hn);
@@ -884,13 +938,17 @@ impl<T: Float> Recurrent<T> {
                 }
                 if rng.is_some() {
                     dirs.push(tape);
+                } else {
+                    tape.recycle(&self.workspace);
                 }
             }
             if layer + 1 == nl {
                 // The last layer's output is the call's: nothing to hand on.
                 if rng.is_some() {
-                    inputs.push(std::mem::take(&mut x).into_owned());
+                    inputs.push(self.owned(std::mem::take(&mut x)));
                     masks.push(Vec::new());
+                } else if let Cow::Owned(v) = std::mem::take(&mut x) {
+                    self.workspace.give(v);
                 }
                 break;
             }
@@ -910,15 +968,15 @@ impl<T: Float> Recurrent<T> {
                     })
                     .collect();
             }
-            let next = if mask.is_empty() {
-                std::mem::take(&mut y)
-            } else {
-                y.iter().zip(&mask).map(|(&v, &m)| v * m).collect()
-            };
-            let input = std::mem::replace(&mut x, Cow::Owned(next));
+            for (v, &m) in y.iter_mut().zip(&mask) {
+                *v *= m;
+            }
+            let input = std::mem::replace(&mut x, Cow::Owned(std::mem::take(&mut y)));
             if rng.is_some() {
-                inputs.push(input.into_owned());
+                inputs.push(self.owned(input));
                 masks.push(mask);
+            } else if let Cow::Owned(v) = input {
+                self.workspace.give(v);
             }
         }
         let output = Tensor::new(self.scatter_seq(y, &b, nd * r), &self.seq_shape(&b, nd * r))?;
@@ -940,6 +998,7 @@ impl<T: Float> Recurrent<T> {
             masks,
             rec_masks,
             dirs,
+            workspace: self.workspace.clone(),
         });
         Ok((
             Output {
@@ -995,9 +1054,9 @@ impl<T: Float> Recurrent<T> {
         let mut dy = match grad.output {
             Some(g) => {
                 g.expect_shape("grad output", &self.seq_shape(&b, nd * r))?;
-                self.gather_seq(g.data(), &b, nd * r).into_owned()
+                self.gather_seq(g.data(), &b, nd * r)
             }
-            None => vec![T::zero(); rows * nd * r],
+            None => Cow::Owned(self.workspace.take_zeroed(rows * nd * r)),
         };
         let ldb = nl * nd;
         if let Some(g) = grad.h_n {
@@ -1025,7 +1084,12 @@ impl<T: Float> Recurrent<T> {
         for layer in (0..nl).rev() {
             let x = &tape.inputs[layer];
             let n_in = if layer == 0 { cfg.input_size } else { nd * r };
-            dx = vec![T::zero(); rows * n_in];
+            // The first direction overwrites every row; the input's gradient is the caller's.
+            dx = if layer == 0 {
+                vec![T::zero(); rows * n_in]
+            } else {
+                self.workspace.take(rows * n_in)
+            };
             for dir in 0..nd {
                 let ld = layer * nd + dir;
                 let spec = self.spec(&b, layer, dir, &tape.rec_masks, WeightFormat::F32);
@@ -1052,6 +1116,7 @@ impl<T: Float> Recurrent<T> {
                     g,
                     &mut dx,
                     acc,
+                    &self.workspace,
                 );
                 Self::scatter_state(&mut dh0, ld, &b, r, &dh);
                 if cfg.cell.has_cell_state() {
@@ -1065,8 +1130,15 @@ impl<T: Float> Recurrent<T> {
                         *d *= m;
                     }
                 }
-                dy = std::mem::take(&mut dx);
+                if let Cow::Owned(done) =
+                    std::mem::replace(&mut dy, Cow::Owned(std::mem::take(&mut dx)))
+                {
+                    self.workspace.give(done);
+                }
             }
+        }
+        if let Cow::Owned(done) = dy {
+            self.workspace.give(done);
         }
         Ok(InputGrad {
             input: Tensor::new(
