@@ -242,6 +242,14 @@ fn bench_prints_one_json_object_per_mode() {
             let flops = times * 2.0 * 10.0 * g * 4.0 * (3.0 + 4.0);
             let gflops = o["gflops"].as_f64().unwrap();
             assert!((gflops * secs * 1e9 / flops - 1.0).abs() < 1e-9, "{o}");
+            if o["mode"] == "train" {
+                // the model keeps the tape's slabs (and the backward's) for the next call
+                let tape = o["tape_bytes"].as_u64().unwrap();
+                let kept = o["workspace_bytes"].as_u64().unwrap();
+                assert!(tape > 0 && kept >= tape, "{o}");
+            } else {
+                assert!(o.get("workspace_bytes").is_none(), "{o}");
+            }
         }
     }
 }

@@ -364,6 +364,7 @@ fn time_mode(
             tokens: b,
             flops: forward_flops(cfg, b),
             tape_bytes: None,
+            workspace_bytes: None,
         });
     }
     let tokens = lengths.map_or(t * b, |l| l.iter().sum());
@@ -380,6 +381,7 @@ fn time_mode(
             tokens,
             flops: fwd,
             tape_bytes: None,
+            workspace_bytes: None,
         });
     }
     let width = cfg.direction.count() * cfg.h_out();
@@ -405,6 +407,7 @@ fn time_mode(
         tokens,
         flops: 3.0 * fwd,
         tape_bytes: Some(tape_bytes),
+        workspace_bytes: Some(model.workspace_bytes()),
     })
 }
 
@@ -416,6 +419,9 @@ struct Timing {
     flops: f64,
     /// train: what the training forward kept for the backward ([`recur::Tape::bytes`])
     tape_bytes: Option<usize>,
+    /// train: the working memory the model keeps between calls
+    /// ([`Recurrent::workspace_bytes`])
+    workspace_bytes: Option<usize>,
 }
 
 fn report(args: &BenchArgs, mode: Mode, threads: usize, timing: &Timing) {
@@ -424,6 +430,7 @@ fn report(args: &BenchArgs, mode: Mode, threads: usize, timing: &Timing) {
         tokens,
         flops,
         tape_bytes,
+        workspace_bytes,
     } = timing;
     let ms = secs * 1e3;
     let tokens_per_s = tokens as f64 / secs;
@@ -458,6 +465,9 @@ fn report(args: &BenchArgs, mode: Mode, threads: usize, timing: &Timing) {
             obj["tape_bytes"] = json!(bytes);
             obj["tape_bytes_per_token"] = json!(bytes as f64 / tokens as f64);
         }
+        if let Some(bytes) = workspace_bytes {
+            obj["workspace_bytes"] = json!(bytes);
+        }
         obj["peepholes"] = json!(args.peepholes);
         obj["bf16"] = json!(args.bf16);
         println!("{obj}");
@@ -467,13 +477,18 @@ fn report(args: &BenchArgs, mode: Mode, threads: usize, timing: &Timing) {
         } else {
             String::new()
         };
+        let mib = |bytes: usize| bytes as f64 / (1 << 20) as f64;
         let tape = tape_bytes.map_or(String::new(), |bytes| {
             format!(
                 " {:8.1} MiB tape ({:.0} B/token)",
-                bytes as f64 / (1 << 20) as f64,
+                mib(bytes),
                 bytes as f64 / tokens as f64
             )
         });
+        let tape = match workspace_bytes {
+            Some(bytes) => format!("{tape}, {:.1} MiB kept", mib(bytes)),
+            None => tape,
+        };
         println!(
             "recur {:<6} {:<4} T={} B={} I={} H={} L={} D={} P={}{}{}{}{} threads={}: \
              {ms:10.4} ms/iter{step} {tokens_per_s:12.0} tokens/s {gflops:8.2} GFLOP/s{tape}",
