@@ -50,6 +50,8 @@
 
 use super::{BwdStep, FwdStep, SlabWidths, Slabs, StepWeights, WeightGrads};
 use crate::error::Result;
+use crate::kernel::pair;
+use crate::kernel::split::SharedRows;
 use crate::kernel::{Accumulate, Mat, add_column_sums, matmul};
 use crate::{Activation, Float};
 
@@ -140,39 +142,61 @@ pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: 
                 w.w_hh_t,
                 Accumulate::Overwrite,
             );
-            for b in 0..n {
-                let a = &mut s.gates[b * gh..(b + 1) * gh];
-                let q = &s.scratch[b * gh..(b + 1) * gh];
-                let h_prev = &s.h_prev[b * h..(b + 1) * h];
-                let hb = &mut s.h[b * h..(b + 1) * h];
-                let qn = &mut s.aux[b * h..(b + 1) * h];
-                let (a_rz, a_n) = a.split_at_mut(2 * h);
-                let (q_rz, q_n) = q.split_at(2 * h);
-                // (3) r, z = σ([a_r | a_z] + [q_r | q_z]): one pass over 2H
-                add_assign(a_rz, q_rz);
-                if let Some(clip) = clip {
-                    super::clamp(a_rz, &mut s.keep[b * gh..b * gh + 2 * h], clip);
-                }
-                act.gate.apply_slice(a_rz);
-                // (2) b_hn
-                match w.b_hh {
-                    Some(b_hh) => {
-                        for ((qn, &q), &b) in qn.iter_mut().zip(q_n).zip(&b_hh[2 * h..]) {
-                            *qn = q + b;
-                        }
+            // The rows are independent: at small batches the pair of threads takes half of
+            // them each.
+            let (gates, hs, qns) = (
+                SharedRows::new(&mut *s.gates),
+                SharedRows::new(&mut *s.h),
+                SharedRows::new(&mut *s.aux),
+            );
+            let keeps = SharedRows::new(&mut *s.keep);
+            let (q_all, h_prev_all) = (&*s.scratch, s.h_prev);
+            pair::split_rows(n, gh, &|rows| {
+                for b in rows {
+                    // SAFETY: row b of every buffer belongs to this part of the rows alone.
+                    let (a, hb, qn) = unsafe {
+                        (
+                            gates.piece_mut(b * gh..(b + 1) * gh),
+                            hs.piece_mut(b * h..(b + 1) * h),
+                            qns.piece_mut(b * h..(b + 1) * h),
+                        )
+                    };
+                    let keep: &mut [T] = if clip.is_some() {
+                        // SAFETY: as above.
+                        unsafe { keeps.piece_mut(b * gh..(b + 1) * gh) }
+                    } else {
+                        &mut []
+                    };
+                    let q = &q_all[b * gh..(b + 1) * gh];
+                    let h_prev = &h_prev_all[b * h..(b + 1) * h];
+                    let (a_rz, a_n) = a.split_at_mut(2 * h);
+                    let (q_rz, q_n) = q.split_at(2 * h);
+                    // (3) r, z = σ([a_r | a_z] + [q_r | q_z]): one pass over 2H
+                    add_assign(a_rz, q_rz);
+                    if let Some(clip) = clip {
+                        super::clamp(a_rz, &mut keep[..2 * h], clip);
                     }
-                    None => qn.copy_from_slice(q_n),
+                    act.gate.apply_slice(a_rz);
+                    // (2) b_hn
+                    match w.b_hh {
+                        Some(b_hh) => {
+                            for ((qn, &q), &b) in qn.iter_mut().zip(q_n).zip(&b_hh[2 * h..]) {
+                                *qn = q + b;
+                            }
+                        }
+                        None => qn.copy_from_slice(q_n),
+                    }
+                    // (4) n = act(a_n + r ⊙ q_n)
+                    let (r, z) = a_rz.split_at(h);
+                    add_product(a_n, r, qn);
+                    if let Some(clip) = clip {
+                        super::clamp(a_n, &mut keep[2 * h..], clip);
+                    }
+                    act.candidate.apply_slice(a_n);
+                    // (5)
+                    blend(hb, z, a_n, h_prev);
                 }
-                // (4) n = act(a_n + r ⊙ q_n)
-                let (r, z) = a_rz.split_at(h);
-                add_product(a_n, r, qn);
-                if let Some(clip) = clip {
-                    super::clamp(a_n, &mut s.keep[b * gh + 2 * h..(b + 1) * gh], clip);
-                }
-                act.candidate.apply_slice(a_n);
-                // (5)
-                blend(hb, z, a_n, h_prev);
-            }
+            });
         }
         ResetPlacement::BeforeMatmul => {
             // (2) q_rz = h_prev W_h{r,z}ᵀ: the first 2H columns of the packed W_hhᵀ

@@ -41,6 +41,8 @@
 
 use super::{BwdStep, FwdStep, SlabWidths, Slabs, StepWeights, WeightGrads};
 use crate::error::{Result, config_err};
+use crate::kernel::pair;
+use crate::kernel::split::SharedRows;
 use crate::kernel::{Accumulate, Mat, add_column_sums, matmul, matmul_two};
 use crate::{Activation, Float};
 
@@ -166,69 +168,91 @@ pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
     let one = T::one();
     let clip = super::clip_bound::<T>(cell.clip);
     // Gate by gate, each a contiguous pass over the row's H values: the activation passes are
-    // vectorised kernels (f32) and the arithmetic loops have no branches.
-    for b in 0..n {
-        let a = &mut s.gates[b * gh..(b + 1) * gh];
-        let c_prev = &s.c_prev[b * h..(b + 1) * h];
-        let c = &mut s.c[b * h..(b + 1) * h];
-        let tc = &mut s.aux[b * h..(b + 1) * h];
-        let m = if proj {
-            &mut s.m[b * h..(b + 1) * h]
-        } else {
-            &mut s.h[b * r..(b + 1) * r]
-        };
-        // (2) (3) peepholes into the pre-activations
-        if let Some(p) = w.p_i {
-            add_product(&mut a[..h], p, c_prev);
-        }
-        if let Some(p) = w.p_f {
-            add_product(&mut a[h..2 * h], p, c_prev);
-        }
-        if let Some(clip) = clip {
-            // clip: a_i, a_f, a_g (peepholes included) in one pass; a_o below
-            super::clamp(&mut a[..3 * h], &mut s.keep[b * gh..b * gh + 3 * h], clip);
-        }
-        let (a_if, rest) = a.split_at_mut(2 * h);
-        let (a_g, a_o) = rest.split_at_mut(h);
-        if coupled {
-            // (2) i = σ(a_i);  (3) f = 1 − i
-            let (a_i, a_f) = a_if.split_at_mut(h);
-            act.gate.apply_slice(a_i);
-            for (f, &i) in a_f.iter_mut().zip(&*a_i) {
-                *f = one - i;
+    // vectorised kernels (f32) and the arithmetic loops have no branches. The rows are
+    // independent: at small batches the pair of threads takes half of them each.
+    let (gates, cs, tcs) = (
+        SharedRows::new(&mut *s.gates),
+        SharedRows::new(&mut *s.c),
+        SharedRows::new(&mut *s.aux),
+    );
+    let keeps = SharedRows::new(&mut *s.keep);
+    let (ms, mw) = if proj {
+        (SharedRows::new(&mut *s.m), h)
+    } else {
+        (SharedRows::new(&mut *s.h), r)
+    };
+    let c_prev_all = s.c_prev;
+    pair::split_rows(n, gh, &|rows| {
+        for b in rows {
+            // SAFETY: row b of every buffer belongs to this part of the rows alone.
+            let (a, c, tc, m) = unsafe {
+                (
+                    gates.piece_mut(b * gh..(b + 1) * gh),
+                    cs.piece_mut(b * h..(b + 1) * h),
+                    tcs.piece_mut(b * h..(b + 1) * h),
+                    ms.piece_mut(b * mw..(b + 1) * mw),
+                )
+            };
+            let keep: &mut [T] = if clip.is_some() {
+                // SAFETY: as above.
+                unsafe { keeps.piece_mut(b * gh..(b + 1) * gh) }
+            } else {
+                &mut []
+            };
+            let c_prev = &c_prev_all[b * h..(b + 1) * h];
+            // (2) (3) peepholes into the pre-activations
+            if let Some(p) = w.p_i {
+                add_product(&mut a[..h], p, c_prev);
             }
-        } else {
-            // (2) (3) i, f = σ([a_i | a_f]): one pass over 2H
-            act.gate.apply_slice(a_if);
+            if let Some(p) = w.p_f {
+                add_product(&mut a[h..2 * h], p, c_prev);
+            }
+            if let Some(clip) = clip {
+                // clip: a_i, a_f, a_g (peepholes included) in one pass; a_o below
+                super::clamp(&mut a[..3 * h], &mut keep[..3 * h], clip);
+            }
+            let (a_if, rest) = a.split_at_mut(2 * h);
+            let (a_g, a_o) = rest.split_at_mut(h);
+            if coupled {
+                // (2) i = σ(a_i);  (3) f = 1 − i
+                let (a_i, a_f) = a_if.split_at_mut(h);
+                act.gate.apply_slice(a_i);
+                for (f, &i) in a_f.iter_mut().zip(&*a_i) {
+                    *f = one - i;
+                }
+            } else {
+                // (2) (3) i, f = σ([a_i | a_f]): one pass over 2H
+                act.gate.apply_slice(a_if);
+            }
+            // (4) g = act_g(a_g)
+            act.cell.apply_slice(a_g);
+            // (5) c = f ⊙ c_prev + i ⊙ g, copied into act_h(c)'s slot for (7) to apply in place
+            let (i, f) = a_if.split_at(h);
+            for ((((cj, t), &f), &cp), (&i, &g)) in c
+                .iter_mut()
+                .zip(tc.iter_mut())
+                .zip(f)
+                .zip(c_prev)
+                .zip(i.iter().zip(&*a_g))
+            {
+                *cj = f * cp + i * g;
+                *t = *cj;
+            }
+            // (6) o = σ(a_o + p_o ⊙ c)
+            if let Some(p) = w.p_o {
+                add_product(a_o, p, c);
+            }
+            if let Some(clip) = clip {
+                super::clamp(a_o, &mut keep[3 * h..], clip);
+            }
+            act.gate.apply_slice(a_o);
+            // (7) m = o ⊙ act_h(c)
+            act.hidden.apply_slice(tc);
+            for ((m, &o), &t) in m.iter_mut().zip(&*a_o).zip(&*tc) {
+                *m = o * t;
+            }
         }
-        // (4) g = act_g(a_g)
-        act.cell.apply_slice(a_g);
-        // (5) c = f ⊙ c_prev + i ⊙ g, copied into act_h(c)'s slot for (7) to apply in place
-        let (i, f) = a_if.split_at(h);
-        for ((((cj, t), &f), &cp), (&i, &g)) in c
-            .iter_mut()
-            .zip(tc.iter_mut())
-            .zip(f)
-            .zip(c_prev)
-            .zip(i.iter().zip(&*a_g))
-        {
-            *cj = f * cp + i * g;
-            *t = *cj;
-        }
-        // (6) o = σ(a_o + p_o ⊙ c)
-        if let Some(p) = w.p_o {
-            add_product(a_o, p, c);
-        }
-        if let Some(clip) = clip {
-            super::clamp(a_o, &mut s.keep[b * gh + 3 * h..(b + 1) * gh], clip);
-        }
-        act.gate.apply_slice(a_o);
-        // (7) m = o ⊙ act_h(c)
-        act.hidden.apply_slice(tc);
-        for ((m, &o), &t) in m.iter_mut().zip(&*a_o).zip(&*tc) {
-            *m = o * t;
-        }
-    }
+    });
     // (8) h = m W_hrᵀ
     if proj {
         matmul(
@@ -260,92 +284,99 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
     let coupled = cell.input_forget == InputForget::Coupled;
     let clipped = cell.clip.is_some();
     // The mirror of the forward: per row, whole-gate passes with no branches inside; da_g
-    // holds a temporary until (4)ᵀ.
-    for b in 0..n {
-        let gates = &s.gates[b * gh..(b + 1) * gh];
-        let (i, rest) = gates.split_at(h);
-        let (f, rest) = rest.split_at(h);
-        let (g, o) = rest.split_at(h);
-        let da = &mut s.dgates[b * gh..(b + 1) * gh];
-        let (da_if, rest) = da.split_at_mut(2 * h);
-        let (da_g, da_o) = rest.split_at_mut(h);
-        let c_prev = &s.c_prev[b * h..(b + 1) * h];
-        let tc = &s.aux[b * h..(b + 1) * h];
-        let dm = if proj {
-            &s.scratch[b * h..(b + 1) * h]
-        } else {
-            &s.dh[b * r..(b + 1) * r]
-        };
-        let dc = &mut s.dc[b * h..(b + 1) * h];
-        // (7)ᵀ do = dm ⊙ act_h(c);  dc += dm ⊙ o ⊙ act_h'(c)
-        for ((t, &dm), &o) in da_g.iter_mut().zip(dm).zip(o) {
-            *t = dm * o;
-        }
-        act.hidden.mul_derivative_from_output(da_g, tc);
-        for (((dc, &t), d_o), (&dm, &tc)) in dc
-            .iter_mut()
-            .zip(&*da_g)
-            .zip(da_o.iter_mut())
-            .zip(dm.iter().zip(tc))
-        {
-            *dc += t;
-            *d_o = dm * tc;
-        }
-        // (6)ᵀ da_o = do ⊙ σ'(o) (0 where clipped);  dc += da_o ⊙ p_o
-        act.gate.mul_derivative_from_output(da_o, o);
-        if clipped {
-            super::mul_assign(da_o, &s.keep[b * gh + 3 * h..(b + 1) * gh]);
-        }
-        if let Some(p) = w.p_o {
-            add_product(dc, &*da_o, p);
-        }
-        // (5)ᵀ di = dc ⊙ g;  dg = dc ⊙ i;  df = dc ⊙ c_prev;  dc_prev = dc ⊙ f
-        //      coupled (3)ᵀ: di −= df, da_f = 0
-        let (da_i, da_f) = da_if.split_at_mut(h);
-        let rows = da_i
-            .iter_mut()
-            .zip(da_f.iter_mut())
-            .zip(da_g.iter_mut())
-            .zip(dc.iter_mut())
-            .zip(g.iter().zip(i))
-            .zip(c_prev.iter().zip(f));
-        if coupled {
-            for (((((di, df), dg), dc), (&g, &i)), (&cp, &f)) in rows {
-                *di = *dc * g - *dc * cp;
-                *df = T::zero();
-                *dg = *dc * i;
-                *dc *= f;
+    // holds a temporary until (4)ᵀ. As in the forward, the pair of threads takes half of the
+    // rows each at small batches.
+    let (dgates, dcs) = (SharedRows::new(&mut *s.dgates), SharedRows::new(&mut *s.dc));
+    let (gates_all, c_prev_all, tc_all, keep_all) = (s.gates, s.c_prev, s.aux, s.keep);
+    let (dm_all, dmw): (&[T], usize) = if proj { (s.scratch, h) } else { (s.dh, r) };
+    pair::split_rows(n, gh, &|rows| {
+        for b in rows {
+            let gates = &gates_all[b * gh..(b + 1) * gh];
+            let (i, rest) = gates.split_at(h);
+            let (f, rest) = rest.split_at(h);
+            let (g, o) = rest.split_at(h);
+            // SAFETY: row b of `dgates` and `dc` belongs to this part of the rows alone.
+            let (da, dc) = unsafe {
+                (
+                    dgates.piece_mut(b * gh..(b + 1) * gh),
+                    dcs.piece_mut(b * h..(b + 1) * h),
+                )
+            };
+            let (da_if, rest) = da.split_at_mut(2 * h);
+            let (da_g, da_o) = rest.split_at_mut(h);
+            let c_prev = &c_prev_all[b * h..(b + 1) * h];
+            let tc = &tc_all[b * h..(b + 1) * h];
+            let dm = &dm_all[b * dmw..(b + 1) * dmw];
+            // (7)ᵀ do = dm ⊙ act_h(c);  dc += dm ⊙ o ⊙ act_h'(c)
+            for ((t, &dm), &o) in da_g.iter_mut().zip(dm).zip(o) {
+                *t = dm * o;
             }
-        } else {
-            for (((((di, df), dg), dc), (&g, &i)), (&cp, &f)) in rows {
-                *di = *dc * g;
-                *df = *dc * cp;
-                *dg = *dc * i;
-                *dc *= f;
+            act.hidden.mul_derivative_from_output(da_g, tc);
+            for (((dc, &t), d_o), (&dm, &tc)) in dc
+                .iter_mut()
+                .zip(&*da_g)
+                .zip(da_o.iter_mut())
+                .zip(dm.iter().zip(tc))
+            {
+                *dc += t;
+                *d_o = dm * tc;
+            }
+            // (6)ᵀ da_o = do ⊙ σ'(o) (0 where clipped);  dc += da_o ⊙ p_o
+            act.gate.mul_derivative_from_output(da_o, o);
+            if clipped {
+                super::mul_assign(da_o, &keep_all[b * gh + 3 * h..(b + 1) * gh]);
+            }
+            if let Some(p) = w.p_o {
+                add_product(dc, &*da_o, p);
+            }
+            // (5)ᵀ di = dc ⊙ g;  dg = dc ⊙ i;  df = dc ⊙ c_prev;  dc_prev = dc ⊙ f
+            //      coupled (3)ᵀ: di −= df, da_f = 0
+            let (da_i, da_f) = da_if.split_at_mut(h);
+            let rows = da_i
+                .iter_mut()
+                .zip(da_f.iter_mut())
+                .zip(da_g.iter_mut())
+                .zip(dc.iter_mut())
+                .zip(g.iter().zip(i))
+                .zip(c_prev.iter().zip(f));
+            if coupled {
+                for (((((di, df), dg), dc), (&g, &i)), (&cp, &f)) in rows {
+                    *di = *dc * g - *dc * cp;
+                    *df = T::zero();
+                    *dg = *dc * i;
+                    *dc *= f;
+                }
+            } else {
+                for (((((di, df), dg), dc), (&g, &i)), (&cp, &f)) in rows {
+                    *di = *dc * g;
+                    *df = *dc * cp;
+                    *dg = *dc * i;
+                    *dc *= f;
+                }
+            }
+            // (4)ᵀ da_g = dg ⊙ act_g'(g)
+            act.cell.mul_derivative_from_output(da_g, g);
+            // (3)ᵀ da_f = df ⊙ σ'(f);  (2)ᵀ da_i = di ⊙ σ'(i): one pass over 2H
+            if coupled {
+                act.gate.mul_derivative_from_output(&mut da_if[..h], i);
+            } else {
+                act.gate.mul_derivative_from_output(da_if, &gates[..2 * h]);
+            }
+            // clip: da_i, da_f, da_g are 0 where their pre-activations were clamped
+            if clipped {
+                let keep = &keep_all[b * gh..b * gh + 3 * h];
+                super::mul_assign(&mut da_if[..], &keep[..2 * h]);
+                super::mul_assign(&mut da_g[..], &keep[2 * h..]);
+            }
+            // (2)ᵀ dc_prev += da_i ⊙ p_i;  (3)ᵀ dc_prev += da_f ⊙ p_f
+            if let Some(p) = w.p_i {
+                add_product(dc, &da_if[..h], p);
+            }
+            if let Some(p) = w.p_f {
+                add_product(dc, &da_if[h..], p);
             }
         }
-        // (4)ᵀ da_g = dg ⊙ act_g'(g)
-        act.cell.mul_derivative_from_output(da_g, g);
-        // (3)ᵀ da_f = df ⊙ σ'(f);  (2)ᵀ da_i = di ⊙ σ'(i): one pass over 2H
-        if coupled {
-            act.gate.mul_derivative_from_output(&mut da_if[..h], i);
-        } else {
-            act.gate.mul_derivative_from_output(da_if, &gates[..2 * h]);
-        }
-        // clip: da_i, da_f, da_g are 0 where their pre-activations were clamped
-        if clipped {
-            let keep = &s.keep[b * gh..b * gh + 3 * h];
-            super::mul_assign(&mut da_if[..], &keep[..2 * h]);
-            super::mul_assign(&mut da_g[..], &keep[2 * h..]);
-        }
-        // (2)ᵀ dc_prev += da_i ⊙ p_i;  (3)ᵀ dc_prev += da_f ⊙ p_f
-        if let Some(p) = w.p_i {
-            add_product(dc, &da_if[..h], p);
-        }
-        if let Some(p) = w.p_f {
-            add_product(dc, &da_if[h..], p);
-        }
-    }
+    });
     // (1)ᵀ dh_prev = da W_hh (recurrent dropout: m ⊙ (da W_hh))
     matmul(
         s.dh,

@@ -241,6 +241,24 @@ pub fn with_current<R>(f: impl FnOnce(Option<&Pair>) -> R) -> R {
     f(unsafe { p.as_ref() })
 }
 
+/// Values of an elementwise pass (rows × width) from which [`split_rows`] splits it: about
+/// a µs of activations, a few times the cost of meeting the helper.
+const SPLIT_ROWS_MIN_VALUES: usize = 2048;
+
+/// Runs `f` over the rows `0..n` of an elementwise pass `width` values wide: split in two
+/// halves between the current pair's threads where a pair is installed and the pass is big
+/// enough, else `f(0..n)` on this thread. `f` must touch only the rows it is given; each
+/// row's arithmetic is the same on either thread.
+pub fn split_rows(n: usize, width: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+    let half = n / 2;
+    with_current(|pair| match pair {
+        Some(pair) if half > 0 && n * width >= SPLIT_ROWS_MIN_VALUES => {
+            pair.split(&|part| if part == 0 { f(0..half) } else { f(half..n) });
+        }
+        _ => f(0..n),
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +332,38 @@ mod tests {
             })
         });
         assert_eq!(total, 2);
+    }
+
+    #[test]
+    fn split_rows_covers_every_row_once() {
+        let pair = Pair::new().unwrap();
+        // until its helper runs, a pair runs both halves on the owner
+        while !pair.shared.started.load(Ordering::Acquire) {
+            thread::yield_now();
+        }
+        for (n, width) in [(1, 4096), (2, 1024), (5, 1024), (9, 4096), (8, 16)] {
+            let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+            let threads = std::sync::Mutex::new(std::collections::HashSet::new());
+            install(Some(&pair), || {
+                split_rows(n, width, &|rows| {
+                    threads.lock().unwrap().insert(thread::current().id());
+                    for b in rows {
+                        hits[b].fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            });
+            assert!(
+                hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+                "n = {n}"
+            );
+            // split only from two rows and SPLIT_ROWS_MIN_VALUES values up
+            let split = n >= 2 && n * width >= SPLIT_ROWS_MIN_VALUES;
+            assert_eq!(
+                threads.into_inner().unwrap().len(),
+                1 + split as usize,
+                "n = {n}"
+            );
+        }
     }
 
     #[test]
