@@ -258,49 +258,66 @@ pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s:
     let masked = !s.mask.is_empty();
     match cell.reset {
         ResetPlacement::AfterMatmul => {
-            for b in 0..n {
-                let g = &s.gates[b * gh..(b + 1) * gh];
-                let (r, rest) = g.split_at(h);
-                let (z, nn) = rest.split_at(h);
-                let qn = &s.aux[b * h..(b + 1) * h];
-                let h_prev = &s.h_prev[b * h..(b + 1) * h];
-                let dh = &mut s.dh[b * h..(b + 1) * h];
-                let (da_rz, da_n) = s.dgates[b * gh..(b + 1) * gh].split_at_mut(2 * h);
-                let (da_r, da_z) = da_rz.split_at_mut(h);
-                let (dq_rz, dq_n) = s.dalt[b * gh..(b + 1) * gh].split_at_mut(2 * h);
-                // (5)ᵀ dn = dh ⊙ (1 − z);  dz = dh ⊙ (h_prev − n);  dh_prev = dh ⊙ z
-                for ((((dh, dn), dz), &z), (&nn, &hp)) in dh
-                    .iter_mut()
-                    .zip(da_n.iter_mut())
-                    .zip(da_z.iter_mut())
-                    .zip(z)
-                    .zip(nn.iter().zip(h_prev))
-                {
-                    *dn = *dh * (one - z);
-                    *dz = *dh * (hp - nn);
-                    *dh *= z;
+            // As in the forward, the pair of threads takes half of the rows each at small
+            // batches.
+            let (dhs, dgates, dalts) = (
+                SharedRows::new(&mut *s.dh),
+                SharedRows::new(&mut *s.dgates),
+                SharedRows::new(&mut *s.dalt),
+            );
+            let (gates_all, aux_all, h_prev_all, keep_all) = (s.gates, s.aux, s.h_prev, s.keep);
+            pair::split_rows(n, gh, &|rows| {
+                for b in rows {
+                    let g = &gates_all[b * gh..(b + 1) * gh];
+                    let (r, rest) = g.split_at(h);
+                    let (z, nn) = rest.split_at(h);
+                    let qn = &aux_all[b * h..(b + 1) * h];
+                    let h_prev = &h_prev_all[b * h..(b + 1) * h];
+                    // SAFETY: row b of `dh`, `dgates` and `dalt` belongs to this part alone.
+                    let (dh, da, dq) = unsafe {
+                        (
+                            dhs.piece_mut(b * h..(b + 1) * h),
+                            dgates.piece_mut(b * gh..(b + 1) * gh),
+                            dalts.piece_mut(b * gh..(b + 1) * gh),
+                        )
+                    };
+                    let (da_rz, da_n) = da.split_at_mut(2 * h);
+                    let (da_r, da_z) = da_rz.split_at_mut(h);
+                    let (dq_rz, dq_n) = dq.split_at_mut(2 * h);
+                    // (5)ᵀ dn = dh ⊙ (1 − z);  dz = dh ⊙ (h_prev − n);  dh_prev = dh ⊙ z
+                    for ((((dh, dn), dz), &z), (&nn, &hp)) in dh
+                        .iter_mut()
+                        .zip(da_n.iter_mut())
+                        .zip(da_z.iter_mut())
+                        .zip(z)
+                        .zip(nn.iter().zip(h_prev))
+                    {
+                        *dn = *dh * (one - z);
+                        *dz = *dh * (hp - nn);
+                        *dh *= z;
+                    }
+                    // (4)ᵀ da_n = dn ⊙ act'(n) (0 where clipped);  dr = da_n ⊙ q_n;  dq_n = da_n ⊙ r
+                    act.candidate.mul_derivative_from_output(da_n, nn);
+                    if clipped {
+                        super::mul_assign(da_n, &keep_all[b * gh + 2 * h..(b + 1) * gh]);
+                    }
+                    for (((dr, dqn), &dan), (&qn, &r)) in da_r
+                        .iter_mut()
+                        .zip(dq_n.iter_mut())
+                        .zip(&*da_n)
+                        .zip(qn.iter().zip(r))
+                    {
+                        *dr = dan * qn;
+                        *dqn = dan * r;
+                    }
+                    // (3)ᵀ da_r = dr ⊙ σ'(r);  da_z = dz ⊙ σ'(z): one pass over 2H
+                    act.gate.mul_derivative_from_output(da_rz, &g[..2 * h]);
+                    if clipped {
+                        super::mul_assign(da_rz, &keep_all[b * gh..b * gh + 2 * h]);
+                    }
+                    dq_rz.copy_from_slice(da_rz);
                 }
-                // (4)ᵀ da_n = dn ⊙ act'(n) (0 where clipped);  dr = da_n ⊙ q_n;  dq_n = da_n ⊙ r
-                act.candidate.mul_derivative_from_output(da_n, nn);
-                if clipped {
-                    super::mul_assign(da_n, &s.keep[b * gh + 2 * h..(b + 1) * gh]);
-                }
-                for (((dr, dqn), &dan), (&qn, &r)) in da_r
-                    .iter_mut()
-                    .zip(dq_n.iter_mut())
-                    .zip(&*da_n)
-                    .zip(qn.iter().zip(r))
-                {
-                    *dr = dan * qn;
-                    *dqn = dan * r;
-                }
-                // (3)ᵀ da_r = dr ⊙ σ'(r);  da_z = dz ⊙ σ'(z): one pass over 2H
-                act.gate.mul_derivative_from_output(da_rz, &g[..2 * h]);
-                if clipped {
-                    super::mul_assign(da_rz, &s.keep[b * gh..b * gh + 2 * h]);
-                }
-                dq_rz.copy_from_slice(da_rz);
-            }
+            });
             // (2)ᵀ dh_prev += dq W_hh (recurrent dropout: m ⊙ (dq W_hh))
             let dq = Mat::rows(&*s.dalt, n, gh, gh);
             let w_hh = w.w_hh_b;
