@@ -178,6 +178,88 @@ impl<T: Real> Upstream<T> {
     }
 }
 
+/// One training call (forward, then backward from upstream gradients drawn from `up_seed`)
+/// and one inference call on the same input, as the thread and memory checks compare them.
+struct Run<T> {
+    out: recur::Output<T>,
+    input_grad: recur::InputGrad<T>,
+    param_grad: Vec<T>,
+    inference: recur::Output<T>,
+}
+
+impl<T: Real> Run<T> {
+    fn of(m: &Recurrent<T>, x: &Tensor<T>, s0: &State<T>, lengths: &[usize], up_seed: u64) -> Self {
+        let (out, tape) = m.forward_train(x, Some(s0), Some(lengths), 7).unwrap();
+        let up = Upstream::draw(&mut SplitMix64(up_seed), &out);
+        let mut param_grad = vec![T::zero(); m.params().len()];
+        let input_grad = m.backward(&tape, up.grad(), &mut param_grad).unwrap();
+        let inference = m.forward(x, Some(s0), Some(lengths)).unwrap();
+        Self {
+            out,
+            input_grad,
+            param_grad,
+            inference,
+        }
+    }
+
+    /// Outputs, final states and inference within `tol` of `want`'s.
+    #[track_caller]
+    fn assert_outputs(&self, ctx: &str, want: &Self, tol: Tol) {
+        let (got, want) = (self, want);
+        assert_same(
+            &format!("{ctx} output"),
+            got.out.output.data(),
+            want.out.output.data(),
+            tol,
+        );
+        assert_state_same(
+            &format!("{ctx} final state"),
+            &got.out.state,
+            &want.out.state,
+            tol,
+        );
+        assert_same(
+            &format!("{ctx} inference"),
+            got.inference.output.data(),
+            want.inference.output.data(),
+            tol,
+        );
+    }
+
+    /// Input and initial-state gradients within `tol` of `want`'s, parameter gradients
+    /// within `param_tol`.
+    #[track_caller]
+    fn assert_grads(&self, ctx: &str, want: &Self, tol: Tol, param_tol: Tol) {
+        let (got, want) = (self, want);
+        assert_same(
+            &format!("{ctx} grad input"),
+            got.input_grad.input.data(),
+            want.input_grad.input.data(),
+            tol,
+        );
+        assert_state_same(
+            &format!("{ctx} grad h0/c0"),
+            &got.input_grad.state,
+            &want.input_grad.state,
+            tol,
+        );
+        assert_same(
+            &format!("{ctx} grad params"),
+            &got.param_grad,
+            &want.param_grad,
+            param_tol,
+        );
+    }
+}
+
+/// A rayon pool of `threads` threads, to run the same call on different thread counts.
+fn rayon_pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Streaming
 
@@ -908,13 +990,7 @@ fn check_thread_split<T: Real>() {
     let mut rng = SplitMix64(9);
     let batch = 37;
     let lengths: Vec<usize> = (0..batch).map(|b| 1 + (b * 5 + 3) % SEQ_LEN).collect();
-    let pool = |threads| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-    };
-    let (one, three) = (pool(1), pool(3));
+    let (one, three) = (rayon_pool(1), rayon_pool(3));
     for direction in [Direction::Forward, Direction::Bidirectional] {
         for (name, cell) in cells(2) {
             let ctx = format!("{} {name} {direction:?}", T::NAME);
@@ -923,33 +999,11 @@ fn check_thread_split<T: Real>() {
             let m = model::<T>(c);
             let x = rng.tensor::<T>(&[SEQ_LEN, batch, INPUT]);
             let s0 = rng.state(&m, batch);
-            let run = |pool: &rayon::ThreadPool| {
-                pool.install(|| {
-                    let (out, tape) = m.forward_train(&x, Some(&s0), Some(&lengths), 7).unwrap();
-                    let mut rng = SplitMix64(11);
-                    let up = Upstream::draw(&mut rng, &out);
-                    let mut g = vec![T::zero(); m.params().len()];
-                    let d = m.backward(&tape, up.grad(), &mut g).unwrap();
-                    let inference = m.forward(&x, Some(&s0), Some(&lengths)).unwrap();
-                    (out, d, g, inference)
-                })
-            };
-            let (out1, d1, g1, inf1) = run(&one);
-            let (out3, d3, g3, inf3) = run(&three);
+            let run =
+                |pool: &rayon::ThreadPool| pool.install(|| Run::of(&m, &x, &s0, &lengths, 11));
+            let (one, three) = (run(&one), run(&three));
             let tol = Tol::Rel(dispatch_tol::<T>());
-            assert_same(
-                &format!("{ctx} output"),
-                out3.output.data(),
-                out1.output.data(),
-                tol,
-            );
-            assert_state_same(&format!("{ctx} final state"), &out3.state, &out1.state, tol);
-            assert_same(
-                &format!("{ctx} inference"),
-                inf3.output.data(),
-                inf1.output.data(),
-                tol,
-            );
+            three.assert_outputs(&ctx, &one, tol);
             // With ONNX `clip` a pre-activation within rounding of the bound is clamped on
             // one side and not on the other (the derivative jumps from 1 to 0 there), so the
             // gradients of the clipped cells differ by O(1) terms (observed 4e-5 relative in
@@ -958,19 +1012,7 @@ fn check_thread_split<T: Real>() {
             if name.contains("clip") {
                 continue;
             }
-            assert_same(
-                &format!("{ctx} grad input"),
-                d3.input.data(),
-                d1.input.data(),
-                tol,
-            );
-            assert_state_same(&format!("{ctx} grad h0/c0"), &d3.state, &d1.state, tol);
-            assert_same(
-                &format!("{ctx} grad params"),
-                &g3,
-                &g1,
-                Tol::Rel(reordered_sum_tol::<T>()),
-            );
+            three.assert_grads(&ctx, &one, tol, Tol::Rel(reordered_sum_tol::<T>()));
         }
     }
 }
@@ -994,13 +1036,7 @@ fn batch_split_between_threads_equals_one_thread_f32() {
 /// a projection.
 #[test]
 fn small_batch_pair_split_equals_one_thread() {
-    let pool = |threads| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-    };
-    let (one, two) = (pool(1), pool(2));
+    let (one, two) = (rayon_pool(1), rayon_pool(2));
     let lstm_proj = recur::CellKind::Lstm(recur::LstmCell {
         proj_size: 100,
         ..Default::default()
@@ -1175,38 +1211,10 @@ fn check_reused_workspace<T: Real>() {
             let x = rng.tensor::<T>(&[SEQ_LEN, batch, INPUT]);
             let s0 = rng.state(&used, batch);
             let up_seed = rng.next_u64();
-            let run = |m: &Recurrent<T>| {
-                let (out, tape) = m.forward_train(&x, Some(&s0), Some(&lengths), 7).unwrap();
-                let up = Upstream::draw(&mut SplitMix64(up_seed), &out);
-                let mut g = vec![T::zero(); m.params().len()];
-                let d = m.backward(&tape, up.grad(), &mut g).unwrap();
-                let inference = m.forward(&x, Some(&s0), Some(&lengths)).unwrap();
-                (out, d, g, inference)
-            };
-            let (out1, d1, g1, inf1) = run(&used);
-            let (out2, d2, g2, inf2) = run(&fresh);
-            let tol = Tol::Bitwise;
-            assert_same(
-                &format!("{ctx} output"),
-                out1.output.data(),
-                out2.output.data(),
-                tol,
-            );
-            assert_state_same(&format!("{ctx} final state"), &out1.state, &out2.state, tol);
-            assert_same(
-                &format!("{ctx} inference"),
-                inf1.output.data(),
-                inf2.output.data(),
-                tol,
-            );
-            assert_same(
-                &format!("{ctx} grad input"),
-                d1.input.data(),
-                d2.input.data(),
-                tol,
-            );
-            assert_state_same(&format!("{ctx} grad h0/c0"), &d1.state, &d2.state, tol);
-            assert_same(&format!("{ctx} grad params"), &g1, &g2, tol);
+            let reused = Run::of(&used, &x, &s0, &lengths, up_seed);
+            let new = Run::of(&fresh, &x, &s0, &lengths, up_seed);
+            reused.assert_outputs(&ctx, &new, Tol::Bitwise);
+            reused.assert_grads(&ctx, &new, Tol::Bitwise, Tol::Bitwise);
             used.free_workspace();
             assert_eq!(used.workspace_bytes(), 0, "{ctx}: freed");
         }
@@ -1223,23 +1231,18 @@ fn reused_working_memory_changes_no_result_f32() {
     check_reused_workspace::<f32>();
 }
 
-/// At small batches (below 16 rows) a pair of threads splits each step's products by
-/// columns and an LSTM's elementwise passes by rows. Every value is still computed by the
-/// same operations in the same order, so two threads give the one-thread results bit for
-/// bit: H = 128, a ragged batch of 9 (from 9 running rows down to 1, across the size from
-/// which the rows are split), two layers, both directions, training and inference.
+/// As `small_batch_pair_split_equals_one_thread`, over every cell option (peepholes, ONNX
+/// `clip`, coupled gates, leaky and projected cells...): at small batches the pair of
+/// threads also splits the LSTM's and GRU's elementwise passes by rows, and each option's
+/// per-row work (the clamp record of `clip` among it) must land in the same place. H = 128,
+/// a ragged batch of 9 (from 9 running rows down to 1, across the size from which the rows
+/// are split), two layers, both directions, training and inference, bit for bit.
 #[test]
 fn small_batches_on_a_pair_of_threads_equal_one_thread_bitwise() {
     let mut rng = SplitMix64(31);
     let batch = 9;
     let lengths: Vec<usize> = (0..batch).map(|b| SEQ_LEN - b * SEQ_LEN / batch).collect();
-    let pool = |threads| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-    };
-    let (one, two) = (pool(1), pool(2));
+    let (one, two) = (rayon_pool(1), rayon_pool(2));
     for (name, cell) in cells(2) {
         let ctx = format!("{name} batch {batch}");
         let mut c = config(cell, 2, Direction::Bidirectional);
@@ -1248,39 +1251,10 @@ fn small_batches_on_a_pair_of_threads_equal_one_thread_bitwise() {
         let x = rng.tensor::<f32>(&[SEQ_LEN, batch, 16]);
         let s0 = rng.state(&m, batch);
         let up_seed = rng.next_u64();
-        let run = |pool: &rayon::ThreadPool| {
-            pool.install(|| {
-                let (out, tape) = m.forward_train(&x, Some(&s0), Some(&lengths), 7).unwrap();
-                let up = Upstream::draw(&mut SplitMix64(up_seed), &out);
-                let mut g = vec![0.0f32; m.params().len()];
-                let d = m.backward(&tape, up.grad(), &mut g).unwrap();
-                let inference = m.forward(&x, Some(&s0), Some(&lengths)).unwrap();
-                (out, d, g, inference)
-            })
-        };
-        let (out1, d1, g1, inf1) = run(&one);
-        let (out2, d2, g2, inf2) = run(&two);
-        let tol = Tol::Bitwise;
-        assert_same(
-            &format!("{ctx} output"),
-            out2.output.data(),
-            out1.output.data(),
-            tol,
-        );
-        assert_state_same(&format!("{ctx} final state"), &out2.state, &out1.state, tol);
-        assert_same(
-            &format!("{ctx} inference"),
-            inf2.output.data(),
-            inf1.output.data(),
-            tol,
-        );
-        assert_same(
-            &format!("{ctx} grad input"),
-            d2.input.data(),
-            d1.input.data(),
-            tol,
-        );
-        assert_state_same(&format!("{ctx} grad h0/c0"), &d2.state, &d1.state, tol);
-        assert_same(&format!("{ctx} grad params"), &g2, &g1, tol);
+        let run =
+            |pool: &rayon::ThreadPool| pool.install(|| Run::of(&m, &x, &s0, &lengths, up_seed));
+        let (one, two) = (run(&one), run(&two));
+        two.assert_outputs(&ctx, &one, Tol::Bitwise);
+        two.assert_grads(&ctx, &one, Tol::Bitwise, Tol::Bitwise);
     }
 }
