@@ -23,9 +23,19 @@ const MAX_SPARE: usize = 64;
 
 /// A pool of spare buffers, shared by a model and the tapes it records. A clone is another
 /// handle on the same pool.
-#[derive(Debug)]
 pub(crate) struct Workspace<T> {
     spare: Arc<Mutex<Vec<Vec<T>>>>,
+}
+
+impl<T> std::fmt::Debug for Workspace<T> {
+    /// The spare buffers' count and size, not their (stale) contents.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (count, bytes) = self.sizes();
+        f.debug_struct("Workspace")
+            .field("spare", &count)
+            .field("bytes", &bytes)
+            .finish()
+    }
 }
 
 impl<T> Clone for Workspace<T> {
@@ -67,7 +77,14 @@ impl<T> Workspace<T> {
 
     /// Bytes held by the spare buffers.
     pub fn bytes(&self) -> usize {
-        self.lock().iter().map(Vec::capacity).sum::<usize>() * std::mem::size_of::<T>()
+        self.sizes().1
+    }
+
+    /// The spare buffers' count and bytes, under one lock.
+    fn sizes(&self) -> (usize, usize) {
+        let spare = self.lock();
+        let values = spare.iter().map(Vec::capacity).sum::<usize>();
+        (spare.len(), values * std::mem::size_of::<T>())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<T>>> {
@@ -134,6 +151,7 @@ mod tests {
         let shared = ws.clone();
         shared.give(v);
         assert_eq!(ws.bytes(), 160 * 4);
+        assert_eq!(format!("{ws:?}"), "Workspace { spare: 3, bytes: 640 }");
         ws.clear();
         assert_eq!(shared.bytes(), 0);
         assert!(ws.take(0).is_empty());
