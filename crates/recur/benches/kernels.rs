@@ -12,6 +12,11 @@
 //! - `layers`: `Recurrent::forward` and `forward_train` + `backward` of one LSTM, GRU (also
 //!   ONNX's reset-before GRU, `linear_before_reset = 0`) and RNN layer (T = 50, B = 64,
 //!   I = H = 256), and one `Stepper::step` at batch 1.
+//! - `machine`: what bounds them on this machine, on both threads of rayon's pool at once
+//!   (AVX-512F only): the FMA peak (24 independent chains of 16-lane fused multiply-adds
+//!   per thread, nothing read from memory; throughput in FLOPs) and the rate of reading
+//!   a buffer of 512 KiB (fits a core's L2) or 4 MiB (does not) over and over on each
+//!   thread (throughput in bytes, both threads together).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use recur::kernel::fast_f32;
@@ -185,6 +190,92 @@ fn layers(c: &mut Criterion) {
     g.finish();
 }
 
+/// 24 independent chains of 16-lane FMAs, `iters` links each: 768 FLOPs per iteration,
+/// nothing read from memory.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_chains(iters: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let (a, b) = (
+        _mm512_set1_ps(black_box(0.999)),
+        _mm512_set1_ps(black_box(1e-3)),
+    );
+    // distinct starts, so that no two chains are the same computation
+    let mut acc: [__m512; 24] = std::array::from_fn(|i| _mm512_set1_ps(black_box(i as f32)));
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, a, b);
+        }
+    }
+    let total = acc
+        .iter()
+        .fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v));
+    _mm512_reduce_add_ps(total)
+}
+
+/// The sum of `xs` (a multiple of 64 values), four vectors at a time.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn read_all(xs: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_setzero_ps(); 4];
+    for chunk in xs.chunks_exact(64) {
+        for (j, v) in acc.iter_mut().enumerate() {
+            // SAFETY: 16 values of the chunk's 64.
+            *v = _mm512_add_ps(*v, unsafe { _mm512_loadu_ps(chunk.as_ptr().add(16 * j)) });
+        }
+    }
+    let total = acc
+        .iter()
+        .fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v));
+    _mm512_reduce_add_ps(total)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn machine(c: &mut Criterion) {
+    if !std::arch::is_x86_feature_detected!("avx512f") {
+        return;
+    }
+    let mut g = c.benchmark_group("machine");
+    const ITERS: usize = 1 << 17;
+    g.throughput(Throughput::Elements((2 * ITERS * 768) as u64));
+    g.bench_function("fma_peak_2_threads", |b| {
+        b.iter(|| {
+            // SAFETY: AVX-512F was detected above.
+            rayon::join(
+                || unsafe { fma_chains(black_box(ITERS)) },
+                || unsafe { fma_chains(black_box(ITERS)) },
+            )
+        })
+    });
+    for kib in [512usize, 4096] {
+        let n = kib * 1024 / 4;
+        let (x0, x1) = (fill(n, 6), fill(n, 7));
+        let passes = (64 << 20) / (kib * 1024);
+        let read = |x: &[f32]| {
+            (0..passes)
+                // SAFETY: AVX-512F was detected above.
+                .map(|_| unsafe { read_all(black_box(x)) })
+                .sum::<f32>()
+        };
+        g.throughput(Throughput::Bytes((2 * passes * kib * 1024) as u64));
+        g.bench_function(
+            BenchmarkId::new("read_2_threads", format!("{kib}KiB_each")),
+            |b| b.iter(|| rayon::join(|| read(&x0), || read(&x1))),
+        );
+    }
+    g.finish();
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn machine(_: &mut Criterion) {}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(10)
@@ -195,6 +286,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = panels, backward_products, elementwise, layers
+    targets = panels, backward_products, elementwise, layers, machine
 }
 criterion_main!(benches);
