@@ -29,6 +29,7 @@ draw, so tokens are counted per engine (each engine's JSON carries tokens_per_it
     python3 scripts/compare_bench.py                       # the issue's table, ~5-15 min
     python3 scripts/compare_bench.py --quick               # tiny sizes: a smoke check
     python3 scripts/compare_bench.py --only stream --repeats 5 --json runs.json
+    python3 scripts/compare_bench.py --report run1.json run2.json   # saved runs, side by side
 
 It is a benchmark, not a test: CI never runs it. On a shared machine single runs vary by
 15-30%; medians of several alternating runs are what to compare.
@@ -161,6 +162,9 @@ def parse_args():
                    help="write every raw measurement to FILE")
     p.add_argument("--markdown", default=None, metavar="FILE",
                    help="write the table (with its notes) to FILE")
+    p.add_argument("--report", nargs="+", default=None, metavar="FILE",
+                   help="run nothing: print the table of runs saved by --json, the first "
+                   "file's medians with every file's speeds beside them")
     a = p.parse_args()
     for flag in ("threads", "repeats", "iters"):
         v = getattr(a, flag)
@@ -332,8 +336,45 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
+def report(files):
+    """The first saved run's table, with a last column of each row's speeds in every saved
+    run (the first included), in the order of the files."""
+    runs = []
+    for name in files:
+        try:
+            with open(name) as f:
+                runs.append(json.load(f))
+        except (OSError, ValueError) as e:
+            sys.exit(f"error: {name}: not a run saved by --json ({e})")
+    key = lambda row: (row["config"]["name"], row["config"]["mode"])  # noqa: E731
+    by_key = [{key(r): r for r in run["rows"]} for run in runs]
+    first = runs[0]
+    lines = table(first["rows"], first["meta"]["repeats"]).split("\n")
+    lines[0] += f" speed in runs 1–{len(runs)} vs PyTorch (vs ORT) |"
+    lines[1] += "---:|"
+    for i, row in enumerate(first["rows"]):
+        speeds = []
+        for run in by_key:
+            other = run.get(key(row))
+            if other is None:
+                speeds.append("—")
+                continue
+            m = other["measurements"]
+            vs_torch, vs_ort = speed(m["recur"], m["torch"]), speed(m["recur"], m["onnxruntime"])
+            speeds.append(vs_torch if vs_ort == "—" else f"{vs_torch} ({vs_ort})")
+        lines[i + 2] += " " + ", ".join(speeds) + " |"
+    meta = first["meta"]
+    print(f"recur vs PyTorch {meta['torch']} and ONNX Runtime {meta['onnxruntime']}, "
+          f"{meta['threads']} threads ({meta['cpu']}): the table of {files[0]}; the last "
+          f"column gives each row's speeds in {', '.join(files)}.\n")
+    print("\n".join(lines))
+
+
 def main():
     a = parse_args()
+    if a.report:
+        report(a.report)
+        return
     if not (os.path.isfile(a.recur) and os.access(a.recur, os.X_OK)):
         sys.exit(f"error: no recur binary at {a.recur}: run `cargo build --release` first "
                  "(or pass --recur PATH)")

@@ -253,6 +253,47 @@ impl<T: Real> Run<T> {
 }
 
 /// A rayon pool of `threads` threads, to run the same call on different thread counts.
+/// The same as [`small_batches_on_a_pair_of_threads_equal_one_thread_bitwise`], called from
+/// outside rayon's pool, where a small batch's call runs on the process's own pair of threads
+/// (its input projection and the products after the loop too, split by rows), when rayon's
+/// global pool has two threads or more. Another test may hold that pair at the moment: the
+/// run is tried until one ran on it.
+#[test]
+fn small_batches_on_the_process_pair_equal_one_thread_bitwise() {
+    let mut rng = SplitMix64(37);
+    let batch = 9;
+    let lengths: Vec<usize> = (0..batch).map(|b| SEQ_LEN - b * SEQ_LEN / batch).collect();
+    let one = rayon_pool(1);
+    let paired = rayon::current_num_threads() >= 2 && recur::kernel::Panels::available();
+    for (name, cell) in cells(2) {
+        let ctx = format!("{name} batch {batch}");
+        // a projection's step (9 rows × 4H × P) is too small for a pair
+        let pairs = paired && !matches!(&cell, recur::CellKind::Lstm(l) if l.proj_size > 0);
+        let mut c = config(cell, 2, Direction::Bidirectional);
+        (c.input_size, c.hidden_size) = (16, 128);
+        let m = model::<f32>(c);
+        let x = rng.tensor::<f32>(&[SEQ_LEN, batch, 16]);
+        let s0 = rng.state(&m, batch);
+        let up_seed = rng.next_u64();
+        let single = one.install(|| Run::of(&m, &x, &s0, &lengths, up_seed));
+        for attempt in 0.. {
+            let before = recur::kernel::pair::process_pair_calls();
+            let here = Run::of(&m, &x, &s0, &lengths, up_seed);
+            here.assert_outputs(&ctx, &single, Tol::Bitwise);
+            here.assert_grads(&ctx, &single, Tol::Bitwise, Tol::Bitwise);
+            let ran_on_it = recur::kernel::pair::process_pair_calls() > before;
+            assert!(
+                pairs || !ran_on_it,
+                "{ctx}: a step too small for a pair ran on one"
+            );
+            if !pairs || ran_on_it {
+                break;
+            }
+            assert!(attempt < 50, "{ctx}: no run found the process's pair free");
+        }
+    }
+}
+
 fn rayon_pool(threads: usize) -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

@@ -16,7 +16,7 @@
 use std::cell::{Cell, UnsafeCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, TryLockError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -102,6 +102,64 @@ pub fn with_rayon_pair<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         || helper_loop(&pair.shared),
     );
     r
+}
+
+/// The process's own pair, for the sequences of small batches: started on first use, its
+/// helper then spins between calls as between steps (parking a millisecond after its last
+/// job), so that a loop of calls finds it awake.
+static PROCESS_PAIR: Mutex<Option<Pair>> = Mutex::new(None);
+
+/// Runs `f` with a pair installed for a whole call (a sequence's input projection, time
+/// loop and the products after it): called from outside rayon's pool, the process's own
+/// pair where no other call holds it; else one hosted by rayon's threads
+/// ([`with_rayon_pair`]: inside the pool, where the other workers may be busy with calls of
+/// their own, that helper only starts on a worker that is free); just `f` where this
+/// thread has a pair installed already.
+///
+/// A rayon worker that has gone to sleep between calls takes its time to wake on a shared
+/// virtual machine: measured here, in some calls of a GRU B4 inference the rayon-hosted
+/// helper never started before the call ended (the whole call then ran on one thread, 3.6
+/// instead of 2.0 ms). The process's own helper is a thread of its own that does not sleep
+/// between back-to-back calls.
+pub fn with_process_pair<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if with_current(|p| p.is_some()) {
+        return f();
+    }
+    if rayon::current_thread_index().is_some() {
+        return with_rayon_pair(f);
+    }
+    let guard = match PROCESS_PAIR.try_lock() {
+        Ok(guard) => Some(guard),
+        // A panic in an earlier call's product: the pair itself is sound (`split` clears
+        // the helper's panic flag), so take it back.
+        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    };
+    match guard {
+        Some(mut guard) => {
+            if guard.is_none() {
+                *guard = Pair::new();
+            }
+            match guard.as_ref() {
+                Some(pair) => {
+                    PROCESS_PAIR_CALLS.with(|c| c.set(c.get() + 1));
+                    install(Some(pair), f)
+                }
+                None => with_rayon_pair(f),
+            }
+        }
+        None => with_rayon_pair(f),
+    }
+}
+
+thread_local! {
+    static PROCESS_PAIR_CALLS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// How many calls of this thread have run on the process's own pair (see
+/// [`with_process_pair`]; for tests).
+pub fn process_pair_calls() -> usize {
+    PROCESS_PAIR_CALLS.with(Cell::get)
 }
 
 impl Pair {
@@ -199,7 +257,8 @@ fn helper_loop(s: &Shared) {
                     thread::park_timeout(Duration::from_millis(10));
                 }
                 s.sleeping.store(false, Ordering::SeqCst);
-                spins = 0;
+                // Still nothing: nap again rather than spin again, so that an idle helper
+                // costs a wake-up per nap and no spinning.
             }
         }
         seen += 1;

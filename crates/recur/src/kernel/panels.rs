@@ -545,6 +545,22 @@ fn products(a: Mat<'_, f32>, targets: &[Target<'_>], acc: Accumulate) {
         && fmas >= PAIR_MIN_FMAS
         && blocks >= 2
         && super::pair::with_current(|pair| match pair {
+            // As rayon's split below: the rows where there are many (a whole sequence's
+            // products, run in the pair's scope at small batches), else the column blocks
+            // (a time step).
+            Some(pair) if m >= 2 * MC => {
+                let half = m.div_ceil(2 * MR) * MR;
+                let part = &part;
+                // SAFETY: as below; the halves write disjoint rows of each `dst`.
+                pair.split(&|p| unsafe {
+                    if p == 0 {
+                        part.run(0..half, 0..blocks);
+                    } else {
+                        part.run(half..m, 0..blocks);
+                    }
+                });
+                true
+            }
             Some(pair) => {
                 let half = blocks.div_ceil(2);
                 let part = &part;

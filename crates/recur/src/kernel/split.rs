@@ -84,6 +84,16 @@ impl<'a, T> SharedRows<'a, T> {
         }
     }
 
+    /// Values in the slab.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the slab is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The piece `range`, to write.
     ///
     /// # Safety

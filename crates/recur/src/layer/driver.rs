@@ -265,15 +265,6 @@ impl<T: Float> DirSpec<'_, T> {
         // `gates`, each step writes (or carries) every row of its state slot, and the rows
         // of the kept slabs that a step does not run are zeroed at that step.
         let mut gates = ws.take(if per_step { 0 } else { rows * gh });
-        if !per_step {
-            matmul_bias(
-                &mut gates,
-                gh,
-                Mat::rows(x, rows, n_in, n_in),
-                w_ih_t,
-                &bias,
-            );
-        }
 
         let mut hs = ws.take((tl + 1) * bs * r);
         let first = self.first_slot();
@@ -295,7 +286,14 @@ impl<T: Float> DirSpec<'_, T> {
         let (gates_p, aux_p) = (SharedRows::new(&mut gates), SharedRows::new(&mut aux));
         let (keep_p, m_p) = (SharedRows::new(&mut clamp), SharedRows::new(&mut m));
         let paired = pair_worth(parts.len(), packed.w_hh_p.is_some(), bs * gh * r);
+        // The projection runs inside the pair's scope too: a small batch's pair splits it
+        // by columns, and its helper is then awake when the loop starts.
         with_pair_if(paired, || {
+            if !per_step {
+                // SAFETY: no piece of the slab is held before the loop.
+                let all = unsafe { gates_p.piece_mut(0..gates_p.len()) };
+                matmul_bias(all, gh, Mat::rows(x, rows, n_in, n_in), w_ih_t, &bias);
+            }
             run_parts(parts.len(), |p| {
                 let (r0, r1) = (parts[p].start, parts[p].end);
                 let mut scratch = vec![T::zero(); (r1 - r0) * widths.fwd_scratch];
@@ -784,59 +782,67 @@ impl<T: Float> DirSpec<'_, T> {
                         },
                     );
                 }
-            })
-        });
+            });
 
-        // After the loop: every weight gradient is one product over all steps.
-        let Block {
-            w_ih: dw_ih,
-            w_hh: dw_hh,
-            b_ih: db_ih,
-            b_hh: db_hh,
-            w_hr: dw_hr,
-            p_i,
-            p_f,
-            p_o,
-        } = g;
-        let cur0 = self.cur_slot(0);
-        let c_slab = |slot: usize| {
-            if self.has_c() {
-                &tape.c[slot * bs * h..(slot + tl) * bs * h]
-            } else {
-                &[][..]
-            }
-        };
-        self.cell.weight_grads(
-            &sw,
-            &Slabs {
-                rows,
-                x,
-                input_size: self.input_size,
-                h_prev: h_rec_all,
-                c_prev: c_slab(prev0),
-                c: c_slab(cur0),
-                aux: &tape.aux,
-                m: &tape.m,
-                dgates: &dgates,
-                dalt: &dalt,
-            },
-            WeightGrads {
+            // After the loop: every weight gradient is one product over all steps (inside
+            // the pair's scope, which splits them by columns at small batches).
+            // SAFETY: the loop is over; no piece of either slab is held.
+            let (dgates, dalt) = unsafe {
+                (
+                    dgates_p.piece(0..dgates_p.len()),
+                    dalt_p.piece(0..dalt_p.len()),
+                )
+            };
+            let Block {
                 w_ih: dw_ih,
                 w_hh: dw_hh,
+                b_ih: db_ih,
                 b_hh: db_hh,
                 w_hr: dw_hr,
                 p_i,
                 p_f,
                 p_o,
-            },
-        );
-        let da = Mat::rows(&dgates[..], rows, gh, gh);
-        let n_in = self.input_size;
-        // (1)ᵀ dX = da W_ih (W_ih read in place);  db_ih += Σ da
-        matmul(dx, n_in, da, Mat::rows(self.w.w_ih, gh, n_in, n_in), dx_acc);
-        if let Some(db) = db_ih {
-            add_column_sums(db, &dgates, rows, gh);
-        }
+            } = g;
+            let cur0 = self.cur_slot(0);
+            let c_slab = |slot: usize| {
+                if self.has_c() {
+                    &tape.c[slot * bs * h..(slot + tl) * bs * h]
+                } else {
+                    &[][..]
+                }
+            };
+            self.cell.weight_grads(
+                &sw,
+                &Slabs {
+                    rows,
+                    x,
+                    input_size: self.input_size,
+                    h_prev: h_rec_all,
+                    c_prev: c_slab(prev0),
+                    c: c_slab(cur0),
+                    aux: &tape.aux,
+                    m: &tape.m,
+                    dgates,
+                    dalt,
+                },
+                WeightGrads {
+                    w_ih: dw_ih,
+                    w_hh: dw_hh,
+                    b_hh: db_hh,
+                    w_hr: dw_hr,
+                    p_i,
+                    p_f,
+                    p_o,
+                },
+            );
+            let da = Mat::rows(dgates, rows, gh, gh);
+            let n_in = self.input_size;
+            // (1)ᵀ dX = da W_ih (W_ih read in place);  db_ih += Σ da
+            matmul(dx, n_in, da, Mat::rows(self.w.w_ih, gh, n_in, n_in), dx_acc);
+            if let Some(db) = db_ih {
+                add_column_sums(db, dgates, rows, gh);
+            }
+        });
         ws.give(dgates);
         ws.give(dalt);
         (dh, dc)
@@ -875,11 +881,12 @@ pub(crate) fn stepper_pair(panels: bool, step_fmas: usize) -> Option<Pair> {
     }
 }
 
-/// Runs a time loop `f`, with a pair hosted by rayon's threads when `paired` (see
-/// [`pair::with_rayon_pair`]: no thread is started, and no thread beyond rayon's spins).
+/// Runs a call's products and time loop `f` with a pair installed when `paired`: the
+/// process's own pair where it is free, else one hosted by rayon's threads (see
+/// [`pair::with_process_pair`]).
 fn with_pair_if<R: Send>(paired: bool, f: impl FnOnce() -> R + Send) -> R {
     if paired {
-        pair::with_rayon_pair(f)
+        pair::with_process_pair(f)
     } else {
         f()
     }
