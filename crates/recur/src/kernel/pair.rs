@@ -2,16 +2,18 @@
 //!
 //! At batch 1…15 the batch is too small to split by rows ([`super::split`]), and a time
 //! step's product is too short (a few µs) for a fork-join: waking a pool thread costs about
-//! as much as the product. A [`Pair`] keeps one helper thread for a whole sequence (or a
-//! whole [`crate::Stepper`]'s life), spinning between steps, and splits each panel product
-//! ([`super::panels`]) by column blocks: the calling thread takes the first half, the helper
-//! the second, and they meet at a counter. Each thread then reads the same half of the
-//! weights at every step, which stays in its own core's L2 cache.
+//! as much as the product. A [`Pair`] keeps one helper thread, spinning between steps (the
+//! process's own for sequence calls, see [`with_process_pair`]; one per [`crate::Stepper`]),
+//! and splits each panel product ([`super::panels`]) by column blocks: the calling thread
+//! takes the first half, the helper the second, and they meet at a counter. Each thread
+//! then reads the same half of the weights at every step, which stays in its own core's L2
+//! cache. A call's products over all steps (the input projection, the weight gradients)
+//! are split by rows instead, as rayon would split them.
 //!
 //! [`install`] makes a pair the current one of the calling thread for the duration of a
 //! closure; the panel product splits its work through it (see
-//! `panels::matmul_panels`). Everything else (the elementwise passes) stays on the calling
-//! thread.
+//! `panels::matmul_panels`), and so do the elementwise passes of small batches
+//! ([`split_rows`]).
 
 use std::cell::{Cell, UnsafeCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
