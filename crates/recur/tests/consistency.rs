@@ -253,47 +253,6 @@ impl<T: Real> Run<T> {
 }
 
 /// A rayon pool of `threads` threads, to run the same call on different thread counts.
-/// The same as [`small_batches_on_a_pair_of_threads_equal_one_thread_bitwise`], called from
-/// outside rayon's pool, where a small batch's call runs on the process's own pair of threads
-/// (its input projection and the products after the loop too, split by rows), when rayon's
-/// global pool has two threads or more. Another test may hold that pair at the moment: the
-/// run is tried until one ran on it.
-#[test]
-fn small_batches_on_the_process_pair_equal_one_thread_bitwise() {
-    let mut rng = SplitMix64(37);
-    let batch = 9;
-    let lengths: Vec<usize> = (0..batch).map(|b| SEQ_LEN - b * SEQ_LEN / batch).collect();
-    let one = rayon_pool(1);
-    let paired = rayon::current_num_threads() >= 2 && recur::kernel::Panels::available();
-    for (name, cell) in cells(2) {
-        let ctx = format!("{name} batch {batch}");
-        // a projection's step (9 rows × 4H × P) is too small for a pair
-        let pairs = paired && !matches!(&cell, recur::CellKind::Lstm(l) if l.proj_size > 0);
-        let mut c = config(cell, 2, Direction::Bidirectional);
-        (c.input_size, c.hidden_size) = (16, 128);
-        let m = model::<f32>(c);
-        let x = rng.tensor::<f32>(&[SEQ_LEN, batch, 16]);
-        let s0 = rng.state(&m, batch);
-        let up_seed = rng.next_u64();
-        let single = one.install(|| Run::of(&m, &x, &s0, &lengths, up_seed));
-        for attempt in 0.. {
-            let before = recur::kernel::pair::process_pair_calls();
-            let here = Run::of(&m, &x, &s0, &lengths, up_seed);
-            here.assert_outputs(&ctx, &single, Tol::Bitwise);
-            here.assert_grads(&ctx, &single, Tol::Bitwise, Tol::Bitwise);
-            let ran_on_it = recur::kernel::pair::process_pair_calls() > before;
-            assert!(
-                pairs || !ran_on_it,
-                "{ctx}: a step too small for a pair ran on one"
-            );
-            if !pairs || ran_on_it {
-                break;
-            }
-            assert!(attempt < 50, "{ctx}: no run found the process's pair free");
-        }
-    }
-}
-
 fn rayon_pool(threads: usize) -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -1272,30 +1231,97 @@ fn reused_working_memory_changes_no_result_f32() {
     check_reused_workspace::<f32>();
 }
 
-/// As `small_batch_pair_split_equals_one_thread`, over every cell option (peepholes, ONNX
-/// `clip`, coupled gates, leaky and projected cells...): at small batches the pair of
-/// threads also splits the LSTM's and GRU's elementwise passes by rows, and each option's
-/// per-row work (the clamp record of `clip` among it) must land in the same place. H = 128,
-/// a ragged batch of 9 (from 9 running rows down to 1, across the size from which the rows
-/// are split), two layers, both directions, training and inference, bit for bit.
+/// One case of the small-batch pair tests (see [`small_batch_cases`]).
+struct SmallBatch {
+    ctx: String,
+    /// an LSTM with a projection: its step (9 rows × 4H × P) is too small for a pair
+    projected: bool,
+    m: Recurrent<f32>,
+    x: Tensor<f32>,
+    s0: State<f32>,
+    up_seed: u64,
+}
+
+impl SmallBatch {
+    fn run(&self, lengths: &[usize]) -> Run<f32> {
+        Run::of(&self.m, &self.x, &self.s0, lengths, self.up_seed)
+    }
+}
+
+/// Every cell option (peepholes, ONNX `clip`, coupled gates, leaky and projected cells...)
+/// over two layers and both directions, H = 128, with a ragged batch of 9 (from 9 running
+/// rows down to 1, across the size from which the elementwise rows are split): the lengths
+/// and one case per cell.
+fn small_batch_cases(seed: u64) -> (Vec<usize>, Vec<SmallBatch>) {
+    let mut rng = SplitMix64(seed);
+    let batch = 9;
+    let lengths = (0..batch).map(|b| SEQ_LEN - b * SEQ_LEN / batch).collect();
+    let cases = cells(2)
+        .into_iter()
+        .map(|(name, cell)| {
+            let projected = matches!(&cell, recur::CellKind::Lstm(l) if l.proj_size > 0);
+            let mut c = config(cell, 2, Direction::Bidirectional);
+            (c.input_size, c.hidden_size) = (16, 128);
+            let m = model::<f32>(c);
+            let x = rng.tensor::<f32>(&[SEQ_LEN, batch, 16]);
+            let s0 = rng.state(&m, batch);
+            SmallBatch {
+                ctx: format!("{name} batch {batch}"),
+                projected,
+                m,
+                x,
+                s0,
+                up_seed: rng.next_u64(),
+            }
+        })
+        .collect();
+    (lengths, cases)
+}
+
+/// As `small_batch_pair_split_equals_one_thread`, over [`small_batch_cases`]: at small
+/// batches the pair of threads also splits the LSTM's and GRU's elementwise passes by rows,
+/// and each option's per-row work (the clamp record of `clip` among it) must land in the
+/// same place. Training and inference, bit for bit.
 #[test]
 fn small_batches_on_a_pair_of_threads_equal_one_thread_bitwise() {
-    let mut rng = SplitMix64(31);
-    let batch = 9;
-    let lengths: Vec<usize> = (0..batch).map(|b| SEQ_LEN - b * SEQ_LEN / batch).collect();
+    let (lengths, cases) = small_batch_cases(31);
     let (one, two) = (rayon_pool(1), rayon_pool(2));
-    for (name, cell) in cells(2) {
-        let ctx = format!("{name} batch {batch}");
-        let mut c = config(cell, 2, Direction::Bidirectional);
-        (c.input_size, c.hidden_size) = (16, 128);
-        let m = model::<f32>(c);
-        let x = rng.tensor::<f32>(&[SEQ_LEN, batch, 16]);
-        let s0 = rng.state(&m, batch);
-        let up_seed = rng.next_u64();
-        let run =
-            |pool: &rayon::ThreadPool| pool.install(|| Run::of(&m, &x, &s0, &lengths, up_seed));
+    for case in &cases {
+        let run = |pool: &rayon::ThreadPool| pool.install(|| case.run(&lengths));
         let (one, two) = (run(&one), run(&two));
-        two.assert_outputs(&ctx, &one, Tol::Bitwise);
-        two.assert_grads(&ctx, &one, Tol::Bitwise, Tol::Bitwise);
+        two.assert_outputs(&case.ctx, &one, Tol::Bitwise);
+        two.assert_grads(&case.ctx, &one, Tol::Bitwise, Tol::Bitwise);
+    }
+}
+
+/// As [`small_batches_on_a_pair_of_threads_equal_one_thread_bitwise`], called from outside
+/// rayon's pool, where a small batch's call runs on the process's own pair of threads (its
+/// input projection and the products after the loop too, split by rows), when rayon's global
+/// pool has two threads or more. Another test may hold that pair at the moment: the run is
+/// tried until one ran on it.
+#[test]
+fn small_batches_on_the_process_pair_equal_one_thread_bitwise() {
+    let (lengths, cases) = small_batch_cases(37);
+    let one = rayon_pool(1);
+    let paired = rayon::current_num_threads() >= 2 && recur::kernel::Panels::available();
+    for case in &cases {
+        let ctx = &case.ctx;
+        let pairs = paired && !case.projected;
+        let single = one.install(|| case.run(&lengths));
+        for attempt in 0.. {
+            let before = recur::kernel::pair::process_pair_calls();
+            let here = case.run(&lengths);
+            here.assert_outputs(ctx, &single, Tol::Bitwise);
+            here.assert_grads(ctx, &single, Tol::Bitwise, Tol::Bitwise);
+            let ran_on_it = recur::kernel::pair::process_pair_calls() > before;
+            assert!(
+                pairs || !ran_on_it,
+                "{ctx}: a step too small for a pair ran on one"
+            );
+            if !pairs || ran_on_it {
+                break;
+            }
+            assert!(attempt < 50, "{ctx}: no run found the process's pair free");
+        }
     }
 }
