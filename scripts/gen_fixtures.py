@@ -10,7 +10,7 @@ crates/recur/tests/fixtures/reference/<case>.safetensors
     Cells PyTorch lacks (peephole and coupled input-forget LSTM, reset-before GRU, leaky RNN,
     ONNX's other activations and its gate pre-activation clip),
     written below as explicit per-step torch ops in float64 (autograd gives the gradients),
-    with the equations of the project SPEC.md section 2. Before anything is saved:
+    with the equations of docs/equations.md section 2. Before anything is saved:
       * the same per-step implementation, run on every pytorch/ case, must reproduce
         nn.LSTM / nn.GRU / nn.RNN forward AND every gradient (this validates the harness:
         multi-layer stacking, directions, projection, ragged lengths, batch_first);
@@ -276,11 +276,11 @@ def cell_fns(c):
 
 
 def lstm_step(c, p, s, x, h, cs):
-    """SPEC.md 2: gates stacked i, f, g, o; peepholes p_i, p_f read c_prev, p_o reads the
-    new c; coupled input-forget f = 1 - i; projection h = W_hr (o * tanh(c)). Activations
-    (ONNX f, g, h) in place of sigmoid, tanh, tanh; clip clamps each gate's pre-activation
-    (biases and peephole term included) before its activation, as ORT does; c is not
-    clipped."""
+    """docs/equations.md §2: gates stacked i, f, g, o; peepholes p_i, p_f read c_prev, p_o
+    reads the new c; coupled input-forget f = 1 - i; projection h = W_hr (o * tanh(c)).
+    Activations (ONNX f, g, h) in place of sigmoid, tanh, tanh; clip clamps each gate's
+    pre-activation (biases and peephole term included) before its activation, as ORT does; c
+    is not clipped."""
     (fa, ga, ha), clamp = cell_fns(c)
     gates = F.linear(x, p["weight_ih" + s], p.get("bias_ih" + s)) \
         + F.linear(h, p["weight_hh" + s], p.get("bias_hh" + s))
@@ -306,9 +306,9 @@ def lstm_step(c, p, s, x, h, cs):
 
 
 def gru_step(c, p, s, x, h):
-    """SPEC.md 2: gates stacked r, z, n; reset after (PyTorch) or before (Cho). Activations
-    (ONNX f, g) in place of sigmoid, tanh; clip clamps the pre-activations of r, z and the
-    whole one of n (after r is applied, both n biases included), as ORT does."""
+    """docs/equations.md §2: gates stacked r, z, n; reset after (PyTorch) or before (Cho).
+    Activations (ONNX f, g) in place of sigmoid, tanh; clip clamps the pre-activations of r,
+    z and the whole one of n (after r is applied, both n biases included), as ORT does."""
     (fa, ga), clamp = cell_fns(c)
     H = c["hidden_size"]
     gi = F.linear(x, p["weight_ih" + s], p.get("bias_ih" + s))
@@ -615,9 +615,9 @@ def check_against_ort(label, c, ts):
 def check_extra_ort():
     """ORT harness sanity: nn.LSTM / nn.GRU / nn.RNN against ORT (gate reordering, bias
     layout, direction axis, reset-after GRU = linear_before_reset=1), and ragged
-    bidirectional batches (sequence_lens) against the reference driver: confirms SPEC.md 3
-    (reverse direction within each sequence's own length, zeros past it, Y_h at each
-    sequence's own last step)."""
+    bidirectional batches (sequence_lens) against the reference driver: confirms
+    docs/equations.md §3 (reverse direction within each sequence's own length, zeros past
+    it, Y_h at each sequence's own last step)."""
     for name in ["lstm_basic", "lstm_nobias", "gru_basic", "rnn_relu"]:
         c = PYTORCH_CASES[name]
         check_against_ort(f"{name} (nn)", c, make_pytorch_case(c, seed_of(name)))

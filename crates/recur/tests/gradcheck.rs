@@ -720,9 +720,9 @@ struct KinkMargin {
 }
 
 /// Recomputes a single-layer forward pass step by step, in plain f64 from the parameters,
-/// with every cell's equations (SPEC.md §2, ONNX clip as ONNX Runtime applies it), checks that
-/// it gives the layer's outputs, and measures how close any pre-activation comes to a kink of
-/// its activation or to the clip bound. An independent forward of every activation and clip
+/// with every cell's equations (docs/equations.md §2, ONNX clip as ONNX Runtime applies it),
+/// checks that it gives the layer's outputs, and measures how close any pre-activation comes
+/// to a kink of its activation or to the clip bound. An independent forward of every activation and clip
 /// setting besides.
 ///
 /// # Panics
