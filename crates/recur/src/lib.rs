@@ -203,3 +203,16 @@ impl Float for f64 {
         kernel::activation::apply_slice_exact(act, xs);
     }
 }
+
+/// The Rust examples of README.md and docs/ compile and run as doc tests.
+#[cfg(doctest)]
+mod doc_pages {
+    #[doc = include_str!("../../../README.md")]
+    struct Readme;
+    #[doc = include_str!("../../../docs/library.md")]
+    struct Library;
+    #[doc = include_str!("../../../docs/pytorch.md")]
+    struct Pytorch;
+    #[doc = include_str!("../../../docs/onnx.md")]
+    struct Onnx;
+}
