@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use recur::io::{LoadOptions, SaveDtype, SaveOptions, load_state_dict, save_state_dict};
 use recur::onnx::{Data, Value, read_tensor, write_tensor};
-use recur::{CellKind, Direction, Recurrent, RecurrentConfig, Tensor};
+use recur::{Call, CellKind, Direction, Recurrent, RecurrentConfig, Tensor};
 
 fn recur(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_recur"))
@@ -242,7 +242,10 @@ fn convert_safetensors_to_onnx_and_back() {
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("run: median"), "{stdout}");
     let want = model
-        .forward(&Tensor::new(x, &[4, 2, 3]).unwrap(), None, Some(&[4, 2]))
+        .forward(
+            &Tensor::new(x, &[4, 2, 3]).unwrap(),
+            Call::new().lengths(&[4, 2]),
+        )
         .unwrap();
     let (_, got) = read_tensor(out_dir.join("output.pb")).unwrap();
     let g = got.as_f32().unwrap();
@@ -369,8 +372,7 @@ fn convert_a_whole_model_to_onnx() {
                 ids: &ids,
                 shape: [5, 2],
             },
-            None,
-            Some(&[5, 3]),
+            Call::new().lengths(&[5, 3]),
         )
         .unwrap();
     let (_, got) = read_tensor(out_dir.join("output.npy")).unwrap();

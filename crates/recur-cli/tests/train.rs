@@ -2,6 +2,7 @@
 //! folder: every data path, the config file, the JSONL log, checkpoints and exact resume,
 //! Ctrl-C, and every kind of bad input as a one-line error.
 
+use recur::Call;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -944,8 +945,7 @@ fn a_training_checkpoint_converts_to_onnx_and_a_model_file() {
                 ids: &ids,
                 shape: [seq_len, batch],
             },
-            None,
-            None,
+            Call::new(),
         )
         .unwrap();
     let (_, got) = read_tensor(out_dir.join("output.npy")).unwrap();

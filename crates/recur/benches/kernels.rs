@@ -21,7 +21,9 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use recur::kernel::fast_f32;
 use recur::kernel::{Accumulate, Mat, Panels, matmul, matmul_gemm, matmul_two};
-use recur::{CellKind, GruCell, OutputGrad, Recurrent, RecurrentConfig, ResetPlacement, Tensor};
+use recur::{
+    Call, CellKind, GruCell, OutputGrad, Recurrent, RecurrentConfig, ResetPlacement, Tensor,
+};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -168,11 +170,11 @@ fn layers(c: &mut Criterion) {
         let mut grads = vec![0f32; m.params().len()];
         g.throughput(Throughput::Elements((t * bs) as u64));
         g.bench_function(BenchmarkId::new("forward", name), |b| {
-            b.iter(|| m.forward(&x, None, None).expect("forward"))
+            b.iter(|| m.forward(&x, Call::new()).expect("forward"))
         });
         g.bench_function(BenchmarkId::new("train", name), |b| {
             b.iter(|| {
-                let (_, tape) = m.forward_train(&x, None, None, 0).expect("forward");
+                let (_, tape) = m.forward_train(&x, Call::new().seed(0)).expect("forward");
                 let grad = OutputGrad {
                     output: Some(&dy),
                     ..Default::default()

@@ -4,7 +4,7 @@
 //! backpropagation through time, exact to PyTorch, built for CPU speed.
 //!
 //! ```
-//! use recur::{CellKind, Direction, OutputGrad, Recurrent, RecurrentConfig, Tensor};
+//! use recur::{Call, CellKind, Direction, OutputGrad, Recurrent, RecurrentConfig, Tensor};
 //!
 //! let config = RecurrentConfig {
 //!     cell: CellKind::lstm(),
@@ -17,7 +17,8 @@
 //! let lstm = Recurrent::<f32>::new(config, 42)?;
 //! // [seq_len = 5, batch = 2, input_size = 3]
 //! let x = Tensor::new(vec![0.1f32; 5 * 2 * 3], &[5, 2, 3])?;
-//! let (out, tape) = lstm.forward_train(&x, None, Some(&[5, 3]), 7)?;
+//! // no dropout: a training call needs no seed
+//! let (out, tape) = lstm.forward_train(&x, Call::new().lengths(&[5, 3]))?;
 //! assert_eq!(out.output.shape(), &[5, 2, 16]);
 //! assert_eq!(out.state.h.shape(), &[4, 2, 8]);
 //!
@@ -53,8 +54,8 @@ pub use cell::{
 pub use error::{Error, Result, Shape};
 pub use kernel::activation::Activation;
 pub use layer::{
-    BatchLayout, Bias, Direction, InputGrad, Output, OutputGrad, ParamInfo, ParamKind, ParamLayout,
-    Recurrent, RecurrentConfig, State, Stepper, Tape, WeightFormat,
+    BatchLayout, Bias, Call, Direction, InputGrad, Output, OutputGrad, ParamInfo, ParamKind,
+    ParamLayout, Recurrent, RecurrentConfig, State, Stepper, Tape, WeightFormat,
 };
 pub use tensor::Tensor;
 

@@ -14,7 +14,7 @@ use recur::optim::{
     AdamConfig, AnyOptimizer, LrScheduler, Optimizer, OptimizerConfig, PlateauConfig, Schedule,
     ScheduleConfig, SgdConfig, Warmup,
 };
-use recur::{CellKind, Error, RecurrentConfig, Tensor};
+use recur::{Call, CellKind, Error, RecurrentConfig, Tensor};
 
 const VOCAB: usize = 9;
 const SEQ_LEN: usize = 6;
@@ -100,7 +100,7 @@ impl<T: Real> Run<T> {
         };
         let (out, tape) = self
             .model
-            .forward_train(input, None, None, p.rng[0] ^ p.step)
+            .forward_train(input, Call::new().seed(p.rng[0] ^ p.step))
             .unwrap();
         let mut dz = out.output.data().to_vec();
         for (row, &id) in ids.iter().enumerate() {

@@ -21,7 +21,9 @@
 mod common;
 
 use common::cases::*;
-use recur::{BatchLayout, Direction, Error, OutputGrad, Recurrent, RecurrentConfig, State, Tensor};
+use recur::{
+    BatchLayout, Call, Direction, Error, OutputGrad, Recurrent, RecurrentConfig, State, Tensor,
+};
 
 const SEQ_LEN: usize = 7;
 const BATCH: usize = 3;
@@ -172,8 +174,8 @@ impl<T: Real> Upstream<T> {
     fn grad(&self) -> OutputGrad<'_, T> {
         OutputGrad {
             output: Some(&self.output),
-            h_n: Some(&self.h_n),
-            c_n: self.c_n.as_ref(),
+            h: Some(&self.h_n),
+            c: self.c_n.as_ref(),
         }
     }
 }
@@ -189,11 +191,15 @@ struct Run<T> {
 
 impl<T: Real> Run<T> {
     fn of(m: &Recurrent<T>, x: &Tensor<T>, s0: &State<T>, lengths: &[usize], up_seed: u64) -> Self {
-        let (out, tape) = m.forward_train(x, Some(s0), Some(lengths), 7).unwrap();
+        let (out, tape) = m
+            .forward_train(x, Call::new().state(s0).lengths(lengths).seed(7))
+            .unwrap();
         let up = Upstream::draw(&mut SplitMix64(up_seed), &out);
         let mut param_grad = vec![T::zero(); m.params().len()];
         let input_grad = m.backward(&tape, up.grad(), &mut param_grad).unwrap();
-        let inference = m.forward(x, Some(s0), Some(lengths)).unwrap();
+        let inference = m
+            .forward(x, Call::new().state(s0).lengths(lengths))
+            .unwrap();
         Self {
             out,
             input_grad,
@@ -279,7 +285,15 @@ fn check_step_equals_forward<T: Real>() {
                     BatchLayout::BatchFirst => [BATCH, SEQ_LEN, INPUT],
                 });
                 for s0 in [None, Some(rng.state(&m, BATCH))] {
-                    let full = m.forward(&x, s0.as_ref(), None).unwrap();
+                    let full = m
+                        .forward(
+                            &x,
+                            Call {
+                                state: s0.as_ref(),
+                                ..Call::new()
+                            },
+                        )
+                        .unwrap();
                     let mut s = s0.clone().unwrap_or_else(|| m.zero_state(BATCH));
                     for t in 0..SEQ_LEN {
                         let xt: Vec<T> = (0..BATCH)
@@ -352,7 +366,7 @@ fn check_forward_chunking<T: Real>() {
                 let m = model::<T>(config(cell.clone(), num_layers, direction));
                 let x = rng.tensor::<T>(&[SEQ_LEN, BATCH, INPUT]);
                 let s0 = rng.state(&m, BATCH);
-                let full = m.forward(&x, Some(&s0), None).unwrap();
+                let full = m.forward(&x, Call::new().state(&s0)).unwrap();
                 for k in [1, 3, SEQ_LEN - 1] {
                     let ctx = format!("{} {name} layers={num_layers} {direction:?} k={k}", T::NAME);
                     let (early, late) = (steps(&x, 0, k), steps(&x, k, SEQ_LEN));
@@ -361,8 +375,8 @@ fn check_forward_chunking<T: Real>() {
                         Direction::Forward => (&early, &late),
                         _ => (&late, &early),
                     };
-                    let a = m.forward(first, Some(&s0), None).unwrap();
-                    let b = m.forward(second, Some(&a.state), None).unwrap();
+                    let a = m.forward(first, Call::new().state(&s0)).unwrap();
+                    let b = m.forward(second, Call::new().state(&a.state)).unwrap();
                     let (ya, yb) = match direction {
                         Direction::Forward => (&a.output, &b.output),
                         _ => (&b.output, &a.output),
@@ -410,7 +424,7 @@ fn truncated_bptt_over_two_chunks_composes_to_full_bptt() {
                 let n = m.params().len();
                 let x = rng.tensor::<f64>(&[SEQ_LEN, BATCH, INPUT]);
                 let s0 = rng.state(&m, BATCH);
-                let (full, tape) = m.forward_train(&x, Some(&s0), None, 0).unwrap();
+                let (full, tape) = m.forward_train(&x, Call::new().state(&s0).seed(0)).unwrap();
                 let up = Upstream::draw(&mut rng, &full);
                 let mut g_full = vec![0.0; n];
                 let d_full = m.backward(&tape, up.grad(), &mut g_full).unwrap();
@@ -425,8 +439,10 @@ fn truncated_bptt_over_two_chunks_composes_to_full_bptt() {
                         Direction::Forward => ((&x_early, &dy_early), (&x_late, &dy_late)),
                         _ => ((&x_late, &dy_late), (&x_early, &dy_early)),
                     };
-                    let (o1, t1) = m.forward_train(x1, Some(&s0), None, 0).unwrap();
-                    let (o2, t2) = m.forward_train(x2, Some(&o1.state), None, 0).unwrap();
+                    let (o1, t1) = m.forward_train(x1, Call::new().state(&s0).seed(0)).unwrap();
+                    let (o2, t2) = m
+                        .forward_train(x2, Call::new().state(&o1.state).seed(0))
+                        .unwrap();
                     assert_state_same(
                         &format!("{ctx} chunked h_n"),
                         &o2.state,
@@ -443,8 +459,8 @@ fn truncated_bptt_over_two_chunks_composes_to_full_bptt() {
                             &t2,
                             OutputGrad {
                                 output: Some(dy2),
-                                h_n: Some(&up.h_n),
-                                c_n: up.c_n.as_ref(),
+                                h: Some(&up.h_n),
+                                c: up.c_n.as_ref(),
                             },
                             &mut g,
                         )
@@ -454,8 +470,8 @@ fn truncated_bptt_over_two_chunks_composes_to_full_bptt() {
                             &t1,
                             OutputGrad {
                                 output: Some(dy1),
-                                h_n: Some(&d2.state.h),
-                                c_n: d2.state.c.as_ref(),
+                                h: Some(&d2.state.h),
+                                c: d2.state.c.as_ref(),
                             },
                             &mut g,
                         )
@@ -519,9 +535,12 @@ fn check_ragged_batch<T: Real>() {
             let n = m.params().len();
             let x = rng.tensor::<T>(&[SEQ_LEN, batch, INPUT]);
             let s0 = rng.state(&m, batch);
-            let (out, tape) = m.forward_train(&x, Some(&s0), Some(lengths), 0).unwrap();
+            let (out, tape) = m
+                .forward_train(&x, Call::new().state(&s0).lengths(lengths).seed(0))
+                .unwrap();
             assert_eq!(
-                m.forward(&x, Some(&s0), Some(lengths)).unwrap(),
+                m.forward(&x, Call::new().state(&s0).lengths(lengths))
+                    .unwrap(),
                 out,
                 "{ctx}"
             );
@@ -535,7 +554,9 @@ fn check_ragged_batch<T: Real>() {
                 let ctx = format!("{ctx} sequence {b} (length {len})");
                 let xb = one_seq(&x, b, len);
                 let sb = state_of(&s0, b);
-                let (ob, tb) = m.forward_train(&xb, Some(&sb), None, 0).unwrap();
+                let (ob, tb) = m
+                    .forward_train(&xb, Call::new().state(&sb).seed(0))
+                    .unwrap();
                 let y: Vec<T> = (0..len)
                     .flat_map(|t| at(&out.output, BatchLayout::SeqFirst, t, b).to_vec())
                     .collect();
@@ -564,8 +585,8 @@ fn check_ragged_batch<T: Real>() {
                 let dcb = up.c_n.as_ref().map(|c| state_row(c, b));
                 let grad = OutputGrad {
                     output: Some(&dyb),
-                    h_n: Some(&dhb),
-                    c_n: dcb.as_ref(),
+                    h: Some(&dhb),
+                    c: dcb.as_ref(),
                 };
                 let db = m.backward(&tb, grad, &mut g_sum).unwrap();
                 let dx: Vec<T> = (0..len)
@@ -637,9 +658,25 @@ fn batch_first_is_seq_first_transposed() {
             let x = rng.tensor::<f64>(&[SEQ_LEN, batch, INPUT]);
             let s0 = rng.state(&sf, batch);
             for lengths in [None, Some(&LENGTHS[..]), Some(&SHORT_LENGTHS[..])] {
-                let (o, t) = sf.forward_train(&x, Some(&s0), lengths, 0).unwrap();
+                let (o, t) = sf
+                    .forward_train(
+                        &x,
+                        Call {
+                            state: Some(&s0),
+                            lengths,
+                            seed: Some(0),
+                        },
+                    )
+                    .unwrap();
                 let (ob, tb) = bf
-                    .forward_train(&swap01(&x), Some(&s0), lengths, 0)
+                    .forward_train(
+                        &swap01(&x),
+                        Call {
+                            state: Some(&s0),
+                            lengths,
+                            seed: Some(0),
+                        },
+                    )
                     .unwrap();
                 assert_eq!(swap01(&ob.output), o.output, "{ctx} {lengths:?}: output");
                 assert_eq!(ob.state, o.state, "{ctx} {lengths:?}: final state");
@@ -682,9 +719,11 @@ fn inference_equals_training_without_dropout() {
                 let m = model::<f64>(config(cell, num_layers, direction));
                 let x = rng.tensor::<f64>(&[SEQ_LEN, BATCH, INPUT]);
                 let s0 = rng.state(&m, BATCH);
-                let inf = m.forward(&x, Some(&s0), None).unwrap();
+                let inf = m.forward(&x, Call::new().state(&s0)).unwrap();
                 for seed in [0, 1, 99] {
-                    let (tr, _) = m.forward_train(&x, Some(&s0), None, seed).unwrap();
+                    let (tr, _) = m
+                        .forward_train(&x, Call::new().state(&s0).seed(seed))
+                        .unwrap();
                     assert_eq!(
                         tr, inf,
                         "{name} layers={num_layers} {direction:?} seed={seed}"
@@ -712,16 +751,22 @@ fn dropout_is_seeded_between_layers_and_training_only() {
             .unwrap();
             let x = rng.tensor::<f64>(&[SEQ_LEN, BATCH, INPUT]);
             let s0 = rng.state(&plain, BATCH);
-            let reference = plain.forward(&x, Some(&s0), None).unwrap();
+            let reference = plain.forward(&x, Call::new().state(&s0)).unwrap();
             // Inference applies no dropout.
             assert_eq!(
-                dropped.forward(&x, Some(&s0), None).unwrap(),
+                dropped.forward(&x, Call::new().state(&s0)).unwrap(),
                 reference,
                 "{ctx}: inference"
             );
-            let (a, _) = dropped.forward_train(&x, Some(&s0), None, 11).unwrap();
-            let (b, _) = dropped.forward_train(&x, Some(&s0), None, 11).unwrap();
-            let (c, _) = dropped.forward_train(&x, Some(&s0), None, 12).unwrap();
+            let (a, _) = dropped
+                .forward_train(&x, Call::new().state(&s0).seed(11))
+                .unwrap();
+            let (b, _) = dropped
+                .forward_train(&x, Call::new().state(&s0).seed(11))
+                .unwrap();
+            let (c, _) = dropped
+                .forward_train(&x, Call::new().state(&s0).seed(12))
+                .unwrap();
             assert_eq!(a, b, "{ctx}: the same seed gives different masks");
             if num_layers == 1 {
                 // Dropout sits between layers only: one layer has nowhere to drop.
@@ -771,15 +816,19 @@ fn recurrent_dropout_is_seeded_and_training_only() {
             let x = rng.tensor::<f64>(&[SEQ_LEN, BATCH, INPUT]);
             let s0 = rng.state(&plain, BATCH);
             let lengths = [SEQ_LEN, 3, 5];
-            let reference = plain.forward(&x, Some(&s0), Some(&lengths)).unwrap();
+            let reference = plain
+                .forward(&x, Call::new().state(&s0).lengths(&lengths))
+                .unwrap();
             assert_eq!(
-                dropped.forward(&x, Some(&s0), Some(&lengths)).unwrap(),
+                dropped
+                    .forward(&x, Call::new().state(&s0).lengths(&lengths))
+                    .unwrap(),
                 reference,
                 "{ctx}: inference applies no recurrent dropout"
             );
             let run = |m: &Recurrent<f64>, seed| {
                 let (out, tape) = m
-                    .forward_train(&x, Some(&s0), Some(&lengths), seed)
+                    .forward_train(&x, Call::new().state(&s0).lengths(&lengths).seed(seed))
                     .unwrap();
                 let mut grads = vec![0.0; m.params().len()];
                 let dy = Tensor::new(
@@ -845,7 +894,9 @@ fn recurrent_dropout_is_one_mask_per_unit_for_every_step_and_gate() {
         .unwrap();
         let x = rng.tensor::<f64>(&[SEQ_LEN, 1, INPUT]);
         let s0 = rng.state(&plain, 1);
-        let (train, _) = dropped.forward_train(&x, Some(&s0), None, 5).unwrap();
+        let (train, _) = dropped
+            .forward_train(&x, Call::new().state(&s0).seed(5))
+            .unwrap();
         let mut matches = Vec::new();
         for bits in 0..1u32 << r {
             let mut m = plain.clone();
@@ -858,7 +909,7 @@ fn recurrent_dropout_is_one_mask_per_unit_for_every_step_and_gate() {
                     };
                 }
             }
-            let out = m.forward(&x, Some(&s0), None).unwrap();
+            let out = m.forward(&x, Call::new().state(&s0)).unwrap();
             let close = |a: &[f64], b: &[f64]| {
                 a.iter()
                     .zip(b)
@@ -909,7 +960,9 @@ fn f32_matches_f64_for_the_same_weights() {
                 );
                 let x = rng.tensor::<f64>(&[SEQ_LEN, BATCH, INPUT]);
                 let s0 = rng.state(&m64, BATCH);
-                let (o64, t64) = m64.forward_train(&x, Some(&s0), None, 0).unwrap();
+                let (o64, t64) = m64
+                    .forward_train(&x, Call::new().state(&s0).seed(0))
+                    .unwrap();
                 let x32 = Tensor::new(cast(x.data()), x.shape()).unwrap();
                 let s32 = State {
                     h: Tensor::new(cast(s0.h.data()), s0.h.shape()).unwrap(),
@@ -918,7 +971,9 @@ fn f32_matches_f64_for_the_same_weights() {
                         .as_ref()
                         .map(|c| Tensor::new(cast(c.data()), c.shape()).unwrap()),
                 };
-                let (o32, t32) = m32.forward_train(&x32, Some(&s32), None, 0).unwrap();
+                let (o32, t32) = m32
+                    .forward_train(&x32, Call::new().state(&s32).seed(0))
+                    .unwrap();
                 let tol = Tol::Rel(F32_VS_F64_TOL);
                 assert_same(
                     &format!("{ctx} output"),
@@ -1061,7 +1116,9 @@ fn small_batch_pair_split_equals_one_thread() {
         let lengths = [9, 4, 7];
         let run = |pool: &rayon::ThreadPool| {
             pool.install(|| {
-                let (out, tape) = m.forward_train(&x, None, Some(&lengths), 3).unwrap();
+                let (out, tape) = m
+                    .forward_train(&x, Call::new().lengths(&lengths).seed(3))
+                    .unwrap();
                 let mut rng = SplitMix64(5);
                 let up = Upstream::draw(&mut rng, &out);
                 let mut g = vec![0f32; m.params().len()];
@@ -1103,7 +1160,7 @@ fn small_batch_pair_split_equals_one_thread() {
         );
         // Streaming one sequence on two threads ≡ the whole sequence on one.
         let x1 = one_seq(&x, 0, seq_len);
-        let whole = one.install(|| m.forward(&x1, None, None).unwrap());
+        let whole = one.install(|| m.forward(&x1, Call::new()).unwrap());
         let h_out = m.config().h_out();
         let streamed: Vec<f32> = two.install(|| {
             let mut stepper = m.stepper(1).unwrap();
@@ -1154,8 +1211,10 @@ fn f32_inference_equals_training_forward_bitwise() {
                     let lengths: Vec<usize> = (0..batch).map(|b| 1 + (b * 3) % SEQ_LEN).collect();
                     let (inf, tr) = pool.install(|| {
                         (
-                            m.forward(&x, None, Some(&lengths)).unwrap(),
-                            m.forward_train(&x, None, Some(&lengths), 5).unwrap().0,
+                            m.forward(&x, Call::new().lengths(&lengths)).unwrap(),
+                            m.forward_train(&x, Call::new().lengths(&lengths).seed(5))
+                                .unwrap()
+                                .0,
                         )
                     });
                     assert_eq!(
@@ -1195,7 +1254,7 @@ fn check_reused_workspace<T: Real>() {
                 &[SEQ_LEN + 2, batch + 3, INPUT],
             )
             .unwrap();
-            let (out, tape) = used.forward_train(&nan, None, None, 3).unwrap();
+            let (out, tape) = used.forward_train(&nan, Call::new().seed(3)).unwrap();
             let up = Upstream {
                 output: Tensor::new(vec![T::nan(); out.output.data().len()], out.output.shape())
                     .unwrap(),
@@ -1205,7 +1264,7 @@ fn check_reused_workspace<T: Real>() {
             let mut g = vec![T::zero(); used.params().len()];
             used.backward(&tape, up.grad(), &mut g).unwrap();
             drop(tape);
-            used.forward(&nan, None, None).unwrap();
+            used.forward(&nan, Call::new()).unwrap();
             assert!(used.workspace_bytes() > 0, "{ctx}: the buffers are kept");
 
             let x = rng.tensor::<T>(&[SEQ_LEN, batch, INPUT]);

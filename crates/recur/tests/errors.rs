@@ -7,8 +7,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use recur::cell::{GruActivations, LstmActivations};
 use recur::{
-    Activation, BatchLayout, CellKind, Direction, Error, GruCell, InputForget, Leak, LstmCell,
-    OutputGrad, Peepholes, Recurrent, RecurrentConfig, ResetPlacement, RnnCell, State, Tensor,
+    Activation, BatchLayout, Call, CellKind, Direction, Error, GruCell, InputForget, Leak,
+    LstmCell, OutputGrad, Peepholes, Recurrent, RecurrentConfig, ResetPlacement, RnnCell, State,
+    Tensor,
 };
 
 const INPUT: usize = 3;
@@ -177,8 +178,28 @@ fn forward_both(
     s: Option<&State<f64>>,
     lengths: Option<&[usize]>,
 ) -> recur::Result<()> {
-    let a = no_panic("forward", || m.forward(x, s, lengths)).map(|_| ());
-    let b = no_panic("forward_train", || m.forward_train(x, s, lengths, 1)).map(|_| ());
+    let a = no_panic("forward", || {
+        m.forward(
+            x,
+            Call {
+                state: s,
+                lengths,
+                ..Call::new()
+            },
+        )
+    })
+    .map(|_| ());
+    let b = no_panic("forward_train", || {
+        m.forward_train(
+            x,
+            Call {
+                state: s,
+                lengths,
+                seed: Some(1),
+            },
+        )
+    })
+    .map(|_| ());
     assert_eq!(
         format!("{a:?}"),
         format!("{b:?}"),
@@ -693,8 +714,8 @@ fn training_refuses_activations_whose_slope_the_output_cannot_tell() {
         ),
     ] {
         let m = model(cell, 1, Direction::Forward);
-        assert!(m.forward(&x, None, None).is_ok(), "{slot}: inference runs");
-        match no_panic(slot, || m.forward_train(&x, None, None, 0)) {
+        assert!(m.forward(&x, Call::new()).is_ok(), "{slot}: inference runs");
+        match no_panic(slot, || m.forward_train(&x, Call::new().seed(0))) {
             Err(Error::Unsupported(msg)) => assert!(msg.contains(slot), "{msg}"),
             other => panic!("{slot}: {:?}", other.map(|_| ())),
         }
@@ -949,7 +970,7 @@ fn recorded(m: Recurrent<f64>) -> Recorded {
         BatchLayout::BatchFirst => tensor(&[BATCH, SEQ_LEN, INPUT]),
     };
     let (out, tape) = m
-        .forward_train(&x, None, Some(&[4, SEQ_LEN, 2]), 0)
+        .forward_train(&x, Call::new().lengths(&[4, SEQ_LEN, 2]).seed(0))
         .unwrap();
     Recorded {
         dy: tensor(out.output.shape()),
@@ -980,8 +1001,8 @@ impl Recorded {
     fn full(&self) -> OutputGrad<'_, f64> {
         OutputGrad {
             output: Some(&self.dy),
-            h_n: Some(&self.dh),
-            c_n: self.dc.as_ref(),
+            h: Some(&self.dh),
+            c: self.dc.as_ref(),
         }
     }
 }
@@ -1091,33 +1112,33 @@ fn backward_with_gradients_of_the_wrong_shape_names_the_gradient() {
                 let msg = shape_err(r, "grad output", &ys, &got);
                 assert!(msg.starts_with("grad output: "), "{ctx}: {msg}");
             }
-            // grad h_n
+            // grad h (of the final state)
             for got in [vec![hs[0], hs[1] + 1, hs[2]], vec![hs[0] + 1, hs[1], hs[2]]] {
                 let dh = tensor(&got);
                 let r = rec.backward(
                     OutputGrad {
-                        h_n: Some(&dh),
+                        h: Some(&dh),
                         ..rec.full()
                     },
                     n,
                 );
-                shape_err(r, "grad h_n", &hs, &got);
+                shape_err(r, "grad h", &hs, &got);
             }
-            // grad c_n: wrong shape for an LSTM, present at all for the others
+            // grad c: wrong shape for an LSTM, present at all for the others
             let dc = tensor(&[hs[0], hs[1], HIDDEN + 1]);
             let r = rec.backward(
                 OutputGrad {
-                    c_n: Some(&dc),
+                    c: Some(&dc),
                     ..rec.full()
                 },
                 n,
             );
             match &rec.dc {
                 Some(want) => {
-                    shape_err(r, "grad c_n", want.shape(), dc.shape());
+                    shape_err(r, "grad c", want.shape(), dc.shape());
                 }
                 None => {
-                    unsupported(r, "c_n");
+                    unsupported(r, "grad c");
                 }
             }
             // All gradients are optional.

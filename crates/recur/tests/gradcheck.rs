@@ -23,7 +23,7 @@
 
 use recur::cell::{GruActivations, LstmActivations};
 use recur::{
-    Activation, BatchLayout, Bias, CellKind, Direction, GruCell, InputForget, Leak, LstmCell,
+    Activation, BatchLayout, Bias, Call, CellKind, Direction, GruCell, InputForget, Leak, LstmCell,
     OutputGrad, ParamKind, Peepholes, Recurrent, RecurrentConfig, ResetPlacement, RnnCell, State,
     Tensor,
 };
@@ -342,9 +342,11 @@ impl Problem {
         self.model
             .forward_train(
                 &self.input,
-                Some(&self.state),
-                self.lengths.as_deref(),
-                DROPOUT_SEED,
+                Call {
+                    state: Some(&self.state),
+                    lengths: self.lengths.as_deref(),
+                    seed: Some(DROPOUT_SEED),
+                },
             )
             .unwrap()
     }
@@ -498,8 +500,8 @@ fn check_case(case: &Case) -> Report {
     let mut grads = vec![0.0; p.model.params().len()];
     let upstream = OutputGrad {
         output: Some(&p.r_y),
-        h_n: Some(&p.r_h),
-        c_n: p.r_c.as_ref(),
+        h: Some(&p.r_h),
+        c: p.r_c.as_ref(),
     };
     let dx = p.model.backward(&tape, upstream, &mut grads).unwrap();
 
@@ -589,8 +591,8 @@ fn check_case(case: &Case) -> Report {
         let mut grads2 = vec![0.0; grads.len()];
         let upstream = OutputGrad {
             output: Some(&r_y),
-            h_n: Some(&p.r_h),
-            c_n: p.r_c.as_ref(),
+            h: Some(&p.r_h),
+            c: p.r_c.as_ref(),
         };
         let dx2 = p.model.backward(&tape, upstream, &mut grads2).unwrap();
         if grads2 != grads || dx2 != dx {
@@ -604,7 +606,14 @@ fn check_case(case: &Case) -> Report {
     if cfg.dropout > 0.0 || cfg.recurrent_dropout > 0.0 {
         let inference = p
             .model
-            .forward(&p.input, Some(&p.state), p.lengths.as_deref())
+            .forward(
+                &p.input,
+                Call {
+                    state: Some(&p.state),
+                    lengths: p.lengths.as_deref(),
+                    ..Call::new()
+                },
+            )
             .unwrap();
         if inference.output == out.output {
             report
@@ -656,7 +665,14 @@ fn relu_margin(p: &Problem) -> f64 {
                 Tensor::new(p.state.h.data()[..ld * batch * h].to_vec(), &[ld, batch, h]).unwrap();
             let state = State { h: h0, c: None };
             model
-                .forward(&p.input, Some(&state), p.lengths.as_deref())
+                .forward(
+                    &p.input,
+                    Call {
+                        state: Some(&state),
+                        lengths: p.lengths.as_deref(),
+                        ..Call::new()
+                    },
+                )
                 .unwrap()
                 .output
         })
@@ -736,7 +752,14 @@ fn kink_margin(p: &Problem) -> KinkMargin {
     let lengths = p.lengths.clone().unwrap_or_else(|| vec![tl; batch]);
     let out = p
         .model
-        .forward(&p.input, Some(&p.state), p.lengths.as_deref())
+        .forward(
+            &p.input,
+            Call {
+                state: Some(&p.state),
+                lengths: p.lengths.as_deref(),
+                ..Call::new()
+            },
+        )
         .unwrap()
         .output;
     let param = |stem: &str| p.model.param(&format!("{stem}_l0"));

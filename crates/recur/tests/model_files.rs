@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use recur::io::{SaveDtype, load_model, load_model_bytes, model_bytes, save_model};
 use recur::model::{Input, ModelInput, ModelOutput, SequenceModel};
 use recur::optim::{Optimizer, Sgd, SgdConfig};
-use recur::{BatchLayout, Error, Tensor};
+use recur::{BatchLayout, Call, Error, Tensor};
 
 /// Both sides compute in f64 from the same weights (the float32 case's weights are the
 /// float32 values, widened exactly); only the summation order of the matrix products differs
@@ -149,7 +149,7 @@ fn pytorch_models_load_and_reproduce_their_outputs() {
         let batch = Batch::of(&model, &want);
         assert_eq!(batch.lengths.len(), batch.batch(model.config().rnn.layout));
         let out = model
-            .forward(batch.input(), None, Some(&batch.lengths))
+            .forward(batch.input(), Call::new().lengths(&batch.lengths))
             .unwrap();
         worst = worst.max(compare(&name, &out, &want, MODEL_TOL));
     }
@@ -172,7 +172,10 @@ fn recur_trained(name: &str) -> (SequenceModel<f64>, Batch) {
     .unwrap();
     for step in 0..3 {
         let (out, tape) = model
-            .forward_train(batch.input(), None, Some(&batch.lengths), step)
+            .forward_train(
+                batch.input(),
+                Call::new().lengths(&batch.lengths).seed(step),
+            )
             .unwrap();
         let n = out.output.data().len() as f64;
         let dz = Tensor::new(
@@ -236,7 +239,7 @@ fn recur_written_models_are_what_recur_writes_and_computes() {
         // The outputs recur computes from the committed file are the ones stored beside it
         // (which the generator's --check-recur compares with PyTorch's).
         let out = committed
-            .forward(batch.input(), None, Some(&batch.lengths))
+            .forward(batch.input(), Call::new().lengths(&batch.lengths))
             .unwrap();
         let want = common::load(&recur_path(&name, ".outputs"));
         worst = worst.max(compare(&name, &out, &want, MODEL_TOL));
@@ -257,7 +260,7 @@ fn write_recur_model_fixtures() {
         save_model(&trained, &path, recur_dtype(&name)).unwrap();
         let saved = load_model::<f64>(&path).unwrap();
         let out = saved
-            .forward(batch.input(), None, Some(&batch.lengths))
+            .forward(batch.input(), Call::new().lengths(&batch.lengths))
             .unwrap();
         let mut tensors = vec![
             (

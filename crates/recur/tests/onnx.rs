@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use recur::Call;
 use recur::onnx::conformance::{ATOL, RTOL, run_case};
 
 fn root(part: &str) -> PathBuf {
@@ -106,7 +107,15 @@ fn pytorch_exports_import_as_stacks() {
             name.contains("batch_first"),
             "{name}"
         );
-        let out = stack.forward(&x, state.as_ref(), None).unwrap();
+        let out = stack
+            .forward(
+                &x,
+                Call {
+                    state: state.as_ref(),
+                    ..Call::new()
+                },
+            )
+            .unwrap();
         let mut got = vec![&out.output, &out.state.h];
         got.extend(out.state.c.as_ref());
         for (k, g) in got.into_iter().enumerate() {

@@ -11,7 +11,7 @@ use recur::onnx::{
     ExportOptions, OnnxModel, Value, export_recurrent, export_sequence_model, import_recurrent,
 };
 use recur::{
-    Activation, BatchLayout, Bias, CellKind, Direction, Error, GruCell, InputForget, Leak,
+    Activation, BatchLayout, Bias, Call, CellKind, Direction, Error, GruCell, InputForget, Leak,
     LstmCell, Peepholes, Recurrent, RecurrentConfig, ResetPlacement, RnnCell, State, Tensor,
 };
 
@@ -254,7 +254,14 @@ fn exported_stacks_give_recurs_outputs() {
             let bytes = export_recurrent(&model, &options).unwrap();
             let st = initial.then_some(&state);
             let want = model
-                .forward(&x, st, lengths.then_some(&LENGTHS[..]))
+                .forward(
+                    &x,
+                    Call {
+                        state: st,
+                        lengths: lengths.then_some(&LENGTHS[..]),
+                        ..Call::new()
+                    },
+                )
                 .unwrap();
             let got = run_exported(&bytes, &x, st, lengths);
             let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
@@ -296,8 +303,8 @@ fn imported_stacks_equal_the_exported_ones() {
             let bytes = export_recurrent(&model, &options).unwrap();
             let back = import_recurrent(&OnnxModel::from_bytes("x", &bytes).unwrap()).unwrap();
             let x = input_for(&cfg, k as u64);
-            let want = model.forward(&x, None, Some(&LENGTHS)).unwrap();
-            let got = back.forward(&x, None, Some(&LENGTHS)).unwrap();
+            let want = model.forward(&x, Call::new().lengths(&LENGTHS)).unwrap();
+            let got = back.forward(&x, Call::new().lengths(&LENGTHS)).unwrap();
             assert_eq!(back.config().layout, cfg.layout, "{what}");
             assert_eq!(back.config().direction, cfg.direction, "{what}");
             assert_eq!(back.config().num_layers, cfg.num_layers, "{what}");
@@ -394,8 +401,10 @@ fn exported_sequence_models_give_recurs_outputs() {
                                 ids: &ids,
                                 shape: ids_shape,
                             },
-                            None,
-                            lens,
+                            Call {
+                                lengths: lens,
+                                ..Call::new()
+                            },
                         )
                         .unwrap(),
                     vec![(
@@ -404,7 +413,15 @@ fn exported_sequence_models_give_recurs_outputs() {
                     )],
                 ),
                 Input::Dense => (
-                    model.forward(ModelInput::Features(&x), None, lens).unwrap(),
+                    model
+                        .forward(
+                            ModelInput::Features(&x),
+                            Call {
+                                lengths: lens,
+                                ..Call::new()
+                            },
+                        )
+                        .unwrap(),
                     vec![("input", Value::f32(x.data().to_vec(), x.shape()).unwrap())],
                 ),
             };
@@ -481,7 +498,7 @@ fn repeated_runs_and_overridden_weights() {
     let got = onnx.run(&[("input", xv.clone()), ("W_l0", zeros)]).unwrap();
     let mut zeroed = model.clone();
     zeroed.param_mut("weight_ih_l0").unwrap().fill(0.0);
-    let want = zeroed.forward(&x, None, None).unwrap();
+    let want = zeroed.forward(&x, Call::new()).unwrap();
     assert!(max_diff(got[0].1.as_f32().unwrap(), want.output.data()) <= ROUND_TRIP_TOL);
     assert_ne!(got[0].1, first[0].1);
     // and the cached models are untouched

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{Fixture, max_rel_err};
-use recur::{OutputGrad, State};
+use recur::{Call, OutputGrad, State};
 
 /// Both sides compute in float64; the only differences are summation orders.
 const PARITY_TOL: f64 = 1e-10;
@@ -21,7 +21,14 @@ fn check(fx: &Fixture) -> Vec<String> {
     };
     let lengths = fx.lengths();
     let (out, tape) = model
-        .forward_train(&fx.tensor("input"), Some(&state), lengths.as_deref(), 0)
+        .forward_train(
+            &fx.tensor("input"),
+            Call {
+                state: Some(&state),
+                lengths: lengths.as_deref(),
+                seed: Some(0),
+            },
+        )
         .unwrap();
     let mut report = Vec::new();
     let mut cmp = |what: &str, got: &[f64], want: &str| {
@@ -37,7 +44,14 @@ fn check(fx: &Fixture) -> Vec<String> {
     }
     // Inference gives the same numbers as training.
     let inf = model
-        .forward(&fx.tensor("input"), Some(&state), lengths.as_deref())
+        .forward(
+            &fx.tensor("input"),
+            Call {
+                state: Some(&state),
+                lengths: lengths.as_deref(),
+                ..Call::new()
+            },
+        )
         .unwrap();
     assert_eq!(inf, out, "{}: forward and forward_train differ", fx.name);
 
@@ -49,8 +63,8 @@ fn check(fx: &Fixture) -> Vec<String> {
             &tape,
             OutputGrad {
                 output: Some(&gy),
-                h_n: Some(&gh),
-                c_n: gc.as_ref(),
+                h: Some(&gh),
+                c: gc.as_ref(),
             },
             &mut grads,
         )

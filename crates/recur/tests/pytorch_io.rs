@@ -15,7 +15,7 @@ use recur::io::{
     state_dict_bytes,
 };
 use recur::{
-    Activation, BatchLayout, Bias, CellKind, Direction, Error, GruCell, InputForget, Leak,
+    Activation, BatchLayout, Bias, Call, CellKind, Direction, Error, GruCell, InputForget, Leak,
     LstmCell, Peepholes, Recurrent, RecurrentConfig, ResetPlacement, RnnCell, State,
 };
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
@@ -161,7 +161,14 @@ fn fixtures_load_with_inferred_config_and_match_pytorch() {
             };
             let lengths = fx.lengths();
             let out = model
-                .forward(&fx.tensor("input"), Some(&state), lengths.as_deref())
+                .forward(
+                    &fx.tensor("input"),
+                    Call {
+                        state: Some(&state),
+                        lengths: lengths.as_deref(),
+                        ..Call::new()
+                    },
+                )
                 .unwrap();
             for (what, got, want) in [
                 ("output", out.output.data(), "output"),

@@ -14,7 +14,7 @@ use recur::model::{
     EmbeddingConfig, Input, ModelInput, OutputForm, SequenceModel, SequenceModelConfig, TieWeights,
 };
 use recur::{
-    BatchLayout, Bias, CellKind, Direction, Error, LstmCell, RecurrentConfig, State, Tensor,
+    BatchLayout, Bias, Call, CellKind, Direction, Error, LstmCell, RecurrentConfig, State, Tensor,
 };
 
 /// Step of the central difference: the value of `tests/gradcheck.rs`, for its reason (the
@@ -149,9 +149,7 @@ impl Problem {
         let (out, _) = model
             .forward_train(
                 self.input(features),
-                None,
-                Some(&self.lengths),
-                DROPOUT_SEED,
+                Call::new().lengths(&self.lengths).seed(DROPOUT_SEED),
             )
             .unwrap();
         assert_eq!(out.output.shape(), self.r.shape());
@@ -169,9 +167,7 @@ impl Problem {
         let (_, tape) = model
             .forward_train(
                 self.input(&self.features),
-                None,
-                Some(&self.lengths),
-                DROPOUT_SEED,
+                Call::new().lengths(&self.lengths).seed(DROPOUT_SEED),
             )
             .unwrap();
         // Start from non-zero gradients: backward must add to them, as PyTorch's .grad.
@@ -461,13 +457,19 @@ fn gradcheck_dropout_and_tied_weights() {
         let c = p.model.config();
         if c.input_dropout > 0.0 {
             let input = p.input(&p.features);
-            let eval = p.model.forward(input, None, Some(&p.lengths)).unwrap();
+            let eval = p
+                .model
+                .forward(input, Call::new().lengths(&p.lengths))
+                .unwrap();
             let (train, _) = p
                 .model
-                .forward_train(input, None, Some(&p.lengths), DROPOUT_SEED)
+                .forward_train(input, Call::new().lengths(&p.lengths).seed(DROPOUT_SEED))
                 .unwrap();
             assert_ne!(eval.output, train.output, "{name}: dropout changed nothing");
-            let again = p.model.forward(input, None, Some(&p.lengths)).unwrap();
+            let again = p
+                .model
+                .forward(input, Call::new().lengths(&p.lengths))
+                .unwrap();
             assert_eq!(eval.output, again.output);
         }
         let worst = p.check();
@@ -556,7 +558,10 @@ fn last_is_the_head_on_each_sequences_final_state() {
     let p = Problem::new("last_by_hand", cfg, false);
     let model = &p.model;
     let out = model
-        .forward(ModelInput::Features(&p.features), None, Some(&p.lengths))
+        .forward(
+            ModelInput::Features(&p.features),
+            Call::new().lengths(&p.lengths),
+        )
         .unwrap();
     let batch = RAGGED.len();
     assert_eq!(out.output.shape(), &[batch, OUT]);
@@ -579,7 +584,7 @@ fn last_is_the_head_on_each_sequences_final_state() {
             .collect();
         let alone = model
             .rnn()
-            .forward(&Tensor::new(x, &[len, 1, INPUT_SIZE]).unwrap(), None, None)
+            .forward(&Tensor::new(x, &[len, 1, INPUT_SIZE]).unwrap(), Call::new())
             .unwrap();
         let h_alone = &alone.state.h.data()[2 * HIDDEN..4 * HIDDEN];
         for (a, e) in h.iter().zip(h_alone) {
@@ -609,7 +614,7 @@ fn every_step_is_zero_past_each_end() {
     let p = Problem::new("zero_past_end", cfg, false);
     let out = p
         .model
-        .forward(p.input(&p.features), None, Some(&p.lengths))
+        .forward(p.input(&p.features), Call::new().lengths(&p.lengths))
         .unwrap();
     assert_eq!(out.output.shape(), &[SEQ_LEN, RAGGED.len(), OUT]);
     for (b, &len) in RAGGED.iter().enumerate() {
@@ -703,7 +708,7 @@ fn errors_name_what_is_wrong() {
     )
     .unwrap();
     assert!(matches!(
-        model.forward(ModelInput::Features(&x), None, None),
+        model.forward(ModelInput::Features(&x), Call::new()),
         Err(Error::Unsupported(_))
     ));
     let ids = [0, 1, 2, VOCAB, 1, 0];
@@ -713,8 +718,7 @@ fn errors_name_what_is_wrong() {
                 ids: &ids,
                 shape: [3, 2],
             },
-            None,
-            None,
+            Call::new(),
         )
         .unwrap_err();
     assert_eq!(e.to_string(), "ids[3] = 6 is not below num_embeddings = 6");
@@ -724,8 +728,7 @@ fn errors_name_what_is_wrong() {
                 ids: &ids[..5],
                 shape: [3, 2]
             },
-            None,
-            None
+            Call::new()
         ),
         Err(Error::Length { .. })
     ));
@@ -735,10 +738,12 @@ fn errors_name_what_is_wrong() {
         shape: [3, 2],
     };
     assert!(matches!(
-        model.forward(input, None, Some(&[3, 4])),
+        model.forward(input, Call::new().lengths(&[3, 4])),
         Err(Error::SequenceLength { .. })
     ));
-    let (out, tape) = model.forward_train(input, None, Some(&[3, 1]), 0).unwrap();
+    let (out, tape) = model
+        .forward_train(input, Call::new().lengths(&[3, 1]).seed(0))
+        .unwrap();
     assert_eq!(out.output.shape(), &[2, OUT]);
     let mut grads = vec![0.0; model.param_len()];
     let bad = Tensor::new(vec![0.0; 3 * 2 * OUT], &[3, 2, OUT]).unwrap();
@@ -779,7 +784,7 @@ fn errors_name_what_is_wrong() {
     )
     .unwrap();
     assert!(matches!(
-        dense.forward(input, None, None),
+        dense.forward(input, Call::new()),
         Err(Error::Unsupported(_))
     ));
     let mut mismatched = cfg;
@@ -833,10 +838,13 @@ fn initial_state_flows_through() {
         c: Some(Tensor::new(rng.vec(2 * 3 * HIDDEN, 0.5), &[2, 3, HIDDEN]).unwrap()),
     };
     let input = ModelInput::Features(&p.features);
-    let zero = p.model.forward(input, None, Some(&p.lengths)).unwrap();
+    let zero = p
+        .model
+        .forward(input, Call::new().lengths(&p.lengths))
+        .unwrap();
     let (out, tape) = p
         .model
-        .forward_train(input, Some(&state), Some(&p.lengths), 0)
+        .forward_train(input, Call::new().state(&state).lengths(&p.lengths).seed(0))
         .unwrap();
     assert_ne!(zero.output, out.output);
     let mut grads = vec![0.0; p.model.param_len()];

@@ -18,7 +18,8 @@ mod common;
 
 use common::cases::*;
 use recur::{
-    BatchLayout, CellKind, Direction, Error, LstmCell, Recurrent, RecurrentConfig, State, Tensor,
+    BatchLayout, Call, CellKind, Direction, Error, LstmCell, Recurrent, RecurrentConfig, State,
+    Tensor,
 };
 
 const SEQ_LEN: usize = 7;
@@ -125,7 +126,15 @@ fn check_stepper_equals_forward<T: Real>() {
                         T::NAME,
                         if s0.is_some() { "random" } else { "zero" }
                     );
-                    let full = m.forward(&x, s0.as_ref(), None).unwrap();
+                    let full = m
+                        .forward(
+                            &x,
+                            Call {
+                                state: s0.as_ref(),
+                                ..Call::new()
+                            },
+                        )
+                        .unwrap();
                     let mut stepper = m.stepper(batch).unwrap();
                     assert_eq!(stepper.batch(), batch);
                     if let Some(s) = &s0 {
@@ -152,7 +161,7 @@ fn check_stepper_equals_forward<T: Real>() {
                             Tol::Rel(dispatch_tol::<T>())
                         };
                         let xt = Tensor::new(xt.to_vec(), &[1, batch, INPUT]).unwrap();
-                        let one = m.forward(&xt, Some(&one_state), None).unwrap();
+                        let one = m.forward(&xt, Call::new().state(&one_state)).unwrap();
                         assert_same(
                             &format!("{ctx} step {t} output vs one-step forward"),
                             &y,
@@ -560,7 +569,7 @@ fn bf16_sequence_inference_equals_bf16_streaming_and_stays_close_to_f32() {
         let m = model::<f32>(config(CellKind::lstm(), 1, Direction::Forward));
         let x = rng.tensor::<f32>(&[t, 1, INPUT]);
         assert!(matches!(
-            m.forward_with(&x, None, None, bf16),
+            m.forward_with(&x, Call::new(), bf16),
             Err(Error::Unsupported(_))
         ));
         return;
@@ -569,7 +578,7 @@ fn bf16_sequence_inference_equals_bf16_streaming_and_stays_close_to_f32() {
         let m = model::<f32>(config(cell.clone(), 2, Direction::Forward));
         let r = m.config().h_out();
         let x = rng.tensor::<f32>(&[t, 1, INPUT]);
-        let out = m.forward_with(&x, None, None, bf16).unwrap();
+        let out = m.forward_with(&x, Call::new(), bf16).unwrap();
         let mut stepper = m.stepper_with(1, bf16).unwrap();
         let mut y = vec![0f32; r];
         for s in 0..t {
@@ -585,8 +594,10 @@ fn bf16_sequence_inference_equals_bf16_streaming_and_stays_close_to_f32() {
         let batch = 37;
         let x = rng.tensor::<f32>(&[t, batch, INPUT]);
         let lengths: Vec<usize> = (0..batch).map(|b| 1 + (b * 7) % t).collect();
-        let low = m.forward_with(&x, None, Some(&lengths), bf16).unwrap();
-        let full = m.forward(&x, None, Some(&lengths)).unwrap();
+        let low = m
+            .forward_with(&x, Call::new().lengths(&lengths), bf16)
+            .unwrap();
+        let full = m.forward(&x, Call::new().lengths(&lengths)).unwrap();
         let mut worst = 0f64;
         for (a, b) in [
             (low.output.data(), full.output.data()),
@@ -607,7 +618,7 @@ fn bf16_sequence_inference_is_refused_for_f64() {
     let m = model::<f64>(config(CellKind::lstm(), 1, Direction::Forward));
     let x = SplitMix64(2).tensor::<f64>(&[3, 1, INPUT]);
     assert!(matches!(
-        m.forward_with(&x, None, None, recur::WeightFormat::Bf16),
+        m.forward_with(&x, Call::new(), recur::WeightFormat::Bf16),
         Err(Error::Unsupported(_))
     ));
 }

@@ -24,8 +24,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Args, ValueEnum};
 use recur::{
-    CellKind, Direction, LstmCell, OutputGrad, Peepholes, Recurrent, RecurrentConfig, RnnCell,
-    Tensor, WeightFormat,
+    Call, CellKind, Direction, LstmCell, OutputGrad, Peepholes, Recurrent, RecurrentConfig,
+    RnnCell, Tensor, WeightFormat,
 };
 use serde_json::json;
 
@@ -372,7 +372,14 @@ fn time_mode(
     let fwd = forward_flops(cfg, tokens);
     if mode == Mode::Infer {
         let secs = median_time(warmup, iters, || {
-            black_box(model.forward_with(black_box(&x), None, lengths, format)?);
+            black_box(model.forward_with(
+                black_box(&x),
+                Call {
+                    lengths,
+                    ..Call::new()
+                },
+                format,
+            )?);
             Ok(())
         })
         .context("forward")?;
@@ -394,7 +401,14 @@ fn time_mode(
     let mut tape_bytes = 0;
     let secs = median_time(warmup, iters, || {
         grads.fill(0.0);
-        let (out, tape) = model.forward_train(black_box(&x), None, lengths, args.seed)?;
+        let (out, tape) = model.forward_train(
+            black_box(&x),
+            Call {
+                lengths,
+                seed: Some(args.seed),
+                ..Call::new()
+            },
+        )?;
         black_box(out);
         tape_bytes = tape.bytes();
         black_box(model.backward(&tape, grad, &mut grads)?);

@@ -8,7 +8,7 @@
 //!            ŷ = head(h)                                     [batch, 1]
 //!            L = mse(ŷ, y)
 //! backward:  dŷ = mse'(ŷ, y);  dh = head'(h, dŷ)              (adds head gradients)
-//!            rnn.backward(tape, OutputGrad { h_n: dh })       (BPTT, adds rnn gradients)
+//!            rnn.backward(tape, OutputGrad { h: dh })         (BPTT, adds rnn gradients)
 //! update:    clip by global norm over both, one optimizer step on each
 //! ```
 //! The defaults (T = 100, 64 units, Adam lr 1e-3, batch 32, clip 1, 20,000 steps, the
@@ -26,7 +26,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use recur::data::{AddingProblem, SequenceBatch, Split};
 use recur::model::{Linear, LinearConfig, Reduction, mse_loss, mse_loss_backward};
-use recur::{OutputGrad, Recurrent, Tensor};
+use recur::{Call, OutputGrad, Recurrent, Tensor};
 
 use super::args::Cell;
 use super::lm::clip;
@@ -92,7 +92,9 @@ impl Model {
 
     /// Predictions `[batch, 1]`, without dropout or tape.
     fn predict(&self, batch: &SequenceBatch<f32>) -> Result<Tensor<f32>> {
-        let out = self.rnn.forward(&batch.input, None, Some(&batch.lengths))?;
+        let out = self
+            .rnn
+            .forward(&batch.input, Call::new().lengths(&batch.lengths))?;
         Ok(self.head.forward(&Self::top(&out.state.h)?)?)
     }
 
@@ -102,7 +104,7 @@ impl Model {
         let (g_rnn, g_head) = grads.split_at_mut(self.rnn.params().len());
         let (out, tape) = self
             .rnn
-            .forward_train(&batch.input, None, Some(&batch.lengths), seed)?;
+            .forward_train(&batch.input, Call::new().lengths(&batch.lengths).seed(seed))?;
         let h = Self::top(&out.state.h)?;
         let pred = self.head.forward(&h)?;
         let loss = mse_loss(&pred, &batch.target, Reduction::Mean)?;
@@ -115,7 +117,7 @@ impl Model {
         self.rnn.backward(
             &tape,
             OutputGrad {
-                h_n: Some(&dh_n),
+                h: Some(&dh_n),
                 ..Default::default()
             },
             g_rnn,

@@ -18,6 +18,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use recur::Call;
 use recur::State;
 use recur::data::{Corpus, SplitFractions, TokenLevel, Vocabulary, batchify};
 use recur::model::{
@@ -125,8 +126,10 @@ pub fn evaluate(
                 ids: chunk.input,
                 shape: [chunk.seq_len, batch],
             },
-            state.as_ref(),
-            None,
+            Call {
+                state: state.as_ref(),
+                ..Call::new()
+            },
         )?;
         let sums = cross_entropy_sums(&out.output, chunk.target)?;
         loss += sums.loss;
@@ -256,9 +259,11 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
                     ids: chunk.input,
                     shape,
                 },
-                state.as_ref(),
-                None,
-                dropout_seed(s.seed, prog.step),
+                Call {
+                    state: state.as_ref(),
+                    seed: Some(dropout_seed(s.seed, prog.step)),
+                    ..Call::new()
+                },
             )?;
             let n = chunk.target.len();
             // dL/dℓ for each target: 1/(seq_len·batch) (mean) or 1/batch (sum over time)
@@ -486,8 +491,7 @@ pub fn sample_command(a: &crate::cmd::sample::SampleArgs) -> Result<String> {
             ids: &prime,
             shape: [prime.len(), 1],
         },
-        None,
-        None,
+        Call::new(),
     )?;
     let v = vocab.len();
     let mut logits = out.output.data()[(prime.len() - 1) * v..].to_vec();
@@ -501,8 +505,10 @@ pub fn sample_command(a: &crate::cmd::sample::SampleArgs) -> Result<String> {
                 ids: &[id],
                 shape: [1, 1],
             },
-            state.as_ref(),
-            None,
+            Call {
+                state: state.as_ref(),
+                ..Call::new()
+            },
         )?;
         logits.copy_from_slice(out.output.data());
         state = Some(out.state);

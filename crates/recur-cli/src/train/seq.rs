@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use recur::Call;
 use recur::Tensor;
 use recur::data::{CopyTask, Labels, SequenceDataset, Split, TargetKind};
 use recur::model::{
@@ -196,7 +197,7 @@ pub fn evaluate(
     let idx: Vec<usize> = (0..ds.len()).collect();
     for b in idx.chunks(batch.max(1)) {
         let (x, lengths) = ds.padded_batch::<f32>(b)?;
-        let out = model.forward(ModelInput::Features(&x), None, Some(&lengths))?;
+        let out = model.forward(ModelInput::Features(&x), Call::new().lengths(&lengths))?;
         let bl = batch_loss(&out.output, &ds.labels, b, false)?;
         loss += bl.loss;
         correct += bl.correct;
@@ -302,9 +303,9 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
             let (x, lengths) = train.padded_batch::<f32>(idx)?;
             let (out, tape) = core.model.forward_train(
                 ModelInput::Features(&x),
-                None,
-                Some(&lengths),
-                dropout_seed(s.seed, prog.step),
+                Call::new()
+                    .lengths(&lengths)
+                    .seed(dropout_seed(s.seed, prog.step)),
             )?;
             let bl = batch_loss(&out.output, &train.labels, idx, true)?;
             let grad = bl.grad.context("a training batch has a gradient")?;
@@ -423,7 +424,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
 /// The copy task's model, loss and recall on its fixed held-out batch.
 fn copy_eval(model: &SequenceModel<f32>, test: &recur::data::CopyBatch) -> Result<(f64, f64, f64)> {
     let x = test.one_hot::<f32>();
-    let out = model.forward(ModelInput::Features(&x), None, None)?;
+    let out = model.forward(ModelInput::Features(&x), Call::new())?;
     let z = &out.output;
     let rows = z.shape()[0] * z.shape()[1];
     let flat = Tensor::new(z.data().to_vec(), &[rows, CopyTask::VOCAB])?;
@@ -479,9 +480,7 @@ pub fn run_copy(args: &TrainArgs, s: &Settings) -> Result<()> {
         let x = batch.one_hot::<f32>();
         let (out, tape) = core.model.forward_train(
             ModelInput::Features(&x),
-            None,
-            None,
-            dropout_seed(s.seed, prog.step),
+            Call::new().seed(dropout_seed(s.seed, prog.step)),
         )?;
         let shape = out.output.shape().to_vec();
         let rows = shape[0] * shape[1];

@@ -207,10 +207,97 @@ impl RecurrentConfig {
 
 /// Recurrent state: `h` is `[num_layers * D, batch, H_out]`, `c` (LSTM only) is
 /// `[num_layers * D, batch, hidden_size]`; index `layer * D + direction`.
+///
+/// # Names
+/// One pair of words, `h` and `c`, both ways and in and out: a call starts from a
+/// [`State`] (`Call::state`, PyTorch's `h_0`, `c_0`) and ends with one
+/// ([`Output::state`], PyTorch's `h_n`, `c_n`); the backward takes the gradients of that
+/// final state as [`OutputGrad::h`] and [`OutputGrad::c`] and returns those of the initial
+/// one as [`InputGrad::state`]. Each gradient is named after the value it is the gradient
+/// of.
 #[derive(Clone, Debug, PartialEq)]
 pub struct State<T> {
     pub h: Tensor<T>,
     pub c: Option<Tensor<T>>,
+}
+
+/// The optional arguments of a forward call ([`Recurrent::forward`],
+/// [`Recurrent::forward_train`], [`crate::model::SequenceModel::forward`]), named:
+///
+/// ```
+/// # use recur::{Call, Recurrent, RecurrentConfig, Tensor};
+/// # let lstm = Recurrent::<f32>::new(RecurrentConfig { input_size: 3, hidden_size: 4, ..Default::default() }, 0)?;
+/// # let x = Tensor::new(vec![0.0f32; 5 * 2 * 3], &[5, 2, 3])?;
+/// let out = lstm.forward(&x, Call::new())?; // zero state, every sequence seq_len long
+/// let out = lstm.forward(&x, Call::new().lengths(&[5, 3]).state(&out.state))?;
+/// # Ok::<(), recur::Error>(())
+/// ```
+///
+/// A seed is needed only where a training call draws dropout masks (a configuration with
+/// dropout: [`Recurrent::forward_train`] says which); inference ignores it.
+#[derive(Debug)]
+pub struct Call<'a, T> {
+    /// The initial state (PyTorch's `h_0`, `c_0`); `None`: zero.
+    pub state: Option<&'a State<T>>,
+    /// Each sequence's length, in any order (PyTorch packed-sequence semantics); `None`:
+    /// all are `seq_len`.
+    pub lengths: Option<&'a [usize]>,
+    /// The seed of a training call's dropout masks.
+    pub seed: Option<u64>,
+}
+
+impl<T> Clone for Call<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Call<'_, T> {}
+
+impl<T> Default for Call<'_, T> {
+    fn default() -> Self {
+        Self {
+            state: None,
+            lengths: None,
+            seed: None,
+        }
+    }
+}
+
+impl<'a, T> Call<'a, T> {
+    /// No options: a zero state, full lengths, no seed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts from `state`.
+    #[must_use]
+    pub fn state(mut self, state: &'a State<T>) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Each sequence's length.
+    #[must_use]
+    pub fn lengths(mut self, lengths: &'a [usize]) -> Self {
+        self.lengths = Some(lengths);
+        self
+    }
+
+    /// The seed of the dropout masks.
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+}
+
+impl RecurrentConfig {
+    /// Whether a training call draws dropout masks (inter-layer dropout between two or more
+    /// layers, or recurrent dropout), and so needs [`Call::seed`].
+    pub(crate) fn draws_masks(&self) -> bool {
+        (self.dropout > 0.0 && self.num_layers > 1) || self.recurrent_dropout > 0.0
+    }
 }
 
 /// What a forward pass returns.
@@ -219,19 +306,20 @@ pub struct Output<T> {
     /// `[seq_len, batch, D * H_out]` (or batch-first): the last layer's output at every
     /// step, zero past each sequence's end.
     pub output: Tensor<T>,
-    /// `h_n`, `c_n`: each sequence's state at its own last step.
+    /// PyTorch's `h_n`, `c_n`: each sequence's state at its own last step.
     pub state: State<T>,
 }
 
-/// Gradients flowing into a backward pass; a missing one is zero.
+/// Gradients flowing into a backward pass, each named after the [`Output`] value it is
+/// the gradient of; a missing one is zero.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OutputGrad<'a, T> {
-    /// ∂L/∂output, shaped like `Output::output`. Values past a sequence's end are ignored.
+    /// ∂L/∂output, shaped like [`Output::output`]. Values past a sequence's end are ignored.
     pub output: Option<&'a Tensor<T>>,
-    /// ∂L/∂h_n
-    pub h_n: Option<&'a Tensor<T>>,
-    /// ∂L/∂c_n (LSTM)
-    pub c_n: Option<&'a Tensor<T>>,
+    /// ∂L/∂h of [`Output::state`] (PyTorch's `h_n`).
+    pub h: Option<&'a Tensor<T>>,
+    /// ∂L/∂c of [`Output::state`] (PyTorch's `c_n`; LSTM only).
+    pub c: Option<&'a Tensor<T>>,
 }
 
 /// Gradients a backward pass returns besides the parameter gradients.
@@ -239,7 +327,7 @@ pub struct OutputGrad<'a, T> {
 pub struct InputGrad<T> {
     /// ∂L/∂input, shaped like the input.
     pub input: Tensor<T>,
-    /// ∂L/∂h0, ∂L/∂c0.
+    /// ∂L/∂h, ∂L/∂c of [`Call::state`] (PyTorch's `h_0`, `c_0`).
     pub state: State<T>,
 }
 
@@ -545,21 +633,17 @@ impl<T: Float> Recurrent<T> {
     }
 
     /// Inference: runs the stack over `input` (`[seq_len, batch, input_size]`, or batch-first)
-    /// from `state` (zero when `None`). `lengths` gives each sequence's length (any order;
-    /// PyTorch packed-sequence semantics); `None` means all are `seq_len`. No dropout.
+    /// from `call.state` (zero when `None`) over sequences of `call.lengths` (any order;
+    /// PyTorch packed-sequence semantics; `None`: all are `seq_len`). No dropout; a seed is
+    /// ignored.
     ///
     /// # Errors
     /// [`Error::Rank`] or [`Error::Shape`] naming a tensor of the wrong shape,
     /// [`Error::SequenceLength`] for a length outside `1..=seq_len`, [`Error::Empty`] for an
     /// empty batch, [`Error::Unsupported`] for a state that does not fit the cell (a `c` for a
     /// GRU, none for an LSTM).
-    pub fn forward(
-        &self,
-        input: &Tensor<T>,
-        state: Option<&State<T>>,
-        lengths: Option<&[usize]>,
-    ) -> Result<Output<T>> {
-        self.run(input, state, lengths, None, WeightFormat::F32)
+    pub fn forward(&self, input: &Tensor<T>, call: Call<'_, T>) -> Result<Output<T>> {
+        self.run(input, call, None, WeightFormat::F32)
             .map(|(out, _)| out)
     }
 
@@ -581,29 +665,28 @@ impl<T: Float> Recurrent<T> {
     pub fn forward_with(
         &self,
         input: &Tensor<T>,
-        state: Option<&State<T>>,
-        lengths: Option<&[usize]>,
+        call: Call<'_, T>,
         format: WeightFormat,
     ) -> Result<Output<T>> {
         check_format::<T>(format, "forward_with")?;
-        self.run(input, state, lengths, None, format)
-            .map(|(out, _)| out)
+        self.run(input, call, None, format).map(|(out, _)| out)
     }
 
     /// Training: as [`Recurrent::forward`], with inter-layer dropout and recurrent dropout
-    /// drawn from `seed` (two separate streams, so that turning recurrent dropout on does not
-    /// change the inter-layer masks), and keeps what [`Recurrent::backward`] needs.
+    /// drawn from `call.seed` (two separate streams, so that turning recurrent dropout on
+    /// does not change the inter-layer masks), and keeps what [`Recurrent::backward`] needs.
+    /// The seed is needed when the configuration draws masks (`dropout` > 0 with two or
+    /// more layers, or `recurrent_dropout` > 0), and not otherwise.
     ///
     /// # Errors
-    /// As [`Recurrent::forward`]; also [`Error::Unsupported`] for an activation whose
-    /// derivative its output does not determine (LeakyRelu or Elu with α < 0,
-    /// ThresholdedRelu with α < 0), which the backward pass could not differentiate exactly.
+    /// As [`Recurrent::forward`]; also [`Error::Config`] (`seed`) for a configuration with
+    /// dropout and no seed, and [`Error::Unsupported`] for an activation whose derivative
+    /// its output does not determine (LeakyRelu or Elu with α < 0, ThresholdedRelu with
+    /// α < 0), which the backward pass could not differentiate exactly.
     pub fn forward_train(
         &self,
         input: &Tensor<T>,
-        state: Option<&State<T>>,
-        lengths: Option<&[usize]>,
-        seed: u64,
+        call: Call<'_, T>,
     ) -> Result<(Output<T>, Tape<T>)> {
         for (slot, act) in self.config.cell.activations() {
             if !act.output_determines_derivative() {
@@ -613,7 +696,18 @@ impl<T: Float> Recurrent<T> {
                 )));
             }
         }
-        self.run(input, state, lengths, Some(seed), WeightFormat::F32)
+        let seed = match call.seed {
+            Some(seed) => seed,
+            None if self.config.draws_masks() => {
+                return Err(config_err(
+                    "seed",
+                    "a training call with dropout needs a seed for its masks (Call::seed)",
+                ));
+            }
+            // no masks are drawn: the seed is never read
+            None => 0,
+        };
+        self.run(input, call, Some(seed), WeightFormat::F32)
             .map(|(out, tape)| (out, tape.expect("training run keeps a tape")))
     }
 
@@ -879,11 +973,11 @@ impl<T: Float> Recurrent<T> {
     fn run(
         &self,
         input: &Tensor<T>,
-        state: Option<&State<T>>,
-        lengths: Option<&[usize]>,
+        call: Call<'_, T>,
         train_seed: Option<u64>,
         format: WeightFormat,
     ) -> Result<(Output<T>, Option<Tape<T>>)> {
+        let Call { state, lengths, .. } = call;
         let b = self.check_batch(input, lengths)?;
         self.check_state(state, b.batch, ["h0", "c0"])?;
         let cfg = &self.config;
@@ -1059,14 +1153,14 @@ impl<T: Float> Recurrent<T> {
             None => Cow::Owned(self.workspace.take_zeroed(rows * nd * r)),
         };
         let ldb = nl * nd;
-        if let Some(g) = grad.h_n {
-            g.expect_shape("grad h_n", &[ldb, b.batch, r])?;
+        if let Some(g) = grad.h {
+            g.expect_shape("grad h", &[ldb, b.batch, r])?;
         }
-        match (grad.c_n, cfg.cell.has_cell_state()) {
-            (Some(g), true) => g.expect_shape("grad c_n", &[ldb, b.batch, h])?,
+        match (grad.c, cfg.cell.has_cell_state()) {
+            (Some(g), true) => g.expect_shape("grad c", &[ldb, b.batch, h])?,
             (Some(_), false) => {
                 return Err(Error::Unsupported(
-                    "grad c_n: only an LSTM has a cell state".into(),
+                    "grad c: only an LSTM has a cell state".into(),
                 ));
             }
             _ => {}
@@ -1093,11 +1187,11 @@ impl<T: Float> Recurrent<T> {
             for dir in 0..nd {
                 let ld = layer * nd + dir;
                 let spec = self.spec(&b, layer, dir, &tape.rec_masks, WeightFormat::F32);
-                let dh_n = grad.h_n.map_or_else(
+                let dh_n = grad.h.map_or_else(
                     || vec![T::zero(); b.batch * r],
                     |g| Self::gather_state(g.data(), ld, &b, r),
                 );
-                let dc_n = grad.c_n.map_or_else(
+                let dc_n = grad.c.map_or_else(
                     || vec![T::zero(); b.batch * h],
                     |g| Self::gather_state(g.data(), ld, &b, h),
                 );
@@ -1311,7 +1405,7 @@ mod tests {
             let m = Recurrent::<f32>::new(config, 0).unwrap();
             let bytes = |t: usize, b: usize| {
                 let x = Tensor::new(vec![0.1f32; t * b * i], &[t, b, i]).unwrap();
-                m.forward_train(&x, None, None, 0).unwrap().1.bytes()
+                m.forward_train(&x, Call::new().seed(0)).unwrap().1.bytes()
             };
             let c = if cell.has_cell_state() {
                 (t + 1) * b * h
@@ -1350,7 +1444,7 @@ mod tests {
         }
         for format in formats {
             let mut m = Recurrent::<f32>::new(config.clone(), 1).unwrap();
-            let run = |m: &Recurrent<f32>| m.forward_with(&x, None, None, format).unwrap();
+            let run = |m: &Recurrent<f32>| m.forward_with(&x, Call::new(), format).unwrap();
             let fresh = |m: &Recurrent<f32>| {
                 run(&Recurrent::from_params(config.clone(), m.params().to_vec()).unwrap())
             };

@@ -73,7 +73,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::{Error, Result, Shape, config_err};
 use crate::layer::params::{Dims, ParamLayout};
 use crate::layer::{
-    BatchLayout, Bias, Direction, OutputGrad, Recurrent, RecurrentConfig, State, Tape,
+    BatchLayout, Bias, Call, Direction, OutputGrad, Recurrent, RecurrentConfig, State, Tape,
 };
 use crate::model::embedding::{Embedding, EmbeddingConfig};
 use crate::model::linear::{Linear, LinearConfig, affine_backward, affine_forward};
@@ -513,46 +513,55 @@ impl<T: Float> SequenceModel<T> {
         &self.rnn
     }
 
-    /// Inference: (1)–(3) from `state` (zero when `None`) over sequences of the given
-    /// `lengths` (`None`: all `seq_len`). No dropout.
+    /// Inference: (1)–(3) from `call.state` (zero when `None`) over sequences of
+    /// `call.lengths` (`None`: all `seq_len`). No dropout; a seed is ignored.
     ///
     /// # Errors
     /// [`Error::Unsupported`] when `input` is ids for a dense model or features for an
     /// embedding model; [`Error::Length`] or [`Error::Index`] for ids that do not fill their
     /// shape or lie outside the vocabulary; otherwise as [`Recurrent::forward`].
-    pub fn forward(
-        &self,
-        input: ModelInput<'_, T>,
-        state: Option<&State<T>>,
-        lengths: Option<&[usize]>,
-    ) -> Result<ModelOutput<T>> {
-        self.run(input, state, lengths, None).map(|(out, _)| out)
+    pub fn forward(&self, input: ModelInput<'_, T>, call: Call<'_, T>) -> Result<ModelOutput<T>> {
+        self.run(input, call, None).map(|(out, _)| out)
     }
 
     /// Training: as [`SequenceModel::forward`], with the dropout masks (input, the stack's
-    /// inter-layer, output) drawn from `seed`, and keeps what [`SequenceModel::backward`]
-    /// needs.
+    /// inter-layer and recurrent, output) drawn from `call.seed`, and keeps what
+    /// [`SequenceModel::backward`] needs. The seed is needed when the configuration draws
+    /// masks (input or output dropout, or the stack's: see [`Recurrent::forward_train`]).
     ///
     /// # Errors
-    /// As [`SequenceModel::forward`].
+    /// As [`SequenceModel::forward`] and [`Recurrent::forward_train`]; [`Error::Config`]
+    /// (`seed`) for a configuration with dropout and no seed.
     pub fn forward_train(
         &self,
         input: ModelInput<'_, T>,
-        state: Option<&State<T>>,
-        lengths: Option<&[usize]>,
-        seed: u64,
+        call: Call<'_, T>,
     ) -> Result<(ModelOutput<T>, SequenceTape<T>)> {
-        self.run(input, state, lengths, Some(seed))
+        let draws = self.config.input_dropout > 0.0
+            || self.config.output_dropout > 0.0
+            || self.config.rnn.draws_masks();
+        let seed = match call.seed {
+            Some(seed) => seed,
+            None if draws => {
+                return Err(config_err(
+                    "seed",
+                    "a training call with dropout needs a seed for its masks (Call::seed)",
+                ));
+            }
+            // no masks are drawn: the seed is never read
+            None => 0,
+        };
+        self.run(input, call, Some(seed))
             .map(|(out, tape)| (out, tape.expect("training run keeps a tape")))
     }
 
     fn run(
         &self,
         input: ModelInput<'_, T>,
-        state: Option<&State<T>>,
-        lengths: Option<&[usize]>,
+        call: Call<'_, T>,
         train_seed: Option<u64>,
     ) -> Result<(ModelOutput<T>, Option<SequenceTape<T>>)> {
+        let lengths = call.lengths;
         // (1) x = E[ids]  or  x = input
         let embedded;
         let (x, ids, ids_shape) = match (input, &self.embedding) {
@@ -587,10 +596,10 @@ impl<T: Float> SequenceModel<T> {
         // (2) y, h_n = rnn(x, state, lengths)
         let (out, rnn_tape) = match train_seed {
             Some(seed) => {
-                let (out, tape) = self.rnn.forward_train(x, state, lengths, seed)?;
+                let (out, tape) = self.rnn.forward_train(x, call.seed(seed))?;
                 (out, Some(tape))
             }
-            None => (self.rnn.forward(x, state, lengths)?, None),
+            None => (self.rnn.forward(x, call)?, None),
         };
         let (seq_len, batch) = match self.config.rnn.layout {
             BatchLayout::SeqFirst => (x.shape()[0], x.shape()[1]),
@@ -703,7 +712,7 @@ impl<T: Float> SequenceModel<T> {
             OutputForm::Last => {
                 dh_n = self.last_states_backward(&d_head_input, tape.batch)?;
                 OutputGrad {
-                    h_n: Some(&dh_n),
+                    h: Some(&dh_n),
                     ..Default::default()
                 }
             }

@@ -16,7 +16,7 @@ use super::proto::data_type;
 use super::recurrent::{Op, cells, fill_params};
 use super::value::{Data, Value};
 use crate::error::{Error, Result};
-use crate::layer::{BatchLayout, Bias, Direction, Recurrent, RecurrentConfig};
+use crate::layer::{BatchLayout, Bias, Call, Direction, Recurrent, RecurrentConfig};
 
 /// Largest difference allowed between the graph's output and the imported stack's on the
 /// probe. Both run recur's own kernels, so an honest stack agrees to rounding; a wrong
@@ -265,7 +265,7 @@ fn probe(model: &OnnxModel, stack: &Recurrent<f32>) -> Result<Option<String>> {
         Err(e) => return Ok(Some(format!("the graph does not run on it: {e}"))),
     };
     let x = crate::Tensor::new(x, &x_shape)?;
-    let ours = stack.forward(&x, None, None)?;
+    let ours = stack.forward(&x, Call::new())?;
     let Some((name, got)) = graph_out.first() else {
         return Ok(Some("the graph has no output".into()));
     };

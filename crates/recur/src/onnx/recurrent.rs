@@ -30,7 +30,9 @@ use crate::cell::{
     ResetPlacement, RnnCell,
 };
 use crate::error::Result;
-use crate::layer::{BatchLayout, Bias, Direction, ParamKind, Recurrent, RecurrentConfig, State};
+use crate::layer::{
+    BatchLayout, Bias, Call, Direction, ParamKind, Recurrent, RecurrentConfig, State,
+};
 use crate::{Activation, Tensor};
 
 /// Which recurrent op.
@@ -463,7 +465,14 @@ pub(crate) fn run(
             None
         };
         let out = model
-            .forward(&x_tensor, state.as_ref(), lengths.as_deref())
+            .forward(
+                &x_tensor,
+                Call {
+                    state: state.as_ref(),
+                    lengths: lengths.as_deref(),
+                    ..Call::new()
+                },
+            )
             .map_err(|e| node.err(e.to_string()))?;
         let yd = out.output.data();
         // recur: [T, B, H] (batch-first [B, T, H]); ONNX: [T, D, B, H] ([B, T, D, H])
