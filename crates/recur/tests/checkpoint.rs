@@ -331,14 +331,37 @@ fn edit(
     safetensors::serialize(views, Some(m)).unwrap()
 }
 
+/// [`edit`] leaving the tensors as they are.
+fn keep(_: &mut Vec<RawTensor>) {}
+
+/// [`edit`] leaving the metadata as it is.
+fn same(_: &mut HashMap<String, String>) {}
+
+/// [`edit`]: without tensor `name`.
+fn drop_tensor(name: &str) -> impl Fn(&mut Vec<RawTensor>) + '_ {
+    move |t| t.retain(|x| x.0 != name)
+}
+
+/// [`edit`]: tensor `name` (1-D, f32) one element short.
+fn shorten(name: &str) -> impl Fn(&mut Vec<RawTensor>) + '_ {
+    move |t| {
+        let b = t.iter_mut().find(|x| x.0 == name).unwrap();
+        b.2 = vec![b.2[0] - 1];
+        b.3.truncate(b.3.len() - 4);
+    }
+}
+
+/// The error of loading an edited checkpoint.
+fn load_err(bytes: Vec<u8>) -> Error {
+    load_checkpoint_bytes::<f32>(&bytes, None).unwrap_err()
+}
+
 #[test]
 fn hostile_checkpoints_are_typed_errors() {
     let mut run = Run::<f32>::new(optimizers()[1].0.clone(), optimizers()[1].1.clone());
     run.step();
     let good = checkpoint_bytes(run.as_ref(RUN_CONFIG)).unwrap();
     assert!(load_checkpoint_bytes::<f32>(&good, None).is_ok());
-    let same = |_: &mut HashMap<String, String>| {};
-    let keep = |_: &mut Vec<RawTensor>| {};
     assert!(load_checkpoint_bytes::<f32>(&edit(&good, keep, same), None).is_ok());
 
     let key_of = |bytes: Vec<u8>| match load_checkpoint_bytes::<f32>(&bytes, None) {
@@ -376,84 +399,52 @@ fn hostile_checkpoints_are_typed_errors() {
     }
     // an SGD state in an Adam checkpoint, a missing moment, a buffer of the wrong length,
     // a stray tensor, an integer tensor
-    let e = load_checkpoint_bytes::<f32>(
-        &edit(&good, keep, |m| {
-            m.insert("recur.optimizer".into(), r#"{"kind":"sgd","lr":0.1,"momentum":0.0,"dampening":0.0,"weight_decay":0.0,"nesterov":"disabled"}"#.into());
-        }),
-        None,
-    )
-    .unwrap_err();
+    let e = load_err(edit(&good, keep, |m| {
+        m.insert("recur.optimizer".into(), r#"{"kind":"sgd","lr":0.1,"momentum":0.0,"dampening":0.0,"weight_decay":0.0,"nesterov":"disabled"}"#.into());
+    }));
     assert!(
         matches!(&e, Error::UnexpectedTensor { name, .. } if name == "optimizer.exp_avg"),
         "{e}"
     );
-    let e = load_checkpoint_bytes::<f32>(
-        &edit(&good, |t| t.retain(|x| x.0 != "optimizer.exp_avg_sq"), same),
-        None,
-    )
-    .unwrap_err();
+    let e = load_err(edit(&good, drop_tensor("optimizer.exp_avg_sq"), same));
     assert!(
         matches!(&e, Error::MissingTensor { name, .. } if name == "optimizer.exp_avg_sq"),
         "{e}"
     );
-    let e = load_checkpoint_bytes::<f32>(
-        &edit(
-            &good,
-            |t| {
-                let b = t.iter_mut().find(|x| x.0 == "optimizer.exp_avg").unwrap();
-                b.2 = vec![b.2[0] - 1];
-                b.3.truncate(b.3.len() - 4);
-            },
-            same,
-        ),
-        None,
-    )
-    .unwrap_err();
+    let e = load_err(edit(&good, shorten("optimizer.exp_avg"), same));
     assert!(
         matches!(&e, Error::TensorShape { name, .. } if name == "optimizer.exp_avg"),
         "{e}"
     );
-    let e = load_checkpoint_bytes::<f32>(
-        &edit(
-            &good,
-            |t| t.push(("notes".into(), safetensors::Dtype::F32, vec![1], vec![0; 4])),
-            same,
-        ),
-        None,
-    )
-    .unwrap_err();
+    let e = load_err(edit(
+        &good,
+        |t| t.push(("notes".into(), safetensors::Dtype::F32, vec![1], vec![0; 4])),
+        same,
+    ));
     assert!(
         matches!(&e, Error::UnexpectedTensor { name, .. } if name == "notes"),
         "{e}"
     );
-    let e = load_checkpoint_bytes::<f32>(
-        &edit(
-            &good,
-            |t| {
-                let b = t.iter_mut().find(|x| x.0 == "model.head.bias").unwrap();
-                b.1 = safetensors::Dtype::I32;
-            },
-            same,
-        ),
-        None,
-    )
-    .unwrap_err();
+    let e = load_err(edit(
+        &good,
+        |t| {
+            let b = t.iter_mut().find(|x| x.0 == "model.head.bias").unwrap();
+            b.1 = safetensors::Dtype::I32;
+        },
+        same,
+    ));
     assert!(
         matches!(&e, Error::TensorDtype { name, .. } if name == "model.head.bias"),
         "{e}"
     );
     // a configuration far larger than the file: refused before anything of its size is
     // allocated (a 2^33-row embedding would need 256 GiB of Adam moments)
-    let e = load_checkpoint_bytes::<f32>(
-        &edit(&good, keep, |m| {
-            let json =
-                m["recur.model"].replace("\"num_embeddings\":9", "\"num_embeddings\":8589934592");
-            let json = json.replace("\"out_features\":9", "\"out_features\":8589934592");
-            m.insert("recur.model".into(), json);
-        }),
-        None,
-    )
-    .unwrap_err();
+    let e = load_err(edit(&good, keep, |m| {
+        let json =
+            m["recur.model"].replace("\"num_embeddings\":9", "\"num_embeddings\":8589934592");
+        let json = json.replace("\"out_features\":9", "\"out_features\":8589934592");
+        m.insert("recur.model".into(), json);
+    }));
     assert!(
         matches!(&e, Error::TensorShape { name, .. } if name == "model.embedding.weight"),
         "{e}"
@@ -592,8 +583,6 @@ fn optimizer_parts_of_the_wrong_length_are_refused() {
     let mut run = PartsRun::new();
     run.step();
     let good = run.bytes();
-    let keep = |_: &mut Vec<RawTensor>| {};
-    let same = |_: &mut HashMap<String, String>| {};
     let meta_key = |bytes: Vec<u8>| match load_checkpoint_bytes::<f32>(&bytes, None) {
         Err(Error::Metadata { key, reason, .. }) => (key, reason),
         other => panic!("expected a metadata error, got {other:?}"),
@@ -628,35 +617,12 @@ fn optimizer_parts_of_the_wrong_length_are_refused() {
     }));
     assert_eq!(key, "recur.optimizer_parts");
     // a state buffer of the wrong length, and one missing
-    let e = load_checkpoint_bytes::<f32>(
-        &edit(
-            &good,
-            |t| {
-                let b = t
-                    .iter_mut()
-                    .find(|x| x.0 == "optimizer.rnn.exp_avg")
-                    .unwrap();
-                b.2 = vec![b.2[0] - 1];
-                b.3.truncate(b.3.len() - 4);
-            },
-            same,
-        ),
-        None,
-    )
-    .unwrap_err();
+    let e = load_err(edit(&good, shorten("optimizer.rnn.exp_avg"), same));
     assert!(
         matches!(&e, Error::TensorShape { name, .. } if name == "optimizer.rnn.exp_avg"),
         "{e}"
     );
-    let e = load_checkpoint_bytes::<f32>(
-        &edit(
-            &good,
-            |t| t.retain(|x| x.0 != "optimizer.head.exp_avg_sq"),
-            same,
-        ),
-        None,
-    )
-    .unwrap_err();
+    let e = load_err(edit(&good, drop_tensor("optimizer.head.exp_avg_sq"), same));
     assert!(
         matches!(&e, Error::MissingTensor { name, .. } if name == "optimizer.head.exp_avg_sq"),
         "{e}"

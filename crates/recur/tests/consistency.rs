@@ -28,31 +28,10 @@ use recur::{
 const SEQ_LEN: usize = 7;
 const BATCH: usize = 3;
 
-/// The same arithmetic run by a different GEMM kernel. The `gemm` crate (0.19) picks its kernel
-/// by problem size and layout, and each rounds differently: with the reduction axis contiguous
-/// in both operands and `m·n ≤ 256`, a "horizontal" kernel that splits the k-sum across SIMD
-/// lanes and adds the lanes at the end; for `k ≤ 2` a plain loop; for a single row (`m = 1`) a
-/// matrix-vector kernel; otherwise the packed FMA microkernel. The comparisons below put the
-/// same rows through products of different sizes:
-/// - streaming projects `batch` rows through `W_ih` per step, the whole sequence
-///   `seq_len · batch` rows in one product, a chunk `k · batch` rows: an LSTM with
-///   `4·HIDDEN = 20` gate columns takes the microkernel for the whole sequence (21·20 > 256)
-///   and the horizontal kernel for one step (3·20 ≤ 256);
-/// - a sequence run alone has its recurrent product `h_prev · W_hhᵀ` on one row (the
-///   matrix-vector kernel) where the ragged batch has it on all live rows (the microkernel).
-///
-/// The results then differ in the last bit, and the difference propagates through up to
-/// 3 layers × 7 steps: observed ≤ 2.2e-16 relative in f64, ≤ 1.2e-7 in f32. Where both sides
-/// land in the same kernel (every plain RNN when streaming: 21·5 ≤ 256) they are bitwise
-/// equal. The tolerances leave a margin of > 1000× in f64 and ~100× in f32; a real bug (a wrong
-/// state carried, a step lost or repeated) moves values by O(0.01–1).
-const DISPATCH_TOL_F64: f64 = 1e-12;
-const DISPATCH_TOL_F32: f64 = 1e-5;
-
 /// The weight-gradient products (`dW += daᵀ X` over all `seq_len · batch` rows, one product
 /// per direction) run once per chunk, or once per sequence, instead of once over the whole
 /// batch: the same terms summed in another order (and by another kernel, see
-/// `DISPATCH_TOL_F64`). With O(1) values and a few dozen terms that moves the result by a few
+/// `DISPATCH_TOL_F64` in common/cases.rs). With O(1) values and a few dozen terms that moves the result by a few
 /// ulps: observed ≤ 6.8e-16 relative in f64, ≤ 3.3e-7 in f32.
 const REORDERED_SUM_TOL_F64: f64 = 1e-12;
 const REORDERED_SUM_TOL_F32: f64 = 1e-5;
@@ -62,15 +41,6 @@ const REORDERED_SUM_TOL_F32: f64 = 1e-5;
 /// operations each, through up to 3 layers and back, with contractive cells. Observed
 /// ≤ 1.3e-7 relative on outputs and states, ≤ 3.5e-7 on gradients.
 const F32_VS_F64_TOL: f64 = 1e-5;
-
-/// The kernel-dispatch tolerance of `T`.
-fn dispatch_tol<T: Real>() -> f64 {
-    if T::NAME == "f64" {
-        DISPATCH_TOL_F64
-    } else {
-        DISPATCH_TOL_F32
-    }
-}
 
 /// The reordered-sum tolerance of `T`.
 fn reordered_sum_tol<T: Real>() -> f64 {
@@ -285,15 +255,7 @@ fn check_step_equals_forward<T: Real>() {
                     BatchLayout::BatchFirst => [BATCH, SEQ_LEN, INPUT],
                 });
                 for s0 in [None, Some(rng.state(&m, BATCH))] {
-                    let full = m
-                        .forward(
-                            &x,
-                            Call {
-                                state: s0.as_ref(),
-                                ..Call::new()
-                            },
-                        )
-                        .unwrap();
+                    let full = m.forward(&x, Call::new().state(s0.as_ref())).unwrap();
                     let mut s = s0.clone().unwrap_or_else(|| m.zero_state(BATCH));
                     for t in 0..SEQ_LEN {
                         let xt: Vec<T> = (0..BATCH)
@@ -324,15 +286,7 @@ fn check_step_equals_forward<T: Real>() {
     }
 }
 
-#[test]
-fn step_by_step_equals_whole_sequence_f64() {
-    check_step_equals_forward::<f64>();
-}
-
-#[test]
-fn step_by_step_equals_whole_sequence_f32() {
-    check_step_equals_forward::<f32>();
-}
+in_f64_and_f32!(check_step_equals_forward => step_by_step_equals_whole_sequence_f64, step_by_step_equals_whole_sequence_f32);
 
 #[test]
 fn step_refuses_reverse_and_bidirectional_stacks() {
@@ -400,15 +354,7 @@ fn check_forward_chunking<T: Real>() {
     }
 }
 
-#[test]
-fn forward_in_two_chunks_equals_whole_sequence_f64() {
-    check_forward_chunking::<f64>();
-}
-
-#[test]
-fn forward_in_two_chunks_equals_whole_sequence_f32() {
-    check_forward_chunking::<f32>();
-}
+in_f64_and_f32!(check_forward_chunking => forward_in_two_chunks_equals_whole_sequence_f64, forward_in_two_chunks_equals_whole_sequence_f32);
 
 // ---------------------------------------------------------------------------------------------
 // Truncated BPTT
@@ -626,15 +572,7 @@ fn check_ragged_batch<T: Real>() {
     }
 }
 
-#[test]
-fn ragged_batch_equals_each_sequence_alone_f64() {
-    check_ragged_batch::<f64>();
-}
-
-#[test]
-fn ragged_batch_equals_each_sequence_alone_f32() {
-    check_ragged_batch::<f32>();
-}
+in_f64_and_f32!(check_ragged_batch => ragged_batch_equals_each_sequence_alone_f64, ragged_batch_equals_each_sequence_alone_f32);
 
 // ---------------------------------------------------------------------------------------------
 // Layout
@@ -1072,15 +1010,7 @@ fn check_thread_split<T: Real>() {
     }
 }
 
-#[test]
-fn batch_split_between_threads_equals_one_thread_f64() {
-    check_thread_split::<f64>();
-}
-
-#[test]
-fn batch_split_between_threads_equals_one_thread_f32() {
-    check_thread_split::<f32>();
-}
+in_f64_and_f32!(check_thread_split => batch_split_between_threads_equals_one_thread_f64, batch_split_between_threads_equals_one_thread_f32);
 
 /// A small batch is not split by rows; on two threads its step products are split by
 /// columns between a persistent pair (`kernel::pair`), in the forward, the backward and
@@ -1280,15 +1210,7 @@ fn check_reused_workspace<T: Real>() {
     }
 }
 
-#[test]
-fn reused_working_memory_changes_no_result_f64() {
-    check_reused_workspace::<f64>();
-}
-
-#[test]
-fn reused_working_memory_changes_no_result_f32() {
-    check_reused_workspace::<f32>();
-}
+in_f64_and_f32!(check_reused_workspace => reused_working_memory_changes_no_result_f64, reused_working_memory_changes_no_result_f32);
 
 /// One case of the small-batch pair tests (see [`small_batch_cases`]).
 struct SmallBatch {

@@ -5,6 +5,9 @@
 use std::fmt::Debug;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+mod common;
+
+use common::cases::{HIDDEN, INPUT, config};
 use recur::cell::{GruActivations, LstmActivations};
 use recur::{
     Activation, BatchLayout, Call, CellKind, Direction, Error, GruCell, InputForget, Leak,
@@ -12,8 +15,7 @@ use recur::{
     Tensor,
 };
 
-const INPUT: usize = 3;
-const HIDDEN: usize = 5;
+/// Projection size of the projected LSTMs here (common/cases.rs's `PROJ` is 3).
 const PROJ: usize = 2;
 const SEQ_LEN: usize = 7;
 const BATCH: usize = 3;
@@ -39,17 +41,6 @@ fn values(n: usize, seed: u64) -> Vec<f64> {
 
 fn tensor(shape: &[usize]) -> Tensor<f64> {
     Tensor::new(values(shape.iter().product(), 7), shape).unwrap()
-}
-
-fn config(cell: CellKind, num_layers: usize, direction: Direction) -> RecurrentConfig {
-    RecurrentConfig {
-        cell,
-        input_size: INPUT,
-        hidden_size: HIDDEN,
-        num_layers,
-        direction,
-        ..Default::default()
-    }
 }
 
 fn model(cell: CellKind, num_layers: usize, direction: Direction) -> Recurrent<f64> {

@@ -21,6 +21,9 @@
 //! Run `cargo test --test gradcheck -- --nocapture` to see the per-group totals: cases,
 //! scalars checked and the worst relative error.
 
+mod common;
+
+use common::cases::{SplitMix64, seed_of};
 use recur::cell::{GruActivations, LstmActivations};
 use recur::{
     Activation, BatchLayout, Bias, Call, CellKind, Direction, GruCell, InputForget, Leak, LstmCell,
@@ -63,41 +66,6 @@ const RELU_MARGIN: f64 = 1e-4;
 /// Unsorted, one sequence of length 1, and max(length) = 4 < seq_len = 5.
 const RAGGED: [usize; 3] = [3, 1, 4];
 const RAGGED_SEQ_LEN: usize = 5;
-
-// ---------------------------------------------------------------------------------------
-// Deterministic numbers
-
-/// SplitMix64 (Steele, Lea & Flood 2014): tiny, fully specified, good enough for test data.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [lo, hi).
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        lo + (hi - lo) * u
-    }
-
-    fn tensor(&mut self, shape: &[usize], scale: f64) -> Tensor<f64> {
-        let n = shape.iter().product();
-        let data = (0..n).map(|_| self.uniform(-scale, scale)).collect();
-        Tensor::new(data, shape).unwrap()
-    }
-}
-
-/// FNV-1a of the case name: every case draws different numbers, reproducibly.
-fn seed_of(name: &str) -> u64 {
-    name.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
-    })
-}
 
 // ---------------------------------------------------------------------------------------
 // Cases
@@ -309,7 +277,7 @@ impl Problem {
         // PyTorch's initialisation, U(−1/√H, 1/√H), from our own generator.
         let k = 1.0 / (cfg.hidden_size as f64).sqrt();
         for p in model.params_mut() {
-            *p = rng.uniform(-k, k);
+            *p = rng.uniform_in(-k, k);
         }
         let (t, b) = (case.seq_len, case.batch);
         let seq = |f: usize| match cfg.layout {
@@ -318,14 +286,14 @@ impl Problem {
         };
         let ld = cfg.num_layers * cfg.direction.count();
         let lstm = cfg.cell.has_cell_state();
-        let input = rng.tensor(&seq(cfg.input_size), 1.0);
+        let input = rng.values_tensor(&seq(cfg.input_size), 1.0);
         let state = State {
-            h: rng.tensor(&[ld, b, cfg.h_out()], 1.0),
-            c: lstm.then(|| rng.tensor(&[ld, b, cfg.hidden_size], 1.0)),
+            h: rng.values_tensor(&[ld, b, cfg.h_out()], 1.0),
+            c: lstm.then(|| rng.values_tensor(&[ld, b, cfg.hidden_size], 1.0)),
         };
-        let r_y = rng.tensor(&seq(cfg.direction.count() * cfg.h_out()), 1.0);
-        let r_h = rng.tensor(&[ld, b, cfg.h_out()], 1.0);
-        let r_c = lstm.then(|| rng.tensor(&[ld, b, cfg.hidden_size], 1.0));
+        let r_y = rng.values_tensor(&seq(cfg.direction.count() * cfg.h_out()), 1.0);
+        let r_h = rng.values_tensor(&[ld, b, cfg.h_out()], 1.0);
+        let r_c = lstm.then(|| rng.values_tensor(&[ld, b, cfg.hidden_size], 1.0));
         Self {
             model,
             input,

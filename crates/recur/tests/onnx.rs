@@ -108,13 +108,7 @@ fn pytorch_exports_import_as_stacks() {
             "{name}"
         );
         let out = stack
-            .forward(
-                &x,
-                Call {
-                    state: state.as_ref(),
-                    ..Call::new()
-                },
-            )
+            .forward(&x, Call::new().state(state.as_ref()))
             .unwrap();
         let mut got = vec![&out.output, &out.state.h];
         got.extend(out.state.c.as_ref());

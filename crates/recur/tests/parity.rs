@@ -15,10 +15,7 @@ const PARITY_TOL: f64 = 1e-10;
 fn check(fx: &Fixture) -> Vec<String> {
     let model = fx.model();
     let lstm = fx.has("c0");
-    let state = State {
-        h: fx.tensor("h0"),
-        c: lstm.then(|| fx.tensor("c0")),
-    };
+    let state = fx.state();
     let lengths = fx.lengths();
     let (out, tape) = model
         .forward_train(
@@ -43,16 +40,7 @@ fn check(fx: &Fixture) -> Vec<String> {
         cmp("c_n", out.state.c.as_ref().unwrap().data(), "c_n");
     }
     // Inference gives the same numbers as training.
-    let inf = model
-        .forward(
-            &fx.tensor("input"),
-            Call {
-                state: Some(&state),
-                lengths: lengths.as_deref(),
-                ..Call::new()
-            },
-        )
-        .unwrap();
+    let inf = fx.forward(&model);
     assert_eq!(inf, out, "{}: forward and forward_train differ", fx.name);
 
     let (gy, gh) = (fx.tensor("grad_output"), fx.tensor("grad_h_n"));

@@ -155,21 +155,7 @@ fn fixtures_load_with_inferred_config_and_match_pytorch() {
                 "{}: parameters",
                 fx.name
             );
-            let state = State {
-                h: fx.tensor("h0"),
-                c: fx.has("c0").then(|| fx.tensor("c0")),
-            };
-            let lengths = fx.lengths();
-            let out = model
-                .forward(
-                    &fx.tensor("input"),
-                    Call {
-                        state: Some(&state),
-                        lengths: lengths.as_deref(),
-                        ..Call::new()
-                    },
-                )
-                .unwrap();
+            let out = fx.forward(&model);
             for (what, got, want) in [
                 ("output", out.output.data(), "output"),
                 ("h_n", out.state.h.data(), "h_n"),

@@ -10,6 +10,9 @@
 //!
 //! Run `cargo test --test sequence_model -- --nocapture` to see each case's worst error.
 
+mod common;
+
+use common::cases::{SplitMix64, seed_of};
 use recur::model::{
     EmbeddingConfig, Input, ModelInput, OutputForm, SequenceModel, SequenceModelConfig, TieWeights,
 };
@@ -44,36 +47,6 @@ const INPUT_SIZE: usize = 3;
 const HIDDEN: usize = 3;
 const OUT: usize = 2;
 
-/// SplitMix64 (Steele, Lea & Flood 2014), as in gradcheck.rs.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [lo, hi).
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        lo + (hi - lo) * u
-    }
-
-    fn vec(&mut self, n: usize, scale: f64) -> Vec<f64> {
-        (0..n).map(|_| self.uniform(-scale, scale)).collect()
-    }
-}
-
-/// FNV-1a of the case name: every case draws different numbers, reproducibly.
-fn seed_of(name: &str) -> u64 {
-    name.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
-    })
-}
-
 /// Data of one case: ids or features, lengths, and the loss weights R.
 struct Problem {
     name: String,
@@ -88,7 +61,7 @@ impl Problem {
     fn new(name: &str, config: SequenceModelConfig, r_at_padding: bool) -> Self {
         let mut rng = SplitMix64(seed_of(name));
         let mut model = SequenceModel::<f64>::new(config.clone(), 0).unwrap();
-        let params = rng.vec(model.param_len(), 0.6);
+        let params = rng.values(model.param_len(), 0.6);
         model.set_params(&params).unwrap();
         let batch = RAGGED.len();
         let seq_shape = match config.rnn.layout {
@@ -100,7 +73,7 @@ impl Problem {
             .collect();
         let input_size = config.rnn.input_size;
         let features = Tensor::new(
-            rng.vec(SEQ_LEN * batch * input_size, 1.0),
+            rng.values(SEQ_LEN * batch * input_size, 1.0),
             &[seq_shape[0], seq_shape[1], input_size],
         )
         .unwrap();
@@ -109,7 +82,7 @@ impl Problem {
             OutputForm::EveryStep => vec![seq_shape[0], seq_shape[1], out],
             OutputForm::Last => vec![batch, out],
         };
-        let mut r = rng.vec(r_shape.iter().product(), 1.0);
+        let mut r = rng.values(r_shape.iter().product(), 1.0);
         if config.output == OutputForm::EveryStep && !r_at_padding {
             // ∂L/∂z = 0 at the padded positions: the loss ignores them.
             for (b, &len) in RAGGED.iter().enumerate() {
@@ -171,7 +144,7 @@ impl Problem {
             )
             .unwrap();
         // Start from non-zero gradients: backward must add to them, as PyTorch's .grad.
-        let start = SplitMix64(seed_of(&self.name) ^ 1).vec(model.param_len(), 1.0);
+        let start = SplitMix64(seed_of(&self.name) ^ 1).values(model.param_len(), 1.0);
         let mut grads = start.clone();
         let dx = model.backward(&tape, &self.r, &mut grads).unwrap();
         let analytic: Vec<f64> = grads.iter().zip(&start).map(|(g, s)| g - s).collect();
@@ -745,6 +718,27 @@ fn errors_name_what_is_wrong() {
         .forward_train(input, Call::new().lengths(&[3, 1]).seed(0))
         .unwrap();
     assert_eq!(out.output.shape(), &[2, OUT]);
+    // no dropout: the seed is optional and never read
+    let (unseeded, _) = model
+        .forward_train(input, Call::new().lengths(&[3, 1]))
+        .unwrap();
+    assert_eq!(unseeded, out);
+    // any dropout (input, output, the stack's): a training call needs a seed
+    for set in [
+        |c: &mut SequenceModelConfig| c.input_dropout = 0.2,
+        |c: &mut SequenceModelConfig| c.output_dropout = 0.2,
+        |c: &mut SequenceModelConfig| c.rnn.recurrent_dropout = 0.2,
+    ] {
+        let mut c = cfg.clone();
+        set(&mut c);
+        let m = SequenceModel::<f64>::new(c, 0).unwrap();
+        let e = m.forward_train(input, Call::new()).unwrap_err();
+        assert!(
+            matches!(&e, Error::Config { what, .. } if what == "seed"),
+            "{e}"
+        );
+        assert!(m.forward_train(input, Call::new().seed(3)).is_ok());
+    }
     let mut grads = vec![0.0; model.param_len()];
     let bad = Tensor::new(vec![0.0; 3 * 2 * OUT], &[3, 2, OUT]).unwrap();
     let e = model.backward(&tape, &bad, &mut grads).unwrap_err();
@@ -834,8 +828,8 @@ fn initial_state_flows_through() {
     let p = Problem::new("state", cfg, false);
     let mut rng = SplitMix64(11);
     let state = State {
-        h: Tensor::new(rng.vec(2 * 3 * HIDDEN, 0.5), &[2, 3, HIDDEN]).unwrap(),
-        c: Some(Tensor::new(rng.vec(2 * 3 * HIDDEN, 0.5), &[2, 3, HIDDEN]).unwrap()),
+        h: Tensor::new(rng.values(2 * 3 * HIDDEN, 0.5), &[2, 3, HIDDEN]).unwrap(),
+        c: Some(Tensor::new(rng.values(2 * 3 * HIDDEN, 0.5), &[2, 3, HIDDEN]).unwrap()),
     };
     let input = ModelInput::Features(&p.features);
     let zero = p

@@ -2,7 +2,7 @@
 //!
 //! - its outputs and states equal [`Recurrent::forward`] over the whole sequence, for every
 //!   cell kind and option, 1–3 layers, batch 1 and 3, f64 and f32 (to the kernel-dispatch
-//!   tolerance of `tests/consistency.rs`, whose reasoning applies unchanged), and equal
+//!   tolerance of `tests/common/cases.rs`, whose reasoning applies unchanged), and equal
 //!   `forward` on each one-step sequence: bit for bit at batch 1 (the same products, of the
 //!   same shapes and operand layouts), to the same tolerance at batch > 1 (where the stepper
 //!   reads a packed `W_ihᵀ`, see `DISPATCH_TOL_F64`);
@@ -27,22 +27,19 @@ const SEQ_LEN: usize = 7;
 /// a packed copy. Both paths are covered.
 const BATCHES: [usize; 2] = [1, 3];
 
-/// Stepping runs the input projection on `batch` rows per step where the whole sequence runs
-/// it on `seq_len · batch` rows in one product; the `gemm` crate picks its kernel by size and
-/// the kernels round differently. The same bound, for the same reason, as
-/// `DISPATCH_TOL_F64` / `DISPATCH_TOL_F32` in `tests/consistency.rs` (see the reasoning and
-/// the observed errors there: ≤ 2.2e-16 relative in f64, ≤ 1.2e-7 in f32, over up to 3
-/// layers × 7 steps); a real bug (a wrong state carried, a step lost or repeated, a layer
-/// fed the wrong input) moves values by O(0.01–1).
-///
-/// Against `forward` on a one-step sequence the products have the same shapes, and at batch
-/// 1 the same operands too: bitwise. At batch > 1 the stepper reads `W_ihᵀ` packed row-major
-/// once (the strided view is ~7× slower for a few rows) where `forward` hands the `gemm`
-/// crate the strided view of the stored `W_ih`; the crate then takes another path and rounds
-/// the input product differently in the last bits (observed at batch 3: 1–2 ulp, e.g. 7e-9
-/// relative in f32, 1.1e-16 in f64).
-const DISPATCH_TOL_F64: f64 = 1e-12;
-const DISPATCH_TOL_F32: f64 = 1e-5;
+// The tolerance against the whole sequence: `DISPATCH_TOL_F64` / `DISPATCH_TOL_F32`
+// (tests/common/cases.rs), for the reason given there: stepping runs the input projection
+// on `batch` rows per step where the whole sequence runs it on `seq_len · batch` rows in
+// one product, and the `gemm` crate picks its kernel by size; a real bug (a wrong state
+// carried, a step lost or repeated, a layer fed the wrong input) moves values by
+// O(0.01–1).
+//
+// Against `forward` on a one-step sequence the products have the same shapes, and at batch
+// 1 the same operands too: bitwise. At batch > 1 the stepper reads `W_ihᵀ` packed row-major
+// once (the strided view is ~7× slower for a few rows) where `forward` hands the `gemm`
+// crate the strided view of the stored `W_ih`; the crate then takes another path and rounds
+// the input product differently in the last bits (observed at batch 3: 1–2 ulp, e.g. 7e-9
+// relative in f32, 1.1e-16 in f64): the same tolerance.
 
 // ---------------------------------------------------------------------------------------------
 // Allocation counting
@@ -94,15 +91,6 @@ fn allocations() -> usize {
     ALLOCATIONS.with(Cell::get)
 }
 
-/// The kernel-dispatch tolerance of `T`.
-fn dispatch_tol<T: Real>() -> f64 {
-    if T::NAME == "f64" {
-        DISPATCH_TOL_F64
-    } else {
-        DISPATCH_TOL_F32
-    }
-}
-
 /// Step `t` of a seq-first `[seq_len, batch, f]` tensor: `[batch, f]`, flat.
 fn step_of<T: Real>(x: &Tensor<T>, t: usize) -> &[T] {
     let row = x.shape()[1] * x.shape()[2];
@@ -126,15 +114,7 @@ fn check_stepper_equals_forward<T: Real>() {
                         T::NAME,
                         if s0.is_some() { "random" } else { "zero" }
                     );
-                    let full = m
-                        .forward(
-                            &x,
-                            Call {
-                                state: s0.as_ref(),
-                                ..Call::new()
-                            },
-                        )
-                        .unwrap();
+                    let full = m.forward(&x, Call::new().state(s0.as_ref())).unwrap();
                     let mut stepper = m.stepper(batch).unwrap();
                     assert_eq!(stepper.batch(), batch);
                     if let Some(s) = &s0 {
@@ -188,15 +168,7 @@ fn check_stepper_equals_forward<T: Real>() {
     }
 }
 
-#[test]
-fn stepper_equals_whole_sequence_f64() {
-    check_stepper_equals_forward::<f64>();
-}
-
-#[test]
-fn stepper_equals_whole_sequence_f32() {
-    check_stepper_equals_forward::<f32>();
-}
+in_f64_and_f32!(check_stepper_equals_forward => stepper_equals_whole_sequence_f64, stepper_equals_whole_sequence_f32);
 
 /// The stepper reads `[batch, input_size]` whatever the model's layout, and `Recurrent::step`
 /// (a one-call stepper) gives its numbers bit for bit.
@@ -351,15 +323,7 @@ fn check_step_allocates_nothing<T: Real>() {
     }
 }
 
-#[test]
-fn step_allocates_nothing_f64() {
-    check_step_allocates_nothing::<f64>();
-}
-
-#[test]
-fn step_allocates_nothing_f32() {
-    check_step_allocates_nothing::<f32>();
-}
+in_f64_and_f32!(check_step_allocates_nothing => step_allocates_nothing_f64, step_allocates_nothing_f32);
 
 // ---------------------------------------------------------------------------------------------
 // Errors

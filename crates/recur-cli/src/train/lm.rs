@@ -126,10 +126,7 @@ pub fn evaluate(
                 ids: chunk.input,
                 shape: [chunk.seq_len, batch],
             },
-            Call {
-                state: state.as_ref(),
-                ..Call::new()
-            },
+            Call::new().state(state.as_ref()),
         )?;
         let sums = cross_entropy_sums(&out.output, chunk.target)?;
         loss += sums.loss;
@@ -505,10 +502,7 @@ pub fn sample_command(a: &crate::cmd::sample::SampleArgs) -> Result<String> {
                 ids: &[id],
                 shape: [1, 1],
             },
-            Call {
-                state: state.as_ref(),
-                ..Call::new()
-            },
+            Call::new().state(state.as_ref()),
         )?;
         logits.copy_from_slice(out.output.data());
         state = Some(out.state);

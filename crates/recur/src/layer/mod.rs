@@ -270,10 +270,10 @@ impl<'a, T> Call<'a, T> {
         Self::default()
     }
 
-    /// Starts from `state`.
+    /// Starts from `state` (a `&State`, or an `Option<&State>` where `None` is zero).
     #[must_use]
-    pub fn state(mut self, state: &'a State<T>) -> Self {
-        self.state = Some(state);
+    pub fn state(mut self, state: impl Into<Option<&'a State<T>>>) -> Self {
+        self.state = state.into();
         self
     }
 
@@ -294,9 +294,22 @@ impl<'a, T> Call<'a, T> {
 
 impl RecurrentConfig {
     /// Whether a training call draws dropout masks (inter-layer dropout between two or more
-    /// layers, or recurrent dropout), and so needs [`Call::seed`].
+    /// layers, or recurrent dropout), and so needs a seed (`Call::seed`).
     pub(crate) fn draws_masks(&self) -> bool {
         (self.dropout > 0.0 && self.num_layers > 1) || self.recurrent_dropout > 0.0
+    }
+}
+
+/// The seed of a training call: `seed`, required where the call `draws` dropout masks;
+/// otherwise never read, and 0 when not given.
+pub(crate) fn training_seed(seed: Option<u64>, draws: bool) -> Result<u64> {
+    match seed {
+        Some(seed) => Ok(seed),
+        None if draws => Err(config_err(
+            "seed",
+            "a training call with dropout needs a seed for its masks (Call::seed)",
+        )),
+        None => Ok(0),
     }
 }
 
@@ -327,7 +340,7 @@ pub struct OutputGrad<'a, T> {
 pub struct InputGrad<T> {
     /// ∂L/∂input, shaped like the input.
     pub input: Tensor<T>,
-    /// ∂L/∂h, ∂L/∂c of [`Call::state`] (PyTorch's `h_0`, `c_0`).
+    /// ∂L/∂h, ∂L/∂c of the initial state, `Call::state` (PyTorch's `h_0`, `c_0`).
     pub state: State<T>,
 }
 
@@ -696,17 +709,7 @@ impl<T: Float> Recurrent<T> {
                 )));
             }
         }
-        let seed = match call.seed {
-            Some(seed) => seed,
-            None if self.config.draws_masks() => {
-                return Err(config_err(
-                    "seed",
-                    "a training call with dropout needs a seed for its masks (Call::seed)",
-                ));
-            }
-            // no masks are drawn: the seed is never read
-            None => 0,
-        };
+        let seed = training_seed(call.seed, self.config.draws_masks())?;
         self.run(input, call, Some(seed), WeightFormat::F32)
             .map(|(out, tape)| (out, tape.expect("training run keeps a tape")))
     }
@@ -1334,6 +1337,43 @@ mod tests {
             ..Default::default()
         };
         Recurrent::new(config, 1).unwrap()
+    }
+
+    /// A training call needs a seed exactly when it draws masks: inter-layer dropout between
+    /// two or more layers, or recurrent dropout. Without dropout the seed is never read, so
+    /// a call without one gives the numbers of a call with any.
+    #[test]
+    fn a_seed_only_where_dropout_draws_masks() {
+        let x = Tensor::new(
+            (0..4 * 2 * 3).map(|v| (v as f64 * 0.3).sin()).collect(),
+            &[4, 2, 3],
+        )
+        .unwrap();
+        let plain = stack(CellKind::lstm(), Direction::Forward);
+        let (a, _) = plain.forward_train(&x, Call::new()).unwrap();
+        let (b, _) = plain.forward_train(&x, Call::new().seed(9)).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, plain.forward(&x, Call::new().seed(9)).unwrap());
+        for (dropout, recurrent_dropout, num_layers, needs) in [
+            (0.3, 0.0, 2, true),
+            (0.0, 0.3, 1, true),
+            (0.3, 0.0, 1, false),
+        ] {
+            let config = RecurrentConfig {
+                dropout,
+                recurrent_dropout,
+                num_layers,
+                ..plain.config().clone()
+            };
+            let m = Recurrent::<f64>::new(config, 1).unwrap();
+            match m.forward_train(&x, Call::new()) {
+                Err(Error::Config { what, .. }) => assert!(needs && what == "seed"),
+                Ok(_) => assert!(!needs),
+                Err(e) => panic!("{e}"),
+            }
+            assert!(m.forward_train(&x, Call::new().seed(1)).is_ok());
+            assert!(m.forward(&x, Call::new()).is_ok());
+        }
     }
 
     /// LSTM: b_f = ln u ∈ [0, ln(t_max − 1)), b_i = −b_f, b_hh's i and f rows zero, every

@@ -74,6 +74,7 @@ use crate::error::{Error, Result, Shape, config_err};
 use crate::layer::params::{Dims, ParamLayout};
 use crate::layer::{
     BatchLayout, Bias, Call, Direction, OutputGrad, Recurrent, RecurrentConfig, State, Tape,
+    training_seed,
 };
 use crate::model::embedding::{Embedding, EmbeddingConfig};
 use crate::model::linear::{Linear, LinearConfig, affine_backward, affine_forward};
@@ -540,17 +541,7 @@ impl<T: Float> SequenceModel<T> {
         let draws = self.config.input_dropout > 0.0
             || self.config.output_dropout > 0.0
             || self.config.rnn.draws_masks();
-        let seed = match call.seed {
-            Some(seed) => seed,
-            None if draws => {
-                return Err(config_err(
-                    "seed",
-                    "a training call with dropout needs a seed for its masks (Call::seed)",
-                ));
-            }
-            // no masks are drawn: the seed is never read
-            None => 0,
-        };
+        let seed = training_seed(call.seed, draws)?;
         self.run(input, call, Some(seed))
             .map(|(out, tape)| (out, tape.expect("training run keeps a tape")))
     }

@@ -90,20 +90,6 @@ impl<T: Float> Adagrad<T> {
         })
     }
 
-    pub fn config(&self) -> &AdagradConfig {
-        &self.config
-    }
-
-    /// t: the number of steps taken (PyTorch's `state["step"]`).
-    pub fn step_count(&self) -> u64 {
-        self.step
-    }
-
-    /// Sets t (with [`Adagrad::state_buffers_mut`], what resuming does).
-    pub fn set_step_count(&mut self, step: u64) {
-        self.step = step;
-    }
-
     /// The state buffer under PyTorch's state name, laid out as the parameters: `sum` (s).
     pub fn state_buffers(&self) -> Vec<(&'static str, &[T])> {
         vec![("sum", &self.sum[..])]
@@ -115,8 +101,9 @@ impl<T: Float> Adagrad<T> {
     }
 }
 
-impl<T: Float> Optimizer<T> for Adagrad<T> {
-    fn step(&mut self, params: &mut [T], grads: &[T]) -> Result<()> {
+impl<T: Float> Adagrad<T> {
+    /// One step of the rule above; what [`Optimizer::step`] runs.
+    fn update(&mut self, params: &mut [T], grads: &[T]) -> Result<()> {
         let len = self.sum.len();
         check_len("params", len, params.len())?;
         check_len("grads", len, grads.len())?;
@@ -139,17 +126,13 @@ impl<T: Float> Optimizer<T> for Adagrad<T> {
         }
         Ok(())
     }
-
-    fn lr(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_lr(lr)?;
-        self.config.lr = lr;
-        Ok(())
-    }
 }
+
+optimizer_common!(
+    Adagrad,
+    AdagradConfig,
+    r#"t: the number of steps taken (PyTorch's `state["step"]`)."#
+);
 
 #[cfg(test)]
 mod tests {

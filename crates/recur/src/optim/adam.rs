@@ -140,20 +140,6 @@ impl<T: Float> Adam<T> {
         })
     }
 
-    pub fn config(&self) -> &AdamConfig {
-        &self.config
-    }
-
-    /// t: the number of steps taken (PyTorch's `state["step"]`).
-    pub fn step_count(&self) -> u64 {
-        self.step
-    }
-
-    /// Sets t (with [`Adam::state_buffers_mut`], what resuming from a checkpoint does).
-    pub fn set_step_count(&mut self, step: u64) {
-        self.step = step;
-    }
-
     /// The state buffers under PyTorch's state names, each laid out as the parameters:
     /// `exp_avg` (m), `exp_avg_sq` (v) and, with AMSGrad, `max_exp_avg_sq` (v̂).
     pub fn state_buffers(&self) -> Vec<(&'static str, &[T])> {
@@ -180,8 +166,9 @@ impl<T: Float> Adam<T> {
     }
 }
 
-impl<T: Float> Optimizer<T> for Adam<T> {
-    fn step(&mut self, params: &mut [T], grads: &[T]) -> Result<()> {
+impl<T: Float> Adam<T> {
+    /// One step of the rule above; what [`Optimizer::step`] runs.
+    fn update(&mut self, params: &mut [T], grads: &[T]) -> Result<()> {
         let len = self.exp_avg.len();
         check_len("params", len, params.len())?;
         check_len("grads", len, grads.len())?;
@@ -229,17 +216,13 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         }
         Ok(())
     }
-
-    fn lr(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_lr(lr)?;
-        self.config.lr = lr;
-        Ok(())
-    }
 }
+
+optimizer_common!(
+    Adam,
+    AdamConfig,
+    r#"t: the number of steps taken (PyTorch's `state["step"]`)."#
+);
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,47 @@
 //! the modules' concatenation. [`AnyOptimizer`] holds whichever one a run configured, and
 //! [`LrScheduler`] gives the learning rate of every step ([`schedule`]).
 
+/// What the four optimizers have alike, written once: the accessors `config`, `step_count`
+/// (documented by `$step_doc`) and `set_step_count`, and the [`Optimizer`] impl around the
+/// optimizer's own `update` (its module's rule) and `config.lr`. Each optimizer keeps its
+/// settings in `config` and its step count in `step`.
+macro_rules! optimizer_common {
+    ($opt:ident, $config:ident, $step_doc:literal) => {
+        impl<T: Float> $opt<T> {
+            pub fn config(&self) -> &$config {
+                &self.config
+            }
+
+            #[doc = $step_doc]
+            pub fn step_count(&self) -> u64 {
+                self.step
+            }
+
+            /// Sets the step count (with the state buffers, what resuming from a checkpoint
+            /// does).
+            pub fn set_step_count(&mut self, step: u64) {
+                self.step = step;
+            }
+        }
+
+        impl<T: Float> Optimizer<T> for $opt<T> {
+            fn step(&mut self, params: &mut [T], grads: &[T]) -> Result<()> {
+                self.update(params, grads)
+            }
+
+            fn lr(&self) -> f64 {
+                self.config.lr
+            }
+
+            fn set_lr(&mut self, lr: f64) -> Result<()> {
+                check_lr(lr)?;
+                self.config.lr = lr;
+                Ok(())
+            }
+        }
+    };
+}
+
 pub mod adagrad;
 pub mod adam;
 pub mod any;

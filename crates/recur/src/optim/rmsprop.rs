@@ -116,20 +116,6 @@ impl<T: Float> Rmsprop<T> {
         })
     }
 
-    pub fn config(&self) -> &RmspropConfig {
-        &self.config
-    }
-
-    /// The number of steps taken (PyTorch's `state["step"]`; the update does not use it).
-    pub fn step_count(&self) -> u64 {
-        self.step
-    }
-
-    /// Sets the step count (with [`Rmsprop::state_buffers_mut`], what resuming does).
-    pub fn set_step_count(&mut self, step: u64) {
-        self.step = step;
-    }
-
     /// The state buffers under PyTorch's state names, each laid out as the parameters:
     /// `square_avg` (v), `grad_avg` (ḡ, when centered), `momentum_buffer` (b, with momentum).
     pub fn state_buffers(&self) -> Vec<(&'static str, &[T])> {
@@ -156,8 +142,9 @@ impl<T: Float> Rmsprop<T> {
     }
 }
 
-impl<T: Float> Optimizer<T> for Rmsprop<T> {
-    fn step(&mut self, params: &mut [T], grads: &[T]) -> Result<()> {
+impl<T: Float> Rmsprop<T> {
+    /// One step of the rule above; what [`Optimizer::step`] runs.
+    fn update(&mut self, params: &mut [T], grads: &[T]) -> Result<()> {
         let len = self.square_avg.len();
         check_len("params", len, params.len())?;
         check_len("grads", len, grads.len())?;
@@ -196,17 +183,13 @@ impl<T: Float> Optimizer<T> for Rmsprop<T> {
         }
         Ok(())
     }
-
-    fn lr(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_lr(lr)?;
-        self.config.lr = lr;
-        Ok(())
-    }
 }
+
+optimizer_common!(
+    Rmsprop,
+    RmspropConfig,
+    r#"The number of steps taken (PyTorch's `state["step"]`; the update does not use it)."#
+);
 
 #[cfg(test)]
 mod tests {

@@ -104,24 +104,9 @@ impl<T: Float> Sgd<T> {
         })
     }
 
-    pub fn config(&self) -> &SgdConfig {
-        &self.config
-    }
-
     /// The momentum buffer b, once a step with momentum has made it.
     pub fn momentum_buffer(&self) -> Option<&[T]> {
         (!self.momentum_buffer.is_empty()).then_some(&self.momentum_buffer[..])
-    }
-
-    /// The number of steps taken (PyTorch's SGD keeps no count; recur keeps one so that
-    /// every optimizer reports it alike).
-    pub fn step_count(&self) -> u64 {
-        self.step
-    }
-
-    /// Sets the step count (with [`Sgd::set_momentum_buffer`], what resuming does).
-    pub fn set_step_count(&mut self, step: u64) {
-        self.step = step;
     }
 
     /// The state buffers under PyTorch's state names: `momentum_buffer` (b) once a step with
@@ -157,8 +142,9 @@ impl<T: Float> Sgd<T> {
     }
 }
 
-impl<T: Float> Optimizer<T> for Sgd<T> {
-    fn step(&mut self, params: &mut [T], grads: &[T]) -> Result<()> {
+impl<T: Float> Sgd<T> {
+    /// One step of the rule above; what [`Optimizer::step`] runs.
+    fn update(&mut self, params: &mut [T], grads: &[T]) -> Result<()> {
         self.check_len("params", params.len())?;
         self.check_len("grads", grads.len())?;
         let c = &self.config;
@@ -189,17 +175,13 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         }
         Ok(())
     }
-
-    fn lr(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_lr(lr)?;
-        self.config.lr = lr;
-        Ok(())
-    }
 }
+
+optimizer_common!(
+    Sgd,
+    SgdConfig,
+    r#"The number of steps taken (PyTorch's SGD keeps no count; recur keeps one so that every optimizer reports it alike)."#
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,7 @@
-//! Shared by the entry-point consistency tests (`consistency.rs`, `stepper.rs`): seeded data,
-//! the f32/f64 trait, every cell kind and option, the models, and the comparisons.
+//! Shared by the tests: seeded data (`SplitMix64`, `seed_of`; every test file draws from
+//! these), and for the entry-point consistency tests (`consistency.rs`, `stepper.rs`) the
+//! f32/f64 trait, every cell kind and option, the models, the kernel-dispatch tolerance and
+//! the comparisons.
 
 use recur::cell::{GruActivations, LstmActivations};
 use recur::{
@@ -32,6 +34,22 @@ impl SplitMix64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
     }
 
+    /// Uniform in [lo, hi), with 53 random bits (the gradchecks' draws).
+    pub fn uniform_in(&mut self, lo: f64, hi: f64) -> f64 {
+        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        lo + (hi - lo) * u
+    }
+
+    /// `n` values uniform in [−scale, scale), in f64.
+    pub fn values(&mut self, n: usize, scale: f64) -> Vec<f64> {
+        (0..n).map(|_| self.uniform_in(-scale, scale)).collect()
+    }
+
+    /// A tensor of [`SplitMix64::values`].
+    pub fn values_tensor(&mut self, shape: &[usize], scale: f64) -> Tensor<f64> {
+        Tensor::new(self.values(shape.iter().product(), scale), shape).unwrap()
+    }
+
     /// Values are drawn in f64 and rounded to f32 first, so that the same draw gives the same
     /// numbers in both types.
     pub fn vec<T: Real>(&mut self, n: usize) -> Vec<T> {
@@ -51,6 +69,65 @@ impl SplitMix64 {
             h: self.tensor(z.h.shape()),
             c: z.c.map(|c| self.tensor(c.shape())),
         }
+    }
+}
+
+/// FNV-1a of a case's name: every case draws different numbers, reproducibly.
+pub fn seed_of(name: &str) -> u64 {
+    name.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
+    })
+}
+
+/// Two tests of one generic check: `$f64` runs `$check::<f64>()` and `$f32` runs
+/// `$check::<f32>()`.
+#[allow(unused_macros)] // not every test binary that includes this module uses it
+macro_rules! in_f64_and_f32 {
+    ($check:ident => $f64:ident, $f32:ident) => {
+        #[test]
+        fn $f64() {
+            $check::<f64>();
+        }
+
+        #[test]
+        fn $f32() {
+            $check::<f32>();
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use in_f64_and_f32;
+
+// ---------------------------------------------------------------------------------------------
+// The kernel-dispatch tolerance (consistency.rs, stepper.rs)
+
+/// The same arithmetic run by a different GEMM kernel. The `gemm` crate (0.19) picks its kernel
+/// by problem size and layout, and each rounds differently: with the reduction axis contiguous
+/// in both operands and `m·n ≤ 256`, a "horizontal" kernel that splits the k-sum across SIMD
+/// lanes and adds the lanes at the end; for `k ≤ 2` a plain loop; for a single row (`m = 1`) a
+/// matrix-vector kernel; otherwise the packed FMA microkernel. The comparisons of those tests put the
+/// same rows through products of different sizes:
+/// - streaming projects `batch` rows through `W_ih` per step, the whole sequence
+///   `seq_len · batch` rows in one product, a chunk `k · batch` rows: an LSTM with
+///   `4·HIDDEN = 20` gate columns takes the microkernel for the whole sequence (21·20 > 256)
+///   and the horizontal kernel for one step (3·20 ≤ 256);
+/// - a sequence run alone has its recurrent product `h_prev · W_hhᵀ` on one row (the
+///   matrix-vector kernel) where the ragged batch has it on all live rows (the microkernel).
+///
+/// The results then differ in the last bit, and the difference propagates through up to
+/// 3 layers × 7 steps: observed ≤ 2.2e-16 relative in f64, ≤ 1.2e-7 in f32. Where both sides
+/// land in the same kernel (every plain RNN when streaming: 21·5 ≤ 256) they are bitwise
+/// equal. The tolerances leave a margin of > 1000× in f64 and ~100× in f32; a real bug (a wrong
+/// state carried, a step lost or repeated) moves values by O(0.01–1).
+pub const DISPATCH_TOL_F64: f64 = 1e-12;
+pub const DISPATCH_TOL_F32: f64 = 1e-5;
+
+/// The kernel-dispatch tolerance of `T`.
+pub fn dispatch_tol<T: Real>() -> f64 {
+    if T::NAME == "f64" {
+        DISPATCH_TOL_F64
+    } else {
+        DISPATCH_TOL_F32
     }
 }
 

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use recur::cell::{GruActivations, LstmActivations};
 use recur::{
-    Activation, BatchLayout, Bias, CellKind, Direction, GruCell, InputForget, Leak, LstmCell,
-    Peepholes, Recurrent, RecurrentConfig, ResetPlacement, RnnCell, Tensor,
+    Activation, BatchLayout, Bias, Call, CellKind, Direction, GruCell, InputForget, Leak, LstmCell,
+    Output, Peepholes, Recurrent, RecurrentConfig, ResetPlacement, RnnCell, State, Tensor,
 };
 
 /// One fixture file: its metadata and its float64 tensors.
@@ -83,6 +83,26 @@ impl Fixture {
 
     pub fn has(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
+    }
+
+    /// The initial state: `h0`, and `c0` where the fixture has one (an LSTM).
+    pub fn state(&self) -> State<f64> {
+        State {
+            h: self.tensor("h0"),
+            c: self.has("c0").then(|| self.tensor("c0")),
+        }
+    }
+
+    /// `model`'s inference over the fixture's input from its initial state, with its lengths.
+    pub fn forward(&self, model: &Recurrent<f64>) -> Output<f64> {
+        let lengths = self.lengths();
+        let call = Call {
+            lengths: lengths.as_deref(),
+            ..Call::new()
+        };
+        model
+            .forward(&self.tensor("input"), call.state(&self.state()))
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name))
     }
 
     pub fn lengths(&self) -> Option<Vec<usize>> {
