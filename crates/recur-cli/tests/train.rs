@@ -2,10 +2,11 @@
 //! folder: every data path, the config file, the JSONL log, checkpoints and exact resume,
 //! Ctrl-C, and every kind of bad input as a one-line error.
 
-use recur::Call;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use recur::Call;
 
 fn recur(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_recur"))

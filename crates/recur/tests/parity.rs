@@ -7,7 +7,7 @@
 mod common;
 
 use common::{Fixture, max_rel_err};
-use recur::{Call, OutputGrad, State};
+use recur::{Call, OutputGrad};
 
 /// Both sides compute in float64; the only differences are summation orders.
 const PARITY_TOL: f64 = 1e-10;

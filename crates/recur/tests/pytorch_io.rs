@@ -15,8 +15,8 @@ use recur::io::{
     state_dict_bytes,
 };
 use recur::{
-    Activation, BatchLayout, Bias, Call, CellKind, Direction, Error, GruCell, InputForget, Leak,
-    LstmCell, Peepholes, Recurrent, RecurrentConfig, ResetPlacement, RnnCell, State,
+    Activation, BatchLayout, Bias, CellKind, Direction, Error, GruCell, InputForget, Leak,
+    LstmCell, Peepholes, Recurrent, RecurrentConfig, ResetPlacement, RnnCell,
 };
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 

@@ -18,8 +18,6 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use recur::Call;
-use recur::State;
 use recur::data::{Corpus, SplitFractions, TokenLevel, Vocabulary, batchify};
 use recur::model::{
     EmbeddingConfig, Input, ModelInput, OutputForm, SequenceModel, SequenceModelConfig, TieWeights,
@@ -28,6 +26,7 @@ use recur::model::{
 #[cfg(test)]
 use recur::optim::clip_grad_norm;
 use recur::optim::clip_grad_value;
+use recur::{Call, State};
 
 use super::args::{Level, LossReduction, TrainArgs};
 use super::checkpoint::{Checkpoint, best_path};

@@ -16,13 +16,12 @@ use anyhow::{Context, Result, bail};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use recur::Call;
-use recur::Tensor;
 use recur::data::{CopyTask, Labels, SequenceDataset, Split, TargetKind};
 use recur::model::{
     CrossEntropyConfig, Input, ModelInput, OutputForm, Reduction, SequenceModel,
     SequenceModelConfig, cross_entropy, cross_entropy_loss, mse_loss, mse_loss_backward,
 };
+use recur::{Call, Tensor};
 
 use super::args::{Target, TrainArgs};
 use super::checkpoint::{Checkpoint, best_path};
