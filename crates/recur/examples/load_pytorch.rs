@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 
 use recur::io::{LoadOptions, load_state_dict};
-use recur::{State, Tensor};
+use recur::{Call, State, Tensor};
 use safetensors::{Dtype, SafeTensors};
 
 /// A float64 tensor of the file, by name.
@@ -69,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         h,
         c: tensor(&file, "c0"),
     });
-    let out = lstm.forward(&x, state.as_ref(), None)?;
+    let out = lstm.forward(&x, Call::new().state(state.as_ref()))?;
     let max_diff = out
         .output
         .data()

@@ -5,7 +5,7 @@
 //! cargo run --release -p recur --example stream
 //! ```
 
-use recur::{CellKind, Recurrent, RecurrentConfig, Tensor};
+use recur::{Call, CellKind, Recurrent, RecurrentConfig, Tensor};
 
 fn main() -> recur::Result<()> {
     let (input_size, hidden_size, num_layers) = (8, 32, 2);
@@ -27,8 +27,7 @@ fn main() -> recur::Result<()> {
     // The whole sequence in one call.
     let whole = model.forward(
         &Tensor::new(x.clone(), &[seq_len, batch, input_size])?,
-        None,
-        None,
+        Call::new(),
     )?;
 
     // The same sequence, one step at a time: the stepper packs the weights once, owns the
