@@ -16,7 +16,8 @@
 //! ```
 //!
 //! The JSON (every key required; [`model_config_to_json`] writes it,
-//! [`model_config_from_json`] reads it):
+//! [`model_config_from_json`] reads it), with `"rnn"` the stack's own JSON of
+//! [`crate::layer::config`], the one schema every file of recur holds:
 //! ```json
 //! {"input": {"kind": "embedding", "num_embeddings": 50, "embedding_dim": 16, "padding_idx": null},
 //!  "rnn": {"cell": {"kind": "lstm", "proj_size": 0,
@@ -29,14 +30,7 @@
 //!  "output": "every_step", "out_features": 50, "head_bias": true,
 //!  "input_dropout": 0.5, "output_dropout": 0.5, "tie_weights": false}
 //! ```
-//! with `{"kind": "dense"}` for feature input, `"last"` for one output per sequence,
-//! `{"kind": "gru", "reset": "after" | "before", "activations": [gate, candidate], "clip": …}`
-//! and `{"kind": "rnn", "nonlinearity": "tanh" | "relu" | …, "leak": "none" | {"uniform": α}
-//! | {"per_layer": [α, …]}, "clip": …}`, and `"direction": "reverse" | "bidirectional"`. An
-//! activation is its lowercase ONNX name, or for one with parameters an object
-//! `{"name": "leakyrelu", "alpha": 0.01, "beta": null}`; `clip` is the ONNX gate
-//! pre-activation clip or `null`. `clip` and `recurrent_dropout` may be absent (files of
-//! earlier versions): none and 0.
+//! with `{"kind": "dense"}` for feature input and `"last"` for one output per sequence.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -47,16 +41,12 @@ use super::{
     IN_MEMORY, Parsed, SaveDtype, TensorOut, check_dtype, decode, encode, parse, read_file,
     write_atomic,
 };
-use crate::cell::{
-    CellKind, GruActivations, GruCell, InputForget, Leak, LstmActivations, LstmCell, Peepholes,
-    ResetPlacement, RnnCell,
-};
+use crate::Float;
 use crate::error::{Error, Result, Shape};
-use crate::layer::{BatchLayout, Bias, Direction, RecurrentConfig};
+use crate::layer::{Bias, RecurrentConfig};
 use crate::model::{
     EmbeddingConfig, Input, ModelParam, OutputForm, SequenceModel, SequenceModelConfig, TieWeights,
 };
-use crate::{Activation, Float};
 
 /// Value of `recur.format` in whole-model files.
 pub const MODEL_FORMAT: &str = "sequence-model-1";
@@ -74,7 +64,8 @@ pub(crate) mod key {
 #[serde(deny_unknown_fields)]
 struct ModelJson {
     input: InputJson,
-    rnn: RnnJson,
+    /// The stack, in its own JSON schema ([`crate::layer::config`]).
+    rnn: RecurrentConfig,
     output: OutputJson,
     out_features: usize,
     head_bias: bool,
@@ -101,118 +92,6 @@ enum OutputJson {
     Last,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RnnJson {
-    cell: CellJson,
-    input_size: usize,
-    hidden_size: usize,
-    num_layers: usize,
-    bias: bool,
-    direction: DirectionJson,
-    dropout: f64,
-    /// absent in files of recur versions without recurrent dropout: 0
-    #[serde(default)]
-    recurrent_dropout: f64,
-    batch_first: bool,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum DirectionJson {
-    Forward,
-    Reverse,
-    Bidirectional,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum CellJson {
-    Lstm {
-        proj_size: usize,
-        peepholes: PeepholesJson,
-        input_forget: InputForgetJson,
-        /// gate, cell, hidden
-        activations: [ActivationJson; 3],
-        /// ONNX gate pre-activation clip (absent: none)
-        clip: Option<f64>,
-    },
-    Gru {
-        reset: ResetJson,
-        /// gate, candidate
-        activations: [ActivationJson; 2],
-        clip: Option<f64>,
-    },
-    Rnn {
-        nonlinearity: ActivationJson,
-        leak: LeakJson,
-        clip: Option<f64>,
-    },
-}
-
-/// An activation: its lowercase ONNX name (`"tanh"`), or, for one with parameters, the name
-/// with ONNX's `alpha` / `beta` (`{"name": "leakyrelu", "alpha": 0.01, "beta": null}`).
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum ActivationJson {
-    Name(String),
-    Params(ActivationParams),
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ActivationParams {
-    name: String,
-    alpha: Option<f64>,
-    beta: Option<f64>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PeepholesJson {
-    input: bool,
-    forget: bool,
-    output: bool,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum InputForgetJson {
-    Separate,
-    Coupled,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum ResetJson {
-    After,
-    Before,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum LeakJson {
-    None,
-    Uniform(f64),
-    PerLayer(Vec<f64>),
-}
-
-fn activation_name(a: Activation) -> ActivationJson {
-    let name = a.onnx_name().to_ascii_lowercase();
-    match a.onnx_params() {
-        (None, None) => ActivationJson::Name(name),
-        (alpha, beta) => ActivationJson::Params(ActivationParams { name, alpha, beta }),
-    }
-}
-
-fn activation(a: &ActivationJson) -> std::result::Result<Activation, String> {
-    let (name, alpha, beta) = match a {
-        ActivationJson::Name(n) => (n, None, None),
-        ActivationJson::Params(p) => (&p.name, p.alpha, p.beta),
-    };
-    Activation::from_onnx(name, alpha, beta).map_err(|e| e.to_string())
-}
-
 fn bias_flag(b: Bias) -> bool {
     b == Bias::Enabled
 }
@@ -223,8 +102,8 @@ fn bias_of(flag: bool) -> Bias {
 
 impl ModelJson {
     fn of(c: &SequenceModelConfig) -> Self {
-        // Destructured without `..`, so that a field added to either configuration is a
-        // compile error here until it is written to (and read from) the JSON.
+        // Destructured without `..`, so that a field added to the configuration is a compile
+        // error here until it is written to (and read from) the JSON.
         let SequenceModelConfig {
             input,
             rnn,
@@ -235,51 +114,6 @@ impl ModelJson {
             output_dropout,
             tie_weights,
         } = c;
-        let RecurrentConfig {
-            cell,
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            direction,
-            dropout,
-            recurrent_dropout,
-            layout,
-        } = rnn;
-        let cell = match cell {
-            CellKind::Lstm(l) => CellJson::Lstm {
-                proj_size: l.proj_size,
-                peepholes: PeepholesJson {
-                    input: l.peepholes.input,
-                    forget: l.peepholes.forget,
-                    output: l.peepholes.output,
-                },
-                input_forget: match l.input_forget {
-                    InputForget::Separate => InputForgetJson::Separate,
-                    InputForget::Coupled => InputForgetJson::Coupled,
-                },
-                activations: [l.activations.gate, l.activations.cell, l.activations.hidden]
-                    .map(activation_name),
-                clip: l.clip,
-            },
-            CellKind::Gru(g) => CellJson::Gru {
-                reset: match g.reset {
-                    ResetPlacement::AfterMatmul => ResetJson::After,
-                    ResetPlacement::BeforeMatmul => ResetJson::Before,
-                },
-                activations: [g.activations.gate, g.activations.candidate].map(activation_name),
-                clip: g.clip,
-            },
-            CellKind::Rnn(r) => CellJson::Rnn {
-                nonlinearity: activation_name(r.nonlinearity),
-                leak: match &r.leak {
-                    Leak::None => LeakJson::None,
-                    Leak::Uniform(a) => LeakJson::Uniform(*a),
-                    Leak::PerLayer(v) => LeakJson::PerLayer(v.clone()),
-                },
-                clip: r.clip,
-            },
-        };
         ModelJson {
             input: match input {
                 Input::Embedding(e) => InputJson::Embedding {
@@ -289,21 +123,7 @@ impl ModelJson {
                 },
                 Input::Dense => InputJson::Dense,
             },
-            rnn: RnnJson {
-                cell,
-                input_size: *input_size,
-                hidden_size: *hidden_size,
-                num_layers: *num_layers,
-                bias: bias_flag(*bias),
-                direction: match direction {
-                    Direction::Forward => DirectionJson::Forward,
-                    Direction::Reverse => DirectionJson::Reverse,
-                    Direction::Bidirectional => DirectionJson::Bidirectional,
-                },
-                dropout: *dropout,
-                recurrent_dropout: *recurrent_dropout,
-                batch_first: *layout == BatchLayout::BatchFirst,
-            },
+            rnn: rnn.clone(),
             output: match output {
                 OutputForm::EveryStep => OutputJson::EveryStep,
                 OutputForm::Last => OutputJson::Last,
@@ -316,63 +136,8 @@ impl ModelJson {
         }
     }
 
-    fn into_config(self) -> std::result::Result<SequenceModelConfig, String> {
-        let r = self.rnn;
-        let cell = match r.cell {
-            CellJson::Lstm {
-                proj_size,
-                peepholes,
-                input_forget,
-                activations: [gate, cell, hidden],
-                clip,
-            } => CellKind::Lstm(LstmCell {
-                peepholes: Peepholes {
-                    input: peepholes.input,
-                    forget: peepholes.forget,
-                    output: peepholes.output,
-                },
-                proj_size,
-                input_forget: match input_forget {
-                    InputForgetJson::Separate => InputForget::Separate,
-                    InputForgetJson::Coupled => InputForget::Coupled,
-                },
-                activations: LstmActivations {
-                    gate: activation(&gate)?,
-                    cell: activation(&cell)?,
-                    hidden: activation(&hidden)?,
-                },
-                clip,
-            }),
-            CellJson::Gru {
-                reset,
-                activations: [gate, candidate],
-                clip,
-            } => CellKind::Gru(GruCell {
-                reset: match reset {
-                    ResetJson::After => ResetPlacement::AfterMatmul,
-                    ResetJson::Before => ResetPlacement::BeforeMatmul,
-                },
-                activations: GruActivations {
-                    gate: activation(&gate)?,
-                    candidate: activation(&candidate)?,
-                },
-                clip,
-            }),
-            CellJson::Rnn {
-                nonlinearity,
-                leak,
-                clip,
-            } => CellKind::Rnn(RnnCell {
-                nonlinearity: activation(&nonlinearity)?,
-                leak: match leak {
-                    LeakJson::None => Leak::None,
-                    LeakJson::Uniform(a) => Leak::Uniform(a),
-                    LeakJson::PerLayer(v) => Leak::PerLayer(v),
-                },
-                clip,
-            }),
-        };
-        Ok(SequenceModelConfig {
+    fn into_config(self) -> SequenceModelConfig {
+        SequenceModelConfig {
             input: match self.input {
                 InputJson::Embedding {
                     num_embeddings,
@@ -385,25 +150,7 @@ impl ModelJson {
                 }),
                 InputJson::Dense => Input::Dense,
             },
-            rnn: RecurrentConfig {
-                cell,
-                input_size: r.input_size,
-                hidden_size: r.hidden_size,
-                num_layers: r.num_layers,
-                bias: bias_of(r.bias),
-                direction: match r.direction {
-                    DirectionJson::Forward => Direction::Forward,
-                    DirectionJson::Reverse => Direction::Reverse,
-                    DirectionJson::Bidirectional => Direction::Bidirectional,
-                },
-                dropout: r.dropout,
-                recurrent_dropout: r.recurrent_dropout,
-                layout: if r.batch_first {
-                    BatchLayout::BatchFirst
-                } else {
-                    BatchLayout::SeqFirst
-                },
-            },
+            rnn: self.rnn,
             output: match self.output {
                 OutputJson::EveryStep => OutputForm::EveryStep,
                 OutputJson::Last => OutputForm::Last,
@@ -417,7 +164,7 @@ impl ModelJson {
             } else {
                 TieWeights::Untied
             },
-        })
+        }
     }
 }
 
@@ -436,9 +183,7 @@ pub fn model_config_to_json(config: &SequenceModelConfig) -> String {
 pub fn model_config_from_json(json: &str) -> Result<SequenceModelConfig> {
     let parsed: ModelJson = serde_json::from_str(json)
         .map_err(|e| crate::error::config_err("model configuration JSON", e.to_string()))?;
-    let config = parsed
-        .into_config()
-        .map_err(|e| crate::error::config_err("model configuration JSON", e))?;
+    let config = parsed.into_config();
     config.validate()?;
     Ok(config)
 }
@@ -778,6 +523,12 @@ fn check_shape(file: &str, name: &str, expected: &[usize], got: &[usize]) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Activation;
+    use crate::cell::{
+        CellKind, GruCell, InputForget, Leak, LstmActivations, LstmCell, Peepholes, ResetPlacement,
+        RnnCell,
+    };
+    use crate::layer::{BatchLayout, Direction};
     use crate::model::Input;
 
     fn lstm_lm() -> SequenceModelConfig {

@@ -5,6 +5,7 @@
 //! names and output layout. Its forward and backward run each (layer, direction) through
 //! the sequence driver (`layer/driver.rs`).
 
+pub mod config;
 pub(crate) mod driver;
 pub mod params;
 mod stepper;
@@ -21,32 +22,11 @@ use crate::cell::CellKind;
 use crate::error::{Error, Result, config_err, shape_err};
 use crate::kernel::Accumulate;
 use crate::tensor::Tensor;
+pub use config::{BatchLayout, Bias, Direction, MAX_PARAMS, RecurrentConfig};
 use driver::{DirSpec, DirTape};
 pub use params::{ParamInfo, ParamKind, ParamLayout};
 pub use stepper::Stepper;
 use workspace::Workspace;
-
-/// Which way(s) a layer reads the sequence.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Direction {
-    /// t = 0 … T−1.
-    #[default]
-    Forward,
-    /// t = T−1 … 0 only (ONNX `direction = reverse`); its parameters carry `_reverse` names.
-    Reverse,
-    /// Both, outputs concatenated `[forward, reverse]` on the last axis, as PyTorch does.
-    Bidirectional,
-}
-
-impl Direction {
-    /// 1 or 2.
-    pub fn count(self) -> usize {
-        match self {
-            Direction::Bidirectional => 2,
-            _ => 1,
-        }
-    }
-}
 
 /// How inference holds its weights: a [`Stepper`] ([`Recurrent::stepper_with`]) or a
 /// whole-sequence call ([`Recurrent::forward_with`]). Training is f32 (or f64) always.
@@ -62,147 +42,6 @@ pub enum WeightFormat {
     /// (LSTM, H = 256 and 512) and 2.0e-3 (GRU); against f32 inference over 30 steps of
     /// every cell and option, at most 3.8e-3.
     Bf16,
-}
-
-/// Where the batch axis sits in inputs and outputs (never in states, as in PyTorch).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum BatchLayout {
-    /// `[seq_len, batch, features]` (PyTorch's default).
-    #[default]
-    SeqFirst,
-    /// `[batch, seq_len, features]` (PyTorch `batch_first = True`).
-    BatchFirst,
-}
-
-/// Whether the layers have biases (PyTorch `bias`). Both `b_ih` and `b_hh`, or neither.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Bias {
-    #[default]
-    Enabled,
-    Disabled,
-}
-
-/// Upper bound on the parameter count of one stack (2^34 values: 64 GiB in f32), so that
-/// sizes read from an untrusted file cannot overflow the layout arithmetic.
-pub const MAX_PARAMS: u128 = 1 << 34;
-
-/// Configuration of a recurrent stack. The defaults are PyTorch's.
-///
-/// ```
-/// use recur::{CellKind, Direction, RecurrentConfig};
-/// let config = RecurrentConfig {
-///     cell: CellKind::lstm(),
-///     input_size: 10,
-///     hidden_size: 20,
-///     num_layers: 2,
-///     direction: Direction::Bidirectional,
-///     ..Default::default()
-/// };
-/// assert!(config.validate().is_ok());
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct RecurrentConfig {
-    pub cell: CellKind,
-    pub input_size: usize,
-    pub hidden_size: usize,
-    /// default 1
-    pub num_layers: usize,
-    pub bias: Bias,
-    pub direction: Direction,
-    /// Dropout probability on the output of every layer but the last, in training only.
-    pub dropout: f64,
-    /// Variational recurrent dropout (Gal & Ghahramani 2016; Keras `recurrent_dropout`), in
-    /// [0, 1): in [`Recurrent::forward_train`] only, each layer and direction draws one
-    /// keep-mask per sequence and recurrent unit (scaled by 1/(1 − p)) from the call's seed
-    /// and applies it to the state where it enters the recurrent product, W_hh (m ⊙ h_prev),
-    /// at every step; one mask for all gates, on the projected state with `proj_size`. The
-    /// carried state itself is not masked. Default 0.
-    pub recurrent_dropout: f64,
-    pub layout: BatchLayout,
-}
-
-impl Default for RecurrentConfig {
-    fn default() -> Self {
-        Self {
-            cell: CellKind::lstm(),
-            input_size: 0,
-            hidden_size: 0,
-            num_layers: 1,
-            bias: Bias::Enabled,
-            direction: Direction::Forward,
-            dropout: 0.0,
-            recurrent_dropout: 0.0,
-            layout: BatchLayout::SeqFirst,
-        }
-    }
-}
-
-impl RecurrentConfig {
-    /// Checks every setting.
-    ///
-    /// # Errors
-    /// [`Error::Config`] naming the first setting that is out of range.
-    pub fn validate(&self) -> Result<()> {
-        if self.input_size == 0 {
-            return Err(config_err("input_size", "must be at least 1"));
-        }
-        if self.hidden_size == 0 {
-            return Err(config_err("hidden_size", "must be at least 1"));
-        }
-        if self.num_layers == 0 {
-            return Err(config_err("num_layers", "must be at least 1"));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(config_err(
-                "dropout",
-                format!("must lie in [0, 1), got {}", self.dropout),
-            ));
-        }
-        if !(0.0..1.0).contains(&self.recurrent_dropout) {
-            return Err(config_err(
-                "recurrent_dropout",
-                format!("must lie in [0, 1), got {}", self.recurrent_dropout),
-            ));
-        }
-        self.cell.validate(self.hidden_size, self.num_layers)?;
-        // Hostile sizes must give an error, not an overflow or a runaway allocation. Each size
-        // is bounded first, so the u128 product below cannot overflow.
-        for (what, v) in [
-            ("input_size", self.input_size),
-            ("hidden_size", self.hidden_size),
-            ("num_layers", self.num_layers),
-        ] {
-            if v as u128 > MAX_PARAMS {
-                return Err(config_err(
-                    what,
-                    format!("{v} exceeds the bound of {MAX_PARAMS} parameters"),
-                ));
-            }
-        }
-        let g = self.cell.gate_count() as u128;
-        let (i, h, r) = (
-            self.input_size as u128,
-            self.hidden_size as u128,
-            self.h_out() as u128,
-        );
-        let d = self.direction.count() as u128;
-        let per_layer = g * h * (i.max(d * r) + r + 2) + r * h + 3 * h;
-        if per_layer * d * self.num_layers as u128 > MAX_PARAMS {
-            return Err(config_err(
-                "sizes",
-                format!("the model would have more than {MAX_PARAMS} parameters"),
-            ));
-        }
-        Ok(())
-    }
-
-    /// H_out: `proj_size` with a projection, else `hidden_size`.
-    pub fn h_out(&self) -> usize {
-        match self.cell.proj_size() {
-            0 => self.hidden_size,
-            p => p,
-        }
-    }
 }
 
 /// Recurrent state: `h` is `[num_layers * D, batch, H_out]`, `c` (LSTM only) is
