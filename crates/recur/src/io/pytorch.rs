@@ -42,7 +42,7 @@ use crate::cell::{
     ResetPlacement, RnnCell,
 };
 use crate::error::{Error, Result, Shape};
-use crate::layer::params::{Dims, ParamKind, ParamLayout};
+use crate::layer::params::{ParamKind, ParamLayout, TABLE};
 use crate::layer::{BatchLayout, Bias, Direction, Recurrent, RecurrentConfig};
 use crate::{Activation, Float};
 
@@ -190,33 +190,9 @@ pub fn load_state_dict_bytes<T: Float>(
 // ---------------------------------------------------------------------------------------------
 // Names
 
-/// The name stems, taken from the one layout table (the names of a configuration that has
-/// every tensor kind, with their `_l0` removed), so that names are parsed by that table.
+/// The name stems of the one layout table, by kind.
 fn stems() -> Vec<(ParamKind, String)> {
-    let every = CellKind::Lstm(LstmCell {
-        peepholes: Peepholes::ALL,
-        proj_size: 1,
-        ..LstmCell::default()
-    });
-    let dims = Dims {
-        input_size: 1,
-        hidden_size: 2,
-        num_layers: 1,
-        num_directions: 1,
-        reverse_only: false,
-        bias: true,
-    };
-    ParamLayout::new(&every, &dims)
-        .entries()
-        .iter()
-        .map(|e| {
-            let stem = e
-                .name
-                .strip_suffix("_l0")
-                .expect("layer-0 names end in _l0");
-            (e.kind, stem.to_string())
-        })
-        .collect()
+    TABLE.iter().map(|r| (r.kind, r.stem.to_string())).collect()
 }
 
 /// A recurrent parameter found in the file.
@@ -593,15 +569,7 @@ fn load_from<T: Float>(file: &str, bytes: &[u8], options: &LoadOptions) -> Resul
     found.sort_by_key(|f| (f.layer, f.reverse, f.rank));
 
     let config = infer(file, prefix, &found, &meta, options, &parsed)?;
-    let dims = Dims {
-        input_size: config.input_size,
-        hidden_size: config.hidden_size,
-        num_layers: config.num_layers,
-        num_directions: config.direction.count(),
-        reverse_only: config.direction == Direction::Reverse,
-        bias: config.bias == Bias::Enabled,
-    };
-    let layout = ParamLayout::new(&config.cell, &dims);
+    let layout = ParamLayout::of_valid(&config);
 
     // Every tensor the configuration needs, with its shape and dtype, before allocating: the
     // parameter count is then bounded by the bytes the file holds.
@@ -956,18 +924,7 @@ fn infer(
 
 /// Why a tensor the inferred configuration needs should be there.
 fn missing_reason(kind: ParamKind, config: &RecurrentConfig) -> String {
-    let why = match kind {
-        ParamKind::WeightIh | ParamKind::WeightHh => {
-            "every layer and direction has weight_ih and weight_hh"
-        }
-        ParamKind::BiasIh | ParamKind::BiasHh => {
-            "other tensors are biases, and every layer and direction has both bias_ih and bias_hh"
-        }
-        ParamKind::WeightHr => "other layers or directions have a projection (weight_hr)",
-        ParamKind::PeepholeI | ParamKind::PeepholeF | ParamKind::PeepholeO => {
-            "other layers or directions have this peephole"
-        }
-    };
+    let why = kind.row().presence.reason();
     format!("{why} (the other tensors give: {})", describe(config))
 }
 

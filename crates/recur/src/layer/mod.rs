@@ -307,7 +307,7 @@ impl<T: Float> Recurrent<T> {
     /// [`Error::Config`] when the configuration is invalid.
     pub fn new(config: RecurrentConfig, seed: u64) -> Result<Self> {
         config.validate()?;
-        let layout = Self::layout_for(&config);
+        let layout = ParamLayout::of_valid(&config);
         let k = 1.0 / (config.hidden_size as f64).sqrt();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let params = (0..layout.len())
@@ -329,7 +329,7 @@ impl<T: Float> Recurrent<T> {
     /// the wrong length.
     pub fn from_params(config: RecurrentConfig, params: Vec<T>) -> Result<Self> {
         config.validate()?;
-        let layout = Self::layout_for(&config);
+        let layout = ParamLayout::of_valid(&config);
         if params.len() != layout.len() {
             return Err(Error::Length {
                 what: "params".into(),
@@ -344,20 +344,6 @@ impl<T: Float> Recurrent<T> {
             panels: KeptPanels::default(),
             workspace: Workspace::default(),
         })
-    }
-
-    fn layout_for(config: &RecurrentConfig) -> ParamLayout {
-        ParamLayout::new(
-            &config.cell,
-            &params::Dims {
-                input_size: config.input_size,
-                hidden_size: config.hidden_size,
-                num_layers: config.num_layers,
-                num_directions: config.direction.count(),
-                reverse_only: config.direction == Direction::Reverse,
-                bias: config.bias == Bias::Enabled,
-            },
-        )
     }
 
     pub fn config(&self) -> &RecurrentConfig {

@@ -1,8 +1,36 @@
 //! The one parameter layout table. Parameters, gradients (and later optimizer moments and
 //! checkpoints) are flat buffers laid out by it; every tensor has its PyTorch state_dict name.
+//!
+//! [`TABLE`] has one row per [`ParamKind`]: its name stem, its shape rule and its presence
+//! rule. Everything else that knows the kinds reads it: the layout of a configuration
+//! ([`ParamLayout::for_config`]), the names a PyTorch file is parsed by (`io/pytorch.rs`), and
+//! the error that says why a tensor is expected.
+//!
+//! A first-time user loading PyTorch tensors by name from memory needs no model for this:
+//!
+//! ```
+//! use recur::{CellKind, ParamLayout, RecurrentConfig};
+//! let config = RecurrentConfig {
+//!     cell: CellKind::lstm(),
+//!     input_size: 3,
+//!     hidden_size: 4,
+//!     ..Default::default()
+//! };
+//! let layout = ParamLayout::for_config(&config)?;
+//! let mut params = vec![0.0f32; layout.len()];
+//! // e.g. from a PyTorch state_dict: weight_ih_l0 is [4 * 4, 3]
+//! layout.view_mut(&mut params)?.set("weight_ih_l0", &[0.5; 48], &[16, 3])?;
+//! let (values, shape) = layout.view(&params)?.get("weight_ih_l0")?;
+//! assert_eq!((values[0], shape), (0.5, &[16, 3][..]));
+//! assert!(layout.view_mut(&mut params)?.set("bias_ih_l0", &[0.0; 4], &[4]).is_err());
+//! # Ok::<(), recur::Error>(())
+//! ```
+//! A gradient buffer has the same layout, so the same views read and write gradients by name.
 
 use crate::Float;
-use crate::cell::{CellKind, LstmCell};
+use crate::cell::CellKind;
+use crate::error::{Error, Result, Shape, config_err};
+use crate::layer::{Bias, Direction, RecurrentConfig};
 
 /// What a parameter tensor is, independent of its layer and direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -25,18 +53,166 @@ pub enum ParamKind {
     PeepholeO,
 }
 
-/// The layout table: order within one (layer, direction) block and name stem. PyTorch's
-/// `_flat_weights` order for the first five; recur's peepholes after them.
-const TABLE: [(ParamKind, &str); 8] = [
-    (ParamKind::WeightIh, "weight_ih"),
-    (ParamKind::WeightHh, "weight_hh"),
-    (ParamKind::BiasIh, "bias_ih"),
-    (ParamKind::BiasHh, "bias_hh"),
-    (ParamKind::WeightHr, "weight_hr"),
-    (ParamKind::PeepholeI, "peephole_i"),
-    (ParamKind::PeepholeF, "peephole_f"),
-    (ParamKind::PeepholeO, "peephole_o"),
+/// How a kind's shape follows from the sizes of its (layer, direction): G gates, hidden size
+/// H, projection P, H_out (P with a projection, else H) and the layer's input width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShapeRule {
+    /// `[G * H, layer_input]`
+    GatesByInput,
+    /// `[G * H, H_out]`
+    GatesByOutput,
+    /// `[G * H]`
+    Gates,
+    /// `[P, H]`
+    ProjectionByHidden,
+    /// `[H]`
+    Hidden,
+}
+
+/// When a kind is present in a configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// Every layer and direction has it.
+    Always,
+    /// With [`Bias::Enabled`] (both biases, or neither).
+    Bias,
+    /// With an LSTM projection (`proj_size > 0`).
+    Projection,
+    /// With this LSTM peephole: 0 input, 1 forget, 2 output.
+    Peephole(usize),
+}
+
+/// One row of the layout table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KindRow {
+    pub kind: ParamKind,
+    /// PyTorch's name stem (`weight_ih`), before `_l{layer}[_reverse]`.
+    pub stem: &'static str,
+    pub shape: ShapeRule,
+    pub presence: Presence,
+}
+
+/// The layout table: one row per kind, in the order within one (layer, direction) block.
+/// PyTorch's `_flat_weights` order for the first five; recur's peepholes after them.
+pub const TABLE: [KindRow; 8] = [
+    row(
+        ParamKind::WeightIh,
+        "weight_ih",
+        ShapeRule::GatesByInput,
+        Presence::Always,
+    ),
+    row(
+        ParamKind::WeightHh,
+        "weight_hh",
+        ShapeRule::GatesByOutput,
+        Presence::Always,
+    ),
+    row(
+        ParamKind::BiasIh,
+        "bias_ih",
+        ShapeRule::Gates,
+        Presence::Bias,
+    ),
+    row(
+        ParamKind::BiasHh,
+        "bias_hh",
+        ShapeRule::Gates,
+        Presence::Bias,
+    ),
+    row(
+        ParamKind::WeightHr,
+        "weight_hr",
+        ShapeRule::ProjectionByHidden,
+        Presence::Projection,
+    ),
+    row(
+        ParamKind::PeepholeI,
+        "peephole_i",
+        ShapeRule::Hidden,
+        Presence::Peephole(0),
+    ),
+    row(
+        ParamKind::PeepholeF,
+        "peephole_f",
+        ShapeRule::Hidden,
+        Presence::Peephole(1),
+    ),
+    row(
+        ParamKind::PeepholeO,
+        "peephole_o",
+        ShapeRule::Hidden,
+        Presence::Peephole(2),
+    ),
 ];
+
+const fn row(kind: ParamKind, stem: &'static str, shape: ShapeRule, presence: Presence) -> KindRow {
+    KindRow {
+        kind,
+        stem,
+        shape,
+        presence,
+    }
+}
+
+impl ParamKind {
+    /// This kind's row of [`TABLE`].
+    pub fn row(self) -> &'static KindRow {
+        TABLE
+            .iter()
+            .find(|r| r.kind == self)
+            .expect("every kind has a row")
+    }
+
+    /// PyTorch's name stem, e.g. `weight_hh`.
+    pub fn stem(self) -> &'static str {
+        self.row().stem
+    }
+}
+
+impl ShapeRule {
+    /// The shape, given G, H, P, H_out and the layer's input width.
+    fn shape(self, g: usize, h: usize, p: usize, h_out: usize, layer_in: usize) -> Vec<usize> {
+        match self {
+            ShapeRule::GatesByInput => vec![g * h, layer_in],
+            ShapeRule::GatesByOutput => vec![g * h, h_out],
+            ShapeRule::Gates => vec![g * h],
+            ShapeRule::ProjectionByHidden => vec![p, h],
+            ShapeRule::Hidden => vec![h],
+        }
+    }
+}
+
+impl Presence {
+    /// Whether a stack of `config` has the kind.
+    pub fn holds(self, config: &RecurrentConfig) -> bool {
+        match self {
+            Presence::Always => true,
+            Presence::Bias => config.bias == Bias::Enabled,
+            Presence::Projection => config.proj_size() > 0,
+            Presence::Peephole(which) => match &config.cell {
+                CellKind::Lstm(c) => [c.peepholes.input, c.peepholes.forget, c.peepholes.output]
+                    .get(which)
+                    .copied()
+                    .unwrap_or(false),
+                _ => false,
+            },
+        }
+    }
+
+    /// Why a stack that has the kind somewhere has it in every layer and direction (for the
+    /// error about a missing one).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Presence::Always => "every layer and direction has weight_ih and weight_hh",
+            Presence::Bias => {
+                "other tensors are biases, and every layer and direction has both bias_ih and \
+                 bias_hh"
+            }
+            Presence::Projection => "other layers or directions have a projection (weight_hr)",
+            Presence::Peephole(_) => "other layers or directions have this peephole",
+        }
+    }
+}
 
 /// One tensor of the flat parameter buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,60 +238,48 @@ pub struct ParamLayout {
     total: usize,
 }
 
-/// Sizes a layout needs.
-pub(crate) struct Dims {
-    pub input_size: usize,
-    pub hidden_size: usize,
-    pub num_layers: usize,
-    pub num_directions: usize,
-    /// The reverse-only configuration names its single direction `_reverse`.
-    pub reverse_only: bool,
-    pub bias: bool,
-}
-
 impl ParamLayout {
-    pub(crate) fn new(cell: &CellKind, d: &Dims) -> Self {
-        let g = cell.gate_count();
-        let h = d.hidden_size;
-        let p = cell.proj_size();
-        let h_out = if p > 0 { p } else { h };
-        let lstm = match cell {
-            CellKind::Lstm(c) => Some(c),
-            _ => None,
-        };
+    /// The layout of a stack of `config`, from the configuration alone (what
+    /// [`crate::Recurrent::layout`] holds): no model needs to be built.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the configuration is invalid.
+    pub fn for_config(config: &RecurrentConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self::of_valid(config))
+    }
+
+    /// [`Self::for_config`] of a configuration already validated (its sizes cannot overflow).
+    pub(crate) fn of_valid(config: &RecurrentConfig) -> Self {
+        let g = config.cell.gate_count();
+        let h = config.hidden_size;
+        let p = config.proj_size();
+        let h_out = config.h_out();
+        let d = config.direction.count();
+        let reverse_only = config.direction == Direction::Reverse;
+        let rows: Vec<&KindRow> = TABLE.iter().filter(|r| r.presence.holds(config)).collect();
         let mut entries = Vec::new();
         let mut blocks = Vec::new();
         let mut offset = 0;
-        for layer in 0..d.num_layers {
+        for layer in 0..config.num_layers {
             let layer_in = if layer == 0 {
-                d.input_size
+                config.input_size
             } else {
-                d.num_directions * h_out
+                d * h_out
             };
-            for dir in 0..d.num_directions {
+            for dir in 0..d {
                 let start = offset;
-                let suffix = if dir == 1 || d.reverse_only {
+                let suffix = if dir == 1 || reverse_only {
                     "_reverse"
                 } else {
                     ""
                 };
-                for (kind, stem) in TABLE {
-                    let shape = match kind {
-                        ParamKind::WeightIh => vec![g * h, layer_in],
-                        ParamKind::WeightHh => vec![g * h, h_out],
-                        ParamKind::BiasIh | ParamKind::BiasHh => vec![g * h],
-                        ParamKind::WeightHr => vec![p, h],
-                        ParamKind::PeepholeI | ParamKind::PeepholeF | ParamKind::PeepholeO => {
-                            vec![h]
-                        }
-                    };
-                    if !present(kind, d.bias, p, lstm) {
-                        continue;
-                    }
+                for r in &rows {
+                    let shape = r.shape.shape(g, h, p, h_out, layer_in);
                     let len = shape.iter().product();
                     entries.push(ParamInfo {
-                        name: format!("{stem}_l{layer}{suffix}"),
-                        kind,
+                        name: format!("{}_l{layer}{suffix}", r.stem),
+                        kind: r.kind,
                         layer,
                         direction: dir,
                         shape,
@@ -152,6 +316,61 @@ impl ParamLayout {
     /// The tensor named `name`, if any.
     pub fn get(&self, name: &str) -> Option<&ParamInfo> {
         self.entries.iter().find(|e| e.name == name)
+    }
+
+    /// The tensor named `name`, or an error listing a few names the layout has.
+    fn entry(&self, name: &str) -> Result<&ParamInfo> {
+        self.get(name).ok_or_else(|| {
+            let some: Vec<&str> = self
+                .entries
+                .iter()
+                .take(4)
+                .map(|e| e.name.as_str())
+                .collect();
+            config_err(
+                format!("parameter `{name}`"),
+                format!(
+                    "the layout has no such tensor (it has {}{})",
+                    some.join(", "),
+                    if self.entries.len() > some.len() {
+                        ", …"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        })
+    }
+
+    fn check_len(&self, what: &str, len: usize) -> Result<()> {
+        if len != self.total {
+            return Err(Error::Length {
+                what: what.into(),
+                shape: Shape(vec![self.total]),
+                len,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads a flat buffer laid out by this layout (parameters, or their gradients) by
+    /// PyTorch name.
+    ///
+    /// # Errors
+    /// [`Error::Length`] when `buf` is not [`Self::len`] long.
+    pub fn view<'a, T>(&'a self, buf: &'a [T]) -> Result<ParamView<'a, T>> {
+        self.check_len("parameter buffer", buf.len())?;
+        Ok(ParamView { layout: self, buf })
+    }
+
+    /// Reads and writes a flat buffer laid out by this layout (parameters, or their
+    /// gradients) by PyTorch name, with a shape check.
+    ///
+    /// # Errors
+    /// [`Error::Length`] when `buf` is not [`Self::len`] long.
+    pub fn view_mut<'a, T>(&'a self, buf: &'a mut [T]) -> Result<ParamViewMut<'a, T>> {
+        self.check_len("parameter buffer", buf.len())?;
+        Ok(ParamViewMut { layout: self, buf })
     }
 
     fn block_entries(&self, block: usize) -> impl Iterator<Item = &ParamInfo> {
@@ -192,14 +411,85 @@ impl ParamLayout {
     }
 }
 
-fn present(kind: ParamKind, bias: bool, proj_size: usize, lstm: Option<&LstmCell>) -> bool {
-    match kind {
-        ParamKind::WeightIh | ParamKind::WeightHh => true,
-        ParamKind::BiasIh | ParamKind::BiasHh => bias,
-        ParamKind::WeightHr => proj_size > 0,
-        ParamKind::PeepholeI => lstm.is_some_and(|c| c.peepholes.input),
-        ParamKind::PeepholeF => lstm.is_some_and(|c| c.peepholes.forget),
-        ParamKind::PeepholeO => lstm.is_some_and(|c| c.peepholes.output),
+/// A flat buffer (parameters or gradients) read by PyTorch name ([`ParamLayout::view`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ParamView<'a, T> {
+    layout: &'a ParamLayout,
+    buf: &'a [T],
+}
+
+impl<'a, T> ParamView<'a, T> {
+    /// The values of tensor `name` (row-major) and its shape.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the layout has no tensor of that name.
+    pub fn get(&self, name: &str) -> Result<(&'a [T], &'a [usize])> {
+        let e = self.layout.entry(name)?;
+        Ok((&self.buf[e.offset..e.offset + e.len], &e.shape))
+    }
+
+    /// Every tensor in buffer order, with its values.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a ParamInfo, &'a [T])> + '_ {
+        let buf = self.buf;
+        self.layout
+            .entries
+            .iter()
+            .map(move |e| (e, &buf[e.offset..e.offset + e.len]))
+    }
+}
+
+/// A flat buffer (parameters or gradients) read and written by PyTorch name
+/// ([`ParamLayout::view_mut`]).
+#[derive(Debug)]
+pub struct ParamViewMut<'a, T> {
+    layout: &'a ParamLayout,
+    buf: &'a mut [T],
+}
+
+impl<T: Copy> ParamViewMut<'_, T> {
+    /// The values of tensor `name` and its shape.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the layout has no tensor of that name.
+    pub fn get(&self, name: &str) -> Result<(&[T], &[usize])> {
+        let e = self.layout.entry(name)?;
+        Ok((&self.buf[e.offset..e.offset + e.len], &e.shape))
+    }
+
+    /// The values of tensor `name`, to write in place, and its shape.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the layout has no tensor of that name.
+    pub fn get_mut(&mut self, name: &str) -> Result<(&mut [T], &[usize])> {
+        let e = self.layout.entry(name)?;
+        Ok((&mut self.buf[e.offset..e.offset + e.len], &e.shape))
+    }
+
+    /// Copies `values` of shape `shape` (row-major, e.g. a PyTorch tensor's) into tensor
+    /// `name`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the layout has no tensor of that name; [`Error::Shape`] when
+    /// `shape` is not the tensor's; [`Error::Length`] when `values` does not hold `shape`'s
+    /// element count.
+    pub fn set(&mut self, name: &str, values: &[T], shape: &[usize]) -> Result<()> {
+        let e = self.layout.entry(name)?;
+        if shape != e.shape.as_slice() {
+            return Err(Error::Shape {
+                what: format!("parameter `{name}`"),
+                expected: Shape(e.shape.clone()),
+                got: Shape(shape.to_vec()),
+            });
+        }
+        if values.len() != e.len {
+            return Err(Error::Length {
+                what: format!("parameter `{name}`"),
+                shape: Shape(e.shape.clone()),
+                len: values.len(),
+            });
+        }
+        self.buf[e.offset..e.offset + e.len].copy_from_slice(values);
+        Ok(())
     }
 }
 

@@ -71,10 +71,9 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result, Shape, config_err};
-use crate::layer::params::{Dims, ParamLayout};
+use crate::layer::params::ParamLayout;
 use crate::layer::{
-    BatchLayout, Bias, Call, Direction, OutputGrad, Recurrent, RecurrentConfig, State, Tape,
-    training_seed,
+    BatchLayout, Bias, Call, OutputGrad, Recurrent, RecurrentConfig, State, Tape, training_seed,
 };
 use crate::model::embedding::{Embedding, EmbeddingConfig};
 use crate::model::linear::{Linear, LinearConfig, affine_backward, affine_forward};
@@ -234,7 +233,7 @@ impl SequenceModelConfig {
                 vec![e.num_embeddings, e.embedding_dim],
             )?;
         }
-        for entry in rnn_layout(&self.rnn).entries() {
+        for entry in ParamLayout::of_valid(&self.rnn).entries() {
             push(format!("rnn.{}", entry.name), entry.shape.clone())?;
         }
         let hc = self.head_config();
@@ -775,21 +774,6 @@ impl<T: Float> SequenceModel<T> {
         }
         Tensor::new(dh, &[cfg.num_layers * d, batch, r])
     }
-}
-
-/// The stack's layout table from its configuration alone (what [`Recurrent::layout`] holds).
-fn rnn_layout(c: &RecurrentConfig) -> ParamLayout {
-    ParamLayout::new(
-        &c.cell,
-        &Dims {
-            input_size: c.input_size,
-            hidden_size: c.hidden_size,
-            num_layers: c.num_layers,
-            num_directions: c.direction.count(),
-            reverse_only: c.direction == Direction::Reverse,
-            bias: c.bias == Bias::Enabled,
-        },
-    )
 }
 
 /// A dropout mask of `len` values: 0 with probability `p`, else 1/(1 − p) (empty for p = 0),
