@@ -362,7 +362,11 @@ fn saved_names_are_pytorchs_and_load_without_metadata() {
     assert!(names.contains(&"bias_hh_l1_reverse"));
     assert_eq!(names.len(), 16);
     let meta = meta.unwrap();
-    assert_eq!(meta["recur.cell"], "lstm");
+    assert_eq!(meta["recur.format"], "pytorch-state-dict-2");
+    assert_eq!(
+        RecurrentConfig::from_json(&meta["recur.config"]).unwrap(),
+        *model.config()
+    );
     let back = load(&build(&tensors, None), &LoadOptions::default()).unwrap();
     assert_eq!(back.config(), model.config());
     assert_eq!(bits(back.params()), bits(model.params()));
@@ -765,13 +769,36 @@ fn metadata_and_options_that_contradict_are_errors() {
     )
     .unwrap();
     let saved = state_dict_bytes(&rnn, &SaveOptions::default());
+    // The same file as an earlier recur wrote it, with flat keys.
+    let (tensors, meta) = unpack(&saved);
+    let legacy: HashMap<String, String> = [
+        ("recur.format", "pytorch-state-dict-1"),
+        ("recur.cell", "rnn"),
+        ("recur.rnn_nonlinearity", "tanh"),
+        ("recur.leak", "none"),
+        ("recur.clip", "none"),
+        ("recur.batch_layout", "seq_first"),
+        ("recur.dropout", "0"),
+        ("recur.recurrent_dropout", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let old = build(&tensors, Some(legacy.clone()));
+    assert_eq!(
+        load(&old, &LoadOptions::default()).unwrap().config(),
+        rnn.config()
+    );
     // the file says tanh
     let relu = LoadOptions {
         rnn_nonlinearity: Some(Activation::Relu),
         ..Default::default()
     };
     assert!(
-        matches!(load(&saved, &relu), Err(Error::Metadata { ref key, .. }) if key == "recur.rnn_nonlinearity")
+        matches!(load(&saved, &relu), Err(Error::Metadata { ref key, .. }) if key == "recur.config")
+    );
+    assert!(
+        matches!(load(&old, &relu), Err(Error::Metadata { ref key, .. }) if key == "recur.rnn_nonlinearity")
     );
     let same = LoadOptions {
         rnn_nonlinearity: Some(Activation::Tanh),
@@ -787,9 +814,32 @@ fn metadata_and_options_that_contradict_are_errors() {
         matches!(load(&saved, &gru_opt), Err(Error::Config { ref what, .. }) if what == "LoadOptions::gru_reset")
     );
 
-    // malformed metadata values
-    let (tensors, meta) = unpack(&saved);
+    // malformed configuration JSON, or one the tensors contradict
     let meta = meta.unwrap();
+    let json = meta["recur.config"].clone();
+    for v in [
+        String::new(),
+        "{}".into(),
+        json.replace("\"hidden_size\":4", "\"hidden_size\":5"),
+        json.replace("\"tanh\"", "\"gelu\""),
+        json.replace("\"num_layers\":1", "\"num_layers\":1,\"extra\":1"),
+    ] {
+        let mut m = meta.clone();
+        m.insert("recur.config".into(), v.clone());
+        match load(&build(&tensors, Some(m)), &LoadOptions::default()) {
+            Err(Error::Metadata { key, .. }) => assert_eq!(key, "recur.config", "{v}"),
+            other => panic!("{v}: {other:?}"),
+        }
+    }
+    let mut m = meta.clone();
+    m.remove("recur.config");
+    assert!(matches!(
+        load(&build(&tensors, Some(m)), &LoadOptions::default()),
+        Err(Error::Metadata { ref key, .. }) if key == "recur.config"
+    ));
+
+    // malformed flat metadata values of the earlier format
+    let meta = legacy;
     for (k, v) in [
         ("recur.cell", "transformer"),
         ("recur.format", "pytorch-state-dict-99"),

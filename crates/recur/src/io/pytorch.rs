@@ -26,10 +26,19 @@
 //! What the names and shapes cannot say (an RNN's tanh or ReLU, a GRU's reset placement, a
 //! coupled input-forget gate, leaky integration, the batch layout, the activations with their
 //! parameters, ONNX clip, dropout and recurrent dropout)
-//! comes, in this order, from recur's own metadata (written by [`save_state_dict`], keys
-//! `recur.*`), from [`LoadOptions`], or from PyTorch's default; an option that contradicts the
-//! metadata is an error. An RNN file with neither is an error asking for
-//! [`LoadOptions::rnn_nonlinearity`], since tanh and ReLU weights look alike.
+//! comes, in this order, from recur's own metadata, from [`LoadOptions`], or from PyTorch's
+//! default; an option that contradicts the metadata is an error. An RNN file with neither is
+//! an error asking for [`LoadOptions::rnn_nonlinearity`], since tanh and ReLU weights look
+//! alike.
+//!
+//! ## recur's metadata
+//! [`save_state_dict`] writes `recur.format = pytorch-state-dict-2` and `recur.config`, the
+//! whole [`RecurrentConfig`] as the JSON of [`crate::layer::config`] (the same JSON a model
+//! file or a checkpoint holds under `"rnn"`); the tensors must agree with it. Files of earlier
+//! recur versions (`pytorch-state-dict-1`) hold flat keys instead (`recur.cell`,
+//! `recur.rnn_nonlinearity`, `recur.leak`, `recur.gru_reset`, `recur.lstm_input_forget`,
+//! `recur.activations`, `recur.batch_layout`, `recur.dropout`, `recur.recurrent_dropout`,
+//! `recur.clip`); they are still read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -46,12 +55,19 @@ use crate::layer::params::{ParamKind, ParamLayout, TABLE};
 use crate::layer::{BatchLayout, Bias, Direction, Recurrent, RecurrentConfig};
 use crate::{Activation, Float};
 
-/// Value of `recur.format` in files this module writes; a reader refuses other versions.
-const FORMAT: &str = "pytorch-state-dict-1";
+/// Value of `recur.format` in files this module writes: the configuration is the JSON of
+/// [`crate::layer::config`] under `recur.config`.
+const FORMAT: &str = "pytorch-state-dict-2";
 
-/// Metadata keys (all under `recur.`, so that they never collide with a user's own).
+/// Value of `recur.format` in files of earlier recur versions, whose configuration is in flat
+/// keys (`recur.cell`, `recur.activations`, …); still read. A reader refuses other versions.
+const LEGACY_FORMAT: &str = "pytorch-state-dict-1";
+
+/// Metadata keys (all under `recur.`, so that they never collide with a user's own). Only
+/// `FORMAT` and `CONFIG` are written; the others are the flat keys of [`LEGACY_FORMAT`].
 mod key {
     pub const FORMAT: &str = "recur.format";
+    pub const CONFIG: &str = "recur.config";
     pub const CELL: &str = "recur.cell";
     pub const RNN_NONLINEARITY: &str = "recur.rnn_nonlinearity";
     pub const LEAK: &str = "recur.leak";
@@ -109,9 +125,9 @@ pub struct LoadOptions {
 
 /// Writes `model`'s parameters to `path` as a safetensors file a PyTorch `nn.LSTM` / `nn.GRU` /
 /// `nn.RNN` of the same configuration loads with `load_state_dict(load_file(path))` (peephole
-/// tensors, which PyTorch lacks, are written under recur's names). The configuration that the
-/// names cannot carry is written as `recur.*` metadata, so [`load_state_dict`] gives back the
-/// same model. The file is replaced atomically (temporary file, fsync, rename).
+/// tensors, which PyTorch lacks, are written under recur's names). The configuration is
+/// written as JSON metadata (`recur.config`, see the [module docs](self)), so
+/// [`load_state_dict`] gives back the same model. The file is replaced atomically (temporary file, fsync, rename).
 ///
 /// # Errors
 /// [`Error::Io`] when the file cannot be written.
@@ -270,19 +286,9 @@ impl Family {
     }
 }
 
-/// An activation as recur's metadata writes it: ONNX's name in lowercase, then each parameter
-/// the function takes after a colon (`tanh`, `leakyrelu:0.1`, `hardsigmoid:0.2:0.5`). f64
-/// Display is the shortest text that reads back to the same bits.
-fn activation_name(a: Activation) -> String {
-    let mut s = a.onnx_name().to_ascii_lowercase();
-    let (alpha, beta) = a.onnx_params();
-    for v in [alpha, beta].into_iter().flatten() {
-        s += &format!(":{v}");
-    }
-    s
-}
-
-/// The inverse of [`activation_name`]; `None` for text it did not write.
+/// An activation as [`LEGACY_FORMAT`] wrote it: ONNX's name in lowercase, then each
+/// parameter the function takes after a colon (`tanh`, `leakyrelu:0.1`,
+/// `hardsigmoid:0.2:0.5`); `None` for other text.
 fn parse_activation(s: &str) -> Option<Activation> {
     let mut parts = s.split(':');
     let name = parts.next()?;
@@ -298,72 +304,12 @@ fn parse_activation(s: &str) -> Option<Activation> {
     (a.onnx_params() == (alpha, beta)).then_some(a)
 }
 
+/// The metadata [`save_state_dict`] writes: the format and the configuration's JSON.
 fn metadata_of(config: &RecurrentConfig) -> BTreeMap<String, String> {
-    let mut m = BTreeMap::new();
-    let mut put = |k: &str, v: String| {
-        m.insert(k.to_string(), v);
-    };
-    put(key::FORMAT, FORMAT.into());
-    put(key::CELL, Family::of(&config.cell).name().into());
-    put(
-        key::CLIP,
-        config
-            .cell
-            .clip()
-            .map_or_else(|| "none".into(), |c| c.to_string()),
-    );
-    match &config.cell {
-        CellKind::Lstm(c) => {
-            let coupled = c.input_forget == InputForget::Coupled;
-            put(
-                key::INPUT_FORGET,
-                if coupled { "coupled" } else { "separate" }.into(),
-            );
-            let a = c.activations;
-            put(
-                key::ACTIVATIONS,
-                [a.gate, a.cell, a.hidden].map(activation_name).join(","),
-            );
-        }
-        CellKind::Gru(c) => {
-            let before = c.reset == ResetPlacement::BeforeMatmul;
-            put(
-                key::GRU_RESET,
-                if before { "before" } else { "after" }.into(),
-            );
-            let a = c.activations;
-            put(
-                key::ACTIVATIONS,
-                [a.gate, a.candidate].map(activation_name).join(","),
-            );
-        }
-        CellKind::Rnn(c) => {
-            put(key::RNN_NONLINEARITY, activation_name(c.nonlinearity));
-            // f64 Display is the shortest text that reads back to the same bits.
-            put(
-                key::LEAK,
-                match &c.leak {
-                    Leak::None => "none".into(),
-                    Leak::Uniform(a) => format!("uniform:{a}"),
-                    Leak::PerLayer(v) => format!(
-                        "per_layer:{}",
-                        v.iter().map(f64::to_string).collect::<Vec<_>>().join(",")
-                    ),
-                },
-            );
-        }
-    }
-    put(
-        key::BATCH_LAYOUT,
-        match config.layout {
-            BatchLayout::SeqFirst => "seq_first",
-            BatchLayout::BatchFirst => "batch_first",
-        }
-        .into(),
-    );
-    put(key::DROPOUT, config.dropout.to_string());
-    put(key::RECURRENT_DROPOUT, config.recurrent_dropout.to_string());
-    m
+    BTreeMap::from([
+        (key::FORMAT.to_string(), FORMAT.to_string()),
+        (key::CONFIG.to_string(), config.to_json()),
+    ])
 }
 
 /// recur's metadata, parsed. All `None` when the file has no `recur.format`.
@@ -380,6 +326,49 @@ struct Meta {
     recurrent_dropout: Option<f64>,
     /// `Some(None)`: the file says no clip
     clip: Option<Option<f64>>,
+    /// The whole configuration (`recur.config`), which the tensors must agree with.
+    config: Option<RecurrentConfig>,
+}
+
+impl Meta {
+    /// What the tensors cannot say, from a whole configuration.
+    fn of(config: RecurrentConfig) -> Self {
+        let mut m = Meta {
+            family: Some(Family::of(&config.cell)),
+            layout: Some(config.layout),
+            dropout: Some(config.dropout),
+            recurrent_dropout: Some(config.recurrent_dropout),
+            clip: Some(config.cell.clip()),
+            ..Meta::default()
+        };
+        match &config.cell {
+            CellKind::Lstm(c) => {
+                m.input_forget = Some(c.input_forget);
+                let a = c.activations;
+                m.activations = Some(vec![a.gate, a.cell, a.hidden]);
+            }
+            CellKind::Gru(c) => {
+                m.gru_reset = Some(c.reset);
+                m.activations = Some(vec![c.activations.gate, c.activations.candidate]);
+            }
+            CellKind::Rnn(c) => {
+                m.rnn_nonlinearity = Some(c.nonlinearity);
+                m.leak = Some(c.leak.clone());
+            }
+        }
+        m.config = Some(config);
+        m
+    }
+
+    /// The key an error about setting `legacy` names: `recur.config` in a file of
+    /// [`FORMAT`], the flat key itself in one of [`LEGACY_FORMAT`].
+    fn key<'k>(&self, legacy: &'k str) -> &'k str {
+        if self.config.is_some() {
+            key::CONFIG
+        } else {
+            legacy
+        }
+    }
 }
 
 fn parse_meta(file: &str, raw: &HashMap<String, String>) -> Result<Meta> {
@@ -391,10 +380,28 @@ fn parse_meta(file: &str, raw: &HashMap<String, String>) -> Result<Meta> {
         key: k.to_string(),
         reason,
     };
-    if format != FORMAT {
+    if format == FORMAT {
+        let json = raw
+            .get(key::CONFIG)
+            .ok_or_else(|| bad(key::CONFIG, "missing".into()))?;
+        let config = RecurrentConfig::from_json(json).map_err(|e| {
+            bad(
+                key::CONFIG,
+                match e {
+                    Error::Config { what, reason } => format!("{what}: {reason}"),
+                    other => other.to_string(),
+                },
+            )
+        })?;
+        return Ok(Meta::of(config));
+    }
+    if format != LEGACY_FORMAT {
         return Err(bad(
             key::FORMAT,
-            format!("expected `{FORMAT}`, got `{format}` (written by a newer recur?)"),
+            format!(
+                "expected `{FORMAT}` or `{LEGACY_FORMAT}`, got `{format}` (written by a newer \
+                 recur?)"
+            ),
         ));
     }
     // Looks a key up and maps its value with `f`, which returns None for a value it does not
@@ -485,6 +492,7 @@ fn parse_meta(file: &str, raw: &HashMap<String, String>) -> Result<Meta> {
             "none" => Some(None),
             v => rate(v).map(Some),
         })?,
+        config: None,
     })
 }
 
@@ -780,7 +788,7 @@ fn infer(
     // What the tensors cannot say.
     let layout = pick(
         file,
-        key::BATCH_LAYOUT,
+        meta.key(key::BATCH_LAYOUT),
         meta.layout,
         options.layout,
         "LoadOptions::layout",
@@ -809,7 +817,7 @@ fn infer(
                 Some(v) => {
                     return Err(Error::Metadata {
                         file: file.to_string(),
-                        key: key::ACTIVATIONS.into(),
+                        key: meta.key(key::ACTIVATIONS).into(),
                         reason: format!("an lstm has 3 activations, got {}", v.len()),
                     });
                 }
@@ -823,7 +831,7 @@ fn infer(
                 proj_size,
                 input_forget: pick(
                     file,
-                    key::INPUT_FORGET,
+                    meta.key(key::INPUT_FORGET),
                     meta.input_forget,
                     o.input_forget,
                     "LoadOptions::input_forget",
@@ -853,7 +861,7 @@ fn infer(
                 Some(v) => {
                     return Err(Error::Metadata {
                         file: file.to_string(),
-                        key: key::ACTIVATIONS.into(),
+                        key: meta.key(key::ACTIVATIONS).into(),
                         reason: format!("a gru has 2 activations, got {}", v.len()),
                     });
                 }
@@ -861,7 +869,7 @@ fn infer(
             CellKind::Gru(GruCell {
                 reset: pick(
                     file,
-                    key::GRU_RESET,
+                    meta.key(key::GRU_RESET),
                     meta.gru_reset,
                     o.gru_reset,
                     "LoadOptions::gru_reset",
@@ -881,7 +889,7 @@ fn infer(
             )?;
             let nonlinearity = pick(
                 file,
-                key::RNN_NONLINEARITY,
+                meta.key(key::RNN_NONLINEARITY),
                 meta.rnn_nonlinearity,
                 o.rnn_nonlinearity,
                 "LoadOptions::rnn_nonlinearity",
@@ -894,7 +902,7 @@ fn infer(
             })?;
             let leak = pick(
                 file,
-                key::LEAK,
+                meta.key(key::LEAK),
                 meta.leak.clone(),
                 o.leak.clone(),
                 "LoadOptions::leak",
@@ -919,6 +927,19 @@ fn infer(
         layout,
     };
     config.validate()?;
+    if let Some(c) = &meta.config
+        && *c != config
+    {
+        return Err(Error::Metadata {
+            file: file.to_string(),
+            key: key::CONFIG.into(),
+            reason: format!(
+                "the configuration says {}, but the tensors give {}",
+                describe(c),
+                describe(&config)
+            ),
+        });
+    }
     Ok(config)
 }
 
@@ -998,6 +1019,18 @@ fn no_params_reason(prefix: &str, parsed: &super::Parsed<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An activation as recur's metadata writes it: ONNX's name in lowercase, then each parameter
+    /// the function takes after a colon (`tanh`, `leakyrelu:0.1`, `hardsigmoid:0.2:0.5`). f64
+    /// Display is the shortest text that reads back to the same bits.
+    fn activation_name(a: Activation) -> String {
+        let mut s = a.onnx_name().to_ascii_lowercase();
+        let (alpha, beta) = a.onnx_params();
+        for v in [alpha, beta].into_iter().flatten() {
+            s += &format!(":{v}");
+        }
+        s
+    }
 
     /// Every ONNX activation (parameters included), ONNX clip and recurrent dropout go through
     /// recur's metadata and come back as they were, and the text is what the docs say.
