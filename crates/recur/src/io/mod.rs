@@ -8,6 +8,20 @@
 //! - [`checkpoint`]: everything a training run needs to resume ([`save_checkpoint`],
 //!   [`load_checkpoint`]).
 //!
+//! ## One configuration schema
+//! Every file recur writes carries the stack's configuration as the same JSON, serde on
+//! [`crate::RecurrentConfig`] (documented with an example in [`crate::layer::config`]):
+//!
+//! | file | `recur.format` | where the configuration is |
+//! |---|---|---|
+//! | state_dict export | `pytorch-state-dict-2` | `recur.config`: the stack's JSON |
+//! | whole model | `sequence-model-1` | `recur.model`: the model's JSON, the stack's under `"rnn"` |
+//! | checkpoint | `checkpoint-2` | `recur.model`, as a whole model |
+//!
+//! Files of earlier versions still load: `pytorch-state-dict-1` exports with flat `recur.*`
+//! keys, and model JSON without `clip` or `recurrent_dropout` (tested on committed files of
+//! each format in `tests/legacy_formats.rs`).
+//!
 //! Weight files are untrusted input. Every reader here checks the file before it allocates
 //! anything sized by it (the safetensors header must describe exactly the bytes the file
 //! holds, and every tensor's shape must match the configuration before its values are
