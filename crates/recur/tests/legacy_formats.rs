@@ -11,8 +11,10 @@
 use std::path::PathBuf;
 
 use recur::cell::{GruActivations, LstmActivations};
-use recur::io::{LoadOptions, Optimizers, load_checkpoint, load_model, load_state_dict};
-use recur::model::{EmbeddingConfig, Input, OutputForm, SequenceModelConfig};
+use recur::io::{
+    LoadOptions, Optimizers, SaveDtype, load_checkpoint, load_model, load_state_dict, model_bytes,
+};
+use recur::model::{EmbeddingConfig, Input, OutputForm, SequenceModel, SequenceModelConfig};
 use recur::optim::OptimizerConfig;
 use recur::{
     Activation, BatchLayout, Bias, CellKind, Direction, GruCell, Leak, LstmCell, Peepholes,
@@ -135,6 +137,20 @@ fn model_files_load() {
         let model = load_model::<f64>(&path).unwrap();
         assert_eq!(model.config(), &config, "{name}");
         assert_eq!(model.params(), values(model.param_len()), "{name}");
+    }
+}
+
+/// The model file format did not change: today's recur writes the committed files byte for
+/// byte.
+#[test]
+fn model_files_are_written_as_before() {
+    for (name, config) in [("lstm", lstm_model()), ("gru", gru_model())] {
+        let n = SequenceModel::<f64>::new(config.clone(), 0)
+            .unwrap()
+            .param_len();
+        let model = SequenceModel::from_params(config, &values(n)).unwrap();
+        let file = std::fs::read(dir().join(format!("{name}.model.safetensors"))).unwrap();
+        assert!(model_bytes(&model, SaveDtype::F64) == file, "{name}");
     }
 }
 

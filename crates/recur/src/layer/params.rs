@@ -535,3 +535,89 @@ impl<S> Block<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Recurrent;
+    use crate::cell::{LstmCell, Peepholes};
+
+    fn every_kind() -> RecurrentConfig {
+        RecurrentConfig {
+            cell: CellKind::Lstm(LstmCell {
+                peepholes: Peepholes::ALL,
+                proj_size: 2,
+                ..Default::default()
+            }),
+            input_size: 3,
+            hidden_size: 4,
+            num_layers: 2,
+            direction: Direction::Bidirectional,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_layout_of_a_configuration_is_the_models() {
+        let mut configs = vec![every_kind()];
+        for cell in [CellKind::gru(), CellKind::rnn_tanh()] {
+            configs.push(RecurrentConfig {
+                cell,
+                bias: Bias::Disabled,
+                direction: Direction::Reverse,
+                ..every_kind()
+            });
+        }
+        for c in configs {
+            let model = Recurrent::<f64>::new(c.clone(), 1).unwrap();
+            assert_eq!(&ParamLayout::for_config(&c).unwrap(), model.layout());
+        }
+        let all = ParamLayout::for_config(&every_kind()).unwrap();
+        let block: Vec<&str> = all.entries()[..TABLE.len()]
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        let stems: Vec<String> = TABLE.iter().map(|r| format!("{}_l0", r.stem)).collect();
+        assert_eq!(block, stems);
+        assert!(
+            ParamLayout::for_config(&RecurrentConfig {
+                hidden_size: 0,
+                ..every_kind()
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn views_check_names_shapes_and_lengths() {
+        let layout = ParamLayout::for_config(&every_kind()).unwrap();
+        let mut buf: Vec<f64> = (0..layout.len()).map(|i| i as f64).collect();
+        let e = layout.get("peephole_f_l1_reverse").unwrap().clone();
+        let (v, shape) = layout.view(&buf).unwrap().get(&e.name).unwrap();
+        assert_eq!((v[0], shape), (e.offset as f64, &[4][..]));
+        let mut view = layout.view_mut(&mut buf).unwrap();
+        view.set(&e.name, &[-1.0; 4], &[4]).unwrap();
+        assert!(matches!(
+            view.set(&e.name, &[-1.0; 4], &[2, 2]),
+            Err(Error::Shape { .. })
+        ));
+        assert!(matches!(
+            view.set(&e.name, &[-1.0; 3], &[4]),
+            Err(Error::Length { .. })
+        ));
+        assert!(matches!(
+            view.set("weight_ih_l2", &[], &[0]),
+            Err(Error::Config { .. })
+        ));
+        view.get_mut(&e.name).unwrap().0[1] = 7.0;
+        assert_eq!(buf[e.offset..e.offset + 4], [-1.0, 7.0, -1.0, -1.0]);
+        assert!(matches!(layout.view(&buf[1..]), Err(Error::Length { .. })));
+        let names: Vec<&str> = layout
+            .view(&buf)
+            .unwrap()
+            .iter()
+            .map(|(e, _)| e.name.as_str())
+            .collect();
+        assert_eq!(names.len(), layout.entries().len());
+    }
+}
