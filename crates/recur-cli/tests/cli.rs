@@ -1,30 +1,9 @@
 //! The `recur` binary end to end: a short `recur train` really learns, is deterministic, and
 //! every bad flag value is a one-line error with a non-zero exit, never a panic.
 
-use std::process::{Command, Output};
+mod common;
 
-fn recur(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_recur"))
-        .args(args)
-        .output()
-        .expect("the recur binary runs")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The number after `key` in `line` (e.g. `test mse 0.00030`).
-fn number_after(line: &str, key: &str) -> f64 {
-    let rest = &line[line
-        .find(key)
-        .unwrap_or_else(|| panic!("no {key:?} in {line:?}"))
-        + key.len()..];
-    rest.split_whitespace()
-        .next()
-        .and_then(|w| w.trim_end_matches(['%', ',']).parse().ok())
-        .unwrap_or_else(|| panic!("no number after {key:?} in {line:?}"))
-}
+use common::{assert_silent_one_line_errors, number_after, recur, stdout};
 
 /// An LSTM on the adding problem at T = 10 (where 1,500 steps suffice, ~1 s in release)
 /// must go from the initial test MSE to nearly solving it. Predicting the mean would give
@@ -107,7 +86,7 @@ fn training_is_deterministic() {
 
 #[test]
 fn bad_flag_values_are_one_line_errors() {
-    for args in [
+    assert_silent_one_line_errors(&[
         &["train", "--hidden-size", "0"][..],
         &["train", "--lr", "-1"],
         &["train", "--lr", "nan"],
@@ -122,15 +101,7 @@ fn bad_flag_values_are_one_line_errors() {
         &["train", "--steps", "many"],
         &["train", "--no-such-flag"],
         &["frobnicate"],
-    ] {
-        let out = recur(args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-        assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
-        assert!(err.starts_with("error: "), "{args:?}: {err}");
-        assert!(out.stdout.is_empty(), "{args:?} printed before failing");
-    }
+    ]);
 }
 
 #[test]
@@ -352,7 +323,7 @@ fn bench_runs_stacked_ragged_projected_and_streaming_configurations() {
 
 #[test]
 fn bad_bench_flags_are_one_line_errors() {
-    for args in [
+    assert_silent_one_line_errors(&[
         &["bench", "--seq-len", "0"][..],
         &["bench", "--batch", "0"],
         &["bench", "--input-size", "0"],
@@ -369,13 +340,5 @@ fn bad_bench_flags_are_one_line_errors() {
         &["bench", "--cell", "transformer"],
         &["bench", "--seq-len", "100000000", "--batch", "100000"],
         &["bench", "--seq-len", "-1"],
-    ] {
-        let out = recur(args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-        assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
-        assert!(err.starts_with("error: "), "{args:?}: {err}");
-        assert!(out.stdout.is_empty(), "{args:?} printed before failing");
-    }
+    ]);
 }

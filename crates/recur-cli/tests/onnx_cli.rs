@@ -2,52 +2,18 @@
 //! fixtures' and recur's own numbers, a mismatch or an unsupported model fails with a
 //! non-zero exit and a clear line, and bad arguments are one-line errors.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use common::{check_one_line_error, outputs, recur, scratch};
 
 use recur::io::{LoadOptions, SaveDtype, SaveOptions, load_state_dict, save_state_dict};
 use recur::onnx::{Data, Value, read_tensor, write_tensor};
 use recur::{Call, CellKind, Direction, Recurrent, RecurrentConfig, Tensor};
 
-fn recur(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_recur"))
-        .args(args)
-        .output()
-        .expect("the recur binary runs")
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../recur/tests/fixtures/onnx")
-}
-
-/// A fresh scratch folder for one test, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-fn scratch(name: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!("recur-onnx-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    Scratch(dir)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -70,7 +36,7 @@ fn s(p: &Path) -> &str {
 #[test]
 fn onnx_test_passes_the_backend_cases() {
     let out = recur(&["onnx", "test", s(&fixtures().join("backend"))]);
-    let (stdout, stderr) = text(&out);
+    let (stdout, stderr) = outputs(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert_eq!(
         stdout.lines().filter(|l| l.starts_with("PASS")).count(),
@@ -94,7 +60,7 @@ fn onnx_test_fails_on_a_wrong_expected_output() {
     vals[0] += 0.01;
     write_tensor(&out_file, &name, &Value::f32(vals, v.shape()).unwrap()).unwrap();
     let out = recur(&["onnx", "test", s(&case)]);
-    let (stdout, stderr) = text(&out);
+    let (stdout, stderr) = outputs(&out);
     assert!(!out.status.success());
     assert!(stdout.starts_with("FAIL"), "{stdout}");
     assert!(stdout.contains("1 of 9 values outside"), "{stdout}");
@@ -124,7 +90,7 @@ fn onnx_test_names_an_unsupported_op() {
     assert!(hits > 0);
     std::fs::write(&model, bytes).unwrap();
     let out = recur(&["onnx", "test", s(&case)]);
-    let (stdout, _) = text(&out);
+    let (stdout, _) = outputs(&out);
     assert!(!out.status.success());
     assert!(
         stdout.contains("FAIL") && stdout.contains("op type Transposx is not one recur runs"),
@@ -158,7 +124,7 @@ fn onnx_run_writes_every_output_from_npy_and_pb_inputs() {
     args.extend(["--output-dir".into(), out_dir.display().to_string()]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = recur(&refs);
-    let (stdout, stderr) = text(&out);
+    let (stdout, stderr) = outputs(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert_eq!(stdout.lines().count(), 3, "{stdout}");
     for k in 0..3 {
@@ -212,7 +178,7 @@ fn convert_safetensors_to_onnx_and_back() {
     .unwrap();
     let onnx = dir.join("gru.onnx");
     let out = recur(&["convert", s(&st), s(&onnx), "--sequence-lens"]);
-    let (stdout, stderr) = text(&out);
+    let (stdout, stderr) = outputs(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("gru, 2 layer(s)"), "{stdout}");
 
@@ -238,7 +204,7 @@ fn convert_safetensors_to_onnx_and_back() {
         "--time",
         "3",
     ]);
-    let (stdout, stderr) = text(&out);
+    let (stdout, stderr) = outputs(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("run: median"), "{stdout}");
     let want = model
@@ -259,7 +225,7 @@ fn convert_safetensors_to_onnx_and_back() {
     // and back to safetensors: the same parameters
     let back = dir.join("back.safetensors");
     let out = recur(&["convert", s(&onnx), s(&back)]);
-    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(out.status.success(), "{:?}", outputs(&out));
     let again = load_state_dict::<f32>(&back, &LoadOptions::default()).unwrap();
     assert_eq!(again.config(), model.config());
     assert_eq!(again.params(), model.params());
@@ -303,11 +269,7 @@ fn bad_arguments_are_one_line_errors() {
     ];
     for args in cases {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = recur(&refs);
-        let (_, stderr) = text(&out);
-        assert!(!out.status.success(), "{args:?}");
-        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        check_one_line_error(&args, &recur(&refs));
     }
 }
 
@@ -342,7 +304,7 @@ fn convert_a_whole_model_to_onnx() {
     save_model(&model, &file, SaveDtype::F32).unwrap();
     let onnx = dir.join("model.onnx");
     let out = recur(&["convert", s(&file), s(&onnx), "--sequence-lens"]);
-    let (stdout, stderr) = text(&out);
+    let (stdout, stderr) = outputs(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("sequence model, lstm"), "{stdout}");
 
@@ -364,7 +326,7 @@ fn convert_a_whole_model_to_onnx() {
         "--output-dir",
         s(&out_dir),
     ]);
-    let (stdout, stderr) = text(&out);
+    let (stdout, stderr) = outputs(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     let want = model
         .forward(
@@ -389,7 +351,7 @@ fn convert_a_whole_model_to_onnx() {
     // the stack alone, as a state_dict
     let stack = dir.join("stack.safetensors");
     let out = recur(&["convert", s(&file), s(&stack), "--to", "state-dict"]);
-    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(out.status.success(), "{:?}", outputs(&out));
     let back = load_state_dict::<f32>(&stack, &LoadOptions::default()).unwrap();
     assert_eq!(back.params(), model.rnn().params());
     // a stack cannot become a whole model
@@ -400,7 +362,7 @@ fn convert_a_whole_model_to_onnx() {
         "--to",
         "model",
     ]);
-    let (_, stderr) = text(&out);
+    let (_, stderr) = outputs(&out);
     assert!(
         !out.status.success() && stderr.contains("no embedding or head"),
         "{stderr}"

@@ -2,45 +2,15 @@
 //! folder: every data path, the config file, the JSONL log, checkpoints and exact resume,
 //! Ctrl-C, and every kind of bad input as a one-line error.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use recur::Call;
 
-fn recur(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_recur"))
-        .args(args)
-        .output()
-        .expect("the recur binary runs")
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = recur(args);
-    assert!(
-        out.status.success(),
-        "{args:?}\n{}\n{}",
-        text(&out),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text(&out)
-}
-
-/// A fresh folder for one test.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("recur-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 temp path")
-}
+use common::{number_after, ok, one_line_error, p, recur, scratch, stdout};
 
 /// A small deterministic "language": lines of words from a 16-word list with a simple
 /// grammar (every word is followed by one of two), so that a model can learn it.
@@ -68,18 +38,6 @@ fn corpus(lines: usize, seed: u64) -> String {
         out.push('\n');
     }
     out
-}
-
-/// The number after `key` in `line`.
-fn number_after(line: &str, key: &str) -> f64 {
-    let i = line
-        .find(key)
-        .unwrap_or_else(|| panic!("no {key:?} in {line:?}"));
-    line[i + key.len()..]
-        .split_whitespace()
-        .next()
-        .and_then(|w| w.trim_end_matches('%').parse().ok())
-        .unwrap_or_else(|| panic!("no number after {key:?} in {line:?}"))
 }
 
 /// The lines of a run's output without their timing columns.
@@ -143,7 +101,7 @@ const SMALL: [&str; 10] = [
 /// falls well below the vocabulary size, the log has one record per step with every key.
 #[test]
 fn word_level_from_three_files_learns_and_logs_every_step() {
-    let dir = temp_dir("word");
+    let dir = scratch("word");
     let [train, valid, test] = word_files(&dir);
     let log = dir.join("log.jsonl");
     let out = ok(&[
@@ -204,7 +162,7 @@ fn word_level_from_three_files_learns_and_logs_every_step() {
 /// batch 20, TBPTT 20, SGD lr 1 halved each epoch after the 4th, clip 5, summed loss.
 #[test]
 fn text_defaults_are_zarembas_small_configuration() {
-    let dir = temp_dir("zaremba");
+    let dir = scratch("zaremba");
     let [train, valid, test] = word_files(&dir);
     let log = dir.join("z.jsonl");
     let out = ok(&[
@@ -248,7 +206,7 @@ fn text_defaults_are_zarembas_small_configuration() {
 /// Character level from one file cut by --split, with a step schedule that bites.
 #[test]
 fn char_level_from_one_file_with_a_split_and_schedule() {
-    let dir = temp_dir("char");
+    let dir = scratch("char");
     let file = dir.join("all.txt");
     std::fs::write(&file, corpus(200, 7)).unwrap();
     let log = dir.join("log.jsonl");
@@ -286,7 +244,7 @@ fn char_level_from_one_file_with_a_split_and_schedule() {
 /// naming the file, its line and the key.
 #[test]
 fn config_file_settings_and_overrides() {
-    let dir = temp_dir("config");
+    let dir = scratch("config");
     let [train, valid, test] = word_files(&dir);
     let cfg = dir.join("run.toml");
     std::fs::write(
@@ -332,7 +290,7 @@ fn config_file_settings_and_overrides() {
 /// embedding, output and recurrent dropout).
 #[test]
 fn resume_continues_exactly() {
-    let dir = temp_dir("resume");
+    let dir = scratch("resume");
     let [train, valid, test] = word_files(&dir);
     let data = [
         "train",
@@ -410,7 +368,7 @@ fn resume_continues_exactly() {
 /// A checkpoint of another shape, or a non-checkpoint, is a one-line error naming the file.
 #[test]
 fn resuming_another_shape_is_an_error() {
-    let dir = temp_dir("shape");
+    let dir = scratch("shape");
     let [train, valid, test] = word_files(&dir);
     let ck = dir.join("a.safetensors");
     let data = [
@@ -447,7 +405,7 @@ fn resuming_another_shape_is_an_error() {
 /// Samples are a function of the seed.
 #[test]
 fn sample_is_deterministic_by_seed() {
-    let dir = temp_dir("sample");
+    let dir = scratch("sample");
     let file = dir.join("all.txt");
     std::fs::write(&file, corpus(200, 9)).unwrap();
     let ck = dir.join("c.safetensors");
@@ -506,7 +464,7 @@ fn sample_is_deterministic_by_seed() {
 /// with separate valid/test files and `recur eval` on a file.
 #[test]
 fn labelled_sequences_classification_regression_and_ts() {
-    let dir = temp_dir("seq");
+    let dir = scratch("seq");
     // class "up": values rise; class "down": they fall
     let mut simple = String::from("# label<TAB>steps\n");
     let mut reg = String::new();
@@ -615,7 +573,7 @@ fn labelled_sequences_classification_regression_and_ts() {
 /// generator replayed).
 #[test]
 fn sequence_and_copy_runs_resume_exactly() {
-    let dir = temp_dir("seqresume");
+    let dir = scratch("seqresume");
     let mut lines = String::new();
     for i in 0..50 {
         let len = 2 + i % 5;
@@ -731,7 +689,7 @@ fn copy_task_runs() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_saves_evaluates_and_exits_zero() {
-    let dir = temp_dir("ctrlc");
+    let dir = scratch("ctrlc");
     let [train, valid, test] = word_files(&dir);
     let (ck, log) = (dir.join("c.safetensors"), dir.join("c.jsonl"));
     let child = Command::new(env!("CARGO_BIN_EXE_recur"))
@@ -771,7 +729,7 @@ fn ctrl_c_saves_evaluates_and_exits_zero() {
         .expect("kill");
     assert!(status.success());
     let out = child.wait_with_output().expect("wait");
-    let stdout = text(&out);
+    let stdout = stdout(&out);
     assert!(
         out.status.success(),
         "{stdout}\n{}",
@@ -783,21 +741,10 @@ fn ctrl_c_saves_evaluates_and_exits_zero() {
     assert!(eval.contains("ppl"), "{eval}");
 }
 
-/// The error of a failing command: one line, `error: `, non-zero exit, no panic.
-fn one_line_error(args: &[&str]) -> String {
-    let out = recur(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "{args:?} succeeded: {}", text(&out));
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
-    assert!(err.starts_with("error: "), "{args:?}: {err}");
-    err
-}
-
 /// Missing, empty, non-UTF-8 and malformed files: one-line errors naming the file (and line).
 #[test]
 fn bad_input_files_are_one_line_errors() {
-    let dir = temp_dir("bad");
+    let dir = scratch("bad");
     let [train, valid, test] = word_files(&dir);
     let missing = dir.join("missing.txt");
     let empty = dir.join("empty.txt");
@@ -893,7 +840,7 @@ fn a_training_checkpoint_converts_to_onnx_and_a_model_file() {
     use recur::model::ModelInput;
     use recur::onnx::{Value, read_tensor, write_tensor};
 
-    let dir = temp_dir("convert");
+    let dir = scratch("convert");
     let file = dir.join("all.txt");
     std::fs::write(&file, corpus(200, 5)).unwrap();
     let ck = dir.join("c.safetensors");

@@ -25,14 +25,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use recur::data::{AddingProblem, SequenceBatch, Split};
-use recur::model::{Linear, LinearConfig, Reduction, mse_loss, mse_loss_backward};
+use recur::model::{Linear, LinearConfig, Reduction, SequenceModel, mse_loss, mse_loss_backward};
 use recur::{Call, OutputGrad, Recurrent, Tensor};
 
-use super::args::Cell;
-use super::lm::clip;
-use super::optim::{Opt, describe};
+use super::args::{Cell, TrainArgs};
+use super::core::Progress;
+use super::optim::describe;
 use super::settings::Settings;
-use recur::optim::Optimizer;
+use super::trainer::{Batch, Moment, Plan, Task, Trainer};
 
 /// Size of the fixed validation set every periodic evaluation uses (the `Valid` stream).
 const VALID_SEQUENCES: usize = 512;
@@ -98,9 +98,9 @@ impl Model {
         Ok(self.head.forward(&Self::top(&out.state.h)?)?)
     }
 
-    /// Forward and backward on one batch: sets `grads` (`[rnn | head]`) and returns the loss.
+    /// Forward and backward on one batch: adds into `grads` (`[rnn | head]`) and returns the
+    /// loss.
     fn gradients(&self, batch: &SequenceBatch<f32>, grads: &mut [f32], seed: u64) -> Result<f32> {
-        grads.fill(0.0);
         let (g_rnn, g_head) = grads.split_at_mut(self.rnn.params().len());
         let (out, tape) = self
             .rnn
@@ -139,31 +139,115 @@ fn evaluate(model: &Model, set: &SequenceBatch<f32>) -> Result<(f32, f64)> {
     Ok((mse, solved as f64 / set.lengths.len() as f64))
 }
 
+/// The adding problem: fresh batches from its generator, a fixed validation set, and a fresh
+/// test set scored at the end.
+struct Adding {
+    model: Model,
+    train: AddingProblem,
+    valid: SequenceBatch<f32>,
+    steps: usize,
+    eval_every: usize,
+    batch: usize,
+    seq_len: usize,
+    seed: u64,
+    /// validation MSE and solved fraction before training and at the last validation
+    first: (f32, f64),
+    last: (f32, f64),
+}
+
+impl Task for Adding {
+    fn kind(&self) -> &'static str {
+        "adding"
+    }
+
+    fn plan(&self) -> Plan {
+        Plan::Steps {
+            steps: self.steps,
+            eval_every: self.eval_every,
+        }
+    }
+
+    fn model(&self) -> Option<&SequenceModel<f32>> {
+        None
+    }
+
+    fn model_mut(&mut self) -> Option<&mut SequenceModel<f32>> {
+        None
+    }
+
+    fn parts_mut(&mut self) -> [&mut [f32]; 3] {
+        [
+            self.model.rnn.params_mut(),
+            self.model.head.params_mut(),
+            &mut [],
+        ]
+    }
+
+    fn train_step(&mut self, prog: &Progress, grads: &mut [f32]) -> Result<Batch> {
+        let batch = self.train.sample::<f32>(self.batch)?;
+        let loss = f64::from(self.model.gradients(&batch, grads, prog.step as u64)?);
+        Ok(Batch {
+            loss,
+            loss_sum: loss,
+            ..Batch::default()
+        })
+    }
+
+    fn bar_figure(&self, prog: &Progress, _: &Batch) -> String {
+        format!("mse {:.5}", prog.loss_sum / prog.steps.max(1) as f64)
+    }
+
+    fn validate(&mut self, prog: &Progress, at: &Moment) -> Result<(f64, String)> {
+        self.last = evaluate(&self.model, &self.valid)?;
+        let line = step_line(
+            prog.step,
+            Some(prog.loss_sum / prog.steps.max(1) as f64),
+            Some(at.grad_norm),
+            self.last,
+            at.elapsed_s,
+        );
+        Ok((f64::from(self.last.0), line))
+    }
+
+    fn finish(&mut self, prog: &Progress, elapsed_s: f64) -> Result<()> {
+        let test = AddingProblem::new(self.seq_len, self.seed, Split::Test)?
+            .sample::<f32>(TEST_SEQUENCES)?;
+        let (test_mse, test_solved) = evaluate(&self.model, &test)?;
+        let ((mse0, _), (last_mse, last_solved)) = (self.first, self.last);
+        println!(
+            "done: {} steps ({} sequences) in {elapsed_s:.1} s; valid mse {last_mse:.5} (from \
+             {mse0:.5}), solved {:.1}% of {VALID_SEQUENCES}",
+            prog.step,
+            prog.step * self.batch,
+            100.0 * last_solved,
+        );
+        println!(
+            "test: {TEST_SEQUENCES} fresh sequences: mse {test_mse:.5}, solved {:.2}% (|err| < {})",
+            100.0 * test_solved,
+            AddingProblem::SOLVED_TOLERANCE
+        );
+        Ok(())
+    }
+}
+
 /// Runs the adding problem.
-pub fn run(args: &Settings) -> Result<()> {
-    let steps = args.steps.unwrap_or(15_000);
-    if args.bidirectional {
+pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
+    let steps = s.steps.unwrap_or(15_000);
+    if s.bidirectional {
         bail!("--bidirectional: the adding problem's head reads the forward state only");
     }
-    if args.seq_len < AddingProblem::MIN_SEQ_LEN {
+    if s.seq_len < AddingProblem::MIN_SEQ_LEN {
         bail!(
             "--seq-len must be at least {}, got {}",
             AddingProblem::MIN_SEQ_LEN,
-            args.seq_len
+            s.seq_len
         );
     }
-    let mut model = Model::new(args)?;
-    let mut train = AddingProblem::new(args.seq_len, args.seed, Split::Train)?;
-    let valid = AddingProblem::new(args.seq_len, args.seed, Split::Valid)?
-        .sample::<f32>(VALID_SEQUENCES)?;
-    let n_rnn = model.rnn.params().len();
-    let n_head = model.head.params().len();
-    // One optimizer per flat buffer; every update rule is elementwise, so this is one
-    // optimizer over both.
-    let mut opt_rnn = Opt::new(args.opt.clone(), n_rnn)?;
-    let mut opt_head = Opt::new(args.opt.clone(), n_head)?;
-    let mut grads = vec![0.0f32; n_rnn + n_head];
-
+    let model = Model::new(s)?;
+    let train = AddingProblem::new(s.seq_len, s.seed, Split::Train)?;
+    let valid =
+        AddingProblem::new(s.seq_len, s.seed, Split::Valid)?.sample::<f32>(VALID_SEQUENCES)?;
+    let n_params = model.rnn.params().len() + model.head.params().len();
     let baseline = valid
         .target
         .data()
@@ -174,77 +258,43 @@ pub fn run(args: &Settings) -> Result<()> {
     println!(
         "recur train: adding problem, T = {} (lengths {}..={}), {} × {} hidden × {} layer(s), \
          {} parameters",
-        args.seq_len,
+        s.seq_len,
         train.min_len(),
         train.max_len(),
-        args.cell.kind().name(),
-        args.hidden_size,
-        args.num_layers,
-        n_rnn + n_head
+        s.cell.kind().name(),
+        s.hidden_size,
+        s.num_layers,
+        n_params
     );
     println!(
         "  {} steps of {} sequences, {}, clip {}, seed {}; \
          {VALID_SEQUENCES} validation sequences (predicting 0.5 solves {:.1}%)",
         steps,
-        args.batch_size,
-        describe(&args.opt),
-        args.clip_norm,
-        args.seed,
+        s.batch_size,
+        describe(&s.opt),
+        s.clip_norm,
+        s.seed,
         100.0 * baseline
     );
-
     let start = Instant::now();
-    let (mse0, solved0) = evaluate(&model, &valid)?;
-    print_line(0, None, None, mse0, solved0, start.elapsed().as_secs_f64());
-
-    let (mut loss_sum, mut norm_sum, mut since) = (0.0f64, 0.0f64, 0usize);
-    let (mut last_mse, mut last_solved) = (mse0, solved0);
-    for step in 1..=steps {
-        let batch = train.sample::<f32>(args.batch_size)?;
-        let loss = model.gradients(&batch, &mut grads, step as u64)?;
-        let norm = clip(&mut grads, args.clip_norm, args.clip_value)?;
-        if !loss.is_finite() || !norm.is_finite() {
-            bail!(
-                "training diverged at step {step} (loss {loss}, gradient norm {norm}); \
-                 try a smaller --lr or --clip-norm"
-            );
-        }
-        let (g_rnn, g_head) = grads.split_at(n_rnn);
-        opt_rnn.step(model.rnn.params_mut(), g_rnn)?;
-        opt_head.step(model.head.params_mut(), g_head)?;
-        loss_sum += f64::from(loss);
-        norm_sum += norm;
-        since += 1;
-        if step % args.eval_every == 0 || step == steps {
-            (last_mse, last_solved) = evaluate(&model, &valid)?;
-            print_line(
-                step,
-                Some(loss_sum / since as f64),
-                Some(norm_sum / since as f64),
-                last_mse,
-                last_solved,
-                start.elapsed().as_secs_f64(),
-            );
-            (loss_sum, norm_sum, since) = (0.0, 0.0, 0);
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let test =
-        AddingProblem::new(args.seq_len, args.seed, Split::Test)?.sample::<f32>(TEST_SEQUENCES)?;
-    let (test_mse, test_solved) = evaluate(&model, &test)?;
+    let first = evaluate(&model, &valid)?;
     println!(
-        "done: {} steps ({} sequences) in {secs:.1} s; valid mse {last_mse:.5} (from {mse0:.5}), \
-         solved {:.1}% of {VALID_SEQUENCES}",
+        "{}",
+        step_line(0, None, None, first, start.elapsed().as_secs_f64())
+    );
+    let task = Adding {
+        model,
+        train,
+        valid,
         steps,
-        steps * args.batch_size,
-        100.0 * last_solved,
-    );
-    println!(
-        "test: {TEST_SEQUENCES} fresh sequences: mse {test_mse:.5}, solved {:.2}% (|err| < {})",
-        100.0 * test_solved,
-        AddingProblem::SOLVED_TOLERANCE
-    );
-    Ok(())
+        eval_every: s.eval_every,
+        batch: s.batch_size,
+        seq_len: s.seq_len,
+        seed: s.seed,
+        first,
+        last: first,
+    };
+    Trainer::new(task, s, args)?.run()
 }
 
 /// Width of the head's input: the top layer's output, both directions.
@@ -253,19 +303,20 @@ fn config_head_in(args: &Settings) -> usize {
     c.direction.count() * c.h_out()
 }
 
-fn print_line(
+/// A validation line: the step, the training MSE and gradient norm since the last line (none
+/// before training), the validation MSE and the fraction solved.
+fn step_line(
     step: usize,
     train_mse: Option<f64>,
     grad_norm: Option<f64>,
-    valid_mse: f32,
-    solved: f64,
+    (valid_mse, solved): (f32, f64),
     secs: f64,
-) {
+) -> String {
     let train = train_mse.map_or_else(|| "       -".to_string(), |v| format!("{v:8.5}"));
     let norm = grad_norm.map_or_else(|| "     -".to_string(), |v| format!("{v:6.3}"));
-    println!(
+    format!(
         "step {step:>6}  train mse {train}  |grad| {norm}  valid mse {valid_mse:8.5}  \
          solved {:5.1}%  {secs:6.1} s",
         100.0 * solved
-    );
+    )
 }

@@ -1,5 +1,6 @@
-//! What every trainer shares: the model with its optimizers, scheduler and gradient buffer,
-//! the update step, and checkpoints that continue a run exactly.
+//! What the trainer keeps besides the task: the optimizers (one per part of the model), the
+//! scheduler and the gradient buffer, the update step, and checkpoints that continue a run
+//! exactly.
 
 use std::path::Path;
 
@@ -8,13 +9,12 @@ use recur::io::{
     CheckpointRef, OptimizerRef, Optimizers, TrainingProgress, config_difference, save_checkpoint,
 };
 use recur::model::SequenceModel;
-use recur::optim::{LrScheduler, Optimizer};
+use recur::optim::{LrScheduler, Optimizer, clip_grad_norm, clip_grad_value, grad_norm};
 use recur::{State, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::args::TrainArgs;
 use super::checkpoint::Checkpoint;
-use super::lm::clip;
 use super::optim::{Opt, optimizers, scheduler};
 use super::settings::Settings;
 
@@ -54,22 +54,20 @@ impl Progress {
     }
 }
 
-/// A model being trained.
+/// The optimizers, scheduler and gradient buffer of a model's three parts.
 pub struct Core {
-    pub model: SequenceModel<f32>,
     pub opts: [Opt; 3],
     pub sched: LrScheduler,
     pub grads: Vec<f32>,
 }
 
 impl Core {
-    pub fn new(model: SequenceModel<f32>, s: &Settings, epochs: usize) -> Result<Self> {
-        let lens = model.parts().map(<[f32]>::len);
+    /// For parts of `lens` values, in a run of `epochs` epochs (the cosine schedule's length).
+    pub fn new(lens: [usize; 3], s: &Settings, epochs: usize) -> Result<Self> {
         Ok(Self {
-            grads: vec![0.0; model.param_len()],
+            grads: vec![0.0; lens.iter().sum()],
             opts: optimizers(s, lens)?,
             sched: scheduler(s, epochs)?,
-            model,
         })
     }
 
@@ -88,14 +86,23 @@ impl Core {
         Ok(lr)
     }
 
-    /// Clips `grads` as asked and updates every part; returns the norm before clipping.
-    pub fn update(&mut self, s: &Settings) -> Result<f64> {
-        let norm = clip(&mut self.grads, s.clip_norm, s.clip_value)?;
+    /// Clips `grads` as asked (`--clip-norm`, `--clip-value`; 0 is off) and updates every
+    /// part; returns the global norm before clipping (nothing is updated when it is not
+    /// finite).
+    pub fn update(&mut self, parts: [&mut [f32]; 3], s: &Settings) -> Result<f64> {
+        let norm = if s.clip_norm > 0.0 {
+            clip_grad_norm(&mut self.grads, s.clip_norm)?
+        } else {
+            grad_norm(&self.grads)
+        };
+        if s.clip_value > 0.0 {
+            clip_grad_value(&mut self.grads, s.clip_value)?;
+        }
         if !norm.is_finite() {
             return Ok(norm);
         }
         // The three parts update independently: on separate cores.
-        let [p0, p1, p2] = self.model.parts_mut();
+        let [p0, p1, p2] = parts;
         let (g0, rest) = self.grads.split_at(p0.len());
         let (g1, g2) = rest.split_at(p1.len());
         let [o0, o1, o2] = &mut self.opts;
@@ -109,15 +116,16 @@ impl Core {
         Ok(norm)
     }
 
-    /// Writes a checkpoint of kind `kind` (`text`, `sequences`, `copy`) with the extra
-    /// strings `extra`.
+    /// Writes a checkpoint of `model` of kind `kind` (`text`, `sequences`, `copy`) with the
+    /// extra strings `extra`.
     #[allow(clippy::too_many_arguments)]
     pub fn save(
         &self,
+        model: &SequenceModel<f32>,
         path: &Path,
         kind: &str,
         args: &TrainArgs,
-        extra: &[(&str, String)],
+        extra: &[(&'static str, String)],
         state: Option<&State<f32>>,
         prog: &Progress,
     ) -> Result<()> {
@@ -136,7 +144,7 @@ impl Core {
         save_checkpoint(
             path,
             CheckpointRef {
-                model: &self.model,
+                model,
                 optimizer: OptimizerRef::Parts([o0, o1, o2]),
                 scheduler: Some(&self.sched),
                 progress: &TrainingProgress {
@@ -153,12 +161,13 @@ impl Core {
         Ok(())
     }
 
-    /// Restores a checkpoint written by [`Core::save`]: weights, optimizer state, scheduler
-    /// state; returns the progress and the carried recurrent state.
+    /// Restores a checkpoint written by [`Core::save`]: weights (into `model`), optimizer
+    /// state, scheduler state; returns the progress and the carried recurrent state.
     pub fn restore(
         &mut self,
         ck: &Checkpoint,
         kind: &str,
+        model: &mut SequenceModel<f32>,
     ) -> Result<(Progress, Option<State<f32>>)> {
         let got = ck.meta("kind")?;
         if got != kind {
@@ -167,9 +176,9 @@ impl Core {
                 ck.file
             );
         }
-        check_model(ck, &self.model)?;
+        check_model(ck, model)?;
         let inner = &ck.inner;
-        self.model.set_params(&inner.model.params())?;
+        model.set_params(&inner.model.params())?;
         let prog: Progress = ck.meta_json("progress")?;
         let Optimizers::Parts(saved) = &inner.optimizer else {
             bail!(

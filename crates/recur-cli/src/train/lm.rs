@@ -12,29 +12,22 @@
 //! Perplexity is exp of the mean loss per target token, whatever the reduction.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use recur::data::{Corpus, SplitFractions, TokenLevel, Vocabulary, batchify};
+use recur::data::{Corpus, SplitFractions, Streams, TokenLevel, Vocabulary, batchify};
 use recur::model::{
     EmbeddingConfig, Input, ModelInput, OutputForm, SequenceModel, SequenceModelConfig, TieWeights,
     bits_per_character, cross_entropy_in_place, cross_entropy_sums, perplexity,
 };
-#[cfg(test)]
-use recur::optim::clip_grad_norm;
-use recur::optim::clip_grad_value;
 use recur::{Call, State};
 
 use super::args::{Level, LossReduction, TrainArgs};
-use super::checkpoint::{Checkpoint, best_path};
-use super::core::{Core, Progress, check_model};
+use super::checkpoint::Checkpoint;
+use super::core::{Progress, check_model};
 use super::optim::describe;
-use super::report::{Reporter, StepRecord};
 use super::settings::Settings;
-use super::{INTERRUPTED, dropout_seed, initialise};
+use super::trainer::{Batch, Moment, Plan, Task, Trainer};
+use super::{dropout_seed, initialise};
 
 impl Level {
     pub fn token_level(self) -> TokenLevel {
@@ -147,6 +140,149 @@ pub fn figure(level: Level, mean_loss: f64) -> String {
     }
 }
 
+/// A language model on a text: TBPTT over the training part's streams.
+struct Text {
+    model: SequenceModel<f32>,
+    train: Streams,
+    corpus: Corpus,
+    /// carried between chunks, cut at every epoch's end
+    state: Option<State<f32>>,
+    meta: [(&'static str, String); 1],
+    valid_name: String,
+    test_name: String,
+    plan: Plan,
+    level: Level,
+    reduction: LossReduction,
+    batch: usize,
+    eval_batch: usize,
+    bptt: usize,
+    seed: u64,
+}
+
+impl Task for Text {
+    fn kind(&self) -> &'static str {
+        "text"
+    }
+
+    fn plan(&self) -> Plan {
+        self.plan
+    }
+
+    fn model(&self) -> Option<&SequenceModel<f32>> {
+        Some(&self.model)
+    }
+
+    fn model_mut(&mut self) -> Option<&mut SequenceModel<f32>> {
+        Some(&mut self.model)
+    }
+
+    fn parts_mut(&mut self) -> [&mut [f32]; 3] {
+        self.model.parts_mut()
+    }
+
+    fn has_batch(&self, position: usize) -> bool {
+        position < self.train.n_steps() - 1
+    }
+
+    fn batches_done(&self, position: usize) -> usize {
+        position / self.bptt
+    }
+
+    fn train_step(&mut self, prog: &Progress, grads: &mut [f32]) -> Result<Batch> {
+        let Some(chunk) = self.train.chunks_from(prog.position, self.bptt)?.next() else {
+            bail!("no chunk at step {} of the streams", prog.position);
+        };
+        let (mut out, tape) = self.model.forward_train(
+            ModelInput::Ids {
+                ids: chunk.input,
+                shape: [chunk.seq_len, self.batch],
+            },
+            Call {
+                state: self.state.as_ref(),
+                seed: Some(dropout_seed(self.seed, prog.step)),
+                ..Call::new()
+            },
+        )?;
+        let n = chunk.target.len();
+        // dL/dℓ for each target: 1/(seq_len·batch) (mean) or 1/batch (sum over time)
+        let dl = match self.reduction {
+            LossReduction::Mean => 1.0 / n as f32,
+            LossReduction::SumOverTime => 1.0 / self.batch as f32,
+        };
+        let sums = cross_entropy_in_place(&mut out.output, chunk.target, dl)?;
+        self.model.backward(&tape, &out.output, grads)?;
+        drop(tape);
+        self.state = Some(out.state);
+        let loss = sums.loss / n as f64;
+        Ok(Batch {
+            loss,
+            loss_sum: sums.loss,
+            targets: n,
+            ppl: Some(perplexity(loss)),
+            tokens: n,
+            position: chunk.start + chunk.seq_len,
+            ..Batch::default()
+        })
+    }
+
+    fn bar_figure(&self, prog: &Progress, _: &Batch) -> String {
+        let running = prog.loss_sum / prog.targets as f64;
+        format!("loss {running:.4} {}", figure(self.level, running))
+    }
+
+    fn validate(&mut self, prog: &Progress, at: &Moment) -> Result<(f64, String)> {
+        let train_loss = prog.loss_sum / prog.targets.max(1) as f64;
+        let (valid_loss, _) = evaluate(
+            &self.model,
+            &self.corpus.valid,
+            self.eval_batch,
+            self.bptt,
+            &self.valid_name,
+        )?;
+        let line = format!(
+            "epoch {:>3}{}  lr {:.6}  train loss {train_loss:.4} {}  valid loss \
+             {valid_loss:.4} {}  |grad| {:.3}  {:.0} tok/s  {:.1} s",
+            at.epoch,
+            if at.partial { " (part)" } else { "" },
+            at.lr,
+            figure(self.level, train_loss),
+            figure(self.level, valid_loss),
+            at.grad_norm,
+            at.tokens_per_s,
+            at.elapsed_s
+        );
+        Ok((valid_loss, line))
+    }
+
+    fn finish(&mut self, prog: &Progress, elapsed_s: f64) -> Result<()> {
+        let (test_loss, test_tokens) = evaluate(
+            &self.model,
+            &self.corpus.test,
+            self.eval_batch,
+            self.bptt,
+            &self.test_name,
+        )?;
+        println!(
+            "test: loss {test_loss:.4} {} over {test_tokens} tokens; {} steps in {elapsed_s:.1} s",
+            figure(self.level, test_loss),
+            prog.step,
+        );
+        Ok(())
+    }
+
+    fn checkpoint_meta(&self) -> &[(&'static str, String)] {
+        &self.meta
+    }
+
+    fn state(&self) -> Option<&State<f32>> {
+        self.state.as_ref()
+    }
+
+    fn set_state(&mut self, state: Option<State<f32>>) {
+        self.state = state;
+    }
+}
+
 /// Runs `recur train` on a text.
 pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     let resume = match &args.resume {
@@ -177,15 +313,8 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         (None, Some(st)) => (st.div_ceil(n_chunks), st),
         (None, None) => unreachable!("settings give epochs or steps"),
     };
-    let mut core = Core::new(model, s, epochs)?;
-    let mut prog = Progress::default();
-    let mut state: Option<State<f32>> = None;
-    if let Some(ck) = &resume {
-        (prog, state) = core.restore(ck, "text")?;
-    }
-    let vocab_meta = [("vocab", vocab.to_text())];
-    let n_params = core.model.param_len();
-    println!(
+    let n_params = model.param_len();
+    let header = format!(
         "recur train: {} level, {} tokens in the vocabulary; train {} / valid {} / test {} tokens",
         match s.level {
             Level::Char => "character",
@@ -196,6 +325,31 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         corpus.valid.len(),
         corpus.test.len()
     );
+    let task = Text {
+        model,
+        train,
+        meta: [("vocab", vocab.to_text())],
+        corpus,
+        state: None,
+        valid_name: part_name(args, "validation"),
+        test_name: part_name(args, "test"),
+        plan: Plan::Epochs {
+            epochs,
+            batches: n_chunks,
+            total_steps,
+        },
+        level: s.level,
+        reduction: s.loss_reduction,
+        batch: s.batch_size,
+        eval_batch: s.eval_batch_size,
+        bptt: s.bptt,
+        seed: s.seed,
+    };
+    let mut trainer = Trainer::new(task, s, args)?;
+    if let Some(ck) = &resume {
+        trainer.resume(ck)?;
+    }
+    println!("{header}");
     println!(
         "  model: embedding {} → {} {} × {} layer(s) → {} outputs; {} parameters",
         s.embedding_size,
@@ -221,206 +375,14 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         s.seed
     );
     if let Some(ck) = &resume {
+        let prog = trainer.progress();
         println!(
             "  resumed from {} after {} finished epoch(s) and {} steps",
             ck.file, prog.epoch, prog.step
         );
     }
-
-    let mut reporter = Reporter::new(args.log.as_deref(), s.quiet, resume.is_some())?;
-    let run_start = Instant::now();
-    let elapsed = |p: &Progress| p.elapsed_s + run_start.elapsed().as_secs_f64();
-    let mut stopped = false;
-    let valid_batch = s.eval_batch_size;
-    let mut last_lr = s.opt.lr();
-    while prog.epoch < epochs && prog.step < total_steps {
-        let epoch = prog.epoch + 1;
-        let epoch_start = Instant::now();
-        let epoch_tokens_before = prog.targets;
-        reporter.start(
-            format!("epoch {epoch}/{epochs}"),
-            n_chunks as u64,
-            (prog.position / s.bptt) as u64,
-        );
-        for chunk in train.chunks_from(prog.position, s.bptt)? {
-            if prog.step >= total_steps {
-                break;
-            }
-            let lr = core.set_lr(&prog)?;
-            last_lr = lr;
-            prog.step += 1;
-            let shape = [chunk.seq_len, s.batch_size];
-            let (mut out, tape) = core.model.forward_train(
-                ModelInput::Ids {
-                    ids: chunk.input,
-                    shape,
-                },
-                Call {
-                    state: state.as_ref(),
-                    seed: Some(dropout_seed(s.seed, prog.step)),
-                    ..Call::new()
-                },
-            )?;
-            let n = chunk.target.len();
-            // dL/dℓ for each target: 1/(seq_len·batch) (mean) or 1/batch (sum over time)
-            let dl = match s.loss_reduction {
-                LossReduction::Mean => 1.0 / n as f32,
-                LossReduction::SumOverTime => 1.0 / s.batch_size as f32,
-            };
-            let sums = cross_entropy_in_place(&mut out.output, chunk.target, dl)?;
-            core.zero_grads();
-            core.model.backward(&tape, &out.output, &mut core.grads)?;
-            drop(tape);
-            let norm = core.update(s)?;
-            let mean_loss = sums.loss / n as f64;
-            if !mean_loss.is_finite() || !norm.is_finite() {
-                bail!(
-                    "training diverged at step {} (loss {mean_loss}, gradient norm {norm}); try a \
-                     smaller --lr or a --clip-norm",
-                    prog.step
-                );
-            }
-            state = Some(out.state);
-            prog.position = chunk.start + chunk.seq_len;
-            prog.loss_sum += sums.loss;
-            prog.targets += n;
-            prog.norm_sum += norm;
-            prog.steps += 1;
-            let secs = epoch_start.elapsed().as_secs_f64();
-            let rec = StepRecord {
-                step: prog.step,
-                epoch,
-                loss: mean_loss,
-                ppl: Some(perplexity(mean_loss)),
-                acc: None,
-                lr,
-                grad_norm: norm,
-                tokens_per_s: (prog.targets - epoch_tokens_before) as f64 / secs.max(1e-9),
-                elapsed_s: elapsed(&prog),
-            };
-            let running = prog.loss_sum / prog.targets as f64;
-            reporter.step(
-                &rec,
-                &format!("loss {running:.4} {}", figure(s.level, running)),
-            )?;
-            let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-            if let Some(path) = &args.checkpoint
-                && (interrupted || (s.save_every > 0 && prog.step.is_multiple_of(s.save_every)))
-            {
-                let mut p = prog.clone();
-                p.elapsed_s = elapsed(&prog);
-                core.save(path, "text", args, &vocab_meta, state.as_ref(), &p)?;
-            }
-            if interrupted {
-                stopped = true;
-                break;
-            }
-        }
-        if stopped {
-            reporter.println(&format!(
-                "interrupted at epoch {epoch}, step {}{}",
-                prog.step,
-                args.checkpoint
-                    .as_ref()
-                    .map(|p| format!("; checkpoint saved to {}", p.display()))
-                    .unwrap_or_default()
-            ));
-            break;
-        }
-        // The epoch is done, or --steps ended the run inside it: validate, report, save.
-        let partial = prog.position < train.n_steps() - 1;
-        let train_loss = prog.loss_sum / prog.targets.max(1) as f64;
-        let (valid_loss, _) = evaluate(
-            &core.model,
-            &corpus.valid,
-            valid_batch,
-            s.bptt,
-            &part_name(args, "validation"),
-        )?;
-        let secs = epoch_start.elapsed().as_secs_f64();
-        reporter.println(&format!(
-            "epoch {epoch:>3}{}  lr {last_lr:.6}  train loss {train_loss:.4} {}  valid loss \
-             {valid_loss:.4} {}  |grad| {:.3}  {:.0} tok/s  {:.1} s",
-            if partial { " (part)" } else { "" },
-            figure(s.level, train_loss),
-            figure(s.level, valid_loss),
-            prog.norm_sum / prog.steps.max(1) as f64,
-            (prog.targets - epoch_tokens_before) as f64 / secs.max(1e-9),
-            elapsed(&prog)
-        ));
-        if partial {
-            // a later `--resume` with more steps or epochs continues inside this epoch
-            if let Some(path) = &args.checkpoint {
-                let mut p = prog.clone();
-                p.elapsed_s = elapsed(&prog);
-                core.save(path, "text", args, &vocab_meta, state.as_ref(), &p)?;
-            }
-            break;
-        }
-        core.sched.on_epoch_end(valid_loss);
-        let improved = prog.best_valid.is_none_or(|b| valid_loss < b);
-        if improved {
-            prog.best_valid = Some(valid_loss);
-        }
-        prog.next_epoch();
-        state = None;
-        reporter.flush()?;
-        if let Some(path) = &args.checkpoint {
-            let mut p = prog.clone();
-            p.elapsed_s = elapsed(&prog);
-            core.save(path, "text", args, &vocab_meta, None, &p)?;
-            if improved {
-                core.save(&best_path(path), "text", args, &vocab_meta, None, &p)?;
-            }
-        }
-    }
-    reporter.finish()?;
-    let (test_loss, test_tokens) = evaluate(
-        &core.model,
-        &corpus.test,
-        valid_batch,
-        s.bptt,
-        &part_name(args, "test"),
-    )?;
-    println!(
-        "test: loss {test_loss:.4} {} over {test_tokens} tokens; {} steps in {:.1} s",
-        figure(s.level, test_loss),
-        prog.step,
-        elapsed(&prog)
-    );
-    Ok(())
+    trainer.run()
 }
-
-/// Values per parallel task of [`clip`].
-const CLIP_CHUNK: usize = 1 << 16;
-
-/// Clips as asked and returns the global norm before clipping: the library's
-/// [`recur::optim::clip_grad_norm`] (PyTorch's formula, the scale `max / (norm + 1e-6)`
-/// applied when below 1), with the norm summed and the scaling done on every core.
-pub fn clip(grads: &mut [f32], norm: f64, value: f64) -> Result<f64> {
-    use rayon::prelude::*;
-    let n = grads
-        .par_chunks(CLIP_CHUNK)
-        .map(|c| c.iter().map(|&g| f64::from(g) * f64::from(g)).sum::<f64>())
-        .sum::<f64>()
-        .sqrt();
-    if norm > 0.0 {
-        let k = norm / (n + CLIP_NORM_EPS);
-        if k < 1.0 || k.is_nan() {
-            let k = k as f32;
-            grads
-                .par_chunks_mut(CLIP_CHUNK)
-                .for_each(|c| c.iter_mut().for_each(|g| *g *= k));
-        }
-    }
-    if value > 0.0 {
-        clip_grad_value(grads, value)?;
-    }
-    Ok(n)
-}
-
-/// The ε of PyTorch's `clip_grad_norm_` (and the library's).
-const CLIP_NORM_EPS: f64 = 1e-6;
 
 /// The model, settings and vocabulary of a language model's checkpoint.
 pub fn load_checkpoint(ck: &Checkpoint) -> Result<(SequenceModel<f32>, Settings, Vocabulary)> {
@@ -460,129 +422,4 @@ pub fn eval_command(ck: &Checkpoint, file: Option<&PathBuf>, batch: Option<usize
         recur::data::UNK
     );
     Ok(())
-}
-
-/// `recur sample`: the prime, then `length` drawn tokens, as text.
-pub fn sample_command(a: &crate::cmd::sample::SampleArgs) -> Result<String> {
-    let ck = Checkpoint::load(&a.checkpoint)?;
-    let (model, _, vocab) = load_checkpoint(&ck)?;
-    let mut prime = vocab.encode(&a.prime);
-    if vocab.level() == TokenLevel::Word && !a.prime.ends_with('\n') {
-        // encode ends every line with <eos>; a prime without a line end continues its line
-        prime.pop();
-    }
-    if prime.is_empty() {
-        // start as after a line end: <eos> (words) or "\n" (characters), else token 0
-        let start = vocab
-            .eos_id()
-            .or_else(|| vocab.tokens().iter().position(|t| t == "\n"))
-            .unwrap_or(0);
-        prime.push(start);
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
-    let mut state: Option<State<f32>> = None;
-    // Read the prime in one pass; its last token's output gives the first draw.
-    let out = model.forward(
-        ModelInput::Ids {
-            ids: &prime,
-            shape: [prime.len(), 1],
-        },
-        Call::new(),
-    )?;
-    let v = vocab.len();
-    let mut logits = out.output.data()[(prime.len() - 1) * v..].to_vec();
-    state = Some(out.state).or(state);
-    let mut drawn = Vec::with_capacity(a.length);
-    for _ in 0..a.length {
-        let id = draw(&logits, a.temperature, a.top_k, &mut rng);
-        drawn.push(id);
-        let out = model.forward(
-            ModelInput::Ids {
-                ids: &[id],
-                shape: [1, 1],
-            },
-            Call::new().state(state.as_ref()),
-        )?;
-        logits.copy_from_slice(out.output.data());
-        state = Some(out.state);
-    }
-    let mut text = if a.prime.is_empty() {
-        String::new()
-    } else {
-        a.prime.clone()
-    };
-    let continuation = vocab.decode(&drawn)?;
-    if vocab.level() == TokenLevel::Word
-        && !text.is_empty()
-        && !text.ends_with(['\n', ' '])
-        && !continuation.starts_with('\n')
-    {
-        text.push(' ');
-    }
-    text.push_str(&continuation);
-    Ok(text)
-}
-
-/// Draws a token from softmax(`logits` / `temperature`) among the `top_k` largest (0 =
-/// all); temperature 0 takes the largest (the first on a tie).
-pub fn draw(logits: &[f32], temperature: f64, top_k: usize, rng: &mut ChaCha8Rng) -> usize {
-    let mut idx: Vec<usize> = (0..logits.len()).collect();
-    if top_k > 0 && top_k < logits.len() {
-        idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
-        idx.truncate(top_k);
-        idx.sort_unstable();
-    }
-    if temperature == 0.0 {
-        return idx
-            .iter()
-            .copied()
-            .fold(None, |best: Option<usize>, i| match best {
-                Some(b) if logits[b] >= logits[i] => Some(b),
-                _ => Some(i),
-            })
-            .unwrap_or(0);
-    }
-    let m = idx
-        .iter()
-        .map(|&i| f64::from(logits[i]))
-        .fold(f64::NEG_INFINITY, f64::max);
-    let w: Vec<f64> = idx
-        .iter()
-        .map(|&i| ((f64::from(logits[i]) - m) / temperature).exp())
-        .collect();
-    let total: f64 = w.iter().sum();
-    let mut u = rng.random::<f64>() * total;
-    for (k, &wk) in w.iter().enumerate() {
-        if u < wk {
-            return idx[k];
-        }
-        u -= wk;
-    }
-    idx[idx.len() - 1]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The parallel clip against the library's, on a buffer of several chunks.
-    #[test]
-    fn clip_matches_the_library() {
-        let g: Vec<f32> = (0..3 * CLIP_CHUNK + 17)
-            .map(|i| ((i * 7919) % 1013) as f32 * 1e-3 - 0.5)
-            .collect();
-        for max in [1.0, 1e9] {
-            let (mut a, mut b) = (g.clone(), g.clone());
-            let na = clip(&mut a, max, 0.0).unwrap();
-            let nb = clip_grad_norm(&mut b, max).unwrap();
-            assert!((na - nb).abs() <= 1e-12 * nb, "{na} vs {nb}");
-            assert_eq!(a, b);
-        }
-        let mut a = g.clone();
-        assert!(
-            (clip(&mut a, 0.0, 0.0).unwrap() - clip_grad_norm(&mut g.clone(), 1e9).unwrap()).abs()
-                < 1e-9
-        );
-        assert_eq!(a, g, "norm 0: no clipping");
-    }
 }

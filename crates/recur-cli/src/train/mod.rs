@@ -1,16 +1,38 @@
 //! Training: `recur train` (and what `recur eval` and `recur sample` read back).
 //!
+//! One loop trains every kind of run: [`trainer::Trainer`] owns the optimizers (one per part
+//! of the model), the learning-rate schedule, the gradient buffer, the progress, the log and
+//! the checkpoints; a [`trainer::Task`] owns the model and the data and says what differs:
+//! its batches, its loss and gradient, its evaluation and lines, and what a checkpoint
+//! records besides the model. A new task is one file implementing `Task`.
+//!
+//! One step, in order:
+//! ```text
+//! lr ← schedule(step, epoch); step += 1
+//! grads ← 0;  Task::train_step: forward → loss → backward (adds into grads)
+//! n ← ‖grads‖ (clip by norm, by value: recur::optim);  θ ← optimizer(θ, grads) per part
+//! loss or n not finite → error ("training diverged")
+//! progress sums, log record, progress bar
+//! Ctrl-C (or --save-every) → checkpoint; Ctrl-C → "interrupted at …", stop
+//! ```
+//! and at an epoch's end (every `--eval-every` steps for a generated task): `Task::validate`,
+//! its line; then the scheduler's epoch end, the best checkpoint, the checkpoint. After the
+//! run, finished or interrupted: `Task::finish` (the test).
+//!
 //! | module       | what                                                                  |
 //! |--------------|-----------------------------------------------------------------------|
+//! | `trainer`    | the one training loop and the `Task` trait                             |
 //! | `args`       | the flags, which are also the config file's keys                       |
 //! | `settings`   | the flags resolved against the data source's defaults, checked         |
-//! | `adding`     | the built-in adding-problem demonstration (no data flag)               |
-//! | `lm`         | language models on a text: TBPTT, perplexity, eval, sample             |
-//! | `seq`        | labelled sequences (one output each) and the copy task                 |
-//! | `core`       | model + optimizers + scheduler, the update, checkpoint save/restore    |
+//! | `adding`     | task: the built-in adding-problem demonstration (no data flag)         |
+//! | `lm`         | task: language models on a text (TBPTT); perplexity, eval              |
+//! | `seq`        | tasks: labelled sequences (one output each) and the copy task          |
+//! | `core`       | optimizers + scheduler + gradients, the update, checkpoint save/restore |
 //! | `optim`      | the optimizer over the model's parts, learning-rate schedules          |
 //! | `checkpoint` | the library's checkpoints, read with the run's settings and position   |
 //! | `report`     | progress bar and JSONL log                                             |
+//!
+//! Nothing here imports `crate::cmd`: the subcommands call into `train`, not back.
 
 pub mod adding;
 pub mod args;
@@ -21,6 +43,7 @@ pub mod optim;
 pub mod report;
 pub mod seq;
 pub mod settings;
+pub mod trainer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -65,7 +88,7 @@ pub fn run(cli: &TrainArgs) -> Result<()> {
             if args.checkpoint.is_some() || args.resume.is_some() || args.log.is_some() {
                 bail!("--checkpoint, --resume and --log are not offered for the adding problem");
             }
-            adding::run(&s)
+            adding::run(&args, &s)
         }
         Source::Text => lm::run(&args, &s),
         Source::Copy => seq::run_copy(&args, &s),

@@ -75,14 +75,16 @@ impl Reporter {
         self.bar.reset_eta();
     }
 
-    /// Logs a step; `figure` is what the bar shows (the epoch's running loss and its
-    /// perplexity or accuracy).
-    pub fn step(&mut self, rec: &StepRecord, figure: &str) -> Result<()> {
+    /// Logs a step; `figure` gives what the bar shows (the epoch's running loss and its
+    /// perplexity or accuracy), asked only when the bar is shown.
+    pub fn step(&mut self, rec: &StepRecord, figure: impl FnOnce() -> String) -> Result<()> {
         self.bar.set_position(self.bar.position() + 1);
         if !self.bar.is_hidden() {
             self.bar.set_message(format!(
-                "{figure} lr {:.4} {:.0} tok/s",
-                rec.lr, rec.tokens_per_s
+                "{} lr {:.4} {:.0} tok/s",
+                figure(),
+                rec.lr,
+                rec.tokens_per_s
             ));
         }
         if let Some(log) = &mut self.log {

@@ -9,8 +9,6 @@
 //! resumed run sees the same batches.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use rand::SeedableRng;
@@ -24,12 +22,12 @@ use recur::model::{
 use recur::{Call, Tensor};
 
 use super::args::{Target, TrainArgs};
-use super::checkpoint::{Checkpoint, best_path};
-use super::core::{Core, Progress, check_model};
+use super::checkpoint::Checkpoint;
+use super::core::{Progress, check_model};
 use super::optim::describe;
-use super::report::{Reporter, StepRecord};
 use super::settings::Settings;
-use super::{INTERRUPTED, dropout_seed, initialise};
+use super::trainer::{Batch, Moment, Plan, Task, Trainer};
+use super::{dropout_seed, initialise};
 
 /// Held-out sequences of the copy task.
 const COPY_TEST: usize = 256;
@@ -213,6 +211,133 @@ fn describe_figures(loss: f64, acc: Option<f64>) -> String {
     }
 }
 
+/// Labelled sequences: one output per sequence, batches of a shuffled training set.
+struct Sequences {
+    model: SequenceModel<f32>,
+    train: SequenceDataset,
+    valid: SequenceDataset,
+    test: SequenceDataset,
+    /// this epoch's order of the training sequences
+    order: Vec<usize>,
+    classified: bool,
+    meta: [(&'static str, String); 1],
+    plan: Plan,
+    batch: usize,
+    seed: u64,
+}
+
+impl Sequences {
+    /// The training sequences of batch `k` of the epoch.
+    fn batch_at(&self, k: usize) -> &[usize] {
+        &self.order[k * self.batch..((k + 1) * self.batch).min(self.order.len())]
+    }
+}
+
+impl Task for Sequences {
+    fn kind(&self) -> &'static str {
+        "sequences"
+    }
+
+    fn plan(&self) -> Plan {
+        self.plan
+    }
+
+    fn model(&self) -> Option<&SequenceModel<f32>> {
+        Some(&self.model)
+    }
+
+    fn model_mut(&mut self) -> Option<&mut SequenceModel<f32>> {
+        Some(&mut self.model)
+    }
+
+    fn parts_mut(&mut self) -> [&mut [f32]; 3] {
+        self.model.parts_mut()
+    }
+
+    /// A permutation drawn from (seed, epoch): a resumed run sees the same batches.
+    fn start_epoch(&mut self, epoch: usize) {
+        self.order.clear();
+        self.order.extend(0..self.train.len());
+        self.order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+            self.seed ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+        ));
+    }
+
+    fn has_batch(&self, position: usize) -> bool {
+        position < self.train.len().div_ceil(self.batch)
+    }
+
+    fn train_step(&mut self, prog: &Progress, grads: &mut [f32]) -> Result<Batch> {
+        let idx = self.batch_at(prog.position);
+        let (x, lengths) = self.train.padded_batch::<f32>(idx)?;
+        let (out, tape) = self.model.forward_train(
+            ModelInput::Features(&x),
+            Call::new()
+                .lengths(&lengths)
+                .seed(dropout_seed(self.seed, prog.step)),
+        )?;
+        let bl = batch_loss(&out.output, &self.train.labels, idx, true)?;
+        let grad = bl.grad.context("a training batch has a gradient")?;
+        self.model.backward(&tape, &grad, grads)?;
+        let n = idx.len();
+        Ok(Batch {
+            loss: bl.loss / n as f64,
+            loss_sum: bl.loss,
+            targets: n,
+            correct: bl.correct,
+            acc: self.classified.then(|| bl.correct as f64 / n as f64),
+            tokens: lengths.iter().sum(),
+            position: prog.position + 1,
+            ..Batch::default()
+        })
+    }
+
+    fn bar_figure(&self, prog: &Progress, _: &Batch) -> String {
+        if self.classified {
+            format!(
+                "acc {:.1}%",
+                100.0 * prog.correct as f64 / prog.targets as f64
+            )
+        } else {
+            format!("mse {:.5}", prog.loss_sum / prog.targets as f64)
+        }
+    }
+
+    fn validate(&mut self, prog: &Progress, at: &Moment) -> Result<(f64, String)> {
+        let train_loss = prog.loss_sum / prog.targets.max(1) as f64;
+        let train_acc = self
+            .classified
+            .then(|| prog.correct as f64 / prog.targets.max(1) as f64);
+        let (valid_loss, valid_acc) = evaluate(&self.model, &self.valid, self.batch)?;
+        let line = format!(
+            "epoch {:>3}{}  lr {:.6}  train {}  valid {}  |grad| {:.3}  {:.1} s",
+            at.epoch,
+            if at.partial { " (part)" } else { "" },
+            at.lr,
+            describe_figures(train_loss, train_acc),
+            describe_figures(valid_loss, valid_acc),
+            at.grad_norm,
+            at.elapsed_s
+        );
+        Ok((valid_loss, line))
+    }
+
+    fn finish(&mut self, prog: &Progress, elapsed_s: f64) -> Result<()> {
+        let (test_loss, test_acc) = evaluate(&self.model, &self.test, self.batch)?;
+        println!(
+            "test: {} over {} sequences; {} steps in {elapsed_s:.1} s",
+            describe_figures(test_loss, test_acc),
+            self.test.len(),
+            prog.step,
+        );
+        Ok(())
+    }
+
+    fn checkpoint_meta(&self) -> &[(&'static str, String)] {
+        &self.meta
+    }
+}
+
 /// Runs `recur train --sequences`.
 pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     let resume = match &args.resume {
@@ -229,16 +354,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         (None, Some(st)) => (st.div_ceil(n_batches), st),
         (None, None) => unreachable!("settings give epochs or steps"),
     };
-    let mut core = Core::new(model, s, epochs)?;
-    let mut prog = Progress::default();
-    if let Some(ck) = &resume {
-        prog = core.restore(ck, "sequences")?.0;
-    }
-    let meta = [(
-        "classes",
-        serde_json::to_string(&classes).context("classes")?,
-    )];
-    println!(
+    let header = format!(
         "recur train: sequences of {} ({} feature(s) a step, {}); train {} / valid {} / test {}",
         match &classes {
             Some(c) => format!("{} classes", c.len()),
@@ -253,6 +369,31 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         valid.len(),
         test.len()
     );
+    let n_params = model.param_len();
+    let task = Sequences {
+        model,
+        order: Vec::with_capacity(train.len()),
+        train,
+        valid,
+        test,
+        classified: classes.is_some(),
+        meta: [(
+            "classes",
+            serde_json::to_string(&classes).context("classes")?,
+        )],
+        plan: Plan::Epochs {
+            epochs,
+            batches: n_batches,
+            total_steps,
+        },
+        batch: s.batch_size,
+        seed: s.seed,
+    };
+    let mut trainer = Trainer::new(task, s, args)?;
+    if let Some(ck) = &resume {
+        trainer.resume(ck)?;
+    }
+    println!("{header}");
     println!(
         "  model: {} {} × {} layer(s){} → {} output(s); {} parameters; {} epoch(s) of {} steps \
          (batch {}); {}; clip norm {}; seed {}",
@@ -265,7 +406,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
             ""
         },
         out,
-        core.model.param_len(),
+        n_params,
         epochs,
         n_batches,
         s.batch_size,
@@ -273,151 +414,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         s.clip_norm,
         s.seed
     );
-    let mut reporter = Reporter::new(args.log.as_deref(), s.quiet, resume.is_some())?;
-    let run_start = Instant::now();
-    let elapsed = |p: &Progress| p.elapsed_s + run_start.elapsed().as_secs_f64();
-    let mut stopped = false;
-    let mut last_lr = s.opt.lr();
-    while prog.epoch < epochs && prog.step < total_steps {
-        let epoch = prog.epoch + 1;
-        let epoch_start = Instant::now();
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-            s.seed ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
-        ));
-        reporter.start(
-            format!("epoch {epoch}/{epochs}"),
-            n_batches as u64,
-            prog.position as u64,
-        );
-        let seen_before = prog.targets;
-        for k in prog.position..n_batches {
-            if prog.step >= total_steps {
-                break;
-            }
-            let idx = &order[k * s.batch_size..((k + 1) * s.batch_size).min(order.len())];
-            let lr = core.set_lr(&prog)?;
-            last_lr = lr;
-            prog.step += 1;
-            let (x, lengths) = train.padded_batch::<f32>(idx)?;
-            let (out, tape) = core.model.forward_train(
-                ModelInput::Features(&x),
-                Call::new()
-                    .lengths(&lengths)
-                    .seed(dropout_seed(s.seed, prog.step)),
-            )?;
-            let bl = batch_loss(&out.output, &train.labels, idx, true)?;
-            let grad = bl.grad.context("a training batch has a gradient")?;
-            core.zero_grads();
-            core.model.backward(&tape, &grad, &mut core.grads)?;
-            let norm = core.update(s)?;
-            let mean = bl.loss / idx.len() as f64;
-            if !mean.is_finite() || !norm.is_finite() {
-                bail!(
-                    "training diverged at step {} (loss {mean}, gradient norm {norm}); try a \
-                     smaller --lr or a --clip-norm",
-                    prog.step
-                );
-            }
-            prog.position = k + 1;
-            prog.loss_sum += bl.loss;
-            prog.targets += idx.len();
-            prog.correct += bl.correct;
-            prog.norm_sum += norm;
-            prog.steps += 1;
-            let secs = epoch_start.elapsed().as_secs_f64();
-            let steps_seen: usize = lengths.iter().sum();
-            let acc = classes
-                .is_some()
-                .then(|| bl.correct as f64 / idx.len() as f64);
-            let rec = StepRecord {
-                step: prog.step,
-                epoch,
-                loss: mean,
-                ppl: None,
-                acc,
-                lr,
-                grad_norm: norm,
-                tokens_per_s: steps_seen as f64 * (prog.targets - seen_before) as f64
-                    / idx.len() as f64
-                    / secs.max(1e-9),
-                elapsed_s: elapsed(&prog),
-            };
-            let running = prog.loss_sum / prog.targets as f64;
-            let fig = match classes {
-                Some(_) => format!(
-                    "acc {:.1}%",
-                    100.0 * prog.correct as f64 / prog.targets as f64
-                ),
-                None => format!("mse {running:.5}"),
-            };
-            reporter.step(&rec, &fig)?;
-            let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-            if let Some(path) = &args.checkpoint
-                && (interrupted || (s.save_every > 0 && prog.step.is_multiple_of(s.save_every)))
-            {
-                let mut p = prog.clone();
-                p.elapsed_s = elapsed(&prog);
-                core.save(path, "sequences", args, &meta, None, &p)?;
-            }
-            if interrupted {
-                stopped = true;
-                break;
-            }
-        }
-        if stopped {
-            reporter.println(&format!("interrupted at epoch {epoch}, step {}", prog.step));
-            break;
-        }
-        let train_loss = prog.loss_sum / prog.targets.max(1) as f64;
-        let train_acc = classes
-            .is_some()
-            .then(|| prog.correct as f64 / prog.targets.max(1) as f64);
-        let (valid_loss, valid_acc) = evaluate(&core.model, &valid, s.batch_size)?;
-        let partial = prog.position < n_batches;
-        reporter.println(&format!(
-            "epoch {epoch:>3}{}  lr {last_lr:.6}  train {}  valid {}  |grad| {:.3}  {:.1} s",
-            if partial { " (part)" } else { "" },
-            describe_figures(train_loss, train_acc),
-            describe_figures(valid_loss, valid_acc),
-            prog.norm_sum / prog.steps.max(1) as f64,
-            elapsed(&prog)
-        ));
-        if partial {
-            // --steps ended the run inside the epoch: a later --resume continues here
-            if let Some(path) = &args.checkpoint {
-                let mut p = prog.clone();
-                p.elapsed_s = elapsed(&prog);
-                core.save(path, "sequences", args, &meta, None, &p)?;
-            }
-            break;
-        }
-        core.sched.on_epoch_end(valid_loss);
-        let improved = prog.best_valid.is_none_or(|b| valid_loss < b);
-        if improved {
-            prog.best_valid = Some(valid_loss);
-        }
-        prog.next_epoch();
-        reporter.flush()?;
-        if let Some(path) = &args.checkpoint {
-            let mut p = prog.clone();
-            p.elapsed_s = elapsed(&prog);
-            core.save(path, "sequences", args, &meta, None, &p)?;
-            if improved {
-                core.save(&best_path(path), "sequences", args, &meta, None, &p)?;
-            }
-        }
-    }
-    reporter.finish()?;
-    let (test_loss, test_acc) = evaluate(&core.model, &test, s.batch_size)?;
-    println!(
-        "test: {} over {} sequences; {} steps in {:.1} s",
-        describe_figures(test_loss, test_acc),
-        test.len(),
-        prog.step,
-        elapsed(&prog)
-    );
-    Ok(())
+    trainer.run()
 }
 
 /// The copy task's model, loss and recall on its fixed held-out batch.
@@ -432,6 +429,101 @@ fn copy_eval(model: &SequenceModel<f32>, test: &recur::data::CopyBatch) -> Resul
     Ok((f64::from(l), symbols, sequences))
 }
 
+/// The copy-memory task: fresh batches from its generator, a fixed held-out batch.
+struct Copy {
+    model: SequenceModel<f32>,
+    task: CopyTask,
+    test: recur::data::CopyBatch,
+    steps: usize,
+    eval_every: usize,
+    batch: usize,
+    seed: u64,
+}
+
+impl Task for Copy {
+    fn kind(&self) -> &'static str {
+        "copy"
+    }
+
+    fn plan(&self) -> Plan {
+        Plan::Steps {
+            steps: self.steps,
+            eval_every: self.eval_every,
+        }
+    }
+
+    fn model(&self) -> Option<&SequenceModel<f32>> {
+        Some(&self.model)
+    }
+
+    fn model_mut(&mut self) -> Option<&mut SequenceModel<f32>> {
+        Some(&mut self.model)
+    }
+
+    fn parts_mut(&mut self) -> [&mut [f32]; 3] {
+        self.model.parts_mut()
+    }
+
+    fn train_step(&mut self, prog: &Progress, grads: &mut [f32]) -> Result<Batch> {
+        let batch = self.task.sample(self.batch)?;
+        let x = batch.one_hot::<f32>();
+        let (out, tape) = self.model.forward_train(
+            ModelInput::Features(&x),
+            Call::new().seed(dropout_seed(self.seed, prog.step)),
+        )?;
+        let shape = out.output.shape().to_vec();
+        let rows = shape[0] * shape[1];
+        let flat = Tensor::new(out.output.data().to_vec(), &[rows, CopyTask::VOCAB])?;
+        let ce = cross_entropy(&flat, &batch.target, &CrossEntropyConfig::default(), 1.0f32)?;
+        let grad = Tensor::new(ce.grad.data().to_vec(), &shape)?;
+        self.model.backward(&tape, &grad, grads)?;
+        let loss = f64::from(ce.loss);
+        Ok(Batch {
+            loss,
+            loss_sum: loss,
+            acc: Some(ce.accuracy()),
+            tokens: rows,
+            ..Batch::default()
+        })
+    }
+
+    fn bar_figure(&self, _: &Progress, b: &Batch) -> String {
+        format!(
+            "loss {:.4} acc {:.1}%",
+            b.loss,
+            100.0 * b.acc.unwrap_or(0.0)
+        )
+    }
+
+    fn validate(&mut self, prog: &Progress, at: &Moment) -> Result<(f64, String)> {
+        let (test_loss, symbols, sequences) = copy_eval(&self.model, &self.test)?;
+        let line = format!(
+            "step {:>6}  train loss {:.5}  |grad| {:.3}  test loss {test_loss:.5}  recalled \
+             {:.1}% of symbols, {:.1}% of sequences  {:.1} s",
+            prog.step,
+            prog.loss_sum / prog.steps.max(1) as f64,
+            at.grad_norm,
+            100.0 * symbols,
+            100.0 * sequences,
+            at.elapsed_s
+        );
+        Ok((test_loss, line))
+    }
+
+    fn finish(&mut self, prog: &Progress, elapsed_s: f64) -> Result<()> {
+        let (test_loss, symbols, sequences) = copy_eval(&self.model, &self.test)?;
+        println!(
+            "done: {} steps in {elapsed_s:.1} s; test loss {test_loss:.5} (baseline {:.5}); \
+             recalled {:.1}% of symbols, {:.1}% of {COPY_TEST} sequences",
+            prog.step,
+            self.task.baseline_loss(),
+            100.0 * symbols,
+            100.0 * sequences
+        );
+        Ok(())
+    }
+}
+
 /// Runs `recur train --task copy`.
 pub fn run_copy(args: &TrainArgs, s: &Settings) -> Result<()> {
     let resume = match &args.resume {
@@ -440,121 +532,41 @@ pub fn run_copy(args: &TrainArgs, s: &Settings) -> Result<()> {
     };
     let steps = s.steps.unwrap_or(5_000);
     let model = build_model(s, CopyTask::VOCAB, CopyTask::VOCAB, OutputForm::EveryStep)?;
-    let mut core = Core::new(model, s, 1)?;
-    let mut prog = Progress::default();
+    let task = Copy {
+        model,
+        task: CopyTask::new(s.seq_len, s.seed, Split::Train)?,
+        test: CopyTask::new(s.seq_len, s.seed, Split::Test)?.sample(COPY_TEST)?,
+        steps,
+        eval_every: s.eval_every,
+        batch: s.batch_size,
+        seed: s.seed,
+    };
+    let mut trainer = Trainer::new(task, s, args)?;
     if let Some(ck) = &resume {
-        prog = core.restore(ck, "copy")?.0;
+        trainer.resume(ck)?;
     }
-    let mut task = CopyTask::new(s.seq_len, s.seed, Split::Train)?;
-    let test = CopyTask::new(s.seq_len, s.seed, Split::Test)?.sample(COPY_TEST)?;
     // a resumed run draws the batches the first run drew, skipping those it trained on
-    for _ in 0..prog.step {
-        task.sample(s.batch_size)?;
+    for _ in 0..trainer.progress().step {
+        trainer.task.task.sample(s.batch_size)?;
     }
+    let t = &trainer.task;
     println!(
         "recur train: copy task, delay T = {} ({} steps a sequence), {} {} × {} layer(s), {} \
          parameters; {} steps of {} sequences, {}, clip norm {}, seed {}; baseline loss {:.5}",
         s.seq_len,
-        task.seq_len(),
+        t.task.seq_len(),
         s.cell.kind().name(),
         s.hidden_size,
         s.num_layers,
-        core.model.param_len(),
+        t.model.param_len(),
         steps,
         s.batch_size,
         describe(&s.opt),
         s.clip_norm,
         s.seed,
-        task.baseline_loss()
+        t.task.baseline_loss()
     );
-    let mut reporter = Reporter::new(args.log.as_deref(), s.quiet, resume.is_some())?;
-    reporter.start("copy".into(), steps as u64, prog.step as u64);
-    let start = Instant::now();
-    let elapsed = |p: &Progress| p.elapsed_s + start.elapsed().as_secs_f64();
-    let cfg = CrossEntropyConfig::default();
-    while prog.step < steps {
-        let lr = core.set_lr(&prog)?;
-        prog.step += 1;
-        let batch = task.sample(s.batch_size)?;
-        let x = batch.one_hot::<f32>();
-        let (out, tape) = core.model.forward_train(
-            ModelInput::Features(&x),
-            Call::new().seed(dropout_seed(s.seed, prog.step)),
-        )?;
-        let shape = out.output.shape().to_vec();
-        let rows = shape[0] * shape[1];
-        let flat = Tensor::new(out.output.data().to_vec(), &[rows, CopyTask::VOCAB])?;
-        let ce = cross_entropy(&flat, &batch.target, &cfg, 1.0f32)?;
-        let grad = Tensor::new(ce.grad.data().to_vec(), &shape)?;
-        core.zero_grads();
-        core.model.backward(&tape, &grad, &mut core.grads)?;
-        let norm = core.update(s)?;
-        let loss = f64::from(ce.loss);
-        if !loss.is_finite() || !norm.is_finite() {
-            bail!(
-                "training diverged at step {} (loss {loss}, gradient norm {norm}); try a smaller \
-                 --lr or a --clip-norm",
-                prog.step
-            );
-        }
-        prog.loss_sum += loss;
-        prog.norm_sum += norm;
-        prog.steps += 1;
-        let rec = StepRecord {
-            step: prog.step,
-            epoch: 0,
-            loss,
-            ppl: None,
-            acc: Some(ce.accuracy()),
-            lr,
-            grad_norm: norm,
-            tokens_per_s: (prog.step * rows) as f64 / elapsed(&prog).max(1e-9),
-            elapsed_s: elapsed(&prog),
-        };
-        reporter.step(
-            &rec,
-            &format!("loss {loss:.4} acc {:.1}%", 100.0 * ce.accuracy()),
-        )?;
-        let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-        if prog.step.is_multiple_of(s.eval_every) || prog.step == steps || interrupted {
-            let (test_loss, symbols, sequences) = copy_eval(&core.model, &test)?;
-            reporter.println(&format!(
-                "step {:>6}  train loss {:.5}  |grad| {:.3}  test loss {test_loss:.5}  recalled \
-                 {:.1}% of symbols, {:.1}% of sequences  {:.1} s",
-                prog.step,
-                prog.loss_sum / prog.steps.max(1) as f64,
-                prog.norm_sum / prog.steps.max(1) as f64,
-                100.0 * symbols,
-                100.0 * sequences,
-                elapsed(&prog)
-            ));
-            prog.loss_sum = 0.0;
-            prog.norm_sum = 0.0;
-            prog.steps = 0;
-            reporter.flush()?;
-            if let Some(path) = &args.checkpoint {
-                let mut p = prog.clone();
-                p.elapsed_s = elapsed(&prog);
-                core.save(path, "copy", args, &[], None, &p)?;
-            }
-        }
-        if interrupted {
-            reporter.println(&format!("interrupted at step {}", prog.step));
-            break;
-        }
-    }
-    reporter.finish()?;
-    let (test_loss, symbols, sequences) = copy_eval(&core.model, &test)?;
-    println!(
-        "done: {} steps in {:.1} s; test loss {test_loss:.5} (baseline {:.5}); recalled {:.1}% of \
-         symbols, {:.1}% of {COPY_TEST} sequences",
-        prog.step,
-        elapsed(&prog),
-        task.baseline_loss(),
-        100.0 * symbols,
-        100.0 * sequences
-    );
-    Ok(())
+    trainer.run()
 }
 
 /// The model and settings of a sequence model's checkpoint.

@@ -60,7 +60,7 @@ pub mod sgd;
 pub use adagrad::{Adagrad, AdagradConfig};
 pub use adam::{Adam, AdamConfig, AmsGrad, WeightDecay};
 pub use any::{AnyOptimizer, OptimizerConfig};
-pub use clip::{clip_grad_norm, clip_grad_value};
+pub use clip::{clip_grad_norm, clip_grad_value, grad_norm};
 pub use rmsprop::{Centered, Rmsprop, RmspropConfig};
 pub use schedule::{
     LrScheduler, PlateauConfig, PlateauMode, Schedule, ScheduleConfig, SchedulerState,

@@ -1,0 +1,369 @@
+//! The one training loop of `recur train`, and the [`Task`] trait each kind of run implements
+//! (see the module docs of [`crate::train`] for how they fit).
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use recur::State;
+use recur::model::SequenceModel;
+
+use super::INTERRUPTED;
+use super::args::TrainArgs;
+use super::checkpoint::{Checkpoint, best_path};
+use super::core::{Core, Progress};
+use super::report::{Reporter, StepRecord};
+use super::settings::Settings;
+
+/// How a task's run is counted.
+#[derive(Clone, Copy, Debug)]
+pub enum Plan {
+    /// Passes over a fixed training set of `batches` batches each, validated at every epoch's
+    /// end; `total_steps` (from `--steps`) may end the run inside an epoch.
+    Epochs {
+        epochs: usize,
+        batches: usize,
+        total_steps: usize,
+    },
+    /// `steps` batches drawn from a generator, validated every `eval_every` steps and after
+    /// the last.
+    Steps { steps: usize, eval_every: usize },
+}
+
+/// What one training batch gives back.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Batch {
+    /// the batch's mean loss per target (logged; a non-finite one ends the run)
+    pub loss: f64,
+    /// what [`Progress::loss_sum`] adds: the loss summed over the batch's targets (epochs), or
+    /// its mean (steps)
+    pub loss_sum: f64,
+    /// what [`Progress::targets`] and [`Progress::correct`] add
+    pub targets: usize,
+    pub correct: usize,
+    /// the log's `ppl` and `acc`
+    pub ppl: Option<f64>,
+    pub acc: Option<f64>,
+    /// time steps × sequences read, for tokens/s
+    pub tokens: usize,
+    /// where the next batch starts ([`Progress::position`]; epochs only)
+    pub position: usize,
+}
+
+/// When a task validates: what its line shows besides its own figures.
+#[derive(Clone, Copy, Debug)]
+pub struct Moment {
+    /// the epoch being finished (0 in a run of steps)
+    pub epoch: usize,
+    /// `--steps` ended the epoch before its data did
+    pub partial: bool,
+    /// the last step's learning rate
+    pub lr: f64,
+    /// the mean gradient norm since the last validation
+    pub grad_norm: f64,
+    /// tokens per second of training since the epoch started
+    pub tokens_per_s: f64,
+    /// seconds of training over the whole run
+    pub elapsed_s: f64,
+}
+
+/// What differs between kinds of run: the data, the loss and its gradient, the evaluation
+/// and what a checkpoint records besides the model. Everything else is [`Trainer`]'s.
+pub trait Task {
+    /// The `kind` its checkpoints record (`text`, `sequences`, `copy`); the progress bar's
+    /// label in a run of steps.
+    fn kind(&self) -> &'static str;
+
+    /// How the run is counted.
+    fn plan(&self) -> Plan;
+
+    /// The model, for checkpoints; `None` for a task that writes none.
+    fn model(&self) -> Option<&SequenceModel<f32>>;
+
+    /// The model, to restore a checkpoint into.
+    fn model_mut(&mut self) -> Option<&mut SequenceModel<f32>>;
+
+    /// The parameters in the parts that have an optimizer each (one flat gradient buffer
+    /// holds their gradients in this order).
+    fn parts_mut(&mut self) -> [&mut [f32]; 3];
+
+    /// Called as epoch `epoch` (from 1) starts or continues.
+    fn start_epoch(&mut self, _epoch: usize) {}
+
+    /// Whether the epoch has a batch at `position` (a run of steps: always).
+    fn has_batch(&self, _position: usize) -> bool {
+        true
+    }
+
+    /// Batches of the epoch done at `position` (where the bar starts).
+    fn batches_done(&self, position: usize) -> usize {
+        position
+    }
+
+    /// Step `prog.step` (already counted) on the batch at `prog.position`: forward, loss,
+    /// and the gradient added into `grads` (zero on entry).
+    fn train_step(&mut self, prog: &Progress, grads: &mut [f32]) -> Result<Batch>;
+
+    /// The running figures the progress bar shows after `batch`.
+    fn bar_figure(&self, prog: &Progress, batch: &Batch) -> String;
+
+    /// Validates at an epoch's end (epochs) or every `eval_every` steps (steps): the
+    /// validation loss (for the scheduler and the best checkpoint) and the line to print.
+    /// `prog` holds the training sums since the last validation.
+    fn validate(&mut self, prog: &Progress, at: &Moment) -> Result<(f64, String)>;
+
+    /// After the run (finished or interrupted): the test and the last lines.
+    fn finish(&mut self, prog: &Progress, elapsed_s: f64) -> Result<()>;
+
+    /// Extra strings a checkpoint records (vocabulary, classes).
+    fn checkpoint_meta(&self) -> &[(&'static str, String)] {
+        &[]
+    }
+
+    /// The recurrent state carried between batches, which a checkpoint records.
+    fn state(&self) -> Option<&State<f32>> {
+        None
+    }
+
+    /// Sets the carried state (from a checkpoint, or `None` as an epoch ends).
+    fn set_state(&mut self, _state: Option<State<f32>>) {}
+}
+
+/// A task being trained: its optimizers, scheduler, gradient buffer and progress.
+pub struct Trainer<'a, T: Task> {
+    pub task: T,
+    core: Core,
+    prog: Progress,
+    s: &'a Settings,
+    args: &'a TrainArgs,
+    resumed: bool,
+}
+
+impl<'a, T: Task> Trainer<'a, T> {
+    pub fn new(mut task: T, s: &'a Settings, args: &'a TrainArgs) -> Result<Self> {
+        let epochs = match task.plan() {
+            Plan::Epochs { epochs, .. } => epochs,
+            Plan::Steps { .. } => 1,
+        };
+        let lens = task.parts_mut().map(|p| p.len());
+        Ok(Self {
+            core: Core::new(lens, s, epochs)?,
+            task,
+            prog: Progress::default(),
+            s,
+            args,
+            resumed: false,
+        })
+    }
+
+    /// Where the run is.
+    pub fn progress(&self) -> &Progress {
+        &self.prog
+    }
+
+    /// Continues from checkpoint `ck`: weights, optimizer and scheduler state, progress and
+    /// the carried state.
+    pub fn resume(&mut self, ck: &Checkpoint) -> Result<()> {
+        let kind = self.task.kind();
+        let Some(model) = self.task.model_mut() else {
+            bail!("--resume is not offered for this task");
+        };
+        let (prog, state) = self.core.restore(ck, kind, model)?;
+        self.prog = prog;
+        self.task.set_state(state);
+        self.resumed = true;
+        Ok(())
+    }
+
+    /// Writes `--checkpoint` (and, if `best`, its `.best` copy), with the run's time so far.
+    fn save(&self, elapsed_s: f64, best: bool) -> Result<()> {
+        let (Some(path), Some(model)) = (&self.args.checkpoint, self.task.model()) else {
+            return Ok(());
+        };
+        let mut p = self.prog.clone();
+        p.elapsed_s = elapsed_s;
+        let (kind, meta, state) = (
+            self.task.kind(),
+            self.task.checkpoint_meta(),
+            self.task.state(),
+        );
+        self.core
+            .save(model, path, kind, self.args, meta, state, &p)?;
+        if best {
+            self.core
+                .save(model, &best_path(path), kind, self.args, meta, state, &p)?;
+        }
+        Ok(())
+    }
+
+    /// One step: learning rate, forward, loss, backward, clip, update, divergence check, sums.
+    fn step(&mut self) -> Result<(Batch, f64, f64)> {
+        let lr = self.core.set_lr(&self.prog)?;
+        self.prog.step += 1;
+        self.core.zero_grads();
+        let b = self.task.train_step(&self.prog, &mut self.core.grads)?;
+        let norm = self.core.update(self.task.parts_mut(), self.s)?;
+        if !b.loss.is_finite() || !norm.is_finite() {
+            bail!(
+                "training diverged at step {} (loss {}, gradient norm {norm}); try a smaller \
+                 --lr or a --clip-norm",
+                self.prog.step,
+                b.loss
+            );
+        }
+        let p = &mut self.prog;
+        p.loss_sum += b.loss_sum;
+        p.targets += b.targets;
+        p.correct += b.correct;
+        p.norm_sum += norm;
+        p.steps += 1;
+        Ok((b, lr, norm))
+    }
+
+    /// Runs to the end, to `--steps` or to Ctrl-C, then the task's test.
+    pub fn run(mut self) -> Result<()> {
+        let s = self.s;
+        let plan = self.task.plan();
+        let (epochs, total) = match plan {
+            Plan::Epochs {
+                epochs,
+                total_steps,
+                ..
+            } => (epochs, total_steps),
+            Plan::Steps { steps, .. } => (1, steps),
+        };
+        let mut reporter = Reporter::new(self.args.log.as_deref(), s.quiet, self.resumed)?;
+        let run_start = Instant::now();
+        let elapsed = |p: &Progress| p.elapsed_s + run_start.elapsed().as_secs_f64();
+        let mut last_lr = s.opt.lr();
+        'run: while self.prog.epoch < epochs && self.prog.step < total {
+            let epoch = self.prog.epoch + 1;
+            let epoch_start = Instant::now();
+            let mut tokens = 0usize;
+            let tokens_per_s =
+                |tokens: usize| tokens as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
+            self.task.start_epoch(epoch);
+            match plan {
+                Plan::Epochs { batches, .. } => reporter.start(
+                    format!("epoch {epoch}/{epochs}"),
+                    batches as u64,
+                    self.task.batches_done(self.prog.position) as u64,
+                ),
+                Plan::Steps { steps, .. } => {
+                    reporter.start(self.task.kind().into(), steps as u64, self.prog.step as u64)
+                }
+            }
+            while self.prog.step < total && self.task.has_batch(self.prog.position) {
+                let (b, lr, norm) = self.step()?;
+                last_lr = lr;
+                tokens += b.tokens;
+                if let Plan::Epochs { .. } = plan {
+                    self.prog.position = b.position;
+                }
+                let rec = StepRecord {
+                    step: self.prog.step,
+                    epoch: if let Plan::Epochs { .. } = plan {
+                        epoch
+                    } else {
+                        0
+                    },
+                    loss: b.loss,
+                    ppl: b.ppl,
+                    acc: b.acc,
+                    lr,
+                    grad_norm: norm,
+                    tokens_per_s: tokens_per_s(tokens),
+                    elapsed_s: elapsed(&self.prog),
+                };
+                reporter.step(&rec, || self.task.bar_figure(&self.prog, &b))?;
+                let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+                let step = self.prog.step;
+                match plan {
+                    Plan::Epochs { .. } => {
+                        if interrupted || (s.save_every > 0 && step.is_multiple_of(s.save_every)) {
+                            self.save(elapsed(&self.prog), false)?;
+                        }
+                    }
+                    Plan::Steps { eval_every, .. } => {
+                        if interrupted || step.is_multiple_of(eval_every) || step == total {
+                            let at = self.moment(
+                                0,
+                                false,
+                                lr,
+                                tokens_per_s(tokens),
+                                elapsed(&self.prog),
+                            );
+                            let (_, line) = self.task.validate(&self.prog, &at)?;
+                            reporter.println(&line);
+                            self.prog.loss_sum = 0.0;
+                            self.prog.norm_sum = 0.0;
+                            self.prog.steps = 0;
+                            reporter.flush()?;
+                            self.save(elapsed(&self.prog), false)?;
+                        }
+                    }
+                }
+                if interrupted {
+                    let at = match plan {
+                        Plan::Epochs { .. } => format!("epoch {epoch}, step {step}"),
+                        Plan::Steps { .. } => format!("step {step}"),
+                    };
+                    let saved = match (&self.args.checkpoint, self.task.model()) {
+                        (Some(p), Some(_)) => format!("; checkpoint saved to {}", p.display()),
+                        _ => String::new(),
+                    };
+                    reporter.println(&format!("interrupted at {at}{saved}"));
+                    break 'run;
+                }
+            }
+            if let Plan::Steps { .. } = plan {
+                break;
+            }
+            // The epoch is done, or --steps ended the run inside it: validate, report, save.
+            let partial = self.task.has_batch(self.prog.position);
+            let at = self.moment(
+                epoch,
+                partial,
+                last_lr,
+                tokens_per_s(tokens),
+                elapsed(&self.prog),
+            );
+            let (valid_loss, line) = self.task.validate(&self.prog, &at)?;
+            reporter.println(&line);
+            if partial {
+                // a later `--resume` with more steps or epochs continues inside this epoch
+                self.save(elapsed(&self.prog), false)?;
+                break;
+            }
+            self.core.sched.on_epoch_end(valid_loss);
+            let improved = self.prog.best_valid.is_none_or(|b| valid_loss < b);
+            if improved {
+                self.prog.best_valid = Some(valid_loss);
+            }
+            self.prog.next_epoch();
+            self.task.set_state(None);
+            reporter.flush()?;
+            self.save(elapsed(&self.prog), improved)?;
+        }
+        reporter.finish()?;
+        self.task.finish(&self.prog, elapsed(&self.prog))
+    }
+
+    fn moment(
+        &self,
+        epoch: usize,
+        partial: bool,
+        lr: f64,
+        tokens_per_s: f64,
+        elapsed_s: f64,
+    ) -> Moment {
+        Moment {
+            epoch,
+            partial,
+            lr,
+            grad_norm: self.prog.norm_sum / self.prog.steps.max(1) as f64,
+            tokens_per_s,
+            elapsed_s,
+        }
+    }
+}
