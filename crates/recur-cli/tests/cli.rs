@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::process::Output;
+
 use common::{assert_silent_one_line_errors, number_after, recur, stdout};
 
 /// An LSTM on the adding problem at T = 10 (where 1,500 steps suffice, ~1 s in release)

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use recur::Call;
 
-use common::{number_after, ok, one_line_error, p, recur, scratch, stdout};
+use common::{number_after, ok, one_line_error, p, scratch, stdout};
 
 /// A small deterministic "language": lines of words from a 16-word list with a simple
 /// grammar (every word is followed by one of two), so that a model can learn it.
