@@ -344,3 +344,42 @@ fn bad_bench_flags_are_one_line_errors() {
         &["bench", "--seq-len", "-1"],
     ]);
 }
+
+/// Ctrl-C stops the built-in demonstration after the current batch, as it stops every other
+/// run: it validates, says where it stopped, tests and exits 0.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_the_demonstration() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_recur"))
+        .args([
+            "train",
+            "--seq-len",
+            "10",
+            "--hidden-size",
+            "8",
+            "--steps",
+            "100000000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut seen = String::new();
+    // the line before training starts
+    while !seen.contains("step      0") {
+        assert_ne!(out.read_line(&mut seen).expect("read"), 0, "{seen}");
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    out.read_to_string(&mut seen).expect("read");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{seen}");
+    assert!(seen.contains("interrupted at step"), "{seen}");
+    assert!(seen.lines().any(|l| l.starts_with("test:")), "{seen}");
+}

@@ -308,10 +308,9 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     let train = batchify(&corpus.train, s.batch_size)
         .with_context(|| format!("{}: the training part", data_name(args)))?;
     let n_chunks = train.num_chunks(s.bptt);
-    let (epochs, total_steps) = match (s.epochs, s.steps) {
-        (Some(e), _) => (e, e * n_chunks),
-        (None, Some(st)) => (st.div_ceil(n_chunks), st),
-        (None, None) => unreachable!("settings give epochs or steps"),
+    let plan = Plan::epochs(s, n_chunks);
+    let Plan::Epochs { epochs, .. } = plan else {
+        unreachable!("a plan of epochs")
     };
     let n_params = model.param_len();
     let header = format!(
@@ -333,11 +332,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         state: None,
         valid_name: part_name(args, "validation"),
         test_name: part_name(args, "test"),
-        plan: Plan::Epochs {
-            epochs,
-            batches: n_chunks,
-            total_steps,
-        },
+        plan,
         level: s.level,
         reduction: s.loss_reduction,
         batch: s.batch_size,

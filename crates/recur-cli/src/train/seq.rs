@@ -349,10 +349,9 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     let out = classes.as_ref().map_or(1, Vec::len);
     let model = build_model(s, train.input_size, out, OutputForm::Last)?;
     let n_batches = train.len().div_ceil(s.batch_size);
-    let (epochs, total_steps) = match (s.epochs, s.steps) {
-        (Some(e), _) => (e, e * n_batches),
-        (None, Some(st)) => (st.div_ceil(n_batches), st),
-        (None, None) => unreachable!("settings give epochs or steps"),
+    let plan = Plan::epochs(s, n_batches);
+    let Plan::Epochs { epochs, .. } = plan else {
+        unreachable!("a plan of epochs")
     };
     let header = format!(
         "recur train: sequences of {} ({} feature(s) a step, {}); train {} / valid {} / test {}",
@@ -381,11 +380,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
             "classes",
             serde_json::to_string(&classes).context("classes")?,
         )],
-        plan: Plan::Epochs {
-            epochs,
-            batches: n_batches,
-            total_steps,
-        },
+        plan,
         batch: s.batch_size,
         seed: s.seed,
     };

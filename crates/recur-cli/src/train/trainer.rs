@@ -30,6 +30,22 @@ pub enum Plan {
     Steps { steps: usize, eval_every: usize },
 }
 
+impl Plan {
+    /// Epochs of `batches` batches each: `--epochs` of them, or as many as `--steps` needs.
+    pub fn epochs(s: &Settings, batches: usize) -> Self {
+        let (epochs, total_steps) = match (s.epochs, s.steps) {
+            (Some(e), _) => (e, e * batches),
+            (None, Some(st)) => (st.div_ceil(batches), st),
+            (None, None) => unreachable!("settings give epochs or steps"),
+        };
+        Plan::Epochs {
+            epochs,
+            batches,
+            total_steps,
+        }
+    }
+}
+
 /// What one training batch gives back.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Batch {
@@ -46,7 +62,7 @@ pub struct Batch {
     pub acc: Option<f64>,
     /// time steps × sequences read, for tokens/s
     pub tokens: usize,
-    /// where the next batch starts ([`Progress::position`]; epochs only)
+    /// where the next batch starts ([`Progress::position`]; 0 in a run of steps)
     pub position: usize,
 }
 
@@ -215,6 +231,7 @@ impl<'a, T: Task> Trainer<'a, T> {
         p.loss_sum += b.loss_sum;
         p.targets += b.targets;
         p.correct += b.correct;
+        p.position = b.position;
         p.norm_sum += norm;
         p.steps += 1;
         Ok((b, lr, norm))
@@ -235,38 +252,31 @@ impl<'a, T: Task> Trainer<'a, T> {
         let mut reporter = Reporter::new(self.args.log.as_deref(), s.quiet, self.resumed)?;
         let run_start = Instant::now();
         let elapsed = |p: &Progress| p.elapsed_s + run_start.elapsed().as_secs_f64();
-        let mut last_lr = s.opt.lr();
+        let mut lr = s.opt.lr();
         'run: while self.prog.epoch < epochs && self.prog.step < total {
             let epoch = self.prog.epoch + 1;
+            self.task.start_epoch(epoch);
+            let (label, len, done, logged_epoch) = match plan {
+                Plan::Epochs { batches, .. } => (
+                    format!("epoch {epoch}/{epochs}"),
+                    batches,
+                    self.task.batches_done(self.prog.position),
+                    epoch,
+                ),
+                Plan::Steps { steps, .. } => (self.task.kind().into(), steps, self.prog.step, 0),
+            };
+            reporter.start(label, len as u64, done as u64);
             let epoch_start = Instant::now();
             let mut tokens = 0usize;
             let tokens_per_s =
                 |tokens: usize| tokens as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
-            self.task.start_epoch(epoch);
-            match plan {
-                Plan::Epochs { batches, .. } => reporter.start(
-                    format!("epoch {epoch}/{epochs}"),
-                    batches as u64,
-                    self.task.batches_done(self.prog.position) as u64,
-                ),
-                Plan::Steps { steps, .. } => {
-                    reporter.start(self.task.kind().into(), steps as u64, self.prog.step as u64)
-                }
-            }
             while self.prog.step < total && self.task.has_batch(self.prog.position) {
-                let (b, lr, norm) = self.step()?;
-                last_lr = lr;
+                let (b, norm);
+                (b, lr, norm) = self.step()?;
                 tokens += b.tokens;
-                if let Plan::Epochs { .. } = plan {
-                    self.prog.position = b.position;
-                }
                 let rec = StepRecord {
                     step: self.prog.step,
-                    epoch: if let Plan::Epochs { .. } = plan {
-                        epoch
-                    } else {
-                        0
-                    },
+                    epoch: logged_epoch,
                     loss: b.loss,
                     ppl: b.ppl,
                     acc: b.acc,
@@ -286,15 +296,8 @@ impl<'a, T: Task> Trainer<'a, T> {
                     }
                     Plan::Steps { eval_every, .. } => {
                         if interrupted || step.is_multiple_of(eval_every) || step == total {
-                            let at = self.moment(
-                                0,
-                                false,
-                                lr,
-                                tokens_per_s(tokens),
-                                elapsed(&self.prog),
-                            );
-                            let (_, line) = self.task.validate(&self.prog, &at)?;
-                            reporter.println(&line);
+                            let at = self.moment(0, false, lr, tokens_per_s(tokens), &elapsed);
+                            self.validate(&mut reporter, &at)?;
                             self.prog.loss_sum = 0.0;
                             self.prog.norm_sum = 0.0;
                             self.prog.steps = 0;
@@ -304,15 +307,7 @@ impl<'a, T: Task> Trainer<'a, T> {
                     }
                 }
                 if interrupted {
-                    let at = match plan {
-                        Plan::Epochs { .. } => format!("epoch {epoch}, step {step}"),
-                        Plan::Steps { .. } => format!("step {step}"),
-                    };
-                    let saved = match (&self.args.checkpoint, self.task.model()) {
-                        (Some(p), Some(_)) => format!("; checkpoint saved to {}", p.display()),
-                        _ => String::new(),
-                    };
-                    reporter.println(&format!("interrupted at {at}{saved}"));
+                    reporter.println(&self.interrupted_line(plan, epoch));
                     break 'run;
                 }
             }
@@ -321,15 +316,8 @@ impl<'a, T: Task> Trainer<'a, T> {
             }
             // The epoch is done, or --steps ended the run inside it: validate, report, save.
             let partial = self.task.has_batch(self.prog.position);
-            let at = self.moment(
-                epoch,
-                partial,
-                last_lr,
-                tokens_per_s(tokens),
-                elapsed(&self.prog),
-            );
-            let (valid_loss, line) = self.task.validate(&self.prog, &at)?;
-            reporter.println(&line);
+            let at = self.moment(epoch, partial, lr, tokens_per_s(tokens), &elapsed);
+            let valid_loss = self.validate(&mut reporter, &at)?;
             if partial {
                 // a later `--resume` with more steps or epochs continues inside this epoch
                 self.save(elapsed(&self.prog), false)?;
@@ -349,13 +337,14 @@ impl<'a, T: Task> Trainer<'a, T> {
         self.task.finish(&self.prog, elapsed(&self.prog))
     }
 
+    /// The moment of a validation, with the mean gradient norm since the last one.
     fn moment(
         &self,
         epoch: usize,
         partial: bool,
         lr: f64,
         tokens_per_s: f64,
-        elapsed_s: f64,
+        elapsed: &impl Fn(&Progress) -> f64,
     ) -> Moment {
         Moment {
             epoch,
@@ -363,7 +352,28 @@ impl<'a, T: Task> Trainer<'a, T> {
             lr,
             grad_norm: self.prog.norm_sum / self.prog.steps.max(1) as f64,
             tokens_per_s,
-            elapsed_s,
+            elapsed_s: elapsed(&self.prog),
         }
+    }
+
+    /// The task's validation: prints its line, returns the validation loss.
+    fn validate(&mut self, reporter: &mut Reporter, at: &Moment) -> Result<f64> {
+        let (loss, line) = self.task.validate(&self.prog, at)?;
+        reporter.println(&line);
+        Ok(loss)
+    }
+
+    /// Where Ctrl-C stopped the run, and where its checkpoint went.
+    fn interrupted_line(&self, plan: Plan, epoch: usize) -> String {
+        let step = self.prog.step;
+        let at = match plan {
+            Plan::Epochs { .. } => format!("epoch {epoch}, step {step}"),
+            Plan::Steps { .. } => format!("step {step}"),
+        };
+        let saved = match (&self.args.checkpoint, self.task.model()) {
+            (Some(p), Some(_)) => format!("; checkpoint saved to {}", p.display()),
+            _ => String::new(),
+        };
+        format!("interrupted at {at}{saved}")
     }
 }
