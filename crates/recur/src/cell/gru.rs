@@ -50,8 +50,7 @@
 
 use super::{BwdStep, FwdStep, SlabWidths, Slabs, StepWeights, WeightGrads};
 use crate::error::Result;
-use crate::kernel::pair;
-use crate::kernel::split::SharedRows;
+use crate::kernel::split::split_rows_mut;
 use crate::kernel::{Accumulate, Mat, add_column_sums, matmul};
 use crate::{Activation, Float};
 
@@ -144,29 +143,20 @@ pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: 
             );
             // The rows are independent: at small batches the pair of threads takes half of
             // them each.
-            let (gates, hs, qns) = (
-                SharedRows::new(&mut *s.gates),
-                SharedRows::new(&mut *s.h),
-                SharedRows::new(&mut *s.aux),
-            );
-            let keeps = SharedRows::new(&mut *s.keep);
+            let keep_w = if clip.is_some() { gh } else { 0 };
+            let bufs = [
+                (&mut *s.gates, gh),
+                (&mut *s.h, h),
+                (&mut *s.aux, h),
+                (&mut *s.keep, keep_w),
+            ];
             let (q_all, h_prev_all) = (&*s.scratch, s.h_prev);
-            pair::split_rows(n, gh, &|rows| {
-                for b in rows {
-                    // SAFETY: row b of every buffer belongs to this part of the rows alone.
-                    let (a, hb, qn) = unsafe {
-                        (
-                            gates.piece_mut(b * gh..(b + 1) * gh),
-                            hs.piece_mut(b * h..(b + 1) * h),
-                            qns.piece_mut(b * h..(b + 1) * h),
-                        )
-                    };
-                    let keep: &mut [T] = if clip.is_some() {
-                        // SAFETY: as above.
-                        unsafe { keeps.piece_mut(b * gh..(b + 1) * gh) }
-                    } else {
-                        &mut []
-                    };
+            split_rows_mut(n, gh, bufs, &|rows, [gates, hs, qns, keeps]| {
+                for (row, b) in rows.enumerate() {
+                    let a = &mut gates[row * gh..(row + 1) * gh];
+                    let hb = &mut hs[row * h..(row + 1) * h];
+                    let qn = &mut qns[row * h..(row + 1) * h];
+                    let keep = &mut keeps[row * keep_w..(row + 1) * keep_w];
                     let q = &q_all[b * gh..(b + 1) * gh];
                     let h_prev = &h_prev_all[b * h..(b + 1) * h];
                     let (a_rz, a_n) = a.split_at_mut(2 * h);
@@ -260,27 +250,18 @@ pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s:
         ResetPlacement::AfterMatmul => {
             // As in the forward, the pair of threads takes half of the rows each at small
             // batches.
-            let (dhs, dgates, dalts) = (
-                SharedRows::new(&mut *s.dh),
-                SharedRows::new(&mut *s.dgates),
-                SharedRows::new(&mut *s.dalt),
-            );
+            let bufs = [(&mut *s.dh, h), (&mut *s.dgates, gh), (&mut *s.dalt, gh)];
             let (gates_all, aux_all, h_prev_all, keep_all) = (s.gates, s.aux, s.h_prev, s.keep);
-            pair::split_rows(n, gh, &|rows| {
-                for b in rows {
+            split_rows_mut(n, gh, bufs, &|rows, [dhs, dgates, dalts]| {
+                for (row, b) in rows.enumerate() {
                     let g = &gates_all[b * gh..(b + 1) * gh];
                     let (r, rest) = g.split_at(h);
                     let (z, nn) = rest.split_at(h);
                     let qn = &aux_all[b * h..(b + 1) * h];
                     let h_prev = &h_prev_all[b * h..(b + 1) * h];
-                    // SAFETY: row b of `dh`, `dgates` and `dalt` belongs to this part alone.
-                    let (dh, da, dq) = unsafe {
-                        (
-                            dhs.piece_mut(b * h..(b + 1) * h),
-                            dgates.piece_mut(b * gh..(b + 1) * gh),
-                            dalts.piece_mut(b * gh..(b + 1) * gh),
-                        )
-                    };
+                    let dh = &mut dhs[row * h..(row + 1) * h];
+                    let da = &mut dgates[row * gh..(row + 1) * gh];
+                    let dq = &mut dalts[row * gh..(row + 1) * gh];
                     let (da_rz, da_n) = da.split_at_mut(2 * h);
                     let (da_r, da_z) = da_rz.split_at_mut(h);
                     let (dq_rz, dq_n) = dq.split_at_mut(2 * h);
@@ -445,21 +426,15 @@ pub(crate) fn weight_grads<T: Float>(
     s: &Slabs<'_, T>,
     g: WeightGrads<'_, T>,
 ) {
-    let (rows, h, n_in) = (s.rows, w.hidden, s.input_size);
+    let (rows, h) = (s.rows, w.hidden);
     let gh = 3 * h;
-    // (1)ᵀ dW_ih += daᵀ x (the gradients of the input-side pre-activations)
-    matmul(
-        g.w_ih,
-        n_in,
-        Mat::rows(s.dgates, rows, gh, gh).t(),
-        Mat::rows(s.x, rows, n_in, n_in),
-        Accumulate::Add,
-    );
+    // (1)ᵀ dW_ih, dX, db_ih: the driver's
+    let Some(dw_hh) = g.w_hh else { return };
     match cell.reset {
         ResetPlacement::AfterMatmul => {
             // (2)ᵀ dW_hh += dqᵀ h_prev, db_hh += Σ dq
             matmul(
-                g.w_hh,
+                dw_hh,
                 h,
                 Mat::rows(s.dalt, rows, gh, gh).t(),
                 Mat::rows(s.h_prev, rows, h, h),
@@ -471,7 +446,7 @@ pub(crate) fn weight_grads<T: Float>(
         }
         ResetPlacement::BeforeMatmul => {
             // (2)ᵀ dW_h{r,z} += [da_r, da_z]ᵀ h_prev;  (4)ᵀ dW_hn += da_nᵀ s
-            let (dw_rz, dw_n) = g.w_hh.split_at_mut(2 * h * h);
+            let (dw_rz, dw_n) = dw_hh.split_at_mut(2 * h * h);
             matmul(
                 dw_rz,
                 h,

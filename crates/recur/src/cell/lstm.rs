@@ -24,7 +24,8 @@
 //! (3)ᵀ da_f = df ⊙ σ'(f);   dc_prev += da_f ⊙ p_f;  dp_f += da_f ⊙ c_prev
 //!      coupled: di −= df, da_f = 0
 //! (2)ᵀ da_i = di ⊙ σ'(i);   dc_prev += da_i ⊙ p_i;  dp_i += da_i ⊙ c_prev
-//! (1)ᵀ dh_prev = da W_hh;  dW_hh += daᵀ h_prev;  db_hh += Σ da   (after the loop: one GEMM)
+//! (1)ᵀ dh_prev = da W_hh;  dW_hh += daᵀ h_prev;  db_hh += Σ da   (after the loop, in the
+//!      driver with dW_ih, dX and db_ih: one pass over da)
 //! ```
 //! With the coupled gate the f rows of the weights stay in place (the ONNX layout) and
 //! receive zero gradient.
@@ -41,9 +42,8 @@
 
 use super::{BwdStep, FwdStep, SlabWidths, Slabs, StepWeights, WeightGrads};
 use crate::error::{Result, config_err};
-use crate::kernel::pair;
-use crate::kernel::split::SharedRows;
-use crate::kernel::{Accumulate, Mat, add_column_sums, matmul, matmul_two};
+use crate::kernel::split::split_rows_mut;
+use crate::kernel::{Accumulate, Mat, matmul};
 use crate::{Activation, Float};
 
 /// Which gates see the cell state (diagonal peepholes). i and f see c_prev, o sees the new c.
@@ -170,35 +170,23 @@ pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
     // Gate by gate, each a contiguous pass over the row's H values: the activation passes are
     // vectorised kernels (f32) and the arithmetic loops have no branches. The rows are
     // independent: at small batches the pair of threads takes half of them each.
-    let (gates, cs, tcs) = (
-        SharedRows::new(&mut *s.gates),
-        SharedRows::new(&mut *s.c),
-        SharedRows::new(&mut *s.aux),
-    );
-    let keeps = SharedRows::new(&mut *s.keep);
-    let (ms, mw) = if proj {
-        (SharedRows::new(&mut *s.m), h)
-    } else {
-        (SharedRows::new(&mut *s.h), r)
-    };
+    let (ms, mw) = if proj { (&mut *s.m, h) } else { (&mut *s.h, r) };
+    let keep_w = if clip.is_some() { gh } else { 0 };
+    let bufs = [
+        (&mut *s.gates, gh),
+        (&mut *s.c, h),
+        (&mut *s.aux, h),
+        (ms, mw),
+        (&mut *s.keep, keep_w),
+    ];
     let c_prev_all = s.c_prev;
-    pair::split_rows(n, gh, &|rows| {
-        for b in rows {
-            // SAFETY: row b of every buffer belongs to this part of the rows alone.
-            let (a, c, tc, m) = unsafe {
-                (
-                    gates.piece_mut(b * gh..(b + 1) * gh),
-                    cs.piece_mut(b * h..(b + 1) * h),
-                    tcs.piece_mut(b * h..(b + 1) * h),
-                    ms.piece_mut(b * mw..(b + 1) * mw),
-                )
-            };
-            let keep: &mut [T] = if clip.is_some() {
-                // SAFETY: as above.
-                unsafe { keeps.piece_mut(b * gh..(b + 1) * gh) }
-            } else {
-                &mut []
-            };
+    split_rows_mut(n, gh, bufs, &|rows, [gates, cs, tcs, ms, keeps]| {
+        for (row, b) in rows.enumerate() {
+            let a = &mut gates[row * gh..(row + 1) * gh];
+            let c = &mut cs[row * h..(row + 1) * h];
+            let tc = &mut tcs[row * h..(row + 1) * h];
+            let m = &mut ms[row * mw..(row + 1) * mw];
+            let keep = &mut keeps[row * keep_w..(row + 1) * keep_w];
             let c_prev = &c_prev_all[b * h..(b + 1) * h];
             // (2) (3) peepholes into the pre-activations
             if let Some(p) = w.p_i {
@@ -286,22 +274,17 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
     // The mirror of the forward: per row, whole-gate passes with no branches inside; da_g
     // holds a temporary until (4)ᵀ. As in the forward, the pair of threads takes half of the
     // rows each at small batches.
-    let (dgates, dcs) = (SharedRows::new(&mut *s.dgates), SharedRows::new(&mut *s.dc));
     let (gates_all, c_prev_all, tc_all, keep_all) = (s.gates, s.c_prev, s.aux, s.keep);
     let (dm_all, dmw): (&[T], usize) = if proj { (s.scratch, h) } else { (s.dh, r) };
-    pair::split_rows(n, gh, &|rows| {
-        for b in rows {
+    let bufs = [(&mut *s.dgates, gh), (&mut *s.dc, h)];
+    split_rows_mut(n, gh, bufs, &|rows, [dgates, dcs]| {
+        for (row, b) in rows.enumerate() {
             let gates = &gates_all[b * gh..(b + 1) * gh];
             let (i, rest) = gates.split_at(h);
             let (f, rest) = rest.split_at(h);
             let (g, o) = rest.split_at(h);
-            // SAFETY: row b of `dgates` and `dc` belongs to this part of the rows alone.
-            let (da, dc) = unsafe {
-                (
-                    dgates.piece_mut(b * gh..(b + 1) * gh),
-                    dcs.piece_mut(b * h..(b + 1) * h),
-                )
-            };
+            let da = &mut dgates[row * gh..(row + 1) * gh];
+            let dc = &mut dcs[row * h..(row + 1) * h];
             let (da_if, rest) = da.split_at_mut(2 * h);
             let (da_g, da_o) = rest.split_at_mut(h);
             let c_prev = &c_prev_all[b * h..(b + 1) * h];
@@ -399,24 +382,13 @@ fn add_product<T: Float>(acc: &mut [T], a: &[T], b: &[T]) {
 }
 
 pub(crate) fn weight_grads<T: Float>(
-    _cell: &LstmCell,
     w: &StepWeights<'_, T>,
     s: &Slabs<'_, T>,
     g: WeightGrads<'_, T>,
 ) {
-    let (rows, h, r, n_in) = (s.rows, w.hidden, w.h_out, s.input_size);
+    let (rows, h, r) = (s.rows, w.hidden, w.h_out);
     let gh = 4 * h;
-    // (1)ᵀ dW_ih += daᵀ x, dW_hh += daᵀ h_prev (one pass over da), db_hh += Σ da
-    let da = Mat::rows(s.dgates, rows, gh, gh);
-    matmul_two(
-        da.t(),
-        (g.w_ih, n_in, Mat::rows(s.x, rows, n_in, n_in)),
-        (g.w_hh, r, Mat::rows(s.h_prev, rows, r, r)),
-        Accumulate::Add,
-    );
-    if let Some(db) = g.b_hh {
-        add_column_sums(db, s.dgates, rows, gh);
-    }
+    // (1)ᵀ dW_ih, dW_hh, dX and both biases: the driver's, one pass over da for all cells
     // (8)ᵀ dW_hr += dhᵀ m
     if let Some(dw_hr) = g.w_hr {
         matmul(

@@ -1,9 +1,11 @@
 //! The cells: math only. Each module opens with its equations and the derived backward, and
 //! keeps `forward_step` and `backward_step` side by side. The sequence driver in
 //! [`crate::layer`] calls them once per time step on the rows of the batch that are still
-//! active; everything that touches the recurrent weights (the step product and, after the
-//! loop, the recurrent weight gradients) lives here, everything else (the input projection for
-//! all steps, directions, lengths, stacking) lives in the driver.
+//! active, as plain slices; the step product and the cell's own weight gradients after the
+//! loop live here, everything else (the input projection for all steps and its backward
+//! (1)ᵀ, directions, lengths, stacking, threads) lives in the driver. Where a step's rows are
+//! split between a pair of threads, [`crate::kernel::split::split_rows_mut`] hands each thread
+//! its rows of the step's buffers as plain slices.
 //!
 //! ## ONNX's options
 //! - **Activations**: each cell takes them from its config ([`LstmActivations`],
@@ -268,7 +270,6 @@ pub(crate) struct Slabs<'a, T> {
     pub rows: usize,
     /// `[rows, input_size]`: the direction's input
     pub x: &'a [T],
-    pub input_size: usize,
     /// `[rows, R]`: the state before each step as the recurrent product read it (masked
     /// under recurrent dropout)
     pub h_prev: &'a [T],
@@ -281,10 +282,11 @@ pub(crate) struct Slabs<'a, T> {
     pub dalt: &'a [T],
 }
 
-/// Gradient views of the weights of one (layer, direction) but the input bias.
+/// Gradient views of the weights of one (layer, direction) that a cell computes itself after
+/// the loop: the driver's (1)ᵀ has taken `W_ih`, the input bias and, where the recurrent
+/// product is part of (1) ([`CellKind::recurrent_in_projection`]), `W_hh` and `b_hh`.
 pub(crate) struct WeightGrads<'a, T> {
-    pub w_ih: &'a mut [T],
-    pub w_hh: &'a mut [T],
+    pub w_hh: Option<&'a mut [T]>,
     pub b_hh: Option<&'a mut [T]>,
     pub w_hr: Option<&'a mut [T]>,
     pub p_i: Option<&'a mut [T]>,
@@ -365,6 +367,14 @@ impl CellKind {
         }
     }
 
+    /// Whether the recurrent product is part of (1) (`a = W_ih x + W_hh h_prev + …`: LSTM,
+    /// RNN), so that (1)ᵀ gives dW_hh and db_hh from da as it gives dW_ih; the GRU's is its
+    /// own step (2).
+    pub(crate) fn recurrent_in_projection(&self) -> bool {
+        !matches!(self, CellKind::Gru(_))
+    }
+
+    /// The weight gradients after the loop that are the cell's own (see [`WeightGrads`]).
     pub(crate) fn weight_grads<T: crate::Float>(
         &self,
         w: &StepWeights<'_, T>,
@@ -372,9 +382,10 @@ impl CellKind {
         g: WeightGrads<'_, T>,
     ) {
         match self {
-            CellKind::Lstm(c) => lstm::weight_grads(c, w, s, g),
+            CellKind::Lstm(_) => lstm::weight_grads(w, s, g),
             CellKind::Gru(c) => gru::weight_grads(c, w, s, g),
-            CellKind::Rnn(_) => rnn::weight_grads(w, s, g),
+            // (1)ᵀ is all of an RNN's
+            CellKind::Rnn(_) => {}
         }
     }
 }

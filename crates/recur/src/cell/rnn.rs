@@ -9,15 +9,16 @@
 //! ```text
 //! (3)ᵀ du = α ⊙ dh;  dh_prev = (1 − α) ⊙ dh
 //! (2)ᵀ da = du ⊙ act'(u)
-//! (1)ᵀ dh_prev += da W_hh;  dW_hh += daᵀ h_prev;  db_hh += Σ da   (after the loop)
+//! (1)ᵀ dh_prev += da W_hh;  dW_hh += daᵀ h_prev;  db_hh += Σ da   (after the loop, in the
+//!      driver with dW_ih, dX and db_ih)
 //! ```
 //! ONNX `clip` (ONNX Runtime's `rnn.cc`): a is clamped to [−clip, clip] before act; da is 0
 //! where it was clamped. Recurrent dropout: (1) reads `m ⊙ h_prev`, the leaky term (3) reads
 //! h_prev; (1)ᵀ adds m ⊙ (da W_hh) to dh_prev and dW_hh += daᵀ (m ⊙ h_prev).
 
-use super::{BwdStep, FwdStep, Slabs, StepWeights, WeightGrads, check_rate};
+use super::{BwdStep, FwdStep, StepWeights, check_rate};
 use crate::error::{Result, config_err};
-use crate::kernel::{Accumulate, Mat, add_column_sums, matmul, matmul_two};
+use crate::kernel::{Accumulate, Mat, matmul};
 use crate::{Activation, Float};
 
 /// Leaky integration: h = (1 − α) h_prev + α act(…), with a fixed rate α ∈ (0, 1].
@@ -135,23 +136,5 @@ pub(crate) fn backward_step<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s:
     } else {
         matmul(s.dh_rec, h, da, w_hh, Accumulate::Overwrite);
         super::add_masked(s.dh, s.mask, s.dh_rec);
-    }
-}
-
-pub(crate) fn weight_grads<T: Float>(
-    w: &StepWeights<'_, T>,
-    s: &Slabs<'_, T>,
-    g: WeightGrads<'_, T>,
-) {
-    let (rows, h, n_in) = (s.rows, w.hidden, s.input_size);
-    // (1)ᵀ dW_ih += daᵀ x, dW_hh += daᵀ h_prev (one pass over da), db_hh += Σ da
-    matmul_two(
-        Mat::rows(s.dgates, rows, h, h).t(),
-        (g.w_ih, n_in, Mat::rows(s.x, rows, n_in, n_in)),
-        (g.w_hh, h, Mat::rows(s.h_prev, rows, h, h)),
-        Accumulate::Add,
-    );
-    if let Some(db) = g.b_hh {
-        add_column_sums(db, s.dgates, rows, h);
     }
 }

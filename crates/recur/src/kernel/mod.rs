@@ -1,5 +1,20 @@
-//! The only place for `unsafe`: matrix products behind a small safe interface, and the
-//! scalar activation functions the cells use.
+//! Matrix products behind a small safe interface, the vectorised activations and softmax
+//! rows that the cells and the loss run on, and the threads that share a step's work.
+//!
+//! ## Where `unsafe` lives
+//! Here alone, in six files (`grep -rln unsafe crates/recur/src` lists them); everything
+//! outside `kernel/` (the cells, the driver, the loss, ONNX, I/O) is safe code:
+//! - `mod.rs`: the call into the `gemm` crate ([`matmul_gemm`]), once every view has been
+//!   checked to lie inside its slice;
+//! - `panels.rs`: the AVX-512 panel kernel (intrinsics and raw pointers into the checked
+//!   views, its parts shared by the threads that run them);
+//! - `fast_f32.rs` and `softmax.rs`: calls of the builds compiled for the instruction set
+//!   detected at run time (`#[target_feature]`);
+//! - `pair.rs`: the job a pair's owner posts to its helper thread, and a thread's current
+//!   pair;
+//! - `split.rs`: a slab whose disjoint rows several threads write at once, behind the safe
+//!   [`split::run_parts_on`] (a batch's rows for a whole sequence) and
+//!   [`split::split_rows_mut`] (a step's rows between a pair).
 //!
 //! Every matrix product in recur goes through [`matmul`] (or [`matmul_two`], two products
 //! sharing their left operand). In f32 on CPUs with AVX-512F it runs the panel kernel
@@ -13,6 +28,7 @@ pub mod fast_f32;
 pub mod pair;
 pub mod panels;
 pub mod reference;
+pub(crate) mod softmax;
 pub mod split;
 
 use crate::Float;

@@ -302,6 +302,37 @@ pub fn with_current<R>(f: impl FnOnce(Option<&Pair>) -> R) -> R {
     f(unsafe { p.as_ref() })
 }
 
+/// Multiply-adds of one step's recurrent product (batch × G·H × R) from which a batch that
+/// is not split by rows has its products split by columns between a [`Pair`] of threads.
+const PAIR_MIN_STEP_FMAS: usize = 1 << 16;
+
+/// Whether a batch in one part whose step products run on the panel kernel (`panels`) and
+/// are big enough has them split by a [`Pair`]: when rayon's pool has two threads or more.
+pub fn worth(parts: usize, panels: bool, step_fmas: usize) -> bool {
+    parts == 1
+        && panels
+        && step_fmas >= PAIR_MIN_STEP_FMAS
+        && !super::split::in_part()
+        && rayon::current_num_threads() >= 2
+}
+
+/// A pair with its own helper thread, for a [`crate::Stepper`] (which lives across calls),
+/// where [`worth`] says so.
+pub fn for_stepper(panels: bool, step_fmas: usize) -> Option<Pair> {
+    if worth(1, panels, step_fmas) {
+        Pair::new()
+    } else {
+        None
+    }
+}
+
+/// Runs a call's products and time loop `f` with a pair installed when `paired`: the
+/// process's own pair where it is free, else one hosted by rayon's threads (see
+/// [`with_process_pair`]).
+pub fn with_pair_if<R: Send>(paired: bool, f: impl FnOnce() -> R + Send) -> R {
+    if paired { with_process_pair(f) } else { f() }
+}
+
 /// Values of an elementwise pass (rows × width) from which [`split_rows`] splits it: about
 /// a µs of activations, a few times the cost of meeting the helper.
 const SPLIT_ROWS_MIN_VALUES: usize = 2048;

@@ -1018,7 +1018,7 @@ mod x86 {
 mod tests {
     use super::*;
     use crate::kernel::reference;
-    use crate::layer::driver::transpose;
+    use crate::layer::pack::transpose;
 
     fn fill(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

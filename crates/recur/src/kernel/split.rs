@@ -8,7 +8,12 @@
 //! the part's own thread ([`in_part`] tells [`super::matmul`] and the panel kernel).
 //!
 //! The parts write disjoint rows of slabs that are laid out time-major (`[t][b][·]`), so a
-//! part's rows are not one contiguous piece of memory; [`SharedRows`] hands out the pieces.
+//! part's rows are not one contiguous piece of memory: [`run_parts_on`] hands each part a
+//! [`PartRows`] per slab, which gives out that part's rows of any block as plain slices.
+//! Inside a step, [`split_rows_mut`] splits an elementwise pass's rows between the current
+//! [`super::pair`]'s two threads the same way. Both are safe: the one `unsafe` of the row
+//! split, a slab's pointer shared by threads that touch disjoint rows of it, is here
+//! ([`SharedRows`]).
 
 use std::cell::Cell;
 use std::marker::PhantomData;
@@ -62,8 +67,111 @@ pub fn run_parts(parts: usize, f: impl Fn(usize) + Sync) {
     });
 }
 
+/// Runs `f(rows, views)` for every part `rows` as [`run_parts`], where `views[k]` is the
+/// part's view of `slabs[k]`: a slab `(values, width)` laid out in blocks of `batch` rows of
+/// `width` values each (`[block][b][width]`, time-major), of which the part reads and writes
+/// only the rows `rows` of every block. `parts` must be ascending disjoint ranges inside
+/// `0..batch` (as [`row_parts`] gives them).
+///
+/// # Panics
+/// When `parts` are not ascending disjoint ranges inside `0..batch`.
+pub fn run_parts_on<'s, const K: usize, T: Send + Sync>(
+    parts: &[Range<usize>],
+    batch: usize,
+    slabs: [(&'s mut [T], usize); K],
+    f: impl Fn(Range<usize>, [PartRows<'s, T>; K]) + Sync,
+) {
+    let mut end = 0;
+    for p in parts {
+        assert!(
+            end <= p.start && p.start <= p.end && p.end <= batch,
+            "parts {parts:?}"
+        );
+        end = p.end;
+    }
+    if parts.is_empty() {
+        return;
+    }
+    let shared = slabs.map(|(s, w)| (SharedRows::new(s), w));
+    run_parts(parts.len(), |p| {
+        let rows = parts[p].clone();
+        let views = std::array::from_fn(|k| PartRows {
+            slab: shared[k].0.clone_view(),
+            batch,
+            width: shared[k].1,
+            rows: rows.clone(),
+        });
+        f(rows, views)
+    });
+}
+
+/// One part's rows of a slab laid out in blocks of `batch` rows (see [`run_parts_on`]).
+pub struct PartRows<'a, T> {
+    slab: SharedRows<'a, T>,
+    batch: usize,
+    width: usize,
+    rows: Range<usize>,
+}
+
+impl<T> PartRows<'_, T> {
+    /// The values of the part's rows `from..from + n` (counted from its first row) in
+    /// `block`.
+    fn range(&self, block: usize, from: usize, n: usize) -> Range<usize> {
+        assert!(from + n <= self.rows.len(), "rows past the part");
+        let row = block * self.batch + self.rows.start + from;
+        row * self.width..(row + n) * self.width
+    }
+
+    /// The part's rows `from..from + n` of `block`, to write.
+    pub fn rows_mut(&mut self, block: usize, from: usize, n: usize) -> &mut [T] {
+        let range = self.range(block, from, n);
+        // SAFETY: the rows lie in this part's rows of the slab, which no other part touches
+        // (`run_parts_on`), and `&mut self` holds every other piece of this view off.
+        unsafe { self.slab.piece_mut(range) }
+    }
+
+    /// All the part's rows of `read`, to read, and of `write`, to write (two distinct
+    /// blocks).
+    ///
+    /// # Panics
+    /// When `read == write`.
+    pub fn read_write(&mut self, read: usize, write: usize) -> (&[T], &mut [T]) {
+        assert_ne!(read, write, "one block read and written");
+        let n = self.rows.len();
+        let (r, w) = (self.range(read, 0, n), self.range(write, 0, n));
+        // SAFETY: as `rows_mut`; the two blocks are distinct, so the pieces are disjoint.
+        unsafe { (self.slab.piece(r), self.slab.piece_mut(w)) }
+    }
+}
+
+/// Runs `f(rows, pieces)` over the rows `0..n` of an elementwise pass `width` values wide,
+/// split between the current pair's threads as [`super::pair::split_rows`] does, where
+/// `pieces[k]` is rows `rows` of `bufs[k]` (a row-major buffer `(values, row width)`; a
+/// width of 0 gives empty pieces). `f` sees only its own rows: each row's arithmetic is the
+/// same on either thread.
+pub fn split_rows_mut<const K: usize, T: Send + Sync>(
+    n: usize,
+    width: usize,
+    bufs: [(&mut [T], usize); K],
+    f: &(dyn Fn(Range<usize>, [&mut [T]; K]) + Sync),
+) {
+    let shared = bufs.map(|(b, w)| {
+        assert!(n * w <= b.len(), "a buffer shorter than its rows");
+        (SharedRows::new(b), w)
+    });
+    super::pair::split_rows(n, width, &|rows| {
+        let pieces = std::array::from_fn(|k| {
+            let (slab, w) = &shared[k];
+            // SAFETY: `split_rows` hands each call its own rows of `0..n`, disjoint from
+            // every other call's; the piece is those rows of the buffer.
+            unsafe { slab.piece_mut(rows.start * w..rows.end * w) }
+        });
+        f(rows, pieces)
+    });
+}
+
 /// A slab whose disjoint pieces several threads read and write at once.
-pub struct SharedRows<'a, T> {
+struct SharedRows<'a, T> {
     ptr: *mut T,
     len: usize,
     _slab: PhantomData<&'a mut [T]>,
@@ -76,7 +184,7 @@ unsafe impl<T: Send> Send for SharedRows<'_, T> {}
 unsafe impl<T: Send + Sync> Sync for SharedRows<'_, T> {}
 
 impl<'a, T> SharedRows<'a, T> {
-    pub fn new(slab: &'a mut [T]) -> Self {
+    fn new(slab: &'a mut [T]) -> Self {
         Self {
             ptr: slab.as_mut_ptr(),
             len: slab.len(),
@@ -84,14 +192,13 @@ impl<'a, T> SharedRows<'a, T> {
         }
     }
 
-    /// Values in the slab.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the slab is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    /// The same slab, for another thread that touches other rows of it.
+    fn clone_view(&self) -> Self {
+        Self {
+            ptr: self.ptr,
+            len: self.len,
+            _slab: PhantomData,
+        }
     }
 
     /// The piece `range`, to write.
@@ -102,7 +209,7 @@ impl<'a, T> SharedRows<'a, T> {
     /// # Panics
     /// When `range` does not lie inside the slab.
     #[allow(clippy::mut_from_ref)]
-    pub unsafe fn piece_mut(&self, range: Range<usize>) -> &'a mut [T] {
+    unsafe fn piece_mut(&self, range: Range<usize>) -> &'a mut [T] {
         assert!(range.start <= range.end && range.end <= self.len);
         // SAFETY: inside the slab (asserted); no overlap (the caller's promise).
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
@@ -115,7 +222,7 @@ impl<'a, T> SharedRows<'a, T> {
     ///
     /// # Panics
     /// When `range` does not lie inside the slab.
-    pub unsafe fn piece(&self, range: Range<usize>) -> &'a [T] {
+    unsafe fn piece(&self, range: Range<usize>) -> &'a [T] {
         assert!(range.start <= range.end && range.end <= self.len);
         // SAFETY: as `piece_mut`.
         unsafe { std::slice::from_raw_parts(self.ptr.add(range.start), range.len()) }
@@ -139,6 +246,48 @@ mod tests {
                 assert!(parts.iter().all(|p| p.len() >= MIN_PART_ROWS));
             }
         }
+    }
+
+    #[test]
+    fn every_part_gets_its_rows_of_every_block() {
+        let (batch, blocks, w) = (20, 3, 2);
+        let mut slab = vec![usize::MAX; blocks * batch * w];
+        run_parts_on(
+            &[0..7, 7..20],
+            batch,
+            [(&mut slab[..], w)],
+            |rows, [mut v]| {
+                for b in 1..blocks {
+                    let (before, cur) = v.read_write(b - 1, b);
+                    assert_eq!(before.len(), rows.len() * w);
+                    for (i, x) in cur.iter_mut().enumerate() {
+                        *x = (b * batch + rows.start) * w + i;
+                    }
+                }
+                for (i, x) in v.rows_mut(0, 0, rows.len()).iter_mut().enumerate() {
+                    *x = rows.start * w + i;
+                }
+            },
+        );
+        assert!(slab.iter().enumerate().all(|(i, &x)| i == x));
+    }
+
+    #[test]
+    fn split_rows_mut_hands_out_each_row_once() {
+        let (n, w) = (9, 3);
+        let (mut a, mut b) = (vec![0usize; n * w], vec![0usize; n]);
+        split_rows_mut(n, w, [(&mut a[..], w), (&mut b[..], 1)], &|rows, [a, b]| {
+            for (i, row) in rows.clone().enumerate() {
+                a[i * w..(i + 1) * w].fill(row + 1);
+                b[i] += row + 1;
+            }
+        });
+        assert!(
+            a.chunks(w)
+                .enumerate()
+                .all(|(r, v)| v.iter().all(|&x| x == r + 1))
+        );
+        assert!(b.iter().enumerate().all(|(r, &x)| x == r + 1));
     }
 
     #[test]

@@ -7,8 +7,10 @@
 
 pub mod config;
 pub(crate) mod driver;
+pub(crate) mod pack;
 pub mod params;
 mod stepper;
+mod tape;
 mod workspace;
 
 use std::borrow::Cow;
@@ -23,9 +25,10 @@ use crate::error::{Error, Result, config_err, shape_err};
 use crate::kernel::Accumulate;
 use crate::tensor::Tensor;
 pub use config::{BatchLayout, Bias, Direction, MAX_PARAMS, RecurrentConfig};
-use driver::{DirSpec, DirTape};
+use driver::DirSpec;
 pub use params::{ParamInfo, ParamKind, ParamLayout};
 pub use stepper::Stepper;
+use tape::DirTape;
 use workspace::Workspace;
 
 /// How inference holds its weights: a [`Stepper`] ([`Recurrent::stepper_with`]) or a
@@ -259,8 +262,8 @@ pub struct Recurrent<T> {
 /// for.
 #[derive(Clone, Debug, Default)]
 struct KeptPanels {
-    f32: OnceLock<Vec<driver::ForwardPanels>>,
-    bf16: OnceLock<Vec<driver::ForwardPanels>>,
+    f32: OnceLock<Vec<pack::ForwardPanels>>,
+    bf16: OnceLock<Vec<pack::ForwardPanels>>,
 }
 
 impl KeptPanels {
@@ -270,7 +273,7 @@ impl KeptPanels {
         self.bf16.take();
     }
 
-    fn get(&self, format: WeightFormat) -> &OnceLock<Vec<driver::ForwardPanels>> {
+    fn get(&self, format: WeightFormat) -> &OnceLock<Vec<pack::ForwardPanels>> {
         match format {
             WeightFormat::F32 => &self.f32,
             WeightFormat::Bf16 => &self.bf16,
@@ -718,7 +721,7 @@ impl<T: Float> Recurrent<T> {
 
     /// The forward weights of every (layer, direction) packed in `format`, made on first
     /// use.
-    fn forward_panels(&self, format: WeightFormat) -> &[driver::ForwardPanels] {
+    fn forward_panels(&self, format: WeightFormat) -> &[pack::ForwardPanels] {
         self.panels.get(format).get_or_init(|| {
             let d = self.config.direction.count();
             (0..self.config.num_layers * d)

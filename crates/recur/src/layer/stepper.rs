@@ -13,11 +13,14 @@
 
 use std::fmt;
 
-use super::driver::{DirSpec, DirStep, stepper_pair};
+use super::driver::DirSpec;
+use super::pack::{Packed, pack_panels, transpose, transposed};
 use super::{Direction, Recurrent, State, WeightFormat};
 use crate::Float;
+use crate::cell::FwdStep;
 use crate::error::{Error, Result, Shape};
 use crate::kernel::pair::{self, Pair};
+use crate::kernel::{Mat, Panels, matmul_bias};
 use crate::tensor::Tensor;
 
 /// A streaming session over a unidirectional [`Recurrent`] stack for a fixed `batch`: it
@@ -96,7 +99,7 @@ impl<'a, T: Float> Stepper<'a, T> {
             .iter()
             .map(|(spec, prepared)| spec.step_products(prepared))
             .max_by_key(|&(panels, fmas)| (panels, fmas))
-            .and_then(|(panels, fmas)| stepper_pair(panels, fmas));
+            .and_then(|(panels, fmas)| pair::for_stepper(panels, fmas));
         let h_len = nl * batch * cfg.h_out();
         let c_len = if cfg.cell.has_cell_state() {
             nl * batch * cfg.hidden_size
@@ -213,6 +216,128 @@ impl<'a, T: Float> Stepper<'a, T> {
     pub fn reset(&mut self) {
         self.h.fill(T::zero());
         self.c.fill(T::zero());
+    }
+}
+
+/// One direction made ready to stream (see [`DirSpec::prepare`]): its packed weights, its
+/// folded bias and the buffers of one step, `[batch, ·]` each.
+#[derive(Clone, Debug)]
+pub(crate) struct DirStep<T> {
+    packed: Packed<T>,
+    /// `W_ihᵀ` `[input_size, G*H]` row-major when batch > 1 and there are no panels, else
+    /// empty (see [`DirSpec::prepare`])
+    w_ih_t: Vec<T>,
+    /// `W_ihᵀ` for the panel kernel, else `None`
+    w_ih_p: Option<Panels>,
+    /// `[G*H]`
+    bias: Vec<T>,
+    /// `[batch, G*H]`
+    gates: Vec<T>,
+    aux: Vec<T>,
+    keep: Vec<T>,
+    m: Vec<T>,
+    scratch: Vec<T>,
+}
+
+impl<T: Float> DirSpec<'_, T> {
+    /// Everything [`Self::step`] needs besides the states, sized for `batch` rows: the packed
+    /// weights, the folded bias and the step's buffers. Reads neither `seq_len` nor `active`.
+    ///
+    /// Besides the recurrent weights, a batch > 1 also packs `W_ihᵀ`: the whole-sequence
+    /// input product runs over `seq_len * batch` rows and packs its operand inside the GEMM,
+    /// but a step's few rows read the stored `[G*H, input_size]` matrix through a transposed
+    /// view badly (measured, LSTM H = I = 256, 2 threads: 375 µs per step at batch 4 with the
+    /// view, 51 µs with `W_ihᵀ` packed once; batch 16: 480 → 125 µs). Batch 1 reads it best
+    /// as stored, as it does `W_hh`.
+    ///
+    /// With [`WeightFormat::Bf16`] every weight matrix is packed in bf16 (see
+    /// [`crate::kernel::Panels::pack_bf16`]); the caller has checked that the CPU runs it.
+    pub fn prepare(&self, format: WeightFormat) -> DirStep<T> {
+        let (bs, gh) = (self.batch, self.gh());
+        let widths = self.cell.slab_widths(self.hidden);
+        let w_ih_p = pack_panels::<T>(
+            Mat::rows(self.w.w_ih, gh, self.input_size, self.input_size).t(),
+            format,
+        );
+        DirStep {
+            packed: self.pack_with(format, None),
+            w_ih_t: if bs == 1 || w_ih_p.is_some() {
+                Vec::new()
+            } else {
+                transpose(self.w.w_ih, gh, self.input_size)
+            },
+            w_ih_p,
+            bias: self.input_bias(),
+            gates: vec![T::zero(); bs * gh],
+            aux: vec![T::zero(); bs * widths.aux],
+            keep: vec![T::zero(); bs * widths.keep],
+            m: vec![T::zero(); bs * widths.m],
+            scratch: vec![T::zero(); bs * widths.fwd_scratch],
+        }
+    }
+
+    /// Whether the step products of `ds` run on the panel kernel, and how many multiply-adds
+    /// the recurrent one has (for [`pair::for_stepper`]).
+    pub fn step_products(&self, ds: &DirStep<T>) -> (bool, usize) {
+        (ds.packed.on_panels(), self.batch * self.gh() * self.h_out)
+    }
+
+    /// One time step of all `batch` rows (streaming): `x` is `[batch, input_size]`, the states
+    /// before it `h_prev` `[batch, R]` and `c_prev` `[batch, H]` (LSTM, else empty), after it
+    /// `h` and `c`. The arithmetic of [`Self::forward`] on a one-step sequence, over the
+    /// buffers of `ds` (made by [`Self::prepare`] for this direction): bit for bit at batch 1;
+    /// at batch > 1 the input product reads the packed `W_ihᵀ`, which the `gemm` crate may
+    /// round differently. Reads neither `seq_len` nor `active`.
+    ///
+    /// Allocates nothing of its own. With the panel kernel (f32 on AVX-512F) nothing
+    /// allocates at any batch (but for the reset-before GRU when 2H is not a multiple of 64,
+    /// whose column ranges then go to the `gemm` crate); otherwise at batch 1 every product
+    /// is a matrix-vector product
+    /// and nothing allocates (`tests/stepper.rs` counts), and at batch > 1 the `gemm` crate
+    /// (0.19) runs its packed kernel, which allocates a small bookkeeping buffer per call.
+    pub fn step(
+        &self,
+        ds: &mut DirStep<T>,
+        x: &[T],
+        (h_prev, c_prev): (&[T], &[T]),
+        h: &mut [T],
+        c: &mut [T],
+    ) {
+        let (bs, gh, n_in) = (self.batch, self.gh(), self.input_size);
+        debug_assert_eq!(x.len(), bs * n_in);
+        debug_assert_eq!(ds.gates.len(), bs * gh);
+        // (1) the input projection of this step, biases folded in.
+        let w_ih_t = transposed(
+            bs == 1 || ds.w_ih_p.is_some(),
+            self.w.w_ih,
+            &ds.w_ih_t,
+            gh,
+            n_in,
+        );
+        matmul_bias(
+            &mut ds.gates,
+            gh,
+            Mat::rows(x, bs, n_in, n_in),
+            w_ih_t.with_panels(ds.w_ih_p.as_ref()),
+            &ds.bias,
+        );
+        let sw = self.forward_weights(&ds.packed);
+        self.cell.forward_step(
+            &sw,
+            FwdStep {
+                n: bs,
+                h_prev,
+                h_rec: h_prev,
+                c_prev,
+                h,
+                c,
+                gates: &mut ds.gates,
+                aux: &mut ds.aux,
+                keep: &mut ds.keep,
+                m: &mut ds.m,
+                scratch: &mut ds.scratch,
+            },
+        );
     }
 }
 

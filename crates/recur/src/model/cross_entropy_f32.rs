@@ -11,9 +11,9 @@
 //! m = max x;  s = Σ exp(x − m);  ℓ = ln s − (x_t − m)
 //! dx = dl · (exp(x − m) / s − onehot(t))
 //! ```
-//! Rows run in parallel (rayon), each row's sums in 16 fixed lanes, compiled for the
-//! instruction set [`fast_f32::Isa::detected`] finds, with plain `+ − × ÷`: every build gives
-//! the same bits, and so does every thread count (the rows' losses are summed in f64).
+//! Rows run in parallel (rayon), each row in the kernel's [`crate::kernel::softmax`]: every
+//! build gives the same bits, and so does every thread count (the rows' losses are summed in
+//! f64).
 
 use rayon::prelude::*;
 
@@ -21,7 +21,7 @@ use super::cross_entropy::{CrossEntropyConfig, check};
 use super::loss::Reduction;
 use crate::Tensor;
 use crate::error::Result;
-use crate::kernel::fast_f32::{self, Isa};
+use crate::kernel::softmax;
 
 /// Every row counted (what the checks need to know).
 const ALL_ROWS: CrossEntropyConfig = CrossEntropyConfig {
@@ -64,20 +64,13 @@ pub fn cross_entropy_in_place(
     dl: f32,
 ) -> Result<CrossEntropySums> {
     let classes = check(logits, targets, &ALL_ROWS)?;
-    let isa = Isa::detected();
     Ok(logits
         .data_mut()
         .par_chunks_mut(classes * ROWS_PER_TASK)
         .zip(targets.par_chunks(ROWS_PER_TASK))
         .map(|(rows, ts)| {
-            let mut acc = CrossEntropySums::default();
-            for (x, &t) in rows.chunks_exact_mut(classes).zip(ts) {
-                // SAFETY: `Isa::detected` only returns an instruction set this CPU supports.
-                let (loss, hit) = unsafe { row_grad_on(isa, x, t, dl) };
-                acc.loss += loss;
-                acc.correct += usize::from(hit);
-            }
-            acc
+            let (loss, correct) = softmax::rows_grad(rows, classes, ts, dl);
+            CrossEntropySums { loss, correct }
         })
         .reduce(CrossEntropySums::default, CrossEntropySums::add))
 }
@@ -88,161 +81,15 @@ pub fn cross_entropy_in_place(
 /// As [`cross_entropy_in_place`].
 pub fn cross_entropy_sums(logits: &Tensor<f32>, targets: &[usize]) -> Result<CrossEntropySums> {
     let classes = check(logits, targets, &ALL_ROWS)?;
-    let isa = Isa::detected();
     Ok(logits
         .data()
         .par_chunks(classes * ROWS_PER_TASK)
         .zip(targets.par_chunks(ROWS_PER_TASK))
         .map(|(rows, ts)| {
-            let mut acc = CrossEntropySums::default();
-            for (x, &t) in rows.chunks_exact(classes).zip(ts) {
-                // SAFETY: as above.
-                let (loss, hit) = unsafe { row_loss_on(isa, x, t) };
-                acc.loss += loss;
-                acc.correct += usize::from(hit);
-            }
-            acc
+            let (loss, correct) = softmax::rows_loss(rows, classes, ts);
+            CrossEntropySums { loss, correct }
         })
         .reduce(CrossEntropySums::default, CrossEntropySums::add))
-}
-
-/// [`row_grad`] compiled for `isa`.
-///
-/// # Safety
-/// `isa.is_supported()` must hold.
-#[inline]
-unsafe fn row_grad_on(isa: Isa, x: &mut [f32], t: usize, dl: f32) -> (f64, bool) {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the caller guarantees the CPU has these features.
-        Isa::Avx512 => unsafe { avx512::row_grad(x, t, dl) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Isa::Avx2 => unsafe { avx2::row_grad(x, t, dl) },
-        _ => row_grad(x, t, dl),
-    }
-}
-
-/// [`row_loss`] compiled for `isa`.
-///
-/// # Safety
-/// `isa.is_supported()` must hold.
-#[inline]
-unsafe fn row_loss_on(isa: Isa, x: &[f32], t: usize) -> (f64, bool) {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the caller guarantees the CPU has these features.
-        Isa::Avx512 => unsafe { avx512::row_loss(x, t) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Isa::Avx2 => unsafe { avx2::row_loss(x, t) },
-        _ => row_loss(x, t),
-    }
-}
-
-/// The row kernels compiled with the features of [`fast_f32`]'s builds.
-macro_rules! row_builds {
-    ($isa:ident, $features:literal) => {
-        mod $isa {
-            #[target_feature(enable = $features)]
-            pub(super) unsafe fn row_grad(x: &mut [f32], t: usize, dl: f32) -> (f64, bool) {
-                super::row_grad(x, t, dl)
-            }
-
-            #[target_feature(enable = $features)]
-            pub(super) unsafe fn row_loss(x: &[f32], t: usize) -> (f64, bool) {
-                super::row_loss(x, t)
-            }
-        }
-    };
-}
-
-#[cfg(target_arch = "x86_64")]
-row_builds!(avx512, "avx512f,avx2,fma");
-#[cfg(target_arch = "x86_64")]
-row_builds!(avx2, "avx2,fma");
-
-/// Lanes of the vectorised sums and maxima.
-const LANES: usize = 16;
-
-/// One row: x ← dl · (softmax(x) − onehot(t)); returns (ℓ, argmax x = t).
-#[inline(always)]
-fn row_grad(x: &mut [f32], t: usize, dl: f32) -> (f64, bool) {
-    let m = max(x);
-    let hit = first_max_at(x, m, t);
-    let xt = x[t];
-    for v in x.iter_mut() {
-        *v = fast_f32::exp_nonpositive(*v - m);
-    }
-    let s = sum(x);
-    let k = dl / s;
-    for v in x.iter_mut() {
-        *v *= k;
-    }
-    x[t] -= dl;
-    (f64::from(s.ln() - (xt - m)), hit)
-}
-
-/// One row's ℓ and whether its largest logit is at t.
-#[inline(always)]
-fn row_loss(x: &[f32], t: usize) -> (f64, bool) {
-    let m = max(x);
-    let hit = first_max_at(x, m, t);
-    let mut lanes = [0.0f32; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l += fast_f32::exp_nonpositive(v - m);
-        }
-    }
-    for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
-        *l += fast_f32::exp_nonpositive(v - m);
-    }
-    let s = fold(lanes);
-    (f64::from(s.ln() - (x[t] - m)), hit)
-}
-
-#[inline(always)]
-fn max(x: &[f32]) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l = if v > *l { v } else { *l };
-        }
-    }
-    for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
-        *l = if v > *l { v } else { *l };
-    }
-    lanes
-        .into_iter()
-        .fold(f32::NEG_INFINITY, |a, b| if b > a { b } else { a })
-}
-
-/// Whether the first position of the maximum `m` is `t` (`torch.argmax`'s tie rule).
-#[inline(always)]
-fn first_max_at(x: &[f32], m: f32, t: usize) -> bool {
-    x[t] == m && !x[..t].contains(&m)
-}
-
-#[inline(always)]
-fn sum(x: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l += v;
-        }
-    }
-    for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
-        *l += v;
-    }
-    fold(lanes)
-}
-
-#[inline(always)]
-fn fold(lanes: [f32; LANES]) -> f32 {
-    lanes.into_iter().sum()
 }
 
 #[cfg(test)]
