@@ -151,7 +151,7 @@ pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: 
                 (&mut *s.keep, keep_w),
             ];
             let (q_all, h_prev_all) = (&*s.scratch, s.h_prev);
-            split_rows_mut(n, gh, bufs, &|rows, [gates, hs, qns, keeps]| {
+            split_rows_mut(n, gh, bufs, |rows, [gates, hs, qns, keeps]| {
                 for (row, b) in rows.enumerate() {
                     let a = &mut gates[row * gh..(row + 1) * gh];
                     let hb = &mut hs[row * h..(row + 1) * h];
@@ -252,7 +252,7 @@ pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s:
             // batches.
             let bufs = [(&mut *s.dh, h), (&mut *s.dgates, gh), (&mut *s.dalt, gh)];
             let (gates_all, aux_all, h_prev_all, keep_all) = (s.gates, s.aux, s.h_prev, s.keep);
-            split_rows_mut(n, gh, bufs, &|rows, [dhs, dgates, dalts]| {
+            split_rows_mut(n, gh, bufs, |rows, [dhs, dgates, dalts]| {
                 for (row, b) in rows.enumerate() {
                     let g = &gates_all[b * gh..(b + 1) * gh];
                     let (r, rest) = g.split_at(h);

@@ -180,7 +180,7 @@ pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
         (&mut *s.keep, keep_w),
     ];
     let c_prev_all = s.c_prev;
-    split_rows_mut(n, gh, bufs, &|rows, [gates, cs, tcs, ms, keeps]| {
+    split_rows_mut(n, gh, bufs, |rows, [gates, cs, tcs, ms, keeps]| {
         for (row, b) in rows.enumerate() {
             let a = &mut gates[row * gh..(row + 1) * gh];
             let c = &mut cs[row * h..(row + 1) * h];
@@ -277,7 +277,7 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
     let (gates_all, c_prev_all, tc_all, keep_all) = (s.gates, s.c_prev, s.aux, s.keep);
     let (dm_all, dmw): (&[T], usize) = if proj { (s.scratch, h) } else { (s.dh, r) };
     let bufs = [(&mut *s.dgates, gh), (&mut *s.dc, h)];
-    split_rows_mut(n, gh, bufs, &|rows, [dgates, dcs]| {
+    split_rows_mut(n, gh, bufs, |rows, [dgates, dcs]| {
         for (row, b) in rows.enumerate() {
             let gates = &gates_all[b * gh..(b + 1) * gh];
             let (i, rest) = gates.split_at(h);

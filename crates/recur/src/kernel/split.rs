@@ -153,7 +153,7 @@ pub fn split_rows_mut<const K: usize, T: Send + Sync>(
     n: usize,
     width: usize,
     bufs: [(&mut [T], usize); K],
-    f: &(dyn Fn(Range<usize>, [&mut [T]; K]) + Sync),
+    f: impl Fn(Range<usize>, [&mut [T]; K]) + Sync,
 ) {
     let shared = bufs.map(|(b, w)| {
         assert!(n * w <= b.len(), "a buffer shorter than its rows");
@@ -276,7 +276,7 @@ mod tests {
     fn split_rows_mut_hands_out_each_row_once() {
         let (n, w) = (9, 3);
         let (mut a, mut b) = (vec![0usize; n * w], vec![0usize; n]);
-        split_rows_mut(n, w, [(&mut a[..], w), (&mut b[..], 1)], &|rows, [a, b]| {
+        split_rows_mut(n, w, [(&mut a[..], w), (&mut b[..], 1)], |rows, [a, b]| {
             for (i, row) in rows.clone().enumerate() {
                 a[i * w..(i + 1) * w].fill(row + 1);
                 b[i] += row + 1;
