@@ -34,6 +34,7 @@ enum Command {
     /// Time one configuration (train, infer or stream): ms per iteration, tokens/s, GFLOP/s
     Bench(cmd::bench::BenchArgs),
     /// Run ONNX models (LSTM/GRU/RNN graphs) on recur's engine, or check ONNX test cases
+    #[cfg(feature = "onnx")]
     #[command(subcommand)]
     Onnx(cmd::onnx::OnnxCommand),
     /// Convert models between PyTorch state_dicts, recur model files and ONNX (by extension)
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => cmd::eval::run(&args),
         Command::Sample(args) => cmd::sample::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
+        #[cfg(feature = "onnx")]
         Command::Onnx(cmd) => cmd::onnx::run(&cmd),
         Command::Convert(args) => cmd::convert::run(&args),
     };

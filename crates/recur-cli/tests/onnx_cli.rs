@@ -2,6 +2,8 @@
 //! fixtures' and recur's own numbers, a mismatch or an unsupported model fails with a
 //! non-zero exit and a clear line, and bad arguments are one-line errors.
 
+#![cfg(feature = "onnx")]
+
 mod common;
 
 use std::path::{Path, PathBuf};

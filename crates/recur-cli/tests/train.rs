@@ -835,6 +835,7 @@ const ONNX_RUN_TOL: f32 = 1e-6;
 /// A checkpoint written by `recur train` is the library's checkpoint: `recur convert` turns
 /// it into ONNX and into a whole-model file, and both compute what the trained model does.
 #[test]
+#[cfg(feature = "onnx")]
 fn a_training_checkpoint_converts_to_onnx_and_a_model_file() {
     use recur::io::{load_checkpoint, load_model};
     use recur::model::ModelInput;

@@ -1,7 +1,7 @@
 //! A minimal owned, row-major tensor: the currency of recur's public API.
 
-use crate::Float;
 use crate::error::{Error, Result, Shape};
+use crate::kernel::scalar::Float;
 
 /// An owned row-major tensor: a shape and its values.
 ///

@@ -5,6 +5,8 @@
 //! within ONNX's backend-runner tolerances (rtol 1e-3, atol 1e-7). Every folder is counted,
 //! so a missing fixture fails too.
 
+#![cfg(feature = "onnx")]
+
 use std::path::{Path, PathBuf};
 
 use recur::Call;

@@ -4,6 +4,8 @@
 //! initializers, cycles, unknown ops, wrong graph inputs; and the tensor files (`.pb`,
 //! `.npy`) round-trip and refuse what they cannot hold.
 
+#![cfg(feature = "onnx")]
+
 use prost::Message;
 use recur::onnx::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,

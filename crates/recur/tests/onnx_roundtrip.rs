@@ -3,6 +3,8 @@
 //! peepholes, coupled gate, both GRU forms, ReLU RNN, no bias) and for whole sequence
 //! models; the imported stack equals the exported one; what ONNX cannot express is refused.
 
+#![cfg(feature = "onnx")]
+
 use recur::cell::{GruActivations, LstmActivations};
 use recur::model::{
     EmbeddingConfig, Input, ModelInput, OutputForm, SequenceModel, SequenceModelConfig, TieWeights,

@@ -22,9 +22,6 @@ use recur::io::{
     load_model, load_state_dict, save_model, save_state_dict,
 };
 use recur::model::SequenceModel;
-use recur::onnx::{
-    ExportOptions, OnnxModel, export_recurrent, export_sequence_model, import_recurrent,
-};
 use recur::{Activation, BatchLayout, InputForget, Recurrent, ResetPlacement};
 
 /// A model file format.
@@ -171,6 +168,57 @@ fn output_format(path: &Path, given: Option<ModelFormat>, whole: bool) -> Result
     }
 }
 
+/// ONNX in and out, where the `onnx` feature (on by default) built them.
+#[cfg(feature = "onnx")]
+mod onnx_io {
+    use std::path::Path;
+
+    use anyhow::{Context, Result};
+    use recur::Recurrent;
+    use recur::onnx::{
+        ExportOptions, OnnxModel, export_recurrent, export_sequence_model, import_recurrent,
+    };
+
+    use super::{ConvertArgs, Loaded};
+
+    pub fn import(path: &Path) -> Result<Recurrent<f32>> {
+        let onnx = OnnxModel::load(path)?;
+        import_recurrent(&onnx).with_context(|| format!("{}", path.display()))
+    }
+
+    pub fn export(loaded: &Loaded, args: &ConvertArgs) -> Result<Vec<u8>> {
+        let options = ExportOptions {
+            sequence_lens: args.sequence_lens,
+            initial_state: args.initial_state,
+        };
+        Ok(match loaded {
+            Loaded::Stack(s) => export_recurrent(s, &options)?,
+            Loaded::Model(m) => export_sequence_model(m, &options)?,
+        })
+    }
+}
+
+/// Without the `onnx` feature: ONNX files are refused with a clear error.
+#[cfg(not(feature = "onnx"))]
+mod onnx_io {
+    use std::path::Path;
+
+    use anyhow::{Result, bail};
+    use recur::Recurrent;
+
+    use super::{ConvertArgs, Loaded};
+
+    const NO_ONNX: &str = "ONNX files need recur built with the `onnx` feature (on by default)";
+
+    pub fn import(path: &Path) -> Result<Recurrent<f32>> {
+        bail!("{}: {NO_ONNX}", path.display())
+    }
+
+    pub fn export(_loaded: &Loaded, args: &ConvertArgs) -> Result<Vec<u8>> {
+        bail!("{}: {NO_ONNX}", args.output.display())
+    }
+}
+
 fn read(args: &ConvertArgs, from: ModelFormat) -> Result<Loaded> {
     Ok(match from {
         ModelFormat::StateDict => {
@@ -194,12 +242,7 @@ fn read(args: &ConvertArgs, from: ModelFormat) -> Result<Loaded> {
         ModelFormat::Checkpoint => {
             Loaded::Model(Box::new(load_checkpoint::<f32>(&args.input, None)?.model))
         }
-        ModelFormat::Onnx => {
-            let onnx = OnnxModel::load(&args.input)?;
-            Loaded::Stack(Box::new(
-                import_recurrent(&onnx).with_context(|| format!("{}", args.input.display()))?,
-            ))
-        }
+        ModelFormat::Onnx => Loaded::Stack(Box::new(onnx_io::import(&args.input)?)),
     })
 }
 
@@ -207,10 +250,6 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
     let from = input_format(&args.input, args.from)?;
     let loaded = read(args, from)?;
     let to = output_format(&args.output, args.to, matches!(loaded, Loaded::Model(_)))?;
-    let export = ExportOptions {
-        sequence_lens: args.sequence_lens,
-        initial_state: args.initial_state,
-    };
     let save = SaveOptions {
         prefix: args.out_prefix.clone(),
         dtype: match args.dtype {
@@ -227,8 +266,7 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
         Loaded::Model(m) => m.rnn(),
     };
     match (to, &loaded) {
-        (ModelFormat::Onnx, Loaded::Stack(s)) => write(export_recurrent(s, &export)?)?,
-        (ModelFormat::Onnx, Loaded::Model(m)) => write(export_sequence_model(m, &export)?)?,
+        (ModelFormat::Onnx, _) => write(onnx_io::export(&loaded, args)?)?,
         (ModelFormat::StateDict, _) => save_state_dict(stack, &args.output, &save)?,
         (ModelFormat::Model, Loaded::Model(m)) => save_model(m, &args.output, save.dtype)?,
         (ModelFormat::Model, Loaded::Stack(_)) => bail!(

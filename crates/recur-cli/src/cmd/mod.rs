@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod convert;
 pub mod eval;
+#[cfg(feature = "onnx")]
 pub mod onnx;
 pub mod sample;
 pub mod train;

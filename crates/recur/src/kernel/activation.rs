@@ -33,7 +33,7 @@
 //! but [`crate::Recurrent::forward_train`] refuses them ([`Activation::output_determines_derivative`]),
 //! so that no wrong gradient is ever returned.
 
-use crate::Float;
+use super::scalar::Float;
 use crate::error::{Error, Result, config_err};
 
 /// A pointwise activation. The parameters α, β are `f64` whatever the model's precision (they

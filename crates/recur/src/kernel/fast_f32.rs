@@ -115,7 +115,9 @@ pub fn tanh_in_place(xs: &mut [f32]) {
 }
 
 /// `xs[j] = e^xs[j]` for every j (each `xs[j] ≤ 0`, as after subtracting a row's maximum),
-/// on the fastest instruction set the CPU has.
+/// on the fastest instruction set the CPU has. (Kept for the tests and benches: the loss
+/// computes its exponentials in its own row kernels.)
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn exp_nonpositive_in_place(xs: &mut [f32]) {
     // SAFETY: as in `sigmoid_in_place`.
     unsafe { run(Isa::detected(), Func::ExpNonpositive, xs) }
@@ -170,6 +172,7 @@ impl Isa {
 enum Func {
     Sigmoid,
     Tanh,
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     ExpNonpositive,
 }
 

@@ -27,12 +27,75 @@ pub mod activation;
 pub mod fast_f32;
 pub mod pair;
 pub mod panels;
+#[cfg(any(test, feature = "internals"))]
 pub mod reference;
+pub mod scalar;
 pub(crate) mod softmax;
 pub mod split;
 
-use crate::Float;
 pub use panels::Panels;
+use scalar::Float;
+
+/// The panel-kernel dispatch of a scalar type: crate-private (the supertrait of [`Float`],
+/// nameable only inside recur), so that [`matmul`] asks `T` whether the panel kernel runs
+/// without the kernel importing from above itself. The kernel exists for `f32` only
+/// (`kernel/panels.rs` implements it); a type without one takes the defaults, which say so
+/// (`None`, `false`: the caller takes the general path).
+pub trait Dispatch: Sized {
+    /// `b` packed for the panel kernel ([`panels`]) where this type and CPU have one (`f32`
+    /// with AVX-512F), else `None`.
+    fn pack_panels(_b: Mat<'_, Self>) -> Option<Panels> {
+        None
+    }
+
+    /// `b` rounded to bf16 and packed for the bf16 panel kernel where this type and CPU
+    /// have one (`f32` with AVX-512 BF16), else `None`.
+    fn pack_panels_bf16(_b: Mat<'_, Self>) -> Option<Panels> {
+        None
+    }
+
+    /// Whether [`Dispatch::pack_panels_bf16`] packs anything for this type on this CPU.
+    fn has_bf16() -> bool {
+        false
+    }
+
+    /// `dst (=|+=) a · b` (with `bias`: `dst = bias + a · b`, `acc` ignored) on the panel
+    /// kernel, where this type and CPU have one and the operands suit it: `a` row-major or
+    /// transposed, and `b` carrying its panels or row-major and worth reading in place
+    /// ([`panels::matmul_unpacked`]). Returns whether it ran (`false`: the caller runs the
+    /// general GEMM).
+    fn matmul_panels(
+        _dst: &mut [Self],
+        _ld_dst: usize,
+        _a: Mat<'_, Self>,
+        _b: Mat<'_, Self>,
+        _acc: Accumulate,
+        _bias: Option<&[Self]>,
+    ) -> bool {
+        false
+    }
+
+    /// `dst₁ (=|+=) a · b₁` and `dst₂ (=|+=) a · b₂` in one pass over `a` on the panel
+    /// kernel ([`panels::matmul_unpacked_two`]) where this type and CPU have one and the
+    /// operands suit it; returns whether it ran.
+    fn matmul_two(
+        _a: Mat<'_, Self>,
+        _first: (&mut [Self], usize, Mat<'_, Self>),
+        _second: (&mut [Self], usize, Mat<'_, Self>),
+        _acc: Accumulate,
+    ) -> bool {
+        false
+    }
+}
+
+/// No panel kernel in f64: every product runs on the `gemm` crate.
+impl Dispatch for f64 {}
+
+/// Whether this type and CPU run bf16 weights ([`Dispatch::pack_panels_bf16`]): an `f32`
+/// model on a CPU with AVX-512 BF16.
+pub fn has_bf16<T: Float>() -> bool {
+    T::has_bf16()
+}
 
 /// A read-only strided matrix view: element `(r, c)` is `data[r * row_stride + c * col_stride]`.
 ///

@@ -160,6 +160,7 @@ thread_local! {
 
 /// How many calls of this thread have run on the process's own pair (see
 /// [`with_process_pair`]; for tests).
+#[cfg(any(test, feature = "internals"))]
 pub fn process_pair_calls() -> usize {
     PROCESS_PAIR_CALLS.with(Cell::get)
 }

@@ -32,7 +32,67 @@
 //! CPUs without AVX-512F get no panels ([`Panels::pack`] returns `None`) and the callers keep
 //! the `gemm` crate.
 
-use super::{Accumulate, Mat};
+use super::{Accumulate, Dispatch, Mat};
+
+/// The dispatch of [`super::matmul`] and the packing of the layers for `f32`: the panel
+/// kernel wherever this CPU has it and the operands suit it.
+impl Dispatch for f32 {
+    fn pack_panels(b: Mat<'_, Self>) -> Option<Panels> {
+        Panels::pack(b)
+    }
+
+    fn pack_panels_bf16(b: Mat<'_, Self>) -> Option<Panels> {
+        Panels::pack_bf16(b)
+    }
+
+    fn has_bf16() -> bool {
+        Panels::bf16_available()
+    }
+
+    #[inline]
+    fn matmul_panels(
+        dst: &mut [Self],
+        ld_dst: usize,
+        a: Mat<'_, Self>,
+        b: Mat<'_, Self>,
+        acc: Accumulate,
+        bias: Option<&[Self]>,
+    ) -> bool {
+        let row_major = a.col_stride == 1;
+        if !row_major && a.row_stride != 1 {
+            return false;
+        }
+        if let Some(p) = b.panels {
+            if p.is_bf16() && !row_major {
+                return false;
+            }
+            let cols = b.panels_at..b.panels_at + b.cols;
+            matmul_panel_columns(dst, ld_dst, a, p, cols, acc, bias);
+            return true;
+        }
+        if bias.is_none() && b.col_stride == 1 && unpacked_worth(a.rows, b.cols, a.cols) {
+            matmul_unpacked(dst, ld_dst, a, b, acc);
+            return true;
+        }
+        false
+    }
+
+    fn matmul_two(
+        a: Mat<'_, Self>,
+        first: (&mut [Self], usize, Mat<'_, Self>),
+        second: (&mut [Self], usize, Mat<'_, Self>),
+        acc: Accumulate,
+    ) -> bool {
+        let suits = (a.col_stride == 1 || a.row_stride == 1)
+            && first.2.col_stride == 1
+            && second.2.col_stride == 1
+            && unpacked_worth(a.rows, first.2.cols + second.2.cols, a.cols);
+        if suits {
+            matmul_unpacked_two(a, first, second, acc);
+        }
+        suits
+    }
+}
 
 /// Lanes of one vector: the width of one panel.
 pub const LANES: usize = 16;
@@ -226,6 +286,7 @@ pub fn bf16_bits(x: f32) -> u16 {
 ///
 /// # Panics
 /// When the shapes disagree, `a` has neither layout, or a view lies outside its slice.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))] // the tests' and benches' entry
 pub fn matmul_panels(dst: &mut [f32], ld_dst: usize, a: Mat<'_, f32>, b: &Panels, acc: Accumulate) {
     product(dst, ld_dst, a, Right::packed(b, 0, b.n), acc, None);
 }
@@ -275,6 +336,7 @@ pub fn matmul_panel_columns(
 ///
 /// # Panics
 /// As [`matmul_panels`]; also when `bias` is shorter than n.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))] // the tests' and benches' entry
 pub fn matmul_panels_bias(
     dst: &mut [f32],
     ld_dst: usize,
@@ -1018,7 +1080,13 @@ mod x86 {
 mod tests {
     use super::*;
     use crate::kernel::reference;
-    use crate::layer::pack::transpose;
+
+    /// `a` `[rows, cols]` row-major, transposed into a fresh `[cols, rows]`.
+    fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        (0..cols)
+            .flat_map(|c| (0..rows).map(move |r| a[r * cols + c]))
+            .collect()
+    }
 
     fn fill(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -1,7 +1,7 @@
 //! Slow, obviously correct twins of the fast kernels, for tests.
 
+use super::scalar::Float;
 use super::{Accumulate, Mat};
-use crate::Float;
 
 /// The triple loop that [`super::matmul`] must agree with.
 pub fn matmul<T: Float>(

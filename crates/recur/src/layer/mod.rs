@@ -284,9 +284,7 @@ impl KeptPanels {
 /// [`Error::Unsupported`] unless this type and CPU run `format` (bf16: an f32 model on a CPU
 /// with AVX-512 BF16); `what` names the caller.
 fn check_format<T: Float>(format: WeightFormat, what: &str) -> Result<()> {
-    if format == WeightFormat::Bf16
-        && T::pack_panels_bf16(crate::kernel::Mat::rows(&[T::zero()], 1, 1, 1)).is_none()
-    {
+    if format == WeightFormat::Bf16 && !crate::kernel::has_bf16::<T>() {
         return Err(Error::Unsupported(format!(
             "{what}: bf16 weights need an f32 model and a CPU with AVX-512 BF16"
         )));

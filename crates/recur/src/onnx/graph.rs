@@ -6,11 +6,12 @@ use std::sync::OnceLock;
 
 use prost::Message;
 
+use super::node::{Attr, Node};
+use super::ops;
 use super::proto::{
     AttributeProto, DimValue, GraphProto, ModelProto, ValueInfoProto, attribute_type,
 };
 use super::value::Value;
-use super::{ops, recurrent};
 use crate::error::{Error, Result, Shape};
 use crate::layer::Recurrent;
 
@@ -20,90 +21,6 @@ use crate::layer::Recurrent;
 pub const MIN_OPSET: i64 = 7;
 /// See [`MIN_OPSET`].
 pub const MAX_OPSET: i64 = 23;
-
-/// An attribute of a node.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Attr {
-    Float(f32),
-    Int(i64),
-    Str(String),
-    Tensor(Value),
-    Floats(Vec<f32>),
-    Ints(Vec<i64>),
-    Strings(Vec<String>),
-}
-
-/// One node, its attributes decoded.
-#[derive(Clone, Debug)]
-pub(crate) struct Node {
-    /// The node's name, or `#index` when it has none.
-    pub name: String,
-    pub op_type: String,
-    /// `None` for an empty name (an optional input left out).
-    pub inputs: Vec<Option<String>>,
-    /// `""` for an optional output that is not wanted.
-    pub outputs: Vec<String>,
-    pub attrs: HashMap<String, Attr>,
-}
-
-impl Node {
-    /// An [`Error::OnnxNode`] about this node.
-    pub fn err(&self, reason: impl Into<String>) -> Error {
-        Error::OnnxNode {
-            node: self.name.clone(),
-            op_type: self.op_type.clone(),
-            reason: reason.into(),
-        }
-    }
-
-    pub fn int(&self, name: &str) -> Result<Option<i64>> {
-        match self.attrs.get(name) {
-            None => Ok(None),
-            Some(Attr::Int(i)) => Ok(Some(*i)),
-            Some(_) => Err(self.err(format!("attribute `{name}` must be an int"))),
-        }
-    }
-
-    pub fn float(&self, name: &str) -> Result<Option<f32>> {
-        match self.attrs.get(name) {
-            None => Ok(None),
-            Some(Attr::Float(f)) => Ok(Some(*f)),
-            Some(_) => Err(self.err(format!("attribute `{name}` must be a float"))),
-        }
-    }
-
-    pub fn string(&self, name: &str) -> Result<Option<&str>> {
-        match self.attrs.get(name) {
-            None => Ok(None),
-            Some(Attr::Str(s)) => Ok(Some(s)),
-            Some(_) => Err(self.err(format!("attribute `{name}` must be a string"))),
-        }
-    }
-
-    pub fn ints(&self, name: &str) -> Result<Option<&[i64]>> {
-        match self.attrs.get(name) {
-            None => Ok(None),
-            Some(Attr::Ints(v)) => Ok(Some(v)),
-            Some(_) => Err(self.err(format!("attribute `{name}` must be a list of ints"))),
-        }
-    }
-
-    pub fn floats(&self, name: &str) -> Result<Option<&[f32]>> {
-        match self.attrs.get(name) {
-            None => Ok(None),
-            Some(Attr::Floats(v)) => Ok(Some(v)),
-            Some(_) => Err(self.err(format!("attribute `{name}` must be a list of floats"))),
-        }
-    }
-
-    pub fn strings(&self, name: &str) -> Result<Option<&[String]>> {
-        match self.attrs.get(name) {
-            None => Ok(None),
-            Some(Attr::Strings(v)) => Ok(Some(v)),
-            Some(_) => Err(self.err(format!("attribute `{name}` must be a list of strings"))),
-        }
-    }
-}
 
 /// Element type and (partly symbolic) shape of a graph input or output.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -470,17 +387,15 @@ impl OnnxModel {
                         .transpose()
                 })
                 .collect::<Result<_>>()?;
-            // W, R, B and P from initializers nobody overrode: the models can be kept
+            // W, R, B and P from initializers nobody overrode: a recurrent node's models can
+            // be kept
             let constant_weights = node.inputs.iter().enumerate().all(|(j, i)| {
                 !matches!(j, 1 | 2 | 3 | 7)
                     || i.as_deref()
                         .is_none_or(|i| self.initializers.contains_key(i) && !env.contains_key(i))
             });
-            let results = if recurrent::Op::of(&node.op_type).is_some() && constant_weights {
-                recurrent::run(node, &args, Some(&self.prepared[k]))?
-            } else {
-                ops::run_node(node, self.opset, &args)?
-            };
+            let prepared = constant_weights.then_some(&self.prepared[k]);
+            let results = ops::run_node(node, self.opset, &args, prepared)?;
             for (name, v) in node.outputs.iter().zip(results) {
                 if let (false, Some(v)) = (name.is_empty(), v) {
                     env.insert(name, v);

@@ -11,7 +11,8 @@
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::graph::{Node, OnnxModel};
+use super::graph::OnnxModel;
+use super::node::{Attr, Node};
 use super::proto::data_type;
 use super::recurrent::{Op, cells, fill_params};
 use super::value::{Data, Value};
@@ -37,7 +38,7 @@ fn constant<'a>(model: &'a OnnxModel, name: &str) -> Option<&'a Value> {
         .iter()
         .find(|n| n.op_type == "Constant" && n.outputs.first().is_some_and(|o| o == name))
         .and_then(|n| match n.attrs.get("value") {
-            Some(super::graph::Attr::Tensor(t)) => Some(t),
+            Some(Attr::Tensor(t)) => Some(t),
             _ => None,
         })
 }

@@ -23,6 +23,7 @@ pub mod conformance;
 mod export;
 mod graph;
 mod import;
+mod node;
 mod ops;
 pub mod proto;
 mod recurrent;

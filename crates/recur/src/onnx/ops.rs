@@ -5,12 +5,15 @@
 //! Shapes are checked before anything is allocated; every output is bounded by
 //! [`MAX_ELEMENTS`].
 
-use super::graph::{Attr, Node};
+use std::sync::OnceLock;
+
+use super::node::{Attr, Node, arg, f32s};
 use super::proto::data_type;
 use super::recurrent;
 use super::value::{Data, MAX_ELEMENTS, MAX_RANK, Value, checked_numel};
 use crate::error::Result;
 use crate::kernel::{Accumulate, Mat, matmul};
+use crate::layer::Recurrent;
 
 /// Every op type the runner implements (default domain).
 pub const SUPPORTED: &[&str] = &[
@@ -52,11 +55,19 @@ pub const SUPPORTED: &[&str] = &[
 type Outputs = Vec<Option<Value>>;
 
 /// Runs one node on its inputs (`None` for an optional input left out); returns one value
-/// per declared output (`None` where the op has nothing there).
-pub(crate) fn run_node(node: &Node, opset: i64, args: &[Option<&Value>]) -> Result<Outputs> {
+/// per declared output (`None` where the op has nothing there). The one dispatcher of every
+/// op type, the recurrent nodes included: `prepared` is where an `LSTM`, `GRU` or `RNN`
+/// node keeps the models built from its weights between runs (`None` when a weight is
+/// computed or given at run time; other ops ignore it).
+pub(crate) fn run_node(
+    node: &Node,
+    opset: i64,
+    args: &[Option<&Value>],
+    prepared: Option<&OnceLock<Vec<Recurrent<f32>>>>,
+) -> Result<Outputs> {
     let one = |v: Value| Ok(vec![Some(v)]);
     match node.op_type.as_str() {
-        "LSTM" | "GRU" | "RNN" => recurrent::run(node, args, None),
+        "LSTM" | "GRU" | "RNN" => recurrent::run(node, args, prepared),
         "Identity" => one(arg(node, args, 0)?.clone()),
         "Constant" => one(constant(node)?),
         "Shape" => one(shape_op(node, arg(node, args, 0)?)?),
@@ -80,19 +91,6 @@ pub(crate) fn run_node(node: &Node, opset: i64, args: &[Option<&Value>]) -> Resu
         "Softmax" | "LogSoftmax" => one(softmax(node, opset, arg(node, args, 0)?)?),
         other => Err(node.err(format!("op type {other} is not one recur runs"))),
     }
-}
-
-/// Input `k`, which must be present.
-pub(crate) fn arg<'a>(node: &Node, args: &[Option<&'a Value>], k: usize) -> Result<&'a Value> {
-    args.get(k)
-        .copied()
-        .flatten()
-        .ok_or_else(|| node.err(format!("input {k} is required")))
-}
-
-fn f32s<'a>(node: &Node, v: &'a Value, what: &str) -> Result<&'a [f32]> {
-    v.as_f32()
-        .ok_or_else(|| node.err(format!("{what} must be FLOAT, got {}", v.type_name())))
 }
 
 fn ints(node: &Node, v: &Value, what: &str) -> Result<Vec<i64>> {
@@ -1019,7 +1017,7 @@ mod tests {
     }
 
     fn run1(n: &Node, opset: i64, args: &[Option<&Value>]) -> Value {
-        run_node(n, opset, args).unwrap().remove(0).unwrap()
+        run_node(n, opset, args, None).unwrap().remove(0).unwrap()
     }
 
     fn iota(n: usize) -> Vec<f32> {
@@ -1065,7 +1063,7 @@ mod tests {
         let y = run1(&g, 13, &[Some(&x), Some(&idx)]);
         assert_eq!(y.as_f32().unwrap(), &[1.0, 0.0, 3.0, 2.0, 5.0, 4.0]);
         let bad = Value::i64(vec![2], &[1]).unwrap();
-        assert!(run_node(&g, 13, &[Some(&x), Some(&bad)]).is_err());
+        assert!(run_node(&g, 13, &[Some(&x), Some(&bad)], None).is_err());
         let scalar = Value::i64(vec![1], &[]).unwrap();
         let g0 = node("Gather", vec![], 1);
         let y = run1(&g0, 13, &[Some(&x), Some(&scalar)]);
@@ -1077,7 +1075,7 @@ mod tests {
         let r = node("Reshape", vec![], 1);
         let y = run1(&r, 13, &[Some(&x), Some(&i(&[0, -1, 1]))]);
         assert_eq!(y.shape(), &[3, 2, 1]);
-        assert!(run_node(&r, 13, &[Some(&x), Some(&i(&[4, -1]))]).is_err());
+        assert!(run_node(&r, 13, &[Some(&x), Some(&i(&[4, -1]))], None).is_err());
 
         let u = node("Unsqueeze", vec![], 1);
         let y = run1(&u, 13, &[Some(&x), Some(&i(&[0, -1]))]);
@@ -1090,7 +1088,7 @@ mod tests {
             run1(&s, 13, &[Some(&y), Some(&i(&[-1]))]).shape(),
             &[1, 3, 2]
         );
-        assert!(run_node(&s, 13, &[Some(&y), Some(&i(&[1]))]).is_err());
+        assert!(run_node(&s, 13, &[Some(&y), Some(&i(&[1]))], None).is_err());
     }
 
     #[test]
@@ -1107,7 +1105,7 @@ mod tests {
         assert_eq!(y.shape(), &[2, 6]);
         assert_eq!(&y.as_f32().unwrap()[..6], &[0.0, 1.0, 2.0, 0.0, 1.0, 2.0]);
         let sp = node("Split", vec![("axis", Attr::Int(1))], 2);
-        let parts = run_node(&sp, 13, &[Some(&x), Some(&i(&[1, 2]))]).unwrap();
+        let parts = run_node(&sp, 13, &[Some(&x), Some(&i(&[1, 2]))], None).unwrap();
         assert_eq!(parts[0].as_ref().unwrap().as_f32().unwrap(), &[0.0, 3.0]);
         assert_eq!(
             parts[1].as_ref().unwrap().as_f32().unwrap(),
@@ -1171,8 +1169,8 @@ mod tests {
         let y = run1(&node("Div", vec![], 1), 13, &[Some(&p), Some(&q)]);
         assert_eq!(y.to_i64s().unwrap(), vec![3, -3]);
         let z = i(&[0, 1]);
-        assert!(run_node(&node("Div", vec![], 1), 13, &[Some(&p), Some(&z)]).is_err());
-        assert!(run_node(&node("Add", vec![], 1), 13, &[Some(&x), Some(&p)]).is_err());
+        assert!(run_node(&node("Div", vec![], 1), 13, &[Some(&p), Some(&z)], None).is_err());
+        assert!(run_node(&node("Add", vec![], 1), 13, &[Some(&x), Some(&p)], None).is_err());
     }
 
     #[test]

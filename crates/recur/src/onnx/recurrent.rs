@@ -22,8 +22,7 @@
 
 use std::sync::OnceLock;
 
-use super::graph::Node;
-use super::ops::arg;
+use super::node::{Node, arg, f32s, opt};
 use super::value::{Data, Value};
 use crate::cell::{
     CellKind, GruActivations, GruCell, InputForget, LstmActivations, LstmCell, Peepholes,
@@ -176,14 +175,8 @@ struct Spec {
     cells: Vec<CellKind>,
 }
 
-fn opt<'a>(args: &[Option<&'a Value>], k: usize) -> Option<&'a Value> {
-    args.get(k).copied().flatten()
-}
-
 fn f32_input<'a>(node: &Node, v: &'a Value, what: &str, shape: &[usize]) -> Result<&'a [f32]> {
-    let data = v
-        .as_f32()
-        .ok_or_else(|| node.err(format!("{what} must be FLOAT, got {}", v.type_name())))?;
+    let data = f32s(node, v, what)?;
     if v.shape() != shape {
         return Err(node.err(format!(
             "{what} must have shape {shape:?}, got {:?}",
