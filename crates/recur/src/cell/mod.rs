@@ -4,7 +4,7 @@
 //! active, as plain slices; the step product and the cell's own weight gradients after the
 //! loop live here, everything else (the input projection for all steps and its backward
 //! (1)ᵀ, directions, lengths, stacking, threads) lives in the driver. Where a step's rows are
-//! split between a pair of threads, [`crate::kernel::split::split_rows_mut`] hands each thread
+//! split between a pair of threads, `kernel::split::split_rows_mut` hands each thread
 //! its rows of the step's buffers as plain slices.
 //!
 //! ## ONNX's options

@@ -208,7 +208,7 @@ impl Activation {
     }
 
     /// y = act(x), the function [`Activation::apply_slice`] applies: exact in `f64`, the
-    /// [`super::fast_f32`] approximation of sigmoid and tanh in `f32`.
+    /// `kernel::fast_f32` approximation of sigmoid and tanh in `f32`.
     #[inline]
     pub fn apply<T: Float>(self, x: T) -> T {
         T::activate(self, x)

@@ -2,7 +2,7 @@
 //!
 //! [`cross_entropy`](fn@super::cross_entropy) is the reference (f64 sums, any `T`); these compute the same
 //! quantities for `f32` logits without a `[rows, classes]` buffer of their own and with the
-//! vectorised exponential of [`crate::kernel::fast_f32`]: [`cross_entropy_in_place`] turns
+//! vectorised exponential of `kernel::fast_f32`: [`cross_entropy_in_place`] turns
 //! the logits themselves into the gradient (a language model's training step), and
 //! [`cross_entropy_sums`] gives the loss alone (evaluation). Both sum over the rows
 //! (`Reduction::Sum`, nothing ignored) and count the rows whose first largest logit is the
@@ -11,7 +11,7 @@
 //! m = max x;  s = Σ exp(x − m);  ℓ = ln s − (x_t − m)
 //! dx = dl · (exp(x − m) / s − onehot(t))
 //! ```
-//! Rows run in parallel (rayon), each row in the kernel's [`crate::kernel::softmax`]: every
+//! Rows run in parallel (rayon), each row in the kernel's `kernel::softmax`: every
 //! build gives the same bits, and so does every thread count (the rows' losses are summed in
 //! f64).
 
