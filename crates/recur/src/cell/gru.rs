@@ -50,9 +50,10 @@
 
 use super::{BwdStep, FwdStep, SlabWidths, Slabs, StepWeights, WeightGrads};
 use crate::error::Result;
+use crate::kernel::activation::Activation;
+use crate::kernel::scalar::Float;
 use crate::kernel::split::split_rows_mut;
 use crate::kernel::{Accumulate, Mat, add_column_sums, matmul};
-use crate::{Activation, Float};
 
 /// Where the reset gate multiplies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

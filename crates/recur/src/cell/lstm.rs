@@ -42,9 +42,10 @@
 
 use super::{BwdStep, FwdStep, SlabWidths, Slabs, StepWeights, WeightGrads};
 use crate::error::{Result, config_err};
+use crate::kernel::activation::Activation;
+use crate::kernel::scalar::Float;
 use crate::kernel::split::split_rows_mut;
 use crate::kernel::{Accumulate, Mat, matmul};
-use crate::{Activation, Float};
 
 /// Which gates see the cell state (diagonal peepholes). i and f see c_prev, o sees the new c.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -37,6 +37,7 @@ pub use rnn::{Leak, RnnCell};
 
 use crate::error::{Result, config_err};
 use crate::kernel::Mat;
+use crate::kernel::scalar::Float;
 
 /// Which recurrent cell a layer runs, with the cell's own options.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,7 +70,7 @@ impl CellKind {
     /// A plain PyTorch `nn.RNN` cell with ReLU.
     pub fn rnn_relu() -> Self {
         CellKind::Rnn(RnnCell {
-            nonlinearity: crate::Activation::Relu,
+            nonlinearity: crate::kernel::activation::Activation::Relu,
             ..RnnCell::default()
         })
     }
@@ -115,8 +116,8 @@ impl CellKind {
             CellKind::Lstm(_) => "lstm",
             CellKind::Gru(_) => "gru",
             CellKind::Rnn(r) => match r.nonlinearity {
-                crate::Activation::Relu => "rnn_relu",
-                crate::Activation::Tanh => "rnn_tanh",
+                crate::kernel::activation::Activation::Relu => "rnn_relu",
+                crate::kernel::activation::Activation::Tanh => "rnn_tanh",
                 _ => "rnn",
             },
         }
@@ -135,14 +136,14 @@ fn check_clip(clip: Option<f64>) -> Result<()> {
 }
 
 /// The clip bound in the model's precision.
-pub(crate) fn clip_bound<T: crate::Float>(clip: Option<f64>) -> Option<T> {
+pub(crate) fn clip_bound<T: Float>(clip: Option<f64>) -> Option<T> {
     clip.map(|c| T::from_f64(c).unwrap_or_else(T::infinity))
 }
 
 /// ONNX `clip`: clamps pre-activations to [−clip, clip] and records in `keep` which passed
 /// (1, the clamp's slope) and which were clamped (0). A value exactly at the bound passes.
 #[inline]
-pub(crate) fn clamp<T: crate::Float>(a: &mut [T], keep: &mut [T], clip: T) {
+pub(crate) fn clamp<T: Float>(a: &mut [T], keep: &mut [T], clip: T) {
     let (zero, one) = (T::zero(), T::one());
     for (a, k) in a.iter_mut().zip(keep) {
         if *a > clip {
@@ -159,7 +160,7 @@ pub(crate) fn clamp<T: crate::Float>(a: &mut [T], keep: &mut [T], clip: T) {
 
 /// `d[j] *= m[j]`: the backward of [`clamp`] (m = keep), or a recurrent-dropout mask.
 #[inline]
-pub(crate) fn mul_assign<T: crate::Float>(d: &mut [T], m: &[T]) {
+pub(crate) fn mul_assign<T: Float>(d: &mut [T], m: &[T]) {
     for (d, &m) in d.iter_mut().zip(m) {
         *d *= m;
     }
@@ -167,7 +168,7 @@ pub(crate) fn mul_assign<T: crate::Float>(d: &mut [T], m: &[T]) {
 
 /// `dh += m ⊙ g`: the gradient that reached the masked state, carried to the state.
 #[inline]
-pub(crate) fn add_masked<T: crate::Float>(dh: &mut [T], m: &[T], g: &[T]) {
+pub(crate) fn add_masked<T: Float>(dh: &mut [T], m: &[T], g: &[T]) {
     for ((dh, &m), &g) in dh.iter_mut().zip(m).zip(g) {
         *dh += m * g;
     }
@@ -319,7 +320,7 @@ impl CellKind {
     }
 
     /// Every activation of the cell, named by its slot.
-    pub(crate) fn activations(&self) -> Vec<(&'static str, crate::Activation)> {
+    pub(crate) fn activations(&self) -> Vec<(&'static str, crate::kernel::activation::Activation)> {
         match self {
             CellKind::Lstm(c) => vec![
                 ("activations.gate", c.activations.gate),
@@ -351,7 +352,7 @@ impl CellKind {
         }
     }
 
-    pub(crate) fn forward_step<T: crate::Float>(&self, w: &StepWeights<'_, T>, s: FwdStep<'_, T>) {
+    pub(crate) fn forward_step<T: Float>(&self, w: &StepWeights<'_, T>, s: FwdStep<'_, T>) {
         match self {
             CellKind::Lstm(c) => lstm::forward_step(c, w, s),
             CellKind::Gru(c) => gru::forward_step(c, w, s),
@@ -359,7 +360,7 @@ impl CellKind {
         }
     }
 
-    pub(crate) fn backward_step<T: crate::Float>(&self, w: &StepWeights<'_, T>, s: BwdStep<'_, T>) {
+    pub(crate) fn backward_step<T: Float>(&self, w: &StepWeights<'_, T>, s: BwdStep<'_, T>) {
         match self {
             CellKind::Lstm(c) => lstm::backward_step(c, w, s),
             CellKind::Gru(c) => gru::backward_step(c, w, s),
@@ -375,7 +376,7 @@ impl CellKind {
     }
 
     /// The weight gradients after the loop that are the cell's own (see [`WeightGrads`]).
-    pub(crate) fn weight_grads<T: crate::Float>(
+    pub(crate) fn weight_grads<T: Float>(
         &self,
         w: &StepWeights<'_, T>,
         s: &Slabs<'_, T>,

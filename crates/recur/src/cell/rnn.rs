@@ -18,8 +18,9 @@
 
 use super::{BwdStep, FwdStep, StepWeights, check_rate};
 use crate::error::{Result, config_err};
+use crate::kernel::activation::Activation;
+use crate::kernel::scalar::Float;
 use crate::kernel::{Accumulate, Mat, matmul};
-use crate::{Activation, Float};
 
 /// Leaky integration: h = (1 − α) h_prev + α act(…), with a fixed rate α ∈ (0, 1].
 #[derive(Clone, Debug, Default, PartialEq)]

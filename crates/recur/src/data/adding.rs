@@ -26,7 +26,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{SequenceBatch, Split};
 use crate::error::{Error, Result, config_err};
-use crate::{Float, Tensor};
+use crate::kernel::scalar::Float;
+use crate::tensor::Tensor;
 
 /// A seeded, deterministic generator of adding-problem batches.
 ///

@@ -24,7 +24,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::Split;
 use crate::error::{Error, Result, config_err, shape_err};
-use crate::{Float, Tensor};
+use crate::kernel::scalar::Float;
+use crate::tensor::Tensor;
 
 /// One batch of copy-problem sequences, sequence-first (`[seq_len, batch]`, row-major).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -36,7 +36,8 @@ use std::path::Path;
 
 use super::text::read_text;
 use crate::error::{Error, Result};
-use crate::{Float, Tensor};
+use crate::kernel::scalar::Float;
+use crate::tensor::Tensor;
 
 /// What a label is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

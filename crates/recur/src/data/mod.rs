@@ -17,7 +17,7 @@ pub use labelled::{Labels, SequenceDataset, TargetKind};
 pub use tbptt::{Chunk, Chunks, Streams, batchify};
 pub use text::{Corpus, EOS, SplitFractions, TokenLevel, UNK, Vocabulary};
 
-use crate::Tensor;
+use crate::tensor::Tensor;
 
 /// A batch of sequences with one target per sequence (output form "read the whole sequence,
 /// emit one prediction").

@@ -41,9 +41,10 @@ use super::model::{
 };
 use super::{IN_MEMORY, Parsed, SaveDtype, TensorOut, encode, parse, read_file, write_atomic};
 use crate::error::{Error, Result, Shape, config_err};
+use crate::kernel::scalar::Float;
 use crate::model::{SequenceModel, SequenceModelConfig};
 use crate::optim::{AnyOptimizer, LrScheduler, OptimizerConfig, ScheduleConfig, SchedulerState};
-use crate::{Float, Tensor};
+use crate::tensor::Tensor;
 
 /// Value of `recur.format` in checkpoints.
 pub const CHECKPOINT_FORMAT: &str = "checkpoint-2";

@@ -52,8 +52,8 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensorError, SafeTensors, tensor::TensorView};
 
-use crate::Float;
 use crate::error::{Error, Result};
+use crate::kernel::scalar::Float;
 
 /// The name a file is reported under when the bytes did not come from a file.
 pub(crate) const IN_MEMORY: &str = "<memory>";

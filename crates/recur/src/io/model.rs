@@ -41,8 +41,8 @@ use super::{
     IN_MEMORY, Parsed, SaveDtype, TensorOut, check_dtype, decode, encode, parse, read_file,
     write_atomic,
 };
-use crate::Float;
 use crate::error::{Error, Result, Shape};
+use crate::kernel::scalar::Float;
 use crate::layer::{Bias, RecurrentConfig};
 use crate::model::{
     EmbeddingConfig, Input, ModelParam, OutputForm, SequenceModel, SequenceModelConfig, TieWeights,
@@ -523,11 +523,11 @@ fn check_shape(file: &str, name: &str, expected: &[usize], got: &[usize]) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Activation;
     use crate::cell::{
         CellKind, GruCell, InputForget, Leak, LstmActivations, LstmCell, Peepholes, ResetPlacement,
         RnnCell,
     };
+    use crate::kernel::activation::Activation;
     use crate::layer::{BatchLayout, Direction};
     use crate::model::Input;
 

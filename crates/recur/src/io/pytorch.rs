@@ -51,9 +51,10 @@ use crate::cell::{
     ResetPlacement, RnnCell,
 };
 use crate::error::{Error, Result, Shape};
+use crate::kernel::activation::Activation;
+use crate::kernel::scalar::Float;
 use crate::layer::params::{ParamKind, ParamLayout, TABLE};
 use crate::layer::{BatchLayout, Bias, Direction, Recurrent, RecurrentConfig};
-use crate::{Activation, Float};
 
 /// Value of `recur.format` in files this module writes: the configuration is the JSON of
 /// [`crate::layer::config`] under `recur.config`.

@@ -263,11 +263,11 @@ mod json {
     use serde::{Deserialize, Serialize};
 
     use super::{BatchLayout, Bias, Direction, RecurrentConfig};
-    use crate::Activation;
     use crate::cell::{
         CellKind, GruActivations, GruCell, InputForget, Leak, LstmActivations, LstmCell, Peepholes,
         ResetPlacement, RnnCell,
     };
+    use crate::kernel::activation::Activation;
 
     #[derive(Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]

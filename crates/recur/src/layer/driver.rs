@@ -29,9 +29,9 @@
 
 use std::borrow::Cow;
 
-use crate::Float;
 use crate::cell::{BwdStep, CellKind, FwdStep, Slabs, StepWeights, WeightGrads};
 use crate::kernel::pair;
+use crate::kernel::scalar::Float;
 use crate::kernel::split::{row_parts, run_parts_on};
 use crate::kernel::{Accumulate, Mat, add_column_sums, matmul, matmul_bias, matmul_two};
 use crate::layer::WeightFormat;

@@ -19,10 +19,10 @@ use std::sync::OnceLock;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::Float;
 use crate::cell::CellKind;
 use crate::error::{Error, Result, config_err, shape_err};
 use crate::kernel::Accumulate;
+use crate::kernel::scalar::Float;
 use crate::tensor::Tensor;
 pub use config::{BatchLayout, Bias, Direction, MAX_PARAMS, RecurrentConfig};
 use driver::DirSpec;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use super::WeightFormat;
 use super::driver::DirSpec;
-use crate::Float;
 use crate::cell::StepWeights;
+use crate::kernel::scalar::Float;
 use crate::kernel::{Mat, Panels};
 
 /// `W_hhᵀ` and `W_hrᵀ` as the forward step product reads them (see [`DirSpec::pack_with`]).

@@ -27,9 +27,9 @@
 //! ```
 //! A gradient buffer has the same layout, so the same views read and write gradients by name.
 
-use crate::Float;
 use crate::cell::CellKind;
 use crate::error::{Error, Result, Shape, config_err};
+use crate::kernel::scalar::Float;
 use crate::layer::{Bias, Direction, RecurrentConfig};
 
 /// What a parameter tensor is, independent of its layer and direction.

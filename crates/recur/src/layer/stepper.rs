@@ -16,10 +16,10 @@ use std::fmt;
 use super::driver::DirSpec;
 use super::pack::{Packed, pack_panels, transpose, transposed};
 use super::{Direction, Recurrent, State, WeightFormat};
-use crate::Float;
 use crate::cell::FwdStep;
 use crate::error::{Error, Result, Shape};
 use crate::kernel::pair::{self, Pair};
+use crate::kernel::scalar::Float;
 use crate::kernel::{Mat, Panels, matmul_bias};
 use crate::tensor::Tensor;
 

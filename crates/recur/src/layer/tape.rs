@@ -5,8 +5,8 @@
 
 use super::driver::DirSpec;
 use super::workspace::Workspace;
-use crate::Float;
 use crate::cell::CellKind;
+use crate::kernel::scalar::Float;
 
 /// What the forward pass of one direction keeps for the backward.
 #[derive(Clone, Debug)]

@@ -14,7 +14,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::Float;
+use crate::kernel::scalar::Float;
 
 /// Spare buffers kept at most: more than the slabs of one training call of a 4-layer
 /// bidirectional stack. The pool only grows past what the calls hold at once when buffers

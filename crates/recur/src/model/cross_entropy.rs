@@ -30,7 +30,8 @@
 use super::embedding::check_ids;
 use super::loss::Reduction;
 use crate::error::{Error, Result, shape_err};
-use crate::{Float, Tensor};
+use crate::kernel::scalar::Float;
+use crate::tensor::Tensor;
 
 /// Options of [`cross_entropy`]. The defaults are PyTorch's: nothing ignored (its default
 /// `ignore_index = −100` can never equal a class), mean over the counted rows.

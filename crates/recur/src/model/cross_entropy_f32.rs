@@ -19,9 +19,9 @@ use rayon::prelude::*;
 
 use super::cross_entropy::{CrossEntropyConfig, check};
 use super::loss::Reduction;
-use crate::Tensor;
 use crate::error::Result;
 use crate::kernel::softmax;
+use crate::tensor::Tensor;
 
 /// Every row counted (what the checks need to know).
 const ALL_ROWS: CrossEntropyConfig = CrossEntropyConfig {

@@ -18,8 +18,9 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result, Shape, config_err};
+use crate::kernel::scalar::Float;
+use crate::tensor::Tensor;
 use crate::tensor::numel;
-use crate::{Float, Tensor};
 
 /// Sizes of an [`Embedding`]. The defaults are PyTorch's (no `padding_idx`).
 ///

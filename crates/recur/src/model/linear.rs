@@ -19,9 +19,10 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result, Shape, config_err, shape_err};
+use crate::kernel::scalar::Float;
 use crate::kernel::{Accumulate, Mat, add_column_sums, matmul};
 use crate::layer::Bias;
-use crate::{Float, Tensor};
+use crate::tensor::Tensor;
 
 /// Sizes of a [`Linear`] layer. The defaults are PyTorch's (`bias = True`).
 ///

@@ -14,7 +14,8 @@
 //! Unlike PyTorch, shapes are not broadcast: prediction and target must have the same shape.
 
 use crate::error::{Error, Result};
-use crate::{Float, Tensor};
+use crate::kernel::scalar::Float;
+use crate::tensor::Tensor;
 
 /// How a loss reduces over its elements (PyTorch's `reduction`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -71,13 +71,14 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result, Shape, config_err};
+use crate::kernel::scalar::Float;
 use crate::layer::params::ParamLayout;
 use crate::layer::{
     BatchLayout, Bias, Call, OutputGrad, Recurrent, RecurrentConfig, State, Tape, training_seed,
 };
 use crate::model::embedding::{Embedding, EmbeddingConfig};
 use crate::model::linear::{Linear, LinearConfig, affine_backward, affine_forward};
-use crate::{Float, Tensor};
+use crate::tensor::Tensor;
 
 /// What the model reads.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

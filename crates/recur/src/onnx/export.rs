@@ -26,9 +26,9 @@ use super::proto::{
     data_type,
 };
 use super::recurrent::Op;
-use crate::Activation;
 use crate::cell::{CellKind, InputForget, Leak, ResetPlacement};
 use crate::error::{Error, Result};
+use crate::kernel::activation::Activation;
 use crate::layer::{BatchLayout, Bias, Direction, ParamKind, Recurrent};
 use crate::model::{Input, OutputForm, SequenceModel};
 

@@ -265,7 +265,7 @@ fn probe(model: &OnnxModel, stack: &Recurrent<f32>) -> Result<Option<String>> {
         Ok(o) => o,
         Err(e) => return Ok(Some(format!("the graph does not run on it: {e}"))),
     };
-    let x = crate::Tensor::new(x, &x_shape)?;
+    let x = crate::tensor::Tensor::new(x, &x_shape)?;
     let ours = stack.forward(&x, Call::new())?;
     let Some((name, got)) = graph_out.first() else {
         return Ok(Some("the graph has no output".into()));

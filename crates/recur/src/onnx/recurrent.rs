@@ -29,10 +29,11 @@ use crate::cell::{
     ResetPlacement, RnnCell,
 };
 use crate::error::Result;
+use crate::kernel::activation::Activation;
 use crate::layer::{
     BatchLayout, Bias, Call, Direction, ParamKind, Recurrent, RecurrentConfig, State,
 };
-use crate::{Activation, Tensor};
+use crate::tensor::Tensor;
 
 /// Which recurrent op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use super::Optimizer;
 use super::{check_len, check_lr, check_non_negative};
 use serde::{Deserialize, Serialize};
 
-use crate::Float;
 use crate::error::Result;
+use crate::kernel::scalar::Float;
 
 /// Settings of [`Adagrad`]. The defaults are PyTorch's.
 ///

@@ -18,8 +18,8 @@
 use super::{Optimizer, check_len, check_lr, check_non_negative, lerp};
 use serde::{Deserialize, Serialize};
 
-use crate::Float;
 use crate::error::{Result, config_err};
+use crate::kernel::scalar::Float;
 
 /// Whether the second moment is AMSGrad's running maximum (PyTorch `amsgrad`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::{
     Adagrad, AdagradConfig, Adam, AdamConfig, Optimizer, Rmsprop, RmspropConfig, Sgd, SgdConfig,
 };
-use crate::Float;
 use crate::error::{Error, Result, Shape, config_err};
+use crate::kernel::scalar::Float;
 
 /// The optimizer and its settings. As JSON (what a checkpoint stores) it is the settings
 /// with a `kind` tag: `{"kind": "sgd", "lr": 0.1, "momentum": 0.9, …}`.

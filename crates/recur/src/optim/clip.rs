@@ -12,8 +12,8 @@
 
 use rayon::prelude::*;
 
-use crate::Float;
 use crate::error::{Result, config_err};
+use crate::kernel::scalar::Float;
 
 /// PyTorch's guard against dividing by a zero norm.
 const NORM_EPS: f64 = 1e-6;

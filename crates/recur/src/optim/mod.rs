@@ -68,8 +68,9 @@ pub use schedule::{
 };
 pub use sgd::{Nesterov, Sgd, SgdConfig};
 
+use crate::error::Result;
 use crate::error::{Error, Shape, config_err};
-use crate::{Float, Result};
+use crate::kernel::scalar::Float;
 
 /// One update rule over a flat buffer.
 pub trait Optimizer<T> {

@@ -18,8 +18,8 @@ use super::Optimizer;
 use super::{check_len, check_lr, check_non_negative, lerp};
 use serde::{Deserialize, Serialize};
 
-use crate::Float;
 use crate::error::Result;
+use crate::kernel::scalar::Float;
 
 /// Whether the second moment is centered by the running mean of the gradient (PyTorch
 /// `centered`), normalising by an estimate of its variance instead.

@@ -15,8 +15,8 @@
 use super::{Optimizer, check_len, check_lr, check_non_negative};
 use serde::{Deserialize, Serialize};
 
-use crate::Float;
 use crate::error::{Result, config_err};
+use crate::kernel::scalar::Float;
 
 /// Whether the momentum is Nesterov's (PyTorch `nesterov`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
