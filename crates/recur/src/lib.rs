@@ -67,3 +67,17 @@ pub use layer::{
     ParamLayout, Recurrent, RecurrentConfig, State, Stepper, Tape, WeightFormat,
 };
 pub use tensor::Tensor;
+
+/// The Rust examples of README.md and docs/ compile and run as doc tests.
+#[cfg(doctest)]
+mod doc_pages {
+    #[doc = include_str!("../../../README.md")]
+    struct Readme;
+    #[doc = include_str!("../../../docs/library.md")]
+    struct Library;
+    #[doc = include_str!("../../../docs/pytorch.md")]
+    struct Pytorch;
+    #[cfg(feature = "onnx")]
+    #[doc = include_str!("../../../docs/onnx.md")]
+    struct Onnx;
+}
