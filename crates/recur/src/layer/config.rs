@@ -120,7 +120,7 @@ pub struct RecurrentConfig {
     /// Dropout probability on the output of every layer but the last, in training only.
     pub dropout: f64,
     /// Variational recurrent dropout (Gal & Ghahramani 2016; Keras `recurrent_dropout`), in
-    /// [0, 1): in [`Recurrent::forward_train`] only, each layer and direction draws one
+    /// [0, 1): in [`crate::Recurrent::forward_train`] only, each layer and direction draws one
     /// keep-mask per sequence and recurrent unit (scaled by 1/(1 − p)) from the call's seed
     /// and applies it to the state where it enters the recurrent product, W_hh (m ⊙ h_prev),
     /// at every step; one mask for all gates, on the projected state with `proj_size`. The
@@ -149,7 +149,7 @@ impl RecurrentConfig {
     /// Checks every setting.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the first setting that is out of range.
+    /// [`crate::Error::Config`] naming the first setting that is out of range.
     pub fn validate(&self) -> Result<()> {
         if self.input_size == 0 {
             return Err(config_err("input_size", "must be at least 1"));

@@ -8,7 +8,7 @@
 //! ```
 //! By value, PyTorch's `clip_grad_value_`: each gradient clamped to [−c, c].
 //!
-//! The norm is summed and the scaling done on every core, in chunks of [`CHUNK`] values.
+//! The norm is summed and the scaling done on every core, in chunks of `CHUNK` (65,536) values.
 
 use rayon::prelude::*;
 
