@@ -48,7 +48,7 @@
 //! send to the state is multiplied by m: reset after, dh_prev = dh ⊙ z + m ⊙ (dq W_hh); reset
 //! before, dh_prev = dh ⊙ z + m ⊙ (ds ⊙ r + [da_r, da_z] W_h{r,z}), with dr = ds ⊙ m ⊙ h_prev.
 
-use super::{BwdStep, FwdStep, SlabWidths, Slabs, StepWeights, WeightGrads};
+use super::{Block, BwdStep, FwdStep, ParamKind, SlabWidths, Slabs, StepWeights};
 use crate::error::Result;
 use crate::kernel::activation::Activation;
 use crate::kernel::scalar::Float;
@@ -169,7 +169,7 @@ pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: 
                     }
                     act.gate.apply_slice(a_rz);
                     // (2) b_hn
-                    match w.b_hh {
+                    match w.params.get(ParamKind::BiasHh) {
                         Some(b_hh) => {
                             for ((qn, &q), &b) in qn.iter_mut().zip(q_n).zip(&b_hh[2 * h..]) {
                                 *qn = q + b;
@@ -339,7 +339,7 @@ pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s:
                 s.scratch,
                 h,
                 Mat::rows(&s.dgates[2 * h..], n, h, gh),
-                Mat::rows(&w.w_hh[2 * h * h..], h, h, h),
+                Mat::rows(&w.params[ParamKind::WeightHh][2 * h * h..], h, h, h),
                 Accumulate::Overwrite,
             );
             for b in 0..n {
@@ -385,7 +385,7 @@ pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s:
             }
             // (2)ᵀ dh_prev += [da_r, da_z] W_h{r,z} (recurrent dropout: m ⊙ (ds ⊙ r + …))
             let da_rz = Mat::rows(&*s.dgates, n, 2 * h, gh);
-            let w_rz = Mat::rows(w.w_hh, 2 * h, h, h);
+            let w_rz = Mat::rows(w.params[ParamKind::WeightHh], 2 * h, h, h);
             if masked {
                 matmul(s.dh_rec, h, da_rz, w_rz, Accumulate::Add);
                 super::add_masked(s.dh, s.mask, s.dh_rec);
@@ -425,12 +425,14 @@ pub(crate) fn weight_grads<T: Float>(
     cell: &GruCell,
     w: &StepWeights<'_, T>,
     s: &Slabs<'_, T>,
-    g: WeightGrads<'_, T>,
+    mut g: Block<&mut [T]>,
 ) {
     let (rows, h) = (s.rows, w.hidden);
     let gh = 3 * h;
     // (1)ᵀ dW_ih, dX, db_ih: the driver's
-    let Some(dw_hh) = g.w_hh else { return };
+    let Some(dw_hh) = g.take(ParamKind::WeightHh) else {
+        return;
+    };
     match cell.reset {
         ResetPlacement::AfterMatmul => {
             // (2)ᵀ dW_hh += dqᵀ h_prev, db_hh += Σ dq
@@ -441,7 +443,7 @@ pub(crate) fn weight_grads<T: Float>(
                 Mat::rows(s.h_prev, rows, h, h),
                 Accumulate::Add,
             );
-            if let Some(db) = g.b_hh {
+            if let Some(db) = g.take(ParamKind::BiasHh) {
                 add_column_sums(db, s.dalt, rows, gh);
             }
         }
@@ -462,7 +464,7 @@ pub(crate) fn weight_grads<T: Float>(
                 Mat::rows(s.aux, rows, h, h),
                 Accumulate::Add,
             );
-            if let Some(db) = g.b_hh {
+            if let Some(db) = g.take(ParamKind::BiasHh) {
                 add_column_sums(db, s.dgates, rows, gh);
             }
         }

@@ -40,7 +40,7 @@
 //! Recurrent dropout: (1) reads `m ⊙ h_prev` (projected: m has P entries); (1)ᵀ gives
 //! dh_prev = m ⊙ (da W_hh) and dW_hh += daᵀ (m ⊙ h_prev).
 
-use super::{BwdStep, FwdStep, SlabWidths, Slabs, StepWeights, WeightGrads};
+use super::{Block, BwdStep, FwdStep, ParamKind, SlabWidths, Slabs, StepWeights};
 use crate::error::{Result, config_err};
 use crate::kernel::activation::Activation;
 use crate::kernel::scalar::Float;
@@ -190,10 +190,10 @@ pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
             let keep = &mut keeps[row * keep_w..(row + 1) * keep_w];
             let c_prev = &c_prev_all[b * h..(b + 1) * h];
             // (2) (3) peepholes into the pre-activations
-            if let Some(p) = w.p_i {
+            if let Some(p) = w.params.get(ParamKind::PeepholeI) {
                 add_product(&mut a[..h], p, c_prev);
             }
-            if let Some(p) = w.p_f {
+            if let Some(p) = w.params.get(ParamKind::PeepholeF) {
                 add_product(&mut a[h..2 * h], p, c_prev);
             }
             if let Some(clip) = clip {
@@ -228,7 +228,7 @@ pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
                 *t = *cj;
             }
             // (6) o = σ(a_o + p_o ⊙ c)
-            if let Some(p) = w.p_o {
+            if let Some(p) = w.params.get(ParamKind::PeepholeO) {
                 add_product(a_o, p, c);
             }
             if let Some(clip) = clip {
@@ -310,7 +310,7 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
             if clipped {
                 super::mul_assign(da_o, &keep_all[b * gh + 3 * h..(b + 1) * gh]);
             }
-            if let Some(p) = w.p_o {
+            if let Some(p) = w.params.get(ParamKind::PeepholeO) {
                 add_product(dc, &*da_o, p);
             }
             // (5)ᵀ di = dc ⊙ g;  dg = dc ⊙ i;  df = dc ⊙ c_prev;  dc_prev = dc ⊙ f
@@ -353,10 +353,10 @@ pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
                 super::mul_assign(&mut da_g[..], &keep[2 * h..]);
             }
             // (2)ᵀ dc_prev += da_i ⊙ p_i;  (3)ᵀ dc_prev += da_f ⊙ p_f
-            if let Some(p) = w.p_i {
+            if let Some(p) = w.params.get(ParamKind::PeepholeI) {
                 add_product(dc, &da_if[..h], p);
             }
-            if let Some(p) = w.p_f {
+            if let Some(p) = w.params.get(ParamKind::PeepholeF) {
                 add_product(dc, &da_if[h..], p);
             }
         }
@@ -385,13 +385,13 @@ fn add_product<T: Float>(acc: &mut [T], a: &[T], b: &[T]) {
 pub(crate) fn weight_grads<T: Float>(
     w: &StepWeights<'_, T>,
     s: &Slabs<'_, T>,
-    g: WeightGrads<'_, T>,
+    mut g: Block<&mut [T]>,
 ) {
     let (rows, h, r) = (s.rows, w.hidden, w.h_out);
     let gh = 4 * h;
     // (1)ᵀ dW_ih, dW_hh, dX and both biases: the driver's, one pass over da for all cells
     // (8)ᵀ dW_hr += dhᵀ m
-    if let Some(dw_hr) = g.w_hr {
+    if let Some(dw_hr) = g.take(ParamKind::WeightHr) {
         matmul(
             dw_hr,
             h,
@@ -401,9 +401,13 @@ pub(crate) fn weight_grads<T: Float>(
         );
     }
     // (2)ᵀ (3)ᵀ (6)ᵀ peephole gradients: Σ over steps and batch of da ⊙ (the c it saw)
-    let peeps = [(g.p_i, 0, s.c_prev), (g.p_f, 1, s.c_prev), (g.p_o, 3, s.c)];
-    for (dp, gate, c) in peeps {
-        let Some(dp) = dp else { continue };
+    let peeps = [
+        (ParamKind::PeepholeI, 0, s.c_prev),
+        (ParamKind::PeepholeF, 1, s.c_prev),
+        (ParamKind::PeepholeO, 3, s.c),
+    ];
+    for (kind, gate, c) in peeps {
+        let Some(dp) = g.take(kind) else { continue };
         for row in 0..rows {
             let da = &s.dgates[row * gh + gate * h..row * gh + (gate + 1) * h];
             let c = &c[row * h..(row + 1) * h];

@@ -181,30 +181,94 @@ pub(crate) fn check_rate(what: &str, alpha: f64) -> Result<()> {
     Ok(())
 }
 
+/// What a parameter tensor is, independent of its layer and direction: the key of the
+/// layout table (`layer/params.rs`, one row per kind: PyTorch's name stem, shape and
+/// presence) and of [`Block`], through which the cells read the tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ParamKind {
+    /// `weight_ih`: `[G * hidden_size, layer_input_size]`
+    WeightIh,
+    /// `weight_hh`: `[G * hidden_size, H_out]`
+    WeightHh,
+    /// `bias_ih`: `[G * hidden_size]`
+    BiasIh,
+    /// `bias_hh`: `[G * hidden_size]`
+    BiasHh,
+    /// `weight_hr` (LSTM projection): `[proj_size, hidden_size]`
+    WeightHr,
+    /// `peephole_i` (LSTM): `[hidden_size]`
+    PeepholeI,
+    /// `peephole_f` (LSTM): `[hidden_size]`
+    PeepholeF,
+    /// `peephole_o` (LSTM): `[hidden_size]`
+    PeepholeO,
+}
+
+impl ParamKind {
+    /// The number of kinds (the layout table has one row for each).
+    pub const COUNT: usize = 8;
+}
+
+/// The tensors of one (layer, direction) by [`ParamKind`], as views `S` (`&[T]` or
+/// `&mut [T]`): what the layout table fills from a flat buffer (parameters or gradients)
+/// and the cells and the driver read. A kind the configuration does not have is absent.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Block<S>([Option<S>; ParamKind::COUNT]);
+
+impl<S> Default for Block<S> {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| None))
+    }
+}
+
+impl<S> Block<S> {
+    pub fn set(&mut self, kind: ParamKind, s: S) {
+        self.0[kind as usize] = Some(s);
+    }
+
+    /// The tensor of `kind`, taken out of the block (`None` where absent).
+    pub fn take(&mut self, kind: ParamKind) -> Option<S> {
+        self.0[kind as usize].take()
+    }
+}
+
+impl<S: Copy> Block<S> {
+    /// The tensor of `kind`, or `None` where the configuration has none.
+    pub fn get(&self, kind: ParamKind) -> Option<S> {
+        self.0[kind as usize]
+    }
+}
+
+impl<S> std::ops::Index<ParamKind> for Block<S> {
+    type Output = S;
+
+    /// A kind every configuration has (`weight_ih`, `weight_hh`).
+    fn index(&self, kind: ParamKind) -> &S {
+        self.0[kind as usize]
+            .as_ref()
+            .expect("every layer and direction has weight_ih and weight_hh")
+    }
+}
+
 /// The weights of one (layer, direction) as the step functions use them.
 pub(crate) struct StepWeights<'a, T> {
     /// H
     pub hidden: usize,
     /// R = H_out: P with a projection, else H
     pub h_out: usize,
-    /// `[G*H, R]`, as stored
-    pub w_hh: &'a [T],
-    /// `w_hh` as the backward step product's right operand (with its panels in the backward
-    /// where the panel kernel runs)
+    /// every tensor as stored (`b_hh`: only the GRU reads it inside the step; elsewhere it
+    /// is folded into the input projection)
+    pub params: Block<&'a [T]>,
+    /// `W_hh` `[G*H, R]` as the backward step product's right operand (with its panels in
+    /// the backward where the panel kernel runs)
     pub w_hh_b: Mat<'a, T>,
     /// `W_hhᵀ` `[R, G*H]` (the forward product's right operand): packed row-major once per
-    /// call, or a strided view of `w_hh` when the batch is a single row
+    /// call, or a strided view of `W_hh` when the batch is a single row
     pub w_hh_t: Mat<'a, T>,
-    /// `[G*H]` (only the GRU reads it inside the step; elsewhere it is folded into the input
-    /// projection)
-    pub b_hh: Option<&'a [T]>,
-    /// `w_hr` as the backward product's right operand, as `w_hh_b`
+    /// `W_hr` as the backward product's right operand, as `w_hh_b`
     pub w_hr_b: Mat<'a, T>,
     /// `W_hrᵀ` `[H, P]`, packed or a view as `w_hh_t` (empty without projection)
     pub w_hr_t: Mat<'a, T>,
-    pub p_i: Option<&'a [T]>,
-    pub p_f: Option<&'a [T]>,
-    pub p_o: Option<&'a [T]>,
     /// leaky-integration rate α of this layer (RNN), 1 otherwise
     pub leak: T,
 }
@@ -281,18 +345,6 @@ pub(crate) struct Slabs<'a, T> {
     pub m: &'a [T],
     pub dgates: &'a [T],
     pub dalt: &'a [T],
-}
-
-/// Gradient views of the weights of one (layer, direction) that a cell computes itself after
-/// the loop: the driver's (1)ᵀ has taken `W_ih`, the input bias and, where the recurrent
-/// product is part of (1) ([`CellKind::recurrent_in_projection`]), `W_hh` and `b_hh`.
-pub(crate) struct WeightGrads<'a, T> {
-    pub w_hh: Option<&'a mut [T]>,
-    pub b_hh: Option<&'a mut [T]>,
-    pub w_hr: Option<&'a mut [T]>,
-    pub p_i: Option<&'a mut [T]>,
-    pub p_f: Option<&'a mut [T]>,
-    pub p_o: Option<&'a mut [T]>,
 }
 
 /// Widths (per batch row) of the per-cell slabs and scratch buffers.
@@ -375,12 +427,14 @@ impl CellKind {
         !matches!(self, CellKind::Gru(_))
     }
 
-    /// The weight gradients after the loop that are the cell's own (see [`WeightGrads`]).
+    /// The weight gradients after the loop that are the cell's own: those of `g` that the
+    /// driver's (1)ᵀ has not taken (`W_ih`, the input bias and, where the recurrent product
+    /// is part of (1) ([`CellKind::recurrent_in_projection`]), `W_hh` and `b_hh`).
     pub(crate) fn weight_grads<T: Float>(
         &self,
         w: &StepWeights<'_, T>,
         s: &Slabs<'_, T>,
-        g: WeightGrads<'_, T>,
+        g: Block<&mut [T]>,
     ) {
         match self {
             CellKind::Lstm(_) => lstm::weight_grads(w, s, g),

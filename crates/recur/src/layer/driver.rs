@@ -29,14 +29,14 @@
 
 use std::borrow::Cow;
 
-use crate::cell::{BwdStep, CellKind, FwdStep, Slabs, StepWeights, WeightGrads};
+use crate::cell::ParamKind::{BiasHh, BiasIh, WeightHh, WeightIh};
+use crate::cell::{Block, BwdStep, CellKind, FwdStep, Slabs, StepWeights};
 use crate::kernel::pair;
 use crate::kernel::scalar::Float;
 use crate::kernel::split::{row_parts, run_parts_on};
 use crate::kernel::{Accumulate, Mat, add_column_sums, matmul, matmul_bias, matmul_two};
 use crate::layer::WeightFormat;
 use crate::layer::pack::ForwardPanels;
-use crate::layer::params::Block;
 use crate::layer::tape::DirTape;
 use crate::layer::workspace::Workspace;
 
@@ -374,7 +374,7 @@ impl<T: Float> DirSpec<'_, T> {
     fn param_grads(
         &self,
         s: &Slabs<'_, T>,
-        g: Block<&mut [T]>,
+        mut g: Block<&mut [T]>,
         dx: &mut [T],
         dx_acc: Accumulate,
         sw: &StepWeights<'_, T>,
@@ -382,31 +382,28 @@ impl<T: Float> DirSpec<'_, T> {
         let (rows, gh, n_in, r) = (s.rows, self.gh(), self.input_size, self.h_out);
         let da = Mat::rows(s.dgates, rows, gh, gh);
         let xs = Mat::rows(s.x, rows, n_in, n_in);
-        let mut w_hh = Some(g.w_hh);
-        let mut b_hh = g.b_hh;
+        let dw_ih = g.take(WeightIh).expect("dW_ih");
         if self.cell.recurrent_in_projection() {
-            let dw_hh = w_hh.take().expect("dW_hh");
+            let dw_hh = g.take(WeightHh).expect("dW_hh");
             let hs = Mat::rows(s.h_prev, rows, r, r);
-            matmul_two(da.t(), (g.w_ih, n_in, xs), (dw_hh, r, hs), Accumulate::Add);
-            if let Some(db) = b_hh.take() {
+            matmul_two(da.t(), (dw_ih, n_in, xs), (dw_hh, r, hs), Accumulate::Add);
+            if let Some(db) = g.take(BiasHh) {
                 add_column_sums(db, s.dgates, rows, gh);
             }
         } else {
-            matmul(g.w_ih, n_in, da.t(), xs, Accumulate::Add);
+            matmul(dw_ih, n_in, da.t(), xs, Accumulate::Add);
         }
-        matmul(dx, n_in, da, Mat::rows(self.w.w_ih, gh, n_in, n_in), dx_acc);
-        if let Some(db) = g.b_ih {
+        matmul(
+            dx,
+            n_in,
+            da,
+            Mat::rows(self.w[WeightIh], gh, n_in, n_in),
+            dx_acc,
+        );
+        if let Some(db) = g.take(BiasIh) {
             add_column_sums(db, s.dgates, rows, gh);
         }
-        let rest = WeightGrads {
-            w_hh,
-            b_hh,
-            w_hr: g.w_hr,
-            p_i: g.p_i,
-            p_f: g.p_f,
-            p_o: g.p_o,
-        };
-        self.cell.weight_grads(sw, s, rest);
+        self.cell.weight_grads(sw, s, g);
     }
 }
 

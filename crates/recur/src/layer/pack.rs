@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::WeightFormat;
 use super::driver::DirSpec;
+use crate::cell::ParamKind::{BiasHh, BiasIh, WeightHh, WeightHr, WeightIh};
 use crate::cell::StepWeights;
 use crate::kernel::scalar::Float;
 use crate::kernel::{Mat, Panels};
@@ -81,9 +82,9 @@ impl<T: Float> DirSpec<'_, T> {
         let (w_hh_p, w_hr_p) = match cached {
             Some(fp) => (fp.w_hh.clone(), fp.w_hr.clone()),
             _ => (
-                pack_panels::<T>(Mat::rows(self.w.w_hh, gh, r, r).t(), format).map(Arc::new),
+                pack_panels::<T>(Mat::rows(self.w[WeightHh], gh, r, r).t(), format).map(Arc::new),
                 self.w
-                    .w_hr
+                    .get(WeightHr)
                     .and_then(|w| pack_panels::<T>(Mat::rows(w, r, h, h).t(), format))
                     .map(Arc::new),
             ),
@@ -94,9 +95,9 @@ impl<T: Float> DirSpec<'_, T> {
             w_hh_t: if view {
                 Vec::new()
             } else {
-                transpose(self.w.w_hh, gh, r)
+                transpose(self.w[WeightHh], gh, r)
             },
-            w_hr_t: match self.w.w_hr {
+            w_hr_t: match self.w.get(WeightHr) {
                 Some(w) if !view => transpose(w, r, h),
                 _ => Vec::new(),
             },
@@ -111,9 +112,12 @@ impl<T: Float> DirSpec<'_, T> {
         let (gh, h, r, n_in) = (self.gh(), self.hidden, self.h_out, self.input_size);
         let pack = |b: Mat<'_, T>| pack_panels::<T>(b, format).map(Arc::new);
         ForwardPanels {
-            w_ih: pack(Mat::rows(self.w.w_ih, gh, n_in, n_in).t()),
-            w_hh: pack(Mat::rows(self.w.w_hh, gh, r, r).t()),
-            w_hr: self.w.w_hr.and_then(|w| pack(Mat::rows(w, r, h, h).t())),
+            w_ih: pack(Mat::rows(self.w[WeightIh], gh, n_in, n_in).t()),
+            w_hh: pack(Mat::rows(self.w[WeightHh], gh, r, r).t()),
+            w_hr: self
+                .w
+                .get(WeightHr)
+                .and_then(|w| pack(Mat::rows(w, r, h, h).t())),
         }
     }
 
@@ -121,10 +125,10 @@ impl<T: Float> DirSpec<'_, T> {
     pub fn pack_backward(&self) -> PackedBwd {
         let (gh, h, r) = (self.gh(), self.hidden, self.h_out);
         PackedBwd {
-            w_hh: T::pack_panels(Mat::rows(self.w.w_hh, gh, r, r)),
+            w_hh: T::pack_panels(Mat::rows(self.w[WeightHh], gh, r, r)),
             w_hr: self
                 .w
-                .w_hr
+                .get(WeightHr)
                 .and_then(|w| T::pack_panels(Mat::rows(w, r, h, h))),
         }
     }
@@ -135,10 +139,16 @@ impl<T: Float> DirSpec<'_, T> {
         let (gh, h, r) = (self.gh(), self.hidden, self.h_out);
         let view = packed.view;
         self.step_weights(
-            transposed(view, self.w.w_hh, &packed.w_hh_t, gh, r)
+            transposed(view, self.w[WeightHh], &packed.w_hh_t, gh, r)
                 .with_panels(packed.w_hh_p.as_deref()),
-            transposed(view, self.w.w_hr.unwrap_or(&[]), &packed.w_hr_t, r, h)
-                .with_panels(packed.w_hr_p.as_deref()),
+            transposed(
+                view,
+                self.w.get(WeightHr).unwrap_or(&[]),
+                &packed.w_hr_t,
+                r,
+                h,
+            )
+            .with_panels(packed.w_hr_p.as_deref()),
             None,
         )
     }
@@ -163,18 +173,15 @@ impl<T: Float> DirSpec<'_, T> {
         StepWeights {
             hidden: self.hidden,
             h_out: self.h_out,
-            w_hh: self.w.w_hh,
-            w_hh_b: Mat::rows(self.w.w_hh, gh, r, r).with_panels(bwd.and_then(|b| b.w_hh.as_ref())),
+            params: self.w,
+            w_hh_b: Mat::rows(self.w[WeightHh], gh, r, r)
+                .with_panels(bwd.and_then(|b| b.w_hh.as_ref())),
             w_hh_t,
-            b_hh: self.w.b_hh,
-            w_hr_b: match self.w.w_hr {
+            w_hr_b: match self.w.get(WeightHr) {
                 Some(w) => Mat::rows(w, r, h, h).with_panels(bwd.and_then(|b| b.w_hr.as_ref())),
                 None => Mat::rows(&[], 0, 0, 0),
             },
             w_hr_t,
-            p_i: self.w.p_i,
-            p_f: self.w.p_f,
-            p_o: self.w.p_o,
             leak: self.leak,
         }
     }
@@ -183,7 +190,7 @@ impl<T: Float> DirSpec<'_, T> {
     /// with its panels where there are some.
     pub fn w_ih_t<'b>(&'b self, panels: Option<&'b Panels>) -> Mat<'b, T> {
         let (gh, n_in) = (self.gh(), self.input_size);
-        Mat::rows(self.w.w_ih, gh, n_in, n_in)
+        Mat::rows(self.w[WeightIh], gh, n_in, n_in)
             .t()
             .with_panels(panels)
     }
@@ -193,10 +200,10 @@ impl<T: Float> DirSpec<'_, T> {
     pub fn input_bias(&self) -> Vec<T> {
         let h = self.hidden;
         let mut bias = vec![T::zero(); self.gh()];
-        if let Some(b) = self.w.b_ih {
+        if let Some(b) = self.w.get(BiasIh) {
             bias.copy_from_slice(b);
         }
-        if let Some(b) = self.w.b_hh {
+        if let Some(b) = self.w.get(BiasHh) {
             for (row, v) in bias.iter_mut().enumerate() {
                 if self.cell.folds_hh_bias(row, h) {
                     *v += b[row];

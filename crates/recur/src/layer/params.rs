@@ -27,31 +27,11 @@
 //! ```
 //! A gradient buffer has the same layout, so the same views read and write gradients by name.
 
-use crate::cell::CellKind;
+pub use crate::cell::ParamKind;
+use crate::cell::{Block, CellKind};
 use crate::error::{Error, Result, Shape, config_err};
 use crate::kernel::scalar::Float;
 use crate::layer::{Bias, Direction, RecurrentConfig};
-
-/// What a parameter tensor is, independent of its layer and direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ParamKind {
-    /// `weight_ih`: `[G * hidden_size, layer_input_size]`
-    WeightIh,
-    /// `weight_hh`: `[G * hidden_size, H_out]`
-    WeightHh,
-    /// `bias_ih`: `[G * hidden_size]`
-    BiasIh,
-    /// `bias_hh`: `[G * hidden_size]`
-    BiasHh,
-    /// `weight_hr` (LSTM projection): `[proj_size, hidden_size]`
-    WeightHr,
-    /// `peephole_i` (LSTM): `[hidden_size]`
-    PeepholeI,
-    /// `peephole_f` (LSTM): `[hidden_size]`
-    PeepholeF,
-    /// `peephole_o` (LSTM): `[hidden_size]`
-    PeepholeO,
-}
 
 /// How a kind's shape follows from the sizes of its (layer, direction): G gates, hidden size
 /// H, projection P, H_out (P with a projection, else H) and the layer's input width.
@@ -94,7 +74,7 @@ pub struct KindRow {
 
 /// The layout table: one row per kind, in the order within one (layer, direction) block.
 /// PyTorch's `_flat_weights` order for the first five; recur's peepholes after them.
-pub const TABLE: [KindRow; 8] = [
+pub const TABLE: [KindRow; ParamKind::COUNT] = [
     row(
         ParamKind::WeightIh,
         "weight_ih",
@@ -493,49 +473,6 @@ impl<T: Copy> ParamViewMut<'_, T> {
     }
 }
 
-/// The tensors of one (layer, direction), as views `S` (`&[T]` or `&mut [T]`).
-#[derive(Debug)]
-pub(crate) struct Block<S> {
-    pub w_ih: S,
-    pub w_hh: S,
-    pub b_ih: Option<S>,
-    pub b_hh: Option<S>,
-    pub w_hr: Option<S>,
-    pub p_i: Option<S>,
-    pub p_f: Option<S>,
-    pub p_o: Option<S>,
-}
-
-impl<S: Default> Default for Block<S> {
-    fn default() -> Self {
-        Self {
-            w_ih: S::default(),
-            w_hh: S::default(),
-            b_ih: None,
-            b_hh: None,
-            w_hr: None,
-            p_i: None,
-            p_f: None,
-            p_o: None,
-        }
-    }
-}
-
-impl<S> Block<S> {
-    fn set(&mut self, kind: ParamKind, s: S) {
-        match kind {
-            ParamKind::WeightIh => self.w_ih = s,
-            ParamKind::WeightHh => self.w_hh = s,
-            ParamKind::BiasIh => self.b_ih = Some(s),
-            ParamKind::BiasHh => self.b_hh = Some(s),
-            ParamKind::WeightHr => self.w_hr = Some(s),
-            ParamKind::PeepholeI => self.p_i = Some(s),
-            ParamKind::PeepholeF => self.p_f = Some(s),
-            ParamKind::PeepholeO => self.p_o = Some(s),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,6 +523,15 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn the_table_has_one_row_per_kind() {
+        // so that a `Block`, indexed by kind, has a slot for every row
+        let mut seen = [false; ParamKind::COUNT];
+        for r in &TABLE {
+            assert!(!std::mem::replace(&mut seen[r.kind as usize], true));
+        }
     }
 
     #[test]

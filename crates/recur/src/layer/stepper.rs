@@ -16,7 +16,7 @@ use std::fmt;
 use super::driver::DirSpec;
 use super::pack::{Packed, pack_panels, transpose, transposed};
 use super::{Direction, Recurrent, State, WeightFormat};
-use crate::cell::FwdStep;
+use crate::cell::{FwdStep, ParamKind};
 use crate::error::{Error, Result, Shape};
 use crate::kernel::pair::{self, Pair};
 use crate::kernel::scalar::Float;
@@ -256,7 +256,13 @@ impl<T: Float> DirSpec<'_, T> {
         let (bs, gh) = (self.batch, self.gh());
         let widths = self.cell.slab_widths(self.hidden);
         let w_ih_p = pack_panels::<T>(
-            Mat::rows(self.w.w_ih, gh, self.input_size, self.input_size).t(),
+            Mat::rows(
+                self.w[ParamKind::WeightIh],
+                gh,
+                self.input_size,
+                self.input_size,
+            )
+            .t(),
             format,
         );
         DirStep {
@@ -264,7 +270,7 @@ impl<T: Float> DirSpec<'_, T> {
             w_ih_t: if bs == 1 || w_ih_p.is_some() {
                 Vec::new()
             } else {
-                transpose(self.w.w_ih, gh, self.input_size)
+                transpose(self.w[ParamKind::WeightIh], gh, self.input_size)
             },
             w_ih_p,
             bias: self.input_bias(),
@@ -309,7 +315,7 @@ impl<T: Float> DirSpec<'_, T> {
         // (1) the input projection of this step, biases folded in.
         let w_ih_t = transposed(
             bs == 1 || ds.w_ih_p.is_some(),
-            self.w.w_ih,
+            self.w[ParamKind::WeightIh],
             &ds.w_ih_t,
             gh,
             n_in,
