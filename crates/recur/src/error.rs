@@ -172,6 +172,17 @@ pub enum Error {
         line: usize,
         reason: String,
     },
+    /// A cell of a CSV file is not what its column needs (not a number, missing, a time out
+    /// of step); `row` and `column` count from 1 as a spreadsheet shows them (the header is
+    /// row 1), `name` is the column's header.
+    #[error("{file}: row {row}, column {column} (`{name}`): {reason}")]
+    Cell {
+        file: String,
+        row: usize,
+        column: usize,
+        name: String,
+        reason: String,
+    },
     /// A token stream is too short to be cut into `batch` streams of at least two tokens (an
     /// input and its target) each.
     #[error(

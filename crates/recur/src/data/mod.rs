@@ -1,5 +1,6 @@
 //! Data: text corpora and their truncated-BPTT batches, labelled sequences from files,
-//! batches of variable-length sequences, and generated tasks.
+//! batches of variable-length sequences, time series from CSV files and their forecasting
+//! windows, scaling, metrics and baselines, and generated tasks.
 //!
 //! Every generator draws from an explicit seed (ChaCha8), so a run is reproducible; the
 //! [`Split`] picks an independent stream of the same seed, so a held-out set never shares
@@ -7,7 +8,9 @@
 
 pub mod adding;
 pub mod copy;
+pub mod forecast;
 pub mod labelled;
+pub mod series;
 pub mod tbptt;
 pub mod text;
 
