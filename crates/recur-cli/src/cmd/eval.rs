@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::train::args::Source;
 use crate::train::checkpoint::Checkpoint;
-use crate::train::{lm, seq};
+use crate::train::{forecast, lm, seq};
 
 /// Settings of `recur eval`.
 #[derive(Args, Debug, Clone)]
@@ -56,6 +56,16 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 );
             }
             seq::eval_command(&ck, args.sequences.as_ref(), args.batch_size)
+        }
+        Source::Forecast => {
+            if args.text.is_some() || args.test.is_some() || args.sequences.is_some() {
+                bail!(
+                    "{}: a forecaster's checkpoint: `recur eval` prints its test table on the \
+                     data it was trained with (no file); `recur predict --csv` forecasts new history",
+                    ck.file
+                );
+            }
+            forecast::eval_command(&ck, args.batch_size)
         }
         Source::Adding => bail!("{}: the adding demonstration has no checkpoints", ck.file),
     }

@@ -30,7 +30,8 @@ pub struct TrainArgs {
     /// One text file, cut into train/valid/test by --split (language model)
     #[arg(long, help_heading = "Data", conflicts_with_all = ["train", "sequences"])]
     pub text: Option<PathBuf>,
-    /// Fractions of --text (or --sequences) for train,valid,test [default: 0.9,0.05,0.05]
+    /// Fractions of --text (or --sequences, or each series of --csv, in time order) for
+    /// train,valid,test [default: 0.9,0.05,0.05; --csv 0.8,0.1,0.1]
     #[arg(long, help_heading = "Data")]
     pub split: Option<String>,
     /// Training text (language model); with --valid and --test
@@ -57,10 +58,46 @@ pub struct TrainArgs {
     /// Test sequences (else --split cuts --sequences)
     #[arg(long, help_heading = "Data", requires = "sequences")]
     pub test_sequences: Option<PathBuf>,
-    /// What a sequence's label is: a class or a number to regress on [default:
-    /// classification]
-    #[arg(long, value_enum, help_heading = "Data")]
-    pub target: Option<Target>,
+    /// --sequences: what a label is, `classification` or `regression` [default:
+    /// classification]; --csv: the column(s) to forecast, comma-separated
+    #[arg(long, help_heading = "Data")]
+    pub target: Option<String>,
+
+    // ---- forecasting ----
+    /// A CSV file of time series with a header row (forecasting): one row per time step, or
+    /// per series and time step with --series-column; --target names the column(s) to
+    /// forecast
+    #[arg(long, help_heading = "Forecasting", conflicts_with_all = ["text", "train", "sequences"])]
+    pub csv: Option<PathBuf>,
+    /// Extra input columns, comma-separated (their past values are read with the target's)
+    #[arg(long, help_heading = "Forecasting")]
+    pub features: Option<String>,
+    /// The time column (dates, date-times or numbers): its step is checked (gaps are errors),
+    /// gives the seasonal period and continues in `recur predict`'s forecast
+    #[arg(long, help_heading = "Forecasting")]
+    pub time_column: Option<String>,
+    /// The series id column of a long-format file of many series: one global model, each
+    /// series split and scaled on its own
+    #[arg(long, help_heading = "Forecasting")]
+    pub series_column: Option<String>,
+    /// Rows W of history the model reads
+    #[arg(long, help_heading = "Forecasting")]
+    pub window: Option<usize>,
+    /// Steps H forecast at once (direct multi-horizon)
+    #[arg(long, help_heading = "Forecasting")]
+    pub horizon: Option<usize>,
+    /// Seasonal period of the seasonal-naive baseline and MASE [default: from the time
+    /// column's frequency: hourly 24, daily 7, weekly 52, monthly 12, quarterly 4]
+    #[arg(long, help_heading = "Forecasting")]
+    pub season: Option<usize>,
+    /// Missing values (empty, NA, NaN, null): error names the cell, drop the row, ffill the
+    /// last value, interpolate between neighbours [default: error]
+    #[arg(long, value_enum, help_heading = "Forecasting")]
+    pub missing: Option<MissingPolicy>,
+    /// Per-window levelling of the targets on top of the per-series scaling: mean (the
+    /// window's mean, RevIN-style), last (its last value), none [default: mean]
+    #[arg(long, value_enum, help_heading = "Forecasting")]
+    pub window_scaling: Option<WindowScalingKind>,
 
     // ---- model ----
     /// Recurrent cell [default: lstm]
@@ -260,6 +297,25 @@ pub enum Target {
     Regression,
 }
 
+/// What to do with a missing value in a CSV file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MissingPolicy {
+    Error,
+    Drop,
+    Ffill,
+    Interpolate,
+}
+
+/// How a forecasting window's targets are levelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WindowScalingKind {
+    None,
+    Mean,
+    Last,
+}
+
 /// The recurrent cells.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -309,6 +365,7 @@ pub enum Source {
     Copy,
     Text,
     Sequences,
+    Forecast,
 }
 
 impl TrainArgs {
@@ -316,6 +373,12 @@ impl TrainArgs {
     pub fn source(&self) -> Result<Source> {
         let text = self.text.is_some() || self.train.is_some();
         let seqs = self.sequences.is_some();
+        if self.csv.is_some() {
+            if self.task.is_some() || text || seqs {
+                bail!("give one data source: --task, --text/--train, --sequences or --csv");
+            }
+            return Ok(Source::Forecast);
+        }
         if self.valid.is_some() != self.train.is_some()
             || self.test.is_some() != self.train.is_some()
         {

@@ -27,6 +27,7 @@
 //! | `adding`     | task: the built-in adding-problem demonstration (no data flag)         |
 //! | `lm`         | task: language models on a text (TBPTT); perplexity, eval              |
 //! | `seq`        | tasks: labelled sequences (one output each) and the copy task          |
+//! | `forecast`   | task: forecasting the next H rows of CSV series from the last W         |
 //! | `core`       | optimizers + scheduler + gradients, the update, checkpoint save/restore |
 //! | `optim`      | the optimizer over the model's parts, learning-rate schedules          |
 //! | `checkpoint` | the library's checkpoints, read with the run's settings and position   |
@@ -38,6 +39,7 @@ pub mod adding;
 pub mod args;
 pub mod checkpoint;
 pub mod core;
+pub mod forecast;
 pub mod lm;
 pub mod optim;
 pub mod report;
@@ -93,6 +95,7 @@ pub fn run(cli: &TrainArgs) -> Result<()> {
         Source::Text => lm::run(&args, &s),
         Source::Copy => seq::run_copy(&args, &s),
         Source::Sequences => seq::run(&args, &s),
+        Source::Forecast => forecast::run(&args, &s),
     }
 }
 
@@ -102,6 +105,7 @@ pub fn checkpoint_source(ck: &checkpoint::Checkpoint) -> Result<Source> {
         "text" => Ok(Source::Text),
         "sequences" => Ok(Source::Sequences),
         "copy" => Ok(Source::Copy),
+        "forecast" => Ok(Source::Forecast),
         other => bail!(
             "{}: metadata `kind` is `{other}`, not one recur writes",
             ck.file

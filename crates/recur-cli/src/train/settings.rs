@@ -77,11 +77,13 @@ impl Settings {
         let adding = source == Source::Adding;
         let hidden_size = a.hidden_size.unwrap_or(match source {
             Source::Text => 200,
-            Source::Adding | Source::Copy | Source::Sequences => 64,
+            Source::Adding | Source::Copy | Source::Sequences | Source::Forecast => 64,
         });
         let optimizer = a.optimizer.unwrap_or(match source {
             Source::Text => OptimizerKind::Sgd,
-            Source::Adding | Source::Copy | Source::Sequences => OptimizerKind::Adam,
+            Source::Adding | Source::Copy | Source::Sequences | Source::Forecast => {
+                OptimizerKind::Adam
+            }
         });
         let lr = a.lr.unwrap_or(match optimizer {
             OptimizerKind::Sgd if text => 1.0,
@@ -171,6 +173,7 @@ impl Settings {
                 let v = parse_list("--split", s, 3)?;
                 [v[0], v[1], v[2]]
             }
+            None if source == Source::Forecast => [0.8, 0.1, 0.1],
             None => [0.9, 0.05, 0.05],
         };
         let (epochs, steps) = match (a.epochs, a.steps) {
@@ -179,6 +182,7 @@ impl Settings {
             (None, None) => match source {
                 Source::Text => (Some(13), None),
                 Source::Sequences => (Some(20), None),
+                Source::Forecast => (Some(100), None),
                 Source::Adding => (None, Some(20_000)),
                 Source::Copy => (None, Some(5_000)),
             },
@@ -194,7 +198,15 @@ impl Settings {
             }),
             split,
             level: a.level.unwrap_or(Level::Char),
-            target: a.target.unwrap_or(Target::Classification),
+            target: match (source, a.target.as_deref()) {
+                (Source::Sequences, Some("classification")) | (_, None) => Target::Classification,
+                (Source::Sequences, Some("regression")) => Target::Regression,
+                (Source::Sequences, Some(other)) => bail!(
+                    "--target: labelled sequences are `classification` or `regression`, not `{other}`"
+                ),
+                (Source::Forecast, Some(_)) => Target::Regression,
+                (_, Some(_)) => bail!("--target is for --sequences and --csv"),
+            },
             cell: a.cell.unwrap_or(Cell::Lstm),
             hidden_size,
             num_layers: a.num_layers.unwrap_or(if text { 2 } else { 1 }),

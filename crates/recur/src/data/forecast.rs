@@ -264,6 +264,17 @@ pub struct Window {
     pub origin: usize,
 }
 
+/// A batch of windows, scaled.
+#[derive(Clone, Debug)]
+pub struct WindowBatch {
+    /// `[window, batch, input_size]`
+    pub input: Tensor<f32>,
+    /// `[batch, horizon × targets]`
+    pub target: Tensor<f32>,
+    /// each window's target levels ([`WindowScaling`])
+    pub levels: Vec<Vec<f64>>,
+}
+
 /// A table of series cut into parts, with the spec (scalers included) learned from its
 /// training rows.
 #[derive(Clone, Debug)]
@@ -411,12 +422,11 @@ impl ForecastData {
         &self.table.series[s].values[from * nc..to * nc]
     }
 
-    /// A batch: inputs `[window, batch, input_size]`, targets `[batch, horizon × targets]`
-    /// (both scaled) and each window's levels.
+    /// The model's inputs and targets for `windows`.
     ///
     /// # Errors
     /// [`Error::Empty`] for no windows.
-    pub fn batch(&self, windows: &[Window]) -> Result<(Tensor<f32>, Tensor<f32>, Vec<Vec<f64>>)> {
+    pub fn batch(&self, windows: &[Window]) -> Result<WindowBatch> {
         if windows.is_empty() {
             return Err(Error::Empty("a batch of no windows".into()));
         }
@@ -450,11 +460,11 @@ impl ForecastData {
             );
             levels.push(lv);
         }
-        Ok((
-            Tensor::new(x, &[w, b, nc])?,
-            Tensor::new(y, &[b, no])?,
+        Ok(WindowBatch {
+            input: Tensor::new(x, &[w, b, nc])?,
+            target: Tensor::new(y, &[b, no])?,
             levels,
-        ))
+        })
     }
 
     /// The true future of a window (`[horizon × targets]`, data units).
@@ -637,7 +647,11 @@ mod tests {
         ] {
             let d = data(40, 2, ws);
             let wins = d.windows(Part::Test);
-            let (x, y, levels) = d.batch(&wins).unwrap();
+            let WindowBatch {
+                input: x,
+                target: y,
+                levels,
+            } = d.batch(&wins).unwrap();
             assert_eq!(x.shape(), &[6, wins.len(), 2]);
             assert_eq!(y.shape(), &[wins.len(), 3]);
             for (j, w) in wins.iter().enumerate() {
