@@ -31,6 +31,9 @@ enum Command {
     Eval(cmd::eval::EvalArgs),
     /// Generate text from a trained language model
     Sample(cmd::sample::SampleArgs),
+    /// Run a trained model (checkpoint, model file or ONNX) on new data: class labels and
+    /// probabilities, regression values, or a forecast from a CSV history
+    Predict(cmd::predict::PredictArgs),
     /// Time one configuration (train, infer or stream): ms per iteration, tokens/s, GFLOP/s
     Bench(cmd::bench::BenchArgs),
     /// Run ONNX models (LSTM/GRU/RNN graphs) on recur's engine, or check ONNX test cases
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Train(args) => cmd::train::run(&args),
         Command::Eval(args) => cmd::eval::run(&args),
         Command::Sample(args) => cmd::sample::run(&args),
+        Command::Predict(args) => cmd::predict::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
         #[cfg(feature = "onnx")]
         Command::Onnx(cmd) => cmd::onnx::run(&cmd),

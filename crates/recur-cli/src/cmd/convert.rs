@@ -19,8 +19,10 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use recur::io::{
     CHECKPOINT_FORMAT, LoadOptions, MODEL_FORMAT, SaveDtype, SaveOptions, load_checkpoint,
-    load_model, load_state_dict, save_model, save_state_dict,
+    load_model_extra, load_state_dict, save_model_extra, save_state_dict,
 };
+
+use crate::train::checkpoint::PREDICT_KEYS;
 use recur::model::SequenceModel;
 use recur::{Activation, BatchLayout, InputForget, Recurrent, ResetPlacement};
 
@@ -40,7 +42,9 @@ pub enum ModelFormat {
 /// What was read.
 enum Loaded {
     Stack(Box<Recurrent<f32>>),
-    Model(Box<SequenceModel<f32>>),
+    /// with the strings predicting needs (`kind`, `classes`, `vocab`, `forecast`), carried
+    /// from a checkpoint or model file into model files and ONNX `metadata_props`
+    Model(Box<SequenceModel<f32>>, Vec<(String, String)>),
 }
 
 /// Settings of `recur convert`.
@@ -177,7 +181,10 @@ mod onnx_io {
     use recur::Recurrent;
     use recur::onnx::{
         ExportOptions, OnnxModel, export_recurrent, export_sequence_model, import_recurrent,
+        with_metadata,
     };
+
+    use crate::train::checkpoint::ONNX_META_PREFIX;
 
     use super::{ConvertArgs, Loaded};
 
@@ -193,7 +200,15 @@ mod onnx_io {
         };
         Ok(match loaded {
             Loaded::Stack(s) => export_recurrent(s, &options)?,
-            Loaded::Model(m) => export_sequence_model(m, &options)?,
+            Loaded::Model(m, extra) => {
+                let props: Vec<(String, &str)> = extra
+                    .iter()
+                    .map(|(k, v)| (format!("{ONNX_META_PREFIX}{k}"), v.as_str()))
+                    .collect();
+                let props: Vec<(&str, &str)> =
+                    props.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+                with_metadata(&export_sequence_model(m, &options)?, &props)?
+            }
         })
     }
 }
@@ -219,6 +234,14 @@ mod onnx_io {
     }
 }
 
+/// The strings of a checkpoint or model file that predicting needs.
+fn predict_meta(extra: std::collections::BTreeMap<String, String>) -> Vec<(String, String)> {
+    extra
+        .into_iter()
+        .filter(|(k, _)| PREDICT_KEYS.contains(&k.as_str()))
+        .collect()
+}
+
 fn read(args: &ConvertArgs, from: ModelFormat) -> Result<Loaded> {
     Ok(match from {
         ModelFormat::StateDict => {
@@ -238,9 +261,13 @@ fn read(args: &ConvertArgs, from: ModelFormat) -> Result<Loaded> {
             };
             Loaded::Stack(Box::new(load_state_dict(&args.input, &options)?))
         }
-        ModelFormat::Model => Loaded::Model(Box::new(load_model(&args.input)?)),
+        ModelFormat::Model => {
+            let (model, extra) = load_model_extra(&args.input)?;
+            Loaded::Model(Box::new(model), predict_meta(extra))
+        }
         ModelFormat::Checkpoint => {
-            Loaded::Model(Box::new(load_checkpoint::<f32>(&args.input, None)?.model))
+            let ck = load_checkpoint::<f32>(&args.input, None)?;
+            Loaded::Model(Box::new(ck.model), predict_meta(ck.extra_metadata))
         }
         ModelFormat::Onnx => Loaded::Stack(Box::new(onnx_io::import(&args.input)?)),
     })
@@ -249,7 +276,7 @@ fn read(args: &ConvertArgs, from: ModelFormat) -> Result<Loaded> {
 pub fn run(args: &ConvertArgs) -> Result<()> {
     let from = input_format(&args.input, args.from)?;
     let loaded = read(args, from)?;
-    let to = output_format(&args.output, args.to, matches!(loaded, Loaded::Model(_)))?;
+    let to = output_format(&args.output, args.to, matches!(loaded, Loaded::Model(..)))?;
     let save = SaveOptions {
         prefix: args.out_prefix.clone(),
         dtype: match args.dtype {
@@ -263,12 +290,16 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
     };
     let stack = match &loaded {
         Loaded::Stack(s) => s,
-        Loaded::Model(m) => m.rnn(),
+        Loaded::Model(m, _) => m.rnn(),
     };
     match (to, &loaded) {
         (ModelFormat::Onnx, _) => write(onnx_io::export(&loaded, args)?)?,
         (ModelFormat::StateDict, _) => save_state_dict(stack, &args.output, &save)?,
-        (ModelFormat::Model, Loaded::Model(m)) => save_model(m, &args.output, save.dtype)?,
+        (ModelFormat::Model, Loaded::Model(m, extra)) => {
+            let extra: Vec<(&str, &str)> =
+                extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            save_model_extra(m, &args.output, save.dtype, &extra)?
+        }
         (ModelFormat::Model, Loaded::Stack(_)) => bail!(
             "{}: a recurrent stack has no embedding or head to make a whole model of; write a state-dict or onnx",
             args.input.display()
@@ -281,7 +312,7 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
     println!(
         "{} ({}{}, {} layer(s), {:?}, input_size {}, hidden_size {}) -> {}",
         args.input.display(),
-        if matches!(loaded, Loaded::Model(_)) {
+        if matches!(loaded, Loaded::Model(..)) {
             "sequence model, "
         } else {
             ""

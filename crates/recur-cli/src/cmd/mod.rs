@@ -5,5 +5,6 @@ pub mod convert;
 pub mod eval;
 #[cfg(feature = "onnx")]
 pub mod onnx;
+pub mod predict;
 pub mod sample;
 pub mod train;

@@ -55,6 +55,7 @@ pub const MODEL_FORMAT: &str = "sequence-model-1";
 pub(crate) mod key {
     pub const FORMAT: &str = "recur.format";
     pub const MODEL: &str = "recur.model";
+    pub const EXTRA: &str = "recur.extra.";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -246,8 +247,32 @@ pub fn save_model<T: Float>(
     write_atomic(path.as_ref(), &model_bytes(model, dtype))
 }
 
+/// [`save_model`] with strings of the caller's own (what predicting needs besides the
+/// weights: class names, a forecaster's window and scaling), stored as `recur.extra.<key>`
+/// as checkpoints store theirs; [`load_model_extra`] reads them back.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be written.
+pub fn save_model_extra<T: Float>(
+    model: &SequenceModel<T>,
+    path: impl AsRef<Path>,
+    dtype: SaveDtype,
+    extra: &[(&str, &str)],
+) -> Result<()> {
+    write_atomic(path.as_ref(), &model_bytes_extra(model, dtype, extra))
+}
+
 /// The bytes [`save_model`] writes; the same model and dtype always give the same bytes.
 pub fn model_bytes<T: Float>(model: &SequenceModel<T>, dtype: SaveDtype) -> Vec<u8> {
+    model_bytes_extra(model, dtype, &[])
+}
+
+/// The bytes [`save_model_extra`] writes.
+pub fn model_bytes_extra<T: Float>(
+    model: &SequenceModel<T>,
+    dtype: SaveDtype,
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
     let mut tensors = model_tensors(model, "", dtype);
     if model.config().tie_weights == TieWeights::Tied {
         let config = model.config().head_config();
@@ -258,10 +283,13 @@ pub fn model_bytes<T: Float>(model: &SequenceModel<T>, dtype: SaveDtype) -> Vec<
             dtype,
         ));
     }
-    let metadata = BTreeMap::from([
+    let mut metadata = BTreeMap::from([
         (key::FORMAT.to_string(), MODEL_FORMAT.to_string()),
         (key::MODEL.to_string(), model_config_to_json(model.config())),
     ]);
+    for (k, v) in extra {
+        metadata.insert(format!("{}{k}", key::EXTRA), (*v).to_string());
+    }
     encode(&tensors, &metadata)
 }
 
@@ -322,6 +350,30 @@ pub fn load_model<T: Float>(path: impl AsRef<Path>) -> Result<SequenceModel<T>> 
     let path = path.as_ref();
     let bytes = read_file(path)?;
     load_model_from(&path.display().to_string(), &bytes)
+}
+
+/// [`load_model`] and the strings [`save_model_extra`] stored (by key, without the
+/// `recur.extra.` prefix; empty for a file written by [`save_model`]).
+///
+/// # Errors
+/// As [`load_model`].
+pub fn load_model_extra<T: Float>(
+    path: impl AsRef<Path>,
+) -> Result<(SequenceModel<T>, BTreeMap<String, String>)> {
+    let path = path.as_ref();
+    let bytes = read_file(path)?;
+    let file = path.display().to_string();
+    let model = load_model_from(&file, &bytes)?;
+    let parsed = parse(&file, &bytes)?;
+    let extra = parsed
+        .metadata
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix(key::EXTRA)
+                .map(|k| (k.to_string(), v.clone()))
+        })
+        .collect();
+    Ok((model, extra))
 }
 
 /// [`load_model`] from bytes in memory (errors name the file `<memory>`).

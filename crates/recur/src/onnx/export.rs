@@ -21,7 +21,7 @@
 use prost::Message;
 
 use super::proto::{
-    AttributeProto, DimValue, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+    AttributeProto, StringStringEntryProto, DimValue, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
     TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto, attribute_type,
     data_type,
 };
@@ -705,4 +705,25 @@ pub fn export_sequence_model(
     }
     declare_states(&mut b, rnn, &s);
     Ok(b.finish())
+}
+
+/// `model` (a serialized `ModelProto`, e.g. from [`export_sequence_model`]) with the entries
+/// `props` added to its `metadata_props`: what a model needs besides its graph (class names,
+/// a forecaster's window and scaling), which [`super::OnnxModel::metadata`] reads back.
+///
+/// # Errors
+/// [`Error::OnnxFormat`] when `model` is not a `ModelProto`.
+pub fn with_metadata(model: &[u8], props: &[(&str, &str)]) -> Result<Vec<u8>> {
+    let mut m = ModelProto::decode(model).map_err(|e| Error::OnnxFormat {
+        file: "<memory>".into(),
+        reason: format!("not a ModelProto: {e}"),
+    })?;
+    for (k, v) in props {
+        m.metadata_props.retain(|e| e.key != *k);
+        m.metadata_props.push(StringStringEntryProto {
+            key: (*k).to_string(),
+            value: (*v).to_string(),
+        });
+    }
+    Ok(m.encode_to_vec())
 }

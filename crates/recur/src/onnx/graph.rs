@@ -39,6 +39,7 @@ pub struct OnnxModel {
     file: String,
     opset: i64,
     producer: String,
+    metadata: Vec<(String, String)>,
     inputs: Vec<ValueInfo>,
     outputs: Vec<ValueInfo>,
     pub(crate) initializers: HashMap<String, Value>,
@@ -292,6 +293,11 @@ impl OnnxModel {
             file: file.to_string(),
             opset,
             producer: model.producer_name,
+            metadata: model
+                .metadata_props
+                .into_iter()
+                .map(|e| (e.key, e.value))
+                .collect(),
             inputs,
             outputs,
             initializers,
@@ -313,6 +319,19 @@ impl OnnxModel {
     /// The default domain's opset version the file imports.
     pub fn opset(&self) -> i64 {
         self.opset
+    }
+
+    /// The model's `metadata_props` (key, value), in the file's order.
+    pub fn metadata(&self) -> &[(String, String)] {
+        &self.metadata
+    }
+
+    /// The value of metadata key `key`, if the file has it.
+    pub fn metadata_value(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The `producer_name` the file gives (e.g. `pytorch`), empty when none.
