@@ -128,3 +128,472 @@ fn csv_errors_name_the_row_and_column() {
     let e = one_line_error(&["train", "--csv", &m, "--target", "sales"]);
     assert!(e.contains("--window"), "{e}");
 }
+
+/// Tolerance between predictions written to a file (shortest round-trip decimals of f32
+/// outputs) and the library's own forward on the same data.
+const SAME_PREDICTION: f64 = 1e-5;
+/// Tolerance between recur's engine and the exported ONNX graph run on the interpreter.
+const ONNX_PREDICTION: f64 = 1e-4;
+
+/// Rising ("up") and falling ("down") sequences of 2 features; the regression target is the
+/// mean of the first feature.
+fn sequence_files(dir: &Path) -> (String, String, String) {
+    let (mut cls, mut reg, mut bare) = (String::new(), String::new(), String::new());
+    for i in 0..40 {
+        let up = i % 2 == 0;
+        let len = 3 + i % 5;
+        let vals: Vec<f64> = (0..len)
+            .map(|t| {
+                let v = t as f64 / len as f64 + 0.05 * ((i * 7 + t) % 5) as f64;
+                if up { v } else { -v }
+            })
+            .collect();
+        let steps: Vec<String> = vals
+            .iter()
+            .map(|v| format!("{v:.3},{:.3}", v * 0.5))
+            .collect();
+        let mean = vals.iter().sum::<f64>() / len as f64;
+        cls.push_str(&format!(
+            "{}\t{}\n",
+            if up { "up" } else { "down" },
+            steps.join(" ")
+        ));
+        reg.push_str(&format!("{mean:.4}\t{}\n", steps.join(" ")));
+        bare.push_str(&format!("{}\n", steps.join(" ")));
+    }
+    (
+        write(dir, "cls.txt", &cls),
+        write(dir, "reg.txt", &reg),
+        write(dir, "bare.txt", &bare),
+    )
+}
+
+/// The library's own outputs `[n, out]` of a checkpoint's model on a sequence file.
+fn library_outputs(ck: &str, file: &str) -> Vec<Vec<f32>> {
+    let model = recur::io::load_checkpoint::<f32>(ck, None).unwrap().model;
+    let ds =
+        recur::data::SequenceDataset::read_lines(file, recur::data::TargetKind::Regression, None)
+            .unwrap();
+    (0..ds.len())
+        .map(|i| {
+            let (x, lengths) = ds.padded_batch::<f32>(&[i]).unwrap();
+            let out = model
+                .forward(
+                    recur::model::ModelInput::Features(&x),
+                    recur::Call::new().lengths(&lengths),
+                )
+                .unwrap();
+            out.output.data().to_vec()
+        })
+        .collect()
+}
+
+fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    (
+        header,
+        lines
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect(),
+    )
+}
+
+#[test]
+fn predict_round_trips_a_classifier_through_checkpoint_model_file_and_onnx() {
+    let dir = scratch("predict-classifier");
+    let (cls, reg, bare) = sequence_files(&dir);
+    let ck = p(&dir.join("c.safetensors")).to_string();
+    ok(&[
+        "train",
+        "--sequences",
+        &cls,
+        "--hidden-size",
+        "8",
+        "--epochs",
+        "3",
+        "--checkpoint",
+        &ck,
+        "--quiet",
+    ]);
+    let out = dir.join("p.csv");
+    // labels present or left out: the same predictions
+    ok(&[
+        "predict",
+        "--checkpoint",
+        &ck,
+        "--sequences",
+        &bare,
+        "-o",
+        p(&out),
+        "--proba",
+    ]);
+    let (header, rows) = read_csv(&out);
+    // classes sorted: down, up
+    assert_eq!(header, ["label", "down", "up"]);
+    assert_eq!(rows.len(), 40);
+    // the regression file holds the same steps, with numbers for labels
+    let lib = library_outputs(&ck, &reg);
+    for (row, z) in rows.iter().zip(&lib) {
+        let e: Vec<f64> = z.iter().map(|&v| f64::from(v).exp()).collect();
+        let s: f64 = e.iter().sum();
+        let best = if z[0] >= z[1] { "down" } else { "up" };
+        assert_eq!(row[0], best);
+        for k in 0..2 {
+            let got: f64 = row[k + 1].parse().unwrap();
+            assert!(
+                (got - e[k] / s).abs() < SAME_PREDICTION,
+                "{got} vs {}",
+                e[k] / s
+            );
+        }
+    }
+    let labelled = dir.join("l.csv");
+    ok(&[
+        "predict",
+        "--checkpoint",
+        &ck,
+        "--sequences",
+        &cls,
+        "-o",
+        p(&labelled),
+        "--proba",
+    ]);
+    assert_eq!(
+        std::fs::read(&labelled).unwrap(),
+        std::fs::read(&out).unwrap()
+    );
+    // the model file and the ONNX file keep the class names: the same labels
+    let model = p(&dir.join("m.safetensors")).to_string();
+    let onnx = p(&dir.join("m.onnx")).to_string();
+    ok(&["convert", &ck, &model]);
+    ok(&["convert", &ck, &onnx]);
+    for file in [&model, &onnx] {
+        let o = dir.join("o.csv");
+        ok(&[
+            "predict",
+            "--checkpoint",
+            file,
+            "--sequences",
+            &bare,
+            "-o",
+            p(&o),
+            "--proba",
+        ]);
+        let (h2, r2) = read_csv(&o);
+        assert_eq!(h2, header);
+        for (a, b) in rows.iter().zip(&r2) {
+            assert_eq!(a[0], b[0]);
+            for k in 1..3 {
+                let (x, y): (f64, f64) = (a[k].parse().unwrap(), b[k].parse().unwrap());
+                assert!((x - y).abs() < ONNX_PREDICTION, "{file}: {x} vs {y}");
+            }
+        }
+    }
+    // JSON keyed by the header; .npy of class indices
+    let json = dir.join("p.json");
+    ok(&[
+        "predict",
+        "--checkpoint",
+        &ck,
+        "--sequences",
+        &bare,
+        "-o",
+        p(&json),
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 40);
+    assert_eq!(v[0]["label"].as_str().unwrap(), rows[0][0]);
+    let npy = dir.join("p.npy");
+    ok(&[
+        "predict",
+        "--checkpoint",
+        &ck,
+        "--sequences",
+        &bare,
+        "-o",
+        p(&npy),
+    ]);
+    let (_, ids) = recur::onnx::read_tensor(&npy).unwrap();
+    assert_eq!(ids.shape(), &[40]);
+}
+
+#[test]
+fn predict_writes_a_regressors_values_in_the_datas_units() {
+    let dir = scratch("predict-regressor");
+    let (_, reg, bare) = sequence_files(&dir);
+    let ck = p(&dir.join("r.safetensors")).to_string();
+    ok(&[
+        "train",
+        "--sequences",
+        &reg,
+        "--target",
+        "regression",
+        "--hidden-size",
+        "8",
+        "--epochs",
+        "3",
+        "--checkpoint",
+        &ck,
+        "--quiet",
+    ]);
+    let out = dir.join("p.csv");
+    ok(&[
+        "predict",
+        "--checkpoint",
+        &ck,
+        "--sequences",
+        &bare,
+        "-o",
+        p(&out),
+    ]);
+    let (header, rows) = read_csv(&out);
+    assert_eq!(header, ["prediction"]);
+    let lib = library_outputs(&ck, &reg);
+    assert_eq!(rows.len(), lib.len());
+    for (row, z) in rows.iter().zip(&lib) {
+        let got: f64 = row[0].parse().unwrap();
+        assert!((got - f64::from(z[0])).abs() < SAME_PREDICTION);
+    }
+    let e = one_line_error(&[
+        "predict",
+        "--checkpoint",
+        &ck,
+        "--sequences",
+        &bare,
+        "-o",
+        p(&out),
+        "--proba",
+    ]);
+    assert!(e.contains("regressor"), "{e}");
+    let e = one_line_error(&[
+        "predict",
+        "--checkpoint",
+        &ck,
+        "--sequences",
+        &bare,
+        "-o",
+        "x.txt",
+    ]);
+    assert!(e.contains(".csv, .json or .npy"), "{e}");
+}
+
+#[test]
+fn predict_forecasts_the_steps_after_the_history_with_the_time_column_continued() {
+    let dir = scratch("predict-forecast");
+    let csv = write(&dir, "sales.csv", &monthly_csv(96));
+    let ck = p(&dir.join("f.safetensors")).to_string();
+    ok(&[
+        "train",
+        "--csv",
+        &csv,
+        "--target",
+        "sales",
+        "--features",
+        "promo",
+        "--time-column",
+        "month",
+        "--window",
+        "12",
+        "--horizon",
+        "4",
+        "--hidden-size",
+        "8",
+        "--epochs",
+        "2",
+        "--checkpoint",
+        &ck,
+        "--quiet",
+    ]);
+    let history = write(&dir, "history.csv", &monthly_csv(90));
+    let out = dir.join("f.csv");
+    ok(&[
+        "predict",
+        "--checkpoint",
+        &ck,
+        "--csv",
+        &history,
+        "-o",
+        p(&out),
+    ]);
+    let (header, rows) = read_csv(&out);
+    assert_eq!(header, ["month", "sales"]);
+    // 90 rows from 2000-01 end in 2007-06
+    let months: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(months, ["2007-07", "2007-08", "2007-09", "2007-10"]);
+    // the library's own forward on the last 12 rows
+    let ck_lib = recur::io::load_checkpoint::<f32>(&ck, None).unwrap();
+    let spec: recur::data::forecast::ForecastSpec =
+        serde_json::from_str(ck_lib.extra_metadata("forecast").unwrap()).unwrap();
+    let table = recur::data::series::SeriesTable::read_csv(&history, &spec.csv_columns()).unwrap();
+    let (x, levels) = spec.history_input(&table.series[0]).unwrap();
+    let z = ck_lib
+        .model
+        .forward(recur::model::ModelInput::Features(&x), recur::Call::new())
+        .unwrap();
+    let f = spec.decode(&spec.scaling[0], &levels, z.output.data());
+    for (row, want) in rows.iter().zip(&f) {
+        let got: f64 = row[1].parse().unwrap();
+        assert!(
+            (got - want).abs() < SAME_PREDICTION * want.abs(),
+            "{got} vs {want}"
+        );
+    }
+    // through ONNX: the window, scaling and time column come from metadata_props
+    let onnx = p(&dir.join("f.onnx")).to_string();
+    ok(&["convert", &ck, &onnx]);
+    let o2 = dir.join("o.csv");
+    ok(&[
+        "predict",
+        "--checkpoint",
+        &onnx,
+        "--csv",
+        &history,
+        "-o",
+        p(&o2),
+    ]);
+    let (h2, r2) = read_csv(&o2);
+    assert_eq!(h2, header);
+    for (a, b) in rows.iter().zip(&r2) {
+        assert_eq!(a[0], b[0]);
+        let (x, y): (f64, f64) = (a[1].parse().unwrap(), b[1].parse().unwrap());
+        assert!((x - y).abs() < ONNX_PREDICTION * x.abs(), "{x} vs {y}");
+    }
+    // .npy: [series, horizon, targets]
+    let npy = dir.join("f.npy");
+    ok(&[
+        "predict",
+        "--checkpoint",
+        &ck,
+        "--csv",
+        &history,
+        "-o",
+        p(&npy),
+    ]);
+    assert_eq!(
+        recur::onnx::read_tensor(&npy).unwrap().1.shape(),
+        &[1, 4, 1]
+    );
+    // a history shorter than the window, and the wrong data flag
+    let short = write(&dir, "short.csv", &monthly_csv(5));
+    let e = one_line_error(&[
+        "predict",
+        "--checkpoint",
+        &ck,
+        "--csv",
+        &short,
+        "-o",
+        p(&out),
+    ]);
+    assert!(e.contains("has 5 rows; the model reads the last 12"), "{e}");
+    let e = one_line_error(&[
+        "predict",
+        "--checkpoint",
+        &ck,
+        "--sequences",
+        &short,
+        "-o",
+        p(&out),
+    ]);
+    assert!(e.contains("--csv HISTORY.csv"), "{e}");
+}
+
+#[test]
+fn many_series_in_long_format_are_forecast_by_id() {
+    let dir = scratch("forecast-long");
+    let mut csv = String::from("store,month,sales\n");
+    for t in 0..60 {
+        for (s, level) in [("a", 100.0), ("b", 5000.0)] {
+            let y = level * (1.0 + 0.2 * (t as f64 * 0.5).sin()) + t as f64;
+            csv.push_str(&format!("{s},{}-{:02},{y:.2}\n", 2000 + t / 12, t % 12 + 1));
+        }
+    }
+    let file = write(&dir, "stores.csv", &csv);
+    let ck = p(&dir.join("s.safetensors")).to_string();
+    let out = ok(&[
+        "train",
+        "--csv",
+        &file,
+        "--target",
+        "sales",
+        "--time-column",
+        "month",
+        "--series-column",
+        "store",
+        "--window",
+        "8",
+        "--horizon",
+        "2",
+        "--hidden-size",
+        "8",
+        "--epochs",
+        "2",
+        "--checkpoint",
+        &ck,
+        "--quiet",
+    ]);
+    assert!(out.contains("2 series"), "{out}");
+    let o = dir.join("o.csv");
+    ok(&["predict", "--checkpoint", &ck, "--csv", &file, "-o", p(&o)]);
+    let (header, rows) = read_csv(&o);
+    assert_eq!(header, ["store", "month", "sales"]);
+    let ids: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ids, ["a", "a", "b", "b"]);
+    assert_eq!(rows[0][1], "2005-01");
+    // each series in its own units (scaled on its own)
+    let a: f64 = rows[0][2].parse().unwrap();
+    let b: f64 = rows[2][2].parse().unwrap();
+    assert!(a < 1000.0 && b > 1000.0, "{rows:?}");
+    let unknown = write(&dir, "unknown.csv", &csv.replace("b,", "c,"));
+    let e = one_line_error(&[
+        "predict",
+        "--checkpoint",
+        &ck,
+        "--csv",
+        &unknown,
+        "-o",
+        p(&o),
+    ]);
+    assert!(e.contains("series `c` was not in the training data"), "{e}");
+}
+
+#[test]
+fn language_models_are_refused_with_what_to_use() {
+    let dir = scratch("predict-lm");
+    let text = write(&dir, "t.txt", &"the cat sat on the mat\n".repeat(50));
+    let ck = p(&dir.join("lm.safetensors")).to_string();
+    ok(&[
+        "train",
+        "--text",
+        &text,
+        "--hidden-size",
+        "8",
+        "--num-layers",
+        "1",
+        "--epochs",
+        "1",
+        "--checkpoint",
+        &ck,
+        "--quiet",
+    ]);
+    let e = one_line_error(&[
+        "predict",
+        "--checkpoint",
+        &ck,
+        "--text",
+        &text,
+        "-o",
+        "x.csv",
+    ]);
+    assert!(
+        e.contains("recur sample") && e.contains("recur eval"),
+        "{e}"
+    );
+}

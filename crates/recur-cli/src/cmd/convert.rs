@@ -296,8 +296,10 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
         (ModelFormat::Onnx, _) => write(onnx_io::export(&loaded, args)?)?,
         (ModelFormat::StateDict, _) => save_state_dict(stack, &args.output, &save)?,
         (ModelFormat::Model, Loaded::Model(m, extra)) => {
-            let extra: Vec<(&str, &str)> =
-                extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let extra: Vec<(&str, &str)> = extra
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             save_model_extra(m, &args.output, save.dtype, &extra)?
         }
         (ModelFormat::Model, Loaded::Stack(_)) => bail!(

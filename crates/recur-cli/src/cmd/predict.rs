@@ -87,11 +87,12 @@ impl Runner {
                 let [t, b, f] = [x.shape()[0], x.shape()[1], x.shape()[2]];
                 let mut out = Vec::new();
                 // one sequence a run: the exported graph has no lengths input by default
-                for j in 0..b {
-                    let len = lengths[j];
+                for (j, &len) in lengths.iter().enumerate().take(b) {
                     let mut one = Vec::with_capacity(len * f);
                     for step in 0..len.min(t) {
-                        one.extend_from_slice(&x.data()[(step * b + j) * f..(step * b + j + 1) * f]);
+                        one.extend_from_slice(
+                            &x.data()[(step * b + j) * f..(step * b + j + 1) * f],
+                        );
                     }
                     let v = Value::f32(one, &[len, 1, f])?;
                     let res = g.run(&[("input", v)])?;
@@ -424,20 +425,9 @@ fn predict_sequences(
     })
 }
 
-/// A forecast of every series of a history file.
-pub struct Forecasts {
-    /// per series: its id, its history's last rows (targets) and the forecast
-    /// `[horizon × targets]`, in data units
-    pub series: Vec<(Option<String>, Vec<f64>, Vec<f64>)>,
-}
-
-fn predict_forecast(
-    runner: &Runner,
-    spec: &ForecastSpec,
-    path: &Path,
-) -> Result<(Predictions, Forecasts)> {
+fn predict_forecast(runner: &Runner, spec: &ForecastSpec, path: &Path) -> Result<Predictions> {
     let table = SeriesTable::read_csv(path, &spec.csv_columns())?;
-    let (h, nt, nc) = (spec.horizon, spec.targets.len(), spec.input_size());
+    let (h, nt) = (spec.horizon, spec.targets.len());
     let mut header = Vec::new();
     if let Some(s) = &spec.series_column {
         header.push(s.clone());
@@ -447,7 +437,7 @@ fn predict_forecast(
         header.push(t.clone());
     }
     header.extend(spec.targets.iter().cloned());
-    let (mut rows, mut all, mut kept) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut rows, mut all) = (Vec::new(), Vec::new());
     for s in &table.series {
         let (x, levels) = spec
             .history_input(s)
@@ -477,20 +467,13 @@ fn predict_forecast(
             rows.push(row);
         }
         all.extend_from_slice(&f);
-        let history: Vec<f64> = (0..s.len())
-            .flat_map(|r| s.values[r * nc..r * nc + nt].iter().copied())
-            .collect();
-        kept.push((s.id.clone(), history, f));
     }
     let n = table.series.len();
-    Ok((
-        Predictions {
-            header,
-            rows,
-            tensor: NpyTensor::F64(all, vec![n, h, nt]),
-        },
-        Forecasts { series: kept },
-    ))
+    Ok(Predictions {
+        header,
+        rows,
+        tensor: NpyTensor::F64(all, vec![n, h, nt]),
+    })
 }
 
 /// Runs `recur predict`.
@@ -541,7 +524,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
                 .forecast
                 .as_ref()
                 .ok_or_else(|| anyhow!("{file}: a forecaster without its `forecast` metadata"))?;
-            predict_forecast(&runner, spec, path)?.0
+            predict_forecast(&runner, spec, path)?
         }
         "text" => bail!(
             "{file}: a language model's; `recur predict` does not run language models: \

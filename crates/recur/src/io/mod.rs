@@ -38,8 +38,7 @@ pub use checkpoint::{
 };
 pub use model::{
     MODEL_FORMAT, config_difference, load_model, load_model_bytes, load_model_extra, model_bytes,
-    model_bytes_extra, model_config_from_json, model_config_to_json, save_model,
-    save_model_extra,
+    model_bytes_extra, model_config_from_json, model_config_to_json, save_model, save_model_extra,
 };
 pub use pytorch::{
     LoadOptions, SaveDtype, SaveOptions, load_state_dict, load_state_dict_bytes, save_state_dict,

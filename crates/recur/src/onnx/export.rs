@@ -21,9 +21,9 @@
 use prost::Message;
 
 use super::proto::{
-    AttributeProto, StringStringEntryProto, DimValue, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto, attribute_type,
-    data_type,
+    AttributeProto, DimValue, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor,
+    ValueInfoProto, attribute_type, data_type,
 };
 use super::recurrent::Op;
 use crate::cell::{CellKind, InputForget, Leak, ResetPlacement};

@@ -31,7 +31,8 @@ mod tensor_file;
 mod value;
 
 pub use export::{
-    EXPORT_IR_VERSION, EXPORT_OPSET, ExportOptions, export_recurrent, export_sequence_model, with_metadata,
+    EXPORT_IR_VERSION, EXPORT_OPSET, ExportOptions, export_recurrent, export_sequence_model,
+    with_metadata,
 };
 pub use graph::{MAX_OPSET, MIN_OPSET, OnnxModel, ValueInfo};
 pub use import::{PROBE_TOL, import_recurrent};
