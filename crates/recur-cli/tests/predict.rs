@@ -412,6 +412,36 @@ fn predict_forecasts_the_steps_after_the_history_with_the_time_column_continued(
         &ck,
         "--quiet",
     ]);
+    // `recur eval` prints the training's test table again
+    let table = |out: &str| -> Vec<String> {
+        out.lines()
+            .skip_while(|l| !l.starts_with("test: "))
+            .take(6)
+            .map(str::to_string)
+            .collect()
+    };
+    let trained = ok(&[
+        "train",
+        "--csv",
+        &csv,
+        "--target",
+        "sales",
+        "--features",
+        "promo",
+        "--time-column",
+        "month",
+        "--window",
+        "12",
+        "--horizon",
+        "4",
+        "--hidden-size",
+        "8",
+        "--epochs",
+        "2",
+        "--quiet",
+    ]);
+    let eval = ok(&["eval", "--checkpoint", &ck]);
+    assert_eq!(table(&eval), table(&trained), "{eval}");
     let history = write(&dir, "history.csv", &monthly_csv(90));
     let out = dir.join("f.csv");
     ok(&[

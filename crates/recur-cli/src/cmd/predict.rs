@@ -124,10 +124,13 @@ fn meta_from(file: &str, get: &dyn Fn(&str) -> Option<String>) -> Result<Meta> {
         None => None,
     };
     let forecast = match get("forecast") {
-        Some(c) => Some(
-            serde_json::from_str::<ForecastSpec>(&c)
-                .map_err(|e| anyhow!("{file}: metadata `forecast`: {e}"))?,
-        ),
+        Some(c) => {
+            let spec = serde_json::from_str::<ForecastSpec>(&c)
+                .map_err(|e| anyhow!("{file}: metadata `forecast`: {e}"))?;
+            spec.validate()
+                .map_err(|e| anyhow!("{file}: metadata `forecast`: {e}"))?;
+            Some(spec)
+        }
         None => None,
     };
     Ok(Meta {

@@ -106,6 +106,46 @@ pub struct ForecastSpec {
 }
 
 impl ForecastSpec {
+    /// Checks a spec read from a file: a window and horizon of at least 1, at least one
+    /// target, one finite scaler with a positive deviation per column of every series, a
+    /// season of at least 2.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming what is wrong.
+    pub fn validate(&self) -> Result<()> {
+        if self.window == 0 || self.horizon == 0 || self.targets.is_empty() {
+            return Err(config_err(
+                "forecast",
+                "a window and horizon of at least 1 and at least one target are needed",
+            ));
+        }
+        if self.horizon.checked_mul(self.targets.len()).is_none() {
+            return Err(config_err("forecast", "horizon × targets overflows"));
+        }
+        if self.season.is_some_and(|m| m < 2) {
+            return Err(config_err("forecast", "a season is at least 2 steps"));
+        }
+        for s in &self.scaling {
+            let ok = s.columns.len() == self.input_size()
+                && s.columns
+                    .iter()
+                    .all(|c| c.mean.is_finite() && c.std.is_finite() && c.std > 0.0);
+            if !ok {
+                return Err(config_err(
+                    "forecast",
+                    format!(
+                        "the scaling of {} needs one finite scaler with a positive deviation \
+                         per column ({} columns)",
+                        s.id.as_deref()
+                            .map_or("the series".into(), |i| format!("series `{i}`")),
+                        self.input_size()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The columns to read from a CSV file of history.
     pub fn csv_columns(&self) -> CsvColumns {
         CsvColumns {
@@ -345,13 +385,13 @@ impl ForecastData {
             let n_test = (n as f64 * fe).round() as usize;
             let train_end = n.saturating_sub(n_valid + n_test);
             let name = series_name(s);
-            if train_end < window + horizon {
+            if train_end < window.saturating_add(horizon) {
                 return Err(config_err(
                     "window",
                     format!(
                         "{name} has {train_end} training rows (of {n}); a window of {window} \
                          and a horizon of {horizon} need at least {}",
-                        window + horizon
+                        window.saturating_add(horizon)
                     ),
                 ));
             }
