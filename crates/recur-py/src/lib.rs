@@ -29,6 +29,11 @@ pyo3::create_exception!(
      message is the library's."
 );
 
+/// A numpy array handed to Python.
+type Arr<'py> = Bound<'py, PyAny>;
+/// `(output, h_n, c_n or None)`.
+type Outputs<'py> = (Arr<'py>, Arr<'py>, Option<Arr<'py>>);
+
 fn lib_err(e: recur::Error) -> PyErr {
     RecurError::new_err(e.to_string())
 }
@@ -45,7 +50,10 @@ impl Elem for f64 {
 }
 
 /// A C-contiguous numpy array of `T`, borrowed in place: its values and shape.
-fn array<'py, T: Elem>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<PyReadonlyArrayDyn<'py, T>> {
+fn array<'py, T: Elem>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+) -> PyResult<PyReadonlyArrayDyn<'py, T>> {
     let Ok(untyped) = obj.cast::<PyUntypedArray>() else {
         return Err(PyTypeError::new_err(format!(
             "{what}: expected a numpy array of {}, got {}",
@@ -118,9 +126,8 @@ fn lengths_from(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<usize>>> 
             })?;
             v.into_iter()
                 .map(|n| {
-                    usize::try_from(n).map_err(|_| {
-                        PyValueError::new_err(format!("lengths: {n} is negative"))
-                    })
+                    usize::try_from(n)
+                        .map_err(|_| PyValueError::new_err(format!("lengths: {n} is negative")))
                 })
                 .collect::<PyResult<Vec<_>>>()
                 .map(Some)
@@ -245,7 +252,7 @@ impl Layer {
         h0: Option<&Bound<'py, PyAny>>,
         c0: Option<&Bound<'py, PyAny>>,
         lengths: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)> {
+    ) -> PyResult<Outputs<'py>> {
         let lengths = lengths_from(lengths)?;
         on_net!(&self.net, n, T => {
             let x = tensor(&array::<T>(x, "x")?)?;
@@ -268,7 +275,7 @@ impl Layer {
     /// Training forward with the parameters `params` (set first, when they differ):
     /// `(output, h_n, c_n or None, tape)`. `seed` draws the dropout masks.
     #[pyo3(signature = (params, x, h0 = None, c0 = None, lengths = None, seed = None))]
-    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    #[allow(clippy::too_many_arguments)]
     fn forward_train<'py>(
         &mut self,
         py: Python<'py>,
@@ -278,12 +285,7 @@ impl Layer {
         c0: Option<&Bound<'py, PyAny>>,
         lengths: Option<&Bound<'py, PyAny>>,
         seed: Option<u64>,
-    ) -> PyResult<(
-        Bound<'py, PyAny>,
-        Bound<'py, PyAny>,
-        Option<Bound<'py, PyAny>>,
-        Tape,
-    )> {
+    ) -> PyResult<(Arr<'py>, Arr<'py>, Option<Arr<'py>>, Tape)> {
         let lengths = lengths_from(lengths)?;
         on_net!(&mut self.net, n, T => {
             let p = array::<T>(params, "params")?;
@@ -316,7 +318,6 @@ impl Layer {
     /// gradients of the output and the final states (any may be None):
     /// `(grad x, grad h0, grad c0 or None, grad params)`, the last flat as the layout.
     #[pyo3(signature = (tape, params, grad_output = None, grad_h = None, grad_c = None))]
-    #[allow(clippy::type_complexity)]
     fn backward<'py>(
         &mut self,
         py: Python<'py>,
@@ -325,12 +326,7 @@ impl Layer {
         grad_output: Option<&Bound<'py, PyAny>>,
         grad_h: Option<&Bound<'py, PyAny>>,
         grad_c: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<(
-        Bound<'py, PyAny>,
-        Bound<'py, PyAny>,
-        Option<Bound<'py, PyAny>>,
-        Bound<'py, PyAny>,
-    )> {
+    ) -> PyResult<(Arr<'py>, Arr<'py>, Option<Arr<'py>>, Arr<'py>)> {
         on_net!(&mut self.net, n, T => {
             let Some(tape) = <TapeAny as TapeOf<T>>::get(tape.tape.as_ref()) else {
                 return Err(PyValueError::new_err(
@@ -366,8 +362,12 @@ impl Layer {
     /// A streaming session for `batch` sequences from the zero state (forward stacks).
     fn stepper(&self, batch: usize) -> PyResult<Stepper> {
         let inner = match &self.net {
-            Net::F32(n) => StepperAny::F32(Stepper32::try_new(n.clone(), |m| m.stepper(batch)).map_err(lib_err)?),
-            Net::F64(n) => StepperAny::F64(Stepper64::try_new(n.clone(), |m| m.stepper(batch)).map_err(lib_err)?),
+            Net::F32(n) => StepperAny::F32(
+                Stepper32::try_new(n.clone(), |m| m.stepper(batch)).map_err(lib_err)?,
+            ),
+            Net::F64(n) => StepperAny::F64(
+                Stepper64::try_new(n.clone(), |m| m.stepper(batch)).map_err(lib_err)?,
+            ),
         };
         Ok(Stepper { inner })
     }
@@ -484,10 +484,14 @@ fn step_generic<'py, T: Elem>(
             x.shape()
         )));
     }
-    let xs = x.as_slice().map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let xs = x
+        .as_slice()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
     let mut out = vec![T::zero(); batch * h_out];
     py.detach(|| run(xs, &mut out)).map_err(lib_err)?;
-    Ok(PyArray1::from_vec(py, out).reshape([batch, h_out])?.into_any())
+    Ok(PyArray1::from_vec(py, out)
+        .reshape([batch, h_out])?
+        .into_any())
 }
 
 #[pymethods]
@@ -521,11 +525,17 @@ impl Stepper {
         match &self.inner {
             StepperAny::F32(s) => {
                 let st = s.with_dependent(|_, d| d.state());
-                Ok((to_numpy(py, st.h)?, st.c.map(|c| to_numpy(py, c)).transpose()?))
+                Ok((
+                    to_numpy(py, st.h)?,
+                    st.c.map(|c| to_numpy(py, c)).transpose()?,
+                ))
             }
             StepperAny::F64(s) => {
                 let st = s.with_dependent(|_, d| d.state());
-                Ok((to_numpy(py, st.h)?, st.c.map(|c| to_numpy(py, c)).transpose()?))
+                Ok((
+                    to_numpy(py, st.h)?,
+                    st.c.map(|c| to_numpy(py, c)).transpose()?,
+                ))
             }
         }
     }
@@ -536,11 +546,13 @@ impl Stepper {
         match &mut self.inner {
             StepperAny::F32(s) => {
                 let st = state_from::<f32>(Some(h), c)?.expect("h given");
-                s.with_dependent_mut(|_, d| d.set_state(&st)).map_err(lib_err)
+                s.with_dependent_mut(|_, d| d.set_state(&st))
+                    .map_err(lib_err)
             }
             StepperAny::F64(s) => {
                 let st = state_from::<f64>(Some(h), c)?.expect("h given");
-                s.with_dependent_mut(|_, d| d.set_state(&st)).map_err(lib_err)
+                s.with_dependent_mut(|_, d| d.set_state(&st))
+                    .map_err(lib_err)
             }
         }
     }
@@ -695,9 +707,8 @@ fn safetensors_metadata(bytes: &[u8]) -> Option<Vec<(String, String)>> {
 #[pyo3(signature = (path, dtype = "float32"))]
 fn load(py: Python<'_>, path: std::path::PathBuf, dtype: &str) -> PyResult<Py<PyAny>> {
     let f64_ = dtype_of(dtype)?;
-    let bytes = std::fs::read(&path).map_err(|e| {
-        RecurError::new_err(format!("{}: {e}", path.display()))
-    })?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| RecurError::new_err(format!("{}: {e}", path.display())))?;
     let Some(meta) = safetensors_metadata(&bytes) else {
         if f64_ {
             return Err(PyValueError::new_err("an ONNX file loads as float32 only"));
@@ -708,7 +719,13 @@ fn load(py: Python<'_>, path: std::path::PathBuf, dtype: &str) -> PyResult<Py<Py
                 recur::onnx::import_recurrent(&model)
             })
             .map_err(lib_err)?;
-        return Ok(Py::new(py, Layer { net: Net::F32(Arc::new(layer)) })?.into_any());
+        return Ok(Py::new(
+            py,
+            Layer {
+                net: Net::F32(Arc::new(layer)),
+            },
+        )?
+        .into_any());
     };
     let format = meta
         .iter()
@@ -732,14 +749,25 @@ fn load(py: Python<'_>, path: std::path::PathBuf, dtype: &str) -> PyResult<Py<Py
         _ => {
             let options = LoadOptions::default();
             let net = if f64_ {
-                Net::F64(Arc::new(load_state_dict::<f64>(&path, &options).map_err(lib_err)?))
+                Net::F64(Arc::new(
+                    load_state_dict::<f64>(&path, &options).map_err(lib_err)?,
+                ))
             } else {
-                Net::F32(Arc::new(load_state_dict::<f32>(&path, &options).map_err(lib_err)?))
+                Net::F32(Arc::new(
+                    load_state_dict::<f32>(&path, &options).map_err(lib_err)?,
+                ))
             };
             return Ok(Py::new(py, Layer { net })?.into_any());
         }
     };
-    Ok(Py::new(py, Model { model, metadata: meta })?.into_any())
+    Ok(Py::new(
+        py,
+        Model {
+            model,
+            metadata: meta,
+        },
+    )?
+    .into_any())
 }
 
 /// Writes a layer's parameters as a PyTorch state_dict (safetensors, with recur's

@@ -57,7 +57,6 @@ class _RecurFunction(torch.autograd.Function):
         g_c = grads[2] if ctx.has_c else None
         dx, dh0, dc0, dflat = ctx.layer.backward(
             ctx.tape, flat.numpy(), _np(g_out), _np(g_h), _np(g_c))
-        ctx.tape.release()
         dflat = torch.from_numpy(dflat)
         dparams = [dflat[off:off + n].view(shape) for _, shape, off, n in ctx.layout]
         return (None, torch.from_numpy(dx),
@@ -94,9 +93,13 @@ class RecurRNNBase(nn.Module):
             self._cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
             bidirectional, proj_size, nonlinearity, peepholes=peepholes, reset=reset,
             recurrent_dropout=recurrent_dropout)
+        # evaluation runs a configuration without dropout (same parameters)
+        cfg = json.loads(self._config)
+        cfg["dropout"] = cfg["recurrent_dropout"] = 0.0
+        self._eval_config = json.dumps(cfg)
         layer = _recur.Layer(self._config, "float32", 0)
         self._layout: List[Tuple[str, List[int], int, int]] = layer.layout()
-        self._engines = {"float32": layer}
+        self._engines = {("float32", True): layer}
         for name, shape, _, _ in self._layout:
             self.register_parameter(
                 name, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
@@ -131,13 +134,15 @@ class RecurRNNBase(nn.Module):
         state["_engines"] = {}
         return state
 
-    def _engine(self, dtype: torch.dtype) -> "_recur.Layer":
+    def _engine(self, dtype: torch.dtype, training: bool) -> "_recur.Layer":
         name = {torch.float32: "float32", torch.float64: "float64"}.get(dtype)
         if name is None:
             raise TypeError(f"recur.torch computes in float32 or float64, not {dtype}")
-        if name not in self._engines:
-            self._engines[name] = _recur.Layer(self._config, name, 0)
-        return self._engines[name]
+        key = (name, training)
+        if key not in self._engines:
+            config = self._config if training else self._eval_config
+            self._engines[key] = _recur.Layer(config, name, 0)
+        return self._engines[key]
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -189,7 +194,7 @@ class RecurRNNBase(nn.Module):
             if p.dtype != x.dtype:
                 raise TypeError(f"{name} is {p.dtype} but the input is {x.dtype}: call "
                                 f".to({x.dtype}) on the module or the input")
-        layer = self._engine(x.dtype)
+        layer = self._engine(x.dtype, self.training)
         seed = None
         if self.training and ((self.dropout > 0 and self.num_layers > 1)
                               or self.recurrent_dropout > 0):
