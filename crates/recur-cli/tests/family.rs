@@ -14,7 +14,16 @@ fn lines<'a>(out: &'a str, prefix: &str) -> Vec<&'a str> {
 
 #[test]
 fn each_long_lag_task_trains_on_the_one_trainer() {
-    let small = ["--steps", "60", "--eval-every", "30", "--hidden-size", "16", "--batch-size", "8"];
+    let small = [
+        "--steps",
+        "60",
+        "--eval-every",
+        "30",
+        "--hidden-size",
+        "16",
+        "--batch-size",
+        "8",
+    ];
     for (task, seq_len, figure) in [
         ("multiplication", Some("12"), "solved"),
         ("temporal-order", Some("12"), "correct"),
@@ -44,8 +53,17 @@ fn each_long_lag_task_trains_on_the_one_trainer() {
 #[test]
 fn reber_prediction_improves() {
     let out = ok(&[
-        "train", "--task", "reber", "--steps", "300", "--eval-every", "300", "--hidden-size",
-        "24", "--lr", "0.01",
+        "train",
+        "--task",
+        "reber",
+        "--steps",
+        "300",
+        "--eval-every",
+        "300",
+        "--hidden-size",
+        "24",
+        "--lr",
+        "0.01",
     ]);
     let steps = lines(&out, "step");
     let before = number_after(steps[0], "steps correct");
@@ -57,14 +75,21 @@ fn reber_prediction_improves() {
 /// beats chance where the task is short enough for its fading memory.
 #[test]
 fn esn_fits_every_generated_task() {
-    let base = ["--cell", "esn", "--hidden-size", "60", "--esn-sequences", "300"];
+    let base = [
+        "--cell",
+        "esn",
+        "--hidden-size",
+        "60",
+        "--esn-sequences",
+        "300",
+    ];
     for (task, seq_len, figure) in [
         ("adding", "8", "solved"),
         ("multiplication", "8", "solved"),
         ("temporal-order", "10", "correct"),
         ("timing", "4", "correct"),
         ("reber", "", "strings correct"),
-        ("copy", "2", "of symbols"),
+        ("copy", "2", "recalled"),
     ] {
         let mut args = vec!["train", "--task", task];
         if !seq_len.is_empty() {
@@ -73,14 +98,30 @@ fn esn_fits_every_generated_task() {
         args.extend(base);
         let out = ok(&args);
         assert!(out.contains("echo state network"), "{task}: {out}");
-        assert_eq!(lines(&out, "  λ = ").len(), 5, "{task}: the default grid: {out}");
+        assert_eq!(
+            lines(&out, "  λ = ").len(),
+            5,
+            "{task}: the default grid: {out}"
+        );
         let test = lines(&out, "test:");
         assert_eq!(test.len(), 1, "{task}: {out}");
         assert!(number_after(test[0], "mse") < 1.0, "{task}: {out}");
         let _ = number_after(test[0], figure);
     }
     // temporal order at T = 10: two symbols within the reservoir's memory, far above 25%
-    let out = ok(&["train", "--task", "temporal-order", "--seq-len", "10", "--cell", "esn", "--hidden-size", "200", "--esn-sequences", "1000"]);
+    let out = ok(&[
+        "train",
+        "--task",
+        "temporal-order",
+        "--seq-len",
+        "10",
+        "--cell",
+        "esn",
+        "--hidden-size",
+        "200",
+        "--esn-sequences",
+        "1000",
+    ]);
     let acc = number_after(lines(&out, "test:")[0], "correct");
     assert!(acc > 60.0, "{out}");
 }
@@ -92,8 +133,19 @@ fn esn_saves_and_eval_reproduces_the_test() {
     let dir = scratch("esn_eval");
     let file = dir.join("esn.safetensors");
     let out = ok(&[
-        "train", "--task", "timing", "--seq-len", "4", "--cell", "esn", "--hidden-size", "50",
-        "--esn-sequences", "200", "--checkpoint", p(&file),
+        "train",
+        "--task",
+        "timing",
+        "--seq-len",
+        "4",
+        "--cell",
+        "esn",
+        "--hidden-size",
+        "50",
+        "--esn-sequences",
+        "200",
+        "--checkpoint",
+        p(&file),
     ]);
     let test = lines(&out, "test:")[0];
     let eval = ok(&["eval", "--checkpoint", p(&file)]);
@@ -110,7 +162,11 @@ fn esn_saves_and_eval_reproduces_the_test() {
         let steps: Vec<f64> = (0..5)
             .map(|t| (((i * 7 + t * 13) % 11) as f64 - 5.0) / 5.0)
             .collect();
-        let label = if steps.iter().sum::<f64>() > 0.0 { "up" } else { "down" };
+        let label = if steps.iter().sum::<f64>() > 0.0 {
+            "up"
+        } else {
+            "down"
+        };
         let s: Vec<String> = steps.iter().map(|v| v.to_string()).collect();
         text.push_str(&format!("{label}\t{}\n", s.join(" ")));
     }
@@ -118,8 +174,19 @@ fn esn_saves_and_eval_reproduces_the_test() {
     std::fs::write(&seqs, text).unwrap();
     let model = dir.join("seq.safetensors");
     let out = ok(&[
-        "train", "--sequences", p(&seqs), "--cell", "esn", "--hidden-size", "80",
-        "--split", "0.6,0.2,0.2", "--checkpoint", p(&model), "--input-scaling", "0.5",
+        "train",
+        "--sequences",
+        p(&seqs),
+        "--cell",
+        "esn",
+        "--hidden-size",
+        "80",
+        "--split",
+        "0.6,0.2,0.2",
+        "--checkpoint",
+        p(&model),
+        "--input-scaling",
+        "0.5",
     ]);
     let acc = number_after(lines(&out, "test:")[0], "correct");
     assert!(acc > 70.0, "{out}");

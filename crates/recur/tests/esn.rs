@@ -24,7 +24,10 @@ fn close(what: &str, got: &[f64], want: &[f64], tol: f64) {
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     for (k, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g - w).abs() / scale;
-        assert!(err <= tol, "{what}[{k}]: recur {g:e}, numpy {w:e}, error {err:e} of the largest");
+        assert!(
+            err <= tol,
+            "{what}[{k}]: recur {g:e}, numpy {w:e}, error {err:e} of the largest"
+        );
     }
 }
 
@@ -37,7 +40,10 @@ fn reservoir_states_and_readout_match_numpy() {
     let (_, w_raw) = &f.tensors["w_raw"];
     let radius = spectral_radius(w_raw, n).unwrap();
     close("radius", &[radius], &f.tensors["radius_raw"].1, RADIUS_TOL);
-    let scaled: Vec<f64> = w_raw.iter().map(|v| v * config.spectral_radius / radius).collect();
+    let scaled: Vec<f64> = w_raw
+        .iter()
+        .map(|v| v * config.spectral_radius / radius)
+        .collect();
     close("w", &scaled, &f.tensors["w"].1, RADIUS_TOL);
 
     let m = config.output_size;
@@ -56,9 +62,16 @@ fn reservoir_states_and_readout_match_numpy() {
 
     // the readout through the library's own path, and through ridge_regression directly
     let y = f.tensor("y");
-    let report = esn.fit(&[(&u, None, &y)], &[(&u, None, &y)], &[ridge]).unwrap();
+    let report = esn
+        .fit(&[(&u, None, &y)], &[(&u, None, &y)], &[ridge])
+        .unwrap();
     assert_eq!(report.ridge, ridge);
-    close("w_out (fit)", esn.readout(), &f.tensors["w_out"].1, READOUT_TOL);
+    close(
+        "w_out (fit)",
+        esn.readout(),
+        &f.tensors["w_out"].1,
+        READOUT_TOL,
+    );
     let (z, at) = esn.features(&u, None).unwrap();
     assert_eq!(at.len(), 300 - config.washout);
     let y_rows: Vec<f64> = at
@@ -66,5 +79,10 @@ fn reservoir_states_and_readout_match_numpy() {
         .flat_map(|&(t, _)| y.data()[t * m..(t + 1) * m].to_vec())
         .collect();
     let w = ridge_regression(&z, &y_rows, at.len(), f_size, m, ridge).unwrap();
-    close("w_out (ridge_regression)", &w, &f.tensors["w_out"].1, READOUT_TOL);
+    close(
+        "w_out (ridge_regression)",
+        &w,
+        &f.tensors["w_out"].1,
+        READOUT_TOL,
+    );
 }

@@ -38,7 +38,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     }
     if crate::train::esn::is_esn_file(&args.checkpoint) {
         if args.text.is_some() || args.test.is_some() {
-            bail!("{}: an echo state network; give --sequences or nothing", args.checkpoint.display());
+            bail!(
+                "{}: an echo state network; give --sequences or nothing",
+                args.checkpoint.display()
+            );
         }
         return crate::train::esn::eval_command(&args.checkpoint, args.sequences.as_deref());
     }

@@ -311,6 +311,8 @@ pub enum Task {
     /// Temporal order: classify by the order of two far-apart symbols (4 classes)
     TemporalOrder,
     /// Temporal order with three relevant symbols (8 classes)
+    #[value(name = "temporal-order-3")]
+    #[serde(rename = "temporal-order-3")]
     TemporalOrder3,
     /// Embedded Reber grammar: predict the next symbol
     Reber,

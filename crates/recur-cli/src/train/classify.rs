@@ -12,11 +12,11 @@
 use std::time::Instant;
 
 use anyhow::{Result, bail};
+use recur::Call;
 use recur::data::{ClassBatch, Split, TemporalOrder, TimingTask};
 use recur::model::{
     CrossEntropyConfig, ModelInput, OutputForm, SequenceModel, cross_entropy, cross_entropy_loss,
 };
-use recur::Call;
 
 use super::args::{Source, TrainArgs};
 use super::core::Progress;
@@ -147,7 +147,12 @@ impl Task for Classify {
                 .lengths(&b.lengths)
                 .seed(dropout_seed(self.seed, prog.step)),
         )?;
-        let ce = cross_entropy(&out.output, &b.class, &CrossEntropyConfig::default(), 1.0f32)?;
+        let ce = cross_entropy(
+            &out.output,
+            &b.class,
+            &CrossEntropyConfig::default(),
+            1.0f32,
+        )?;
         self.model.backward(&tape, &ce.grad, grads)?;
         let n = b.class.len();
         Ok(Batch {

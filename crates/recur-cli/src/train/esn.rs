@@ -22,10 +22,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use recur::Tensor;
 use recur::data::{
-    AddingProblem, CopyTask, EmbeddedReber, Labels, Operation, ReberBatch, SequenceDataset,
-    Split, TemporalOrder, TimingTask,
+    AddingProblem, CopyTask, EmbeddedReber, Labels, Operation, ReberBatch, SequenceDataset, Split,
+    TemporalOrder, TimingTask,
 };
-use recur::model::{Esn, EsnConfig, OutputForm};
+use recur::model::{Esn, EsnConfig, EsnData, OutputForm};
 
 use super::adding::{TEST_SEQUENCES, VALID_SEQUENCES};
 use super::args::{Source, TrainArgs};
@@ -129,7 +129,11 @@ fn generated(s: &Settings, train_n: usize) -> Result<Data> {
             )
         }
         Source::TemporalOrder | Source::TemporalOrder3 | Source::Timing => {
-            let relevant = if s.source == Source::TemporalOrder3 { 3 } else { 2 };
+            let relevant = if s.source == Source::TemporalOrder3 {
+                3
+            } else {
+                2
+            };
             let classes = if s.source == Source::Timing {
                 TimingTask::CLASSES
             } else {
@@ -321,7 +325,11 @@ fn score(esn: &Esn, parts: &[Part]) -> Result<Figures> {
         match &p.truth {
             Truth::Value { solved: Some(tol) } => {
                 kind = "solved";
-                hits += z.iter().zip(y).filter(|(a, b)| (*a - *b).abs() < *tol).count();
+                hits += z
+                    .iter()
+                    .zip(y)
+                    .filter(|(a, b)| (*a - *b).abs() < *tol)
+                    .count();
                 total += nb;
             }
             Truth::Value { solved: None } => {}
@@ -402,7 +410,9 @@ fn line(what: &str, f: &Figures) -> String {
 /// Runs `recur train --cell esn`.
 pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     if args.resume.is_some() || args.log.is_some() {
-        bail!("--cell esn: --resume and --log are not offered (the readout is fitted in one solve)");
+        bail!(
+            "--cell esn: --resume and --log are not offered (the readout is fitted in one solve)"
+        );
     }
     let start = Instant::now();
     let data = data_of(args, s, s.esn.sequences)?;
@@ -434,12 +444,6 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         e.sparsity,
         s.seed
     );
-    let view = |parts: &[Part]| -> Vec<(&Tensor<f64>, Option<&[usize]>, &Tensor<f64>)> {
-        parts
-            .iter()
-            .map(|p| (&p.input, Some(p.lengths.as_slice()), &p.target))
-            .collect()
-    };
     let fit = esn.fit(&view(&data.train), &view(&data.valid), &e.ridge)?;
     for (lambda, mse) in &fit.grid {
         println!("  λ = {lambda:e}: valid mse {mse:.6}");
@@ -454,7 +458,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     let test = score(&esn, &data.test)?;
     let n_test: usize = data.test.iter().map(|p| p.lengths.len()).sum();
     println!(
-        "{}; {:.1} s",
+        "{}  {:.1} s",
         line(&format!("test: {n_test} sequences"), &test),
         start.elapsed().as_secs_f64()
     );
@@ -463,6 +467,14 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         println!("saved to {}", path.display());
     }
     Ok(())
+}
+
+/// The batches as the library's fit reads them.
+fn view(parts: &[Part]) -> Vec<EsnData<'_>> {
+    parts
+        .iter()
+        .map(|p| (&p.input, Some(p.lengths.as_slice()), &p.target))
+        .collect()
 }
 
 /// Metadata keys of a saved ESN run.
@@ -478,12 +490,15 @@ fn save(esn: &Esn, path: &Path, args: &TrainArgs, data: &Data) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Whether `path` is an ESN file (its `recur.format` is the ESN's).
+/// Whether `path` is an ESN file: a safetensors file whose `recur.format` is the ESN's
+/// (a missing, unreadable or other file is left to the checkpoint reader's errors).
 pub fn is_esn_file(path: &Path) -> bool {
-    !matches!(
-        recur::io::load_esn(path),
-        Err(recur::Error::Metadata { ref key, .. }) if key == "recur.format"
-    )
+    match recur::io::load_esn(path) {
+        Ok(_) => true,
+        Err(recur::Error::Io { .. } | recur::Error::Format { .. }) => false,
+        Err(recur::Error::Metadata { key, .. }) => key != "recur.format",
+        Err(_) => true,
+    }
 }
 
 /// `recur eval` of an ESN: on `sequences`, or on the test set its run scored.

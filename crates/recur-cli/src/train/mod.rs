@@ -100,9 +100,7 @@ pub fn run(cli: &TrainArgs) -> Result<()> {
     }
     match s.source {
         Source::Adding | Source::Multiplication => adding::run(&args, &s),
-        Source::TemporalOrder | Source::TemporalOrder3 | Source::Timing => {
-            classify::run(&args, &s)
-        }
+        Source::TemporalOrder | Source::TemporalOrder3 | Source::Timing => classify::run(&args, &s),
         Source::Reber => reber::run(&args, &s),
         Source::Text => lm::run(&args, &s),
         Source::Copy => seq::run_copy(&args, &s),

@@ -315,7 +315,9 @@ impl Settings {
             a.esn_sequences.is_some(),
         ];
         if !esn && esn_flags.iter().any(|&f| f) {
-            bail!("--spectral-radius, --input-scaling, --bias-scaling, --leak-rate, --sparsity, --ridge and --esn-sequences are options of --cell esn");
+            bail!(
+                "--spectral-radius, --input-scaling, --bias-scaling, --leak-rate, --sparsity, --ridge and --esn-sequences are options of --cell esn"
+            );
         }
         if esn {
             if s.num_layers != 1 || s.bidirectional {

@@ -300,7 +300,10 @@ mod tests {
             assert_eq!(marked.len(), 2);
             assert!((0..len).all(|t| (0.0..1.0).contains(&step(t).0)));
             let y = b.target.data()[s];
-            assert!((y - marked[0] * marked[1]).abs() < 1e-15, "{y} vs {marked:?}");
+            assert!(
+                (y - marked[0] * marked[1]).abs() < 1e-15,
+                "{y} vs {marked:?}"
+            );
         }
         let mean = b.target.data().iter().sum::<f64>() / batch as f64;
         // 0.25 · 0.9 · (1 − 1/9) = 0.2; the sample mean of 500 is within ±0.03 of it

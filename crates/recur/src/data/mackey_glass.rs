@@ -56,9 +56,15 @@ impl MackeyGlass {
     /// or more than [`MackeyGlass::MAX_SAMPLES`] samples in all.
     pub fn series(&self, len: usize, discard: usize) -> Result<Vec<f64>> {
         if self.tau == 0 || self.subdivisions == 0 {
-            return Err(config_err("mackey-glass", "τ and the subdivisions must be ≥ 1"));
+            return Err(config_err(
+                "mackey-glass",
+                "τ and the subdivisions must be ≥ 1",
+            ));
         }
-        if ![self.beta, self.gamma, self.n, self.x0].iter().all(|v| v.is_finite()) {
+        if ![self.beta, self.gamma, self.n, self.x0]
+            .iter()
+            .all(|v| v.is_finite())
+        {
             return Err(config_err("mackey-glass", "the constants must be finite"));
         }
         let units = len
@@ -134,9 +140,14 @@ mod tests {
     #[test]
     fn the_attractor_and_the_checks() {
         let x = MackeyGlass::default().series(2000, 500).unwrap();
-        let (lo, hi) = x.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let (lo, hi) = x
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
         // the τ = 17 attractor spans about 0.2 … 1.35
-        assert!((0.15..0.5).contains(&lo) && (1.2..1.45).contains(&hi), "{lo} {hi}");
+        assert!(
+            (0.15..0.5).contains(&lo) && (1.2..1.45).contains(&hi),
+            "{lo} {hi}"
+        );
         let bad = MackeyGlass {
             tau: 0,
             ..Default::default()

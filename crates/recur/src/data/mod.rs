@@ -25,8 +25,8 @@ pub use mackey_glass::MackeyGlass;
 pub use reber::{EmbeddedReber, ReberBatch};
 pub use tbptt::{Chunk, Chunks, Streams, batchify};
 pub use temporal_order::TemporalOrder;
-pub use timing::TimingTask;
 pub use text::{Corpus, EOS, SplitFractions, TokenLevel, UNK, Vocabulary};
+pub use timing::TimingTask;
 
 use crate::tensor::Tensor;
 

@@ -233,7 +233,8 @@ mod tests {
         for s in 0..batch {
             let len = b.lengths[s];
             longest = longest.max(len);
-            let row = |v: &[f64], t: usize| v[(t * batch + s) * 7..(t * batch + s + 1) * 7].to_vec();
+            let row =
+                |v: &[f64], t: usize| v[(t * batch + s) * 7..(t * batch + s + 1) * 7].to_vec();
             let mut prefix = String::new();
             for t in 0..len {
                 let x = row(b.input.data(), t);
@@ -242,8 +243,10 @@ mod tests {
                 prefix.push(ALPHABET[sym]);
                 let want = oracle_next(&prefix).expect("the string follows the grammar");
                 let y = row(b.target.data(), t);
-                let mut got: Vec<char> =
-                    (0..7).filter(|&c| y[c] == 1.0).map(|c| ALPHABET[c]).collect();
+                let mut got: Vec<char> = (0..7)
+                    .filter(|&c| y[c] == 1.0)
+                    .map(|c| ALPHABET[c])
+                    .collect();
                 got.sort_unstable();
                 assert_eq!(got.into_iter().collect::<String>(), want, "after {prefix}");
             }

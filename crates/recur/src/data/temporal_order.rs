@@ -185,11 +185,15 @@ mod tests {
                 };
                 assert_eq!(sym(0), Some(TemporalOrder::E));
                 assert_eq!(sym(len - 1), Some(TemporalOrder::B));
-                let relevant_steps: Vec<usize> =
-                    (0..len).filter(|&i| matches!(sym(i), Some(4 | 5))).collect();
+                let relevant_steps: Vec<usize> = (0..len)
+                    .filter(|&i| matches!(sym(i), Some(4 | 5)))
+                    .collect();
                 assert_eq!(relevant_steps.len(), relevant);
                 for (&at, &(lo, hi)) in relevant_steps.iter().zip(&ranges) {
-                    assert!((lo..=hi).contains(&at), "T={t}: step {at} outside {lo}..={hi}");
+                    assert!(
+                        (lo..=hi).contains(&at),
+                        "T={t}: step {at} outside {lo}..={hi}"
+                    );
                 }
                 for i in 1..len - 1 {
                     if !relevant_steps.contains(&i) {

@@ -149,7 +149,12 @@ mod tests {
 
     #[test]
     fn seeded_and_checked() {
-        let draw = |seed, split| TimingTask::new(10, seed, split).unwrap().sample::<f32>(6).unwrap();
+        let draw = |seed, split| {
+            TimingTask::new(10, seed, split)
+                .unwrap()
+                .sample::<f32>(6)
+                .unwrap()
+        };
         assert_eq!(draw(4, Split::Test), draw(4, Split::Test));
         assert_ne!(draw(4, Split::Test), draw(4, Split::Train));
         assert_ne!(draw(4, Split::Test), draw(5, Split::Test));
@@ -158,6 +163,9 @@ mod tests {
         let mut g = TimingTask::new(10, 0, Split::Train).unwrap();
         assert!(matches!(g.sample::<f32>(0), Err(Error::Empty(_))));
         let mut g = TimingTask::new(usize::MAX / 4, 0, Split::Train).unwrap();
-        assert!(matches!(g.sample::<f32>(1 << 40), Err(Error::Config { .. })));
+        assert!(matches!(
+            g.sample::<f32>(1 << 40),
+            Err(Error::Config { .. })
+        ));
     }
 }

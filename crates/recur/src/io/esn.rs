@@ -51,7 +51,10 @@ pub fn esn_bytes(esn: &Esn, extra: &[(&str, &str)]) -> Result<Vec<u8>> {
         })
         .collect();
     let mut metadata = BTreeMap::from([
-        (super::model::key::FORMAT.to_string(), ESN_FORMAT.to_string()),
+        (
+            super::model::key::FORMAT.to_string(),
+            ESN_FORMAT.to_string(),
+        ),
         (
             ESN_KEY.to_string(),
             serde_json::to_string(esn.config()).expect("the configuration serialises"),
@@ -165,7 +168,8 @@ mod tests {
         let y: Vec<f64> = u.iter().flat_map(|v| [v * v, -v]).collect();
         let x = Tensor::new(u, &[60, 1, 1]).unwrap();
         let y = Tensor::new(y, &[60, 1, 2]).unwrap();
-        esn.fit(&[(&x, None, &y)], &[(&x, None, &y)], &[1e-6, 1e-3]).unwrap();
+        esn.fit(&[(&x, None, &y)], &[(&x, None, &y)], &[1e-6, 1e-3])
+            .unwrap();
         esn
     }
 
@@ -195,7 +199,10 @@ mod tests {
             1,
         )
         .unwrap();
-        assert_eq!(load_esn_bytes(&esn_bytes(&last, &[]).unwrap()).unwrap().0, last);
+        assert_eq!(
+            load_esn_bytes(&esn_bytes(&last, &[]).unwrap()).unwrap().0,
+            last
+        );
     }
 
     #[test]
@@ -220,7 +227,10 @@ mod tests {
         ));
         // a configuration whose sizes contradict the tensors
         assert!(matches!(
-            load_esn_bytes(&patch("\\\"reservoir_size\\\":12", "\\\"reservoir_size\\\":13")),
+            load_esn_bytes(&patch(
+                "\\\"reservoir_size\\\":12",
+                "\\\"reservoir_size\\\":13"
+            )),
             Err(Error::TensorShape { .. })
         ));
         // a configuration out of range

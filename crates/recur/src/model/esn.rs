@@ -306,11 +306,7 @@ impl Esn {
 
     /// The shapes of W_in, W and W_out for a configuration.
     pub fn part_shapes(config: &EsnConfig) -> [[usize; 2]; 3] {
-        let (n, k, m) = (
-            config.reservoir_size,
-            config.input_size,
-            config.output_size,
-        );
+        let (n, k, m) = (config.reservoir_size, config.input_size, config.output_size);
         [[n, 1 + k], [n, n], [m, config.feature_size()]]
     }
 
@@ -340,7 +336,11 @@ impl Esn {
 
     /// Checks an input `[seq_len, batch, K]` and its lengths; returns (seq_len, batch) and
     /// each sequence's length.
-    fn check_input(&self, input: &Tensor<f64>, lengths: Option<&[usize]>) -> Result<(usize, usize, Vec<usize>)> {
+    fn check_input(
+        &self,
+        input: &Tensor<f64>,
+        lengths: Option<&[usize]>,
+    ) -> Result<(usize, usize, Vec<usize>)> {
         let s = input.shape();
         if s.len() != 3 || s[2] != self.config.input_size {
             return Err(Error::Rank {
@@ -352,7 +352,9 @@ impl Esn {
         }
         let (n, b) = (s[0], s[1]);
         if n == 0 || b == 0 {
-            return Err(Error::Empty("an esn input with no steps or no sequences".into()));
+            return Err(Error::Empty(
+                "an esn input with no steps or no sequences".into(),
+            ));
         }
         let lengths = match lengths {
             None => vec![n; b],
@@ -439,7 +441,11 @@ impl Esn {
         let (n_steps, batch, lengths) = self.check_input(input, lengths)?;
         let (n, k) = (self.config.reservoir_size, self.config.input_size);
         let at: Vec<(usize, usize)> = match self.config.output {
-            OutputForm::Last => lengths.iter().enumerate().map(|(b, &l)| (l - 1, b)).collect(),
+            OutputForm::Last => lengths
+                .iter()
+                .enumerate()
+                .map(|(b, &l)| (l - 1, b))
+                .collect(),
             OutputForm::EveryStep => (0..n_steps)
                 .flat_map(|t| (0..batch).map(move |b| (t, b)))
                 .filter(|&(t, b)| t >= self.config.washout && t < lengths[b])
@@ -464,7 +470,13 @@ impl Esn {
     }
 
     /// The targets of the rows `at` from a target tensor, `rows × M`.
-    fn target_rows(&self, target: &Tensor<f64>, at: &[(usize, usize)], n_steps: usize, batch: usize) -> Result<Vec<f64>> {
+    fn target_rows(
+        &self,
+        target: &Tensor<f64>,
+        at: &[(usize, usize)],
+        n_steps: usize,
+        batch: usize,
+    ) -> Result<Vec<f64>> {
         let m = self.config.output_size;
         let expected: Vec<usize> = match self.config.output {
             OutputForm::Last => vec![batch, m],
@@ -724,8 +736,22 @@ impl Gram {
         let zm = faer::MatRef::from_row_major_slice(z, rows, f);
         let ym = faer::MatRef::from_row_major_slice(y, rows, m);
         use faer::linalg::matmul::matmul;
-        matmul(&mut self.ztz, faer::Accum::Add, zm.transpose(), zm, 1.0, faer::Par::Seq);
-        matmul(&mut self.zty, faer::Accum::Add, zm.transpose(), ym, 1.0, faer::Par::Seq);
+        matmul(
+            &mut self.ztz,
+            faer::Accum::Add,
+            zm.transpose(),
+            zm,
+            1.0,
+            faer::Par::Seq,
+        );
+        matmul(
+            &mut self.zty,
+            faer::Accum::Add,
+            zm.transpose(),
+            ym,
+            1.0,
+            faer::Par::Seq,
+        );
         for row in y.chunks_exact(m) {
             for (s, v) in self.yty.iter_mut().zip(row) {
                 *s += v * v;
@@ -788,7 +814,11 @@ fn squared_error(w_out: &[f64], z: &[f64], f: usize, y: &[f64], m: usize) -> f64
     let mut sum = 0.0;
     for (zr, yr) in z.chunks_exact(f).zip(y.chunks_exact(m)) {
         for (j, &t) in yr.iter().enumerate() {
-            let p: f64 = w_out[j * f..(j + 1) * f].iter().zip(zr).map(|(a, b)| a * b).sum();
+            let p: f64 = w_out[j * f..(j + 1) * f]
+                .iter()
+                .zip(zr)
+                .map(|(a, b)| a * b)
+                .sum();
             sum += (p - t) * (p - t);
         }
     }
@@ -801,7 +831,14 @@ fn squared_error(w_out: &[f64], z: &[f64], f: usize, y: &[f64], m: usize) -> f64
 /// # Errors
 /// [`Error::Length`] when Z or Y does not fill its shape; [`Error::Config`] for a λ that is
 /// negative or not finite, or normal equations that are not positive definite.
-pub fn ridge_regression(z: &[f64], y: &[f64], rows: usize, f: usize, m: usize, lambda: f64) -> Result<Vec<f64>> {
+pub fn ridge_regression(
+    z: &[f64],
+    y: &[f64],
+    rows: usize,
+    f: usize,
+    m: usize,
+    lambda: f64,
+) -> Result<Vec<f64>> {
     for (what, v, cols) in [("z", z, f), ("y", y, m)] {
         if rows.checked_mul(cols) != Some(v.len()) {
             return Err(Error::Length {
@@ -812,7 +849,10 @@ pub fn ridge_regression(z: &[f64], y: &[f64], rows: usize, f: usize, m: usize, l
         }
     }
     if !(lambda.is_finite() && lambda >= 0.0) {
-        return Err(config_err("ridge", format!("λ = {lambda} is not finite and ≥ 0")));
+        return Err(config_err(
+            "ridge",
+            format!("λ = {lambda} is not finite and ≥ 0"),
+        ));
     }
     let mut gram = Gram::zeros(f, m);
     gram.add(z, y, rows);
@@ -869,7 +909,10 @@ mod tests {
         let rho = spectral_radius(a.reservoir(), 40).unwrap();
         assert!((rho - 0.8).abs() < 1e-10, "{rho}");
         let zeros = a.reservoir().iter().filter(|&&v| v == 0.0).count();
-        assert!((600..1000).contains(&zeros), "about half of 1600 zero: {zeros}");
+        assert!(
+            (600..1000).contains(&zeros),
+            "about half of 1600 zero: {zeros}"
+        );
         // the input weights lie within their scalings
         for row in a.input_weights().chunks_exact(3) {
             assert!(row[0].abs() <= 0.2 && row[1..].iter().all(|v| v.abs() <= 0.5));
@@ -911,14 +954,19 @@ mod tests {
                 prev.copy_from_slice(&s.data()[(t * 2 + b) * 6..(t * 2 + b) * 6 + 6]);
             }
         }
-        assert!(s.data()[(2 * 2 + 1) * 6..].iter().all(|&v| v == 0.0), "zero past the end");
+        assert!(
+            s.data()[(2 * 2 + 1) * 6..].iter().all(|&v| v == 0.0),
+            "zero past the end"
+        );
     }
 
     /// The ridge solution satisfies its normal equations (ZᵀZ + λI) W = ZᵀY.
     #[test]
     fn ridge_solves_its_normal_equations() {
         let (rows, f, m) = (30, 4, 2);
-        let z: Vec<f64> = (0..rows * f).map(|i| ((i * 7 % 13) as f64 - 6.0) / 5.0).collect();
+        let z: Vec<f64> = (0..rows * f)
+            .map(|i| ((i * 7 % 13) as f64 - 6.0) / 5.0)
+            .collect();
         let y: Vec<f64> = (0..rows * m).map(|i| (i as f64).cos()).collect();
         let lambda = 0.3;
         let w = ridge_regression(&z, &y, rows, f, m, lambda).unwrap();
@@ -948,13 +996,19 @@ mod tests {
     #[test]
     fn fit_picks_the_best_lambda_and_predicts_what_it_fitted() {
         let mut esn = Esn::new(config(30), 2).unwrap();
-        let u: Vec<f64> = (0..200 * 2).map(|i| ((i * 37 % 101) as f64 / 50.0) - 1.0).collect();
+        let u: Vec<f64> = (0..200 * 2)
+            .map(|i| ((i * 37 % 101) as f64 / 50.0) - 1.0)
+            .collect();
         // target: the first input one step earlier
-        let y: Vec<f64> = (0..200).map(|t| if t == 0 { 0.0 } else { u[(t - 1) * 2] }).collect();
+        let y: Vec<f64> = (0..200)
+            .map(|t| if t == 0 { 0.0 } else { u[(t - 1) * 2] })
+            .collect();
         let x = Tensor::new(u, &[200, 1, 2]).unwrap();
         let yt = Tensor::new(y.clone(), &[200, 1, 1]).unwrap();
         let grid = [1e-8, 1e-4, 1e-1, 10.0];
-        let fit = esn.fit(&[(&x, None, &yt)], &[(&x, None, &yt)], &grid).unwrap();
+        let fit = esn
+            .fit(&[(&x, None, &yt)], &[(&x, None, &yt)], &grid)
+            .unwrap();
         assert_eq!(fit.grid.len(), 4);
         let best = fit.grid.iter().map(|g| g.1).fold(f64::INFINITY, f64::min);
         assert_eq!(fit.valid_mse, best);
@@ -962,7 +1016,11 @@ mod tests {
         let p = esn.predict(&x, None).unwrap();
         let mse: f64 = (5..200).map(|t| (p.data()[t] - y[t]).powi(2)).sum::<f64>() / 195.0;
         assert!(mse > 0.0);
-        assert!((mse - fit.train_mse).abs() < 1e-9, "{mse} vs {}", fit.train_mse);
+        assert!(
+            (mse - fit.train_mse).abs() < 1e-9,
+            "{mse} vs {}",
+            fit.train_mse
+        );
         // two batches fit as their concatenation does (Gram sums are additive)
         let (a, b) = (
             Tensor::new(x.data()[..200].to_vec(), &[100, 1, 2]).unwrap(),
@@ -975,11 +1033,19 @@ mod tests {
         let mut split = esn.clone();
         let lambda = [fit.ridge];
         let two = split
-            .fit(&[(&a, None, &ya), (&b, None, &yb)], &[(&x, None, &yt)], &lambda)
+            .fit(
+                &[(&a, None, &ya), (&b, None, &yb)],
+                &[(&x, None, &yt)],
+                &lambda,
+            )
             .unwrap();
         assert!(two.valid_mse.is_finite());
         assert_eq!(split.readout().len(), esn.readout().len());
-        assert!(fit.train_mse < 0.05 * 1.0 / 3.0, "learns the delay: {}", fit.train_mse);
+        assert!(
+            fit.train_mse < 0.05 * 1.0 / 3.0,
+            "learns the delay: {}",
+            fit.train_mse
+        );
         let d = [(&x, None, &yt)];
         assert!(esn.fit(&d, &d, &[]).is_err());
         assert!(esn.fit(&d, &d, &[f64::NAN]).is_err());
@@ -1036,12 +1102,30 @@ mod tests {
     #[test]
     fn bad_configurations_are_errors() {
         let bad = [
-            EsnConfig { reservoir_size: 0, ..config(4) },
-            EsnConfig { reservoir_size: EsnConfig::MAX_RESERVOIR_SIZE + 1, ..config(4) },
-            EsnConfig { leak_rate: 0.0, ..config(4) },
-            EsnConfig { sparsity: 1.0, ..config(4) },
-            EsnConfig { spectral_radius: f64::INFINITY, ..config(4) },
-            EsnConfig { input_scaling: -1.0, ..config(4) },
+            EsnConfig {
+                reservoir_size: 0,
+                ..config(4)
+            },
+            EsnConfig {
+                reservoir_size: EsnConfig::MAX_RESERVOIR_SIZE + 1,
+                ..config(4)
+            },
+            EsnConfig {
+                leak_rate: 0.0,
+                ..config(4)
+            },
+            EsnConfig {
+                sparsity: 1.0,
+                ..config(4)
+            },
+            EsnConfig {
+                spectral_radius: f64::INFINITY,
+                ..config(4)
+            },
+            EsnConfig {
+                input_scaling: -1.0,
+                ..config(4)
+            },
         ];
         for c in bad {
             assert!(matches!(Esn::new(c, 0), Err(Error::Config { .. })));
@@ -1051,7 +1135,10 @@ mod tests {
         assert!(esn.states(&x, None).is_err());
         let x = Tensor::new(vec![0.0; 4], &[2, 1, 2]).unwrap();
         assert!(esn.states(&x, Some(&[3])).is_err());
-        assert!(esn.features(&x, None).is_err(), "a washout of 5 leaves nothing of 2 steps");
+        assert!(
+            esn.features(&x, None).is_err(),
+            "a washout of 5 leaves nothing of 2 steps"
+        );
         assert!(esn.generate(&[1.0], 3).is_err(), "K = 2 ≠ M = 1");
     }
 }
