@@ -210,6 +210,9 @@ pub struct FitReport {
     pub grid: Vec<(f64, f64)>,
 }
 
+/// Feature rows `rows × (1 + K + N)` (row-major) and each row's (step, sequence).
+pub type Features = (Vec<f64>, Vec<(usize, usize)>);
+
 /// Data for [`Esn::fit`]: input `[seq_len, batch, K]`, optional lengths, targets
 /// (`[seq_len, batch, M]` for an every-step readout, `[batch, M]` for the last step's).
 pub type EsnData<'a> = (&'a Tensor<f64>, Option<&'a [usize]>, &'a Tensor<f64>);
@@ -432,11 +435,7 @@ impl Esn {
     ///
     /// # Errors
     /// As [`Esn::states`]; [`Error::Empty`] when the washout leaves no step.
-    pub fn features(
-        &self,
-        input: &Tensor<f64>,
-        lengths: Option<&[usize]>,
-    ) -> Result<(Vec<f64>, Vec<(usize, usize)>)> {
+    pub fn features(&self, input: &Tensor<f64>, lengths: Option<&[usize]>) -> Result<Features> {
         let states = self.states(input, lengths)?;
         let (n_steps, batch, lengths) = self.check_input(input, lengths)?;
         let (n, k) = (self.config.reservoir_size, self.config.input_size);
@@ -633,7 +632,7 @@ impl Esn {
         if prime.is_empty() {
             return Err(Error::Empty("a primer of no steps".into()));
         }
-        if prime.len() % k != 0 {
+        if !prime.len().is_multiple_of(k) {
             return Err(Error::Length {
                 what: "primer".into(),
                 shape: crate::Shape(vec![prime.len() / k + 1, k]),
