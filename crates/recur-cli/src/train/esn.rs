@@ -392,7 +392,9 @@ fn score(esn: &Esn, parts: &[Part]) -> Result<Figures> {
 fn data_of(args: &TrainArgs, s: &Settings, train_n: usize) -> Result<Data> {
     match s.source {
         Source::Text | Source::Forecast => {
-            bail!("--cell esn: language models and --csv forecasting are not offered; use --sequences or --task")
+            bail!(
+                "--cell esn: language models and --csv forecasting are not offered; use --sequences or --task"
+            )
         }
         Source::Sequences => labelled(args, s),
         _ => generated(s, train_n),
