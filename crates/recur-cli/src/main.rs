@@ -2,6 +2,7 @@
 //! `cmd/`.
 
 mod cmd;
+mod limits;
 mod train;
 
 use std::process::ExitCode;
@@ -20,6 +21,10 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The most bytes recur reads from one input file or stream (K, M, G, T suffixes)
+    /// [default: 4G]
+    #[arg(long, global = true, value_parser = limits::parse_size)]
+    max_file_size: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -59,6 +64,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(limit) = cli.max_file_size {
+        recur::io::set_max_file_bytes(limit);
+    }
     let result = match cli.command {
         Command::Train(args) => cmd::train::run(&args),
         Command::Eval(args) => cmd::eval::run(&args),

@@ -98,6 +98,19 @@ pub enum Error {
     /// or whose nodes are not in topological order (a cycle).
     #[error("{file}: not a valid ONNX file: {reason}")]
     OnnxFormat { file: String, reason: String },
+    /// An input file (or a stream of bytes that is not a regular file) is larger than the
+    /// limit set with [`crate::io::set_max_file_bytes`]; nothing was read (of a stream: no
+    /// more than the limit).
+    #[error(
+        "{file}: {size} is more than the {limit} bytes an input file may have (raise the limit: \
+         --max-file-size on the command line, recur::io::set_max_file_bytes in the library)"
+    )]
+    FileTooLarge {
+        file: String,
+        /// `N bytes`, or `more than N bytes` for a stream
+        size: String,
+        limit: u64,
+    },
     /// A node of an ONNX graph cannot run on the values it was given (wrong rank, dtype or
     /// shape, an attribute out of range).
     #[error("onnx node `{node}` ({op_type}): {reason}")]
@@ -207,5 +220,47 @@ pub(crate) fn config_err(what: impl Into<String>, reason: impl Into<String>) -> 
     Error::Config {
         what: what.into(),
         reason: reason.into(),
+    }
+}
+
+/// The most characters of input an error message quotes.
+pub const EXCERPT_CHARS: usize = 40;
+
+/// Text from a file, made safe to put in an error message: control characters (an ANSI
+/// escape sequence's ESC, a carriage return, a NUL) are written as escapes (`\u{1b}`, `\r`,
+/// `\0`), and past [`EXCERPT_CHARS`] characters it is cut, with `…` and the length it had.
+/// Every message that quotes a file's bytes quotes them through this.
+pub fn excerpt(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = 0;
+    for c in text.chars() {
+        if chars == EXCERPT_CHARS {
+            let total = text.chars().count();
+            out.push_str(&format!("… ({total} characters)"));
+            return out;
+        }
+        if c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+        chars += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_escape_control_characters_and_are_cut() {
+        assert_eq!(excerpt("plain"), "plain");
+        assert_eq!(excerpt("a\u{1b}[31mred\r\0"), "a\\u{1b}[31mred\\r\\u{0}");
+        let long = "x".repeat(1_000_000);
+        let e = excerpt(&long);
+        assert!(e.starts_with(&"x".repeat(EXCERPT_CHARS)));
+        assert!(e.ends_with("… (1000000 characters)"), "{e}");
+        assert!(e.chars().count() < 80);
     }
 }

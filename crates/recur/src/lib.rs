@@ -59,13 +59,14 @@ mod tensor;
 pub use cell::{
     CellKind, GruCell, InputForget, Leak, LstmCell, Peepholes, ResetPlacement, RnnCell,
 };
-pub use error::{Error, Result, Shape};
+pub use error::{EXCERPT_CHARS, Error, Result, Shape, excerpt};
 pub use kernel::activation::Activation;
 pub use kernel::scalar::Float;
 pub use layer::{
     BatchLayout, Bias, Call, Direction, InputGrad, Output, OutputGrad, ParamInfo, ParamKind,
     ParamLayout, Recurrent, RecurrentConfig, State, Stepper, Tape, WeightFormat,
 };
+pub use model::{MemoryEstimate, estimate_memory};
 pub use tensor::Tensor;
 
 /// The Rust examples of README.md and docs/ compile and run as doc tests.

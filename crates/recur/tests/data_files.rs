@@ -340,7 +340,7 @@ const UNIVARIATE_TS: &str = "\
 
 @data
 1,2,3:down
-4,?,5.5,6:up
+4,5,5.5,6:up
 ";
 
 #[test]
@@ -351,8 +351,7 @@ fn ts_univariate_classification() {
     assert_eq!((d.len(), d.input_size), (2, 1));
     assert_eq!(d.lengths, [3, 4]);
     assert_eq!(d.inputs[0], [1.0, 2.0, 3.0]);
-    assert!(d.inputs[1][1].is_nan(), "`?` reads as NaN");
-    assert_eq!((d.inputs[1][0], d.inputs[1][3]), (4.0, 6.0));
+    assert_eq!(d.inputs[1], [4.0, 5.0, 5.5, 6.0]);
     assert_eq!(
         d.labels,
         Labels::Class {
@@ -435,7 +434,25 @@ fn malformed_ts_lines_name_file_line_and_problem() {
             "nan",
             format!("{head}1,x,3:4,5,6:a\n"),
             6,
-            "`x` (dimension 1, value 2) is not a number",
+            "column 3: `x` (dimension 1, value 2) is not a number",
+        ),
+        (
+            "missing",
+            format!("{head}1,2,3:4,?,6:a\n"),
+            6,
+            "column 9: `?` (dimension 2, value 2) is a missing value",
+        ),
+        (
+            "not-finite",
+            format!("{head}1,2,3:4,5,6:a\n1,2,3:4,5,inf:b\n"),
+            7,
+            "column 11: `inf` (dimension 2, value 3) is not a finite number",
+        ),
+        (
+            "overflow",
+            format!("{head}1e39,2:4,5:a\n"),
+            6,
+            "column 1: `1e39` (dimension 1, value 1) is not a finite number",
         ),
         (
             "label",
@@ -552,12 +569,12 @@ fn line_format_reads_and_rejects() {
     let dir = TempDir::new("lines");
     let path = dir.file(
         "seqs.txt",
-        "# label<TAB>steps, features by commas\nwalk\t0.1,2 0.3,4 0.5,6\nrun\t1,? \n",
+        "# label<TAB>steps, features by commas\nwalk\t0.1,2 0.3,4 0.5,6\nrun\t1,-3 \n",
     );
     let d = SequenceDataset::read_lines(&path, TargetKind::Class, None).unwrap();
     assert_eq!((d.input_size, d.lengths.clone()), (2, vec![3, 1]));
     assert_eq!(d.inputs[0], [0.1, 2.0, 0.3, 4.0, 0.5, 6.0]);
-    assert!(d.inputs[1][1].is_nan());
+    assert_eq!(d.inputs[1], [1.0, -3.0]);
     assert_eq!(d.classes(), Some(&strings(&["run", "walk"])[..]));
     let reg = dir.file("reg.txt", "7.5\t1 2 3 4\n-2\t5\n");
     let r = SequenceDataset::read_lines(&reg, TargetKind::Regression, None).unwrap();
@@ -580,7 +597,39 @@ fn line_format_reads_and_rejects() {
             TargetKind::Class,
             None,
             1,
-            "`x` (step 2, value 2) is not a number",
+            "column 5: `x` (step 2, value 2) is not a number",
+        ),
+        (
+            "nan",
+            "a\t1,2 3,4\nb\t1,2 NaN,4\n",
+            TargetKind::Class,
+            None,
+            2,
+            "column 7: `NaN` (step 2, value 1) is not a finite number",
+        ),
+        (
+            "missing",
+            "a\t1 ?\n",
+            TargetKind::Class,
+            None,
+            1,
+            "column 5: `?` (step 2, value 1) is a missing value",
+        ),
+        (
+            "control",
+            "a\t1 \u{1b}[2J\n",
+            TargetKind::Class,
+            None,
+            1,
+            "`\\u{1b}[2J` (step 2, value 1) is not a number",
+        ),
+        (
+            "target-nan",
+            "1.5\t1\nnan\t2\n",
+            TargetKind::Regression,
+            None,
+            2,
+            "column 1: regression target `nan` is not a finite number",
         ),
         (
             "features",

@@ -66,6 +66,17 @@ fn sample(a: &SampleArgs) -> Result<String> {
             .unwrap_or(0);
         prime.push(start);
     }
+    // What the run holds: the model, the prime's forward pass, each drawn id and the text.
+    let longest = vocab.tokens().iter().map(String::len).max().unwrap_or(1);
+    let mut est = recur::estimate_memory(model.config(), 1, prime.len(), 0, size_of::<f32>());
+    est.gradients = 0;
+    est.checkpoint = 0;
+    est.tape = 0;
+    let per_token = (size_of::<usize>() + longest + 1) as u128;
+    est.activations = est.activations.saturating_add(
+        u64::try_from((a.length as u128).saturating_mul(per_token)).unwrap_or(u64::MAX),
+    );
+    crate::limits::check_memory("sampling", &est, "--length or --prime")?;
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
     let mut state: Option<State<f32>> = None;
     // Read the prime in one pass; its last token's output gives the first draw.

@@ -52,6 +52,13 @@ struct Model {
 impl Model {
     fn new(args: &Settings) -> Result<Self> {
         let config = args.rnn_config(AddingProblem::INPUT_SIZE);
+        let whole = recur::model::SequenceModelConfig {
+            rnn: config.clone(),
+            output: recur::model::OutputForm::Last,
+            out_features: 1,
+            ..Default::default()
+        };
+        super::check_fits(&whole, args, args.seq_len, "--batch-size or --seq-len")?;
         let mut rnn = Recurrent::new(config, args.seed).context("recurrent stack")?;
         if args.chrono_init > 0.0 {
             rnn.chrono_init(args.chrono_init, super::chrono_seed(args.seed))?;

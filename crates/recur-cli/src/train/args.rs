@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
@@ -494,7 +494,7 @@ fn merge(top: &TrainArgs, under: &TrainArgs) -> Result<TrainArgs> {
 /// Reads a TOML config file of `flag-name = value` lines.
 fn read_config(path: &Path) -> Result<TrainArgs> {
     let name = path.display();
-    let bytes = std::fs::read(path).with_context(|| format!("{name}"))?;
+    let bytes = recur::io::read_limited(path)?;
     let text = String::from_utf8(bytes).map_err(|e| {
         anyhow::anyhow!(
             "{name}: not UTF-8 (first bad byte at offset {})",

@@ -39,6 +39,10 @@ pub struct Progress {
     pub elapsed_s: f64,
     /// the best validation loss so far
     pub best_valid: Option<f64>,
+    /// the run's first step's loss and gradient norm (what an exploding loss is measured
+    /// against)
+    #[serde(default)]
+    pub first: Option<(f64, f64)>,
 }
 
 impl Progress {

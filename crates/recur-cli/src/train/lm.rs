@@ -27,7 +27,7 @@ use super::core::{Progress, check_model};
 use super::optim::describe;
 use super::settings::Settings;
 use super::trainer::{Batch, Moment, Plan, Task, Trainer};
-use super::{dropout_seed, initialise};
+use super::{check_fits, dropout_seed, initialise};
 
 impl Level {
     pub fn token_level(self) -> TokenLevel {
@@ -58,6 +58,7 @@ pub fn build_model(s: &Settings, vocab: usize) -> Result<SequenceModel<f32>> {
         },
         ..Default::default()
     };
+    check_fits(&config, s, s.bptt, "--batch-size or --bptt")?;
     let mut model = SequenceModel::new(config, s.seed).context("model")?;
     initialise(&mut model, s)?;
     Ok(model)

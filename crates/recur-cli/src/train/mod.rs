@@ -63,7 +63,7 @@ use recur::model::SequenceModel;
 use args::{Cell, Source, TrainArgs};
 use settings::Settings;
 
-/// Set by Ctrl-C: the run stops after the current batch.
+/// Set by Ctrl-C, SIGTERM or SIGHUP: the run stops after the current batch.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Runs `recur train`.
@@ -76,14 +76,16 @@ pub fn run(cli: &TrainArgs) -> Result<()> {
         args = args.over(&saved)?;
     }
     let s = Settings::resolve(&args)?;
+    check_log_path(&args)?;
+    crate::limits::check_threads("--threads", s.threads)?;
     if s.threads > 0 {
         rayon::ThreadPoolBuilder::new()
             .num_threads(s.threads)
             .build_global()
             .context("--threads")?;
     }
-    // The first Ctrl-C stops after the current batch (checkpoint, test, exit 0); a second
-    // one quits at once.
+    // The first Ctrl-C (or SIGTERM, or SIGHUP) stops after the current batch (checkpoint,
+    // test, exit 0); a second one quits at once.
     ctrlc::set_handler(|| {
         if INTERRUPTED.swap(true, Ordering::SeqCst) {
             eprintln!("error: interrupted twice; quitting without saving");
@@ -109,6 +111,47 @@ pub fn run(cli: &TrainArgs) -> Result<()> {
     }
 }
 
+/// Refuses a `--log` that is one of the run's other files (the checkpoint, its `.best` copy,
+/// the checkpoint resumed, a data or config file): writing the log there would lose it, or
+/// what the file held.
+fn check_log_path(a: &TrainArgs) -> Result<()> {
+    let Some(log) = &a.log else {
+        return Ok(());
+    };
+    let best = a.checkpoint.as_deref().map(checkpoint::best_path);
+    let others = [
+        ("--checkpoint", a.checkpoint.as_deref()),
+        ("--checkpoint's .best copy", best.as_deref()),
+        ("--resume", a.resume.as_deref()),
+        ("--config", a.config.as_deref()),
+        ("--text", a.text.as_deref()),
+        ("--train", a.train.as_deref()),
+        ("--valid", a.valid.as_deref()),
+        ("--test", a.test.as_deref()),
+        ("--sequences", a.sequences.as_deref()),
+        ("--valid-sequences", a.valid_sequences.as_deref()),
+        ("--test-sequences", a.test_sequences.as_deref()),
+    ];
+    for (flag, other) in others {
+        if other.is_some_and(|o| same_file(log, o)) {
+            bail!(
+                "--log {} is also {flag}: the log would overwrite it; give the log its own file",
+                log.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths name the same file: the same file on disk when both exist, else the same
+/// absolute path.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
+    }
+}
+
 /// What a checkpoint was trained on.
 pub fn checkpoint_source(ck: &checkpoint::Checkpoint) -> Result<Source> {
     match ck.meta("kind")? {
@@ -127,7 +170,7 @@ pub fn checkpoint_source(ck: &checkpoint::Checkpoint) -> Result<Source> {
 /// one, and the line and byte offset of the first byte that is not UTF-8.
 pub fn read_text(path: &std::path::Path) -> Result<String> {
     let name = path.display();
-    let bytes = std::fs::read(path).with_context(|| format!("{name}"))?;
+    let bytes = recur::io::read_limited(path)?;
     if bytes.is_empty() {
         bail!("{name}: empty file");
     }
@@ -140,6 +183,26 @@ pub fn read_text(path: &std::path::Path) -> Result<String> {
             + 1;
         anyhow::anyhow!("{name}:{line}: not valid UTF-8 (first bad byte at byte offset {offset})")
     })
+}
+
+/// Refuses to build a model of `config` that would not fit in the memory available when
+/// trained on batches of `seq_len` steps (`--batch-size`, or `--eval-batch-size` where
+/// larger), with the library's estimate ([`recur::estimate_memory`]); `lower` names the
+/// flags that shrink a batch.
+pub fn check_fits(
+    config: &recur::model::SequenceModelConfig,
+    s: &Settings,
+    seq_len: usize,
+    lower: &str,
+) -> Result<()> {
+    let buffers = match s.opt {
+        recur::optim::OptimizerConfig::Sgd(_) | recur::optim::OptimizerConfig::Adagrad(_) => 1,
+        recur::optim::OptimizerConfig::Adam(_) => 2,
+        recur::optim::OptimizerConfig::Rmsprop(_) => 3,
+    };
+    let batch = s.batch_size.max(s.eval_batch_size);
+    let est = recur::estimate_memory(config, batch, seq_len, buffers, size_of::<f32>());
+    crate::limits::check_memory("training", &est, lower)
 }
 
 /// The dropout seed of a training step.

@@ -111,10 +111,57 @@ impl Reporter {
         Ok(())
     }
 
+    /// Writes out what the log holds so far and has the system put it on disk: called before
+    /// every checkpoint, so that a checkpoint's steps are always in the log.
     pub fn flush(&mut self) -> Result<()> {
         if let Some(log) = &mut self.log {
             log.flush().with_context(|| self.log_name.clone())?;
+            log.get_ref()
+                .sync_data()
+                .with_context(|| self.log_name.clone())?;
         }
         Ok(())
     }
+}
+
+/// Cuts the log of a run being resumed back to the checkpoint's `step`: the records of steps
+/// after it (written after the checkpoint, before the run was stopped) and anything from the
+/// first line that is not a whole JSON record on (a line cut by a kill) are removed, so that
+/// the resumed run's records follow the checkpoint's last one and the log ends up as an
+/// uninterrupted run's. A log that does not exist yet is left alone.
+pub fn truncate_log(path: &Path, step: usize) -> Result<()> {
+    let name = || path.display().to_string();
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(name),
+    };
+    // A record without a `step` of its own (one written at an epoch's end) belongs to the
+    // step before it.
+    let (mut keep, mut at) = (0, 0);
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        let Some(record) = line
+            .strip_suffix(b"\n")
+            .and_then(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+            .filter(serde_json::Value::is_object)
+        else {
+            break;
+        };
+        if let Some(s) = record.get("step").and_then(serde_json::Value::as_u64) {
+            at = s;
+        }
+        if at > step as u64 {
+            break;
+        }
+        keep += line.len();
+    }
+    if keep < bytes.len() {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(name)?;
+        f.set_len(keep as u64).with_context(name)?;
+        f.sync_data().with_context(name)?;
+    }
+    Ok(())
 }

@@ -27,7 +27,7 @@ use super::core::{Progress, check_model};
 use super::optim::describe;
 use super::settings::Settings;
 use super::trainer::{Batch, Moment, Plan, Task, Trainer};
-use super::{dropout_seed, initialise};
+use super::{check_fits, dropout_seed, initialise};
 
 /// Held-out sequences of the copy task.
 pub(crate) const COPY_TEST: usize = 256;
@@ -111,12 +111,14 @@ pub(crate) fn load_sets(a: &TrainArgs, s: &Settings) -> Result<[SequenceDataset;
     }
 }
 
-/// The model reading `input_size` features with `out` outputs.
+/// The model reading `input_size` features with `out` outputs, trained on sequences of up to
+/// `seq_len` steps.
 pub fn build_model(
     s: &Settings,
     input_size: usize,
     out: usize,
     output: OutputForm,
+    seq_len: usize,
 ) -> Result<SequenceModel<f32>> {
     let config = SequenceModelConfig {
         input: Input::Dense,
@@ -127,6 +129,7 @@ pub fn build_model(
         output_dropout: s.output_dropout,
         ..Default::default()
     };
+    check_fits(&config, s, seq_len, "--batch-size (or --seq-len)")?;
     let mut model = SequenceModel::new(config, s.seed).context("model")?;
     initialise(&mut model, s)?;
     Ok(model)
@@ -288,6 +291,7 @@ impl Task for Sequences {
             acc: self.classified.then(|| bl.correct as f64 / n as f64),
             tokens: lengths.iter().sum(),
             position: prog.position + 1,
+            nonfinite_inputs: x.data().iter().any(|v| !v.is_finite()),
             ..Batch::default()
         })
     }
@@ -347,7 +351,12 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     let [train, valid, test] = load_sets(args, s)?;
     let classes = train.classes().map(<[String]>::to_vec);
     let out = classes.as_ref().map_or(1, Vec::len);
-    let model = build_model(s, train.input_size, out, OutputForm::Last)?;
+    let longest = [&train, &valid, &test]
+        .iter()
+        .flat_map(|set| set.lengths.iter().copied())
+        .max()
+        .unwrap_or(1);
+    let model = build_model(s, train.input_size, out, OutputForm::Last, longest)?;
     let n_batches = train.len().div_ceil(s.batch_size);
     let plan = Plan::epochs(s, n_batches);
     let Plan::Epochs { epochs, .. } = plan else {
@@ -526,7 +535,13 @@ pub fn run_copy(args: &TrainArgs, s: &Settings) -> Result<()> {
         None => None,
     };
     let steps = s.steps.unwrap_or(5_000);
-    let model = build_model(s, CopyTask::VOCAB, CopyTask::VOCAB, OutputForm::EveryStep)?;
+    let model = build_model(
+        s,
+        CopyTask::VOCAB,
+        CopyTask::VOCAB,
+        OutputForm::EveryStep,
+        s.seq_len.saturating_add(2 * CopyTask::COPY_LEN),
+    )?;
     let task = Copy {
         model,
         task: CopyTask::new(s.seq_len, s.seed, Split::Train)?,
@@ -574,7 +589,7 @@ fn load_checkpoint(ck: &Checkpoint) -> Result<(SequenceModel<f32>, Settings, Opt
             let classes: Option<Vec<String>> = ck.meta_json("classes")?;
             let out = classes.as_ref().map_or(1, Vec::len);
             let input_size = ck.inner.model.config().rnn.input_size;
-            check_model(ck, &build_model(&s, input_size, out, OutputForm::Last)?)?;
+            check_model(ck, &build_model(&s, input_size, out, OutputForm::Last, 1)?)?;
             Ok((ck.inner.model.clone(), s, classes))
         }
         other => bail!(

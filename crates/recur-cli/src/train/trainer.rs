@@ -12,7 +12,7 @@ use super::INTERRUPTED;
 use super::args::TrainArgs;
 use super::checkpoint::{Checkpoint, best_path};
 use super::core::{Core, Progress};
-use super::report::{Reporter, StepRecord};
+use super::report::{Reporter, StepRecord, truncate_log};
 use super::settings::Settings;
 
 /// How a task's run is counted.
@@ -64,7 +64,17 @@ pub struct Batch {
     pub tokens: usize,
     /// where the next batch starts ([`Progress::position`]; 0 in a run of steps)
     pub position: usize,
+    /// the batch's inputs held a value that is not finite (what a divergence is blamed on)
+    pub nonfinite_inputs: bool,
 }
+
+/// A step whose loss is more than this many times the run's first loss has exploded: the
+/// run stops with an error, and the last checkpoint, written before it, is kept.
+pub const EXPLODED_LOSS_RATIO: f64 = 1e4;
+
+/// A step whose loss (or gradient norm) is more than this many times the run's first one is
+/// warned about, once.
+pub const WARN_LOSS_RATIO: f64 = 100.0;
 
 /// When a task validates: what its line shows besides its own figures.
 #[derive(Clone, Copy, Debug)]
@@ -153,6 +163,8 @@ pub struct Trainer<'a, T: Task> {
     s: &'a Settings,
     args: &'a TrainArgs,
     resumed: bool,
+    /// an exploding loss or gradient norm has been warned about
+    warned: bool,
 }
 
 impl<'a, T: Task> Trainer<'a, T> {
@@ -169,6 +181,7 @@ impl<'a, T: Task> Trainer<'a, T> {
             s,
             args,
             resumed: false,
+            warned: false,
         })
     }
 
@@ -191,11 +204,13 @@ impl<'a, T: Task> Trainer<'a, T> {
         Ok(())
     }
 
-    /// Writes `--checkpoint` (and, if `best`, its `.best` copy), with the run's time so far.
-    fn save(&self, elapsed_s: f64, best: bool) -> Result<()> {
+    /// Writes `--checkpoint` (and, if `best`, its `.best` copy), with the run's time so far,
+    /// after the log: every step a checkpoint holds is in the log on disk.
+    fn save(&self, reporter: &mut Reporter, elapsed_s: f64, best: bool) -> Result<()> {
         let (Some(path), Some(model)) = (&self.args.checkpoint, self.task.model()) else {
             return Ok(());
         };
+        reporter.flush()?;
         let mut p = self.prog.clone();
         p.elapsed_s = elapsed_s;
         let (kind, meta, state) = (
@@ -219,12 +234,44 @@ impl<'a, T: Task> Trainer<'a, T> {
         self.core.zero_grads();
         let b = self.task.train_step(&self.prog, &mut self.core.grads)?;
         let norm = self.core.update(self.task.parts_mut(), self.s)?;
+        let step = self.prog.step;
         if !b.loss.is_finite() || !norm.is_finite() {
+            if b.nonfinite_inputs {
+                bail!(
+                    "training diverged at step {step} (loss {}, gradient norm {norm}): the \
+                     batch's inputs held values that are not finite; the data is at fault, not \
+                     the settings",
+                    b.loss
+                );
+            }
             bail!(
-                "training diverged at step {} (loss {}, gradient norm {norm}); try a smaller \
-                 --lr or a --clip-norm",
-                self.prog.step,
+                "training diverged at step {step}: finite inputs gave a loss of {} and a \
+                 gradient norm of {norm}; try a smaller --lr or a --clip-norm",
                 b.loss
+            );
+        }
+        let (first_loss, first_norm) = *self.prog.first.get_or_insert((b.loss, norm));
+        if first_loss > 0.0 && b.loss > EXPLODED_LOSS_RATIO * first_loss {
+            bail!(
+                "training stopped at step {step}: the loss {:.4e} is more than {EXPLODED_LOSS_RATIO:e} \
+                 times the first step's ({first_loss:.4e}), it is exploding; the last checkpoint \
+                 is kept; try a smaller --lr or a --clip-norm",
+                b.loss
+            );
+        }
+        let loss_up = first_loss > 0.0 && b.loss > WARN_LOSS_RATIO * first_loss;
+        let norm_up = first_norm > 0.0 && norm > EXPLODED_LOSS_RATIO * first_norm;
+        if (loss_up || norm_up) && !self.warned {
+            self.warned = true;
+            let (what, now, first, ratio) = if loss_up {
+                ("loss", b.loss, first_loss, WARN_LOSS_RATIO)
+            } else {
+                ("gradient norm", norm, first_norm, EXPLODED_LOSS_RATIO)
+            };
+            eprintln!(
+                "warning: step {step}'s {what} {now:.4e} is more than {ratio:e} times the first \
+                 step's ({first:.4e}); the run stops if the loss passes {EXPLODED_LOSS_RATIO:e} \
+                 times the first"
             );
         }
         let p = &mut self.prog;
@@ -249,6 +296,14 @@ impl<'a, T: Task> Trainer<'a, T> {
             } => (epochs, total_steps),
             Plan::Steps { steps, .. } => (1, steps),
         };
+        if let (Some(log), true) = (&self.args.log, self.resumed) {
+            truncate_log(log, self.prog.step)?;
+        }
+        if let Some(path) = &self.args.checkpoint {
+            // what a kill in the middle of an earlier run's save left behind
+            recur::io::remove_stale_temporaries(path)?;
+            recur::io::remove_stale_temporaries(&best_path(path))?;
+        }
         let mut reporter = Reporter::new(self.args.log.as_deref(), s.quiet, self.resumed)?;
         let run_start = Instant::now();
         let elapsed = |p: &Progress| p.elapsed_s + run_start.elapsed().as_secs_f64();
@@ -291,7 +346,7 @@ impl<'a, T: Task> Trainer<'a, T> {
                 match plan {
                     Plan::Epochs { .. } => {
                         if interrupted || (s.save_every > 0 && step.is_multiple_of(s.save_every)) {
-                            self.save(elapsed(&self.prog), false)?;
+                            self.save(&mut reporter, elapsed(&self.prog), false)?;
                         }
                     }
                     Plan::Steps { eval_every, .. } => {
@@ -302,7 +357,7 @@ impl<'a, T: Task> Trainer<'a, T> {
                             self.prog.norm_sum = 0.0;
                             self.prog.steps = 0;
                             reporter.flush()?;
-                            self.save(elapsed(&self.prog), false)?;
+                            self.save(&mut reporter, elapsed(&self.prog), false)?;
                         }
                     }
                 }
@@ -320,7 +375,7 @@ impl<'a, T: Task> Trainer<'a, T> {
             let valid_loss = self.validate(&mut reporter, &at)?;
             if partial {
                 // a later `--resume` with more steps or epochs continues inside this epoch
-                self.save(elapsed(&self.prog), false)?;
+                self.save(&mut reporter, elapsed(&self.prog), false)?;
                 break;
             }
             self.core.sched.on_epoch_end(valid_loss);
@@ -331,7 +386,7 @@ impl<'a, T: Task> Trainer<'a, T> {
             self.prog.next_epoch();
             self.task.set_state(None);
             reporter.flush()?;
-            self.save(elapsed(&self.prog), improved)?;
+            self.save(&mut reporter, elapsed(&self.prog), improved)?;
         }
         reporter.finish()?;
         self.task.finish(&self.prog, elapsed(&self.prog))

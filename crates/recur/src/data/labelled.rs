@@ -28,9 +28,11 @@
 //! length (their count is the input size); cases may differ in length. Time stamps
 //! (`@timeStamps true`) are not supported.
 //!
-//! In both formats a value `?` is a missing value and reads as NaN, as sktime reads it (the
-//! model sees NaN: replace them before training if the data has any); `NaN` and `inf` are
-//! read as Rust's `f32::from_str` reads them. Lines starting with `#` are comments.
+//! Every value and regression target must be a finite number: a missing value (`?`, what
+//! sktime writes for one), `NaN`, `inf` or a number too large for an `f32` is refused with
+//! the file, line and column where it stands (fill missing values in before training: a
+//! network fed NaN learns nothing and says so only as a diverged loss). Lines starting with
+//! `#` are comments.
 
 use std::path::Path;
 
@@ -82,14 +84,32 @@ fn parse_err(file: &str, line: usize, reason: impl Into<String>) -> Error {
     }
 }
 
-/// A value: `?` is missing (NaN), otherwise an `f32`.
-fn value(s: &str) -> Option<f32> {
+/// A value, a finite `f32`; otherwise what is wrong with it.
+fn value(s: &str) -> std::result::Result<f32, &'static str> {
     let s = s.trim();
     if s == "?" {
-        Some(f32::NAN)
-    } else {
-        s.parse().ok()
+        return Err("is a missing value: recur refuses them (fill them in before training)");
     }
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err("is not a finite number"),
+        Err(_) => Err("is not a number"),
+    }
+}
+
+/// The 1-based column (in characters) at which `part`, a slice of `line`, starts (its
+/// leading whitespace skipped).
+fn column(line: &str, part: &str) -> usize {
+    let part = part.trim_start();
+    let at = (part.as_ptr() as usize)
+        .saturating_sub(line.as_ptr() as usize)
+        .min(line.len());
+    line.get(..at).map_or(at, |l| l.chars().count()) + 1
+}
+
+/// `text` quoted for an error message: control characters escaped, at most 40 characters.
+fn quoted(text: &str) -> String {
+    crate::error::excerpt(text)
 }
 
 /// Non-blank, non-comment lines with their 1-based numbers, without trailing whitespace
@@ -131,8 +151,9 @@ fn class_ids(
                     file,
                     *line,
                     format!(
-                        "unknown class label `{label}` (not among {whose} {})",
-                        classes.join(" ")
+                        "unknown class label `{}` (not among {whose} {})",
+                        quoted(label),
+                        quoted(&classes.join(" "))
                     ),
                 )
             })
@@ -140,16 +161,20 @@ fn class_ids(
         .collect()
 }
 
-/// Regression targets of `labels`.
-fn targets(file: &str, labels: &[(usize, String)]) -> Result<Vec<f32>> {
+/// Regression targets of `labels`; `columns` gives where each label stands on its line.
+fn targets(file: &str, labels: &[(usize, String)], columns: &[usize]) -> Result<Vec<f32>> {
     labels
         .iter()
-        .map(|(line, label)| {
-            label.parse().map_err(|_| {
+        .zip(columns)
+        .map(|((line, label), col)| {
+            value(label).map_err(|why| {
                 parse_err(
                     file,
                     *line,
-                    format!("regression target `{label}` is not a number"),
+                    format!(
+                        "column {col}: regression target `{}` {why}",
+                        quoted(label)
+                    ),
                 )
             })
         })
@@ -212,6 +237,7 @@ impl SequenceDataset {
         let mut inputs = Vec::new();
         let mut lengths = Vec::new();
         let mut labels = Vec::new();
+        let mut columns = Vec::new();
         let mut input_size = None;
         for (line, content) in content_lines(text) {
             let err = |reason: String| parse_err(file, line, reason);
@@ -223,6 +249,7 @@ impl SequenceDataset {
                         .into()
                 }));
             };
+            let label_column = column(content, label);
             let label = label.trim();
             if label.is_empty() {
                 return Err(err("empty label".into()));
@@ -232,9 +259,11 @@ impl SequenceDataset {
             for (t, step) in steps.split_whitespace().enumerate() {
                 let before = values.len();
                 for (f, v) in step.split(',').enumerate() {
-                    values.push(value(v).ok_or_else(|| {
+                    values.push(value(v).map_err(|why| {
                         err(format!(
-                            "`{v}` (step {}, value {}) is not a number",
+                            "column {}: `{}` (step {}, value {}) {why}",
+                            column(content, v),
+                            quoted(v),
                             t + 1,
                             f + 1
                         ))
@@ -259,6 +288,7 @@ impl SequenceDataset {
             inputs.push(values);
             lengths.push(len);
             labels.push((line, label.to_owned()));
+            columns.push(label_column);
         }
         let Some(input_size) = input_size else {
             return Err(Error::EmptyFile {
@@ -266,7 +296,7 @@ impl SequenceDataset {
             });
         };
         let labels = match target {
-            TargetKind::Regression => Labels::Regression(targets(file, &labels)?),
+            TargetKind::Regression => Labels::Regression(targets(file, &labels, &columns)?),
             TargetKind::Class => {
                 let (classes, whose) = match classes {
                     Some(c) => (c.to_vec(), "the given classes"),
@@ -371,19 +401,24 @@ impl SequenceDataset {
         let mut inputs = Vec::new();
         let mut lengths = Vec::new();
         let mut labels = Vec::new();
-        for (line, content) in lines {
-            let content = content.trim_start();
+        let mut columns = Vec::new();
+        for (line, whole) in lines {
+            let content = whole.trim_start();
             let err = |reason: String| parse_err(file, line, reason);
             if content.starts_with('@') {
                 return Err(err(format!(
-                    "header line `{content}` after @data (line {data_line})"
+                    "header line `{}` after @data (line {data_line})",
+                    quoted(content)
                 )));
             }
             let mut fields: Vec<&str> = content.split(':').collect();
-            let label = fields.pop().unwrap_or_default().trim();
+            let label = fields.pop().unwrap_or_default();
+            let label_column = column(whole, label);
+            let label = label.trim();
             if fields.is_empty() {
                 return Err(err(format!(
-                    "`{content}` has no `:` before its label (expected `v1,v2,...:label`)"
+                    "`{}` has no `:` before its label (expected `v1,v2,...:label`)",
+                    quoted(content)
                 )));
             }
             let want = *dims.get_or_insert(fields.len());
@@ -396,10 +431,11 @@ impl SequenceDataset {
                     .split(',')
                     .enumerate()
                     .map(|(t, v)| {
-                        value(v).ok_or_else(|| {
+                        value(v).map_err(|why| {
                             err(format!(
-                                "`{}` (dimension {}, value {}) is not a number",
-                                v.trim(),
+                                "column {}: `{}` (dimension {}, value {}) {why}",
+                                column(whole, v),
+                                quoted(v.trim()),
                                 d + 1,
                                 t + 1
                             ))
@@ -431,6 +467,7 @@ impl SequenceDataset {
             inputs.push(values);
             lengths.push(len);
             labels.push((line, label.to_owned()));
+            columns.push(label_column);
         }
         let Some(input_size) = dims.filter(|_| !lengths.is_empty()) else {
             return Err(Error::EmptyFile {
@@ -451,7 +488,7 @@ impl SequenceDataset {
                     },
                 }
             }
-            _ => Labels::Regression(targets(file, &labels)?),
+            _ => Labels::Regression(targets(file, &labels, &columns)?),
         };
         Ok(Self {
             inputs,
@@ -596,12 +633,11 @@ mod tests {
 
     #[test]
     fn line_format_reads_steps_and_features() {
-        let text = "# toy\nwalk\t0.5,1 2,? 3,4\n\nrun\t-1,0\n";
+        let text = "# toy\nwalk\t0.5,1 2,7 3,4\n\nrun\t-1,0\n";
         let d = SequenceDataset::parse_lines(text, "t.txt", TargetKind::Class, None).unwrap();
         assert_eq!(d.input_size, 2);
         assert_eq!(d.lengths, [3, 1]);
-        assert_eq!(d.inputs[0][..3], [0.5, 1.0, 2.0]);
-        assert!(d.inputs[0][3].is_nan());
+        assert_eq!(d.inputs[0][..4], [0.5, 1.0, 2.0, 7.0]);
         assert_eq!(d.inputs[1], [-1.0, 0.0]);
         assert_eq!(
             d.labels,

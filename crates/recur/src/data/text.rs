@@ -482,10 +482,7 @@ impl Corpus {
 /// [`Error::EmptyFile`] when nothing is left.
 pub(crate) fn read_text(path: &Path) -> Result<String> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        file: file.clone(),
-        source,
-    })?;
+    let bytes = crate::io::read_limited(path)?;
     let mut text = String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
         let line = 1 + e.as_bytes()[..offset]

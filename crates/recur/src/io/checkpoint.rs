@@ -421,7 +421,7 @@ fn load_from<T: Float>(
             format!("checkpoint of another shape: {diff}"),
         ));
     }
-    let layout = layout_of(file, &config)?;
+    let layout = layout_of(file, &config, parsed.tensors.len())?;
     let n = layout.last().map_or(0, |p| p.offset + p.len);
 
     // The model's tensors first: once their shapes match, n is bounded by the bytes the file

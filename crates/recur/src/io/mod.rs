@@ -261,12 +261,70 @@ fn json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Reads a whole file. Its size bounds everything later allocated from it.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Io {
-        file: path.display().to_string(),
+/// The default of [`max_file_bytes`]: 4 GiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 << 30;
+
+static MAX_FILE_BYTES: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_MAX_FILE_BYTES);
+
+/// Sets the most bytes any of recur's readers takes from one file (weights, checkpoints,
+/// ONNX models and tensors, texts, labelled sequences), for the whole process.
+pub fn set_max_file_bytes(limit: u64) {
+    MAX_FILE_BYTES.store(limit, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The most bytes a reader takes from one file ([`DEFAULT_MAX_FILE_BYTES`] unless
+/// [`set_max_file_bytes`] said otherwise).
+pub fn max_file_bytes() -> u64 {
+    MAX_FILE_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Reads a whole file, no more than [`max_file_bytes`] of it: a regular file larger than
+/// that is refused before anything is read; anything else (a pipe, a device such as
+/// `/dev/zero`) is read up to the limit and refused when it goes on past it. Every reader of
+/// recur reads its files through this; a file's size then bounds everything later allocated
+/// from it.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be opened or read, [`Error::FileTooLarge`].
+pub fn read_limited(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = path.display().to_string();
+    let io = |source| Error::Io {
+        file: file.clone(),
         source,
-    })
+    };
+    let limit = max_file_bytes();
+    let f = std::fs::File::open(path).map_err(io)?;
+    let meta = f.metadata().map_err(io)?;
+    if meta.is_file() && meta.len() > limit {
+        return Err(Error::FileTooLarge {
+            file,
+            size: format!("{} bytes", meta.len()),
+            limit,
+        });
+    }
+    let mut bytes = Vec::new();
+    if meta.is_file() {
+        bytes.reserve_exact(meta.len() as usize);
+    }
+    f.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::FileTooLarge {
+            file,
+            size: format!("more than {limit} bytes"),
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Reads a whole file through [`read_limited`]. Its size bounds everything later allocated
+/// from it.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    read_limited(path)
 }
 
 /// Writes `bytes` to `path` atomically: into a new temporary file in the same directory,
@@ -309,6 +367,53 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Removes the temporary files that [`save_checkpoint`], [`save_model`] and
+/// [`save_state_dict`] leave beside `path` when their process is killed in the middle of a
+/// write (`.NAME.<pid>-<nanos>.tmp`, where `NAME` is `path`'s file name), and returns how many
+/// it removed. A temporary is removed only when its writer is known to be gone: its process id
+/// is not this process's and, where `/proc` lists the running processes (Linux), not a running
+/// one; elsewhere nothing is removed. A missing folder removes nothing.
+pub fn remove_stale_temporaries(path: &Path) -> Result<usize> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Ok(0);
+    };
+    let proc_root = Path::new("/proc");
+    if !proc_root.join("self").exists() {
+        return Ok(0);
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let prefix = format!(".{name}.");
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|rest| rest.split_once('-'))
+            .filter(|(_, nanos)| !nanos.is_empty() && nanos.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || proc_root.join(pid.to_string()).exists() {
+            continue;
+        }
+        let stale = entry.path();
+        std::fs::remove_file(&stale).map_err(|source| Error::Io {
+            file: stale.display().to_string(),
+            source,
+        })?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

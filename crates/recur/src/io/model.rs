@@ -388,7 +388,7 @@ fn load_model_from<T: Float>(file: &str, bytes: &[u8]) -> Result<SequenceModel<T
     let parsed = parse(file, bytes)?;
     check_format(file, &parsed.metadata, MODEL_FORMAT)?;
     let config = config_from_metadata(file, &parsed.metadata)?;
-    let layout = layout_of(file, &config)?;
+    let layout = layout_of(file, &config, parsed.tensors.len())?;
     let mut names: Vec<&str> = layout.iter().map(|p| p.name.as_str()).collect();
     let tied = config.tie_weights == TieWeights::Tied;
     if tied {
@@ -456,13 +456,31 @@ pub(crate) fn config_from_metadata(
     })
 }
 
-/// The configuration's flat layout; sizes that overflow are a metadata error.
-pub(crate) fn layout_of(file: &str, config: &SequenceModelConfig) -> Result<Vec<ModelParam>> {
-    config.param_layout().map_err(|e| Error::Metadata {
+/// The configuration's flat layout; sizes that overflow are a metadata error, and so is a
+/// configuration with more tensors than the file's `tensors_in_file` (checked first: the
+/// layout holds an entry per tensor, so a configuration of millions of layers would
+/// otherwise allocate gigabytes before a tensor is found missing).
+pub(crate) fn layout_of(
+    file: &str,
+    config: &SequenceModelConfig,
+    tensors_in_file: usize,
+) -> Result<Vec<ModelParam>> {
+    let bad = |reason: String| Error::Metadata {
         file: file.to_string(),
         key: key::MODEL.into(),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    let want = config.tensor_count();
+    if want > tensors_in_file {
+        let r = &config.rnn;
+        return Err(bad(format!(
+            "the configuration ({} layers, {} directions) has {want} tensors, the file holds \
+             only {tensors_in_file}",
+            r.num_layers,
+            r.direction.count()
+        )));
+    }
+    config.param_layout().map_err(|e| bad(e.to_string()))
 }
 
 /// Every tensor under `prefix` must be one of `names` (given without the prefix) and every

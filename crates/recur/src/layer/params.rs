@@ -229,6 +229,49 @@ impl ParamLayout {
         Ok(Self::of_valid(config))
     }
 
+    /// How many tensors a stack of `config` has, counted without building its layout (which
+    /// holds one entry per tensor): what a loader compares with the tensors a file holds
+    /// before it builds anything sized by a configuration read from that file. Saturates at
+    /// `usize::MAX`.
+    pub fn tensor_count(config: &RecurrentConfig) -> usize {
+        let kinds = TABLE.iter().filter(|r| r.presence.holds(config)).count();
+        kinds
+            .saturating_mul(config.direction.count())
+            .saturating_mul(config.num_layers)
+    }
+
+    /// How many parameters a stack of `config` has, computed without building its layout
+    /// (layer 0, then the other layers, which all read `D * H_out` features), in `u128` so
+    /// that no configuration overflows.
+    pub fn param_count(config: &RecurrentConfig) -> u128 {
+        let w = |n: usize| n as u128;
+        let g = w(config.cell.gate_count());
+        let (h, p, h_out) = (
+            w(config.hidden_size),
+            w(config.proj_size()),
+            w(config.h_out()),
+        );
+        let d = w(config.direction.count());
+        let layer = |layer_in: u128| -> u128 {
+            TABLE
+                .iter()
+                .filter(|r| r.presence.holds(config))
+                .map(|r| match r.shape {
+                    ShapeRule::GatesByInput => (g * h).saturating_mul(layer_in),
+                    ShapeRule::GatesByOutput => (g * h).saturating_mul(h_out),
+                    ShapeRule::Gates => g * h,
+                    ShapeRule::ProjectionByHidden => p * h,
+                    ShapeRule::Hidden => h,
+                })
+                .fold(0u128, u128::saturating_add)
+        };
+        let Some(rest) = config.num_layers.checked_sub(1) else {
+            return 0;
+        };
+        let others = w(rest).saturating_mul(layer(d.saturating_mul(h_out)));
+        d.saturating_mul(layer(w(config.input_size)).saturating_add(others))
+    }
+
     /// [`Self::for_config`] of a configuration already validated (its sizes cannot overflow).
     pub(crate) fn of_valid(config: &RecurrentConfig) -> Self {
         let g = config.cell.gate_count();

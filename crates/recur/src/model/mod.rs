@@ -11,6 +11,7 @@ pub mod embedding;
 pub mod esn;
 pub mod linear;
 pub mod loss;
+pub mod memory;
 pub mod sequence;
 
 pub use cross_entropy::{
@@ -22,6 +23,7 @@ pub use embedding::{Embedding, EmbeddingConfig};
 pub use esn::{Esn, EsnConfig, EsnData, FitReport, ridge_regression, spectral_radius};
 pub use linear::{Linear, LinearConfig};
 pub use loss::{Reduction, mse_loss, mse_loss_backward};
+pub use memory::{MemoryEstimate, estimate_memory};
 pub use sequence::{
     Input, ModelGrad, ModelInput, ModelOutput, ModelParam, OutputForm, SequenceModel,
     SequenceModelConfig, SequenceTape, TieWeights,

@@ -247,6 +247,15 @@ impl SequenceModelConfig {
         Ok(layout)
     }
 
+    /// How many tensors [`SequenceModelConfig::param_layout`] would list, counted without
+    /// building it (saturating): a loader checks it against the tensors a file holds first.
+    pub fn tensor_count(&self) -> usize {
+        let embedding = usize::from(matches!(self.input, Input::Embedding(_)));
+        let head = usize::from(self.tie_weights == TieWeights::Untied)
+            + usize::from(self.head_bias == Bias::Enabled);
+        ParamLayout::tensor_count(&self.rnn).saturating_add(embedding + head)
+    }
+
     /// The head: `in_features = D * H_out` in both output forms.
     pub fn head_config(&self) -> LinearConfig {
         LinearConfig {

@@ -141,10 +141,7 @@ impl OnnxModel {
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self> {
         let path = path.as_ref();
         let file = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            file: file.clone(),
-            source,
-        })?;
+        let bytes = crate::io::read_limited(path)?;
         Self::from_bytes(&file, &bytes)
     }
 

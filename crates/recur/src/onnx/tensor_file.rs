@@ -49,10 +49,7 @@ pub fn read_tensor(path: impl AsRef<Path>) -> Result<(String, Value)> {
     let path = path.as_ref();
     let format = format_of(path)?;
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        file: file.clone(),
-        source,
-    })?;
+    let bytes = crate::io::read_limited(path)?;
     tensor_from_bytes(&file, &bytes, format)
 }
 
