@@ -146,19 +146,16 @@ fn resume_cuts_the_log_back_to_the_checkpoint_and_removes_stale_temporaries() {
         "--quiet",
     ];
     ok(&[&base[..], &["--epochs", "2", "--log", p(&full_log)]].concat());
-    let first = [
-        "--steps",
-        "9",
-        "--checkpoint",
-        p(&ck),
-        "--log",
-        p(&log),
-    ];
+    let first = ["--steps", "9", "--checkpoint", p(&ck), "--log", p(&log)];
     ok(&[&base[..], &first[..]].concat());
     // what a run killed after the checkpoint (step 9) would have added: a record of step 10
     // and half of step 11's
     let mut text = std::fs::read_to_string(&log).unwrap();
-    let tenth = text.lines().last().unwrap().replace("\"step\":9", "\"step\":10");
+    let tenth = text
+        .lines()
+        .last()
+        .unwrap()
+        .replace("\"step\":9", "\"step\":10");
     text.push_str(&format!("{tenth}\n{{\"step\":11,\"epo"));
     std::fs::write(&log, text).unwrap();
     // a temporary from a writer that is gone (process ids do not reach 2^31 on Linux)
@@ -166,7 +163,15 @@ fn resume_cuts_the_log_back_to_the_checkpoint_and_removes_stale_temporaries() {
     std::fs::write(&stale, b"half a checkpoint").unwrap();
     let other = dir.join(".other.safetensors.2147483646-12345.tmp");
     std::fs::write(&other, b"someone else's").unwrap();
-    ok(&["train", "--resume", p(&ck), "--epochs", "2", "--log", p(&log)]);
+    ok(&[
+        "train",
+        "--resume",
+        p(&ck),
+        "--epochs",
+        "2",
+        "--log",
+        p(&log),
+    ]);
     assert_eq!(log_records(&full_log), log_records(&log));
     if Path::new("/proc/self").exists() {
         assert!(!stale.exists(), "the stale temporary is still there");
@@ -263,4 +268,338 @@ fn a_log_that_would_overwrite_another_file_is_refused() {
     assert!(err.contains("is also"), "{err}");
     assert_eq!(std::fs::read(&ck).unwrap(), saved, "the checkpoint changed");
     assert!(std::fs::read(&file).unwrap().starts_with(b"c0\t"));
+}
+
+/// Sizes that no machine here holds are refused before anything of their size is allocated,
+/// in one line giving the estimate, the memory available and what to lower; a thread count
+/// above the machine's is refused.
+#[test]
+fn sizes_beyond_the_memory_are_refused_with_their_estimate() {
+    let dir = scratch("sizes");
+    let seqs = sequences(&dir);
+    let text = dir.join("t.txt");
+    std::fs::write(&text, "the cat sat on the mat\n".repeat(40)).unwrap();
+    let cases: [&[&str]; 5] = [
+        &[
+            "train",
+            "--text",
+            p(&text),
+            "--level",
+            "char",
+            "--embedding-size",
+            "100000000",
+        ],
+        &["train", "--hidden-size", "30000", "--steps", "1"],
+        &["train", "--task", "copy", "--seq-len", "100000000"],
+        &[
+            "train",
+            "--sequences",
+            p(&seqs),
+            "--batch-size",
+            "100000000000",
+        ],
+        &[
+            "train",
+            "--sequences",
+            p(&seqs),
+            "--num-layers",
+            "1000000",
+            "--hidden-size",
+            "8",
+        ],
+    ];
+    for args in cases {
+        let err = one_line_error(args);
+        assert!(
+            err.contains("training would need about")
+                && err.contains("of memory are available")
+                && err.contains("lower --"),
+            "{args:?}: {err}"
+        );
+    }
+    let err = one_line_error(&["train", "--sequences", p(&seqs), "--threads", "100000"]);
+    assert!(err.contains("this machine runs"), "{err}");
+
+    // sampling: the drawn text is held in memory
+    let ck = dir.join("lm.safetensors");
+    ok(&[
+        "train",
+        "--text",
+        p(&text),
+        "--level",
+        "char",
+        "--hidden-size",
+        "8",
+        "--embedding-size",
+        "8",
+        "--epochs",
+        "1",
+        "--checkpoint",
+        p(&ck),
+        "--quiet",
+    ]);
+    let err = one_line_error(&["sample", "--checkpoint", p(&ck), "--length", "100000000000"]);
+    assert!(
+        err.contains("sampling would need about") && err.contains("lower --length"),
+        "{err}"
+    );
+    let out = ok(&["sample", "--checkpoint", p(&ck), "--length", "20"]);
+    assert!(!out.is_empty());
+}
+
+/// Input files have a size limit: a regular file over it is refused before it is read, and a
+/// stream that is not a regular file (/dev/zero) is read no further than the limit.
+#[test]
+fn input_files_are_read_within_a_limit() {
+    let dir = scratch("filesize");
+    let big = dir.join("big.txt");
+    // a sparse file of 5 GiB: nothing is written, nothing may be read
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(5 << 30)
+        .unwrap();
+    let err = one_line_error(&["train", "--text", p(&big), "--level", "char"]);
+    assert!(
+        err.contains("5368709120 bytes is more than the 4294967296 bytes")
+            && err.contains("--max-file-size"),
+        "{err}"
+    );
+    if Path::new("/dev/zero").exists() {
+        let err = one_line_error(&[
+            "train",
+            "--text",
+            "/dev/zero",
+            "--level",
+            "char",
+            "--max-file-size",
+            "1M",
+        ]);
+        assert!(err.contains("more than 1048576 bytes"), "{err}");
+        let err = one_line_error(&[
+            "train",
+            "--sequences",
+            "/dev/zero",
+            "--max-file-size",
+            "64K",
+        ]);
+        assert!(err.contains("more than 65536 bytes"), "{err}");
+    }
+    let err = one_line_error(&["train", "--text", p(&big), "--max-file-size", "12Q"]);
+    assert!(err.contains("K, M, G or T"), "{err}");
+}
+
+/// A value that is not a finite number in a training, validation or test file is refused
+/// as the file is read, with its file, line and column; bytes quoted from a file are escaped
+/// and cut short.
+#[test]
+fn bad_values_are_refused_with_their_place_and_quoted_safely() {
+    let dir = scratch("badvalues");
+    let good = sequences(&dir);
+    let write = |name: &str, body: &str| {
+        let f = dir.join(name);
+        std::fs::write(&f, body).unwrap();
+        f
+    };
+    let nan = write("nan.txt", "a\t1 2\nb\t3 nan\n");
+    let err = one_line_error(&["train", "--sequences", p(&nan)]);
+    assert!(
+        err.contains("nan.txt:2: column 5: `nan` (step 2, value 1) is not a finite number"),
+        "{err}"
+    );
+    let missing = write("missing.txt", "c0\t1 2\nc1\t3 ?\n");
+    for flag in ["--valid-sequences", "--test-sequences"] {
+        let err = one_line_error(&[
+            "train",
+            "--sequences",
+            p(&good),
+            "--valid-sequences",
+            p(if flag == "--valid-sequences" {
+                &missing
+            } else {
+                &good
+            }),
+            "--test-sequences",
+            p(if flag == "--test-sequences" {
+                &missing
+            } else {
+                &good
+            }),
+        ]);
+        assert!(
+            err.contains("missing.txt:2: column 6: `?`"),
+            "{flag}: {err}"
+        );
+    }
+    let target = write("target.txt", "1.5\t1 2\ninf\t3 4\n");
+    let err = one_line_error(&["train", "--sequences", p(&target), "--target", "regression"]);
+    assert!(
+        err.contains("target.txt:2: column 1: regression target `inf`"),
+        "{err}"
+    );
+    let ts = write(
+        "t.ts",
+        "@problemName T\n@univariate true\n@classLabel true a b\n@data\n1,2,3:a\n1,NaN,3:b\n",
+    );
+    let err = one_line_error(&["train", "--sequences", p(&ts)]);
+    assert!(err.contains("t.ts:6: column 3: `NaN`"), "{err}");
+
+    // an escape sequence and a megabyte-long value
+    let esc = write("esc.txt", "a\t1 \u{1b}[2J\u{1b}[31mboom\n");
+    let long = write("long.txt", &format!("a\t1 {}\n", "x".repeat(1 << 20)));
+    for f in [&esc, &long] {
+        let out = common::recur(&["train", "--sequences", p(f)]);
+        let err = common::check_one_line_error(&f, &out);
+        assert!(!err.contains('\u{1b}'), "{err:?}");
+        assert!(err.len() < 400, "{} bytes", err.len());
+    }
+    let err = one_line_error(&["train", "--sequences", p(&esc)]);
+    assert!(err.contains("\\u{1b}[2J"), "{err}");
+}
+
+/// Resuming with a data flag of another kind of run, or a model flag the checkpoint's model
+/// contradicts, says so in the user's terms; an error in a checkpoint's vocabulary names the
+/// entry, not a line of the file.
+#[test]
+fn resume_contradictions_and_checkpoint_metadata_are_named() {
+    let dir = scratch("resumewhat");
+    let seqs = sequences(&dir);
+    let text = dir.join("t.txt");
+    std::fs::write(&text, "the cat sat on the mat\n".repeat(40)).unwrap();
+    let (seq_ck, lm_ck) = (dir.join("seq.safetensors"), dir.join("lm.safetensors"));
+    ok(&[
+        "train",
+        "--sequences",
+        p(&seqs),
+        "--hidden-size",
+        "8",
+        "--epochs",
+        "1",
+        "--checkpoint",
+        p(&seq_ck),
+        "--quiet",
+    ]);
+    ok(&[
+        "train",
+        "--text",
+        p(&text),
+        "--level",
+        "char",
+        "--hidden-size",
+        "8",
+        "--embedding-size",
+        "8",
+        "--epochs",
+        "1",
+        "--checkpoint",
+        p(&lm_ck),
+        "--quiet",
+    ]);
+    let err = one_line_error(&["train", "--resume", p(&seq_ck), "--text", p(&text)]);
+    assert!(
+        err.contains("the checkpoint is a run on labelled sequences (--sequences)")
+            && err.contains("asks for a language model"),
+        "{err}"
+    );
+    let err = one_line_error(&["train", "--resume", p(&lm_ck), "--cell", "gru"]);
+    assert!(
+        err.contains("the checkpoint's run has --cell lstm, the command line gives --cell gru"),
+        "{err}"
+    );
+    let err = one_line_error(&["train", "--resume", p(&lm_ck), "--hidden-size", "9"]);
+    assert!(
+        err.contains("--hidden-size 8") && err.contains("--hidden-size 9"),
+        "{err}"
+    );
+    // the same model flag as the checkpoint's is no contradiction
+    ok(&[
+        "train",
+        "--resume",
+        p(&lm_ck),
+        "--cell",
+        "lstm",
+        "--epochs",
+        "2",
+    ]);
+
+    // a damaged vocabulary header inside the checkpoint (same length: the file stays whole)
+    let mut bytes = std::fs::read(&lm_ck).unwrap();
+    let at = bytes
+        .windows(23)
+        .position(|w| w == b"recur-vocabulary 1 char")
+        .expect("the vocabulary in the header");
+    bytes[at + 22] = b'X';
+    let bad = dir.join("badvocab.safetensors");
+    std::fs::write(&bad, bytes).unwrap();
+    let err = one_line_error(&["sample", "--checkpoint", p(&bad)]);
+    assert!(
+        err.contains("metadata `vocab`, entry 1") && !err.contains("badvocab.safetensors:1:"),
+        "{err}"
+    );
+}
+
+/// A loss that explodes stops the run by the documented rule (more than 10^4 times the first
+/// step's), keeping the last checkpoint written before it; a loss that turns non-finite at
+/// once says the inputs were finite (the settings are at fault).
+#[test]
+fn exploding_and_diverging_losses_are_stopped_and_explained() {
+    let dir = scratch("explode");
+    let reg = dir.join("r.txt");
+    let lines: String = (0..60)
+        .map(|i| format!("{}\t{} {} {}\n", i % 5, i % 3, i % 5, i % 7))
+        .collect();
+    std::fs::write(&reg, lines).unwrap();
+    let ck = dir.join("x.safetensors");
+    let out = common::recur(&[
+        "train",
+        "--sequences",
+        p(&reg),
+        "--hidden-size",
+        "8",
+        "--target",
+        "regression",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e4",
+        "--epochs",
+        "50",
+        "--save-every",
+        "1",
+        "--checkpoint",
+        p(&ck),
+        "--quiet",
+    ]);
+    let err = common::stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: training stopped at step 2: the loss")
+            && last.contains("is more than 1e4 times the first step's")
+            && last.contains("it is exploding; the last checkpoint is kept"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // the checkpoint kept is one of finite weights: it evaluates
+    let eval = ok(&["eval", "--checkpoint", p(&ck)]);
+    assert!(!eval.contains("NaN") && !eval.contains("inf"), "{eval}");
+
+    let err = one_line_error(&[
+        "train",
+        "--sequences",
+        p(&reg),
+        "--target",
+        "regression",
+        "--hidden-size",
+        "8",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e30",
+        "--epochs",
+        "5",
+    ]);
+    assert!(
+        err.contains("training diverged at step") && err.contains("finite inputs gave"),
+        "{err}"
+    );
 }

@@ -98,6 +98,10 @@ pub enum Error {
     /// or whose nodes are not in topological order (a cycle).
     #[error("{file}: not a valid ONNX file: {reason}")]
     OnnxFormat { file: String, reason: String },
+    /// A NumPy `.npy` file is malformed (no magic string, a header that is not NumPy's, a
+    /// big-endian or Fortran-order array, data that disagrees with the shape).
+    #[error("{file}: not a valid NumPy .npy file: {reason}")]
+    NpyFormat { file: String, reason: String },
     /// An input file (or a stream of bytes that is not a regular file) is larger than the
     /// limit set with [`crate::io::set_max_file_bytes`]; nothing was read (of a stream: no
     /// more than the limit).
@@ -231,10 +235,14 @@ pub const EXCERPT_CHARS: usize = 40;
 /// `\0`), and past [`EXCERPT_CHARS`] characters it is cut, with `…` and the length it had.
 /// Every message that quotes a file's bytes quotes them through this.
 pub fn excerpt(text: &str) -> String {
+    excerpt_of(text, EXCERPT_CHARS)
+}
+
+/// [`excerpt`] cut at `max` characters (for a whole message that quotes input).
+pub fn excerpt_of(text: &str, max: usize) -> String {
     let mut out = String::new();
-    let mut chars = 0;
-    for c in text.chars() {
-        if chars == EXCERPT_CHARS {
+    for (chars, c) in text.chars().enumerate() {
+        if chars == max {
             let total = text.chars().count();
             out.push_str(&format!("… ({total} characters)"));
             return out;
@@ -244,14 +252,93 @@ pub fn excerpt(text: &str) -> String {
         } else {
             out.push(c);
         }
-        chars += 1;
     }
     out
+}
+
+/// A JSON error in the user's terms, for JSON read from `json` (a file's metadata): the key
+/// it was found at instead of serde's "at line 1 column 18", and what was expected in words
+/// instead of recur's internal type names (`struct PartJson`, `usize`); quoted input escaped
+/// and cut short.
+pub(crate) fn json_reason(e: &serde_json::Error, json: &str) -> String {
+    let mut msg = e.to_string();
+    if let Some(i) = msg.rfind(" at line ") {
+        msg.truncate(i);
+    }
+    for (internal, plain) in [
+        ("expected usize", "expected a whole number ≥ 0"),
+        ("expected u64", "expected a whole number ≥ 0"),
+        ("expected u32", "expected a whole number ≥ 0"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+    ] {
+        if let Some(rest) = msg.strip_suffix(internal.trim_start_matches("expected "))
+            && rest.ends_with("expected ")
+        {
+            msg = format!("{rest}{}", plain.trim_start_matches("expected "));
+        }
+    }
+    for (word, plain) in [
+        ("struct ", "a JSON object"),
+        ("enum ", "one of the names recur knows"),
+    ] {
+        while let Some(i) = msg.find(word) {
+            let name_end = msg[i + word.len()..]
+                .find(|c: char| !c.is_alphanumeric() && c != '_')
+                .map_or(msg.len(), |j| i + word.len() + j);
+            msg.replace_range(i..name_end, plain);
+        }
+    }
+    let offset = json
+        .split_inclusive('\n')
+        .take(e.line().saturating_sub(1))
+        .map(str::len)
+        .sum::<usize>()
+        + e.column().saturating_sub(1);
+    let msg = excerpt_of(&msg, 160);
+    match key_before(json, offset) {
+        Some(key) => format!("at `{}`: {msg}", excerpt(key)),
+        None => msg,
+    }
+}
+
+/// The last object key that begins before byte `offset` of `json`.
+fn key_before(json: &str, offset: usize) -> Option<&str> {
+    let mut end = offset.min(json.len());
+    while !json.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &json[..end];
+    let colon = head.rfind("\":")?;
+    let open = head[..colon].rfind('"')?;
+    Some(&head[open + 1..colon])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_errors_name_the_key_and_no_internal_type() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct PartJson {
+            hidden_size: usize,
+        }
+        let json = r#"{"hidden_size": "6"}"#;
+        let e = serde_json::from_str::<PartJson>(json).unwrap_err();
+        let r = json_reason(&e, json);
+        assert_eq!(
+            r,
+            "at `hidden_size`: invalid type: string \"6\", expected a whole number ≥ 0"
+        );
+        let json = "[1]";
+        let e = serde_json::from_str::<PartJson>(json).unwrap_err();
+        let r = json_reason(&e, json);
+        assert!(!r.contains("PartJson") && !r.contains("line 1"), "{r}");
+        assert!(r.contains("a JSON object"), "{r}");
+    }
 
     #[test]
     fn excerpts_escape_control_characters_and_are_cut() {

@@ -59,7 +59,7 @@ mod tensor;
 pub use cell::{
     CellKind, GruCell, InputForget, Leak, LstmCell, Peepholes, ResetPlacement, RnnCell,
 };
-pub use error::{EXCERPT_CHARS, Error, Result, Shape, excerpt};
+pub use error::{EXCERPT_CHARS, Error, Result, Shape, excerpt, excerpt_of};
 pub use kernel::activation::Activation;
 pub use kernel::scalar::Float;
 pub use layer::{

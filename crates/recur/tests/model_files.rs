@@ -480,6 +480,24 @@ fn hostile_model_files_are_typed_errors() {
             "{bad}: {e}"
         );
     }
+    // A configuration of millions of layers (valid, and under the parameter bound at this
+    // width) is refused by counting the tensors it needs against the file's, before a layout
+    // of an entry per tensor is built: at 10^7 layers that layout alone took gigabytes.
+    for layers in ["1000000", "10000000"] {
+        let e = err(rebuild(&keep, &|m| {
+            m.insert(
+                "recur.model".into(),
+                json.replace("\"num_layers\": 2", &format!("\"num_layers\": {layers}")),
+            );
+        }));
+        let msg = e.to_string();
+        assert!(
+            matches!(&e, Error::Metadata { key, .. } if key == "recur.model")
+                && msg.contains(&format!("{layers} layers"))
+                && msg.contains("the file holds only"),
+            "{msg}"
+        );
+    }
     // truncated and garbage bytes
     for cut in [0, 7, 8, 100, good.len() - 1] {
         assert!(matches!(

@@ -345,6 +345,71 @@ fn runaway_shapes_from_the_graph_are_refused() {
     }
 }
 
+/// A run's values together are held to a memory budget, checked before each allocation: a
+/// few hundred bytes of graph (a `ConstantOfShape` of 2^28 elements, copies of it kept as
+/// outputs) are refused, naming the node, instead of taking gigabytes.
+#[test]
+fn a_run_is_held_to_its_memory_budget() {
+    let graph = |elements: i64, copies: usize| {
+        let shape = TensorProto {
+            dims: vec![1],
+            data_type: data_type::INT64,
+            name: "shape".into(),
+            int64_data: vec![elements],
+            ..Default::default()
+        };
+        let mut nodes = vec![node("ConstantOfShape", &["shape"], &["c"])];
+        let mut outputs = vec![input("c")];
+        for k in 0..copies {
+            let y = format!("y{k}");
+            let mut n = node("Add", &["c", "x"], &[&y]);
+            n.name = format!("add_{k}");
+            nodes.push(n);
+            outputs.push(input(&y));
+        }
+        let bytes = model(GraphProto {
+            node: nodes,
+            initializer: vec![shape],
+            input: vec![input("x")],
+            output: outputs,
+            ..Default::default()
+        });
+        OnnxModel::from_bytes("m", &bytes).unwrap()
+    };
+    let x = || Value::f32(vec![1.0], &[1]).unwrap();
+    // 1 + 8 tensors of 4 MiB: 36 MiB
+    let m = graph(1 << 20, 8);
+    assert_eq!(m.run_within(&[("x", x())], 40 << 20).unwrap().len(), 9);
+    match m.run_within(&[("x", x())], 16 << 20) {
+        Err(Error::OnnxNode { node, reason, .. }) => {
+            assert_eq!(node, "add_3", "{reason}");
+            assert!(
+                reason.contains("memory budget of 16777216 bytes"),
+                "{reason}"
+            );
+            assert!(reason.contains("--max-memory"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // the example: 2^28 elements (1 GiB) against a budget of 256 MiB, refused
+    // before the first is allocated
+    let m = graph(1 << 28, 4);
+    match m.run_within(&[("x", x())], 256 << 20) {
+        Err(Error::OnnxNode { node, reason, .. }) => {
+            assert_eq!(node, "the_ConstantOfShape", "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // inputs alone over the budget
+    let big = Value::f32(vec![0.0; 1 << 10], &[1 << 10]).unwrap();
+    assert!(matches!(
+        graph(4, 1).run_within(&[("x", big)], 1000),
+        Err(Error::Unsupported(_))
+    ));
+    // and the budget is the run's only: a plain run afterwards has the default
+    assert_eq!(graph(1 << 20, 8).run(&[("x", x())]).unwrap().len(), 9);
+}
+
 #[test]
 fn wrong_graph_inputs_are_typed_errors() {
     let m = OnnxModel::from_bytes("m", &exported()).unwrap();

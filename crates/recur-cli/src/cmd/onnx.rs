@@ -44,6 +44,10 @@ pub struct RunArgs {
     /// Also time the run: repeat it N times after one warm-up run and print the median
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub time: usize,
+    /// The most memory the run's values may take at once (K, M, G, T suffixes) [default: the
+    /// memory available, at most 8G]
+    #[arg(long, value_name = "SIZE", value_parser = crate::limits::parse_size)]
+    pub max_memory: Option<u64>,
 }
 
 /// Output file format.
@@ -121,13 +125,17 @@ fn run_model(args: &RunArgs) -> Result<()> {
         .iter()
         .map(|(n, v)| (n.as_str(), v.clone()))
         .collect();
-    let outputs = model.run(&refs)?;
+    let budget = args.max_memory.unwrap_or_else(|| {
+        let default = recur::onnx::DEFAULT_RUN_BUDGET;
+        crate::limits::available_memory().map_or(default, |a| a.min(default))
+    });
+    let outputs = model.run_within(&refs, budget)?;
     if args.time > 0 {
         let mut ms: Vec<f64> = (0..args.time)
             .map(|_| {
                 let start = std::time::Instant::now();
                 model
-                    .run(&refs)
+                    .run_within(&refs, budget)
                     .map(|_| start.elapsed().as_secs_f64() * 1e3)
             })
             .collect::<recur::Result<_>>()?;

@@ -501,23 +501,33 @@ fn read_config(path: &Path) -> Result<TrainArgs> {
             e.utf8_error().valid_up_to()
         )
     })?;
+    parse_config(&text, &name.to_string())
+}
+
+/// The settings of a TOML config file's `text`; `name` names it in errors.
+pub fn parse_config(text: &str, name: &str) -> Result<TrainArgs> {
     let table: toml::Table = text
         .parse()
-        .map_err(|e: toml::de::Error| anyhow::anyhow!("{name}: {}", toml_message(&text, &e)))?;
+        .map_err(|e: toml::de::Error| anyhow::anyhow!("{name}: {}", toml_message(text, &e)))?;
     let known = serde_json::to_value(TrainArgs::default())?;
     let known = known
         .as_object()
         .map(|o| o.keys().cloned().collect::<Vec<_>>());
     for key in table.keys() {
         if !known.as_ref().is_some_and(|k| k.contains(key)) {
-            let line = key_line(&text, key);
+            let line = key_line(text, key);
             bail!(
-                "{name}:{line}: unknown key `{key}` (keys are the flags of `recur train --help` without their --)"
+                "{name}:{line}: unknown key `{}` (keys are the flags of `recur train --help` without their --)",
+                recur::excerpt(key)
             );
         }
     }
-    TrainArgs::deserialize(table)
-        .map_err(|e| anyhow::anyhow!("{name}: {}", one_line(&e.to_string())))
+    TrainArgs::deserialize(table).map_err(|e| {
+        anyhow::anyhow!(
+            "{name}: {}",
+            recur::excerpt_of(&one_line(&e.to_string()), 160)
+        )
+    })
 }
 
 /// The 1-based line where `key` is first set in a TOML text (0 if not found).
@@ -536,7 +546,7 @@ fn toml_message(text: &str, e: &toml::de::Error) -> String {
     let line = e
         .span()
         .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-    let msg = one_line(e.message());
+    let msg = recur::excerpt_of(&one_line(e.message()), 160);
     match line {
         Some(l) => format!("line {l}: {msg}"),
         None => msg,

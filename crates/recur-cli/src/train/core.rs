@@ -176,8 +176,9 @@ impl Core {
         let got = ck.meta("kind")?;
         if got != kind {
             bail!(
-                "{}: a checkpoint of a `{got}` run, this run is `{kind}`",
-                ck.file
+                "{}: a checkpoint of a `{}` run, this run is `{kind}`",
+                ck.file,
+                recur::excerpt(got)
             );
         }
         check_model(ck, model)?;

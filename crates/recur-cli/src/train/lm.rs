@@ -38,6 +38,17 @@ impl Level {
     }
 }
 
+/// The vocabulary a checkpoint records; an error in it names the entry, not a line of the
+/// checkpoint file.
+fn checkpoint_vocabulary(ck: &Checkpoint) -> Result<Vocabulary> {
+    Vocabulary::from_text(ck.meta("vocab")?, &ck.file).map_err(|e| match e {
+        recur::Error::Parse { file, line, reason } => {
+            anyhow::anyhow!("{file}: metadata `vocab`, entry {line} (1 is its header): {reason}")
+        }
+        other => other.into(),
+    })
+}
+
 /// The model of a language model over `vocab` tokens.
 pub fn build_model(s: &Settings, vocab: usize) -> Result<SequenceModel<f32>> {
     let config = SequenceModelConfig {
@@ -293,7 +304,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     let corpus = load_corpus(args, s)?;
     let vocab = &corpus.vocab;
     if let Some(ck) = &resume {
-        let saved = Vocabulary::from_text(ck.meta("vocab")?, &ck.file)?;
+        let saved = checkpoint_vocabulary(ck)?;
         if saved.tokens() != vocab.tokens() {
             bail!(
                 "{}: its vocabulary ({} tokens) is not the one of {} ({} tokens)",
@@ -388,7 +399,7 @@ pub fn load_checkpoint(ck: &Checkpoint) -> Result<(SequenceModel<f32>, Settings,
     let args = ck.args()?;
     let s = Settings::resolve(&args)
         .with_context(|| format!("{}: metadata `recur.run_config`", ck.file))?;
-    let vocab = Vocabulary::from_text(ck.meta("vocab")?, &ck.file)?;
+    let vocab = checkpoint_vocabulary(ck)?;
     check_model(ck, &build_model(&s, vocab.len())?)?;
     Ok((ck.inner.model.clone(), s, vocab))
 }

@@ -73,6 +73,7 @@ pub fn run(cli: &TrainArgs) -> Result<()> {
         // The checkpoint's settings under the command line's: `--resume FILE` alone continues.
         let ck = checkpoint::Checkpoint::load(path)?;
         let saved = ck.args()?;
+        check_resumed_flags(&args, &saved, &ck)?;
         args = args.over(&saved)?;
     }
     let s = Settings::resolve(&args)?;
@@ -109,6 +110,70 @@ pub fn run(cli: &TrainArgs) -> Result<()> {
         Source::Sequences => seq::run(&args, &s),
         Source::Forecast => forecast::run(&args, &s),
     }
+}
+
+/// Refuses, on `--resume`, a data flag of another kind of run than the checkpoint's (`--text`
+/// on a sequences checkpoint) and a model flag that contradicts the checkpoint's model
+/// (`--cell gru` on an LSTM's), naming both, before anything else is said about them.
+fn check_resumed_flags(
+    cli: &TrainArgs,
+    saved: &TrainArgs,
+    ck: &checkpoint::Checkpoint,
+) -> Result<()> {
+    let file = &ck.file;
+    let names_source =
+        cli.task.is_some() || cli.text.is_some() || cli.train.is_some() || cli.sequences.is_some();
+    if names_source {
+        let (given, kind) = (cli.source()?, checkpoint_source(ck)?);
+        if given != kind {
+            let what = |s: Source| match s {
+                Source::Text => "a language model on a text (--text or --train)",
+                Source::Sequences => "labelled sequences (--sequences)",
+                Source::Copy => "the copy task (--task copy)",
+                Source::Adding => "the adding problem",
+            };
+            bail!(
+                "{file}: the checkpoint is a run on {}, the command line asks for {}; resume \
+                 it without a data flag, or start a new run without --resume",
+                what(kind),
+                what(given)
+            );
+        }
+    }
+    // what the checkpoint's run had, defaults resolved, against what the flags given ask
+    let (before, after) = (
+        Settings::resolve(saved)?,
+        Settings::resolve(&cli.over(saved)?)?,
+    );
+    let given = serde_json::to_value(cli)?;
+    fn name(v: impl clap::ValueEnum) -> String {
+        v.to_possible_value()
+            .map_or_else(String::new, |p| p.get_name().to_owned())
+    }
+    type Show = fn(&Settings) -> String;
+    let model_flags: [(&str, Show); 10] = [
+        ("cell", |s| name(s.cell)),
+        ("hidden-size", |s| s.hidden_size.to_string()),
+        ("num-layers", |s| s.num_layers.to_string()),
+        ("bidirectional", |s| s.bidirectional.to_string()),
+        ("proj-size", |s| s.proj_size.to_string()),
+        ("peepholes", |s| s.peepholes.to_string()),
+        ("embedding-size", |s| s.embedding_size.to_string()),
+        ("tied", |s| s.tied.to_string()),
+        ("level", |s| name(s.level)),
+        ("target", |s| name(s.target)),
+    ];
+    for (key, show) in model_flags {
+        let (had, asked) = (show(&before), show(&after));
+        if !given[key].is_null() && had != asked {
+            bail!(
+                "{file}: the checkpoint's run has --{key} {had}, the command line gives --{key} \
+                 {asked}; a resumed run keeps its model: drop --{key}, or start a new run \
+                 without --resume"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a `--log` that is one of the run's other files (the checkpoint, its `.best` copy,
@@ -160,8 +225,9 @@ pub fn checkpoint_source(ck: &checkpoint::Checkpoint) -> Result<Source> {
         "copy" => Ok(Source::Copy),
         "forecast" => Ok(Source::Forecast),
         other => bail!(
-            "{}: metadata `kind` is `{other}`, not one recur writes",
-            ck.file
+            "{}: metadata `kind` is `{}`, not one recur writes",
+            ck.file,
+            recur::excerpt(other)
         ),
     }
 }

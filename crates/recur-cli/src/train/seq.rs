@@ -593,8 +593,9 @@ fn load_checkpoint(ck: &Checkpoint) -> Result<(SequenceModel<f32>, Settings, Opt
             Ok((ck.inner.model.clone(), s, classes))
         }
         other => bail!(
-            "{}: `recur eval` reads text and sequence checkpoints, not `{other}`",
-            ck.file
+            "{}: `recur eval` reads text and sequence checkpoints, not `{}`",
+            ck.file,
+            recur::excerpt(other)
         ),
     }
 }

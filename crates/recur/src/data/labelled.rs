@@ -171,10 +171,7 @@ fn targets(file: &str, labels: &[(usize, String)], columns: &[usize]) -> Result<
                 parse_err(
                     file,
                     *line,
-                    format!(
-                        "column {col}: regression target `{}` {why}",
-                        quoted(label)
-                    ),
+                    format!("column {col}: regression target `{}` {why}", quoted(label)),
                 )
             })
         })
@@ -208,8 +205,8 @@ impl SequenceDataset {
     /// [`Error::Io`], [`Error::NotUtf8`], [`Error::EmptyFile`] (also for a file of comments
     /// only) naming the file; [`Error::Parse`] naming the file and line of a line without a
     /// tab, with an empty label or no steps, a step with another number of values than the
-    /// first step, a value that is not a number, a class label not in `classes`, or a
-    /// regression target that is not a number.
+    /// first step, a value that is not a finite number (with its column), a class label not
+    /// in `classes`, or a regression target that is not a finite number.
     pub fn read_lines(
         path: impl AsRef<Path>,
         target: TargetKind,
@@ -327,9 +324,9 @@ impl SequenceDataset {
     /// header value that is not what the key takes, `@timeStamps true`, a header that gives
     /// no label (or both kinds), data before `@data`, a header after it, no `@data`, a case
     /// with another number of dimensions than the header's (or the first case's), a value
-    /// that is not a number, dimensions of unequal length, a length other than
-    /// `@seriesLength` in an `@equalLength true` file, an unknown class label, or a
-    /// regression target that is not a number.
+    /// that is not a finite number (with its column), dimensions of unequal length, a length
+    /// other than `@seriesLength` in an `@equalLength true` file, an unknown class label, or
+    /// a regression target that is not a finite number.
     pub fn read_ts(path: impl AsRef<Path>, classes: Option<&[String]>) -> Result<Self> {
         let path = path.as_ref();
         Self::parse_ts(&read_text(path)?, &path.display().to_string(), classes)
@@ -554,6 +551,8 @@ impl TsHeader {
         let key = words.next().unwrap_or_default();
         let args: Vec<&str> = words.collect();
         let lower = key.to_ascii_lowercase();
+        // what the messages quote of the file, escaped and cut short
+        let (key, line) = (&quoted(key), &quoted(line));
         let one = || match args[..] {
             [arg] => Ok(arg),
             _ => Err(format!("`{key}` takes one value, got `{line}`")),
@@ -561,12 +560,16 @@ impl TsHeader {
         let boolean = |arg: &str| match arg.to_ascii_lowercase().as_str() {
             "true" => Ok(true),
             "false" => Ok(false),
-            _ => Err(format!("`{key}` takes true or false, got `{arg}`")),
+            _ => Err(format!(
+                "`{key}` takes true or false, got `{}`",
+                quoted(arg)
+            )),
         };
         let count = |arg: &str| match arg.parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
             _ => Err(format!(
-                "`{key}` takes a positive whole number, got `{arg}`"
+                "`{key}` takes a positive whole number, got `{}`",
+                quoted(arg)
             )),
         };
         match lower.as_str() {

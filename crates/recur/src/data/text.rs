@@ -258,9 +258,10 @@ impl Vocabulary {
                 return Err(parse_err(
                     1,
                     format!(
-                        "expected the header `{} char` or `{} word`, got `{header}`",
+                        "expected the header `{} char` or `{} word`, got `{}`",
                         Self::HEADER,
-                        Self::HEADER
+                        Self::HEADER,
+                        crate::error::excerpt(header)
                     ),
                 ));
             }
@@ -280,13 +281,20 @@ impl Vocabulary {
             if level == TokenLevel::Char && token != UNK && token.chars().count() != 1 {
                 return Err(parse_err(
                     line,
-                    format!("`{raw}` is not one character (the vocabulary is char level)"),
+                    format!(
+                        "`{}` is not one character (the vocabulary is char level)",
+                        crate::error::excerpt(raw)
+                    ),
                 ));
             }
             if let Some(&first) = vocab.ids.get(&token) {
                 return Err(parse_err(
                     line,
-                    format!("`{raw}` repeats the token of line {}", first + 2),
+                    format!(
+                        "`{}` repeats the token of line {}",
+                        crate::error::excerpt(raw),
+                        first + 2
+                    ),
                 ));
             }
             vocab.insert(&token);
@@ -340,8 +348,19 @@ fn unescape(raw: &str) -> std::result::Result<String, String> {
             Some('n') => '\n',
             Some('r') => '\r',
             Some('t') => '\t',
-            Some(other) => return Err(format!("unknown escape `\\{other}` in `{raw}`")),
-            None => return Err(format!("`{raw}` ends in a lone `\\`")),
+            Some(other) => {
+                return Err(format!(
+                    "unknown escape `\\{}` in `{}`",
+                    crate::error::excerpt(&other.to_string()),
+                    crate::error::excerpt(raw)
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "`{}` ends in a lone `\\`",
+                    crate::error::excerpt(raw)
+                ));
+            }
         });
     }
     Ok(token)

@@ -40,7 +40,7 @@ use super::model::{
     layout_of, model_config_to_json, model_tensors, read_params, read_tensor, tensor_out,
 };
 use super::{IN_MEMORY, Parsed, SaveDtype, TensorOut, encode, parse, read_file, write_atomic};
-use crate::error::{Error, Result, Shape, config_err};
+use crate::error::{Error, Result, Shape, config_err, json_reason};
 use crate::kernel::scalar::Float;
 use crate::model::{SequenceModel, SequenceModelConfig};
 use crate::optim::{AnyOptimizer, LrScheduler, OptimizerConfig, ScheduleConfig, SchedulerState};
@@ -447,8 +447,9 @@ fn load_from<T: Float>(
             ));
         }
         (_, None) => {
-            let config: OptimizerConfig = serde_json::from_str(get(key::OPTIMIZER)?)
-                .map_err(|e| bad(key::OPTIMIZER, e.to_string()))?;
+            let text = get(key::OPTIMIZER)?;
+            let config: OptimizerConfig = serde_json::from_str(text)
+                .map_err(|e| bad(key::OPTIMIZER, json_reason(&e, text)))?;
             let text = get(key::OPTIMIZER_STEP)?;
             let step: u64 = text.parse().map_err(|_| {
                 bad(
@@ -460,8 +461,8 @@ fn load_from<T: Float>(
             Optimizers::Flat(o)
         }
         (None, Some(text)) => {
-            let parts: Vec<PartJson> =
-                serde_json::from_str(text).map_err(|e| bad(key::OPTIMIZER_PARTS, e.to_string()))?;
+            let parts: Vec<PartJson> = serde_json::from_str(text)
+                .map_err(|e| bad(key::OPTIMIZER_PARTS, json_reason(&e, text)))?;
             let lens = model.parts().map(<[T]>::len);
             if parts.len() != PART_NAMES.len() {
                 return Err(bad(
@@ -562,8 +563,8 @@ fn load_from<T: Float>(
     let scheduler = match meta.get(key::SCHEDULER) {
         None => None,
         Some(text) => {
-            let s: SchedulerJson =
-                serde_json::from_str(text).map_err(|e| bad(key::SCHEDULER, e.to_string()))?;
+            let s: SchedulerJson = serde_json::from_str(text)
+                .map_err(|e| bad(key::SCHEDULER, json_reason(&e, text)))?;
             let mut scheduler = LrScheduler::new(s.config, s.state.base_lr)
                 .map_err(|e| bad(key::SCHEDULER, e.to_string()))?;
             scheduler
@@ -572,11 +573,16 @@ fn load_from<T: Float>(
             Some(scheduler)
         }
     };
+    let text = get(key::PROGRESS)?;
     let progress: TrainingProgress =
-        serde_json::from_str(get(key::PROGRESS)?).map_err(|e| bad(key::PROGRESS, e.to_string()))?;
+        serde_json::from_str(text).map_err(|e| bad(key::PROGRESS, json_reason(&e, text)))?;
     let run_config = get(key::RUN_CONFIG)?.clone();
-    serde_json::from_str::<serde_json::Value>(&run_config)
-        .map_err(|e| bad(key::RUN_CONFIG, format!("not JSON: {e}")))?;
+    serde_json::from_str::<serde_json::Value>(&run_config).map_err(|e| {
+        bad(
+            key::RUN_CONFIG,
+            format!("not JSON: {}", json_reason(&e, &run_config)),
+        )
+    })?;
     Ok(Checkpoint {
         file: file.to_string(),
         model,

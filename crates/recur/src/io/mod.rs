@@ -97,7 +97,16 @@ pub(crate) fn parse<'a>(file: &str, bytes: &'a [u8]) -> Result<Parsed<'a>> {
             ),
             SafeTensorError::InvalidHeader(e) => format!("header is not UTF-8: {e}"),
             SafeTensorError::InvalidHeaderDeserialization(e) => {
-                format!("header is not safetensors JSON: {e}")
+                let end = usize::try_from(declared.unwrap_or(0))
+                    .map_or(bytes.len(), |n| n.saturating_add(8).min(bytes.len()));
+                let header = bytes
+                    .get(8..end)
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                format!(
+                    "the header is not the JSON safetensors describes tensors with: {}",
+                    crate::error::json_reason(&e, &header)
+                )
             }
             SafeTensorError::InvalidOffset(name) => {
                 format!("tensor `{name}`: data offsets do not follow on from the previous tensor's")

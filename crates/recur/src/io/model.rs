@@ -182,8 +182,12 @@ pub fn model_config_to_json(config: &SequenceModelConfig) -> String {
 /// [`Error::Config`] naming what is malformed (an unknown or missing key, a value of the
 /// wrong type, an unknown activation) or out of range.
 pub fn model_config_from_json(json: &str) -> Result<SequenceModelConfig> {
-    let parsed: ModelJson = serde_json::from_str(json)
-        .map_err(|e| crate::error::config_err("model configuration JSON", e.to_string()))?;
+    let parsed: ModelJson = serde_json::from_str(json).map_err(|e| {
+        crate::error::config_err(
+            "model configuration JSON",
+            crate::error::json_reason(&e, json),
+        )
+    })?;
     let config = parsed.into_config();
     config.validate()?;
     Ok(config)

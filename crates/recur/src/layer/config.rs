@@ -252,7 +252,7 @@ impl RecurrentConfig {
     /// of the wrong type, an unknown activation) or out of range.
     pub fn from_json(json: &str) -> Result<Self> {
         let config: Self = serde_json::from_str(json)
-            .map_err(|e| config_err("configuration JSON", e.to_string()))?;
+            .map_err(|e| config_err("configuration JSON", crate::error::json_reason(&e, json)))?;
         config.validate()?;
         Ok(config)
     }

@@ -77,7 +77,10 @@ pub fn estimate_memory(
     let m = |a: u128, b: u128| a.saturating_mul(b);
     let r = &config.rnn;
     let (embedding, input_width) = match &config.input {
-        Input::Embedding(e) => (m(w(e.num_embeddings), w(e.embedding_dim)), w(e.embedding_dim)),
+        Input::Embedding(e) => (
+            m(w(e.num_embeddings), w(e.embedding_dim)),
+            w(e.embedding_dim),
+        ),
         Input::Dense => (0, w(r.input_size)),
     };
     let d = w(r.direction.count());
@@ -153,7 +156,11 @@ mod tests {
             c.rnn = c.rnn.with_proj_size(proj).unwrap();
             let model = SequenceModel::<f32>::new(c.clone(), 0).unwrap();
             let est = estimate_memory(&c, 4, 9, 2, 4);
-            assert_eq!(est.parameters as usize, model.param_len(), "{layers} {proj}");
+            assert_eq!(
+                est.parameters as usize,
+                model.param_len(),
+                "{layers} {proj}"
+            );
             assert_eq!(est.weights, 4 * model.param_len() as u64);
             assert_eq!(est.optimizer, 2 * est.weights);
         }

@@ -351,6 +351,49 @@ impl OnnxModel {
     /// dims contradict the graph's declaration, [`Error::OnnxNode`] (or an error of the
     /// recurrent engine) naming the node that cannot run on what it is given.
     pub fn run(&self, inputs: &[(&str, Value)]) -> Result<Vec<(String, Value)>> {
+        self.run_within(inputs, DEFAULT_RUN_BUDGET)
+    }
+
+    /// [`OnnxModel::run`] holding no more than `max_bytes` of values at any time (the inputs
+    /// given and every value computed and not yet dropped; the model's initializers aside):
+    /// each node's output is checked against what is left before it is allocated (a few
+    /// hundred bytes of graph can otherwise ask for gigabytes, one bounded tensor after
+    /// another).
+    ///
+    /// # Errors
+    /// As [`OnnxModel::run`]; [`Error::OnnxNode`] naming the node whose output would take the
+    /// run past `max_bytes`, and [`Error::Unsupported`] when the inputs alone do.
+    pub fn run_within(
+        &self,
+        inputs: &[(&str, Value)],
+        max_bytes: u64,
+    ) -> Result<Vec<(String, Value)>> {
+        // The budget is the calling thread's for the run, and lifted after it however the
+        // run ends.
+        struct Lift;
+        impl Drop for Lift {
+            fn drop(&mut self) {
+                ops::set_budget(u64::MAX, 0);
+            }
+        }
+        let _lift = Lift;
+        let given: u64 = inputs.iter().map(|(_, v)| value_bytes(v)).sum();
+        if given > max_bytes {
+            return Err(Error::Unsupported(format!(
+                "{}: the inputs take {given} bytes, more than the run's memory budget of \
+                 {max_bytes} bytes",
+                self.file
+            )));
+        }
+        self.run_budgeted(inputs, max_bytes, given)
+    }
+
+    fn run_budgeted(
+        &self,
+        inputs: &[(&str, Value)],
+        limit: u64,
+        mut held: u64,
+    ) -> Result<Vec<(String, Value)>> {
         let mut env: HashMap<&str, Value> = HashMap::new();
         for (name, v) in inputs {
             let declared = self.inputs.iter().find(|i| i.name == *name);
@@ -411,15 +454,28 @@ impl OnnxModel {
                         .is_none_or(|i| self.initializers.contains_key(i) && !env.contains_key(i))
             });
             let prepared = constant_weights.then_some(&self.prepared[k]);
+            ops::set_budget(limit, held);
             let results = ops::run_node(node, self.opset, &args, prepared)?;
+            // what no check before an allocation saw (an op's scratch, a recurrent node's
+            // outputs) is counted here
+            let made: u64 = results.iter().flatten().map(value_bytes).sum();
+            if held.saturating_add(made) > limit {
+                return Err(ops::over_budget(node, made, held, limit));
+            }
             for (name, v) in node.outputs.iter().zip(results) {
                 if let (false, Some(v)) = (name.is_empty(), v) {
-                    env.insert(name, v);
+                    held += value_bytes(&v);
+                    if let Some(old) = env.insert(name, v) {
+                        held -= value_bytes(&old);
+                    }
                 }
             }
             for i in node.inputs.iter().flatten() {
-                if last_use.get(i.as_str()) == Some(&k) && !wanted.contains(i.as_str()) {
-                    env.remove(i.as_str());
+                if last_use.get(i.as_str()) == Some(&k)
+                    && !wanted.contains(i.as_str())
+                    && let Some(v) = env.remove(i.as_str())
+                {
+                    held -= value_bytes(&v);
                 }
             }
         }
@@ -448,6 +504,18 @@ impl OnnxModel {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// The memory budget of [`OnnxModel::run`]: 8 GiB.
+pub const DEFAULT_RUN_BUDGET: u64 = 8 << 30;
+
+/// The bytes a value's elements take.
+fn value_bytes(v: &Value) -> u64 {
+    let width = match v.data() {
+        super::value::Data::F32(_) | super::value::Data::I32(_) => 4,
+        super::value::Data::F64(_) | super::value::Data::I64(_) => 8,
+    };
+    (v.data().len() as u64).saturating_mul(width)
 }
 
 /// Checks a given input against the graph's declaration of it.

@@ -34,7 +34,7 @@ pub use export::{
     EXPORT_IR_VERSION, EXPORT_OPSET, ExportOptions, export_recurrent, export_sequence_model,
     with_metadata,
 };
-pub use graph::{MAX_OPSET, MIN_OPSET, OnnxModel, ValueInfo};
+pub use graph::{DEFAULT_RUN_BUDGET, MAX_OPSET, MIN_OPSET, OnnxModel, ValueInfo};
 pub use import::{PROBE_TOL, import_recurrent};
 pub use ops::SUPPORTED as SUPPORTED_OPS;
 pub use tensor_file::{

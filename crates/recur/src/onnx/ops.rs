@@ -102,6 +102,37 @@ fn ints(node: &Node, v: &Value, what: &str) -> Result<Vec<i64>> {
     })
 }
 
+thread_local! {
+    /// The memory budget of the graph run on this thread and what it holds now, in bytes
+    /// ([`super::OnnxModel::run_within`]); no budget outside a run.
+    static BUDGET: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((u64::MAX, 0)) };
+}
+
+/// Sets the budget of the run on this thread: `limit` bytes, of which `held` are taken.
+pub(crate) fn set_budget(limit: u64, held: u64) {
+    BUDGET.with(|b| b.set((limit, held)));
+}
+
+/// Refuses a new tensor of `elements` values of at least 4 bytes that would take the run past
+/// its budget: checked before the tensor is allocated.
+pub(crate) fn check_budget(node: &Node, elements: usize) -> Result<()> {
+    let (limit, held) = BUDGET.with(std::cell::Cell::get);
+    let bytes = (elements as u64).saturating_mul(4);
+    if held.saturating_add(bytes) > limit {
+        return Err(over_budget(node, bytes, held, limit));
+    }
+    Ok(())
+}
+
+/// The error of a node whose output would take the run past its budget.
+pub(crate) fn over_budget(node: &Node, bytes: u64, held: u64, limit: u64) -> crate::Error {
+    node.err(format!(
+        "its output of {bytes} bytes would take the run past its memory budget of {limit} \
+         bytes ({held} bytes are held); raise the budget (--max-memory on the command line, \
+         OnnxModel::run_within in the library)"
+    ))
+}
+
 fn numel(node: &Node, shape: &[usize]) -> Result<usize> {
     if shape.len() > MAX_RANK {
         return Err(node.err(format!(
@@ -109,11 +140,13 @@ fn numel(node: &Node, shape: &[usize]) -> Result<usize> {
             shape.len()
         )));
     }
-    checked_numel(shape).ok_or_else(|| {
+    let n = checked_numel(shape).ok_or_else(|| {
         node.err(format!(
             "output shape {shape:?} exceeds the bound of {MAX_ELEMENTS} elements"
         ))
-    })
+    })?;
+    check_budget(node, n)?;
+    Ok(n)
 }
 
 /// `axis` in `-rank..rank` → `0..rank`.

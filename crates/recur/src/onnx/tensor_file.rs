@@ -56,7 +56,8 @@ pub fn read_tensor(path: impl AsRef<Path>) -> Result<(String, Value)> {
 /// Parses a tensor file's bytes; `file` names it in errors.
 ///
 /// # Errors
-/// [`Error::OnnxFormat`] for a truncated or corrupt file, data whose length disagrees with
+/// [`Error::OnnxFormat`] ([`Error::NpyFormat`] for `.npy`) for a truncated or corrupt file,
+/// data whose length disagrees with
 /// the shape, oversized dims, a big-endian or Fortran-order `.npy`; [`Error::TensorDtype`]
 /// for an element type other than float32, float64, int64, int32.
 pub fn tensor_from_bytes(
@@ -102,9 +103,9 @@ pub fn tensor_to_bytes(name: &str, value: &Value, format: TensorFormat) -> Vec<u
 const MAGIC: &[u8] = b"\x93NUMPY";
 
 fn read_npy(file: &str, bytes: &[u8]) -> Result<Value> {
-    let bad = |reason: String| Error::OnnxFormat {
+    let bad = |reason: String| Error::NpyFormat {
         file: file.to_string(),
-        reason: format!("not a readable .npy file: {reason}"),
+        reason,
     };
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(bad("it does not start with the NumPy magic string".into()));
