@@ -13,7 +13,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = corpus.vocab.decode(&corpus.test);
         let saved = corpus.vocab.to_text();
         assert_eq!(
-            recur::data::Vocabulary::from_text(&saved, "saved").ok().as_ref(),
+            recur::data::Vocabulary::from_text(&saved, "saved")
+                .ok()
+                .as_ref(),
             Some(&corpus.vocab),
             "a vocabulary reads back what it wrote"
         );

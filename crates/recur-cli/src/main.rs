@@ -79,6 +79,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `recur train --dry-run` printed its summary
+        Err(e) if e.is::<train::DryRun>() => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the error and its causes, outermost first.
             eprintln!("error: {e:#}");

@@ -320,6 +320,28 @@ fn sizes_beyond_the_memory_are_refused_with_their_estimate() {
     let err = one_line_error(&["train", "--sequences", p(&seqs), "--threads", "100000"]);
     assert!(err.contains("this machine runs"), "{err}");
 
+    // --dry-run prints the parameters and the estimate, even of a run that would not fit,
+    // and trains nothing
+    let out = ok(&[
+        "train",
+        "--sequences",
+        p(&seqs),
+        "--hidden-size",
+        "8",
+        "--dry-run",
+    ]);
+    assert!(out.contains("model: lstm × 1 layer(s) of 8 units"), "{out}");
+    assert!(
+        out.contains("BPTT tape") && out.contains("available"),
+        "{out}"
+    );
+    assert!(!out.contains("epoch"), "{out}");
+    let out = ok(&["train", "--hidden-size", "30000", "--dry-run"]);
+    let total = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("total") && l.contains("GiB"));
+    assert!(total.is_some(), "{out}");
+
     // sampling: the drawn text is held in memory
     let ck = dir.join("lm.safetensors");
     ok(&[

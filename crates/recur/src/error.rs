@@ -333,7 +333,7 @@ mod tests {
             r,
             "at `hidden_size`: invalid type: string \"6\", expected a whole number ≥ 0"
         );
-        let json = "[1]";
+        let json = "\"x\"";
         let e = serde_json::from_str::<PartJson>(json).unwrap_err();
         let r = json_reason(&e, json);
         assert!(!r.contains("PartJson") && !r.contains("line 1"), "{r}");

@@ -597,7 +597,7 @@ fn line_format_reads_and_rejects() {
             TargetKind::Class,
             None,
             1,
-            "column 5: `x` (step 2, value 2) is not a number",
+            "column 7: `x` (step 2, value 2) is not a number",
         ),
         (
             "nan",

@@ -296,6 +296,11 @@ pub struct TrainArgs {
     /// No progress bar even on a terminal
     #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Files")]
     pub quiet: Option<bool>,
+    /// Read the data and print the model's parameters and the memory the run would need,
+    /// then stop without training
+    #[arg(long, help_heading = "Run")]
+    #[serde(skip)]
+    pub dry_run: bool,
 }
 
 /// Built-in generated tasks.

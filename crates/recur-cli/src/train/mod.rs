@@ -268,7 +268,85 @@ pub fn check_fits(
     };
     let batch = s.batch_size.max(s.eval_batch_size);
     let est = recur::estimate_memory(config, batch, seq_len, buffers, size_of::<f32>());
+    if s.dry_run {
+        print_dry_run(config, &est, batch, seq_len);
+        return Err(DryRun.into());
+    }
     crate::limits::check_memory("training", &est, lower)
+}
+
+/// What `--dry-run` ends a run with once it has printed the summary: not a failure (`main`
+/// exits 0 on it).
+#[derive(Debug)]
+pub struct DryRun;
+
+impl std::fmt::Display for DryRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("--dry-run: stopped before training")
+    }
+}
+
+impl std::error::Error for DryRun {}
+
+/// `--dry-run`'s summary: the model by part, its parameters, and the memory estimate against
+/// the memory available (computed from the configuration alone: nothing of the model's size
+/// is allocated).
+fn print_dry_run(
+    config: &recur::model::SequenceModelConfig,
+    est: &recur::MemoryEstimate,
+    batch: usize,
+    seq_len: usize,
+) {
+    use crate::limits::human;
+    use recur::model::{Input, TieWeights};
+    let r = &config.rnn;
+    let embedding = match &config.input {
+        Input::Embedding(e) => (e.num_embeddings as u128) * (e.embedding_dim as u128),
+        Input::Dense => 0,
+    };
+    let rnn = recur::layer::params::ParamLayout::param_count(r);
+    let head = u128::from(est.parameters).saturating_sub(embedding + rnn);
+    println!(
+        "model: {} × {} layer(s) of {} units{}, input {}, output {}{}",
+        r.cell.name(),
+        r.num_layers,
+        r.hidden_size,
+        if r.direction.count() == 2 {
+            ", bidirectional"
+        } else {
+            ""
+        },
+        r.input_size,
+        config.out_features,
+        if config.tie_weights == TieWeights::Tied {
+            ", tied"
+        } else {
+            ""
+        },
+    );
+    println!("{:<28}{:>16}", "part", "parameters");
+    for (part, n) in [("embedding", embedding), ("rnn", rnn), ("head", head)] {
+        if n > 0 {
+            println!("{part:<28}{n:>16}");
+        }
+    }
+    println!("{:<28}{:>16}", "total", est.parameters);
+    println!("memory estimate (batch {batch} × {seq_len} steps, f32):");
+    for (what, bytes) in [
+        ("weights", est.weights),
+        ("gradients", est.gradients),
+        ("optimizer state", est.optimizer),
+        ("checkpoint copy", est.checkpoint),
+        ("BPTT tape", est.tape),
+        ("inputs and logits", est.activations),
+        ("total", est.total()),
+    ] {
+        println!("  {what:<26}{:>16}", human(bytes));
+    }
+    match crate::limits::available_memory() {
+        Some(a) => println!("  {:<26}{:>16}", "available", human(a)),
+        None => println!("  available: unknown on this system"),
+    }
 }
 
 /// The dropout seed of a training step.

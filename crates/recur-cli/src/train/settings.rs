@@ -71,6 +71,8 @@ pub struct Settings {
     pub save_every: usize,
     pub quiet: bool,
     pub esn: EsnSettings,
+    /// `--dry-run`: stop after the model's summary and memory estimate
+    pub dry_run: bool,
 }
 
 /// The echo state network's settings (`--cell esn`).
@@ -304,6 +306,7 @@ impl Settings {
                 },
                 sequences: a.esn_sequences.unwrap_or(2000),
             },
+            dry_run: a.dry_run,
         };
         let esn_flags = [
             a.spectral_radius.is_some(),

@@ -92,13 +92,14 @@ pub fn estimate_memory(
     );
     let head_in = m(d, h_out);
     let out = w(config.out_features);
-    let head = match config.tie_weights {
+    let head_weight = match config.tie_weights {
         TieWeights::Untied => m(out, head_in),
         TieWeights::Tied => 0,
-    } + match config.head_bias {
+    };
+    let head = head_weight.saturating_add(match config.head_bias {
         Bias::Enabled => out,
         Bias::Disabled => 0,
-    };
+    });
     let params = ParamLayout::param_count(r)
         .saturating_add(embedding)
         .saturating_add(head);

@@ -384,6 +384,19 @@ pub(crate) fn run(
     } else {
         (None, None)
     };
+    // Y is [T, D, B, H], and the engine's outputs as much again, besides a copy of X: checked
+    // against the per-tensor bound and the run's budget before any of it is allocated.
+    let y_len = [t, d, b, h]
+        .iter()
+        .try_fold(1usize, |n, &k| n.checked_mul(k))
+        .filter(|&n| n <= super::value::MAX_ELEMENTS)
+        .ok_or_else(|| {
+            node.err(format!(
+                "output Y of [{t}, {d}, {b}, {h}] exceeds the bound of {} elements",
+                super::value::MAX_ELEMENTS
+            ))
+        })?;
+    super::ops::check_budget(node, 2 * y_len + x.len())?;
     let x_shape = if s.batch_first { [b, t, i] } else { [t, b, i] };
     let x_tensor = Tensor::new(x.to_vec(), &x_shape).map_err(|e| node.err(e.to_string()))?;
 
@@ -400,7 +413,7 @@ pub(crate) fn run(
         }
         out
     };
-    let mut y = vec![0.0f32; t * d * b * h];
+    let mut y = vec![0.0f32; y_len];
     let mut y_h = vec![0.0f32; d * b * h];
     let mut y_c = vec![0.0f32; if op == Op::Lstm { d * b * h } else { 0 }];
     let built;
