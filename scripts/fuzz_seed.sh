@@ -8,7 +8,7 @@ set -eu
 fx=crates/recur/tests/fixtures
 c=fuzz/corpus
 for t in state_dict model_file checkpoint onnx_model npy_tensor pb_tensor text_corpus \
-    labelled_sequences ts_sequences toml_config vocabulary config_json; do
+    labelled_sequences ts_sequences toml_config vocabulary config_json csv_series; do
     mkdir -p "$c/$t"
 done
 cp "$fx"/pytorch/*.safetensors "$fx"/legacy/*.state_dict.safetensors "$c/state_dict/"
@@ -37,6 +37,7 @@ printf '# label<TAB>steps\nwalk\t0.1,2 0.3,4 0.5,6\nrun\t1,-3\n' > "$c/labelled_
 printf '7.5\t1 2 3 4\n-2\t5\n' > "$c/labelled_sequences/regression.txt"
 printf '@problemName Toy\n@univariate false\n@dimensions 2\n@classLabel true up down\n@data\n1,2,3:4,5,6:up\n3,2:1,0:down\n' > "$c/ts_sequences/multi.ts"
 printf '@problemName R\n@univariate true\n@equalLength true\n@seriesLength 3\n@targetLabel true\n@data\n1,2,3:0.5\n' > "$c/ts_sequences/regression.ts"
+printf 't,id,y,x\n1,a,1.5,2\n2,a,2.5,3\n3,a,NA,4\n1,b,0,0\n' > "$c/csv_series/series.csv"
 printf 'cell = "gru"\nhidden-size = 32\nlr = 0.01\nsplit = "0.8,0.1,0.1"\nepochs = 3\n' > "$c/toml_config/run.toml"
 printf 'recur-vocabulary 1 word\n<unk>\n<eos>\nthe\ncat\n' > "$c/vocabulary/word.vocab"
 printf 'recur-vocabulary 1 char\n<unk>\n\\n\na\nb\n' > "$c/vocabulary/char.vocab"

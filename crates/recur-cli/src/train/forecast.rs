@@ -369,7 +369,13 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     };
     let data = load_data(args, s)?;
     let spec = &data.spec;
-    let model = build_model(s, spec.input_size(), spec.out_features(), OutputForm::Last)?;
+    let model = build_model(
+        s,
+        spec.input_size(),
+        spec.out_features(),
+        OutputForm::Last,
+        spec.window,
+    )?;
     let (train, valid, test) = (
         data.windows(Part::Train),
         data.windows(Part::Valid),
@@ -448,7 +454,13 @@ pub fn eval_command(ck: &Checkpoint, batch: Option<usize>) -> Result<()> {
     let spec = &data.spec;
     check_model(
         ck,
-        &build_model(&s, spec.input_size(), spec.out_features(), OutputForm::Last)?,
+        &build_model(
+            &s,
+            spec.input_size(),
+            spec.out_features(),
+            OutputForm::Last,
+            1,
+        )?,
     )?;
     let test = data.windows(Part::Test);
     println!(

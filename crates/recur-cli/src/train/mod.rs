@@ -121,8 +121,11 @@ fn check_resumed_flags(
     ck: &checkpoint::Checkpoint,
 ) -> Result<()> {
     let file = &ck.file;
-    let names_source =
-        cli.task.is_some() || cli.text.is_some() || cli.train.is_some() || cli.sequences.is_some();
+    let names_source = cli.task.is_some()
+        || cli.text.is_some()
+        || cli.train.is_some()
+        || cli.sequences.is_some()
+        || cli.csv.is_some();
     if names_source {
         let (given, kind) = (cli.source()?, checkpoint_source(ck)?);
         if given != kind {
@@ -131,6 +134,7 @@ fn check_resumed_flags(
                 Source::Sequences => "labelled sequences (--sequences)",
                 Source::Copy => "the copy task (--task copy)",
                 Source::Adding => "the adding problem",
+                Source::Forecast => "forecasting a CSV file's series (--csv)",
             };
             bail!(
                 "{file}: the checkpoint is a run on {}, the command line asks for {}; resume \
@@ -196,6 +200,7 @@ fn check_log_path(a: &TrainArgs) -> Result<()> {
         ("--sequences", a.sequences.as_deref()),
         ("--valid-sequences", a.valid_sequences.as_deref()),
         ("--test-sequences", a.test_sequences.as_deref()),
+        ("--csv", a.csv.as_deref()),
     ];
     for (flag, other) in others {
         if other.is_some_and(|o| same_file(log, o)) {

@@ -298,10 +298,7 @@ impl SeriesTable {
     /// repeats or leaves a gap.
     pub fn read_csv(path: impl AsRef<Path>, columns: &CsvColumns) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            file: path.display().to_string(),
-            source,
-        })?;
+        let bytes = crate::io::read_limited(path)?;
         Self::parse_csv(&bytes, &path.display().to_string(), columns)
     }
 
