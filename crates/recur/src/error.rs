@@ -106,12 +106,12 @@ pub enum Error {
     /// limit set with [`crate::io::set_max_file_bytes`]; nothing was read (of a stream: no
     /// more than the limit).
     #[error(
-        "{file}: {size} is more than the {limit} bytes an input file may have (raise the limit: \
+        "{file}: {size}; an input file may have at most {limit} bytes (raise the limit: \
          --max-file-size on the command line, recur::io::set_max_file_bytes in the library)"
     )]
     FileTooLarge {
         file: String,
-        /// `N bytes`, or `more than N bytes` for a stream
+        /// `N bytes`, or `not a regular file, and longer than N bytes` for a stream
         size: String,
         limit: u64,
     },

@@ -323,7 +323,7 @@ pub fn read_limited(path: &Path) -> Result<Vec<u8>> {
     if bytes.len() as u64 > limit {
         return Err(Error::FileTooLarge {
             file,
-            size: format!("more than {limit} bytes"),
+            size: format!("not a regular file, and longer than {limit} bytes"),
             limit,
         });
     }
