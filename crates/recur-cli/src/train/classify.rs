@@ -213,7 +213,14 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     let valid = draw_set(&mut Generator::new(s, Split::Valid)?, VALID_SEQUENCES)?;
     let test = Generator::new(s, Split::Test)?;
     let (input, classes) = (train.input_size(), train.classes());
-    let model = build_model(s, input, classes, OutputForm::Last)?;
+    // sequences of up to twice T steps, a bound for the memory estimate
+    let model = build_model(
+        s,
+        input,
+        classes,
+        OutputForm::Last,
+        s.seq_len.saturating_mul(2),
+    )?;
     let steps = s.steps.unwrap_or(5_000);
     println!(
         "recur train: {} task, T = {}, {} classes; {} {} × {} layer(s), {} parameters",

@@ -135,6 +135,7 @@ fn check_resumed_flags(
                 Source::Copy => "the copy task (--task copy)",
                 Source::Adding => "the adding problem",
                 Source::Forecast => "forecasting a CSV file's series (--csv)",
+                _ => "another generated task (--task)",
             };
             bail!(
                 "{file}: the checkpoint is a run on {}, the command line asks for {}; resume \

@@ -163,7 +163,8 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         bail!("--bidirectional: a next-symbol predictor reads left to right only");
     }
     let k = EmbeddedReber::SYMBOLS;
-    let model = build_model(s, k, k, OutputForm::EveryStep)?;
+    // embedded Reber strings are short: 100 steps bound them for the memory estimate
+    let model = build_model(s, k, k, OutputForm::EveryStep, 100)?;
     let valid = EmbeddedReber::new(s.seed, Split::Valid).sample::<f32>(VALID_STRINGS)?;
     let steps = s.steps.unwrap_or(5_000);
     println!(
