@@ -2,6 +2,7 @@
 //! `cmd/`.
 
 mod cmd;
+mod plot;
 mod train;
 
 use std::process::ExitCode;
@@ -42,6 +43,8 @@ enum Command {
     Onnx(cmd::onnx::OnnxCommand),
     /// Convert models between PyTorch state_dicts, recur model files and ONNX (by extension)
     Convert(cmd::convert::ConvertArgs),
+    /// Draw training and validation curves from `recur train --log` files (PNG or SVG)
+    Plot(cmd::plot::PlotArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "onnx")]
         Command::Onnx(cmd) => cmd::onnx::run(&cmd),
         Command::Convert(args) => cmd::convert::run(&args),
+        Command::Plot(args) => cmd::plot::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

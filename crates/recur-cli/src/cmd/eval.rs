@@ -28,6 +28,9 @@ pub struct EvalArgs {
     /// Streams (text) or sequences per batch [default: 10 for text, 64 for sequences]
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Print one JSON object (data, loss, ppl or bpc, acc or mae, count) instead of a line
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs `recur eval`. Without a file, evaluates on the test part the checkpoint was trained
@@ -37,7 +40,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         bail!("--batch-size must be at least 1, got 0");
     }
     let ck = Checkpoint::load(&args.checkpoint)?;
-    match crate::train::checkpoint_source(&ck)? {
+    let report = match crate::train::checkpoint_source(&ck)? {
         Source::Text => {
             if args.sequences.is_some() {
                 bail!("{}: a language model's checkpoint; give --text", ck.file);
@@ -68,5 +71,18 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             forecast::eval_command(&ck, args.batch_size)
         }
         Source::Adding => bail!("{}: the adding demonstration has no checkpoints", ck.file),
+    }?;
+    if args.json {
+        let mut obj = report.json();
+        if let Some(m) = obj.as_object_mut() {
+            m.insert(
+                "checkpoint".into(),
+                args.checkpoint.display().to_string().into(),
+            );
+        }
+        println!("{obj}");
+    } else {
+        println!("{}", report.line);
     }
+    Ok(())
 }

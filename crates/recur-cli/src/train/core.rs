@@ -39,6 +39,9 @@ pub struct Progress {
     pub elapsed_s: f64,
     /// the best validation loss so far
     pub best_valid: Option<f64>,
+    /// validations since the best one (`--early-stopping`); absent in older checkpoints
+    #[serde(default)]
+    pub since_best: usize,
 }
 
 impl Progress {

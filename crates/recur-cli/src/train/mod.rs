@@ -87,8 +87,15 @@ pub fn run(cli: &TrainArgs) -> Result<()> {
     .context("installing the Ctrl-C handler")?;
     match s.source {
         Source::Adding => {
-            if args.checkpoint.is_some() || args.resume.is_some() || args.log.is_some() {
-                bail!("--checkpoint, --resume and --log are not offered for the adding problem");
+            if args.checkpoint.is_some()
+                || args.resume.is_some()
+                || args.log.is_some()
+                || args.csv_log.is_some()
+            {
+                bail!(
+                    "--checkpoint, --resume, --log and --csv-log are not offered for the adding \
+                     problem"
+                );
             }
             adding::run(&args, &s)
         }
