@@ -3,6 +3,7 @@
 
 mod cmd;
 mod plot;
+mod summary;
 mod train;
 
 use std::process::ExitCode;
@@ -45,6 +46,9 @@ enum Command {
     Convert(cmd::convert::ConvertArgs),
     /// Draw training and validation curves from `recur train --log` files (PNG or SVG)
     Plot(cmd::plot::PlotArgs),
+    /// A model file's tensors by layer (shapes, parameters, bytes) and its configuration:
+    /// checkpoint, model file, state_dict or ONNX
+    Summary(cmd::summary::SummaryArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::Onnx(cmd) => cmd::onnx::run(&cmd),
         Command::Convert(args) => cmd::convert::run(&args),
         Command::Plot(args) => cmd::plot::run(&args),
+        Command::Summary(args) => cmd::summary::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

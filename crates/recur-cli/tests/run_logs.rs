@@ -381,3 +381,119 @@ fn eval_json_of_a_language_model() {
     assert!(v["tokens"].as_u64().unwrap() > 0);
     assert_eq!(v["data"], "the test part");
 }
+
+/// `recur summary` of a checkpoint, a model file, a state_dict and an ONNX model: the table
+/// by layer with the parameter count training printed, and the configuration.
+#[test]
+fn summary_of_each_file_kind() {
+    let dir = scratch("summary");
+    let ck = dir.join("lm.safetensors");
+    let out = train_text(&dir, "1", &["--checkpoint", p(&ck)]);
+    // training printed the table of the model it trained
+    let total = out
+        .lines()
+        .find(|l| l.starts_with("total"))
+        .expect("a total line at the start of training");
+    assert!(total.contains("7 tensor(s)"), "{out}");
+    let params = out
+        .lines()
+        .find(|l| l.contains("parameters"))
+        .and_then(|l| l.split(" parameters").next())
+        .and_then(|l| l.rsplit(' ').next())
+        .expect("the header's parameter count")
+        .to_string();
+    let with_commas = |n: &str| {
+        let n: usize = n.parse().unwrap();
+        format!("{},{:03}", n / 1000, n % 1000)
+    };
+    let summary = ok(&["summary", p(&ck)]);
+    assert!(summary.contains("recur training checkpoint"), "{summary}");
+    assert!(summary.contains(total), "the same table:\n{summary}\n{out}");
+    assert!(total.contains(&with_commas(&params)), "{total} vs {params}");
+    for want in [
+        "embedding    embedding.weight  18 × 16",
+        "rnn layer 0  rnn.weight_ih_l0",
+        "head         head.weight",
+        "\"hidden_size\": 16",
+        "run settings given: {",
+    ] {
+        assert!(summary.contains(want), "{want:?} missing:\n{summary}");
+    }
+
+    let model = dir.join("model.safetensors");
+    ok(&["convert", p(&ck), p(&model), "--to", "model"]);
+    let s = ok(&["summary", p(&model)]);
+    assert!(s.contains("recur model file") && s.contains(total), "{s}");
+
+    let sd = dir.join("sd.safetensors");
+    ok(&[
+        "convert",
+        p(&ck),
+        p(&sd),
+        "--to",
+        "state-dict",
+        "--dtype",
+        "f64",
+    ]);
+    let s = ok(&["summary", p(&sd)]);
+    assert!(s.contains("PyTorch state_dict"), "{s}");
+    let row = s
+        .lines()
+        .find(|l| l.contains("weight_ih_l0"))
+        .expect("a row");
+    assert!(
+        row.contains("64 × 16  f64") && row.contains(" 1,024 ") && row.ends_with("8.0 KiB"),
+        "{s}"
+    );
+    assert!(s.contains("\"hidden_size\": 16"), "{s}");
+
+    let onnx = dir.join("lm.onnx");
+    ok(&["convert", p(&ck), p(&onnx)]);
+    let s = ok(&["summary", p(&onnx)]);
+    assert!(s.contains("ONNX model, opset"), "{s}");
+    assert!(s.contains("LSTM × 1"), "{s}");
+
+    let pt = dir.join("model.pt");
+    std::fs::write(&pt, b"PK\x03\x04\x00\x00\x08\x08\x00\x00archive/data.pkl").unwrap();
+    for args in [
+        vec!["summary", p(&pt)],
+        vec!["convert", p(&pt), p(&onnx)],
+        vec!["eval", "--checkpoint", p(&pt)],
+    ] {
+        let err = one_line_error(&args);
+        assert!(
+            err.contains("torch.save's zip archive")
+                && err.contains("safetensors.torch.save_file(model.state_dict()"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// Every on/off flag takes the same forms: `--flag`, `--flag=true`, `--flag=false`.
+#[test]
+fn on_off_flags_have_one_style() {
+    let dir = scratch("flags");
+    let ck = dir.join("lm.safetensors");
+    train_text(&dir, "1", &["--checkpoint", p(&ck), "--nesterov=false"]);
+    let text = ok(&["eval", "--checkpoint", p(&ck), "--json=false"]);
+    assert!(text.contains("over"), "{text}");
+    let json = ok(&["eval", "--checkpoint", p(&ck), "--json=true"]);
+    assert!(json.trim().starts_with('{'), "{json}");
+    for cmd in [
+        "train", "eval", "bench", "convert", "plot", "summary", "sample",
+    ] {
+        let help = ok(&[cmd, "--help"]);
+        for line in help.lines().map(str::trim).filter(|l| l.starts_with("--")) {
+            let flag = line.split_whitespace().next().unwrap();
+            // a flag without a value would be an on/off switch that cannot be turned off
+            let takes_value = line[flag.len()..].trim_start().starts_with('<')
+                || line[flag.len()..].trim_start().starts_with('[');
+            assert!(
+                takes_value || ["--help", "--version"].contains(&flag),
+                "recur {cmd}: {flag} is a bare switch: {line}"
+            );
+        }
+    }
+    let bench = ok(&["bench", "--help"]);
+    assert!(bench.contains("--batch-size <BATCH>"), "{bench}");
+}

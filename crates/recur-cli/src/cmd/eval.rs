@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use clap::Args;
+use clap::{ArgAction, Args};
 
 use crate::train::args::Source;
 use crate::train::checkpoint::Checkpoint;
@@ -29,7 +29,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Print one JSON object (data, loss, ppl or bpc, acc or mae, count) instead of a line
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     pub json: bool,
 }
 

@@ -8,4 +8,5 @@ pub mod onnx;
 pub mod plot;
 pub mod predict;
 pub mod sample;
+pub mod summary;
 pub mod train;

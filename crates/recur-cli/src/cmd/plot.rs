@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{ArgAction, Args};
 use serde_json::{Map, Value};
 
 use crate::plot::{Figure, Panel, Series};
@@ -32,7 +32,7 @@ pub struct PlotArgs {
     #[arg(long, value_name = "NAME")]
     pub label: Vec<String>,
     /// Logarithmic y axes
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     pub log_y: bool,
 }
 

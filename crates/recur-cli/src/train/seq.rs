@@ -443,7 +443,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     println!("{header}");
     println!(
         "  model: {} {} × {} layer(s){} → {} output(s); {} parameters; {} epoch(s) of {} steps \
-         (batch {}); {}; clip norm {}; seed {}",
+         (batch {}); {}; schedule {:?}; clip norm {}; seed {}",
         s.cell.kind().name(),
         s.hidden_size,
         s.num_layers,
@@ -458,6 +458,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         n_batches,
         s.batch_size,
         describe(&s.opt),
+        s.schedule,
         s.clip_norm,
         s.seed
     );

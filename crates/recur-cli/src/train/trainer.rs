@@ -260,6 +260,10 @@ impl<'a, T: Task> Trainer<'a, T> {
             } => (epochs, total_steps),
             Plan::Steps { steps, .. } => (1, steps),
         };
+        if let Some(model) = self.task.model() {
+            let rows = crate::summary::model_rows(model, &Default::default());
+            print!("{}", crate::summary::table(&rows));
+        }
         let mut reporter = Reporter::new(self.args.log.as_deref(), s.quiet, self.resumed)?
             .with_csv_log(self.args.csv_log.as_deref(), self.resumed)?;
         let run_start = Instant::now();
