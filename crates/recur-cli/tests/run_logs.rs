@@ -483,7 +483,18 @@ fn on_off_flags_have_one_style() {
         "train", "eval", "bench", "convert", "plot", "summary", "sample",
     ] {
         let help = ok(&[cmd, "--help"]);
-        for line in help.lines().map(str::trim).filter(|l| l.starts_with("--")) {
+        // clap's option lines: `      --flag …` or `  -o, --flag …` (descriptions are
+        // indented further)
+        let options = help.lines().filter(|l| {
+            (l.starts_with("      --") && !l.starts_with("       ")) || l.starts_with("  -")
+        });
+        // `-o, --output …` → `--output …`
+        let options = options.map(|l| {
+            let l = l.trim();
+            l.split_once(", --")
+                .map_or(l, |(_, rest)| &l[l.len() - rest.len() - 2..])
+        });
+        for line in options {
             let flag = line.split_whitespace().next().unwrap();
             // a flag without a value would be an on/off switch that cannot be turned off
             let takes_value = line[flag.len()..].trim_start().starts_with('<')
