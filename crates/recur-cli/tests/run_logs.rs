@@ -480,7 +480,7 @@ fn on_off_flags_have_one_style() {
     let json = ok(&["eval", "--checkpoint", p(&ck), "--json=true"]);
     assert!(json.trim().starts_with('{'), "{json}");
     for cmd in [
-        "train", "eval", "bench", "convert", "plot", "summary", "sample",
+        "train", "eval", "predict", "bench", "convert", "plot", "summary", "sample",
     ] {
         let help = ok(&[cmd, "--help"]);
         // clap's option lines: `      --flag …` or `  -o, --flag …` (descriptions are
