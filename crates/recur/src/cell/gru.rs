@@ -174,71 +174,93 @@ pub(crate) fn forward_rows<T: Float>(
 ) {
     let h = w.hidden;
     let gh = 3 * h;
+    let keep_w = if cell.clip.is_some() { gh } else { 0 };
+    let b_hh = w.params.get(BiasHh);
+    for row in 0..s.n {
+        let rows = |w: usize| row * w..(row + 1) * w;
+        forward_row(
+            cell,
+            k,
+            b_hh,
+            (&s.scratch[rows(gh)], &s.h_prev[rows(h)], &s.h_rec[rows(h)]),
+            &mut s.gates[rows(gh)],
+            &mut s.keep[rows(keep_w)],
+            &mut s.aux[rows(h)],
+            &mut s.h[rows(h)],
+        );
+    }
+}
+
+/// One row of [`forward_rows`]: reads q, h_prev and h_rec; writes the gates `a` in place,
+/// the clamp record, `aux` and h. (A function of its own, so that the compiler knows the
+/// rows it writes apart and vectorises every loop.)
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn forward_row<T: Float>(
+    cell: &GruCell,
+    k: usize,
+    b_hh: Option<&[T]>,
+    (q, h_prev, h_rec): (&[T], &[T], &[T]),
+    a: &mut [T],
+    keep: &mut [T],
+    aux: &mut [T],
+    hb: &mut [T],
+) {
+    let h = hb.len();
     let act = cell.activations;
     let clip = super::clip_bound::<T>(cell.clip);
-    let keep_w = if clip.is_some() { gh } else { 0 };
-    let b_hh = w.params.get(BiasHh);
     // Gate by gate, each a contiguous pass over H (or [r | z], 2H) values of a row.
-    for row in 0..s.n {
-        let a = &mut s.gates[row * gh..(row + 1) * gh];
-        let q = &s.scratch[row * gh..(row + 1) * gh];
-        let keep = &mut s.keep[row * keep_w..(row + 1) * keep_w];
-        let h_prev = &s.h_prev[row * h..(row + 1) * h];
-        let hb = &mut s.h[row * h..(row + 1) * h];
-        let aux = &mut s.aux[row * h..(row + 1) * h];
-        let (a_rz, a_n) = a.split_at_mut(2 * h);
-        let (q_rz, q_n) = q.split_at(2 * h);
-        match (cell.reset, k) {
-            (ResetPlacement::AfterMatmul, _) => {
-                let qn = aux;
-                // (3) r, z = σ([a_r | a_z] + [q_r | q_z]): one pass over 2H
-                add_assign(a_rz, q_rz);
-                if let Some(clip) = clip {
-                    super::clamp(a_rz, &mut keep[..2 * h], clip);
-                }
-                act.gate.apply_slice(a_rz);
-                // (2) b_hn
-                match b_hh {
-                    Some(b_hh) => {
-                        for ((qn, &q), &b) in qn.iter_mut().zip(q_n).zip(&b_hh[2 * h..]) {
-                            *qn = q + b;
-                        }
+    let (a_rz, a_n) = a.split_at_mut(2 * h);
+    let (q_rz, q_n) = q.split_at(2 * h);
+    match (cell.reset, k) {
+        (ResetPlacement::AfterMatmul, _) => {
+            let qn = aux;
+            // (3) r, z = σ([a_r | a_z] + [q_r | q_z]): one pass over 2H
+            add_assign(a_rz, q_rz);
+            if let Some(clip) = clip {
+                super::clamp(a_rz, &mut keep[..2 * h], clip);
+            }
+            act.gate.apply_slice(a_rz);
+            // (2) b_hn
+            match b_hh {
+                Some(b_hh) => {
+                    for ((qn, &q), &b) in qn.iter_mut().zip(q_n).zip(&b_hh[2 * h..]) {
+                        *qn = q + b;
                     }
-                    None => qn.copy_from_slice(q_n),
                 }
-                // (4) n = act(a_n + r ⊙ q_n)
-                let (r, z) = a_rz.split_at(h);
-                add_product(a_n, r, qn);
-                if let Some(clip) = clip {
-                    super::clamp(a_n, &mut keep[2 * h..], clip);
-                }
-                act.candidate.apply_slice(a_n);
-                // (5)
-                blend(hb, z, a_n, h_prev);
+                None => qn.copy_from_slice(q_n),
             }
-            (ResetPlacement::BeforeMatmul, 0) => {
-                let h_rec = &s.h_rec[row * h..(row + 1) * h];
-                // (2) r, z = σ([a_r | a_z] + [q_r | q_z])
-                add_assign(a_rz, q_rz);
-                if let Some(clip) = clip {
-                    super::clamp(a_rz, &mut keep[..2 * h], clip);
-                }
-                act.gate.apply_slice(a_rz);
-                // (3) s = r ⊙ h_prev (recurrent dropout: r ⊙ m ⊙ h_prev)
-                for ((s, &r), &hp) in aux.iter_mut().zip(&*a_rz).zip(h_rec) {
-                    *s = r * hp;
-                }
+            // (4) n = act(a_n + r ⊙ q_n)
+            let (r, z) = a_rz.split_at(h);
+            add_product(a_n, r, qn);
+            if let Some(clip) = clip {
+                super::clamp(a_n, &mut keep[2 * h..], clip);
             }
-            (ResetPlacement::BeforeMatmul, _) => {
-                // (4) n = act(a_n + q_n)
-                add_assign(a_n, q_n);
-                if let Some(clip) = clip {
-                    super::clamp(a_n, &mut keep[2 * h..], clip);
-                }
-                act.candidate.apply_slice(a_n);
-                // (5)
-                blend(hb, &a_rz[h..], a_n, h_prev);
+            act.candidate.apply_slice(a_n);
+            // (5)
+            blend(hb, z, a_n, h_prev);
+        }
+        (ResetPlacement::BeforeMatmul, 0) => {
+            // (2) r, z = σ([a_r | a_z] + [q_r | q_z])
+            add_assign(a_rz, q_rz);
+            if let Some(clip) = clip {
+                super::clamp(a_rz, &mut keep[..2 * h], clip);
             }
+            act.gate.apply_slice(a_rz);
+            // (3) s = r ⊙ h_prev (recurrent dropout: r ⊙ m ⊙ h_prev)
+            for ((s, &r), &hp) in aux.iter_mut().zip(&*a_rz).zip(h_rec) {
+                *s = r * hp;
+            }
+        }
+        (ResetPlacement::BeforeMatmul, _) => {
+            // (4) n = act(a_n + q_n)
+            add_assign(a_n, q_n);
+            if let Some(clip) = clip {
+                super::clamp(a_n, &mut keep[2 * h..], clip);
+            }
+            act.candidate.apply_slice(a_n);
+            // (5)
+            blend(hb, &a_rz[h..], a_n, h_prev);
         }
     }
 }
@@ -300,118 +322,146 @@ pub(crate) fn backward_rows<T: Float>(
 ) {
     let h = w.hidden;
     let gh = 3 * h;
+    let keep_w = if cell.clip.is_some() { gh } else { 0 };
+    let masked_w = if s.mask.is_empty() { 0 } else { h };
+    let (dalt_w, scratch_w) = match cell.reset {
+        ResetPlacement::AfterMatmul => (gh, 0),
+        ResetPlacement::BeforeMatmul => (0, h),
+    };
+    for row in 0..s.n {
+        let rows = |w: usize| row * w..(row + 1) * w;
+        backward_row(
+            cell,
+            k,
+            (&s.gates[rows(gh)], &s.h_prev[rows(h)], &s.h_rec[rows(h)]),
+            (
+                &s.aux[rows(h)],
+                &s.scratch[rows(scratch_w)],
+                &s.keep[rows(keep_w)],
+            ),
+            &mut s.dh[rows(h)],
+            &mut s.dgates[rows(gh)],
+            &mut s.dalt[rows(dalt_w)],
+            &mut s.dh_rec[rows(masked_w)],
+        );
+    }
+}
+
+/// One row of [`backward_rows`], the mirror of [`forward_row`]: reads the gates, h_prev,
+/// h_rec, `aux`, ds (`scratch`, reset before) and the clamp record; writes dh, da, dq
+/// (`dalt`, reset after) and, under recurrent dropout, `dh_rec`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn backward_row<T: Float>(
+    cell: &GruCell,
+    k: usize,
+    (g, h_prev, h_rec): (&[T], &[T], &[T]),
+    (aux, scratch, keep): (&[T], &[T], &[T]),
+    dh: &mut [T],
+    da: &mut [T],
+    dalt: &mut [T],
+    dh_rec: &mut [T],
+) {
+    let h = dh.len();
     let act = cell.activations;
     let one = T::one();
     let clipped = cell.clip.is_some();
-    let masked = !s.mask.is_empty();
-    for row in 0..s.n {
-        let g = &s.gates[row * gh..(row + 1) * gh];
-        let (r, rest) = g.split_at(h);
-        let (z, nn) = rest.split_at(h);
-        let h_prev = &s.h_prev[row * h..(row + 1) * h];
-        let dh = &mut s.dh[row * h..(row + 1) * h];
-        let da = &mut s.dgates[row * gh..(row + 1) * gh];
-        let (da_rz, da_n) = da.split_at_mut(2 * h);
-        let (da_r, da_z) = da_rz.split_at_mut(h);
-        let keep = &s.keep[if clipped {
-            row * gh..(row + 1) * gh
-        } else {
-            0..0
-        }];
-        match (cell.reset, k) {
-            (ResetPlacement::AfterMatmul, _) => {
-                let qn = &s.aux[row * h..(row + 1) * h];
-                let dq = &mut s.dalt[row * gh..(row + 1) * gh];
-                let (dq_rz, dq_n) = dq.split_at_mut(2 * h);
-                // (5)ᵀ dn = dh ⊙ (1 − z);  dz = dh ⊙ (h_prev − n);  dh_prev = dh ⊙ z
-                for ((((dh, dn), dz), &z), (&nn, &hp)) in dh
+    let masked = !dh_rec.is_empty();
+    let (r, rest) = g.split_at(h);
+    let (z, nn) = rest.split_at(h);
+    let (da_rz, da_n) = da.split_at_mut(2 * h);
+    let (da_r, da_z) = da_rz.split_at_mut(h);
+    match (cell.reset, k) {
+        (ResetPlacement::AfterMatmul, _) => {
+            let (qn, dq) = (aux, dalt);
+            let (dq_rz, dq_n) = dq.split_at_mut(2 * h);
+            // (5)ᵀ dn = dh ⊙ (1 − z);  dz = dh ⊙ (h_prev − n);  dh_prev = dh ⊙ z
+            for ((((dh, dn), dz), &z), (&nn, &hp)) in dh
+                .iter_mut()
+                .zip(da_n.iter_mut())
+                .zip(da_z.iter_mut())
+                .zip(z)
+                .zip(nn.iter().zip(h_prev))
+            {
+                *dn = *dh * (one - z);
+                *dz = *dh * (hp - nn);
+                *dh *= z;
+            }
+            // (4)ᵀ da_n = dn ⊙ act'(n) (0 where clipped);  dr = da_n ⊙ q_n;  dq_n = da_n ⊙ r
+            act.candidate.mul_derivative_from_output(da_n, nn);
+            if clipped {
+                super::mul_assign(da_n, &keep[2 * h..]);
+            }
+            for (((dr, dqn), &dan), (&qn, &r)) in da_r
+                .iter_mut()
+                .zip(dq_n.iter_mut())
+                .zip(&*da_n)
+                .zip(qn.iter().zip(r))
+            {
+                *dr = dan * qn;
+                *dqn = dan * r;
+            }
+            // (3)ᵀ da_r = dr ⊙ σ'(r);  da_z = dz ⊙ σ'(z): one pass over 2H
+            let da_rz = &mut da[..2 * h];
+            act.gate.mul_derivative_from_output(da_rz, &g[..2 * h]);
+            if clipped {
+                super::mul_assign(da_rz, &keep[..2 * h]);
+            }
+            dq_rz.copy_from_slice(da_rz);
+        }
+        (ResetPlacement::BeforeMatmul, 0) => {
+            // (5)ᵀ, (4)ᵀ first half
+            for ((((dz, dn), &dh), &z), (&nn, &hp)) in da_z
+                .iter_mut()
+                .zip(da_n.iter_mut())
+                .zip(&*dh)
+                .zip(z)
+                .zip(nn.iter().zip(h_prev))
+            {
+                *dn = dh * (one - z);
+                *dz = dh * (hp - nn);
+            }
+            act.gate.mul_derivative_from_output(da_z, z);
+            act.candidate.mul_derivative_from_output(da_n, nn);
+            if clipped {
+                super::mul_assign(da_z, &keep[h..2 * h]);
+                super::mul_assign(da_n, &keep[2 * h..]);
+            }
+        }
+        (ResetPlacement::BeforeMatmul, _) => {
+            let ds = scratch;
+            // (3)ᵀ dr = ds ⊙ h_prev;  dh_prev += ds ⊙ r;  (2)ᵀ da_r = dr ⊙ σ'(r)
+            // (recurrent dropout: dr = ds ⊙ m ⊙ h_prev, and ds ⊙ r goes to dh_rec, which
+            // is masked after the product)
+            if masked {
+                let dr_rec = dh_rec;
+                for (((((dr, dh), d_rec), &ds), &hp), (&r, &z)) in da_r
                     .iter_mut()
-                    .zip(da_n.iter_mut())
-                    .zip(da_z.iter_mut())
-                    .zip(z)
-                    .zip(nn.iter().zip(h_prev))
+                    .zip(dh.iter_mut())
+                    .zip(dr_rec.iter_mut())
+                    .zip(ds)
+                    .zip(h_rec)
+                    .zip(r.iter().zip(z))
                 {
-                    *dn = *dh * (one - z);
-                    *dz = *dh * (hp - nn);
+                    *dr = ds * hp;
                     *dh *= z;
+                    *d_rec = ds * r;
                 }
-                // (4)ᵀ da_n = dn ⊙ act'(n) (0 where clipped);  dr = da_n ⊙ q_n;  dq_n = da_n ⊙ r
-                act.candidate.mul_derivative_from_output(da_n, nn);
-                if clipped {
-                    super::mul_assign(da_n, &keep[2 * h..]);
-                }
-                for (((dr, dqn), &dan), (&qn, &r)) in da_r
+            } else {
+                for ((((dr, dh), &ds), &hp), (&r, &z)) in da_r
                     .iter_mut()
-                    .zip(dq_n.iter_mut())
-                    .zip(&*da_n)
-                    .zip(qn.iter().zip(r))
+                    .zip(dh.iter_mut())
+                    .zip(ds)
+                    .zip(h_rec)
+                    .zip(r.iter().zip(z))
                 {
-                    *dr = dan * qn;
-                    *dqn = dan * r;
-                }
-                // (3)ᵀ da_r = dr ⊙ σ'(r);  da_z = dz ⊙ σ'(z): one pass over 2H
-                let da_rz = &mut da[..2 * h];
-                act.gate.mul_derivative_from_output(da_rz, &g[..2 * h]);
-                if clipped {
-                    super::mul_assign(da_rz, &keep[..2 * h]);
-                }
-                dq_rz.copy_from_slice(da_rz);
-            }
-            (ResetPlacement::BeforeMatmul, 0) => {
-                // (5)ᵀ, (4)ᵀ first half
-                for ((((dz, dn), &dh), &z), (&nn, &hp)) in da_z
-                    .iter_mut()
-                    .zip(da_n.iter_mut())
-                    .zip(&*dh)
-                    .zip(z)
-                    .zip(nn.iter().zip(h_prev))
-                {
-                    *dn = dh * (one - z);
-                    *dz = dh * (hp - nn);
-                }
-                act.gate.mul_derivative_from_output(da_z, z);
-                act.candidate.mul_derivative_from_output(da_n, nn);
-                if clipped {
-                    super::mul_assign(da_z, &keep[h..2 * h]);
-                    super::mul_assign(da_n, &keep[2 * h..]);
+                    *dr = ds * hp;
+                    *dh = *dh * z + ds * r;
                 }
             }
-            (ResetPlacement::BeforeMatmul, _) => {
-                let h_rec = &s.h_rec[row * h..(row + 1) * h];
-                let ds = &s.scratch[row * h..(row + 1) * h];
-                // (3)ᵀ dr = ds ⊙ h_prev;  dh_prev += ds ⊙ r;  (2)ᵀ da_r = dr ⊙ σ'(r)
-                // (recurrent dropout: dr = ds ⊙ m ⊙ h_prev, and ds ⊙ r goes to dh_rec, which
-                // is masked after the product)
-                if masked {
-                    let dr_rec = &mut s.dh_rec[row * h..(row + 1) * h];
-                    for (((((dr, dh), d_rec), &ds), &hp), (&r, &z)) in da_r
-                        .iter_mut()
-                        .zip(dh.iter_mut())
-                        .zip(dr_rec.iter_mut())
-                        .zip(ds)
-                        .zip(h_rec)
-                        .zip(r.iter().zip(z))
-                    {
-                        *dr = ds * hp;
-                        *dh *= z;
-                        *d_rec = ds * r;
-                    }
-                } else {
-                    for ((((dr, dh), &ds), &hp), (&r, &z)) in da_r
-                        .iter_mut()
-                        .zip(dh.iter_mut())
-                        .zip(ds)
-                        .zip(h_rec)
-                        .zip(r.iter().zip(z))
-                    {
-                        *dr = ds * hp;
-                        *dh = *dh * z + ds * r;
-                    }
-                }
-                act.gate.mul_derivative_from_output(da_r, r);
-                if clipped {
-                    super::mul_assign(da_r, &keep[..h]);
-                }
+            act.gate.mul_derivative_from_output(da_r, r);
+            if clipped {
+                super::mul_assign(da_r, &keep[..h]);
             }
         }
     }
