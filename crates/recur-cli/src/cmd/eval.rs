@@ -39,6 +39,15 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if args.batch_size == Some(0) {
         bail!("--batch-size must be at least 1, got 0");
     }
+    if crate::train::esn::is_esn_file(&args.checkpoint) {
+        if args.text.is_some() || args.test.is_some() {
+            bail!(
+                "{}: an echo state network; give --sequences or nothing",
+                args.checkpoint.display()
+            );
+        }
+        return crate::train::esn::eval_command(&args.checkpoint, args.sequences.as_deref());
+    }
     let ck = Checkpoint::load(&args.checkpoint)?;
     let report = match crate::train::checkpoint_source(&ck)? {
         Source::Text => {
@@ -70,7 +79,12 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             }
             forecast::eval_command(&ck, args.batch_size)
         }
-        Source::Adding => bail!("{}: the adding demonstration has no checkpoints", ck.file),
+        Source::Adding
+        | Source::Multiplication
+        | Source::TemporalOrder
+        | Source::TemporalOrder3
+        | Source::Reber
+        | Source::Timing => bail!("{}: this generated task writes no checkpoints", ck.file),
     }?;
     if args.json {
         let mut obj = report.json();

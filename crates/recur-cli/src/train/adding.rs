@@ -1,4 +1,6 @@
-//! `recur train` without a data source (or `--task adding`): the built-in demonstration.
+//! `recur train` without a data source (or `--task adding`): the built-in demonstration; and
+//! `--task multiplication`, the same model on the multiplication problem (the paper's
+//! experiment 5: the two marked values in [0, 1) multiplied).
 //!
 //! A recurrent stack reads adding-problem sequences (Hochreiter & Schmidhuber 1997; lengths T
 //! to T + T/10 in one batch, through the engine's per-sequence lengths), a linear head reads
@@ -24,22 +26,22 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use recur::data::{AddingProblem, SequenceBatch, Split};
+use recur::data::{AddingProblem, Operation, SequenceBatch, Split};
 use recur::model::{Linear, LinearConfig, Reduction, SequenceModel, mse_loss, mse_loss_backward};
 use recur::{Call, OutputGrad, Recurrent, Tensor};
 
-use super::args::{Cell, TrainArgs};
+use super::args::{Cell, Source, TrainArgs};
 use super::core::Progress;
 use super::optim::describe;
 use super::settings::Settings;
 use super::trainer::{Batch, Moment, Plan, Task, Trainer};
 
 /// Size of the fixed validation set every periodic evaluation uses (the `Valid` stream).
-const VALID_SEQUENCES: usize = 512;
+pub(crate) const VALID_SEQUENCES: usize = 512;
 
 /// Size of the fresh test set scored once at the end (the `Test` stream, never seen before):
 /// the issue's criterion is ≥ 99% of 2,560 fresh sequences within 0.04.
-const TEST_SEQUENCES: usize = 2_560;
+pub(crate) const TEST_SEQUENCES: usize = 2_560;
 
 /// Recurrent stack → linear head on the top layer's h_n.
 struct Model {
@@ -150,6 +152,7 @@ struct Adding {
     batch: usize,
     seq_len: usize,
     seed: u64,
+    op: Operation,
     /// validation MSE and solved fraction before training and at the last validation
     first: (f32, f64),
     last: (f32, f64),
@@ -157,7 +160,10 @@ struct Adding {
 
 impl Task for Adding {
     fn kind(&self) -> &'static str {
-        "adding"
+        match self.op {
+            Operation::Add => "adding",
+            Operation::Multiply => "multiplication",
+        }
     }
 
     fn plan(&self) -> Plan {
@@ -210,7 +216,7 @@ impl Task for Adding {
     }
 
     fn finish(&mut self, prog: &Progress, elapsed_s: f64) -> Result<()> {
-        let test = AddingProblem::new(self.seq_len, self.seed, Split::Test)?
+        let test = AddingProblem::with_operation(self.seq_len, self.op, self.seed, Split::Test)?
             .sample::<f32>(TEST_SEQUENCES)?;
         let (test_mse, test_solved) = evaluate(&self.model, &test)?;
         let ((mse0, _), (last_mse, last_solved)) = (self.first, self.last);
@@ -230,11 +236,15 @@ impl Task for Adding {
     }
 }
 
-/// Runs the adding problem.
+/// Runs the adding (or the multiplication) problem.
 pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     let steps = s.steps.unwrap_or(15_000);
+    let (op, name) = match s.source {
+        Source::Multiplication => (Operation::Multiply, "multiplication"),
+        _ => (Operation::Add, "adding"),
+    };
     if s.bidirectional {
-        bail!("--bidirectional: the adding problem's head reads the forward state only");
+        bail!("--bidirectional: the {name} problem's head reads the forward state only");
     }
     if s.seq_len < AddingProblem::MIN_SEQ_LEN {
         bail!(
@@ -244,19 +254,20 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         );
     }
     let model = Model::new(s)?;
-    let train = AddingProblem::new(s.seq_len, s.seed, Split::Train)?;
-    let valid =
-        AddingProblem::new(s.seq_len, s.seed, Split::Valid)?.sample::<f32>(VALID_SEQUENCES)?;
+    let train = AddingProblem::with_operation(s.seq_len, op, s.seed, Split::Train)?;
+    let valid = AddingProblem::with_operation(s.seq_len, op, s.seed, Split::Valid)?
+        .sample::<f32>(VALID_SEQUENCES)?;
+    let mean = train.mean_target() as f32;
     let n_params = model.rnn.params().len() + model.head.params().len();
     let baseline = valid
         .target
         .data()
         .iter()
-        .filter(|&&y| AddingProblem::is_solved(0.5, y))
+        .filter(|&&y| AddingProblem::is_solved(mean, y))
         .count() as f64
         / VALID_SEQUENCES as f64;
     println!(
-        "recur train: adding problem, T = {} (lengths {}..={}), {} × {} hidden × {} layer(s), \
+        "recur train: {name} problem, T = {} (lengths {}..={}), {} × {} hidden × {} layer(s), \
          {} parameters",
         s.seq_len,
         train.min_len(),
@@ -268,7 +279,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     );
     println!(
         "  {} steps of {} sequences, {}, clip {}, seed {}; \
-         {VALID_SEQUENCES} validation sequences (predicting 0.5 solves {:.1}%)",
+         {VALID_SEQUENCES} validation sequences (predicting {mean} solves {:.1}%)",
         steps,
         s.batch_size,
         describe(&s.opt),
@@ -291,6 +302,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         batch: s.batch_size,
         seq_len: s.seq_len,
         seed: s.seed,
+        op,
         first,
         last: first,
     };

@@ -19,12 +19,14 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct TrainArgs {
     // ---- data ----
-    /// Built-in generated task: adding (Hochreiter & Schmidhuber 1997) or copy (memory)
-    /// [default: adding when no data file is given]
+    /// Built-in generated task: adding, multiplication, temporal-order(-3), reber (Hochreiter
+    /// & Schmidhuber 1997), copy (memory) or timing (Gers et al. 2002) [default: adding when
+    /// no data file is given]
     #[arg(long, value_enum, help_heading = "Data")]
     pub task: Option<Task>,
-    /// Length T of a generated task (adding: sequences of T to T + T/10 steps; copy: the
-    /// delay between the ten symbols and their recall) [default: adding 100, copy 10]
+    /// Length T of a generated task (adding, multiplication, temporal order: sequences of T
+    /// to T + T/10 steps; copy: the delay between the ten symbols and their recall; timing:
+    /// spikes T or T − 1 apart; not for reber) [default: 100, copy 10, timing 50]
     #[arg(long, help_heading = "Data")]
     pub seq_len: Option<usize>,
     /// One text file, cut into train/valid/test by --split (language model)
@@ -103,7 +105,8 @@ pub struct TrainArgs {
     /// Recurrent cell [default: lstm]
     #[arg(long, value_enum, help_heading = "Model")]
     pub cell: Option<Cell>,
-    /// Hidden units per layer and direction [default: 200 for text, 64 otherwise]
+    /// Hidden units per layer and direction [default: 200 for text, 500 for esn, 64
+    /// otherwise]
     #[arg(long, help_heading = "Model")]
     pub hidden_size: Option<usize>,
     /// Stacked recurrent layers [default: 2 for text, 1 otherwise]
@@ -151,6 +154,30 @@ pub struct TrainArgs {
     /// per unit; replaces --forget-bias's default [default: off]
     #[arg(long, value_name = "T_MAX", help_heading = "Model")]
     pub chrono_init: Option<f64>,
+
+    // ---- echo state network ----
+    /// Echo state network (--cell esn): the reservoir's largest |eigenvalue| [default: 0.9]
+    #[arg(long, help_heading = "Echo state network")]
+    pub spectral_radius: Option<f64>,
+    /// Input weights uniform in ±x [default: 1]
+    #[arg(long, help_heading = "Echo state network")]
+    pub input_scaling: Option<f64>,
+    /// Bias weights uniform in ±x [default: 0.2]
+    #[arg(long, help_heading = "Echo state network")]
+    pub bias_scaling: Option<f64>,
+    /// Leak rate a ∈ (0, 1] (1: plain tanh units) [default: 1]
+    #[arg(long, help_heading = "Echo state network")]
+    pub leak_rate: Option<f64>,
+    /// Fraction of the reservoir's recurrent weights that are zero [default: 0.9]
+    #[arg(long, help_heading = "Echo state network")]
+    pub sparsity: Option<f64>,
+    /// Ridge λ values to try, comma-separated; the readout keeps the best on validation
+    /// [default: 1e-8,1e-6,1e-4,1e-2,1]
+    #[arg(long, help_heading = "Echo state network")]
+    pub ridge: Option<String>,
+    /// Sequences of a generated task the readout is fitted on [default: 2000]
+    #[arg(long, help_heading = "Echo state network")]
+    pub esn_sequences: Option<usize>,
 
     // ---- optimizer ----
     /// Optimizer (PyTorch's update formulas) [default: sgd for text, adam
@@ -227,7 +254,7 @@ pub struct TrainArgs {
     #[arg(long, help_heading = "Run", conflicts_with = "steps")]
     pub epochs: Option<usize>,
     /// Training steps instead of epochs (generated tasks: the only measure) [default:
-    /// adding 20000, copy 5000]
+    /// adding and multiplication 20000, the other generated tasks 5000]
     #[arg(long, help_heading = "Run")]
     pub steps: Option<usize>,
     /// Seed of the initial weights, dropout masks, shuffling and generated data [default: 0]
@@ -288,6 +315,18 @@ pub enum Task {
     Adding,
     /// Copy (memory): read T symbols, wait, then write them back
     Copy,
+    /// The multiplication problem: multiply the two marked values of a long sequence
+    Multiplication,
+    /// Temporal order: classify by the order of two far-apart symbols (4 classes)
+    TemporalOrder,
+    /// Temporal order with three relevant symbols (8 classes)
+    #[value(name = "temporal-order-3")]
+    #[serde(rename = "temporal-order-3")]
+    TemporalOrder3,
+    /// Embedded Reber grammar: predict the next symbol
+    Reber,
+    /// Timing: tell spikes T apart from spikes T − 1 apart
+    Timing,
 }
 
 /// Text tokens.
@@ -335,6 +374,9 @@ pub enum Cell {
     Rnn,
     /// Elman RNN with ReLU
     RnnRelu,
+    /// Echo state network: a fixed random reservoir of tanh units and a linear readout fitted
+    /// by ridge regression (no gradient training; --hidden-size is the reservoir's size)
+    Esn,
 }
 
 /// The optimizers.
@@ -371,10 +413,22 @@ pub enum LossReduction {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     Adding,
+    Multiplication,
+    TemporalOrder,
+    TemporalOrder3,
+    Reber,
+    Timing,
     Copy,
     Text,
     Sequences,
     Forecast,
+}
+
+impl Source {
+    /// Whether the data are drawn from a generator (counted in steps, not epochs).
+    pub fn is_generated(self) -> bool {
+        !matches!(self, Source::Text | Source::Sequences | Source::Forecast)
+    }
 }
 
 impl TrainArgs {
@@ -399,6 +453,11 @@ impl TrainArgs {
             }
             (Some(Task::Adding) | None, false, false) => Ok(Source::Adding),
             (Some(Task::Copy), false, false) => Ok(Source::Copy),
+            (Some(Task::Multiplication), false, false) => Ok(Source::Multiplication),
+            (Some(Task::TemporalOrder), false, false) => Ok(Source::TemporalOrder),
+            (Some(Task::TemporalOrder3), false, false) => Ok(Source::TemporalOrder3),
+            (Some(Task::Reber), false, false) => Ok(Source::Reber),
+            (Some(Task::Timing), false, false) => Ok(Source::Timing),
             (None, true, false) => Ok(Source::Text),
             (None, false, true) => Ok(Source::Sequences),
         }

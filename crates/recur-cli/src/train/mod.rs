@@ -24,7 +24,10 @@
 //! | `trainer`    | the one training loop and the `Task` trait                             |
 //! | `args`       | the flags, which are also the config file's keys                       |
 //! | `settings`   | the flags resolved against the data source's defaults, checked         |
-//! | `adding`     | task: the built-in adding-problem demonstration (no data flag)         |
+//! | `adding`     | task: the built-in adding-problem demonstration (no data flag), and the multiplication problem |
+//! | `classify`   | tasks: temporal order and timing (a class after each generated sequence) |
+//! | `esn`        | `--cell esn`: the echo state network's closed-form fit on any of the tasks |
+//! | `reber`      | task: the embedded Reber grammar (next-symbol prediction)              |
 //! | `lm`         | task: language models on a text (TBPTT); perplexity, eval              |
 //! | `seq`        | tasks: labelled sequences (one output each) and the copy task          |
 //! | `forecast`   | task: forecasting the next H rows of CSV series from the last W         |
@@ -38,10 +41,13 @@
 pub mod adding;
 pub mod args;
 pub mod checkpoint;
+pub mod classify;
 pub mod core;
+pub mod esn;
 pub mod forecast;
 pub mod lm;
 pub mod optim;
+pub mod reber;
 pub mod report;
 pub mod seq;
 pub mod settings;
@@ -85,20 +91,22 @@ pub fn run(cli: &TrainArgs) -> Result<()> {
         }
     })
     .context("installing the Ctrl-C handler")?;
+    if s.cell == Cell::Esn {
+        return esn::run(&args, &s);
+    }
+    let no_files = s.source.is_generated() && s.source != Source::Copy;
+    if no_files
+        && (args.checkpoint.is_some()
+            || args.resume.is_some()
+            || args.log.is_some()
+            || args.csv_log.is_some())
+    {
+        bail!("--checkpoint, --resume, --log and --csv-log are not offered for this generated task");
+    }
     match s.source {
-        Source::Adding => {
-            if args.checkpoint.is_some()
-                || args.resume.is_some()
-                || args.log.is_some()
-                || args.csv_log.is_some()
-            {
-                bail!(
-                    "--checkpoint, --resume, --log and --csv-log are not offered for the adding \
-                     problem"
-                );
-            }
-            adding::run(&args, &s)
-        }
+        Source::Adding | Source::Multiplication => adding::run(&args, &s),
+        Source::TemporalOrder | Source::TemporalOrder3 | Source::Timing => classify::run(&args, &s),
+        Source::Reber => reber::run(&args, &s),
         Source::Text => lm::run(&args, &s),
         Source::Copy => seq::run_copy(&args, &s),
         Source::Sequences => seq::run(&args, &s),

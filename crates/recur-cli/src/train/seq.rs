@@ -31,7 +31,7 @@ use super::trainer::{Batch, Moment, Plan, Task, Trainer};
 use super::{dropout_seed, initialise};
 
 /// Held-out sequences of the copy task.
-const COPY_TEST: usize = 256;
+pub(crate) const COPY_TEST: usize = 256;
 
 /// Reads a labelled-sequence file: UCR/UEA `.ts` by extension, the simple format otherwise.
 pub fn read_sequences(
@@ -75,7 +75,7 @@ fn subset(ds: &SequenceDataset, idx: &[usize]) -> SequenceDataset {
 
 /// Train, valid and test sets: from their files, or a seeded shuffle of the training file cut
 /// by the split fractions.
-fn load_sets(a: &TrainArgs, s: &Settings) -> Result<[SequenceDataset; 3]> {
+pub(crate) fn load_sets(a: &TrainArgs, s: &Settings) -> Result<[SequenceDataset; 3]> {
     let Some(path) = &a.sequences else {
         bail!("--sequences is missing");
     };

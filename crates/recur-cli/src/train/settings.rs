@@ -11,6 +11,20 @@ use super::args::{
     Cell, Level, LossReduction, OptimizerKind, ScheduleKind, Source, Target, TrainArgs, parse_list,
 };
 
+/// A comma-separated list of λ ≥ 0.
+fn parse_grid(s: &str) -> Result<Vec<f64>> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("--ridge: expected comma-separated numbers, got `{s}`"))?;
+    ensure!(
+        v.iter().all(|l| l.is_finite() && *l >= 0.0),
+        "--ridge: every λ must be finite and ≥ 0, got `{s}`"
+    );
+    Ok(v)
+}
+
 /// Concrete settings of a run.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -58,6 +72,20 @@ pub struct Settings {
     pub early_stopping: usize,
     pub save_every: usize,
     pub quiet: bool,
+    pub esn: EsnSettings,
+}
+
+/// The echo state network's settings (`--cell esn`).
+#[derive(Clone, Debug)]
+pub struct EsnSettings {
+    pub spectral_radius: f64,
+    pub input_scaling: f64,
+    pub bias_scaling: f64,
+    pub leak_rate: f64,
+    pub sparsity: f64,
+    /// the λ grid
+    pub ridge: Vec<f64>,
+    pub sequences: usize,
 }
 
 impl Cell {
@@ -67,6 +95,8 @@ impl Cell {
             Cell::Gru => CellKind::gru(),
             Cell::Rnn => CellKind::rnn_tanh(),
             Cell::RnnRelu => CellKind::rnn_relu(),
+            // the reservoir's units are tanh RNN units; no `Recurrent` is built for an ESN
+            Cell::Esn => CellKind::rnn_tanh(),
         }
     }
 }
@@ -76,16 +106,17 @@ impl Settings {
     pub fn resolve(a: &TrainArgs) -> Result<Self> {
         let source = a.source()?;
         let text = source == Source::Text;
-        let adding = source == Source::Adding;
+        let adding = matches!(source, Source::Adding | Source::Multiplication);
+        let generated = source.is_generated();
+        let esn = a.cell == Some(Cell::Esn);
         let hidden_size = a.hidden_size.unwrap_or(match source {
+            _ if esn => 500,
             Source::Text => 200,
-            Source::Adding | Source::Copy | Source::Sequences | Source::Forecast => 64,
+            _ => 64,
         });
         let optimizer = a.optimizer.unwrap_or(match source {
             Source::Text => OptimizerKind::Sgd,
-            Source::Adding | Source::Copy | Source::Sequences | Source::Forecast => {
-                OptimizerKind::Adam
-            }
+            _ => OptimizerKind::Adam,
         });
         let lr = a.lr.unwrap_or(match optimizer {
             OptimizerKind::Sgd if text => 1.0,
@@ -187,20 +218,21 @@ impl Settings {
                 Source::Text => (Some(13), None),
                 Source::Sequences => (Some(20), None),
                 Source::Forecast => (Some(100), None),
-                Source::Adding => (None, Some(20_000)),
-                Source::Copy => (None, Some(5_000)),
+                _ if adding => (None, Some(20_000)),
+                _ => (None, Some(5_000)),
             },
         };
         if a.early_stopping == Some(0) {
             bail!("--early-stopping must be at least 1 (leave it out to train every epoch)");
         }
-        if matches!(source, Source::Adding | Source::Copy) && epochs.is_some() {
+        if generated && epochs.is_some() {
             bail!("a generated task is counted in --steps, not --epochs");
         }
         let s = Self {
             source,
             seq_len: a.seq_len.unwrap_or(match source {
                 Source::Copy => 10,
+                Source::Timing => 50,
                 _ => 100,
             }),
             split,
@@ -238,7 +270,7 @@ impl Settings {
             opt,
             clip_norm: a.clip_norm.unwrap_or(match source {
                 Source::Text => 5.0,
-                Source::Adding => 1.0,
+                _ if adding => 1.0,
                 _ => 0.0,
             }),
             clip_value: a.clip_value.unwrap_or(0.0),
@@ -270,7 +302,42 @@ impl Settings {
             early_stopping: a.early_stopping.unwrap_or(0),
             save_every: a.save_every.unwrap_or(0),
             quiet: a.quiet.unwrap_or(false),
+            esn: EsnSettings {
+                spectral_radius: a.spectral_radius.unwrap_or(0.9),
+                input_scaling: a.input_scaling.unwrap_or(1.0),
+                bias_scaling: a.bias_scaling.unwrap_or(0.2),
+                leak_rate: a.leak_rate.unwrap_or(1.0),
+                sparsity: a.sparsity.unwrap_or(0.9),
+                ridge: match &a.ridge {
+                    Some(r) => parse_grid(r)?,
+                    None => vec![1e-8, 1e-6, 1e-4, 1e-2, 1.0],
+                },
+                sequences: a.esn_sequences.unwrap_or(2000),
+            },
         };
+        let esn_flags = [
+            a.spectral_radius.is_some(),
+            a.input_scaling.is_some(),
+            a.bias_scaling.is_some(),
+            a.leak_rate.is_some(),
+            a.sparsity.is_some(),
+            a.ridge.is_some(),
+            a.esn_sequences.is_some(),
+        ];
+        if !esn && esn_flags.iter().any(|&f| f) {
+            bail!(
+                "--spectral-radius, --input-scaling, --bias-scaling, --leak-rate, --sparsity, --ridge and --esn-sequences are options of --cell esn"
+            );
+        }
+        if esn {
+            if s.num_layers != 1 || s.bidirectional {
+                bail!("--cell esn: one reservoir read forward (no --num-layers, --bidirectional)");
+            }
+            ensure!(s.esn.sequences >= 1, "--esn-sequences must be at least 1");
+        }
+        if source == Source::Reber && a.seq_len.is_some() {
+            bail!("--seq-len: the embedded Reber grammar's strings have their own lengths");
+        }
         s.check()?;
         Ok(s)
     }

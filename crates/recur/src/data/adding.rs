@@ -20,6 +20,11 @@
 //!
 //! The paper states the zeroing of the first value for X₁ only; X₂ can fall on step 0 too,
 //! and gets the same rule.
+//!
+//! The multiplication problem (the paper's experiment 5, [`AddingProblem::multiplication`])
+//! is the same sequence with values `v_t ~ U(0, 1)` and target `y = X₁ · X₂ ∈ [0, 1]`, solved
+//! under the same 0.04; predicting the mean 1/4 gives an MSE of about 1/9 − 1/16 = 7/144 ≈
+//! 0.049 (a little less where a marker falls on the zeroed first step).
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,7 +49,17 @@ use crate::tensor::Tensor;
 #[derive(Clone, Debug)]
 pub struct AddingProblem {
     min_len: usize,
+    op: Operation,
     rng: ChaCha8Rng,
+}
+
+/// What the two marked values are combined by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// values U(−1, 1), target 0.5 + (X₁ + X₂) / 4 (experiment 4)
+    Add,
+    /// values U(0, 1), target X₁ · X₂ (experiment 5)
+    Multiply,
 }
 
 impl AddingProblem {
@@ -61,6 +76,23 @@ impl AddingProblem {
     /// # Errors
     /// [`Error::Config`] when `seq_len` < [`AddingProblem::MIN_SEQ_LEN`].
     pub fn new(seq_len: usize, seed: u64, split: Split) -> Result<Self> {
+        Self::with_operation(seq_len, Operation::Add, seed, split)
+    }
+
+    /// The multiplication problem (experiment 5): the same sequences with values in [0, 1)
+    /// and target X₁ · X₂.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `seq_len` < [`AddingProblem::MIN_SEQ_LEN`].
+    pub fn multiplication(seq_len: usize, seed: u64, split: Split) -> Result<Self> {
+        Self::with_operation(seq_len, Operation::Multiply, seed, split)
+    }
+
+    /// A generator of either problem.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `seq_len` < [`AddingProblem::MIN_SEQ_LEN`].
+    pub fn with_operation(seq_len: usize, op: Operation, seed: u64, split: Split) -> Result<Self> {
         if seq_len < Self::MIN_SEQ_LEN {
             return Err(config_err(
                 "seq_len",
@@ -74,8 +106,29 @@ impl AddingProblem {
         rng.set_stream(split.stream());
         Ok(Self {
             min_len: seq_len,
+            op,
             rng,
         })
+    }
+
+    /// Which problem this is.
+    pub fn operation(&self) -> Operation {
+        self.op
+    }
+
+    /// The targets' mean, what a constant prediction should give: 1/2 for the adding problem;
+    /// for the multiplication problem 1/4 times the chance that neither marker falls on the
+    /// zeroed first step, (1 − 1/10)(1 − 1/(⌊T/2⌋ − 1)) (exact for T ≥ 10; below it p₁ has
+    /// fewer than ten places and the figure is close).
+    pub fn mean_target(&self) -> f64 {
+        match self.op {
+            Operation::Add => 0.5,
+            Operation::Multiply => {
+                let q1 = 1.0 / self.min_len.min(10) as f64;
+                let q2 = 1.0 / (self.min_len / 2 - 1) as f64;
+                0.25 * (1.0 - q1) * (1.0 - q2)
+            }
+        }
     }
 
     /// T, the shortest length a sequence can have.
@@ -132,8 +185,12 @@ impl AddingProblem {
     fn sequence(&mut self) -> Sequence {
         let t_min = self.min_len;
         let len = self.rng.random_range(t_min..=self.max_len());
+        let low = match self.op {
+            Operation::Add => -1.0,
+            Operation::Multiply => 0.0,
+        };
         let mut steps: Vec<(f64, f64)> = (0..len)
-            .map(|_| (self.rng.random_range(-1.0..1.0), 0.0))
+            .map(|_| (self.rng.random_range(low..1.0), 0.0))
             .collect();
         steps[0].1 = -1.0;
         steps[len - 1].1 = -1.0;
@@ -147,7 +204,11 @@ impl AddingProblem {
                 steps[0].0 = 0.0;
             }
         }
-        let target = 0.5 + (steps[p1].0 + steps[p2].0) / 4.0;
+        let (x1, x2) = (steps[p1].0, steps[p2].0);
+        let target = match self.op {
+            Operation::Add => 0.5 + (x1 + x2) / 4.0,
+            Operation::Multiply => x1 * x2,
+        };
         Sequence { steps, target }
     }
 }
@@ -218,6 +279,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The oracle of the multiplication problem: the product of the two values whose marker
+    /// is 1, recomputed from the raw input; values in [0, 1).
+    #[test]
+    fn multiplication_targets_are_the_product_of_the_marked_values() {
+        let mut g = AddingProblem::multiplication(20, 3, Split::Train).unwrap();
+        assert_eq!(g.operation(), Operation::Multiply);
+        let b = g.sample::<f64>(500).unwrap();
+        let batch = 500;
+        let x = b.input.data();
+        for (s, &len) in b.lengths.iter().enumerate() {
+            let step = |t: usize| (x[(t * batch + s) * 2], x[(t * batch + s) * 2 + 1]);
+            let marked: Vec<f64> = (0..len)
+                .map(step)
+                .filter(|&(_, m)| m == 1.0)
+                .map(|(v, _)| v)
+                .collect();
+            assert_eq!(marked.len(), 2);
+            assert!((0..len).all(|t| (0.0..1.0).contains(&step(t).0)));
+            let y = b.target.data()[s];
+            assert!(
+                (y - marked[0] * marked[1]).abs() < 1e-15,
+                "{y} vs {marked:?}"
+            );
+        }
+        let mean = b.target.data().iter().sum::<f64>() / batch as f64;
+        // 0.25 · 0.9 · (1 − 1/9) = 0.2; the sample mean of 500 is within ±0.03 of it
+        assert!((g.mean_target() - 0.2).abs() < 1e-15);
+        assert!((mean - g.mean_target()).abs() < 0.03, "{mean}");
     }
 
     #[test]

@@ -10,15 +10,23 @@ pub mod adding;
 pub mod copy;
 pub mod forecast;
 pub mod labelled;
+pub mod mackey_glass;
+pub mod reber;
 pub mod series;
 pub mod tbptt;
+pub mod temporal_order;
 pub mod text;
+pub mod timing;
 
-pub use adding::AddingProblem;
+pub use adding::{AddingProblem, Operation};
 pub use copy::{CopyBatch, CopyTask};
 pub use labelled::{Labels, SequenceDataset, TargetKind};
+pub use mackey_glass::MackeyGlass;
+pub use reber::{EmbeddedReber, ReberBatch};
 pub use tbptt::{Chunk, Chunks, Streams, batchify};
+pub use temporal_order::TemporalOrder;
 pub use text::{Corpus, EOS, SplitFractions, TokenLevel, UNK, Vocabulary};
+pub use timing::TimingTask;
 
 use crate::tensor::Tensor;
 
@@ -33,6 +41,18 @@ pub struct SequenceBatch<T> {
     pub lengths: Vec<usize>,
     /// `[batch, target_size]`
     pub target: Tensor<T>,
+}
+
+/// A batch of sequences with one class per sequence (a generated classification task).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassBatch<T> {
+    /// `[seq_len, batch, input_size]`, `seq_len` the longest sequence of the batch; zero past
+    /// each sequence's end.
+    pub input: Tensor<T>,
+    /// Each sequence's length, in batch order.
+    pub lengths: Vec<usize>,
+    /// Each sequence's class.
+    pub class: Vec<usize>,
 }
 
 /// Which part of a generated task's data a generator draws.

@@ -29,6 +29,7 @@
 //! the tensor, never a panic.
 
 pub mod checkpoint;
+pub mod esn;
 pub mod model;
 pub mod pytorch;
 
@@ -36,6 +37,7 @@ pub use checkpoint::{
     CHECKPOINT_FORMAT, Checkpoint, CheckpointRef, OptimizerRef, Optimizers, PART_NAMES,
     TrainingProgress, checkpoint_bytes, load_checkpoint, load_checkpoint_bytes, save_checkpoint,
 };
+pub use esn::{ESN_FORMAT, EsnFile, esn_bytes, load_esn, load_esn_bytes, save_esn};
 pub use model::{
     MODEL_FORMAT, config_difference, load_model, load_model_bytes, load_model_extra, model_bytes,
     model_bytes_extra, model_config_from_json, model_config_to_json, save_model, save_model_extra,

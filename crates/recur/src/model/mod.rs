@@ -1,4 +1,5 @@
-//! Model pieces that sit around a recurrent stack: the linear head and the losses.
+//! Model pieces that sit around a recurrent stack: the linear head and the losses; and the
+//! echo state network, whose reservoir is drawn and whose readout is fitted in closed form.
 //!
 //! Each piece has a forward and a backward side by side, takes its parameters from one flat
 //! buffer laid out like [`crate::Recurrent`]'s (PyTorch state_dict names), and accumulates
@@ -7,6 +8,7 @@
 pub mod cross_entropy;
 pub mod cross_entropy_f32;
 pub mod embedding;
+pub mod esn;
 pub mod linear;
 pub mod loss;
 pub mod sequence;
@@ -17,6 +19,7 @@ pub use cross_entropy::{
 };
 pub use cross_entropy_f32::{CrossEntropySums, cross_entropy_in_place, cross_entropy_sums};
 pub use embedding::{Embedding, EmbeddingConfig};
+pub use esn::{Esn, EsnConfig, EsnData, FitReport, ridge_regression, spectral_radius};
 pub use linear::{Linear, LinearConfig};
 pub use loss::{Reduction, mse_loss, mse_loss_backward};
 pub use sequence::{
