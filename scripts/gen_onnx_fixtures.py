@@ -12,6 +12,11 @@ crates/recur/tests/fixtures/onnx/pytorch/<case>/
     torch.onnx.export of nn.LSTM / nn.GRU / nn.RNN stacks and a small char-level model, by
     the legacy TorchScript exporter (dynamo=False) and by the default dynamo exporter.
     Expected outputs come from PyTorch (eval mode, float32); ONNX Runtime must agree.
+crates/recur/tests/fixtures/onnx/external/<case>/
+    torch.onnx.export(..., external_data=True) of an nn.LSTM by the dynamo exporter: the
+    weights are in model.onnx.data beside model.onnx (`location`, `offset`, `length` entries).
+    Expected outputs come from PyTorch; ONNX Runtime, reading the model from its path, must
+    agree.
 crates/recur/tests/fixtures/onnx/README.md
     Written by this script: what each folder holds, versions, and the census of operator
     types and recurrent-node attributes of every model (backend/ included).
@@ -1060,9 +1065,63 @@ dyn = computed or a graph input) and which outputs it produces (omitted = empty 
 """
 
 
+def make_external():
+    """An nn.LSTM exported by the dynamo exporter with external_data=True: model.onnx and
+    model.onnx.data, with the expected outputs of PyTorch (ORT must agree)."""
+    import contextlib
+    import io
+    import tempfile
+
+    base = os.path.join(OUT, "external")
+    if os.path.exists(base):
+        shutil.rmtree(base)
+    torch.manual_seed(20261207)
+    m = torch.nn.LSTM(4, 16)
+    m.eval()
+    x = torch.randn(5, 2, 4)
+    with torch.no_grad():
+        y, (h, c) = m(x)
+    want = [t.detach().numpy().astype(np.float32) for t in (y, h, c)]
+    case = os.path.join(base, "lstm_dynamo_external")
+    data = os.path.join(case, "test_data_set_0")
+    os.makedirs(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(m, (x,), path, dynamo=True, external_data=True,
+                              opset_version=OPSET, input_names=["x"],
+                              output_names=["y", "h_n", "c_n"])
+        model = onnx.load(path, load_external_data=False)
+        shutil.copy(os.path.join(tmp, "model.onnx.data"), os.path.join(case, "model.onnx.data"))
+    strip_metadata(model)
+    external = [t.name for t in model.graph.initializer
+                if t.data_location == TensorProto.EXTERNAL]
+    assert len(external) >= 3, external
+    model_path = os.path.join(case, "model.onnx")
+    with open(model_path, "wb") as f:
+        f.write(model.SerializeToString(deterministic=True))
+    onnx.checker.check_model(model_path, full_check=True)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": x.numpy()})
+    for k, (g, w) in enumerate(zip(got, want)):
+        check_close(f"external output {k} (ORT vs PyTorch)", g, w)
+    for i, (n, a) in enumerate([("x", x.numpy())]):
+        with open(os.path.join(data, f"input_{i}.pb"), "wb") as f:
+            f.write(numpy_helper.from_array(a, n).SerializeToString(deterministic=True))
+    for j, (n, a) in enumerate(zip(["y", "h_n", "c_n"], want)):
+        with open(os.path.join(data, f"output_{j}.pb"), "wb") as f:
+            f.write(numpy_helper.from_array(a, n).SerializeToString(deterministic=True))
+    PT_NOTES.append(f"external/lstm_dynamo_external: initializers {', '.join(external)} in "
+                    "model.onnx.data")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     make_pytorch()
+    make_external()
     gen_notes = make_generated()
     n = 0
     for sub in ("backend", "generated", "pytorch"):

@@ -3,6 +3,8 @@
 
 mod cmd;
 mod limits;
+mod plot;
+mod summary;
 mod train;
 
 use std::process::ExitCode;
@@ -47,6 +49,11 @@ enum Command {
     Onnx(cmd::onnx::OnnxCommand),
     /// Convert models between PyTorch state_dicts, recur model files and ONNX (by extension)
     Convert(cmd::convert::ConvertArgs),
+    /// Draw training and validation curves from `recur train --log` files (PNG or SVG)
+    Plot(cmd::plot::PlotArgs),
+    /// A model file's tensors by layer (shapes, parameters, bytes) and its configuration:
+    /// checkpoint, model file, state_dict or ONNX
+    Summary(cmd::summary::SummaryArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +83,8 @@ fn main() -> ExitCode {
         #[cfg(feature = "onnx")]
         Command::Onnx(cmd) => cmd::onnx::run(&cmd),
         Command::Convert(args) => cmd::convert::run(&args),
+        Command::Plot(args) => cmd::plot::run(&args),
+        Command::Summary(args) => cmd::summary::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -332,6 +332,7 @@ fn bad_bench_flags_are_one_line_errors() {
     assert_silent_one_line_errors(&[
         &["bench", "--seq-len", "0"][..],
         &["bench", "--batch", "0"],
+        &["bench", "--batch-size", "0"],
         &["bench", "--input-size", "0"],
         &["bench", "--hidden-size", "0"],
         &["bench", "--num-layers", "0"],

@@ -76,6 +76,13 @@ fn pytorch_exports_pass() {
     run_all("pytorch", 13);
 }
 
+/// `torch.onnx.export(..., external_data=True)` (dynamo exporter): the weights are read from
+/// model.onnx.data beside the model, and the outputs are PyTorch's.
+#[test]
+fn pytorch_export_with_external_data_passes() {
+    run_all("external", 1);
+}
+
 /// The `torch.onnx.export`ed stacks import as `Recurrent`s (`onnx::import_recurrent`) that
 /// reproduce PyTorch's outputs from the fixtures; the char model (embedding and head) is
 /// refused as not a plain stack.

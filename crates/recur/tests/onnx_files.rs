@@ -1,6 +1,6 @@
 //! Hostile and broken ONNX inputs give typed errors, never a panic or a runaway allocation:
 //! truncated and corrupted models, tensors whose data disagrees with their dims, negative,
-//! huge and overflowing dims, unsupported element types, external data, missing
+//! huge and overflowing dims, unsupported element types, bad external data, missing
 //! initializers, cycles, unknown ops, wrong graph inputs; and the tensor files (`.pb`,
 //! `.npy`) round-trip and refuse what they cannot hold.
 
@@ -225,17 +225,135 @@ fn unsupported_element_types() {
     }
 }
 
-#[test]
-fn external_data_is_refused() {
-    let mut w = f32_tensor("w", &[2], &[]);
+/// `w` stored as external data with these `external_data` entries.
+fn external(dims: &[i64], entries: &[(&str, &str)]) -> TensorProto {
+    let mut w = f32_tensor("w", dims, &[]);
     w.raw_data.clear();
     w.data_location = 1;
-    w.external_data = vec![StringStringEntryProto {
-        key: "location".into(),
-        value: "../../etc/passwd".into(),
-    }];
-    let reason = format_reason(OnnxModel::from_bytes("m", &add_graph(w)));
-    assert!(reason.contains("external data"), "{reason}");
+    w.external_data = entries
+        .iter()
+        .map(|(k, v)| StringStringEntryProto {
+            key: (*k).into(),
+            value: (*v).into(),
+        })
+        .collect();
+    w
+}
+
+/// External data is read from the model's folder, checked before it is read: the model's
+/// bytes alone, paths out of the folder, a missing file, wrong lengths and ranges past the end
+/// are typed errors; a good one runs.
+#[test]
+fn external_data_beside_the_model() {
+    let dir = std::env::temp_dir().join(format!("recur-external-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    // 4 bytes of padding, then w = [1.5, -2]
+    let mut data = vec![0u8; 4];
+    data.extend([1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(dir.join("sub/w.bin"), &data).unwrap();
+    let write = |name: &str, w: TensorProto| {
+        let path = dir.join(name);
+        std::fs::write(&path, add_graph(w)).unwrap();
+        path
+    };
+
+    let good = [("location", "sub/w.bin"), ("offset", "4"), ("length", "8")];
+    let path = write("good.onnx", external(&[2], &good));
+    let m = OnnxModel::load(&path).unwrap();
+    let x = Value::f32(vec![1.0, 1.0], &[2]).unwrap();
+    let y = m.run(&[("x", x)]).unwrap();
+    assert_eq!(y[0].1.as_f32().unwrap(), &[2.5, -1.0]);
+    // `length` may be left out; `./` is inside the folder
+    let path = write(
+        "no_length.onnx",
+        external(&[2], &[("location", "./sub/w.bin"), ("offset", "4")]),
+    );
+    assert!(OnnxModel::load(&path).is_ok());
+
+    // bytes have no folder
+    let reason = format_reason(OnnxModel::from_bytes(
+        "m",
+        &add_graph(external(&[2], &good)),
+    ));
+    assert!(reason.contains("load the model from its file"), "{reason}");
+
+    let refused = |case: &str, dims: &[i64], entries: &[(&str, &str)], want: &str| {
+        let path = write(&format!("{case}.onnx"), external(dims, entries));
+        let reason = format_reason(OnnxModel::load(&path));
+        assert!(reason.contains("external data"), "{case}: {reason}");
+        assert!(reason.contains(want), "{case}: {reason}");
+    };
+    refused(
+        "dotdot",
+        &[2],
+        &[("location", "../w.bin")],
+        "absolute paths and `..` are refused",
+    );
+    refused(
+        "inner_dotdot",
+        &[2],
+        &[("location", "sub/../sub/w.bin")],
+        "`..` are refused",
+    );
+    refused(
+        "absolute",
+        &[2],
+        &[("location", "/etc/passwd")],
+        "not a relative path",
+    );
+    refused("empty", &[2], &[("location", "")], "not a relative path");
+    refused("no_location", &[2], &[("offset", "0")], "no `location`");
+    refused(
+        "bad_offset",
+        &[2],
+        &[("location", "sub/w.bin"), ("offset", "-1")],
+        "not a byte count",
+    );
+    refused(
+        "wrong_length",
+        &[2],
+        &[("location", "sub/w.bin"), ("length", "4")],
+        "length 4 is not the 8 bytes",
+    );
+    refused(
+        "past_end",
+        &[3],
+        &[("location", "sub/w.bin"), ("offset", "4")],
+        "run past the end of the 12-byte",
+    );
+    refused(
+        "offset_overflow",
+        &[2],
+        &[("location", "sub/w.bin"), ("offset", &u64::MAX.to_string())],
+        "run past the end",
+    );
+    // a huge tensor is refused from its dims, before any file is opened
+    refused(
+        "huge",
+        &[1 << 40],
+        &[("location", "missing.bin")],
+        "exceed the bound",
+    );
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("/etc", dir.join("sub/link")).unwrap();
+        refused(
+            "link_out",
+            &[2],
+            &[("location", "sub/link/passwd")],
+            "leads out of the model's folder",
+        );
+    }
+    let path = write(
+        "missing.onnx",
+        external(&[2], &[("location", "missing.bin")]),
+    );
+    match OnnxModel::load(&path) {
+        Err(Error::Io { file, .. }) => assert!(file.ends_with("missing.bin"), "{file}"),
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

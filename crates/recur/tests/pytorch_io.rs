@@ -916,6 +916,32 @@ fn hostile_files_are_format_errors() {
     );
     expect_format(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "png");
 
+    // PyTorch's own files say what they are and how to save safetensors, not "header length
+    // exceeds 100 MB": torch.save's zip archive, its legacy pickle (magic number first), a
+    // plain pickle of protocol 4
+    for (bytes, what) in [
+        (
+            &b"PK\x03\x04\x00\x00\x08\x08\x00\x00archive/data.pkl"[..],
+            "zip archive",
+        ),
+        (
+            &b"\x80\x02\x8a\x0alZ\xfc\x9cF\xf9 j\xa8P\x19."[..],
+            "Python pickle",
+        ),
+        (
+            &b"\x80\x04\x95\x1d\x00\x00\x00\x00\x00\x00\x00}\x94."[..],
+            "Python pickle",
+        ),
+    ] {
+        let e = expect_format(bytes, what);
+        assert!(e.contains(what), "{e}");
+        assert!(
+            e.contains("safetensors.torch.save_file(model.state_dict()"),
+            "{e}"
+        );
+        assert!(!e.contains("100 MB"), "{e}");
+    }
+
     // header length lying: past the end, absurdly large, too short
     let mut lie = good.clone();
     let n = u64::from_le_bytes(good[..8].try_into().unwrap());

@@ -22,7 +22,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
-use clap::{Args, ValueEnum};
+use clap::{ArgAction, Args, ValueEnum};
 use recur::{
     Call, CellKind, Direction, LstmCell, OutputGrad, Peepholes, Recurrent, RecurrentConfig,
     RnnCell, Tensor, WeightFormat,
@@ -42,8 +42,8 @@ pub struct BenchArgs {
     /// Time steps T per sequence (the longest, with --ragged)
     #[arg(long, default_value_t = 100)]
     pub seq_len: usize,
-    /// Sequences per batch B
-    #[arg(long, default_value_t = 64)]
+    /// Sequences per batch B (`--batch` is the old name, still accepted)
+    #[arg(long = "batch-size", alias = "batch", default_value_t = 64)]
     pub batch: usize,
     /// Input features I
     #[arg(long, default_value_t = 256)]
@@ -55,24 +55,24 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub num_layers: usize,
     /// Run each layer in both directions (train and infer only)
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     pub bidirectional: bool,
     /// LSTM projection size P (0 = none; must be smaller than --hidden-size)
     #[arg(long, default_value_t = 0)]
     pub proj_size: usize,
     /// Stream and infer modes: weights in bfloat16 (AVX-512 BF16; outputs within ~2e-3 of
     /// f32)
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     pub bf16: bool,
     /// LSTM with all three peepholes (Gers & Schmidhuber 2000; recur only, PyTorch has none)
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     pub peepholes: bool,
     /// What to time [default: train, then infer]
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
     /// Random per-sequence lengths in [seq_len/2, seq_len], drawn from --seed (train and
     /// infer only)
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     pub ragged: bool,
     /// Threads in rayon's global pool [default: the available cores]
     #[arg(long)]
@@ -91,7 +91,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Print one JSON object per mode instead of a line
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     pub json: bool,
 }
 
@@ -158,7 +158,7 @@ impl BenchArgs {
     fn validate(&self) -> Result<()> {
         let at_least_one = [
             ("--seq-len", Some(self.seq_len)),
-            ("--batch", Some(self.batch)),
+            ("--batch-size", Some(self.batch)),
             ("--input-size", Some(self.input_size)),
             ("--hidden-size", Some(self.hidden_size)),
             ("--num-layers", Some(self.num_layers)),
@@ -221,7 +221,7 @@ impl BenchArgs {
         match values {
             Some(n) if n <= MAX_TENSOR_VALUES => Ok(()),
             _ => bail!(
-                "--seq-len × --batch × features ({} × {} × {width}) exceeds {MAX_TENSOR_VALUES} \
+                "--seq-len × --batch-size × features ({} × {} × {width}) exceeds {MAX_TENSOR_VALUES} \
                  values per tensor",
                 self.seq_len,
                 self.batch

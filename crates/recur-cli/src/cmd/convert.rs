@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::{ArgAction, Args, ValueEnum};
 use recur::io::{
     CHECKPOINT_FORMAT, LoadOptions, MODEL_FORMAT, SaveDtype, SaveOptions, load_checkpoint,
     load_model_extra, load_state_dict, save_model_extra, save_state_dict,
@@ -70,16 +70,16 @@ pub struct ConvertArgs {
     #[arg(long, value_enum)]
     pub gru_reset: Option<Reset>,
     /// state-dict in: an LSTM with a coupled input-forget gate (f = 1 - i)
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     pub coupled: bool,
     /// state-dict in: the stack is batch-first (PyTorch batch_first=True)
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     pub batch_first: bool,
     /// onnx out: add an INT32 sequence_lens input [batch]
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     pub sequence_lens: bool,
     /// onnx out: add h0 (and c0) inputs [num_layers * D, batch, hidden_size]
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     pub initial_state: bool,
     /// state-dict out: prefix put before every name (e.g. "rnn.")
     #[arg(long, default_value = "")]
@@ -150,6 +150,8 @@ fn input_format(path: &Path, given: Option<ModelFormat>) -> Result<ModelFormat> 
             Some(CHECKPOINT_FORMAT) => ModelFormat::Checkpoint,
             _ => ModelFormat::StateDict,
         }),
+        // PyTorch's own files: the state_dict loader says what they are and how to save one
+        Some("pt" | "pth" | "pkl" | "bin") => Ok(ModelFormat::StateDict),
         _ => bail!(
             "{}: cannot tell the format from the extension; name it with --from state-dict|model|checkpoint|onnx",
             path.display()

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use clap::Args;
+use clap::{ArgAction, Args};
 
 use crate::train::args::Source;
 use crate::train::checkpoint::Checkpoint;
@@ -28,6 +28,9 @@ pub struct EvalArgs {
     /// Streams (text) or sequences per batch [default: 10 for text, 64 for sequences]
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Print one JSON object (data, loss, ppl or bpc, acc or mae, count) instead of a line
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    pub json: bool,
 }
 
 /// Runs `recur eval`. Without a file, evaluates on the test part the checkpoint was trained
@@ -46,7 +49,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         return crate::train::esn::eval_command(&args.checkpoint, args.sequences.as_deref());
     }
     let ck = Checkpoint::load(&args.checkpoint)?;
-    match crate::train::checkpoint_source(&ck)? {
+    let report = match crate::train::checkpoint_source(&ck)? {
         Source::Text => {
             if args.sequences.is_some() {
                 bail!("{}: a language model's checkpoint; give --text", ck.file);
@@ -82,5 +85,18 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         | Source::TemporalOrder3
         | Source::Reber
         | Source::Timing => bail!("{}: this generated task writes no checkpoints", ck.file),
+    }?;
+    if args.json {
+        let mut obj = report.json();
+        if let Some(m) = obj.as_object_mut() {
+            m.insert(
+                "checkpoint".into(),
+                args.checkpoint.display().to_string().into(),
+            );
+        }
+        println!("{obj}");
+    } else {
+        println!("{}", report.line);
     }
+    Ok(())
 }

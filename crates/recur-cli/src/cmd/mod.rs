@@ -5,6 +5,8 @@ pub mod convert;
 pub mod eval;
 #[cfg(feature = "onnx")]
 pub mod onnx;
+pub mod plot;
 pub mod predict;
 pub mod sample;
+pub mod summary;
 pub mod train;

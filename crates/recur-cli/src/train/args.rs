@@ -220,7 +220,7 @@ pub struct TrainArgs {
     /// Learning-rate schedule: const; step (× --decay-factor each epoch after
     /// --decay-after, Zaremba's); exp (× --decay-factor every epoch); cosine (to --min-lr
     /// over the run); plateau (× --decay-factor when the validation loss does not improve
-    /// for --patience epochs) [default: step for text, const otherwise]
+    /// for --patience epochs) [default: step for text with sgd, const otherwise]
     #[arg(long, value_enum, help_heading = "Schedule")]
     pub schedule: Option<ScheduleKind>,
     /// Epochs at the full learning rate before step decay starts [default: 4]
@@ -264,23 +264,32 @@ pub struct TrainArgs {
     #[arg(long, help_heading = "Run")]
     pub threads: Option<usize>,
     /// mean: the loss is the mean over every target; sum-over-time: summed over the steps
-    /// of a TBPTT chunk and averaged over the batch (Zaremba et al.'s, what lr 1 is for)
-    /// [default: sum-over-time for text, mean otherwise]
+    /// of a TBPTT chunk and averaged over the batch (Zaremba et al.'s, what SGD's lr 1 is
+    /// for) [default: sum-over-time for text with sgd, mean otherwise]
     #[arg(long, value_enum, help_heading = "Run")]
     pub loss_reduction: Option<LossReduction>,
     /// Generated tasks: evaluate and print a line every this many steps [default: 1000]
     #[arg(long, help_heading = "Run")]
     pub eval_every: Option<usize>,
+    /// Stop after N epochs (validations, in a run of steps) without a lower validation loss;
+    /// the best weights are then the ones tested and kept in --checkpoint [default: off]
+    #[arg(long, value_name = "N", help_heading = "Run")]
+    pub early_stopping: Option<usize>,
 
     // ---- files ----
     /// TOML file giving any of these settings as `flag-name = value` (flags override it)
     #[arg(long, help_heading = "Files")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Write one JSON object per step (step, epoch, loss, ppl or acc, lr, grad norm,
-    /// tokens/s, elapsed) to this file
+    /// JSONL log: one object per step (`"kind": "step"`: loss, ppl or acc, lr, grad norm,
+    /// tokens/s, elapsed), per validation (`"epoch"`, or `"valid"` in a run of steps: train
+    /// and `val_` figures) and for the test (`"test"`); `recur plot` draws it
     #[arg(long, help_heading = "Files")]
     pub log: Option<PathBuf>,
+    /// CSV log, one row per epoch (validation) as Keras's CSVLogger writes it: epoch, loss,
+    /// the task's figures, val_loss, val_ figures, lr
+    #[arg(long, value_name = "FILE", help_heading = "Files")]
+    pub csv_log: Option<PathBuf>,
     /// Checkpoint file (safetensors), written at every epoch's end, on Ctrl-C and at the end;
     /// the best model on validation goes to FILE with `.best` before the extension
     #[arg(long, help_heading = "Files")]
@@ -298,7 +307,7 @@ pub struct TrainArgs {
     pub quiet: Option<bool>,
     /// Read the data and print the model's parameters and the memory the run would need,
     /// then stop without training
-    #[arg(long, help_heading = "Run")]
+    #[arg(long, help_heading = "Run", num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     #[serde(skip)]
     pub dry_run: bool,
 }

@@ -43,6 +43,9 @@ pub struct Progress {
     /// against)
     #[serde(default)]
     pub first: Option<(f64, f64)>,
+    /// validations since the best one (`--early-stopping`); absent in older checkpoints
+    #[serde(default)]
+    pub since_best: usize,
 }
 
 impl Progress {

@@ -25,6 +25,7 @@ use super::checkpoint::Checkpoint;
 use super::core::{Progress, check_model};
 use super::dropout_seed;
 use super::optim::describe;
+use super::report::{EvalReport, Figures};
 use super::seq::build_model;
 use super::settings::Settings;
 use super::trainer::{Batch, Moment, Plan, Task, Trainer};
@@ -259,6 +260,8 @@ struct Forecast {
     plan: Plan,
     batch: usize,
     seed: u64,
+    /// the last validation's or the test's, for the log
+    figures: Figures,
 }
 
 impl Task for Forecast {
@@ -339,6 +342,7 @@ impl Task for Forecast {
             at.grad_norm,
             at.elapsed_s
         );
+        self.figures = vec![("loss", train), ("val_loss", valid), ("val_mae", mae)];
         Ok((valid, line))
     }
 
@@ -348,7 +352,13 @@ impl Task for Forecast {
             test_table(&self.model, &self.data, &self.test, self.batch)?
         );
         println!("{} steps in {elapsed_s:.1} s", prog.step);
+        let (loss, mae) = evaluate(&self.model, &self.data, &self.test, self.batch)?;
+        self.figures = vec![("loss", loss), ("mae", mae)];
         Ok(())
+    }
+
+    fn figures(&self) -> &[(&'static str, f64)] {
+        &self.figures
     }
 
     fn checkpoint_meta(&self) -> &[(&'static str, String)] {
@@ -437,6 +447,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         plan,
         batch: s.batch_size,
         seed: s.seed,
+        figures: Figures::new(),
     };
     let mut trainer = Trainer::new(task, s, args)?;
     if let Some(ck) = &resume {
@@ -446,7 +457,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
 }
 
 /// `recur eval` of a forecaster: the test table on the data it was trained with.
-pub fn eval_command(ck: &Checkpoint, batch: Option<usize>) -> Result<()> {
+pub fn eval_command(ck: &Checkpoint, batch: Option<usize>) -> Result<EvalReport> {
     let args = ck.args()?;
     let s = Settings::resolve(&args)
         .with_context(|| format!("{}: metadata `recur.run_config`", ck.file))?;
@@ -463,9 +474,12 @@ pub fn eval_command(ck: &Checkpoint, batch: Option<usize>) -> Result<()> {
         )?,
     )?;
     let test = data.windows(Part::Test);
-    println!(
-        "{}",
-        test_table(&ck.inner.model, &data, &test, batch.unwrap_or(64))?
-    );
-    Ok(())
+    let batch = batch.unwrap_or(64);
+    let (loss, mae) = evaluate(&ck.inner.model, &data, &test, batch)?;
+    Ok(EvalReport {
+        line: test_table(&ck.inner.model, &data, &test, batch)?.to_string(),
+        data: "the test part".into(),
+        counted: ("windows", test.len()),
+        figures: vec![("loss", loss), ("mae", mae)],
+    })
 }

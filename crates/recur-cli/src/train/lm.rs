@@ -25,6 +25,7 @@ use super::args::{Level, LossReduction, TrainArgs};
 use super::checkpoint::Checkpoint;
 use super::core::{Progress, check_model};
 use super::optim::describe;
+use super::report::{EvalReport, Figures};
 use super::settings::Settings;
 use super::trainer::{Batch, Moment, Plan, Task, Trainer};
 use super::{check_fits, dropout_seed, initialise};
@@ -140,6 +141,21 @@ pub fn evaluate(
     Ok((loss / count.max(1) as f64, count))
 }
 
+/// The logs' figures of a mean loss per token, `val_` ones for a validation: the loss and
+/// the perplexity (words) or bits per character (characters).
+pub fn log_figures(level: Level, loss: f64, valid: bool, out: &mut Figures) {
+    let (l, ppl, bpc) = if valid {
+        ("val_loss", "val_ppl", "val_bpc")
+    } else {
+        ("loss", "ppl", "bpc")
+    };
+    out.push((l, loss));
+    match level {
+        Level::Word => out.push((ppl, perplexity(loss))),
+        Level::Char => out.push((bpc, bits_per_character(loss))),
+    }
+}
+
 /// The figure shown beside a loss: perplexity for words, bits per character for characters.
 pub fn figure(level: Level, mean_loss: f64) -> String {
     match level {
@@ -160,6 +176,8 @@ struct Text {
     /// carried between chunks, cut at every epoch's end
     state: Option<State<f32>>,
     meta: [(&'static str, String); 1],
+    /// the last validation's or the test's, for the log
+    figures: Figures,
     valid_name: String,
     test_name: String,
     plan: Plan,
@@ -263,6 +281,9 @@ impl Task for Text {
             at.tokens_per_s,
             at.elapsed_s
         );
+        self.figures.clear();
+        log_figures(self.level, train_loss, false, &mut self.figures);
+        log_figures(self.level, valid_loss, true, &mut self.figures);
         Ok((valid_loss, line))
     }
 
@@ -279,7 +300,13 @@ impl Task for Text {
             figure(self.level, test_loss),
             prog.step,
         );
+        self.figures.clear();
+        log_figures(self.level, test_loss, false, &mut self.figures);
         Ok(())
+    }
+
+    fn figures(&self) -> &[(&'static str, f64)] {
+        &self.figures
     }
 
     fn checkpoint_meta(&self) -> &[(&'static str, String)] {
@@ -340,6 +367,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         model,
         train,
         meta: [("vocab", vocab.to_text())],
+        figures: Figures::new(),
         corpus,
         state: None,
         valid_name: part_name(args, "validation"),
@@ -405,7 +433,11 @@ pub fn load_checkpoint(ck: &Checkpoint) -> Result<(SequenceModel<f32>, Settings,
 }
 
 /// `recur eval` of a language model: on `file`, or on the test part it was trained with.
-pub fn eval_command(ck: &Checkpoint, file: Option<&PathBuf>, batch: Option<usize>) -> Result<()> {
+pub fn eval_command(
+    ck: &Checkpoint,
+    file: Option<&PathBuf>,
+    batch: Option<usize>,
+) -> Result<EvalReport> {
     let (model, s, vocab) = load_checkpoint(ck)?;
     let (name, ids) = match file {
         Some(path) => {
@@ -423,10 +455,17 @@ pub fn eval_command(ck: &Checkpoint, file: Option<&PathBuf>, batch: Option<usize
     }
     let unk = ids.iter().filter(|&&i| i == vocab.unk_id()).count();
     let (loss, count) = evaluate(&model, &ids, batch.unwrap_or(10), s.bptt, &name)?;
-    println!(
-        "{name}: loss {loss:.4} {} over {count} tokens ({unk} unknown, counted as {})",
-        figure(s.level, loss),
-        recur::data::UNK
-    );
-    Ok(())
+    let mut figures = Figures::new();
+    log_figures(s.level, loss, false, &mut figures);
+    figures.push(("unknown", unk as f64));
+    Ok(EvalReport {
+        line: format!(
+            "{name}: loss {loss:.4} {} over {count} tokens ({unk} unknown, counted as {})",
+            figure(s.level, loss),
+            recur::data::UNK
+        ),
+        data: name,
+        counted: ("tokens", count),
+        figures,
+    })
 }

@@ -98,8 +98,15 @@ pub fn run(cli: &TrainArgs) -> Result<()> {
         return esn::run(&args, &s);
     }
     let no_files = s.source.is_generated() && s.source != Source::Copy;
-    if no_files && (args.checkpoint.is_some() || args.resume.is_some() || args.log.is_some()) {
-        bail!("--checkpoint, --resume and --log are not offered for this generated task");
+    if no_files
+        && (args.checkpoint.is_some()
+            || args.resume.is_some()
+            || args.log.is_some()
+            || args.csv_log.is_some())
+    {
+        bail!(
+            "--checkpoint, --resume, --log and --csv-log are not offered for this generated task"
+        );
     }
     match s.source {
         Source::Adding | Source::Multiplication => adding::run(&args, &s),

@@ -25,6 +25,7 @@ use super::args::{Target, TrainArgs};
 use super::checkpoint::Checkpoint;
 use super::core::{Progress, check_model};
 use super::optim::describe;
+use super::report::{EvalReport, Figures};
 use super::settings::Settings;
 use super::trainer::{Batch, Moment, Plan, Task, Trainer};
 use super::{check_fits, dropout_seed, initialise};
@@ -187,13 +188,46 @@ fn batch_loss(
     }
 }
 
-/// Mean loss and accuracy (classification) over a whole set.
+/// A set's figures: the mean loss, and the accuracy (classification) or the mean absolute
+/// error (regression).
+#[derive(Clone, Copy, Debug)]
+pub struct SetFigures {
+    pub loss: f64,
+    pub acc: Option<f64>,
+    pub mae: Option<f64>,
+}
+
+impl SetFigures {
+    /// The logs' figures, `val_` ones for a validation.
+    pub fn log(&self, valid: bool, out: &mut Figures) {
+        let names = if valid {
+            ["val_loss", "val_acc", "val_mae"]
+        } else {
+            ["loss", "acc", "mae"]
+        };
+        out.push((names[0], self.loss));
+        out.extend(self.acc.map(|a| (names[1], a)));
+        out.extend(self.mae.map(|m| (names[2], m)));
+    }
+
+    /// As printed: loss and accuracy, or mse and mae.
+    pub fn describe(&self) -> String {
+        match (self.acc, self.mae) {
+            (Some(a), _) => format!("loss {:.4} acc {:.2}%", self.loss, 100.0 * a),
+            (None, Some(m)) => format!("mse {:.5} mae {m:.5}", self.loss),
+            (None, None) => format!("mse {:.5}", self.loss),
+        }
+    }
+}
+
+/// Mean loss, and accuracy (classification) or mean absolute error (regression), over a
+/// whole set.
 pub fn evaluate(
     model: &SequenceModel<f32>,
     ds: &SequenceDataset,
     batch: usize,
-) -> Result<(f64, Option<f64>)> {
-    let (mut loss, mut correct) = (0.0, 0);
+) -> Result<SetFigures> {
+    let (mut loss, mut correct, mut abs_err) = (0.0, 0, 0.0f64);
     let idx: Vec<usize> = (0..ds.len()).collect();
     for b in idx.chunks(batch.max(1)) {
         let (x, lengths) = ds.padded_batch::<f32>(b)?;
@@ -201,17 +235,20 @@ pub fn evaluate(
         let bl = batch_loss(&out.output, &ds.labels, b, false)?;
         loss += bl.loss;
         correct += bl.correct;
+        if let Labels::Regression(y) = &ds.labels {
+            // one output per sequence
+            for (z, &i) in out.output.data().iter().zip(b) {
+                abs_err += (f64::from(*z) - f64::from(y[i])).abs();
+            }
+        }
     }
     let n = ds.len() as f64;
-    let acc = matches!(ds.labels, Labels::Class { .. }).then(|| correct as f64 / n);
-    Ok((loss / n, acc))
-}
-
-fn describe_figures(loss: f64, acc: Option<f64>) -> String {
-    match acc {
-        Some(a) => format!("loss {loss:.4} acc {:.2}%", 100.0 * a),
-        None => format!("mse {loss:.5}"),
-    }
+    let classified = matches!(ds.labels, Labels::Class { .. });
+    Ok(SetFigures {
+        loss: loss / n,
+        acc: classified.then(|| correct as f64 / n),
+        mae: (!classified).then(|| abs_err / n),
+    })
 }
 
 /// Labelled sequences: one output per sequence, batches of a shuffled training set.
@@ -224,6 +261,8 @@ struct Sequences {
     order: Vec<usize>,
     classified: bool,
     meta: [(&'static str, String); 1],
+    /// the last validation's or the test's, for the log
+    figures: Figures,
     plan: Plan,
     batch: usize,
     seed: u64,
@@ -308,33 +347,45 @@ impl Task for Sequences {
     }
 
     fn validate(&mut self, prog: &Progress, at: &Moment) -> Result<(f64, String)> {
-        let train_loss = prog.loss_sum / prog.targets.max(1) as f64;
-        let train_acc = self
-            .classified
-            .then(|| prog.correct as f64 / prog.targets.max(1) as f64);
-        let (valid_loss, valid_acc) = evaluate(&self.model, &self.valid, self.batch)?;
+        let train = SetFigures {
+            loss: prog.loss_sum / prog.targets.max(1) as f64,
+            acc: self
+                .classified
+                .then(|| prog.correct as f64 / prog.targets.max(1) as f64),
+            mae: None,
+        };
+        let valid = evaluate(&self.model, &self.valid, self.batch)?;
         let line = format!(
             "epoch {:>3}{}  lr {:.6}  train {}  valid {}  |grad| {:.3}  {:.1} s",
             at.epoch,
             if at.partial { " (part)" } else { "" },
             at.lr,
-            describe_figures(train_loss, train_acc),
-            describe_figures(valid_loss, valid_acc),
+            train.describe(),
+            valid.describe(),
             at.grad_norm,
             at.elapsed_s
         );
-        Ok((valid_loss, line))
+        self.figures.clear();
+        train.log(false, &mut self.figures);
+        valid.log(true, &mut self.figures);
+        Ok((valid.loss, line))
     }
 
     fn finish(&mut self, prog: &Progress, elapsed_s: f64) -> Result<()> {
-        let (test_loss, test_acc) = evaluate(&self.model, &self.test, self.batch)?;
+        let test = evaluate(&self.model, &self.test, self.batch)?;
         println!(
             "test: {} over {} sequences; {} steps in {elapsed_s:.1} s",
-            describe_figures(test_loss, test_acc),
+            test.describe(),
             self.test.len(),
             prog.step,
         );
+        self.figures.clear();
+        test.log(false, &mut self.figures);
         Ok(())
+    }
+
+    fn figures(&self) -> &[(&'static str, f64)] {
+        &self.figures
     }
 
     fn checkpoint_meta(&self) -> &[(&'static str, String)] {
@@ -389,6 +440,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
             "classes",
             serde_json::to_string(&classes).context("classes")?,
         )],
+        figures: Figures::new(),
         plan,
         batch: s.batch_size,
         seed: s.seed,
@@ -400,7 +452,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     println!("{header}");
     println!(
         "  model: {} {} × {} layer(s){} → {} output(s); {} parameters; {} epoch(s) of {} steps \
-         (batch {}); {}; clip norm {}; seed {}",
+         (batch {}); {}; schedule {:?}; clip norm {}; seed {}",
         s.cell.kind().name(),
         s.hidden_size,
         s.num_layers,
@@ -415,6 +467,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         n_batches,
         s.batch_size,
         describe(&s.opt),
+        s.schedule,
         s.clip_norm,
         s.seed
     );
@@ -442,6 +495,8 @@ struct Copy {
     eval_every: usize,
     batch: usize,
     seed: u64,
+    /// the last validation's or the test's, for the log
+    figures: Figures,
 }
 
 impl Task for Copy {
@@ -511,6 +566,12 @@ impl Task for Copy {
             100.0 * sequences,
             at.elapsed_s
         );
+        self.figures = vec![
+            ("loss", prog.loss_sum / prog.steps.max(1) as f64),
+            ("val_loss", test_loss),
+            ("val_recall", symbols),
+            ("val_seq_recall", sequences),
+        ];
         Ok((test_loss, line))
     }
 
@@ -524,7 +585,16 @@ impl Task for Copy {
             100.0 * symbols,
             100.0 * sequences
         );
+        self.figures = vec![
+            ("loss", test_loss),
+            ("recall", symbols),
+            ("seq_recall", sequences),
+        ];
         Ok(())
+    }
+
+    fn figures(&self) -> &[(&'static str, f64)] {
+        &self.figures
     }
 }
 
@@ -550,6 +620,7 @@ pub fn run_copy(args: &TrainArgs, s: &Settings) -> Result<()> {
         eval_every: s.eval_every,
         batch: s.batch_size,
         seed: s.seed,
+        figures: Figures::new(),
     };
     let mut trainer = Trainer::new(task, s, args)?;
     if let Some(ck) = &resume {
@@ -601,7 +672,11 @@ fn load_checkpoint(ck: &Checkpoint) -> Result<(SequenceModel<f32>, Settings, Opt
 }
 
 /// `recur eval` of a sequence model: on `file`, or on the test part it was trained with.
-pub fn eval_command(ck: &Checkpoint, file: Option<&PathBuf>, batch: Option<usize>) -> Result<()> {
+pub fn eval_command(
+    ck: &Checkpoint,
+    file: Option<&PathBuf>,
+    batch: Option<usize>,
+) -> Result<EvalReport> {
     let (model, s, classes) = load_checkpoint(ck)?;
     let (name, ds) = match file {
         Some(p) => (
@@ -621,11 +696,13 @@ pub fn eval_command(ck: &Checkpoint, file: Option<&PathBuf>, batch: Option<usize
             model.config().rnn.input_size
         );
     }
-    let (loss, acc) = evaluate(&model, &ds, batch.unwrap_or(64))?;
-    println!(
-        "{name}: {} over {} sequences",
-        describe_figures(loss, acc),
-        ds.len()
-    );
-    Ok(())
+    let got = evaluate(&model, &ds, batch.unwrap_or(64))?;
+    let mut figures = Figures::new();
+    got.log(false, &mut figures);
+    Ok(EvalReport {
+        line: format!("{name}: {} over {} sequences", got.describe(), ds.len()),
+        data: name,
+        counted: ("sequences", ds.len()),
+        figures,
+    })
 }

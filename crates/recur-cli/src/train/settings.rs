@@ -68,6 +68,8 @@ pub struct Settings {
     pub threads: usize,
     pub loss_reduction: LossReduction,
     pub eval_every: usize,
+    /// validations without a lower validation loss before the run stops (0: off)
+    pub early_stopping: usize,
     pub save_every: usize,
     pub quiet: bool,
     pub esn: EsnSettings,
@@ -124,6 +126,8 @@ impl Settings {
             OptimizerKind::Adam | OptimizerKind::Adamw => 1e-3,
             OptimizerKind::Rmsprop | OptimizerKind::Adagrad => 1e-2,
         });
+        // a language model trained with SGD: Zaremba et al.'s schedule and loss
+        let zaremba = text && optimizer == OptimizerKind::Sgd;
         let betas = match &a.betas {
             Some(s) => {
                 let v = parse_list("--betas", s, 2)?;
@@ -220,6 +224,9 @@ impl Settings {
                 _ => (None, Some(5_000)),
             },
         };
+        if a.early_stopping == Some(0) {
+            bail!("--early-stopping must be at least 1 (leave it out to train every epoch)");
+        }
         if generated && epochs.is_some() {
             bail!("a generated task is counted in --steps, not --epochs");
         }
@@ -269,7 +276,9 @@ impl Settings {
                 _ => 0.0,
             }),
             clip_value: a.clip_value.unwrap_or(0.0),
-            schedule: a.schedule.unwrap_or(if text {
+            // Zaremba et al.'s step decay and summed loss are tuned for SGD at lr 1; with an
+            // adaptive optimizer they shrink its steps to nothing
+            schedule: a.schedule.unwrap_or(if zaremba {
                 ScheduleKind::Step
             } else {
                 ScheduleKind::Const
@@ -286,12 +295,13 @@ impl Settings {
             steps,
             seed: a.seed.unwrap_or(0),
             threads: a.threads.unwrap_or(0),
-            loss_reduction: a.loss_reduction.unwrap_or(if text {
+            loss_reduction: a.loss_reduction.unwrap_or(if zaremba {
                 LossReduction::SumOverTime
             } else {
                 LossReduction::Mean
             }),
             eval_every: a.eval_every.unwrap_or(1000),
+            early_stopping: a.early_stopping.unwrap_or(0),
             save_every: a.save_every.unwrap_or(0),
             quiet: a.quiet.unwrap_or(false),
             esn: EsnSettings {

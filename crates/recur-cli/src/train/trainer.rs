@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use recur::State;
 use recur::model::SequenceModel;
 
@@ -12,7 +12,7 @@ use super::INTERRUPTED;
 use super::args::TrainArgs;
 use super::checkpoint::{Checkpoint, best_path};
 use super::core::{Core, Progress};
-use super::report::{Reporter, StepRecord, truncate_log};
+use super::report::{Record, Reporter, StepRecord, truncate_log};
 use super::settings::Settings;
 
 /// How a task's run is counted.
@@ -146,6 +146,14 @@ pub trait Task {
         &[]
     }
 
+    /// The named figures of the last [`Task::validate`] (the training figures since the
+    /// previous validation, `loss` and the task's own such as `ppl` or `acc`, then the
+    /// validation's, `val_loss`, `val_ppl`, ...) or, after [`Task::finish`], the test's
+    /// (`loss`, `ppl`, ...): what the log's `epoch`, `valid` and `test` records carry.
+    fn figures(&self) -> &[(&'static str, f64)] {
+        &[]
+    }
+
     /// The recurrent state carried between batches, which a checkpoint records.
     fn state(&self) -> Option<&State<f32>> {
         None
@@ -165,6 +173,8 @@ pub struct Trainer<'a, T: Task> {
     resumed: bool,
     /// an exploding loss or gradient norm has been warned about
     warned: bool,
+    /// `--early-stopping`: the parameters of the best validation so far in this process
+    best_params: Option<[Vec<f32>; 3]>,
 }
 
 impl<'a, T: Task> Trainer<'a, T> {
@@ -182,6 +192,7 @@ impl<'a, T: Task> Trainer<'a, T> {
             args,
             resumed: false,
             warned: false,
+            best_params: None,
         })
     }
 
@@ -304,10 +315,17 @@ impl<'a, T: Task> Trainer<'a, T> {
             recur::io::remove_stale_temporaries(path)?;
             recur::io::remove_stale_temporaries(&best_path(path))?;
         }
-        let mut reporter = Reporter::new(self.args.log.as_deref(), s.quiet, self.resumed)?;
+        if let Some(model) = self.task.model() {
+            let rows = crate::summary::model_rows(model, &Default::default());
+            print!("{}", crate::summary::table(&rows));
+        }
+        let mut reporter = Reporter::new(self.args.log.as_deref(), s.quiet, self.resumed)?
+            .with_csv_log(self.args.csv_log.as_deref(), self.resumed)?;
         let run_start = Instant::now();
         let elapsed = |p: &Progress| p.elapsed_s + run_start.elapsed().as_secs_f64();
         let mut lr = s.opt.lr();
+        // Ctrl-C or --steps stopped the run where a --resume continues it
+        let mut resumable = false;
         'run: while self.prog.epoch < epochs && self.prog.step < total {
             let epoch = self.prog.epoch + 1;
             self.task.start_epoch(epoch);
@@ -330,6 +348,7 @@ impl<'a, T: Task> Trainer<'a, T> {
                 (b, lr, norm) = self.step()?;
                 tokens += b.tokens;
                 let rec = StepRecord {
+                    kind: "step",
                     step: self.prog.step,
                     epoch: logged_epoch,
                     loss: b.loss,
@@ -352,17 +371,26 @@ impl<'a, T: Task> Trainer<'a, T> {
                     Plan::Steps { eval_every, .. } => {
                         if interrupted || step.is_multiple_of(eval_every) || step == total {
                             let at = self.moment(0, false, lr, tokens_per_s(tokens), &elapsed);
-                            self.validate(&mut reporter, &at)?;
+                            let valid_loss = self.validate(&mut reporter, &at)?;
+                            let improved = self.track_best(valid_loss);
                             self.prog.loss_sum = 0.0;
                             self.prog.norm_sum = 0.0;
                             self.prog.steps = 0;
                             reporter.flush()?;
-                            self.save(&mut reporter, elapsed(&self.prog), false)?;
+                            self.save(
+                                &mut reporter,
+                                elapsed(&self.prog),
+                                improved && s.early_stopping > 0,
+                            )?;
+                            if self.patience_ran_out(&reporter) {
+                                break 'run;
+                            }
                         }
                     }
                 }
                 if interrupted {
                     reporter.println(&self.interrupted_line(plan, epoch));
+                    resumable = true;
                     break 'run;
                 }
             }
@@ -376,20 +404,101 @@ impl<'a, T: Task> Trainer<'a, T> {
             if partial {
                 // a later `--resume` with more steps or epochs continues inside this epoch
                 self.save(&mut reporter, elapsed(&self.prog), false)?;
+                resumable = true;
                 break;
             }
             self.core.sched.on_epoch_end(valid_loss);
-            let improved = self.prog.best_valid.is_none_or(|b| valid_loss < b);
-            if improved {
-                self.prog.best_valid = Some(valid_loss);
-            }
+            let improved = self.track_best(valid_loss);
             self.prog.next_epoch();
             self.task.set_state(None);
             reporter.flush()?;
             self.save(&mut reporter, elapsed(&self.prog), improved)?;
+            if self.patience_ran_out(&reporter) {
+                break;
+            }
         }
-        reporter.finish()?;
-        self.task.finish(&self.prog, elapsed(&self.prog))
+        if s.early_stopping > 0 && !resumable {
+            self.restore_best(&reporter)?;
+        }
+        self.task.finish(&self.prog, elapsed(&self.prog))?;
+        let test = Record {
+            kind: "test",
+            step: self.prog.step,
+            epoch: self.prog.epoch,
+            figures: self.task.figures(),
+            lr: None,
+            elapsed_s: elapsed(&self.prog),
+        };
+        if !test.figures.is_empty() {
+            reporter.record(&test)?;
+        }
+        reporter.finish()
+    }
+
+    /// Records validation loss `loss` against the best so far; with `--early-stopping`, keeps
+    /// the parameters of a new best. Whether it is one.
+    fn track_best(&mut self, loss: f64) -> bool {
+        let improved = self.prog.best_valid.is_none_or(|b| loss < b);
+        if improved {
+            self.prog.best_valid = Some(loss);
+            self.prog.since_best = 0;
+            if self.s.early_stopping > 0 {
+                self.best_params = Some(self.task.parts_mut().map(|p| p.to_vec()));
+            }
+        } else {
+            self.prog.since_best += 1;
+        }
+        improved
+    }
+
+    /// Whether `--early-stopping N` ends the run: N validations without a new best.
+    fn patience_ran_out(&self, reporter: &Reporter) -> bool {
+        let n = self.s.early_stopping;
+        let out = n > 0 && self.prog.since_best >= n;
+        if out {
+            reporter.println(&format!(
+                "early stopping: no lower validation loss in {n} validation(s); best {:.5}",
+                self.prog.best_valid.unwrap_or(f64::NAN)
+            ));
+        }
+        out
+    }
+
+    /// With `--early-stopping`: puts the best validation's weights back for the test and, with
+    /// `--checkpoint`, makes its `.best` copy (weights, optimizer and position of that
+    /// validation) the checkpoint kept.
+    fn restore_best(&mut self, reporter: &Reporter) -> Result<()> {
+        if self.prog.since_best == 0 {
+            return Ok(()); // the last validation was the best
+        }
+        let best_file = match (&self.args.checkpoint, self.task.model()) {
+            (Some(path), Some(_)) => Some((path.clone(), best_path(path))),
+            _ => None,
+        };
+        if let Some(best) = self.best_params.take() {
+            for (part, saved) in self.task.parts_mut().into_iter().zip(best) {
+                part.copy_from_slice(&saved);
+            }
+        } else if let Some((_, best)) = &best_file {
+            // a resumed run that found no better validation: the best is in the file
+            let ck = Checkpoint::load(best)?;
+            if let Some(model) = self.task.model_mut() {
+                model.set_params(&ck.inner.model.params())?;
+            }
+        } else {
+            return Ok(());
+        }
+        let mut line = format!(
+            "restored the best weights (validation loss {:.5}) for the test",
+            self.prog.best_valid.unwrap_or(f64::NAN)
+        );
+        if let Some((path, best)) = &best_file {
+            std::fs::copy(best, path)
+                .with_context(|| format!("copying {} to {}", best.display(), path.display()))?;
+            line += &format!("; {} holds them", path.display());
+        }
+        reporter.println(&line);
+        Ok(())
     }
 
     /// The moment of a validation, with the mean gradient norm since the last one.
@@ -411,10 +520,23 @@ impl<'a, T: Task> Trainer<'a, T> {
         }
     }
 
-    /// The task's validation: prints its line, returns the validation loss.
+    /// The task's validation: prints its line, logs its figures, returns the validation loss.
     fn validate(&mut self, reporter: &mut Reporter, at: &Moment) -> Result<f64> {
         let (loss, line) = self.task.validate(&self.prog, at)?;
         reporter.println(&line);
+        let figures = self.task.figures();
+        // a part of an epoch (--steps) is logged when a resumed run finishes the epoch
+        if !figures.is_empty() && !at.partial {
+            reporter.record(&Record {
+                // a run of steps has epoch 0
+                kind: if at.epoch == 0 { "valid" } else { "epoch" },
+                step: self.prog.step,
+                epoch: at.epoch,
+                figures,
+                lr: Some(at.lr),
+                elapsed_s: at.elapsed_s,
+            })?;
+        }
         Ok(loss)
     }
 

@@ -18,6 +18,8 @@
 //! (2)ᵀ dq = [da_r, da_z, dq_n];  dh_prev += dq W_hh;  dW_hh += dqᵀ h_prev;  db_hn += Σ dq_n
 //! (1)ᵀ da = [da_r, da_z, da_n]  (to the input projection)
 //! ```
+//! The weight gradients (dW_hh += dqᵀ h_prev, db_hh += Σ dq, dq kept by the step) are
+//! products over all steps after the loop, in the driver with (1)ᵀ.
 //! Reset before the product (Cho 2014, ONNX default, Keras `reset_after = False`):
 //! ```text
 //! (1) a = W_ih x + b_ih + b_hh                      (all of b_hh sits outside r here)
@@ -35,6 +37,8 @@
 //!      dW_h{r,z} += [da_r, da_z]ᵀ h_prev
 //! (1)ᵀ da = [da_r, da_z, da_n];  db_hh += Σ da
 //! ```
+//! dW_hn, dW_h{r,z} and db_hh are products over all steps after the loop, in the driver
+//! with (1)ᵀ (W_hn's reads s, which the forward keeps).
 //!
 //! ONNX `clip` (ONNX Runtime's `deep_cpu_gru.cc`): the pre-activations of r and z
 //! (`a_r + q_r`, `a_z + q_z`, both biases included) and the whole pre-activation of n are
@@ -48,12 +52,12 @@
 //! send to the state is multiplied by m: reset after, dh_prev = dh ⊙ z + m ⊙ (dq W_hh); reset
 //! before, dh_prev = dh ⊙ z + m ⊙ (ds ⊙ r + [da_r, da_z] W_h{r,z}), with dr = ds ⊙ m ⊙ h_prev.
 
-use super::{Block, BwdStep, FwdStep, ParamKind, SlabWidths, Slabs, StepWeights};
+use super::ParamKind::{BiasHh, WeightHh};
+use super::{BwdStep, FwdStep, RecurrentGrad, SlabWidths, Slabs, StepWeights};
 use crate::error::Result;
 use crate::kernel::activation::Activation;
 use crate::kernel::scalar::Float;
-use crate::kernel::split::split_rows_mut;
-use crate::kernel::{Accumulate, Mat, add_column_sums, matmul};
+use crate::kernel::{Accumulate, Mat, matmul};
 
 /// Where the reset gate multiplies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -126,271 +130,338 @@ pub(crate) fn folds_hh_bias(cell: &GruCell, row: usize, hidden: usize) -> bool {
     cell.reset == ResetPlacement::BeforeMatmul || row < 2 * hidden
 }
 
-pub(crate) fn forward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: FwdStep<'_, T>) {
+/// The forward step's products over all its rows. Reset after: 0, (2) q; 1, none. Reset
+/// before: 0, (2) q_rz; 1, (4) q_n = s W_hnᵀ; 2, none.
+pub(crate) fn forward_product<T: Float>(
+    cell: &GruCell,
+    k: usize,
+    w: &StepWeights<'_, T>,
+    s: &mut FwdStep<'_, T>,
+) {
     let (n, h) = (s.n, w.hidden);
     let gh = 3 * h;
+    let (cols, input) = match (cell.reset, k) {
+        // (2) q = h_prev W_hhᵀ (+ b_hn in the row pass; recurrent dropout: (m ⊙ h_prev) W_hhᵀ)
+        (ResetPlacement::AfterMatmul, 0) => (0..gh, s.h_rec),
+        // (2) q_rz = h_prev W_h{r,z}ᵀ: the first 2H columns of the packed W_hhᵀ (recurrent
+        // dropout: (m ⊙ h_prev) W_h{r,z}ᵀ)
+        (ResetPlacement::BeforeMatmul, 0) => (0..2 * h, s.h_rec),
+        // (4) q_n = s W_hnᵀ: the last H columns of the packed W_hhᵀ
+        (ResetPlacement::BeforeMatmul, 1) => (2 * h..gh, &*s.aux),
+        _ => return,
+    };
+    let w_hh_t = if cols.len() == gh {
+        w.w_hh_t
+    } else {
+        w.w_hh_t.columns(cols.start, cols.len())
+    };
+    matmul(
+        &mut s.scratch[cols.start..],
+        gh,
+        Mat::rows(input, n, h, h),
+        w_hh_t,
+        Accumulate::Overwrite,
+    );
+}
+
+/// Row pass `k` of the forward step over the rows of `s`. Reset after: (3)…(5). Reset
+/// before: 0, (2) r, z and (3) s; 1, (4) n and (5).
+pub(crate) fn forward_rows<T: Float>(
+    cell: &GruCell,
+    k: usize,
+    w: &StepWeights<'_, T>,
+    s: FwdStep<'_, T>,
+) {
+    let h = w.hidden;
+    let gh = 3 * h;
+    let keep_w = if cell.clip.is_some() { gh } else { 0 };
+    let b_hh = w.params.get(BiasHh);
+    for row in 0..s.n {
+        let rows = |w: usize| row * w..(row + 1) * w;
+        forward_row(
+            cell,
+            k,
+            b_hh,
+            (&s.scratch[rows(gh)], &s.h_prev[rows(h)], &s.h_rec[rows(h)]),
+            &mut s.gates[rows(gh)],
+            &mut s.keep[rows(keep_w)],
+            &mut s.aux[rows(h)],
+            &mut s.h[rows(h)],
+        );
+    }
+}
+
+/// One row of [`forward_rows`]: reads q, h_prev and h_rec; writes the gates `a` in place,
+/// the clamp record, `aux` and h. (A function of its own, so that the compiler knows the
+/// rows it writes apart and vectorises every loop.)
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn forward_row<T: Float>(
+    cell: &GruCell,
+    k: usize,
+    b_hh: Option<&[T]>,
+    (q, h_prev, h_rec): (&[T], &[T], &[T]),
+    a: &mut [T],
+    keep: &mut [T],
+    aux: &mut [T],
+    hb: &mut [T],
+) {
+    let h = hb.len();
     let act = cell.activations;
     let clip = super::clip_bound::<T>(cell.clip);
     // Gate by gate, each a contiguous pass over H (or [r | z], 2H) values of a row.
-    match cell.reset {
-        ResetPlacement::AfterMatmul => {
-            // (2) q = h_prev W_hhᵀ (+ b_hn below; recurrent dropout: (m ⊙ h_prev) W_hhᵀ)
-            matmul(
-                s.scratch,
-                gh,
-                Mat::rows(s.h_rec, n, h, h),
-                w.w_hh_t,
-                Accumulate::Overwrite,
-            );
-            // The rows are independent: at small batches the pair of threads takes half of
-            // them each.
-            let keep_w = if clip.is_some() { gh } else { 0 };
-            let bufs = [
-                (&mut *s.gates, gh),
-                (&mut *s.h, h),
-                (&mut *s.aux, h),
-                (&mut *s.keep, keep_w),
-            ];
-            let (q_all, h_prev_all) = (&*s.scratch, s.h_prev);
-            split_rows_mut(n, gh, bufs, |rows, [gates, hs, qns, keeps]| {
-                for (row, b) in rows.enumerate() {
-                    let a = &mut gates[row * gh..(row + 1) * gh];
-                    let hb = &mut hs[row * h..(row + 1) * h];
-                    let qn = &mut qns[row * h..(row + 1) * h];
-                    let keep = &mut keeps[row * keep_w..(row + 1) * keep_w];
-                    let q = &q_all[b * gh..(b + 1) * gh];
-                    let h_prev = &h_prev_all[b * h..(b + 1) * h];
-                    let (a_rz, a_n) = a.split_at_mut(2 * h);
-                    let (q_rz, q_n) = q.split_at(2 * h);
-                    // (3) r, z = σ([a_r | a_z] + [q_r | q_z]): one pass over 2H
-                    add_assign(a_rz, q_rz);
-                    if let Some(clip) = clip {
-                        super::clamp(a_rz, &mut keep[..2 * h], clip);
+    let (a_rz, a_n) = a.split_at_mut(2 * h);
+    let (q_rz, q_n) = q.split_at(2 * h);
+    match (cell.reset, k) {
+        (ResetPlacement::AfterMatmul, _) => {
+            let qn = aux;
+            // (3) r, z = σ([a_r | a_z] + [q_r | q_z]): one pass over 2H
+            add_assign(a_rz, q_rz);
+            if let Some(clip) = clip {
+                super::clamp(a_rz, &mut keep[..2 * h], clip);
+            }
+            act.gate.apply_slice(a_rz);
+            // (2) b_hn
+            match b_hh {
+                Some(b_hh) => {
+                    for ((qn, &q), &b) in qn.iter_mut().zip(q_n).zip(&b_hh[2 * h..]) {
+                        *qn = q + b;
                     }
-                    act.gate.apply_slice(a_rz);
-                    // (2) b_hn
-                    match w.params.get(ParamKind::BiasHh) {
-                        Some(b_hh) => {
-                            for ((qn, &q), &b) in qn.iter_mut().zip(q_n).zip(&b_hh[2 * h..]) {
-                                *qn = q + b;
-                            }
-                        }
-                        None => qn.copy_from_slice(q_n),
-                    }
-                    // (4) n = act(a_n + r ⊙ q_n)
-                    let (r, z) = a_rz.split_at(h);
-                    add_product(a_n, r, qn);
-                    if let Some(clip) = clip {
-                        super::clamp(a_n, &mut keep[2 * h..], clip);
-                    }
-                    act.candidate.apply_slice(a_n);
-                    // (5)
-                    blend(hb, z, a_n, h_prev);
                 }
-            });
+                None => qn.copy_from_slice(q_n),
+            }
+            // (4) n = act(a_n + r ⊙ q_n)
+            let (r, z) = a_rz.split_at(h);
+            add_product(a_n, r, qn);
+            if let Some(clip) = clip {
+                super::clamp(a_n, &mut keep[2 * h..], clip);
+            }
+            act.candidate.apply_slice(a_n);
+            // (5)
+            blend(hb, z, a_n, h_prev);
         }
-        ResetPlacement::BeforeMatmul => {
-            // (2) q_rz = h_prev W_h{r,z}ᵀ: the first 2H columns of the packed W_hhᵀ
-            // (recurrent dropout: (m ⊙ h_prev) W_h{r,z}ᵀ)
-            matmul(
-                s.scratch,
-                gh,
-                Mat::rows(s.h_rec, n, h, h),
-                w.w_hh_t.columns(0, 2 * h),
-                Accumulate::Overwrite,
-            );
-            for b in 0..n {
-                let a_rz = &mut s.gates[b * gh..b * gh + 2 * h];
-                let q_rz = &s.scratch[b * gh..b * gh + 2 * h];
-                let h_rec = &s.h_rec[b * h..(b + 1) * h];
-                let sb = &mut s.aux[b * h..(b + 1) * h];
-                add_assign(a_rz, q_rz);
-                if let Some(clip) = clip {
-                    super::clamp(a_rz, &mut s.keep[b * gh..b * gh + 2 * h], clip);
-                }
-                act.gate.apply_slice(a_rz);
-                // (3) s = r ⊙ h_prev (recurrent dropout: r ⊙ m ⊙ h_prev)
-                for ((s, &r), &hp) in sb.iter_mut().zip(&*a_rz).zip(h_rec) {
-                    *s = r * hp;
-                }
+        (ResetPlacement::BeforeMatmul, 0) => {
+            // (2) r, z = σ([a_r | a_z] + [q_r | q_z])
+            add_assign(a_rz, q_rz);
+            if let Some(clip) = clip {
+                super::clamp(a_rz, &mut keep[..2 * h], clip);
             }
-            // (4) q_n = s W_hnᵀ: the last H columns of the packed W_hhᵀ
-            let (_, q_n) = s.scratch.split_at_mut(2 * h);
-            matmul(
-                q_n,
-                gh,
-                Mat::rows(s.aux, n, h, h),
-                w.w_hh_t.columns(2 * h, h),
-                Accumulate::Overwrite,
-            );
-            for b in 0..n {
-                let (a_rz, a_n) = s.gates[b * gh..(b + 1) * gh].split_at_mut(2 * h);
-                let q_n = &s.scratch[b * gh + 2 * h..(b + 1) * gh];
-                let h_prev = &s.h_prev[b * h..(b + 1) * h];
-                let hb = &mut s.h[b * h..(b + 1) * h];
-                add_assign(a_n, q_n);
-                if let Some(clip) = clip {
-                    super::clamp(a_n, &mut s.keep[b * gh + 2 * h..(b + 1) * gh], clip);
-                }
-                act.candidate.apply_slice(a_n);
-                // (5)
-                blend(hb, &a_rz[h..], a_n, h_prev);
+            act.gate.apply_slice(a_rz);
+            // (3) s = r ⊙ h_prev (recurrent dropout: r ⊙ m ⊙ h_prev)
+            for ((s, &r), &hp) in aux.iter_mut().zip(&*a_rz).zip(h_rec) {
+                *s = r * hp;
             }
+        }
+        (ResetPlacement::BeforeMatmul, _) => {
+            // (4) n = act(a_n + q_n)
+            add_assign(a_n, q_n);
+            if let Some(clip) = clip {
+                super::clamp(a_n, &mut keep[2 * h..], clip);
+            }
+            act.candidate.apply_slice(a_n);
+            // (5)
+            blend(hb, &a_rz[h..], a_n, h_prev);
         }
     }
 }
 
-pub(crate) fn backward_step<T: Float>(cell: &GruCell, w: &StepWeights<'_, T>, s: BwdStep<'_, T>) {
+/// The backward step's products over all its rows. Reset after: 0, none; 1, (2)ᵀ
+/// dh_prev += dq W_hh. Reset before: 0, none; 1, (4)ᵀ ds = da_n W_hn; 2, (2)ᵀ
+/// dh_prev += [da_r, da_z] W_h{r,z}.
+pub(crate) fn backward_product<T: Float>(
+    cell: &GruCell,
+    k: usize,
+    w: &StepWeights<'_, T>,
+    s: &mut BwdStep<'_, T>,
+) {
     let (n, h) = (s.n, w.hidden);
     let gh = 3 * h;
-    let act = cell.activations;
-    let one = T::one();
-    let clipped = cell.clip.is_some();
-    let masked = !s.mask.is_empty();
-    match cell.reset {
-        ResetPlacement::AfterMatmul => {
-            // As in the forward, the pair of threads takes half of the rows each at small
-            // batches.
-            let bufs = [(&mut *s.dh, h), (&mut *s.dgates, gh), (&mut *s.dalt, gh)];
-            let (gates_all, aux_all, h_prev_all, keep_all) = (s.gates, s.aux, s.h_prev, s.keep);
-            split_rows_mut(n, gh, bufs, |rows, [dhs, dgates, dalts]| {
-                for (row, b) in rows.enumerate() {
-                    let g = &gates_all[b * gh..(b + 1) * gh];
-                    let (r, rest) = g.split_at(h);
-                    let (z, nn) = rest.split_at(h);
-                    let qn = &aux_all[b * h..(b + 1) * h];
-                    let h_prev = &h_prev_all[b * h..(b + 1) * h];
-                    let dh = &mut dhs[row * h..(row + 1) * h];
-                    let da = &mut dgates[row * gh..(row + 1) * gh];
-                    let dq = &mut dalts[row * gh..(row + 1) * gh];
-                    let (da_rz, da_n) = da.split_at_mut(2 * h);
-                    let (da_r, da_z) = da_rz.split_at_mut(h);
-                    let (dq_rz, dq_n) = dq.split_at_mut(2 * h);
-                    // (5)ᵀ dn = dh ⊙ (1 − z);  dz = dh ⊙ (h_prev − n);  dh_prev = dh ⊙ z
-                    for ((((dh, dn), dz), &z), (&nn, &hp)) in dh
-                        .iter_mut()
-                        .zip(da_n.iter_mut())
-                        .zip(da_z.iter_mut())
-                        .zip(z)
-                        .zip(nn.iter().zip(h_prev))
-                    {
-                        *dn = *dh * (one - z);
-                        *dz = *dh * (hp - nn);
-                        *dh *= z;
-                    }
-                    // (4)ᵀ da_n = dn ⊙ act'(n) (0 where clipped);  dr = da_n ⊙ q_n;  dq_n = da_n ⊙ r
-                    act.candidate.mul_derivative_from_output(da_n, nn);
-                    if clipped {
-                        super::mul_assign(da_n, &keep_all[b * gh + 2 * h..(b + 1) * gh]);
-                    }
-                    for (((dr, dqn), &dan), (&qn, &r)) in da_r
-                        .iter_mut()
-                        .zip(dq_n.iter_mut())
-                        .zip(&*da_n)
-                        .zip(qn.iter().zip(r))
-                    {
-                        *dr = dan * qn;
-                        *dqn = dan * r;
-                    }
-                    // (3)ᵀ da_r = dr ⊙ σ'(r);  da_z = dz ⊙ σ'(z): one pass over 2H
-                    act.gate.mul_derivative_from_output(da_rz, &g[..2 * h]);
-                    if clipped {
-                        super::mul_assign(da_rz, &keep_all[b * gh..b * gh + 2 * h]);
-                    }
-                    dq_rz.copy_from_slice(da_rz);
-                }
-            });
-            // (2)ᵀ dh_prev += dq W_hh (recurrent dropout: m ⊙ (dq W_hh))
-            let dq = Mat::rows(&*s.dalt, n, gh, gh);
-            let w_hh = w.w_hh_b;
-            if masked {
-                matmul(s.dh_rec, h, dq, w_hh, Accumulate::Overwrite);
-                super::add_masked(s.dh, s.mask, s.dh_rec);
-            } else {
-                matmul(s.dh, h, dq, w_hh, Accumulate::Add);
-            }
-        }
-        ResetPlacement::BeforeMatmul => {
-            for b in 0..n {
-                let (z, nn) = s.gates[b * gh + h..(b + 1) * gh].split_at(h);
-                let h_prev = &s.h_prev[b * h..(b + 1) * h];
-                let dh = &s.dh[b * h..(b + 1) * h];
-                let (da_z, da_n) = s.dgates[b * gh + h..(b + 1) * gh].split_at_mut(h);
-                // (5)ᵀ, (4)ᵀ first half
-                for ((((dz, dn), &dh), &z), (&nn, &hp)) in da_z
-                    .iter_mut()
-                    .zip(da_n.iter_mut())
-                    .zip(dh)
-                    .zip(z)
-                    .zip(nn.iter().zip(h_prev))
-                {
-                    *dn = dh * (one - z);
-                    *dz = dh * (hp - nn);
-                }
-                act.gate.mul_derivative_from_output(da_z, z);
-                act.candidate.mul_derivative_from_output(da_n, nn);
-                if clipped {
-                    super::mul_assign(da_z, &s.keep[b * gh + h..b * gh + 2 * h]);
-                    super::mul_assign(da_n, &s.keep[b * gh + 2 * h..(b + 1) * gh]);
-                }
-            }
+    let w_hh = w.params[WeightHh];
+    // the gradient at the product's output, and W_hh's rows it meets
+    let (dq, w_rows) = match (cell.reset, k) {
+        // (2)ᵀ dh_prev += dq W_hh (recurrent dropout: m ⊙ (dq W_hh))
+        (ResetPlacement::AfterMatmul, 1) => (Mat::rows(&*s.dalt, n, gh, gh), w.w_hh_b),
+        (ResetPlacement::BeforeMatmul, 1) => {
             // (4)ᵀ ds = da_n W_hn
             matmul(
                 s.scratch,
                 h,
                 Mat::rows(&s.dgates[2 * h..], n, h, gh),
-                Mat::rows(&w.params[ParamKind::WeightHh][2 * h * h..], h, h, h),
+                Mat::rows(&w_hh[2 * h * h..], h, h, h),
                 Accumulate::Overwrite,
             );
-            for b in 0..n {
-                let r = &s.gates[b * gh..b * gh + h];
-                let h_rec = &s.h_rec[b * h..(b + 1) * h];
-                let ds = &s.scratch[b * h..(b + 1) * h];
-                let dh = &mut s.dh[b * h..(b + 1) * h];
-                let da_r = &mut s.dgates[b * gh..b * gh + h];
-                let z = &s.gates[b * gh + h..b * gh + 2 * h];
-                // (3)ᵀ dr = ds ⊙ h_prev;  dh_prev += ds ⊙ r;  (2)ᵀ da_r = dr ⊙ σ'(r)
-                // (recurrent dropout: dr = ds ⊙ m ⊙ h_prev, and ds ⊙ r goes to dh_rec, which
-                // is masked below)
-                if masked {
-                    let dr_rec = &mut s.dh_rec[b * h..(b + 1) * h];
-                    for (((((dr, dh), d_rec), &ds), &hp), (&r, &z)) in da_r
-                        .iter_mut()
-                        .zip(dh.iter_mut())
-                        .zip(dr_rec.iter_mut())
-                        .zip(ds)
-                        .zip(h_rec)
-                        .zip(r.iter().zip(z))
-                    {
-                        *dr = ds * hp;
-                        *dh *= z;
-                        *d_rec = ds * r;
-                    }
-                } else {
-                    for ((((dr, dh), &ds), &hp), (&r, &z)) in da_r
-                        .iter_mut()
-                        .zip(dh.iter_mut())
-                        .zip(ds)
-                        .zip(h_rec)
-                        .zip(r.iter().zip(z))
-                    {
-                        *dr = ds * hp;
-                        *dh = *dh * z + ds * r;
-                    }
+            return;
+        }
+        // (2)ᵀ dh_prev += [da_r, da_z] W_h{r,z} (recurrent dropout: m ⊙ (ds ⊙ r + …), the
+        // first term already in dh_rec)
+        (ResetPlacement::BeforeMatmul, 2) => (
+            Mat::rows(&*s.dgates, n, 2 * h, gh),
+            Mat::rows(w_hh, 2 * h, h, h),
+        ),
+        _ => return,
+    };
+    if s.mask.is_empty() {
+        matmul(s.dh, h, dq, w_rows, Accumulate::Add);
+    } else {
+        let acc = match cell.reset {
+            ResetPlacement::AfterMatmul => Accumulate::Overwrite,
+            ResetPlacement::BeforeMatmul => Accumulate::Add,
+        };
+        matmul(s.dh_rec, h, dq, w_rows, acc);
+        super::add_masked(s.dh, s.mask, s.dh_rec);
+    }
+}
+
+/// Row pass `k` of the backward step over the rows of `s`. Reset after: (5)ᵀ…(3)ᵀ. Reset
+/// before: 0, (5)ᵀ and (4)ᵀ's da_n, da_z; 1, (3)ᵀ and (2)ᵀ's da_r.
+pub(crate) fn backward_rows<T: Float>(
+    cell: &GruCell,
+    k: usize,
+    w: &StepWeights<'_, T>,
+    s: BwdStep<'_, T>,
+) {
+    let h = w.hidden;
+    let gh = 3 * h;
+    let keep_w = if cell.clip.is_some() { gh } else { 0 };
+    let masked_w = if s.mask.is_empty() { 0 } else { h };
+    let (dalt_w, scratch_w) = match cell.reset {
+        ResetPlacement::AfterMatmul => (gh, 0),
+        ResetPlacement::BeforeMatmul => (0, h),
+    };
+    for row in 0..s.n {
+        let rows = |w: usize| row * w..(row + 1) * w;
+        backward_row(
+            cell,
+            k,
+            (&s.gates[rows(gh)], &s.h_prev[rows(h)], &s.h_rec[rows(h)]),
+            (
+                &s.aux[rows(h)],
+                &s.scratch[rows(scratch_w)],
+                &s.keep[rows(keep_w)],
+            ),
+            &mut s.dh[rows(h)],
+            &mut s.dgates[rows(gh)],
+            &mut s.dalt[rows(dalt_w)],
+            &mut s.dh_rec[rows(masked_w)],
+        );
+    }
+}
+
+/// One row of [`backward_rows`], the mirror of [`forward_row`]: reads the gates, h_prev,
+/// h_rec, `aux`, ds (`scratch`, reset before) and the clamp record; writes dh, da, dq
+/// (`dalt`, reset after) and, under recurrent dropout, `dh_rec`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn backward_row<T: Float>(
+    cell: &GruCell,
+    k: usize,
+    (g, h_prev, h_rec): (&[T], &[T], &[T]),
+    (aux, scratch, keep): (&[T], &[T], &[T]),
+    dh: &mut [T],
+    da: &mut [T],
+    dalt: &mut [T],
+    dh_rec: &mut [T],
+) {
+    let h = dh.len();
+    let act = cell.activations;
+    let one = T::one();
+    let clipped = cell.clip.is_some();
+    let masked = !dh_rec.is_empty();
+    let (r, rest) = g.split_at(h);
+    let (z, nn) = rest.split_at(h);
+    let (da_rz, da_n) = da.split_at_mut(2 * h);
+    let (da_r, da_z) = da_rz.split_at_mut(h);
+    match (cell.reset, k) {
+        (ResetPlacement::AfterMatmul, _) => {
+            let (qn, dq) = (aux, dalt);
+            let (dq_rz, dq_n) = dq.split_at_mut(2 * h);
+            // (5)ᵀ dn = dh ⊙ (1 − z);  dz = dh ⊙ (h_prev − n);  dh_prev = dh ⊙ z
+            for ((((dh, dn), dz), &z), (&nn, &hp)) in dh
+                .iter_mut()
+                .zip(da_n.iter_mut())
+                .zip(da_z.iter_mut())
+                .zip(z)
+                .zip(nn.iter().zip(h_prev))
+            {
+                *dn = *dh * (one - z);
+                *dz = *dh * (hp - nn);
+                *dh *= z;
+            }
+            // (4)ᵀ da_n = dn ⊙ act'(n) (0 where clipped);  dr = da_n ⊙ q_n;  dq_n = da_n ⊙ r
+            act.candidate.mul_derivative_from_output(da_n, nn);
+            if clipped {
+                super::mul_assign(da_n, &keep[2 * h..]);
+            }
+            for (((dr, dqn), &dan), (&qn, &r)) in da_r
+                .iter_mut()
+                .zip(dq_n.iter_mut())
+                .zip(&*da_n)
+                .zip(qn.iter().zip(r))
+            {
+                *dr = dan * qn;
+                *dqn = dan * r;
+            }
+            // (3)ᵀ da_r = dr ⊙ σ'(r);  da_z = dz ⊙ σ'(z): one pass over 2H
+            let da_rz = &mut da[..2 * h];
+            act.gate.mul_derivative_from_output(da_rz, &g[..2 * h]);
+            if clipped {
+                super::mul_assign(da_rz, &keep[..2 * h]);
+            }
+            dq_rz.copy_from_slice(da_rz);
+        }
+        (ResetPlacement::BeforeMatmul, 0) => {
+            // (5)ᵀ, (4)ᵀ first half
+            for ((((dz, dn), &dh), &z), (&nn, &hp)) in da_z
+                .iter_mut()
+                .zip(da_n.iter_mut())
+                .zip(&*dh)
+                .zip(z)
+                .zip(nn.iter().zip(h_prev))
+            {
+                *dn = dh * (one - z);
+                *dz = dh * (hp - nn);
+            }
+            act.gate.mul_derivative_from_output(da_z, z);
+            act.candidate.mul_derivative_from_output(da_n, nn);
+            if clipped {
+                super::mul_assign(da_z, &keep[h..2 * h]);
+                super::mul_assign(da_n, &keep[2 * h..]);
+            }
+        }
+        (ResetPlacement::BeforeMatmul, _) => {
+            let ds = scratch;
+            // (3)ᵀ dr = ds ⊙ h_prev;  dh_prev += ds ⊙ r;  (2)ᵀ da_r = dr ⊙ σ'(r)
+            // (recurrent dropout: dr = ds ⊙ m ⊙ h_prev, and ds ⊙ r goes to dh_rec, which
+            // is masked after the product)
+            if masked {
+                let dr_rec = dh_rec;
+                for (((((dr, dh), d_rec), &ds), &hp), (&r, &z)) in da_r
+                    .iter_mut()
+                    .zip(dh.iter_mut())
+                    .zip(dr_rec.iter_mut())
+                    .zip(ds)
+                    .zip(h_rec)
+                    .zip(r.iter().zip(z))
+                {
+                    *dr = ds * hp;
+                    *dh *= z;
+                    *d_rec = ds * r;
                 }
-                act.gate.mul_derivative_from_output(da_r, r);
-                if clipped {
-                    super::mul_assign(da_r, &s.keep[b * gh..b * gh + h]);
+            } else {
+                for ((((dr, dh), &ds), &hp), (&r, &z)) in da_r
+                    .iter_mut()
+                    .zip(dh.iter_mut())
+                    .zip(ds)
+                    .zip(h_rec)
+                    .zip(r.iter().zip(z))
+                {
+                    *dr = ds * hp;
+                    *dh = *dh * z + ds * r;
                 }
             }
-            // (2)ᵀ dh_prev += [da_r, da_z] W_h{r,z} (recurrent dropout: m ⊙ (ds ⊙ r + …))
-            let da_rz = Mat::rows(&*s.dgates, n, 2 * h, gh);
-            let w_rz = Mat::rows(w.params[ParamKind::WeightHh], 2 * h, h, h);
-            if masked {
-                matmul(s.dh_rec, h, da_rz, w_rz, Accumulate::Add);
-                super::add_masked(s.dh, s.mask, s.dh_rec);
-            } else {
-                matmul(s.dh, h, da_rz, w_rz, Accumulate::Add);
+            act.gate.mul_derivative_from_output(da_r, r);
+            if clipped {
+                super::mul_assign(da_r, &keep[..h]);
             }
         }
     }
@@ -421,52 +492,22 @@ fn blend<T: Float>(h: &mut [T], z: &[T], n: &[T], h_prev: &[T]) {
     }
 }
 
-pub(crate) fn weight_grads<T: Float>(
+/// (1)ᵀ's recurrent part (the driver's): reset after, dW_hh += dqᵀ h_prev and
+/// db_hh += Σ dq from the dq the backward keeps; reset before, dW_h{r,z} += [da_r, da_z]ᵀ h_prev,
+/// dW_hn += da_nᵀ s and db_hh += Σ da.
+pub(crate) fn recurrent_grad<'a, T>(
     cell: &GruCell,
-    w: &StepWeights<'_, T>,
-    s: &Slabs<'_, T>,
-    mut g: Block<&mut [T]>,
-) {
-    let (rows, h) = (s.rows, w.hidden);
-    let gh = 3 * h;
-    // (1)ᵀ dW_ih, dX, db_ih: the driver's
-    let Some(dw_hh) = g.take(ParamKind::WeightHh) else {
-        return;
-    };
+    hidden: usize,
+    s: &Slabs<'a, T>,
+) -> RecurrentGrad<'a, T> {
     match cell.reset {
-        ResetPlacement::AfterMatmul => {
-            // (2)ᵀ dW_hh += dqᵀ h_prev, db_hh += Σ dq
-            matmul(
-                dw_hh,
-                h,
-                Mat::rows(s.dalt, rows, gh, gh).t(),
-                Mat::rows(s.h_prev, rows, h, h),
-                Accumulate::Add,
-            );
-            if let Some(db) = g.take(ParamKind::BiasHh) {
-                add_column_sums(db, s.dalt, rows, gh);
-            }
-        }
-        ResetPlacement::BeforeMatmul => {
-            // (2)ᵀ dW_h{r,z} += [da_r, da_z]ᵀ h_prev;  (4)ᵀ dW_hn += da_nᵀ s
-            let (dw_rz, dw_n) = dw_hh.split_at_mut(2 * h * h);
-            matmul(
-                dw_rz,
-                h,
-                Mat::rows(s.dgates, rows, 2 * h, gh).t(),
-                Mat::rows(s.h_prev, rows, h, h),
-                Accumulate::Add,
-            );
-            matmul(
-                dw_n,
-                h,
-                Mat::rows(&s.dgates[2 * h..], rows, h, gh).t(),
-                Mat::rows(s.aux, rows, h, h),
-                Accumulate::Add,
-            );
-            if let Some(db) = g.take(ParamKind::BiasHh) {
-                add_column_sums(db, s.dgates, rows, gh);
-            }
-        }
+        ResetPlacement::AfterMatmul => RecurrentGrad {
+            dq: Some(s.dalt),
+            other: None,
+        },
+        ResetPlacement::BeforeMatmul => RecurrentGrad {
+            dq: None,
+            other: Some((2 * hidden, s.aux)),
+        },
     }
 }

@@ -40,11 +40,11 @@
 //! Recurrent dropout: (1) reads `m ⊙ h_prev` (projected: m has P entries); (1)ᵀ gives
 //! dh_prev = m ⊙ (da W_hh) and dW_hh += daᵀ (m ⊙ h_prev).
 
-use super::{Block, BwdStep, FwdStep, ParamKind, SlabWidths, Slabs, StepWeights};
+use super::ParamKind::{PeepholeF, PeepholeI, PeepholeO, WeightHr};
+use super::{Block, BwdStep, FwdStep, SlabWidths, Slabs, StepWeights};
 use crate::error::{Result, config_err};
 use crate::kernel::activation::Activation;
 use crate::kernel::scalar::Float;
-use crate::kernel::split::split_rows_mut;
 use crate::kernel::{Accumulate, Mat, matmul};
 
 /// Which gates see the cell state (diagonal peepholes). i and f see c_prev, o sees the new c.
@@ -152,225 +152,290 @@ pub(crate) fn slab_widths(cell: &LstmCell, hidden: usize) -> SlabWidths {
     }
 }
 
-pub(crate) fn forward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s: FwdStep<'_, T>) {
+/// The forward step's products over all its rows: 0, (1)'s recurrent part; 1, (8).
+pub(crate) fn forward_product<T: Float>(
+    cell: &LstmCell,
+    k: usize,
+    w: &StepWeights<'_, T>,
+    s: &mut FwdStep<'_, T>,
+) {
     let (n, h, r) = (s.n, w.hidden, w.h_out);
-    let gh = 4 * h;
-    // (1) a += h_prev W_hhᵀ (recurrent dropout: (m ⊙ h_prev) W_hhᵀ)
-    matmul(
-        s.gates,
-        gh,
-        Mat::rows(s.h_rec, n, r, r),
-        w.w_hh_t,
-        Accumulate::Add,
-    );
-    let act = cell.activations;
-    let coupled = cell.input_forget == InputForget::Coupled;
-    let proj = cell.proj_size > 0;
-    let one = T::one();
-    let clip = super::clip_bound::<T>(cell.clip);
-    // Gate by gate, each a contiguous pass over the row's H values: the activation passes are
-    // vectorised kernels (f32) and the arithmetic loops have no branches. The rows are
-    // independent: at small batches the pair of threads takes half of them each.
-    let (ms, mw) = if proj { (&mut *s.m, h) } else { (&mut *s.h, r) };
-    let keep_w = if clip.is_some() { gh } else { 0 };
-    let bufs = [
-        (&mut *s.gates, gh),
-        (&mut *s.c, h),
-        (&mut *s.aux, h),
-        (ms, mw),
-        (&mut *s.keep, keep_w),
-    ];
-    let c_prev_all = s.c_prev;
-    split_rows_mut(n, gh, bufs, |rows, [gates, cs, tcs, ms, keeps]| {
-        for (row, b) in rows.enumerate() {
-            let a = &mut gates[row * gh..(row + 1) * gh];
-            let c = &mut cs[row * h..(row + 1) * h];
-            let tc = &mut tcs[row * h..(row + 1) * h];
-            let m = &mut ms[row * mw..(row + 1) * mw];
-            let keep = &mut keeps[row * keep_w..(row + 1) * keep_w];
-            let c_prev = &c_prev_all[b * h..(b + 1) * h];
-            // (2) (3) peepholes into the pre-activations
-            if let Some(p) = w.params.get(ParamKind::PeepholeI) {
-                add_product(&mut a[..h], p, c_prev);
-            }
-            if let Some(p) = w.params.get(ParamKind::PeepholeF) {
-                add_product(&mut a[h..2 * h], p, c_prev);
-            }
-            if let Some(clip) = clip {
-                // clip: a_i, a_f, a_g (peepholes included) in one pass; a_o below
-                super::clamp(&mut a[..3 * h], &mut keep[..3 * h], clip);
-            }
-            let (a_if, rest) = a.split_at_mut(2 * h);
-            let (a_g, a_o) = rest.split_at_mut(h);
-            if coupled {
-                // (2) i = σ(a_i);  (3) f = 1 − i
-                let (a_i, a_f) = a_if.split_at_mut(h);
-                act.gate.apply_slice(a_i);
-                for (f, &i) in a_f.iter_mut().zip(&*a_i) {
-                    *f = one - i;
-                }
-            } else {
-                // (2) (3) i, f = σ([a_i | a_f]): one pass over 2H
-                act.gate.apply_slice(a_if);
-            }
-            // (4) g = act_g(a_g)
-            act.cell.apply_slice(a_g);
-            // (5) c = f ⊙ c_prev + i ⊙ g, copied into act_h(c)'s slot for (7) to apply in place
-            let (i, f) = a_if.split_at(h);
-            for ((((cj, t), &f), &cp), (&i, &g)) in c
-                .iter_mut()
-                .zip(tc.iter_mut())
-                .zip(f)
-                .zip(c_prev)
-                .zip(i.iter().zip(&*a_g))
-            {
-                *cj = f * cp + i * g;
-                *t = *cj;
-            }
-            // (6) o = σ(a_o + p_o ⊙ c)
-            if let Some(p) = w.params.get(ParamKind::PeepholeO) {
-                add_product(a_o, p, c);
-            }
-            if let Some(clip) = clip {
-                super::clamp(a_o, &mut keep[3 * h..], clip);
-            }
-            act.gate.apply_slice(a_o);
-            // (7) m = o ⊙ act_h(c)
-            act.hidden.apply_slice(tc);
-            for ((m, &o), &t) in m.iter_mut().zip(&*a_o).zip(&*tc) {
-                *m = o * t;
-            }
-        }
-    });
-    // (8) h = m W_hrᵀ
-    if proj {
-        matmul(
+    match k {
+        // (1) a += h_prev W_hhᵀ (recurrent dropout: (m ⊙ h_prev) W_hhᵀ)
+        0 => matmul(
+            s.gates,
+            4 * h,
+            Mat::rows(s.h_rec, n, r, r),
+            w.w_hh_t,
+            Accumulate::Add,
+        ),
+        // (8) h = m W_hrᵀ
+        _ if cell.proj_size > 0 => matmul(
             s.h,
             r,
             Mat::rows(s.m, n, h, h),
             w.w_hr_t,
             Accumulate::Overwrite,
+        ),
+        _ => {}
+    }
+}
+
+/// The forward step's row pass, (2)…(7), over the rows of `s`.
+pub(crate) fn forward_rows<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s: FwdStep<'_, T>) {
+    let (h, r) = (w.hidden, w.h_out);
+    let gh = 4 * h;
+    let peeps = [PeepholeI, PeepholeF, PeepholeO].map(|k| w.params.get(k));
+    let (ms, mw) = if cell.proj_size > 0 {
+        (s.m, h)
+    } else {
+        (s.h, r)
+    };
+    let keep_w = if cell.clip.is_some() { gh } else { 0 };
+    for row in 0..s.n {
+        let rows = |w: usize| row * w..(row + 1) * w;
+        forward_row(
+            cell,
+            peeps,
+            &s.c_prev[rows(h)],
+            &mut s.gates[rows(gh)],
+            &mut s.c[rows(h)],
+            &mut s.aux[rows(h)],
+            &mut ms[rows(mw)],
+            &mut s.keep[rows(keep_w)],
         );
     }
 }
 
-pub(crate) fn backward_step<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s: BwdStep<'_, T>) {
+/// One row of [`forward_rows`]: in, `a` the gate pre-activations; out, the gates in place,
+/// c, act_h(c) in `tc`, m and the clamp record. (A function of its own, so that the compiler
+/// knows the rows it writes apart and vectorises every loop.)
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn forward_row<T: Float>(
+    cell: &LstmCell,
+    [p_i, p_f, p_o]: [Option<&[T]>; 3],
+    c_prev: &[T],
+    a: &mut [T],
+    c: &mut [T],
+    tc: &mut [T],
+    m: &mut [T],
+    keep: &mut [T],
+) {
+    let h = c.len();
+    let act = cell.activations;
+    let clip = super::clip_bound::<T>(cell.clip);
+    // Gate by gate, each a contiguous pass over the row's H values: the activation passes are
+    // vectorised kernels (f32) and the arithmetic loops have no branches.
+    // (2) (3) peepholes into the pre-activations
+    if let Some(p) = p_i {
+        add_product(&mut a[..h], p, c_prev);
+    }
+    if let Some(p) = p_f {
+        add_product(&mut a[h..2 * h], p, c_prev);
+    }
+    if let Some(clip) = clip {
+        // clip: a_i, a_f, a_g (peepholes included) in one pass; a_o below
+        super::clamp(&mut a[..3 * h], &mut keep[..3 * h], clip);
+    }
+    let (a_if, rest) = a.split_at_mut(2 * h);
+    let (a_g, a_o) = rest.split_at_mut(h);
+    if cell.input_forget == InputForget::Coupled {
+        // (2) i = σ(a_i);  (3) f = 1 − i
+        let (a_i, a_f) = a_if.split_at_mut(h);
+        act.gate.apply_slice(a_i);
+        for (f, &i) in a_f.iter_mut().zip(&*a_i) {
+            *f = T::one() - i;
+        }
+    } else {
+        // (2) (3) i, f = σ([a_i | a_f]): one pass over 2H
+        act.gate.apply_slice(a_if);
+    }
+    // (4) g = act_g(a_g)
+    act.cell.apply_slice(a_g);
+    // (5) c = f ⊙ c_prev + i ⊙ g, copied into act_h(c)'s slot for (7) to apply in place
+    let (i, f) = a_if.split_at(h);
+    for ((((cj, t), &f), &cp), (&i, &g)) in c
+        .iter_mut()
+        .zip(tc.iter_mut())
+        .zip(f)
+        .zip(c_prev)
+        .zip(i.iter().zip(&*a_g))
+    {
+        *cj = f * cp + i * g;
+        *t = *cj;
+    }
+    // (6) o = σ(a_o + p_o ⊙ c)
+    if let Some(p) = p_o {
+        add_product(a_o, p, c);
+    }
+    if let Some(clip) = clip {
+        super::clamp(a_o, &mut keep[3 * h..], clip);
+    }
+    act.gate.apply_slice(a_o);
+    // (7) m = o ⊙ act_h(c)
+    act.hidden.apply_slice(tc);
+    for ((m, &o), &t) in m.iter_mut().zip(&*a_o).zip(&*tc) {
+        *m = o * t;
+    }
+}
+
+/// The backward step's products over all its rows: 0, (8)ᵀ; 1, (1)ᵀ's dh_prev.
+pub(crate) fn backward_product<T: Float>(
+    cell: &LstmCell,
+    k: usize,
+    w: &StepWeights<'_, T>,
+    s: &mut BwdStep<'_, T>,
+) {
     let (n, h, r) = (s.n, w.hidden, w.h_out);
+    match k {
+        // (8)ᵀ dm = dh W_hr; keep dh for dW_hr
+        0 if cell.proj_size > 0 => {
+            s.dalt.copy_from_slice(&s.dh[..n * r]);
+            matmul(
+                s.scratch,
+                h,
+                Mat::rows(s.dh, n, r, r),
+                w.w_hr_b,
+                Accumulate::Overwrite,
+            );
+        }
+        0 => {}
+        // (1)ᵀ dh_prev = da W_hh (recurrent dropout: m ⊙ (da W_hh))
+        _ => {
+            let gh = 4 * h;
+            matmul(
+                s.dh,
+                r,
+                Mat::rows(s.dgates, n, gh, gh),
+                w.w_hh_b,
+                Accumulate::Overwrite,
+            );
+            if !s.mask.is_empty() {
+                super::mul_assign(s.dh, s.mask);
+            }
+        }
+    }
+}
+
+/// The backward step's row pass, (7)ᵀ…(2)ᵀ, over the rows of `s`.
+pub(crate) fn backward_rows<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s: BwdStep<'_, T>) {
+    let (h, r) = (w.hidden, w.h_out);
     let gh = 4 * h;
-    let proj = cell.proj_size > 0;
-    // (8)ᵀ dm = dh W_hr; keep dh for dW_hr
-    if proj {
-        s.dalt.copy_from_slice(&s.dh[..n * r]);
-        matmul(
-            s.scratch,
-            h,
-            Mat::rows(s.dh, n, r, r),
-            w.w_hr_b,
-            Accumulate::Overwrite,
+    let peeps = [PeepholeI, PeepholeF, PeepholeO].map(|k| w.params.get(k));
+    let (dm_all, dmw): (&[T], usize) = if cell.proj_size > 0 {
+        (s.scratch, h)
+    } else {
+        (s.dh, r)
+    };
+    let keep_w = if cell.clip.is_some() { gh } else { 0 };
+    for row in 0..s.n {
+        let rows = |w: usize| row * w..(row + 1) * w;
+        backward_row(
+            cell,
+            peeps,
+            &s.gates[rows(gh)],
+            &s.c_prev[rows(h)],
+            &s.aux[rows(h)],
+            &dm_all[rows(dmw)],
+            &s.keep[rows(keep_w)],
+            &mut s.dgates[rows(gh)],
+            &mut s.dc[rows(h)],
         );
     }
+}
+
+/// One row of [`backward_rows`], the mirror of [`forward_row`]: in, `dm` and `dc` (from step
+/// t + 1); out, da and dc_prev in `dc`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn backward_row<T: Float>(
+    cell: &LstmCell,
+    [p_i, p_f, p_o]: [Option<&[T]>; 3],
+    gates: &[T],
+    c_prev: &[T],
+    tc: &[T],
+    dm: &[T],
+    keep: &[T],
+    da: &mut [T],
+    dc: &mut [T],
+) {
+    let h = dc.len();
     let act = cell.activations;
     let coupled = cell.input_forget == InputForget::Coupled;
     let clipped = cell.clip.is_some();
-    // The mirror of the forward: per row, whole-gate passes with no branches inside; da_g
-    // holds a temporary until (4)ᵀ. As in the forward, the pair of threads takes half of the
-    // rows each at small batches.
-    let (gates_all, c_prev_all, tc_all, keep_all) = (s.gates, s.c_prev, s.aux, s.keep);
-    let (dm_all, dmw): (&[T], usize) = if proj { (s.scratch, h) } else { (s.dh, r) };
-    let bufs = [(&mut *s.dgates, gh), (&mut *s.dc, h)];
-    split_rows_mut(n, gh, bufs, |rows, [dgates, dcs]| {
-        for (row, b) in rows.enumerate() {
-            let gates = &gates_all[b * gh..(b + 1) * gh];
-            let (i, rest) = gates.split_at(h);
-            let (f, rest) = rest.split_at(h);
-            let (g, o) = rest.split_at(h);
-            let da = &mut dgates[row * gh..(row + 1) * gh];
-            let dc = &mut dcs[row * h..(row + 1) * h];
-            let (da_if, rest) = da.split_at_mut(2 * h);
-            let (da_g, da_o) = rest.split_at_mut(h);
-            let c_prev = &c_prev_all[b * h..(b + 1) * h];
-            let tc = &tc_all[b * h..(b + 1) * h];
-            let dm = &dm_all[b * dmw..(b + 1) * dmw];
-            // (7)ᵀ do = dm ⊙ act_h(c);  dc += dm ⊙ o ⊙ act_h'(c)
-            for ((t, &dm), &o) in da_g.iter_mut().zip(dm).zip(o) {
-                *t = dm * o;
-            }
-            act.hidden.mul_derivative_from_output(da_g, tc);
-            for (((dc, &t), d_o), (&dm, &tc)) in dc
-                .iter_mut()
-                .zip(&*da_g)
-                .zip(da_o.iter_mut())
-                .zip(dm.iter().zip(tc))
-            {
-                *dc += t;
-                *d_o = dm * tc;
-            }
-            // (6)ᵀ da_o = do ⊙ σ'(o) (0 where clipped);  dc += da_o ⊙ p_o
-            act.gate.mul_derivative_from_output(da_o, o);
-            if clipped {
-                super::mul_assign(da_o, &keep_all[b * gh + 3 * h..(b + 1) * gh]);
-            }
-            if let Some(p) = w.params.get(ParamKind::PeepholeO) {
-                add_product(dc, &*da_o, p);
-            }
-            // (5)ᵀ di = dc ⊙ g;  dg = dc ⊙ i;  df = dc ⊙ c_prev;  dc_prev = dc ⊙ f
-            //      coupled (3)ᵀ: di −= df, da_f = 0
-            let (da_i, da_f) = da_if.split_at_mut(h);
-            let rows = da_i
-                .iter_mut()
-                .zip(da_f.iter_mut())
-                .zip(da_g.iter_mut())
-                .zip(dc.iter_mut())
-                .zip(g.iter().zip(i))
-                .zip(c_prev.iter().zip(f));
-            if coupled {
-                for (((((di, df), dg), dc), (&g, &i)), (&cp, &f)) in rows {
-                    *di = *dc * g - *dc * cp;
-                    *df = T::zero();
-                    *dg = *dc * i;
-                    *dc *= f;
-                }
-            } else {
-                for (((((di, df), dg), dc), (&g, &i)), (&cp, &f)) in rows {
-                    *di = *dc * g;
-                    *df = *dc * cp;
-                    *dg = *dc * i;
-                    *dc *= f;
-                }
-            }
-            // (4)ᵀ da_g = dg ⊙ act_g'(g)
-            act.cell.mul_derivative_from_output(da_g, g);
-            // (3)ᵀ da_f = df ⊙ σ'(f);  (2)ᵀ da_i = di ⊙ σ'(i): one pass over 2H
-            if coupled {
-                act.gate.mul_derivative_from_output(&mut da_if[..h], i);
-            } else {
-                act.gate.mul_derivative_from_output(da_if, &gates[..2 * h]);
-            }
-            // clip: da_i, da_f, da_g are 0 where their pre-activations were clamped
-            if clipped {
-                let keep = &keep_all[b * gh..b * gh + 3 * h];
-                super::mul_assign(&mut da_if[..], &keep[..2 * h]);
-                super::mul_assign(&mut da_g[..], &keep[2 * h..]);
-            }
-            // (2)ᵀ dc_prev += da_i ⊙ p_i;  (3)ᵀ dc_prev += da_f ⊙ p_f
-            if let Some(p) = w.params.get(ParamKind::PeepholeI) {
-                add_product(dc, &da_if[..h], p);
-            }
-            if let Some(p) = w.params.get(ParamKind::PeepholeF) {
-                add_product(dc, &da_if[h..], p);
-            }
+    // Whole-gate passes with no branches inside; da_g holds a temporary until (4)ᵀ.
+    let (i, rest) = gates.split_at(h);
+    let (f, rest) = rest.split_at(h);
+    let (g, o) = rest.split_at(h);
+    let (da_if, rest) = da.split_at_mut(2 * h);
+    let (da_g, da_o) = rest.split_at_mut(h);
+    // (7)ᵀ do = dm ⊙ act_h(c);  dc += dm ⊙ o ⊙ act_h'(c)
+    for ((t, &dm), &o) in da_g.iter_mut().zip(dm).zip(o) {
+        *t = dm * o;
+    }
+    act.hidden.mul_derivative_from_output(da_g, tc);
+    for (((dc, &t), d_o), (&dm, &tc)) in dc
+        .iter_mut()
+        .zip(&*da_g)
+        .zip(da_o.iter_mut())
+        .zip(dm.iter().zip(tc))
+    {
+        *dc += t;
+        *d_o = dm * tc;
+    }
+    // (6)ᵀ da_o = do ⊙ σ'(o) (0 where clipped);  dc += da_o ⊙ p_o
+    act.gate.mul_derivative_from_output(da_o, o);
+    if clipped {
+        super::mul_assign(da_o, &keep[3 * h..]);
+    }
+    if let Some(p) = p_o {
+        add_product(dc, &*da_o, p);
+    }
+    // (5)ᵀ di = dc ⊙ g;  dg = dc ⊙ i;  df = dc ⊙ c_prev;  dc_prev = dc ⊙ f
+    //      coupled (3)ᵀ: di −= df, da_f = 0
+    let (da_i, da_f) = da_if.split_at_mut(h);
+    let rows = da_i
+        .iter_mut()
+        .zip(da_f.iter_mut())
+        .zip(da_g.iter_mut())
+        .zip(dc.iter_mut())
+        .zip(g.iter().zip(i))
+        .zip(c_prev.iter().zip(f));
+    if coupled {
+        for (((((di, df), dg), dc), (&g, &i)), (&cp, &f)) in rows {
+            *di = *dc * g - *dc * cp;
+            *df = T::zero();
+            *dg = *dc * i;
+            *dc *= f;
         }
-    });
-    // (1)ᵀ dh_prev = da W_hh (recurrent dropout: m ⊙ (da W_hh))
-    matmul(
-        s.dh,
-        r,
-        Mat::rows(s.dgates, n, gh, gh),
-        w.w_hh_b,
-        Accumulate::Overwrite,
-    );
-    if !s.mask.is_empty() {
-        super::mul_assign(s.dh, s.mask);
+    } else {
+        for (((((di, df), dg), dc), (&g, &i)), (&cp, &f)) in rows {
+            *di = *dc * g;
+            *df = *dc * cp;
+            *dg = *dc * i;
+            *dc *= f;
+        }
+    }
+    // (4)ᵀ da_g = dg ⊙ act_g'(g)
+    act.cell.mul_derivative_from_output(da_g, g);
+    // (3)ᵀ da_f = df ⊙ σ'(f);  (2)ᵀ da_i = di ⊙ σ'(i): one pass over 2H
+    if coupled {
+        act.gate.mul_derivative_from_output(&mut da_if[..h], i);
+    } else {
+        act.gate.mul_derivative_from_output(da_if, &gates[..2 * h]);
+    }
+    // clip: da_i, da_f, da_g are 0 where their pre-activations were clamped
+    if clipped {
+        super::mul_assign(&mut da_if[..], &keep[..2 * h]);
+        super::mul_assign(&mut da_g[..], &keep[2 * h..3 * h]);
+    }
+    // (2)ᵀ dc_prev += da_i ⊙ p_i;  (3)ᵀ dc_prev += da_f ⊙ p_f
+    if let Some(p) = p_i {
+        add_product(dc, &da_if[..h], p);
+    }
+    if let Some(p) = p_f {
+        add_product(dc, &da_if[h..], p);
     }
 }
 
@@ -391,7 +456,7 @@ pub(crate) fn weight_grads<T: Float>(
     let gh = 4 * h;
     // (1)ᵀ dW_ih, dW_hh, dX and both biases: the driver's, one pass over da for all cells
     // (8)ᵀ dW_hr += dhᵀ m
-    if let Some(dw_hr) = g.take(ParamKind::WeightHr) {
+    if let Some(dw_hr) = g.take(WeightHr) {
         matmul(
             dw_hr,
             h,
@@ -402,9 +467,9 @@ pub(crate) fn weight_grads<T: Float>(
     }
     // (2)ᵀ (3)ᵀ (6)ᵀ peephole gradients: Σ over steps and batch of da ⊙ (the c it saw)
     let peeps = [
-        (ParamKind::PeepholeI, 0, s.c_prev),
-        (ParamKind::PeepholeF, 1, s.c_prev),
-        (ParamKind::PeepholeO, 3, s.c),
+        (PeepholeI, 0, s.c_prev),
+        (PeepholeF, 1, s.c_prev),
+        (PeepholeO, 3, s.c),
     ];
     for (kind, gate, c) in peeps {
         let Some(dp) = g.take(kind) else { continue };

@@ -1,11 +1,17 @@
 //! The cells: math only. Each module opens with its equations and the derived backward, and
-//! keeps `forward_step` and `backward_step` side by side. The sequence driver in
-//! [`crate::layer`] calls them once per time step on the rows of the batch that are still
-//! active, as plain slices; the step product and the cell's own weight gradients after the
-//! loop live here, everything else (the input projection for all steps and its backward
-//! (1)ᵀ, directions, lengths, stacking, threads) lives in the driver. Where a step's rows are
-//! split between a pair of threads, `kernel::split::split_rows_mut` hands each thread
-//! its rows of the step's buffers as plain slices.
+//! keeps its forward and backward step side by side. The sequence driver in [`crate::layer`]
+//! calls them once per time step on the rows of the batch that are still active, as plain
+//! slices; the input projection for all steps and all of (1)ᵀ (dX, dW_ih, dW_hh and both
+//! biases, one product each over the whole sequence), directions, lengths, stacking and
+//! threads live in the driver. Here is no threading.
+//!
+//! ## A step in pieces
+//! A step is cut into the pieces the driver calls in order ([`CellKind::row_passes`] = k):
+//! product 0, row pass 0, product 1, …, row pass k − 1, product k. A product piece runs over
+//! all the step's rows (the kernel splits a product by columns where a pair of threads runs
+//! it); a row pass runs over the rows it is given, the whole step or a part of it, as a
+//! [`FwdStep`] / [`BwdStep`] of just those rows: each row's arithmetic is the same whoever
+//! runs it, so the driver may hand the two halves of a step's rows to two threads.
 //!
 //! ## ONNX's options
 //! - **Activations**: each cell takes them from its config ([`LstmActivations`],
@@ -329,6 +335,159 @@ pub(crate) struct BwdStep<'a, T> {
     pub scratch: &'a mut [T],
 }
 
+/// `s` cut after `mid` of its `n` rows (each slice holds exactly `n` rows of its width).
+fn cut<T>(s: &[T], n: usize, mid: usize) -> (&[T], &[T]) {
+    debug_assert_eq!(s.len() % n, 0);
+    s.split_at(s.len() / n * mid)
+}
+
+/// As [`cut`], for a slice to write.
+fn cut_mut<T>(s: &mut [T], n: usize, mid: usize) -> (&mut [T], &mut [T]) {
+    debug_assert_eq!(s.len() % n, 0);
+    let w = s.len() / n;
+    s.split_at_mut(w * mid)
+}
+
+impl<T> FwdStep<'_, T> {
+    /// The same step, borrowed for a piece.
+    pub fn reborrow(&mut self) -> FwdStep<'_, T> {
+        FwdStep {
+            n: self.n,
+            h_prev: self.h_prev,
+            h_rec: self.h_rec,
+            c_prev: self.c_prev,
+            h: self.h,
+            c: self.c,
+            gates: self.gates,
+            aux: self.aux,
+            keep: self.keep,
+            m: self.m,
+            scratch: self.scratch,
+        }
+    }
+}
+
+impl<'a, T> FwdStep<'a, T> {
+    /// The rows `0..mid` and `mid..n` as two steps of their own.
+    pub fn split_at(self, mid: usize) -> (Self, Self) {
+        let n = self.n;
+        let (h_prev, h_prev2) = cut(self.h_prev, n, mid);
+        let (h_rec, h_rec2) = cut(self.h_rec, n, mid);
+        let (c_prev, c_prev2) = cut(self.c_prev, n, mid);
+        let (h, h2) = cut_mut(self.h, n, mid);
+        let (c, c2) = cut_mut(self.c, n, mid);
+        let (gates, gates2) = cut_mut(self.gates, n, mid);
+        let (aux, aux2) = cut_mut(self.aux, n, mid);
+        let (keep, keep2) = cut_mut(self.keep, n, mid);
+        let (m, m2) = cut_mut(self.m, n, mid);
+        let (scratch, scratch2) = cut_mut(self.scratch, n, mid);
+        (
+            FwdStep {
+                n: mid,
+                h_prev,
+                h_rec,
+                c_prev,
+                h,
+                c,
+                gates,
+                aux,
+                keep,
+                m,
+                scratch,
+            },
+            FwdStep {
+                n: n - mid,
+                h_prev: h_prev2,
+                h_rec: h_rec2,
+                c_prev: c_prev2,
+                h: h2,
+                c: c2,
+                gates: gates2,
+                aux: aux2,
+                keep: keep2,
+                m: m2,
+                scratch: scratch2,
+            },
+        )
+    }
+}
+
+impl<T> BwdStep<'_, T> {
+    /// The same step, borrowed for a piece.
+    pub fn reborrow(&mut self) -> BwdStep<'_, T> {
+        BwdStep {
+            n: self.n,
+            h_prev: self.h_prev,
+            h_rec: self.h_rec,
+            c_prev: self.c_prev,
+            gates: self.gates,
+            aux: self.aux,
+            keep: self.keep,
+            mask: self.mask,
+            dh_rec: self.dh_rec,
+            dh: self.dh,
+            dc: self.dc,
+            dgates: self.dgates,
+            dalt: self.dalt,
+            scratch: self.scratch,
+        }
+    }
+}
+
+impl<'a, T> BwdStep<'a, T> {
+    /// The rows `0..mid` and `mid..n` as two steps of their own.
+    pub fn split_at(self, mid: usize) -> (Self, Self) {
+        let n = self.n;
+        let (h_prev, h_prev2) = cut(self.h_prev, n, mid);
+        let (h_rec, h_rec2) = cut(self.h_rec, n, mid);
+        let (c_prev, c_prev2) = cut(self.c_prev, n, mid);
+        let (gates, gates2) = cut(self.gates, n, mid);
+        let (aux, aux2) = cut(self.aux, n, mid);
+        let (keep, keep2) = cut(self.keep, n, mid);
+        let (mask, mask2) = cut(self.mask, n, mid);
+        let (dh_rec, dh_rec2) = cut_mut(self.dh_rec, n, mid);
+        let (dh, dh2) = cut_mut(self.dh, n, mid);
+        let (dc, dc2) = cut_mut(self.dc, n, mid);
+        let (dgates, dgates2) = cut_mut(self.dgates, n, mid);
+        let (dalt, dalt2) = cut_mut(self.dalt, n, mid);
+        let (scratch, scratch2) = cut_mut(self.scratch, n, mid);
+        (
+            BwdStep {
+                n: mid,
+                h_prev,
+                h_rec,
+                c_prev,
+                gates,
+                aux,
+                keep,
+                mask,
+                dh_rec,
+                dh,
+                dc,
+                dgates,
+                dalt,
+                scratch,
+            },
+            BwdStep {
+                n: n - mid,
+                h_prev: h_prev2,
+                h_rec: h_rec2,
+                c_prev: c_prev2,
+                gates: gates2,
+                aux: aux2,
+                keep: keep2,
+                mask: mask2,
+                dh_rec: dh_rec2,
+                dh: dh2,
+                dc: dc2,
+                dgates: dgates2,
+                dalt: dalt2,
+                scratch: scratch2,
+            },
+        )
+    }
+}
+
 /// A whole direction's inputs, saved tensors and gradients, for the weight gradients that
 /// are computed after the backward loop as one product each. `rows = seq_len * batch`.
 pub(crate) struct Slabs<'a, T> {
@@ -345,6 +504,19 @@ pub(crate) struct Slabs<'a, T> {
     pub m: &'a [T],
     pub dgates: &'a [T],
     pub dalt: &'a [T],
+}
+
+/// What (1)ᵀ's recurrent part reads ([`CellKind::recurrent_grad`]): the driver adds
+/// dW_hh += dqᵀ u and db_hh += Σ dq over all steps, where u is the recurrent product's input
+/// (`Slabs::h_prev`, or `other` for some gate rows).
+pub(crate) struct RecurrentGrad<'a, T> {
+    /// `[rows, G*H]`: ∂L/∂q, the gradient at the recurrent product's output, where it is not
+    /// da itself (the GRU with the reset after the product: `[da_r, da_z, da_n ⊙ r]`, kept
+    /// by its backward); `None`: da (`Slabs::dgates`), with the product part of (1)
+    pub dq: Option<&'a [T]>,
+    /// `(row, u)`: from gate row `row` on, the product reads `u` `[rows, R]` instead of
+    /// `Slabs::h_prev` (the GRU with the reset before: W_hn reads s = r ⊙ h_prev)
+    pub other: Option<(usize, &'a [T])>,
 }
 
 /// Widths (per batch row) of the per-cell slabs and scratch buffers.
@@ -404,32 +576,88 @@ impl CellKind {
         }
     }
 
-    pub(crate) fn forward_step<T: Float>(&self, w: &StepWeights<'_, T>, s: FwdStep<'_, T>) {
+    /// The number of row passes k of a step, forward and backward (see the module docs: a
+    /// step is product 0, row pass 0, …, row pass k − 1, product k).
+    pub(crate) fn row_passes(&self) -> usize {
         match self {
-            CellKind::Lstm(c) => lstm::forward_step(c, w, s),
-            CellKind::Gru(c) => gru::forward_step(c, w, s),
-            CellKind::Rnn(c) => rnn::forward_step(c, w, s),
+            CellKind::Gru(c) if c.reset == ResetPlacement::BeforeMatmul => 2,
+            _ => 1,
         }
     }
 
-    pub(crate) fn backward_step<T: Float>(&self, w: &StepWeights<'_, T>, s: BwdStep<'_, T>) {
+    /// Product `k` of a forward step, over all its rows.
+    pub(crate) fn forward_product<T: Float>(
+        &self,
+        k: usize,
+        w: &StepWeights<'_, T>,
+        s: &mut FwdStep<'_, T>,
+    ) {
         match self {
-            CellKind::Lstm(c) => lstm::backward_step(c, w, s),
-            CellKind::Gru(c) => gru::backward_step(c, w, s),
-            CellKind::Rnn(c) => rnn::backward_step(c, w, s),
+            CellKind::Lstm(c) => lstm::forward_product(c, k, w, s),
+            CellKind::Gru(c) => gru::forward_product(c, k, w, s),
+            CellKind::Rnn(_) => rnn::forward_product(k, w, s),
         }
     }
 
-    /// Whether the recurrent product is part of (1) (`a = W_ih x + W_hh h_prev + …`: LSTM,
-    /// RNN), so that (1)ᵀ gives dW_hh and db_hh from da as it gives dW_ih; the GRU's is its
-    /// own step (2).
-    pub(crate) fn recurrent_in_projection(&self) -> bool {
-        !matches!(self, CellKind::Gru(_))
+    /// Row pass `k` of a forward step, over the rows of `s`.
+    pub(crate) fn forward_rows<T: Float>(
+        &self,
+        k: usize,
+        w: &StepWeights<'_, T>,
+        s: FwdStep<'_, T>,
+    ) {
+        match self {
+            CellKind::Lstm(c) => lstm::forward_rows(c, w, s),
+            CellKind::Gru(c) => gru::forward_rows(c, k, w, s),
+            CellKind::Rnn(c) => rnn::forward_rows(c, w, s),
+        }
+    }
+
+    /// Product `k` of a backward step, over all its rows.
+    pub(crate) fn backward_product<T: Float>(
+        &self,
+        k: usize,
+        w: &StepWeights<'_, T>,
+        s: &mut BwdStep<'_, T>,
+    ) {
+        match self {
+            CellKind::Lstm(c) => lstm::backward_product(c, k, w, s),
+            CellKind::Gru(c) => gru::backward_product(c, k, w, s),
+            CellKind::Rnn(_) => rnn::backward_product(k, w, s),
+        }
+    }
+
+    /// Row pass `k` of a backward step, over the rows of `s`.
+    pub(crate) fn backward_rows<T: Float>(
+        &self,
+        k: usize,
+        w: &StepWeights<'_, T>,
+        s: BwdStep<'_, T>,
+    ) {
+        match self {
+            CellKind::Lstm(c) => lstm::backward_rows(c, w, s),
+            CellKind::Gru(c) => gru::backward_rows(c, k, w, s),
+            CellKind::Rnn(c) => rnn::backward_rows(c, w, s),
+        }
+    }
+
+    /// What (1)ᵀ's recurrent part reads (see [`RecurrentGrad`]).
+    pub(crate) fn recurrent_grad<'a, T>(
+        &self,
+        hidden: usize,
+        s: &Slabs<'a, T>,
+    ) -> RecurrentGrad<'a, T> {
+        match self {
+            CellKind::Gru(c) => gru::recurrent_grad(c, hidden, s),
+            _ => RecurrentGrad {
+                dq: None,
+                other: None,
+            },
+        }
     }
 
     /// The weight gradients after the loop that are the cell's own: those of `g` that the
-    /// driver's (1)ᵀ has not taken (`W_ih`, the input bias and, where the recurrent product
-    /// is part of (1) ([`CellKind::recurrent_in_projection`]), `W_hh` and `b_hh`).
+    /// driver's (1)ᵀ has not taken (it takes `W_ih`, `W_hh` and both biases).
     pub(crate) fn weight_grads<T: Float>(
         &self,
         w: &StepWeights<'_, T>,
@@ -438,9 +666,8 @@ impl CellKind {
     ) {
         match self {
             CellKind::Lstm(_) => lstm::weight_grads(w, s, g),
-            CellKind::Gru(c) => gru::weight_grads(c, w, s, g),
-            // (1)ᵀ is all of an RNN's
-            CellKind::Rnn(_) => {}
+            // (1)ᵀ is all of a GRU's and an RNN's
+            CellKind::Gru(_) | CellKind::Rnn(_) => {}
         }
     }
 }

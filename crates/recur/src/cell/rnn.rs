@@ -86,16 +86,24 @@ impl RnnCell {
     }
 }
 
-pub(crate) fn forward_step<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s: FwdStep<'_, T>) {
+/// The forward step's products over all its rows: 0, (1)'s recurrent part; 1, none.
+pub(crate) fn forward_product<T: Float>(k: usize, w: &StepWeights<'_, T>, s: &mut FwdStep<'_, T>) {
     let (n, h) = (s.n, w.hidden);
-    // (1) (recurrent dropout: (m ⊙ h_prev) W_hhᵀ)
-    matmul(
-        s.gates,
-        h,
-        Mat::rows(s.h_rec, n, h, h),
-        w.w_hh_t,
-        Accumulate::Add,
-    );
+    if k == 0 {
+        // (1) (recurrent dropout: (m ⊙ h_prev) W_hhᵀ)
+        matmul(
+            s.gates,
+            h,
+            Mat::rows(s.h_rec, n, h, h),
+            w.w_hh_t,
+            Accumulate::Add,
+        );
+    }
+}
+
+/// The forward step's row pass, (2) and (3), over the rows of `s`.
+pub(crate) fn forward_rows<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s: FwdStep<'_, T>) {
+    let (n, h) = (s.n, w.hidden);
     let alpha = w.leak;
     let keep = T::one() - alpha;
     let (u, h_out, h_prev) = (&mut s.gates[..n * h], &mut s.h[..n * h], &s.h_prev[..n * h]);
@@ -114,7 +122,24 @@ pub(crate) fn forward_step<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s: 
     }
 }
 
-pub(crate) fn backward_step<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s: BwdStep<'_, T>) {
+/// The backward step's products over all its rows: 0, none; 1, (1)ᵀ's dh_prev.
+pub(crate) fn backward_product<T: Float>(k: usize, w: &StepWeights<'_, T>, s: &mut BwdStep<'_, T>) {
+    let (n, h) = (s.n, w.hidden);
+    if k == 0 {
+        return;
+    }
+    // (1)ᵀ dh_prev += da W_hh (recurrent dropout: m ⊙ (da W_hh))
+    let (da, w_hh) = (Mat::rows(&*s.dgates, n, h, h), w.w_hh_b);
+    if s.mask.is_empty() {
+        matmul(s.dh, h, da, w_hh, Accumulate::Add);
+    } else {
+        matmul(s.dh_rec, h, da, w_hh, Accumulate::Overwrite);
+        super::add_masked(s.dh, s.mask, s.dh_rec);
+    }
+}
+
+/// The backward step's row pass, (3)ᵀ and (2)ᵀ, over the rows of `s`.
+pub(crate) fn backward_rows<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s: BwdStep<'_, T>) {
     let (n, h) = (s.n, w.hidden);
     let alpha = w.leak;
     let keep = T::one() - alpha;
@@ -129,13 +154,5 @@ pub(crate) fn backward_step<T: Float>(cell: &RnnCell, w: &StepWeights<'_, T>, s:
         .mul_derivative_from_output(da, &s.gates[..n * h]);
     if cell.clip.is_some() {
         super::mul_assign(da, &s.keep[..n * h]);
-    }
-    // (1)ᵀ dh_prev += da W_hh (recurrent dropout: m ⊙ (da W_hh))
-    let (da, w_hh) = (Mat::rows(&*s.dgates, n, h, h), w.w_hh_b);
-    if s.mask.is_empty() {
-        matmul(s.dh, h, da, w_hh, Accumulate::Add);
-    } else {
-        matmul(s.dh_rec, h, da, w_hh, Accumulate::Overwrite);
-        super::add_masked(s.dh, s.mask, s.dh_rec);
     }
 }

@@ -124,10 +124,30 @@ pub(crate) fn parse<'a>(file: &str, bytes: &'a [u8]) -> Result<Parsed<'a>> {
             other => other.to_string(),
         })
     };
+    // a PyTorch pickle read as safetensors gives a meaningless header length: say what it is
+    let explain = |e: SafeTensorError| match pytorch_pickle(bytes) {
+        Some(kind) => format(format!(
+            "{kind}, not safetensors; recur reads state_dicts saved as safetensors: in Python, \
+             `safetensors.torch.save_file(model.state_dict(), \"model.safetensors\")`"
+        )),
+        None => explain(e),
+    };
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(explain)?;
     let metadata = meta.metadata().clone().unwrap_or_default();
     let tensors = SafeTensors::deserialize(bytes).map_err(explain)?;
     Ok(Parsed { tensors, metadata })
+}
+
+/// What a file that is not safetensors is when it is one of PyTorch's own: `torch.save`'s zip
+/// archive (its default since PyTorch 1.6) or a raw pickle (the legacy format, and pickles
+/// written by hand), told by their first bytes. Asked only once safetensors parsing failed.
+fn pytorch_pickle(bytes: &[u8]) -> Option<&'static str> {
+    match bytes {
+        [b'P', b'K', 3, 4, ..] => Some("a PyTorch file (torch.save's zip archive, .pt/.pth)"),
+        // PROTO opcode and protocol 2 to 5
+        [0x80, 2..=5, ..] => Some("a Python pickle (torch.save's legacy format, .pt/.pth/.pkl)"),
+        _ => None,
+    }
 }
 
 /// Whether recur can read tensors of this dtype.

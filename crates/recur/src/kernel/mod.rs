@@ -13,8 +13,7 @@
 //! - `pair.rs`: the job a pair's owner posts to its helper thread, and a thread's current
 //!   pair;
 //! - `split.rs`: a slab whose disjoint rows several threads write at once, behind the safe
-//!   [`split::run_parts_on`] (a batch's rows for a whole sequence) and
-//!   [`split::split_rows_mut`] (a step's rows between a pair).
+//!   [`split::run_parts_on`] (a batch's rows for a whole sequence).
 //!
 //! Every matrix product in recur goes through [`matmul`] (or [`matmul_two`], two products
 //! sharing their left operand). In f32 on CPUs with AVX-512F it runs the panel kernel

@@ -338,17 +338,30 @@ pub fn with_pair_if<R: Send>(paired: bool, f: impl FnOnce() -> R + Send) -> R {
 /// a µs of activations, a few times the cost of meeting the helper.
 const SPLIT_ROWS_MIN_VALUES: usize = 2048;
 
-/// Runs `f` over the rows `0..n` of an elementwise pass `width` values wide: split in two
+/// Runs `f` over an elementwise pass of `n` rows `width` values wide, `whole`: split in two
 /// halves between the current pair's threads where a pair is installed and the pass is big
-/// enough, else `f(0..n)` on this thread. `f` must touch only the rows it is given; each
-/// row's arithmetic is the same on either thread.
-pub fn split_rows(n: usize, width: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+/// enough (`f` then runs on `split_at(whole, n / 2)`, the rows `0..n / 2` and `n / 2..n`,
+/// one half on each thread), else `f(whole)` on this thread. Each row's arithmetic must be
+/// the same on either thread.
+pub fn split_rows<P: Send>(
+    n: usize,
+    width: usize,
+    whole: P,
+    split_at: impl FnOnce(P, usize) -> (P, P),
+    f: impl Fn(P) + Sync,
+) {
     let half = n / 2;
     with_current(|pair| match pair {
         Some(pair) if half > 0 && n * width >= SPLIT_ROWS_MIN_VALUES => {
-            pair.split(&|part| if part == 0 { f(0..half) } else { f(half..n) });
+            let (a, b) = split_at(whole, half);
+            // each half taken once, by the thread that runs it
+            let halves = [Mutex::new(Some(a)), Mutex::new(Some(b))];
+            pair.split(&|part| {
+                let piece = halves[part].lock().map(|mut h| h.take());
+                f(piece.ok().flatten().expect("each half runs once"))
+            });
         }
-        _ => f(0..n),
+        _ => f(whole),
     });
 }
 
@@ -438,7 +451,8 @@ mod tests {
             let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
             let threads = std::sync::Mutex::new(std::collections::HashSet::new());
             install(Some(&pair), || {
-                split_rows(n, width, &|rows| {
+                let cut = |r: std::ops::Range<usize>, mid| (r.start..mid, mid..r.end);
+                split_rows(n, width, 0..n, cut, |rows| {
                     threads.lock().unwrap().insert(thread::current().id());
                     for b in rows {
                         hits[b].fetch_add(1, Ordering::Relaxed);

@@ -10,10 +10,10 @@
 //! The parts write disjoint rows of slabs that are laid out time-major (`[t][b][·]`), so a
 //! part's rows are not one contiguous piece of memory: [`run_parts_on`] hands each part a
 //! [`PartRows`] per slab, which gives out that part's rows of any block as plain slices.
-//! Inside a step, [`split_rows_mut`] splits an elementwise pass's rows between the current
-//! [`super::pair`]'s two threads the same way. Both are safe: the one `unsafe` of the row
-//! split, a slab's pointer shared by threads that touch disjoint rows of it, is here
-//! ([`SharedRows`]).
+//! That is safe: the one `unsafe` of the row split, a slab's pointer shared by threads that
+//! touch disjoint rows of it, is here ([`SharedRows`]). (Inside a step, a small batch's
+//! elementwise pass is split between the current [`super::pair`]'s two threads by
+//! [`super::pair::split_rows`], on pieces that are plain slices cut in two.)
 
 use std::cell::Cell;
 use std::marker::PhantomData;
@@ -144,32 +144,6 @@ impl<T> PartRows<'_, T> {
     }
 }
 
-/// Runs `f(rows, pieces)` over the rows `0..n` of an elementwise pass `width` values wide,
-/// split between the current pair's threads as [`super::pair::split_rows`] does, where
-/// `pieces[k]` is rows `rows` of `bufs[k]` (a row-major buffer `(values, row width)`; a
-/// width of 0 gives empty pieces). `f` sees only its own rows: each row's arithmetic is the
-/// same on either thread.
-pub fn split_rows_mut<const K: usize, T: Send + Sync>(
-    n: usize,
-    width: usize,
-    bufs: [(&mut [T], usize); K],
-    f: impl Fn(Range<usize>, [&mut [T]; K]) + Sync,
-) {
-    let shared = bufs.map(|(b, w)| {
-        assert!(n * w <= b.len(), "a buffer shorter than its rows");
-        (SharedRows::new(b), w)
-    });
-    super::pair::split_rows(n, width, &|rows| {
-        let pieces = std::array::from_fn(|k| {
-            let (slab, w) = &shared[k];
-            // SAFETY: `split_rows` hands each call its own rows of `0..n`, disjoint from
-            // every other call's; the piece is those rows of the buffer.
-            unsafe { slab.piece_mut(rows.start * w..rows.end * w) }
-        });
-        f(rows, pieces)
-    });
-}
-
 /// A slab whose disjoint pieces several threads read and write at once.
 struct SharedRows<'a, T> {
     ptr: *mut T,
@@ -270,24 +244,6 @@ mod tests {
             },
         );
         assert!(slab.iter().enumerate().all(|(i, &x)| i == x));
-    }
-
-    #[test]
-    fn split_rows_mut_hands_out_each_row_once() {
-        let (n, w) = (9, 3);
-        let (mut a, mut b) = (vec![0usize; n * w], vec![0usize; n]);
-        split_rows_mut(n, w, [(&mut a[..], w), (&mut b[..], 1)], |rows, [a, b]| {
-            for (i, row) in rows.clone().enumerate() {
-                a[i * w..(i + 1) * w].fill(row + 1);
-                b[i] += row + 1;
-            }
-        });
-        assert!(
-            a.chunks(w)
-                .enumerate()
-                .all(|(r, v)| v.iter().all(|&x| x == r + 1))
-        );
-        assert!(b.iter().enumerate().all(|(r, &x)| x == r + 1));
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //! Around them: the weights packed for the products and the folded bias ([`super::pack`]),
 //! the batch's rows split between threads for the whole loop with each part's rows of every
 //! slab handed out as plain slices ([`crate::kernel::split::run_parts_on`]), and a pair of
-//! threads for the products of a batch too small to split ([`crate::kernel::pair`]).
+//! threads for the products of a batch too small to split ([`crate::kernel::pair`]), which
+//! also takes half of the rows of each of the cell's row passes ([`DirSpec::cell_forward`]).
 //! Streaming, one step at a time over buffers sized once, is [`super::stepper`]'s.
 //!
 //! Recurrent dropout ([`DirSpec::rec_mask`]): before each step the live rows of h_prev are
@@ -30,7 +31,7 @@
 use std::borrow::Cow;
 
 use crate::cell::ParamKind::{BiasHh, BiasIh, WeightHh, WeightIh};
-use crate::cell::{Block, BwdStep, CellKind, FwdStep, Slabs, StepWeights};
+use crate::cell::{Block, BwdStep, CellKind, FwdStep, RecurrentGrad, Slabs, StepWeights};
 use crate::kernel::pair;
 use crate::kernel::scalar::Float;
 use crate::kernel::split::{row_parts, run_parts_on};
@@ -179,8 +180,8 @@ impl<T: Float> DirSpec<'_, T> {
                                 &mut m_step[..n * widths.m],
                             )
                         };
-                        // (1) the recurrent product, then the cell's elementwise pass
-                        self.cell.forward_step(
+                        // the cell's step: its recurrent product, its pass over the rows
+                        self.cell_forward(
                             &sw,
                             FwdStep {
                                 n,
@@ -318,8 +319,8 @@ impl<T: Float> DirSpec<'_, T> {
                         continue;
                     }
                     let (ps, cs) = (self.prev_slot(t) * bs, self.cur_slot(t) * bs);
-                    // the cell's step backward: its elementwise pass, then its product for dh_prev
-                    self.cell.backward_step(
+                    // the cell's step backward: its pass over the rows, its product for dh_prev
+                    self.cell_backward(
                         &sw,
                         BwdStep {
                             n,
@@ -366,11 +367,38 @@ impl<T: Float> DirSpec<'_, T> {
         (dh, dc)
     }
 
+    /// The cell's step over the `s.n` rows of `s`: its products over all of them, and each of
+    /// its row passes split between the current pair's threads where that is worth it
+    /// (see [`crate::cell`]'s "A step in pieces").
+    pub fn cell_forward(&self, w: &StepWeights<'_, T>, mut s: FwdStep<'_, T>) {
+        let passes = self.cell.row_passes();
+        for k in 0..=passes {
+            self.cell.forward_product(k, w, &mut s);
+            if k < passes {
+                let rows = |part| self.cell.forward_rows(k, w, part);
+                pair::split_rows(s.n, self.gh(), s.reborrow(), FwdStep::split_at, rows);
+            }
+        }
+    }
+
+    /// [`Self::cell_forward`]'s mirror: the cell's backward step over the rows of `s`.
+    fn cell_backward(&self, w: &StepWeights<'_, T>, mut s: BwdStep<'_, T>) {
+        let passes = self.cell.row_passes();
+        for k in 0..=passes {
+            self.cell.backward_product(k, w, &mut s);
+            if k < passes {
+                let rows = |part| self.cell.backward_rows(k, w, part);
+                pair::split_rows(s.n, self.gh(), s.reborrow(), BwdStep::split_at, rows);
+            }
+        }
+    }
+
     /// (1)ᵀ of every cell, after the loop, from da (`slabs.dgates`, the gradients of the
     /// gate pre-activations of all steps): dX (=|+=) da W_ih (W_ih read in place),
-    /// dW_ih += daᵀ x, db_ih += Σ da; where the recurrent product is part of (1) (LSTM, RNN),
-    /// dW_hh += daᵀ h_rec and db_hh += Σ da in the same pass over da. Then the cell's own
-    /// weight gradients (the GRU's recurrent product, projection, peepholes).
+    /// dW_ih += daᵀ x, db_ih += Σ da, and the recurrent part dW_hh += dqᵀ h_rec,
+    /// db_hh += Σ dq (see [`RecurrentGrad`]: dq is da where the recurrent product is part of
+    /// (1), and dW_ih and dW_hh then share one pass over da). Then the cell's own weight
+    /// gradients (projection, peepholes).
     fn param_grads(
         &self,
         s: &Slabs<'_, T>,
@@ -382,16 +410,29 @@ impl<T: Float> DirSpec<'_, T> {
         let (rows, gh, n_in, r) = (s.rows, self.gh(), self.input_size, self.h_out);
         let da = Mat::rows(s.dgates, rows, gh, gh);
         let xs = Mat::rows(s.x, rows, n_in, n_in);
+        let hs = Mat::rows(s.h_prev, rows, r, r);
         let dw_ih = g.take(WeightIh).expect("dW_ih");
-        if self.cell.recurrent_in_projection() {
-            let dw_hh = g.take(WeightHh).expect("dW_hh");
-            let hs = Mat::rows(s.h_prev, rows, r, r);
+        let dw_hh = g.take(WeightHh).expect("dW_hh");
+        let rec = self.cell.recurrent_grad(self.hidden, s);
+        let dq = rec.dq.unwrap_or(s.dgates);
+        if let RecurrentGrad {
+            dq: None,
+            other: None,
+        } = rec
+        {
             matmul_two(da.t(), (dw_ih, n_in, xs), (dw_hh, r, hs), Accumulate::Add);
-            if let Some(db) = g.take(BiasHh) {
-                add_column_sums(db, s.dgates, rows, gh);
-            }
         } else {
             matmul(dw_ih, n_in, da.t(), xs, Accumulate::Add);
+            // gate rows 0..split read h_rec, the rest `other`
+            let split = rec.other.map_or(gh, |(row, _)| row);
+            let (dw_h, dw_other) = dw_hh.split_at_mut(split * r);
+            let dq_h = Mat::rows(dq, rows, split, gh).t();
+            matmul(dw_h, r, dq_h, hs, Accumulate::Add);
+            if let Some((row, u)) = rec.other {
+                let dq_u = Mat::rows(&dq[row..], rows, gh - row, gh).t();
+                let us = Mat::rows(u, rows, r, r);
+                matmul(dw_other, r, dq_u, us, Accumulate::Add);
+            }
         }
         matmul(
             dx,
@@ -402,6 +443,9 @@ impl<T: Float> DirSpec<'_, T> {
         );
         if let Some(db) = g.take(BiasIh) {
             add_column_sums(db, s.dgates, rows, gh);
+        }
+        if let Some(db) = g.take(BiasHh) {
+            add_column_sums(db, dq, rows, gh);
         }
         self.cell.weight_grads(sw, s, g);
     }

@@ -4,7 +4,7 @@
 //! recurrent weights into the layout the step product reads best (at batch 1 the stored
 //! layout already is), folds the biases, and sizes every buffer a step writes. A step then
 //! runs, per layer, the driver's one-step entry point ([`DirSpec::step`]: the input product
-//! and the cell's `forward_step`) and allocates nothing of its own (at batch 1 nothing at
+//! and the cell's step, [`DirSpec::cell_forward`]) and allocates nothing of its own (at batch 1 nothing at
 //! all; see [`Stepper::step`]).
 //!
 //! The state is double-buffered: layer l reads its state before the step from `h[l]`, `c[l]`
@@ -328,7 +328,7 @@ impl<T: Float> DirSpec<'_, T> {
             &ds.bias,
         );
         let sw = self.forward_weights(&ds.packed);
-        self.cell.forward_step(
+        self.cell_forward(
             &sw,
             FwdStep {
                 n: bs,

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use prost::Message;
 
+use super::external;
 use super::node::{Attr, Node};
 use super::ops;
 use super::proto::{
@@ -134,7 +135,9 @@ fn attr(file: &str, node: &str, a: &AttributeProto) -> Result<Attr> {
 }
 
 impl OnnxModel {
-    /// Reads and checks an ONNX model file.
+    /// Reads and checks an ONNX model file, and the external data files of its initializers
+    /// from its folder (see the `external` module: relative paths inside the folder only, sizes
+    /// checked before reading).
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be read, otherwise as [`OnnxModel::from_bytes`].
@@ -142,7 +145,11 @@ impl OnnxModel {
         let path = path.as_ref();
         let file = path.display().to_string();
         let bytes = crate::io::read_limited(path)?;
-        Self::from_bytes(&file, &bytes)
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        Self::parse(&file, &bytes, Some(dir))
     }
 
     /// Parses and checks an ONNX model; `file` names it in errors.
@@ -155,8 +162,16 @@ impl OnnxModel {
     /// output nothing produces, a value produced twice; [`Error::TensorDtype`] for an
     /// initializer of an element type recur does not compute in; [`Error::Unsupported`]
     /// naming the node and op type for an op (or domain, or opset version) recur does not
-    /// run, and for sparse initializers or model-local functions.
+    /// run, and for sparse initializers or model-local functions. An initializer with
+    /// external data is an error here (bytes have no folder to find its file in):
+    /// [`OnnxModel::load`] reads it.
     pub fn from_bytes(file: &str, bytes: &[u8]) -> Result<Self> {
+        Self::parse(file, bytes, None)
+    }
+
+    /// [`OnnxModel::from_bytes`], with initializers' external data read from `dir` (the
+    /// model's folder) when there is one.
+    fn parse(file: &str, bytes: &[u8], dir: Option<&std::path::Path>) -> Result<Self> {
         let model = ModelProto::decode(bytes)
             .map_err(|e| format_err(file, format!("protobuf decoding failed: {e}")))?;
         let opset = model
@@ -175,13 +190,18 @@ impl OnnxModel {
                 "{file}: opset {opset} is outside the versions recur runs ({MIN_OPSET} to {MAX_OPSET})"
             )));
         }
-        let graph: GraphProto = model
+        let mut graph: GraphProto = model
             .graph
             .ok_or_else(|| format_err(file, "the model has no graph"))?;
         if !graph.sparse_initializer.is_empty() {
             return Err(Error::Unsupported(format!(
                 "{file}: sparse initializers are not supported"
             )));
+        }
+        for t in &mut graph.initializer {
+            if external::is_external(t) {
+                external::load(file, dir, t)?;
+            }
         }
         let mut initializers = HashMap::new();
         for t in &graph.initializer {
@@ -314,6 +334,17 @@ impl OnnxModel {
     }
 
     /// The default domain's opset version the file imports.
+    /// The initializers (the model's weights), by name.
+    pub fn initializers(&self) -> Vec<(&str, &Value)> {
+        let mut v: Vec<(&str, &Value)> = self
+            .initializers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
+
     pub fn opset(&self) -> i64 {
         self.opset
     }

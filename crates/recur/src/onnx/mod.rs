@@ -17,10 +17,13 @@
 //!
 //! Files are untrusted input: a truncated or corrupt file, a tensor whose data disagrees
 //! with its dims, negative or oversized dims (every tensor is bounded by [`MAX_ELEMENTS`]),
-//! external data, a missing initializer or a cycle is a typed error, never a panic.
+//! a missing initializer or a cycle is a typed error, never a panic. Initializers stored as
+//! external data are read from their files beside the model, which must lie inside the
+//! model's folder and hold the bytes the tensor's dims need.
 
 pub mod conformance;
 mod export;
+mod external;
 mod graph;
 mod import;
 mod node;
