@@ -168,7 +168,7 @@ def test_the_gil_is_released_while_recur_computes():
     """A Python thread counts while recur runs a long forward; with the GIL held it could
     not run at all until the call returned."""
     net = recur.LSTM(64, 256, num_layers=2)
-    x = np.ones((400, 8, 64), np.float32)
+    x = np.ones((2000, 8, 64), np.float32)
     net.predict(x[:2])  # packs the weights
     start = time.perf_counter()
     net.predict(x)
