@@ -23,10 +23,10 @@
 //! also takes half of the rows of each of the cell's row passes ([`DirSpec::cell_forward`]).
 //! Streaming, one step at a time over buffers sized once, is [`super::stepper`]'s.
 //!
-//! Recurrent dropout ([`DirSpec::rec_mask`]): before each step the live rows of h_prev are
-//! multiplied by the mask into one buffer sized before the loop, which the cell's product
-//! reads; the backward builds the masked states of all steps once, for the steps and for the
-//! weight-gradient products after the loop.
+//! Recurrent dropout ([`DirSpec::rec_mask`], [`super::dropout`]): before each step the live
+//! rows of h_prev are multiplied by the mask into one buffer sized before the loop, which the
+//! cell's product reads; the backward builds the masked states of all steps once, for the
+//! steps and for the weight-gradient products after the loop.
 
 use std::borrow::Cow;
 
@@ -37,6 +37,7 @@ use crate::kernel::scalar::Float;
 use crate::kernel::split::{row_parts, run_parts_on};
 use crate::kernel::{Accumulate, Mat, add_column_sums, matmul, matmul_bias, matmul_two};
 use crate::layer::WeightFormat;
+use crate::layer::dropout::{masked_states, rec_input};
 use crate::layer::pack::ForwardPanels;
 use crate::layer::tape::DirTape;
 use crate::layer::workspace::Workspace;
@@ -260,23 +261,9 @@ impl<T: Float> DirSpec<'_, T> {
         let (prev0, cur0) = (self.prev_slot(0), self.cur_slot(0));
         let h_prev_all = &tape.h[prev0 * bs * r..(prev0 + tl) * bs * r];
         // Recurrent dropout: the states as the recurrent product read them, m ⊙ h_prev for
-        // every step (one pass before the loop; the mask is the same at every step).
+        // every step (one pass before the loop).
         let mask = self.rec_mask.unwrap_or(&[]);
-        let mut h_rec_slab = Vec::new();
-        if !mask.is_empty() {
-            h_rec_slab = h_prev_all.to_vec();
-            for (row, hp) in h_rec_slab
-                .chunks_exact_mut(bs * r)
-                .zip(h_prev_all.chunks_exact(bs * r))
-            {
-                mask_rows(row, hp, mask);
-            }
-        }
-        let h_rec_all: &[T] = if mask.is_empty() {
-            h_prev_all
-        } else {
-            &h_rec_slab
-        };
+        let h_rec_all = &*masked_states(h_prev_all, mask, bs * r);
         let ch = if self.has_c() { h } else { 0 };
 
         // The batch's rows split between threads for the whole loop, as in the forward.
@@ -448,25 +435,5 @@ impl<T: Float> DirSpec<'_, T> {
             add_column_sums(db, dq, rows, gh);
         }
         self.cell.weight_grads(sw, s, g);
-    }
-}
-
-/// `h` as the recurrent product reads it: itself, or under recurrent dropout `m ⊙ h`,
-/// written into `buf`.
-fn rec_input<'b, T: Float>(h: &'b [T], m: Option<&[T]>, buf: &'b mut [T]) -> &'b [T] {
-    match m {
-        Some(m) => {
-            let d = &mut buf[..h.len()];
-            mask_rows(d, h, m);
-            d
-        }
-        None => h,
-    }
-}
-
-/// `d = h ⊙ m` row by row (recurrent dropout's masked states; `m` holds at least the rows).
-fn mask_rows<T: Float>(d: &mut [T], h: &[T], m: &[T]) {
-    for ((d, &h), &m) in d.iter_mut().zip(h).zip(m) {
-        *d = h * m;
     }
 }

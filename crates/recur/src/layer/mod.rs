@@ -7,6 +7,7 @@
 
 pub mod config;
 pub(crate) mod driver;
+mod dropout;
 pub(crate) mod pack;
 pub mod params;
 mod stepper;
@@ -731,40 +732,6 @@ impl<T: Float> Recurrent<T> {
         })
     }
 
-    /// The recurrent-dropout masks of a training call: for each (layer, direction) one
-    /// `[batch, R]` mask, drawn in the caller's batch order (so a sequence's mask does not
-    /// depend on the others' lengths) and returned in sorted order. Empty when off.
-    fn recurrent_masks(&self, b: &Batch, seed: u64) -> Vec<Vec<T>> {
-        let cfg = &self.config;
-        let p = cfg.recurrent_dropout;
-        if p <= 0.0 {
-            return Vec::new();
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        // a stream of its own: the inter-layer masks (stream 0) stay as they were
-        rng.set_stream(1);
-        let (keep, r) = (1.0 - p, cfg.h_out());
-        let scale = T::from_f64(1.0 / keep).unwrap_or_else(T::one);
-        (0..cfg.num_layers * cfg.direction.count())
-            .map(|_| {
-                let drawn: Vec<T> = (0..b.batch * r)
-                    .map(|_| {
-                        if rng.random::<f64>() < keep {
-                            scale
-                        } else {
-                            T::zero()
-                        }
-                    })
-                    .collect();
-                let mut sorted = vec![T::zero(); b.batch * r];
-                for (s, &orig) in b.perm.iter().enumerate() {
-                    sorted[s * r..(s + 1) * r].copy_from_slice(&drawn[orig * r..(orig + 1) * r]);
-                }
-                sorted
-            })
-            .collect()
-    }
-
     /// The driver's view of (layer, dir) for `(seq_len, batch, active)`.
     fn dir_spec<'a>(
         &'a self,
@@ -819,7 +786,9 @@ impl<T: Float> Recurrent<T> {
         let rows = b.seq_len * b.batch;
         let mut x = self.gather_seq(input.data(), &b, cfg.input_size);
         let mut rng = train_seed.map(ChaCha8Rng::seed_from_u64);
-        let rec_masks = train_seed.map_or_else(Vec::new, |s| self.recurrent_masks(&b, s));
+        let rec_masks = train_seed.map_or_else(Vec::new, |s| {
+            dropout::recurrent_masks(cfg.recurrent_dropout, nl * nd, &b.perm, r, s)
+        });
         let (mut inputs, mut masks, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
         let mut h_n = vec![T::zero(); nl * nd * b.batch * r];
         let mut c_n = vec![
@@ -879,17 +848,7 @@ impl<T: Float> Recurrent<T> {
             if let Some(rng) = rng.as_mut()
                 && cfg.dropout > 0.0
             {
-                let keep = 1.0 - cfg.dropout;
-                let scale = T::from_f64(1.0 / keep).unwrap_or_else(T::one);
-                mask = (0..y.len())
-                    .map(|_| {
-                        if rng.random::<f64>() < keep {
-                            scale
-                        } else {
-                            T::zero()
-                        }
-                    })
-                    .collect();
+                mask = dropout::draw_mask(rng, cfg.dropout, y.len());
             }
             for (v, &m) in y.iter_mut().zip(&mask) {
                 *v *= m;
