@@ -1,5 +1,6 @@
 //! Model pieces that sit around a recurrent stack: the linear head and the losses; and the
-//! echo state network, whose reservoir is drawn and whose readout is fitted in closed form.
+//! echo state network, whose reservoir is drawn and whose readout is fitted in closed form;
+//! and the output-to-hidden recurrent network, whose previous output is its only recurrence.
 //!
 //! Each piece has a forward and a backward side by side, takes its parameters from one flat
 //! buffer laid out like [`crate::Recurrent`]'s (PyTorch state_dict names), and accumulates
@@ -9,6 +10,7 @@ pub mod cross_entropy;
 pub mod cross_entropy_f32;
 pub mod embedding;
 pub mod esn;
+pub mod feedback;
 pub mod linear;
 pub mod loss;
 pub mod memory;
@@ -21,6 +23,7 @@ pub use cross_entropy::{
 pub use cross_entropy_f32::{CrossEntropySums, cross_entropy_in_place, cross_entropy_sums};
 pub use embedding::{Embedding, EmbeddingConfig};
 pub use esn::{Esn, EsnConfig, EsnData, FitReport, ridge_regression, spectral_radius};
+pub use feedback::{Feed, Feedback, FeedbackConfig, FeedbackStepper, FeedbackTape};
 pub use linear::{Linear, LinearConfig};
 pub use loss::{Reduction, mse_loss, mse_loss_backward};
 pub use memory::{MemoryEstimate, estimate_memory};
