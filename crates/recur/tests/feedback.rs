@@ -4,6 +4,7 @@
 //! against an independent per-step computation; seeds; typed errors.
 
 use recur::Tensor;
+use recur::io::{feedback_bytes, load_feedback_bytes};
 use recur::model::{Feed, Feedback, FeedbackConfig};
 
 /// Relative error allowed between the analytic and the central-difference gradient (the
@@ -274,4 +275,55 @@ fn bad_input_is_an_error() {
     assert!(Feedback::<f64>::new(zero, 0).is_err());
     assert!(Feedback::<f64>::new(config("gelu"), 0).is_err());
     assert!(Feedback::<f64>::from_params(config("tanh"), vec![0.0; 3]).is_err());
+}
+
+#[test]
+fn saved_and_loaded() {
+    let net = Feedback::<f64>::new(config("relu"), 8).unwrap();
+    let bytes = feedback_bytes(&net, &[("note", "x")]).unwrap();
+    let (back, extra) = load_feedback_bytes::<f64>(&bytes).unwrap();
+    assert_eq!(back, net);
+    assert_eq!(extra.get("note").map(String::as_str), Some("x"));
+    // the same network gives the same bytes
+    assert_eq!(feedback_bytes(&back, &[("note", "x")]).unwrap(), bytes);
+    assert!(feedback_bytes(&net, &[("recur.format", "x")]).is_err());
+    // another configuration's file is refused by its shapes
+    let other = Feedback::<f64>::new(
+        FeedbackConfig {
+            hidden_size: H + 1,
+            ..config("tanh")
+        },
+        8,
+    )
+    .unwrap();
+    let bytes6 = feedback_bytes(&other, &[]).unwrap();
+    let len = u64::from_le_bytes(bytes6[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes6[8..8 + len]).unwrap();
+    let meta = &mut header["__metadata__"]["recur.feedback"];
+    let patched = meta
+        .as_str()
+        .unwrap()
+        .replace("\"hidden_size\":6", "\"hidden_size\":5");
+    assert_ne!(
+        meta.as_str().unwrap(),
+        patched,
+        "the configuration is in the header"
+    );
+    *meta = serde_json::Value::String(patched);
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut swapped = (header.len() as u64).to_le_bytes().to_vec();
+    swapped.extend_from_slice(&header);
+    swapped.extend_from_slice(&bytes6[8 + len..]);
+    let err = load_feedback_bytes::<f64>(&swapped)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("weight_xh"), "{err}");
+    // sizes too large for memory are refused before anything is allocated
+    let huge = FeedbackConfig {
+        hidden_size: 1 << 16,
+        input_size: 1 << 16,
+        ..config("tanh")
+    };
+    assert!(Feedback::<f64>::new(huge, 0).is_err());
+    assert!(load_feedback_bytes::<f64>(&bytes[..bytes.len() - 1]).is_err());
 }

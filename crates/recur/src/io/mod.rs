@@ -30,6 +30,7 @@
 
 pub mod checkpoint;
 pub mod esn;
+pub mod feedback;
 pub mod model;
 pub mod pytorch;
 
@@ -38,6 +39,10 @@ pub use checkpoint::{
     TrainingProgress, checkpoint_bytes, load_checkpoint, load_checkpoint_bytes, save_checkpoint,
 };
 pub use esn::{ESN_FORMAT, EsnFile, esn_bytes, load_esn, load_esn_bytes, save_esn};
+pub use feedback::{
+    FEEDBACK_FORMAT, FeedbackFile, feedback_bytes, load_feedback, load_feedback_bytes,
+    save_feedback,
+};
 pub use model::{
     MODEL_FORMAT, config_difference, load_model, load_model_bytes, load_model_extra, model_bytes,
     model_bytes_extra, model_config_from_json, model_config_to_json, save_model, save_model_extra,

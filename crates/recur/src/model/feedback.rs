@@ -81,6 +81,8 @@ impl Default for FeedbackConfig {
 impl FeedbackConfig {
     /// The largest input, hidden or output size accepted.
     pub const MAX_SIZE: usize = 1 << 16;
+    /// The most parameters accepted (512 MiB of f64), checked before anything is allocated.
+    pub const MAX_PARAMS: usize = 1 << 26;
 
     /// Checks the sizes and the activation's name.
     ///
@@ -98,6 +100,17 @@ impl FeedbackConfig {
                     format!("must lie in 1..={}, got {v}", Self::MAX_SIZE),
                 ));
             }
+        }
+        // each size is at most 2^16, so these products fit a 64-bit usize
+        if self.num_params() > Self::MAX_PARAMS {
+            return Err(config_err(
+                "hidden_size",
+                format!(
+                    "{} parameters are more than the {} accepted",
+                    self.num_params(),
+                    Self::MAX_PARAMS
+                ),
+            ));
         }
         self.act().map(|_| ())
     }
