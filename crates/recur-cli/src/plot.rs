@@ -1,5 +1,6 @@
 //! Line charts written to PNG or SVG (by the file's extension): one or more panels side by
-//! side, each with named series, axis labels, a legend and an optional logarithmic y axis.
+//! side (or in a grid of [`Figure::in_columns`]), each with named series, axis labels, a
+//! legend, an optional logarithmic y axis and optional names for whole x values (dates).
 //! `recur plot` draws training curves with it; anything else that draws a curve (a forecast
 //! beside its history and truth) builds a [`Figure`] the same way.
 //!
@@ -81,6 +82,12 @@ pub struct Panel {
     pub y_label: String,
     pub log_y: bool,
     pub series: Vec<Series>,
+    /// names of whole x values: the tick at x = i reads `x_names[i]` (e.g. the time column's
+    /// dates for row indices); empty: ticks show the numbers
+    pub x_names: Vec<String>,
+    /// the legend in the upper left corner (where a rising curve leaves room) instead of
+    /// the upper right
+    pub legend_left: bool,
 }
 
 impl Panel {
@@ -140,10 +147,12 @@ impl Panel {
     }
 }
 
-/// Panels drawn side by side.
+/// Panels drawn side by side, or row by row in a grid of `columns`.
 #[derive(Clone, Debug, Default)]
 pub struct Figure {
     pub panels: Vec<Panel>,
+    /// panels per row (0: all in one row)
+    pub columns: usize,
 }
 
 /// The output format an extension names.
@@ -151,6 +160,12 @@ pub struct Figure {
 enum Format {
     Png,
     Svg,
+}
+
+/// Checks that `path` names a format a figure is written in (`.png`, `.svg`), before any
+/// work is done for it.
+pub fn check_extension(path: &Path) -> Result<()> {
+    format_of(path).map(|_| ())
 }
 
 fn format_of(path: &Path) -> Result<Format> {
@@ -185,7 +200,25 @@ fn register_font() -> Result<()> {
 
 impl Figure {
     pub fn new(panels: Vec<Panel>) -> Self {
-        Self { panels }
+        Self { panels, columns: 0 }
+    }
+
+    /// The panels in rows of `columns` (the last row may be shorter).
+    pub fn in_columns(mut self, columns: usize) -> Self {
+        self.columns = columns;
+        self
+    }
+
+    /// `(columns, rows)` of the grid.
+    fn grid(&self) -> (usize, usize) {
+        let n = self.panels.len();
+        let cols = if self.columns == 0 {
+            n
+        } else {
+            self.columns.min(n)
+        }
+        .max(1);
+        (cols, n.div_ceil(cols).max(1))
     }
 
     /// Writes the figure to `path`, PNG or SVG by its extension.
@@ -194,7 +227,8 @@ impl Figure {
         if self.panels.is_empty() {
             bail!("nothing to draw");
         }
-        let size = (PANEL_WIDTH * self.panels.len() as u32, PANEL_HEIGHT);
+        let (cols, rows) = self.grid();
+        let size = (PANEL_WIDTH * cols as u32, PANEL_HEIGHT * rows as u32);
         let name = path.display();
         // both backends measure text with the registered font
         register_font()?;
@@ -218,7 +252,8 @@ impl Figure {
         DB::ErrorType: 'static,
     {
         root.fill(&WHITE).map_err(plot_error)?;
-        let areas = root.split_evenly((1, self.panels.len()));
+        let (cols, rows) = self.grid();
+        let areas = root.split_evenly((rows, cols));
         for (panel, area) in self.panels.iter().zip(&areas) {
             draw_panel(panel, area)?;
         }
@@ -264,16 +299,30 @@ where
     // whole numbers on the x axis (epochs, steps) get whole-number ticks
     let whole = panel.drawable().all(|(x, _)| x.fract() == 0.0);
     let x_ticks = if whole {
-        ((x1 - x0).ceil() as usize + 1).min(10)
+        ((x1 - x0).ceil() as usize + 1).min(if panel.x_names.is_empty() { 10 } else { 6 })
     } else {
         10
+    };
+    // a named x axis labels whole values by name, and nothing between them
+    let x_name = |x: f64| -> String {
+        let i = x.round();
+        if (x - i).abs() > 1e-6 || i < 0.0 {
+            return String::new();
+        }
+        panel.x_names.get(i as usize).cloned().unwrap_or_default()
     };
     chart
         .configure_mesh()
         .x_desc(panel.x_label.as_str())
         .y_desc(panel.y_label.as_str())
         .x_labels(x_ticks)
-        .x_label_formatter(&|x| tick(*x))
+        .x_label_formatter(&|x| {
+            if panel.x_names.is_empty() {
+                tick(*x)
+            } else {
+                x_name(*x)
+            }
+        })
         .y_label_formatter(&|y| tick(if log_y { 10f64.powf(*y) } else { *y }))
         .max_light_lines(4)
         .light_line_style(RGBColor(235, 235, 235))
@@ -334,7 +383,11 @@ where
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(200, 200, 200))
             .label_font(("sans-serif", 14))
-            .position(SeriesLabelPosition::UpperRight)
+            .position(if panel.legend_left {
+                SeriesLabelPosition::UpperLeft
+            } else {
+                SeriesLabelPosition::UpperRight
+            })
             .draw()
             .map_err(plot_error)?;
     }
@@ -342,7 +395,7 @@ where
 }
 
 /// A tick label: three significant digits, without trailing zeros.
-fn tick(v: f64) -> String {
+pub fn tick(v: f64) -> String {
     let a = v.abs();
     if a != 0.0 && !(1e-3..1e5).contains(&a) {
         return format!("{v:.1e}");
@@ -386,6 +439,16 @@ mod tests {
         p.log_y = true;
         p.series[0].points = vec![(1.0, -1.0)];
         assert!(p.ranges().is_none());
+    }
+
+    #[test]
+    fn grids_hold_every_panel() {
+        let f = |n: usize, c: usize| Figure::new(vec![Panel::default(); n]).in_columns(c).grid();
+        assert_eq!(f(1, 0), (1, 1));
+        assert_eq!(f(4, 0), (4, 1));
+        assert_eq!(f(4, 3), (3, 2));
+        assert_eq!(f(6, 3), (3, 2));
+        assert_eq!(f(2, 3), (2, 1));
     }
 
     #[test]

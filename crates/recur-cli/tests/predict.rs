@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{ok, one_line_error, p, scratch};
+use common::{number_after, ok, one_line_error, p, scratch};
 
 /// A monthly series with a level of 10,000, a season of 12 and a trend: `n` rows from
 /// 2000-01, with a feature column.
@@ -383,6 +383,28 @@ fn predict_writes_a_regressors_values_in_the_datas_units() {
         "x.txt",
     ]);
     assert!(e.contains(".csv, .json or .npy"), "{e}");
+    // pictures are a forecaster's
+    for flags in [&["--plot", "x.png"][..], &["--holdout"]] {
+        let e = one_line_error(
+            &[
+                &[
+                    "predict",
+                    "--checkpoint",
+                    &ck,
+                    "--sequences",
+                    &bare,
+                    "-o",
+                    p(&out),
+                ][..],
+                flags,
+            ]
+            .concat(),
+        );
+        assert!(
+            e.contains("is for forecasters") && e.contains("is a regressor"),
+            "{e}"
+        );
+    }
 }
 
 #[test]
@@ -626,4 +648,177 @@ fn language_models_are_refused_with_what_to_use() {
         e.contains("recur sample") && e.contains("recur eval"),
         "{e}"
     );
+}
+
+/// The holdout figures are printed with 4 decimals.
+const PRINTED_4: f64 = 1e-4;
+
+/// `--holdout` forecasts each series' last H rows from the rows before them (the same
+/// forecast as a history file without them), prints the MAE and RMSE that the written
+/// forecast and those rows give, and `--plot` draws history, forecast and truth as PNG or
+/// SVG.
+#[test]
+fn holdout_scores_the_withheld_rows_and_plot_draws_them() {
+    let dir = scratch("predict-holdout");
+    let (n, h) = (60, 3);
+    let (mut csv, mut cut) = (
+        String::from("store,month,sales\n"),
+        String::from("store,month,sales\n"),
+    );
+    let mut truth: Vec<(String, String, f64)> = Vec::new();
+    for t in 0..n {
+        for (s, level) in [("a", 100.0), ("b", 5000.0)] {
+            let y = level * (1.0 + 0.2 * (t as f64 * 0.5).sin()) + t as f64;
+            let month = format!("{}-{:02}", 2000 + t / 12, t % 12 + 1);
+            let line = format!("{s},{month},{y:.2}\n");
+            csv.push_str(&line);
+            if t < n - h {
+                cut.push_str(&line);
+            } else {
+                truth.push((s.into(), month, format!("{y:.2}").parse().unwrap()));
+            }
+        }
+    }
+    truth.sort_by(|x, y| x.0.cmp(&y.0)); // by store, in time order within each
+    let file = write(&dir, "stores.csv", &csv);
+    let short = write(&dir, "short.csv", &cut);
+    let ck = p(&dir.join("s.safetensors")).to_string();
+    ok(&[
+        "train",
+        "--csv",
+        &file,
+        "--target",
+        "sales",
+        "--time-column",
+        "month",
+        "--series-column",
+        "store",
+        "--window",
+        "8",
+        "--horizon",
+        &h.to_string(),
+        "--hidden-size",
+        "8",
+        "--epochs",
+        "2",
+        "--checkpoint",
+        &ck,
+        "--quiet",
+    ]);
+    let (held, png) = (dir.join("held.csv"), dir.join("f.png"));
+    let out = ok(&[
+        "predict",
+        "--checkpoint",
+        &ck,
+        "--csv",
+        &file,
+        "-o",
+        p(&held),
+        "--holdout",
+        "--plot",
+        p(&png),
+    ]);
+    let line = out.lines().find(|l| l.starts_with("holdout:")).unwrap();
+    let (header, rows) = read_csv(&held);
+    assert_eq!(header, ["store", "month", "sales"]);
+    assert_eq!(rows.len(), truth.len());
+    // an independent MAE and RMSE of the written forecast against the withheld rows
+    let (mut abs, mut sq) = (0.0, 0.0);
+    for (row, (store, month, y)) in rows.iter().zip(&truth) {
+        assert_eq!((&row[0], &row[1]), (store, month));
+        let e: f64 = row[2].parse::<f64>().unwrap() - y;
+        abs += e.abs();
+        sq += e * e;
+    }
+    let k = truth.len() as f64;
+    assert!(
+        (number_after(line, "MAE ") - abs / k).abs() < PRINTED_4,
+        "{line}"
+    );
+    assert!(
+        (number_after(line, "RMSE ") - (sq / k).sqrt()).abs() < PRINTED_4,
+        "{line}"
+    );
+    // the forecast of the history without those rows
+    let plain = dir.join("plain.csv");
+    ok(&[
+        "predict",
+        "--checkpoint",
+        &ck,
+        "--csv",
+        &short,
+        "-o",
+        p(&plain),
+    ]);
+    assert_eq!(
+        std::fs::read(&plain).unwrap(),
+        std::fs::read(&held).unwrap()
+    );
+    // the pictures
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(
+        bytes.len() > 1000 && bytes.starts_with(b"\x89PNG"),
+        "{}",
+        bytes.len()
+    );
+    let svg = dir.join("b.svg");
+    ok(&[
+        "predict",
+        "--checkpoint",
+        &ck,
+        "--csv",
+        &file,
+        "-o",
+        p(&plain),
+        "--holdout",
+        "--plot",
+        p(&svg),
+        "--plot-series",
+        "b",
+    ]);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg") || text.starts_with("<?xml"),
+        "{}",
+        &text[..40]
+    );
+    for label in ["history", "forecast", "truth", "b (holdout MAE"] {
+        assert!(text.contains(label), "{label} missing from the SVG");
+    }
+    assert!(!text.contains("a (holdout MAE"));
+    let run = |extra: &[&str]| {
+        one_line_error(
+            &[
+                &[
+                    "predict",
+                    "--checkpoint",
+                    &ck,
+                    "--csv",
+                    &file,
+                    "-o",
+                    p(&plain),
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let e = run(&["--plot", p(&svg), "--plot-series", "zz"]);
+    assert!(e.contains("--plot-series zz: no such series"), "{e}");
+    let e = run(&["--plot", "f.pdf"]);
+    assert!(e.contains(".png or .svg"), "{e}");
+    let e = run(&["--plot-series", "a"]);
+    assert!(e.contains("give --plot too"), "{e}");
+    let tiny = write(&dir, "tiny.csv", "store,month,sales\na,2000-01,1\n");
+    let e = one_line_error(&[
+        "predict",
+        "--checkpoint",
+        &ck,
+        "--csv",
+        &tiny,
+        "-o",
+        p(&plain),
+        "--holdout",
+    ]);
+    assert!(e.contains("withholding the last 3"), "{e}");
 }

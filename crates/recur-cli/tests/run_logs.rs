@@ -508,3 +508,59 @@ fn on_off_flags_have_one_style() {
     let bench = ok(&["bench", "--help"]);
     assert!(bench.contains("--batch-size <BATCH>"), "{bench}");
 }
+
+/// A generated task logs as the others do: the adding problem's `--log` has its step
+/// records, a `valid` record per validation (the validation MSE and the fraction solved) and
+/// a `test` record; `--csv-log` a row per validation. Its model is still not saved.
+#[test]
+fn the_adding_problem_logs_like_the_other_tasks() {
+    let dir = scratch("adding-log");
+    let (log, csv) = (dir.join("a.jsonl"), dir.join("a.csv"));
+    let base = [
+        "train",
+        "--task",
+        "adding",
+        "--seq-len",
+        "8",
+        "--hidden-size",
+        "8",
+        "--steps",
+        "20",
+        "--eval-every",
+        "10",
+        "--quiet",
+    ];
+    let logs = ["--log", p(&log), "--csv-log", p(&csv)];
+    ok(&[&base[..], &logs].concat());
+    let recs = records(&log);
+    assert_eq!(of_kind(&recs, "step").len(), 20);
+    let valid = of_kind(&recs, "valid");
+    assert_eq!(valid.len(), 2);
+    for (r, step) in valid.iter().zip([10, 20]) {
+        assert_eq!(r["step"], step);
+        for key in ["loss", "val_loss", "val_solved", "lr"] {
+            assert!(finite(&r[key]), "{key}: {r}");
+        }
+        let solved = r["val_solved"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&solved), "{r}");
+    }
+    let test = of_kind(&recs, "test");
+    assert_eq!(test.len(), 1);
+    assert!(
+        finite(&test[0]["loss"]) && finite(&test[0]["solved"]),
+        "{}",
+        test[0]
+    );
+    assert_eq!(recs.last().unwrap()["kind"], "test");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "step,loss,val_loss,val_solved,lr");
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[2].starts_with("20,"), "{text}");
+    let ck = dir.join("a.safetensors");
+    let e = one_line_error(&[&base[..], &["--checkpoint", p(&ck)]].concat());
+    assert!(
+        e.contains("--checkpoint and --resume are not offered"),
+        "{e}"
+    );
+}

@@ -15,6 +15,12 @@
 //! array of objects keyed by the CSV's header), `.npy` (class indices int64 `[N]`, with
 //! `--proba` probabilities float32 `[N, classes]`; regressions float64 `[N]`; forecasts
 //! float64 `[series, horizon, targets]`).
+//!
+//! A forecaster also draws (`--plot FILE.png|.svg`): each series' recent history (the last
+//! [`PLOT_WINDOWS`] windows), the forecast and, with `--holdout`, the truth: the last H rows
+//! of each series are then withheld from the history, forecast, and scored (MAE, RMSE).
+//! What the metadata means and how outputs become predictions is the library's
+//! ([`recur::io::predict`]); this file reads the files, runs the model and writes the table.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,11 +30,22 @@ use clap::Args;
 use recur::data::forecast::ForecastSpec;
 use recur::data::series::SeriesTable;
 use recur::data::{SequenceDataset, TargetKind};
+use recur::io::predict::{
+    Forecast, PredictMeta, Role, best_classes, class_probabilities, forecast, hold_out,
+    holdout_metrics,
+};
 use recur::io::{CHECKPOINT_FORMAT, MODEL_FORMAT, load_model_extra};
 use recur::model::{ModelInput, SequenceModel};
 use recur::{Call, Tensor};
 
+use crate::plot::{Figure, Panel, Series};
 use crate::train::checkpoint::{Checkpoint, ONNX_META_PREFIX};
+
+/// Windows of history a forecast plot shows before the forecast (at least 8 horizons).
+pub const PLOT_WINDOWS: usize = 2;
+
+/// Series a forecast plot draws when `--plot-series` names none (the first by id).
+pub const PLOT_MAX_SERIES: usize = 6;
 
 /// Settings of `recur predict`.
 #[derive(Args, Debug, Clone)]
@@ -57,13 +74,18 @@ pub struct PredictArgs {
     /// Sequences per batch [default: 64]
     #[arg(long)]
     pub batch_size: Option<usize>,
-}
-
-/// What the model file says it is.
-struct Meta {
-    kind: String,
-    classes: Option<Vec<String>>,
-    forecast: Option<ForecastSpec>,
+    /// Forecasters: draw each series' recent history, the forecast and (with --holdout) the
+    /// truth to a `.png` or `.svg` file
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Forecasters: withhold the last H rows of each series from the history, forecast them
+    /// and print the forecast's MAE and RMSE against them (drawn as the truth with --plot)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub holdout: Option<bool>,
+    /// With --plot: the series to draw, by id (repeat for several) [default: the first 6
+    /// by id]
+    #[arg(long = "plot-series", value_name = "ID")]
+    pub plot_series: Vec<String>,
 }
 
 /// A model to run: recur's own, or an ONNX graph.
@@ -111,35 +133,6 @@ impl Runner {
     }
 }
 
-fn meta_from(file: &str, get: &dyn Fn(&str) -> Option<String>) -> Result<Meta> {
-    let kind = get("kind").ok_or_else(|| {
-        anyhow!(
-            "{file}: carries no `kind` metadata, so what it predicts is unknown; write it with \
-             `recur convert CHECKPOINT {file}` from the training checkpoint"
-        )
-    })?;
-    let classes = match get("classes") {
-        Some(c) => serde_json::from_str::<Option<Vec<String>>>(&c)
-            .map_err(|e| anyhow!("{file}: metadata `classes`: {e}"))?,
-        None => None,
-    };
-    let forecast = match get("forecast") {
-        Some(c) => {
-            let spec = serde_json::from_str::<ForecastSpec>(&c)
-                .map_err(|e| anyhow!("{file}: metadata `forecast`: {e}"))?;
-            spec.validate()
-                .map_err(|e| anyhow!("{file}: metadata `forecast`: {e}"))?;
-            Some(spec)
-        }
-        None => None,
-    };
-    Ok(Meta {
-        kind,
-        classes,
-        forecast,
-    })
-}
-
 /// The `recur.format` of a safetensors file.
 fn safetensors_format(path: &Path) -> Option<String> {
     use std::io::Read;
@@ -161,7 +154,7 @@ fn safetensors_format(path: &Path) -> Option<String> {
 }
 
 /// Loads a checkpoint, model file or ONNX file and what it predicts.
-fn load(path: &Path) -> Result<(Runner, Meta)> {
+fn load(path: &Path) -> Result<(Runner, PredictMeta)> {
     let file = path.display().to_string();
     let is_onnx = path
         .extension()
@@ -170,7 +163,7 @@ fn load(path: &Path) -> Result<(Runner, Meta)> {
         #[cfg(feature = "onnx")]
         {
             let g = recur::onnx::OnnxModel::load(path)?;
-            let meta = meta_from(&file, &|k| {
+            let meta = PredictMeta::read(&file, |k| {
                 g.metadata_value(&format!("{ONNX_META_PREFIX}{k}"))
                     .map(str::to_string)
             })?;
@@ -182,13 +175,13 @@ fn load(path: &Path) -> Result<(Runner, Meta)> {
     match safetensors_format(path).as_deref() {
         Some(CHECKPOINT_FORMAT) => {
             let ck = Checkpoint::load(path)?;
-            let meta = meta_from(&file, &|k| ck.meta(k).ok().map(str::to_string))?;
+            let meta = PredictMeta::read(&file, |k| ck.meta(k).ok().map(str::to_string))?;
             Ok((Runner::Model(Box::new(ck.inner.model)), meta))
         }
         Some(MODEL_FORMAT) => {
             let (m, extra): (SequenceModel<f32>, BTreeMap<String, String>) =
                 load_model_extra(path)?;
-            let meta = meta_from(&file, &|k| extra.get(k).cloned())?;
+            let meta = PredictMeta::read(&file, |k| extra.get(k).cloned())?;
             Ok((Runner::Model(Box::new(m)), meta))
         }
         _ => {
@@ -350,16 +343,9 @@ fn read_unlabelled(path: &Path, classes: Option<&[String]>) -> Result<SequenceDa
     Ok(ds)
 }
 
-fn softmax(z: &[f32]) -> Vec<f32> {
-    let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = z.iter().map(|v| (v - m).exp()).collect();
-    let s: f32 = e.iter().sum();
-    e.iter().map(|v| v / s).collect()
-}
-
 fn predict_sequences(
     runner: &Runner,
-    meta: &Meta,
+    meta: &PredictMeta,
     path: &Path,
     proba: bool,
     batch: usize,
@@ -392,20 +378,19 @@ fn predict_sequences(
             if proba {
                 header.extend(classes.iter().cloned());
             }
-            let (mut rows, mut ids, mut probs) = (Vec::new(), Vec::new(), Vec::new());
-            for zi in z.chunks(out) {
-                let p = softmax(zi);
-                let best = (0..out)
-                    .max_by(|&a, &b| p[a].total_cmp(&p[b]).then(b.cmp(&a)))
-                    .expect("at least one class");
-                let mut row = vec![Cell::Text(classes[best].clone())];
+            let logits: Vec<f64> = z.iter().map(|&v| f64::from(v)).collect();
+            let probs = class_probabilities(&logits, out)?;
+            let best = best_classes(&probs, out);
+            let mut rows = Vec::with_capacity(best.len());
+            for (&b, p) in best.iter().zip(probs.chunks(out)) {
+                let mut row = vec![Cell::Text(classes[b].clone())];
                 if proba {
-                    row.extend(p.iter().map(|&v| Cell::Num(f64::from(v))));
+                    row.extend(p.iter().map(|&v| Cell::Num(v)));
                 }
                 rows.push(row);
-                ids.push(best as i64);
-                probs.extend_from_slice(&p);
             }
+            let ids: Vec<i64> = best.iter().map(|&b| b as i64).collect();
+            let probs: Vec<f32> = probs.iter().map(|&v| v as f32).collect();
             let n = ids.len();
             Predictions {
                 header,
@@ -428,55 +413,164 @@ fn predict_sequences(
     })
 }
 
-fn predict_forecast(runner: &Runner, spec: &ForecastSpec, path: &Path) -> Result<Predictions> {
+/// Options of a forecast beside the history file.
+struct ForecastOptions<'a> {
+    plot: Option<&'a Path>,
+    holdout: bool,
+    plot_series: &'a [String],
+}
+
+fn predict_forecast(
+    runner: &Runner,
+    spec: &ForecastSpec,
+    path: &Path,
+    opts: &ForecastOptions,
+) -> Result<Predictions> {
+    let name = path.display().to_string();
     let table = SeriesTable::read_csv(path, &spec.csv_columns())?;
+    let (history, truth) = if opts.holdout {
+        let (kept, truth) = hold_out(spec, &table).with_context(|| name.clone())?;
+        (kept, Some(truth))
+    } else {
+        (table, None)
+    };
+    let f = forecast::<anyhow::Error>(spec, &history, |x| runner.run(x, &[spec.window]))
+        .with_context(|| name.clone())?;
+    if let Some(truth) = &truth {
+        let m = holdout_metrics(&f, truth).ok_or_else(|| anyhow!("{name}: no values held out"))?;
+        println!(
+            "holdout: the last {} row(s) of each of {} series withheld and forecast: MAE {:.4}, \
+             RMSE {:.4} ({} values, in the data's units)",
+            spec.horizon,
+            f.series.len(),
+            m.mae,
+            m.rmse,
+            f.series.len() * spec.out_features()
+        );
+    }
+    if let Some(plot) = opts.plot {
+        let (figure, note) =
+            forecast_figure(spec, &history, &f, truth.as_deref(), opts.plot_series)?;
+        figure.save(plot)?;
+        println!("plot → {}{note}", plot.display());
+    }
     let (h, nt) = (spec.horizon, spec.targets.len());
-    let mut header = Vec::new();
-    if let Some(s) = &spec.series_column {
-        header.push(s.clone());
-    }
-    let with_time = spec.time_column.is_some() && spec.frequency.is_some();
-    if let (true, Some(t)) = (with_time, &spec.time_column) {
-        header.push(t.clone());
-    }
-    header.extend(spec.targets.iter().cloned());
-    let (mut rows, mut all) = (Vec::new(), Vec::new());
-    for s in &table.series {
-        let (x, levels) = spec
-            .history_input(s)
-            .with_context(|| format!("{}", path.display()))?;
-        let z = runner.run(&x, &[spec.window])?;
-        if z.len() != spec.out_features() {
-            bail!(
-                "the model gives {} values, the forecaster's spec {}",
-                z.len(),
-                spec.out_features()
-            );
-        }
-        let scaling = spec.scaling_of(s.id.as_deref())?;
-        let f = spec.decode(scaling, &levels, &z);
+    let mut rows = Vec::new();
+    for s in &f.series {
         for step in 0..h {
             let mut row = Vec::new();
             if spec.series_column.is_some() {
                 row.push(Cell::Text(s.id.clone().unwrap_or_default()));
             }
-            if let (true, Some(freq)) = (with_time, &spec.frequency) {
-                let last = s.times.last().map(String::as_str).unwrap_or_default();
-                row.push(Cell::Text(
-                    freq.format_after(last, step as u32 + 1).unwrap_or_default(),
-                ));
+            if let Some(t) = s.times.get(step) {
+                row.push(Cell::Text(t.clone()));
             }
-            row.extend(f[step * nt..(step + 1) * nt].iter().map(|&v| Cell::Num(v)));
+            row.extend(
+                s.values[step * nt..(step + 1) * nt]
+                    .iter()
+                    .map(|&v| Cell::Num(v)),
+            );
             rows.push(row);
         }
-        all.extend_from_slice(&f);
     }
-    let n = table.series.len();
+    let n = f.series.len();
     Ok(Predictions {
-        header,
+        header: Forecast::header(spec),
         rows,
-        tensor: NpyTensor::F64(all, vec![n, h, nt]),
+        tensor: NpyTensor::F64(f.values(), vec![n, h, nt]),
     })
+}
+
+/// The forecast picture: a panel per series and target (the series `only` names, or the
+/// first [`PLOT_MAX_SERIES`] by id), each with the last [`PLOT_WINDOWS`] windows of history,
+/// the forecast and the truth when it is known; and a note of what was left out.
+fn forecast_figure(
+    spec: &ForecastSpec,
+    history: &SeriesTable,
+    f: &Forecast,
+    truth: Option<&[Vec<f64>]>,
+    only: &[String],
+) -> Result<(Figure, String)> {
+    let mut order: Vec<usize> = (0..history.series.len()).collect();
+    let mut note = String::new();
+    if only.is_empty() {
+        order.sort_by(|&a, &b| history.series[a].id.cmp(&history.series[b].id));
+        if order.len() > PLOT_MAX_SERIES {
+            note = format!(
+                " (the first {PLOT_MAX_SERIES} of {} series by id; --plot-series ID draws others)",
+                order.len()
+            );
+            order.truncate(PLOT_MAX_SERIES);
+        }
+    } else {
+        if spec.series_column.is_none() {
+            bail!("--plot-series: the history holds one series (the model has no series column)");
+        }
+        order = only
+            .iter()
+            .map(|id| {
+                history
+                    .series
+                    .iter()
+                    .position(|s| s.id.as_deref() == Some(id.as_str()))
+                    .ok_or_else(|| anyhow!("--plot-series {id}: no such series in the history"))
+            })
+            .collect::<Result<_>>()?;
+    }
+    let (nc, nt) = (history.columns.len(), spec.targets.len());
+    let x_label = match (&spec.time_column, Forecast::has_times(spec)) {
+        (Some(t), true) => t.clone(),
+        _ => "row of the series".to_string(),
+    };
+    let mut panels = Vec::new();
+    for &i in &order {
+        let (s, fs) = (&history.series[i], &f.series[i]);
+        let n = s.len();
+        let tail = (PLOT_WINDOWS * spec.window).max(8 * spec.horizon).min(n);
+        // x is the row's index in the series; the time column names it where it is continued
+        let x_names: Vec<String> = if fs.times.is_empty() {
+            Vec::new()
+        } else {
+            s.times.iter().chain(&fs.times).cloned().collect()
+        };
+        for (k, target) in spec.targets.iter().enumerate() {
+            let value = |row: &[f64], j: usize| row[j * nt + k];
+            let past: Vec<(f64, f64)> = (n - tail..n)
+                .map(|r| (r as f64, s.values[r * nc + k]))
+                .collect();
+            let last = *past.last().expect("a history has at least one window");
+            let ahead = |vals: &[f64]| -> Vec<(f64, f64)> {
+                std::iter::once(last)
+                    .chain((0..spec.horizon).map(|j| ((n + j) as f64, value(vals, j))))
+                    .collect()
+            };
+            let mut title = match &s.id {
+                Some(id) if nt > 1 => format!("{id}: {target}"),
+                Some(id) => id.clone(),
+                None => target.clone(),
+            };
+            let mut panel = Panel::new("", x_label.clone(), target.clone());
+            panel.series.push(Series::new("history", 0, past));
+            if let Some(t) = truth {
+                let mae = (0..spec.horizon)
+                    .map(|j| (value(&fs.values, j) - value(&t[i], j)).abs())
+                    .sum::<f64>()
+                    / spec.horizon as f64;
+                title = format!("{title} (holdout MAE {})", crate::plot::tick(mae));
+                panel.series.push(Series::new("truth", 2, ahead(&t[i])));
+            }
+            panel
+                .series
+                .push(Series::new("forecast", 1, ahead(&fs.values)).dashed());
+            panel.title = title;
+            panel.x_names = x_names.clone();
+            // the forecast is at the right: the legend goes left
+            panel.legend_left = true;
+            panels.push(panel);
+        }
+    }
+    let columns = panels.len().min(3);
+    Ok((Figure::new(panels).in_columns(columns), note))
 }
 
 /// Runs `recur predict`.
@@ -486,27 +580,55 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     if batch == 0 {
         bail!("--batch-size must be at least 1, got 0");
     }
+    if let Some(plot) = &args.plot {
+        crate::plot::check_extension(plot)?;
+    }
     let (runner, meta) = load(&args.checkpoint)?;
     let file = args.checkpoint.display();
     let proba = args.proba.unwrap_or(false);
+    let holdout = args.holdout.unwrap_or(false);
+    let role = meta.role();
+    let Some(kind) = meta.kind.as_deref() else {
+        bail!(
+            "{file}: carries no `kind` metadata, so what it predicts is unknown; write it with \
+             `recur convert CHECKPOINT {file}` from the training checkpoint"
+        );
+    };
     let given = [
         ("--sequences", args.sequences.is_some(), "sequences"),
         ("--csv", args.csv.is_some(), "forecast"),
         ("--text", args.text.is_some(), "text"),
     ];
-    for (flag, set, kind) in given {
-        if set && meta.kind != kind && meta.kind != "text" {
+    for (flag, set, k) in given {
+        if set && kind != k && kind != "text" {
             bail!(
-                "{flag}: {file} is a {} model; give {}",
-                meta.kind,
-                match meta.kind.as_str() {
+                "{flag}: {file} is {}; give {}",
+                role.describe(),
+                match kind {
                     "forecast" => "--csv HISTORY.csv",
                     _ => "--sequences FILE",
                 }
             );
         }
     }
-    let predictions = match meta.kind.as_str() {
+    if role != Role::Forecaster {
+        for (flag, set) in [
+            ("--plot", args.plot.is_some()),
+            ("--holdout", holdout),
+            ("--plot-series", !args.plot_series.is_empty()),
+        ] {
+            if set {
+                bail!(
+                    "{flag} is for forecasters (history, forecast and truth); {file} is {}",
+                    role.describe()
+                );
+            }
+        }
+    }
+    if !args.plot_series.is_empty() && args.plot.is_none() {
+        bail!("--plot-series chooses the series of --plot FILE; give --plot too");
+    }
+    let predictions = match kind {
         "sequences" => {
             let Some(path) = &args.sequences else {
                 bail!("{file}: a sequence model's; give --sequences FILE");
@@ -527,7 +649,12 @@ pub fn run(args: &PredictArgs) -> Result<()> {
                 .forecast
                 .as_ref()
                 .ok_or_else(|| anyhow!("{file}: a forecaster without its `forecast` metadata"))?;
-            predict_forecast(&runner, spec, path)?
+            let opts = ForecastOptions {
+                plot: args.plot.as_deref(),
+                holdout,
+                plot_series: &args.plot_series,
+            };
+            predict_forecast(&runner, spec, path, &opts)?
         }
         "text" => bail!(
             "{file}: a language model's; `recur predict` does not run language models: \

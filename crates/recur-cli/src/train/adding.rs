@@ -33,6 +33,7 @@ use recur::{Call, OutputGrad, Recurrent, Tensor};
 use super::args::{Cell, Source, TrainArgs};
 use super::core::Progress;
 use super::optim::describe;
+use super::report::Figures;
 use super::settings::Settings;
 use super::trainer::{Batch, Moment, Plan, Task, Trainer};
 
@@ -163,6 +164,8 @@ struct Adding {
     /// validation MSE and solved fraction before training and at the last validation
     first: (f32, f64),
     last: (f32, f64),
+    /// the logs' figures of the last validation or the test
+    figures: Figures,
 }
 
 impl Task for Adding {
@@ -212,9 +215,15 @@ impl Task for Adding {
 
     fn validate(&mut self, prog: &Progress, at: &Moment) -> Result<(f64, String)> {
         self.last = evaluate(&self.model, &self.valid)?;
+        let train = prog.loss_sum / prog.steps.max(1) as f64;
+        self.figures = vec![
+            ("loss", train),
+            ("val_loss", f64::from(self.last.0)),
+            ("val_solved", self.last.1),
+        ];
         let line = step_line(
             prog.step,
-            Some(prog.loss_sum / prog.steps.max(1) as f64),
+            Some(train),
             Some(at.grad_norm),
             self.last,
             at.elapsed_s,
@@ -239,7 +248,12 @@ impl Task for Adding {
             100.0 * test_solved,
             AddingProblem::SOLVED_TOLERANCE
         );
+        self.figures = vec![("loss", f64::from(test_mse)), ("solved", test_solved)];
         Ok(())
+    }
+
+    fn figures(&self) -> &[(&'static str, f64)] {
+        &self.figures
     }
 }
 
@@ -312,6 +326,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         op,
         first,
         last: first,
+        figures: Figures::new(),
     };
     Trainer::new(task, s, args)?.run()
 }

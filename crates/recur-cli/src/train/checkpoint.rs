@@ -11,14 +11,9 @@ use anyhow::{Result, anyhow};
 
 use super::args::TrainArgs;
 
-/// The extra strings of a checkpoint that running the model needs besides its weights: the
-/// kind of run, the class names, the vocabulary, a forecaster's spec. `recur convert` carries
-/// them into model files (`recur.extra.<key>`) and ONNX files (`metadata_props`
-/// `recur.<key>`), where `recur predict` reads them.
-pub const PREDICT_KEYS: [&str; 4] = ["kind", "classes", "vocab", "forecast"];
-
-/// The prefix of [`PREDICT_KEYS`] in an ONNX file's `metadata_props`.
-pub const ONNX_META_PREFIX: &str = "recur.";
+/// The extra strings that running the model needs besides its weights, and their prefix in
+/// ONNX `metadata_props`: the library's ([`recur::io::predict`]), which reads them back.
+pub use recur::io::predict::{ONNX_META_PREFIX, PREDICT_KEYS};
 
 /// A checkpoint read back.
 pub struct Checkpoint {

@@ -22,6 +22,7 @@ use super::args::{Source, TrainArgs};
 use super::core::Progress;
 use super::dropout_seed;
 use super::optim::describe;
+use super::report::Figures;
 use super::seq::build_model;
 use super::settings::Settings;
 use super::trainer::{Batch, Moment, Plan, Task, Trainer};
@@ -113,6 +114,8 @@ struct Classify {
     eval_every: usize,
     batch: usize,
     seed: u64,
+    /// the logs' figures of the last validation or the test
+    figures: Figures,
 }
 
 impl Task for Classify {
@@ -176,6 +179,11 @@ impl Task for Classify {
 
     fn validate(&mut self, prog: &Progress, at: &Moment) -> Result<(f64, String)> {
         let (loss, acc) = evaluate(&self.model, &self.valid)?;
+        self.figures = vec![
+            ("loss", prog.loss_sum / prog.steps.max(1) as f64),
+            ("val_loss", loss),
+            ("val_acc", acc),
+        ];
         let line = format!(
             "step {:>6}  train loss {:.5}  |grad| {:.3}  valid loss {loss:.5}  correct {:5.1}%  \
              {:.1} s",
@@ -200,7 +208,12 @@ impl Task for Classify {
             "test: {TEST_SEQUENCES} fresh sequences: loss {loss:.5}, correct {:.2}%",
             100.0 * acc
         );
+        self.figures = vec![("loss", loss), ("acc", acc)];
         Ok(())
+    }
+
+    fn figures(&self) -> &[(&'static str, f64)] {
+        &self.figures
     }
 }
 
@@ -257,6 +270,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         eval_every: s.eval_every,
         batch: s.batch_size,
         seed: s.seed,
+        figures: Figures::new(),
     };
     Trainer::new(task, s, args)?.run()
 }

@@ -97,16 +97,10 @@ pub fn run(cli: &TrainArgs) -> Result<()> {
     if s.cell == Cell::Esn {
         return esn::run(&args, &s);
     }
+    // every task logs (--log, --csv-log); only the copy task's model is saved
     let no_files = s.source.is_generated() && s.source != Source::Copy;
-    if no_files
-        && (args.checkpoint.is_some()
-            || args.resume.is_some()
-            || args.log.is_some()
-            || args.csv_log.is_some())
-    {
-        bail!(
-            "--checkpoint, --resume, --log and --csv-log are not offered for this generated task"
-        );
+    if no_files && (args.checkpoint.is_some() || args.resume.is_some()) {
+        bail!("--checkpoint and --resume are not offered for this generated task");
     }
     match s.source {
         Source::Adding | Source::Multiplication => adding::run(&args, &s),

@@ -20,6 +20,7 @@ use super::args::TrainArgs;
 use super::core::Progress;
 use super::dropout_seed;
 use super::optim::describe;
+use super::report::Figures;
 use super::seq::build_model;
 use super::settings::Settings;
 use super::trainer::{Batch, Moment, Plan, Task, Trainer};
@@ -73,6 +74,8 @@ struct Reber {
     eval_every: usize,
     batch: usize,
     seed: u64,
+    /// the logs' figures of the last validation or the test
+    figures: Figures,
 }
 
 impl Task for Reber {
@@ -126,6 +129,12 @@ impl Task for Reber {
 
     fn validate(&mut self, prog: &Progress, at: &Moment) -> Result<(f64, String)> {
         let (loss, steps, strings) = evaluate(&self.model, &self.valid)?;
+        self.figures = vec![
+            ("loss", prog.loss_sum / prog.steps.max(1) as f64),
+            ("val_loss", loss),
+            ("val_acc", steps),
+            ("val_string_acc", strings),
+        ];
         let line = format!(
             "step {:>6}  train mse {:.5}  |grad| {:.3}  valid mse {loss:.5}  steps correct \
              {:5.1}%  strings correct {:5.1}%  {:.1} s",
@@ -153,7 +162,12 @@ impl Task for Reber {
             100.0 * steps,
             100.0 * strings
         );
+        self.figures = vec![("loss", loss), ("acc", steps), ("string_acc", strings)];
         Ok(())
+    }
+
+    fn figures(&self) -> &[(&'static str, f64)] {
+        &self.figures
     }
 }
 
@@ -198,6 +212,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         eval_every: s.eval_every,
         batch: s.batch_size,
         seed: s.seed,
+        figures: Figures::new(),
     };
     Trainer::new(task, s, args)?.run()
 }

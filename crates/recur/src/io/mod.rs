@@ -7,6 +7,8 @@
 //!   ([`save_model`], [`load_model`]).
 //! - [`checkpoint`]: everything a training run needs to resume ([`save_checkpoint`],
 //!   [`load_checkpoint`]).
+//! - [`predict`]: what predicting needs besides the weights (kind, class names, a
+//!   forecaster's spec), read back from any of these files and applied to the outputs.
 //!
 //! ## One configuration schema
 //! Every file recur writes carries the stack's configuration as the same JSON, serde on
@@ -32,6 +34,7 @@ pub mod checkpoint;
 pub mod esn;
 pub mod feedback;
 pub mod model;
+pub mod predict;
 pub mod pytorch;
 
 pub use checkpoint::{
