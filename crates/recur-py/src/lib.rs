@@ -3,7 +3,8 @@
 //! Three classes cross the boundary: [`Layer`] (a recurrent stack, f32 or f64, for inference
 //! from numpy and as the engine of `recur.torch`'s modules), [`Tape`] (what a training
 //! forward keeps for the backward) and [`Stepper`] (streaming inference), plus [`Model`]
-//! (a whole sequence model from a model file or checkpoint) and [`load`]. Every call that
+//! (a whole sequence model from a model file or checkpoint, with what predicting needs
+//! besides its weights: `recur::io::predict`, the library's one reading of it) and [`load`]. Every call that
 //! computes releases the GIL. Arrays come in as numpy arrays of the layer's dtype, C
 //! contiguous: read in place (a wrong dtype is a `TypeError`, a non-contiguous array a
 //! `ValueError`); results leave as numpy arrays that take over recur's buffers, uncopied.
@@ -17,6 +18,8 @@ use numpy::{
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use recur::data::series::SeriesTable;
+use recur::io::predict::{self, PredictMeta, Role};
 use recur::io::{LoadOptions, MODEL_FORMAT, load_checkpoint, load_model, load_state_dict};
 use recur::model::{Input, ModelInput, SequenceModel};
 use recur::{Call, Float, OutputGrad, Recurrent, RecurrentConfig, State, Tensor};
@@ -41,12 +44,26 @@ fn lib_err(e: recur::Error) -> PyErr {
 /// The element types a layer computes in.
 trait Elem: Float + Element {
     const NAME: &'static str;
+    fn of_f32(v: f32) -> Self;
+    fn to_f32(self) -> f32;
 }
 impl Elem for f32 {
     const NAME: &'static str = "float32";
+    fn of_f32(v: f32) -> Self {
+        v
+    }
+    fn to_f32(self) -> f32 {
+        self
+    }
 }
 impl Elem for f64 {
     const NAME: &'static str = "float64";
+    fn of_f32(v: f32) -> Self {
+        f64::from(v)
+    }
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
 }
 
 /// A C-contiguous numpy array of `T`, borrowed in place: its values and shape.
@@ -587,6 +604,10 @@ struct Model {
     model: ModelAny,
     /// the checkpoint's or file's string metadata (recur.* keys and extras)
     metadata: Vec<(String, String)>,
+    /// what predicting needs besides the weights, read from `metadata`
+    meta: PredictMeta,
+    /// the file, for messages
+    file: String,
 }
 
 fn model_predict<'py, T: Elem>(
@@ -595,6 +616,16 @@ fn model_predict<'py, T: Elem>(
     x: &Bound<'py, PyAny>,
     lengths: Option<Vec<usize>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    to_numpy(py, model_outputs(py, m, x, lengths)?)
+}
+
+/// The head's outputs for `x` (see [`Model::predict_raw`]).
+fn model_outputs<'py, T: Elem>(
+    py: Python<'py>,
+    m: &SequenceModel<T>,
+    x: &Bound<'py, PyAny>,
+    lengths: Option<Vec<usize>>,
+) -> PyResult<Tensor<T>> {
     let run = |input: ModelInput<'_, T>| {
         let mut call = Call::new();
         if let Some(l) = &lengths {
@@ -638,7 +669,27 @@ fn model_predict<'py, T: Elem>(
             py.detach(|| run(ModelInput::Features(&t)))?
         }
     };
-    to_numpy(py, out.output)
+    Ok(out.output)
+}
+
+/// A forecaster's output for one window `x` `[window, 1, input_size]`, as f32 (the
+/// library's decoding reads f32 outputs; a float64 model's are rounded to them).
+fn forecast_outputs<T: Elem>(m: &SequenceModel<T>, x: &Tensor<f32>) -> recur::Result<Vec<f32>> {
+    let xt: Vec<T> = x.data().iter().map(|&v| <T as Elem>::of_f32(v)).collect();
+    let xt = Tensor::new(xt, x.shape())?;
+    let out = m.forward(ModelInput::Features(&xt), Call::new())?;
+    Ok(out.output.data().iter().map(|&v| v.to_f32()).collect())
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Classifier => "classifier",
+        Role::Regressor => "regressor",
+        Role::Forecaster => "forecaster",
+        Role::LanguageModel => "language_model",
+        Role::Other => "other",
+        Role::Unknown => "unknown",
+    }
 }
 
 #[pymethods]
@@ -647,7 +698,7 @@ impl Model {
     /// features of the model's dtype): `[seq_len, batch, out]` for a model that predicts at
     /// every step, `[batch, out]` for one that reads each sequence's final state.
     #[pyo3(signature = (x, lengths = None))]
-    fn predict<'py>(
+    fn predict_raw<'py>(
         &self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
@@ -658,6 +709,133 @@ impl Model {
             ModelAny::F32(m) => model_predict(py, m, x, lengths),
             ModelAny::F64(m) => model_predict(py, m, x, lengths),
         }
+    }
+
+    /// A classifier's classes for `x`: `(indices int64 [N], probabilities float64 [N, C])`,
+    /// the columns in the order of [`Model::classes`].
+    #[pyo3(signature = (x, lengths = None))]
+    fn classify<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        lengths: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<(Arr<'py>, Arr<'py>)> {
+        let Some(classes) = &self.meta.classes else {
+            return Err(RecurError::new_err(format!(
+                "{}: {}, not a classifier: it has no class probabilities",
+                self.file,
+                self.meta.role().describe()
+            )));
+        };
+        let lengths = lengths_from(lengths)?;
+        let logits: Vec<f64> = match &self.model {
+            ModelAny::F32(m) => model_outputs(py, m, x, lengths)?
+                .data()
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect(),
+            ModelAny::F64(m) => model_outputs(py, m, x, lengths)?.into_data(),
+        };
+        let c = classes.len();
+        let proba = predict::class_probabilities(&logits, c).map_err(lib_err)?;
+        let ids: Vec<i64> = predict::best_classes(&proba, c)
+            .into_iter()
+            .map(|i| i as i64)
+            .collect();
+        let n = ids.len();
+        Ok((
+            PyArray1::from_vec(py, ids).into_any(),
+            PyArray1::from_vec(py, proba).reshape([n, c])?.into_any(),
+        ))
+    }
+
+    /// A forecaster's forecast of the steps after each series' last row of a history in CSV
+    /// (a file at `path`, or the bytes `data`): `(header, series ids or None, times or None,
+    /// values float64 [series × horizon, targets])`, the rows as `recur predict` writes them.
+    #[pyo3(signature = (path = None, data = None))]
+    #[allow(clippy::type_complexity)]
+    fn forecast_csv<'py>(
+        &self,
+        py: Python<'py>,
+        path: Option<std::path::PathBuf>,
+        data: Option<Vec<u8>>,
+    ) -> PyResult<(
+        Vec<String>,
+        Option<Vec<String>>,
+        Option<Vec<String>>,
+        Arr<'py>,
+    )> {
+        let Some(spec) = &self.meta.forecast else {
+            return Err(RecurError::new_err(format!(
+                "{}: {}, not a forecaster",
+                self.file,
+                self.meta.role().describe()
+            )));
+        };
+        if path.is_some() == data.is_some() {
+            return Err(PyValueError::new_err(
+                "history: give a CSV file (path) or its bytes (data), one of them",
+            ));
+        }
+        let columns = spec.csv_columns();
+        let f = py
+            .detach(|| {
+                let table = match (&path, &data) {
+                    (Some(p), _) => SeriesTable::read_csv(p, &columns)?,
+                    (None, d) => SeriesTable::parse_csv(
+                        d.as_deref().unwrap_or_default(),
+                        "history",
+                        &columns,
+                    )?,
+                };
+                match &self.model {
+                    ModelAny::F32(m) => predict::forecast(spec, &table, |x| forecast_outputs(m, x)),
+                    ModelAny::F64(m) => predict::forecast(spec, &table, |x| forecast_outputs(m, x)),
+                }
+            })
+            .map_err(lib_err)?;
+        let (h, nt) = (spec.horizon, spec.targets.len());
+        let repeat = |each: &dyn Fn(&predict::SeriesForecast) -> Vec<String>| -> Vec<String> {
+            f.series.iter().flat_map(each).collect()
+        };
+        let ids = spec
+            .series_column
+            .as_ref()
+            .map(|_| repeat(&|s| vec![s.id.clone().unwrap_or_default(); h]));
+        let times = predict::Forecast::has_times(spec).then(|| repeat(&|s| s.times.clone()));
+        let n = f.series.len() * h;
+        let values = PyArray1::from_vec(py, f.values())
+            .reshape([n, nt])?
+            .into_any();
+        Ok((predict::Forecast::header(spec), ids, times, values))
+    }
+
+    /// What the model predicts: `classifier`, `regressor`, `forecaster`, `language_model`,
+    /// `other` (a generated task's) or `unknown` (the file records no kind).
+    #[getter]
+    fn role(&self) -> &'static str {
+        role_name(self.meta.role())
+    }
+
+    /// The kind of run the file records (`sequences`, `forecast`, `text`, ...), or None.
+    #[getter]
+    fn kind(&self) -> Option<String> {
+        self.meta.kind.clone()
+    }
+
+    /// A classifier's class names in the order of its outputs, or None.
+    #[getter]
+    fn classes(&self) -> Option<Vec<String>> {
+        self.meta.classes.clone()
+    }
+
+    /// The value of metadata key `key` (one of `recur.extra.<key>`), or None.
+    fn extra(&self, key: &str) -> Option<String> {
+        let full = format!("{}{key}", predict::SAFETENSORS_META_PREFIX);
+        self.metadata
+            .iter()
+            .find(|(k, _)| *k == full)
+            .map(|(_, v)| v.clone())
     }
 
     /// The recurrent stack alone, as a [`Layer`] (a copy).
@@ -731,6 +909,10 @@ fn load(py: Python<'_>, path: std::path::PathBuf, dtype: &str) -> PyResult<Py<Py
         .iter()
         .find(|(k, _)| k == "recur.format")
         .map(|(_, v)| v.as_str());
+    let file = path.display().to_string();
+    let predict_meta =
+        PredictMeta::from_safetensors(&file, meta.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(lib_err)?;
     let model = match format {
         Some(f) if f == recur::io::CHECKPOINT_FORMAT => {
             if f64_ {
@@ -765,6 +947,8 @@ fn load(py: Python<'_>, path: std::path::PathBuf, dtype: &str) -> PyResult<Py<Py
         Model {
             model,
             metadata: meta,
+            meta: predict_meta,
+            file,
         },
     )?
     .into_any())

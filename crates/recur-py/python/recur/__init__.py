@@ -1,7 +1,9 @@
 """recur from Python: gated recurrent networks (LSTM, GRU, RNN) on recur's CPU engine.
 
-- ``recur.load(path)``: a checkpoint or model file (a :class:`Model`), a PyTorch state_dict
-  saved as safetensors or an ONNX file holding one recurrent stack (a :class:`Recurrent`).
+- ``recur.load(path)``: a checkpoint or model file (a :class:`Model`: ``.predict`` gives
+  class names, values or, with ``.forecast``, a forecast in the data's units), a PyTorch
+  state_dict saved as safetensors or an ONNX file holding one recurrent stack (a
+  :class:`Recurrent`).
 - ``recur.LSTM``, ``recur.GRU``, ``recur.RNN``: recurrent stacks for inference from numpy,
   with ``torch.nn.LSTM``'s constructor arguments.
 - ``recur.torch``: ``LSTM``, ``GRU``, ``RNN`` as ``torch.nn.Module``s (needs torch).
@@ -15,15 +17,18 @@ carries the library's message. recur releases the GIL while it computes.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 import os
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _recur
 from ._config import config_json
-from ._recur import Layer, Model, RecurError, Stepper
+from ._recur import Layer, RecurError, Stepper
 
 __all__ = [
     "GRU", "LSTM", "Model", "RNN", "RecurError", "Recurrent", "Stepper", "load",
@@ -111,6 +116,168 @@ class Recurrent:
         return f"recur.Recurrent({self._layer.config_json}, dtype={self._layer.dtype})"
 
 
+class Model:
+    """A whole sequence model (embedding or dense input, recurrent stack, linear head) from a
+    checkpoint (``recur train --checkpoint``) or model file, with what predicting needs
+    besides its weights (the kind of run, class names, a forecaster's window, horizon and
+    scaling), read and applied by recur's library as ``recur predict`` does.
+
+    - a classifier: ``.predict(x)`` the class names, ``.predict_proba(x)`` the probabilities
+      (columns in ``.classes`` order, as scikit-learn's);
+    - a regressor: ``.predict(x)`` the values ``[N]``, in the units of the training labels;
+    - a forecaster: ``.forecast(history)`` the next H steps of each series, in the data's
+      units;
+    - any model: ``.predict_raw(x)`` the head's outputs.
+
+    ``x`` is ``[seq_len, batch, features]`` of the model's dtype (int64 token ids
+    ``[seq_len, batch]`` for a model with an embedding); ``lengths`` gives each sequence's
+    length in a padded batch.
+    """
+
+    def __init__(self, model: "_recur.Model"):
+        self._m = model
+
+    @property
+    def role(self) -> str:
+        """``"classifier"``, ``"regressor"``, ``"forecaster"``, ``"language_model"``,
+        ``"other"`` (a generated task's model) or ``"unknown"`` (the file records no kind)."""
+        return self._m.role
+
+    @property
+    def kind(self) -> Optional[str]:
+        """The kind of run the file records: ``"sequences"`` (classifier or regressor),
+        ``"forecast"``, ``"text"``, ...; None for a file without it."""
+        return self._m.kind
+
+    @property
+    def classes(self) -> Optional[List[str]]:
+        """A classifier's class names, in the order of its outputs; None otherwise."""
+        return self._m.classes
+
+    @property
+    def forecast_spec(self) -> Optional[dict]:
+        """A forecaster's spec (targets, features, time and series columns, window, horizon,
+        frequency, scaling), as recur saved it; None otherwise."""
+        spec = self._m.extra("forecast")
+        return None if spec is None else json.loads(spec)
+
+    @property
+    def config_json(self) -> str:
+        """The model's configuration as recur's JSON."""
+        return self._m.config_json
+
+    @property
+    def metadata(self) -> List[Tuple[str, str]]:
+        """The file's string metadata, sorted by key."""
+        return self._m.metadata
+
+    def rnn(self) -> Layer:
+        """The recurrent stack alone (a copy)."""
+        return self._m.rnn()
+
+    def predict_raw(self, x: np.ndarray, lengths: Optional[Sequence[int]] = None) -> np.ndarray:
+        """The head's outputs: ``[batch, out]`` for a model that reads each sequence's final
+        state, ``[seq_len, batch, out]`` for one that predicts at every step (a classifier's
+        are its logits, a forecaster's its scaled outputs)."""
+        return self._m.predict_raw(x, lengths)
+
+    def predict(self, x: np.ndarray, lengths: Optional[Sequence[int]] = None) -> np.ndarray:
+        """Predictions in the user's terms: a classifier's class names (a numpy array of
+        str, ``[N]``), a regressor's values (``[N]``, float); a language model's or a model
+        of unknown kind's head outputs (as :meth:`predict_raw`). A forecaster reads a
+        history: use :meth:`forecast`."""
+        role = self._m.role
+        if role == "classifier":
+            ids, _ = self._m.classify(x, lengths)
+            return np.asarray(self.classes)[ids]
+        if role == "forecaster":
+            raise RecurError("a forecaster predicts from a history: use .forecast(history) "
+                             "(.predict_raw gives its scaled outputs)")
+        out = self._m.predict_raw(x, lengths)
+        if role == "regressor" and out.ndim == 2 and out.shape[1] == 1:
+            return out[:, 0].copy()
+        return out
+
+    def predict_proba(self, x: np.ndarray,
+                      lengths: Optional[Sequence[int]] = None) -> np.ndarray:
+        """A classifier's class probabilities, float64 ``[N, len(classes)]``, the columns in
+        :attr:`classes` order (a softmax of the logits)."""
+        return self._m.classify(x, lengths)[1]
+
+    def forecast(self, history: Union[str, os.PathLike, Mapping[str, Any]]
+                 ) -> Dict[str, Union[np.ndarray, List[str]]]:
+        """A forecaster's next H steps after each series' last row of ``history``.
+
+        ``history`` is a CSV file (the training file's columns) or a mapping of columns
+        (a dict of lists or arrays, or anything indexable by column name such as a pandas
+        DataFrame): the target and feature columns as numbers (None or NaN is a missing
+        value), the time and series columns as the training file wrote them. It is read
+        with the training file's rules (missing values, time steps; errors name the row
+        and column).
+
+        Returns a dict of columns, as ``recur predict`` writes its CSV: the series column
+        (long format: one row per series and step), the time column continued (when it has
+        a step), then each target as float64 in the data's units; H rows per series.
+        ``pandas.DataFrame(result)`` makes it a table.
+        """
+        spec = self.forecast_spec
+        if spec is None:
+            raise RecurError(f"a {self._m.role.replace('_', ' ')}, not a forecaster: "
+                             ".forecast() needs a model trained with recur train --csv")
+        if isinstance(history, (str, os.PathLike)):
+            header, ids, times, values = self._m.forecast_csv(path=os.fspath(history))
+        else:
+            data = _history_csv(history, spec)
+            header, ids, times, values = self._m.forecast_csv(data=data)
+        out: Dict[str, Union[np.ndarray, List[str]]] = {}
+        targets = spec["targets"]
+        for name in header:
+            if name in targets:
+                out[name] = np.ascontiguousarray(values[:, targets.index(name)])
+            elif name == spec.get("series_column"):
+                out[name] = ids
+            else:
+                out[name] = times
+        return out
+
+    def __repr__(self) -> str:
+        return f"recur.Model(role={self.role!r}, {self.config_json})"
+
+
+def _cell(v) -> str:
+    """A value as a CSV cell: None and NaN empty (missing), floats by repr (exact)."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(v)
+    return str(v)
+
+
+def _history_csv(history: Mapping[str, Any], spec: dict) -> bytes:
+    """The columns of ``history`` the forecaster reads, as CSV bytes (the library reads
+    them with the training file's rules)."""
+    names = [c for c in (spec.get("series_column"), spec.get("time_column")) if c]
+    names += list(spec["targets"]) + list(spec["features"])
+    columns = []
+    for name in names:
+        try:
+            col = history[name]
+        except (KeyError, IndexError, TypeError):
+            raise RecurError(f"history: no column {name!r} (the forecaster reads "
+                             f"{', '.join(names)})") from None
+        columns.append(col.tolist() if hasattr(col, "tolist") else list(col))
+    lengths = {len(c) for c in columns}
+    if len(lengths) > 1:
+        raise RecurError(f"history: the columns have different lengths "
+                         f"({', '.join(f'{n}: {len(c)}' for n, c in zip(names, columns))})")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(names)
+    for row in zip(*columns):
+        w.writerow([_cell(v) for v in row])
+    return buf.getvalue().encode()
+
+
 def _to_numpy(v):
     if hasattr(v, "detach"):
         return v.detach().cpu().numpy()
@@ -169,11 +336,12 @@ def RNN(input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: st
 def load(path: Union[str, os.PathLike], dtype=np.float32) -> Union[Recurrent, Model]:
     """Opens a file recur or PyTorch wrote.
 
-    - a checkpoint (``recur train --checkpoint``) or model file: a :class:`Model` whose
-      ``.predict(x, lengths=None)`` returns the head's outputs;
+    - a checkpoint (``recur train --checkpoint``) or model file: a :class:`Model`
+      (``.predict``, ``.predict_proba``, ``.forecast`` in the user's terms; ``.predict_raw``
+      the head's outputs);
     - a PyTorch state_dict of an ``nn.LSTM``/``GRU``/``RNN`` in safetensors (PyTorch's
       names; recur's own exports carry the configuration), or an ONNX file holding one
       LSTM/GRU/RNN stack: a :class:`Recurrent`.
     """
     obj = _recur.load(os.fspath(path), np.dtype(dtype).name)
-    return Recurrent(obj) if isinstance(obj, Layer) else obj
+    return Recurrent(obj) if isinstance(obj, Layer) else Model(obj)
