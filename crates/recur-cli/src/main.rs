@@ -1,5 +1,10 @@
 //! `recur`: the command-line tool. This file only dispatches; each subcommand lives in
-//! `cmd/`.
+//! `cmd/`. What it prints goes through `out`'s `print!` family, which a closed pipe does not
+//! break (`recur train | head` ends quietly, exit 0, the checkpoint saved).
+
+// first: its print!, println!, eprint! and eprintln! are the ones every module below uses
+#[macro_use]
+mod out;
 
 mod cmd;
 mod limits;
@@ -86,8 +91,16 @@ fn main() -> ExitCode {
         Command::Plot(args) => cmd::plot::run(&args),
         Command::Summary(args) => cmd::summary::run(&args),
     };
+    out::flush_stdout();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => match out::failure() {
+            // standard output could not be written (a closed pipe is no failure: exit 0)
+            Some(failure) => {
+                eprintln!("error: {failure}");
+                ExitCode::FAILURE
+            }
+            None => ExitCode::SUCCESS,
+        },
         // `recur train --dry-run` printed its summary
         Err(e) if e.is::<train::DryRun>() => ExitCode::SUCCESS,
         Err(e) => {

@@ -360,7 +360,8 @@ impl<'a, T: Task> Trainer<'a, T> {
                     elapsed_s: elapsed(&self.prog),
                 };
                 reporter.step(&rec, || self.task.bar_figure(&self.prog, &b))?;
-                let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+                // a closed standard output (`recur train | head`) stops the run as Ctrl-C does
+                let interrupted = INTERRUPTED.load(Ordering::SeqCst) || crate::out::stdout_closed();
                 let step = self.prog.step;
                 match plan {
                     Plan::Epochs { .. } => {

@@ -12,9 +12,12 @@
 //! the column's name beside its number.
 //!
 //! **Missing values** are empty cells and `NA`, `N/A`, `NaN`, `null` (any case). What happens
-//! to them is [`Missing`]: an error naming the cell (the default), the row dropped, the last
-//! value carried forward, or a straight line between its neighbours. `inf` and anything that
-//! is not a number are always errors naming the cell.
+//! to them is [`Missing`], applied per series before any window is cut: an error naming the
+//! cell (the default), the row dropped (with a time column only at a series' start or end,
+//! where it leaves no gap in the time steps), the last value carried forward, or a straight
+//! line between its neighbours. Nothing is invented before a series' first value (no
+//! backfill) or, by interpolation, after its last: such a cell is an error naming it. `inf`
+//! and anything that is not a number are always errors naming the cell.
 //!
 //! **The time column** (optional) is parsed as dates (`2020-01-31`, `2020-01`, `2020/01/31`),
 //! date-times (`2020-01-31 13:00[:00]`, `T` or space) or plain numbers (years, step
@@ -39,12 +42,17 @@ pub enum Missing {
     /// An error naming the row and column.
     #[default]
     Error,
-    /// The row is left out (the time column's step check then sees a gap where a time
-    /// column is given: use it for data without one, or with `ffill` / `interpolate`).
+    /// The row is left out. With a time column, only where that leaves no gap in the time
+    /// steps: before a series' first complete row or after its last; a row between two kept
+    /// rows is an error naming it and the gap. Without a time column the rows left are read
+    /// as consecutive steps.
     Drop,
-    /// The last value of the series' column before it (an error when the first is missing).
+    /// The last value of the series' column before it (an error when the series' first value
+    /// is missing: there is no backfill).
     Ffill,
-    /// A straight line between the values before and after it (an error at either end).
+    /// A straight line between the observed values before and after it, within the series
+    /// (an error before the first observed value or after the last: no backfill, no
+    /// extrapolation).
     Interpolate,
 }
 
@@ -394,6 +402,8 @@ impl SeriesTable {
         let mut by_id: HashMap<String, usize> = HashMap::new();
         // per series: the file row of each missing value, by (row index, column)
         let mut missing: Vec<Vec<(usize, usize)>> = Vec::new();
+        // per series, under `drop`: the rows left out, with the rows kept before each
+        let mut dropped: Vec<Vec<Dropped>> = Vec::new();
         let mut record = csv::StringRecord::new();
         let mut row = 1usize;
         while reader.read_record(&mut record).map_err(parse_err)? {
@@ -420,6 +430,7 @@ impl SeriesTable {
                         file_rows: Vec::new(),
                     });
                     missing.push(Vec::new());
+                    dropped.push(Vec::new());
                     series.len() - 1
                 });
             if let (Some(i), Some(sid)) = (series_idx, &id)
@@ -474,6 +485,11 @@ impl SeriesTable {
                 }
             }
             if spec.missing == Missing::Drop && !row_missing.is_empty() {
+                dropped[s].push(Dropped {
+                    row,
+                    column: value_idx[row_missing[0]],
+                    kept_before: series[s].len(),
+                });
                 continue;
             }
             let ser = &mut series[s];
@@ -487,6 +503,9 @@ impl SeriesTable {
         }
         if series.iter().all(Series::is_empty) {
             return Err(Error::EmptyFile { file: file.into() });
+        }
+        if let Some(t) = time_idx {
+            check_drops(&series, &dropped, file, &header, &header[t])?;
         }
         for (ser, miss) in series.iter_mut().zip(&missing) {
             fill_missing(ser, miss, nc, spec.missing, file, &header, &value_idx)?;
@@ -509,7 +528,63 @@ impl SeriesTable {
     }
 }
 
-/// Fills the missing values of one series by `policy` (ffill or interpolate).
+/// A row that `drop` left out.
+struct Dropped {
+    /// its number in the file
+    row: usize,
+    /// the header index of its first missing value
+    column: usize,
+    /// how many rows of its series were kept before it
+    kept_before: usize,
+}
+
+/// Under `drop` with a time column: refuses the first row (in file order) left out between
+/// two kept rows of its series, where the time column would show a gap. Rows before a
+/// series' first complete row or after its last leave no gap.
+fn check_drops(
+    series: &[Series],
+    dropped: &[Vec<Dropped>],
+    file: &str,
+    header: &[String],
+    time_name: &str,
+) -> Result<()> {
+    let inner = series
+        .iter()
+        .zip(dropped)
+        .filter_map(|(s, d)| {
+            d.iter()
+                .find(|d| d.kept_before > 0 && d.kept_before < s.len())
+                .map(|d| (s, d))
+        })
+        .min_by_key(|(_, d)| d.row);
+    let Some((s, d)) = inner else {
+        return Ok(());
+    };
+    let (a, b) = (d.kept_before - 1, d.kept_before);
+    Err(cell_err(
+        file,
+        d.row,
+        d.column + 1,
+        &header[d.column],
+        format!(
+            "missing value; --missing drop would leave a gap in the time column `{time_name}` \
+             between `{}` (row {}) and `{}` (row {}){}; it drops rows only at a series' start \
+             or end: use --missing ffill or interpolate, or fill the value",
+            s.times[a],
+            s.file_rows[a],
+            s.times[b],
+            s.file_rows[b],
+            s.id.as_ref()
+                .map(|id| format!(" of series `{id}`"))
+                .unwrap_or_default()
+        ),
+    ))
+}
+
+/// Fills the missing values of one series by `policy` (ffill or interpolate), in time
+/// linear in the series' length: each run of missing values in a column reads the observed
+/// values on either side of it. An error names the first cell (in file order) that cannot
+/// be filled.
 fn fill_missing(
     ser: &mut Series,
     missing: &[(usize, usize)],
@@ -519,47 +594,75 @@ fn fill_missing(
     header: &[String],
     value_idx: &[usize],
 ) -> Result<()> {
+    if missing.is_empty() {
+        return Ok(());
+    }
     let rows = ser.len();
+    // the missing rows of each column, in order (`missing` is in row order)
+    let mut by_col: Vec<Vec<usize>> = vec![Vec::new(); nc];
     for &(r, k) in missing {
-        let col = value_idx[k];
-        let at = |i: usize| ser.values[i * nc + k];
-        let before = (0..r).rev().find(|&i| !at(i).is_nan());
-        let v = match policy {
-            Missing::Ffill => match before {
-                Some(i) => at(i),
-                None => {
-                    return Err(cell_err(
-                        file,
-                        ser.file_rows[r],
-                        col + 1,
-                        &header[col],
-                        "missing value with no value before it to carry forward",
-                    ));
+        by_col[k].push(r);
+    }
+    // the first cell that cannot be filled, as (row index, column index)
+    let mut unfilled: Option<(usize, usize)> = None;
+    for (k, rs) in by_col.iter().enumerate() {
+        let mut i = 0;
+        while i < rs.len() {
+            // a run of consecutive missing rows, rs[i..=j]
+            let mut j = i;
+            while j + 1 < rs.len() && rs[j + 1] == rs[j] + 1 {
+                j += 1;
+            }
+            let (first, last) = (rs[i], rs[j]);
+            let before = first.checked_sub(1);
+            let after = (last + 1 < rows).then_some(last + 1);
+            // the observed rows a run reads: ffill the one before it (twice), interpolation
+            // the ones on either side
+            let ends = match (policy, before, after) {
+                (Missing::Ffill, Some(a), _) => Some((a, a)),
+                (Missing::Interpolate, Some(a), Some(b)) => Some((a, b)),
+                (Missing::Ffill | Missing::Interpolate, ..) => None,
+                (Missing::Error | Missing::Drop, ..) => {
+                    unreachable!("rows with missing values kept")
                 }
-            },
-            Missing::Interpolate => {
-                let after = (r + 1..rows).find(|&i| !at(i).is_nan());
-                match (before, after) {
-                    (Some(a), Some(b)) => {
-                        let w = (r - a) as f64 / (b - a) as f64;
-                        at(a) + w * (at(b) - at(a))
-                    }
-                    _ => {
-                        return Err(cell_err(
-                            file,
-                            ser.file_rows[r],
-                            col + 1,
-                            &header[col],
-                            "missing value at the series' start or end, which interpolation \
-                             cannot fill",
-                        ));
-                    }
+            };
+            if let Some((a, b)) = ends {
+                let (va, vb) = (ser.values[a * nc + k], ser.values[b * nc + k]);
+                for &r in &rs[i..=j] {
+                    ser.values[r * nc + k] = if a == b {
+                        va
+                    } else {
+                        va + (r - a) as f64 / (b - a) as f64 * (vb - va)
+                    };
+                }
+            } else {
+                let cell = (first, k);
+                if unfilled.is_none_or(|u| cell < u) {
+                    unfilled = Some(cell);
                 }
             }
-            Missing::Error | Missing::Drop => unreachable!("rows with missing values kept"),
+            i = j + 1;
+        }
+    }
+    if let Some((r, k)) = unfilled {
+        let col = value_idx[k];
+        let reason = match policy {
+            Missing::Ffill => {
+                "missing value with no value before it in its series to carry forward \
+                 (ffill does not fill backward)"
+            }
+            _ => {
+                "missing value at the series' start or end, which interpolation cannot fill \
+                 (it needs an observed value on either side)"
+            }
         };
-        // interpolation reads only observed values: fill after finding both neighbours
-        ser.values[r * nc + k] = v;
+        return Err(cell_err(
+            file,
+            ser.file_rows[r],
+            col + 1,
+            &header[col],
+            reason,
+        ));
     }
     Ok(())
 }
@@ -774,21 +877,129 @@ mod tests {
         );
     }
 
+    /// Each policy on a hand-computed series: two columns, runs of missing values of each
+    /// kind of spelling, the fills exact in binary.
     #[test]
-    fn missing_policies() {
-        let csv = b"y\n1\n\n3\nNA\n7\n";
-        // a blank line is no row for the csv crate: only NA is missing here
-        let f = SeriesTable::parse_csv(csv, "f", &cols(&["y"], None, Missing::Ffill)).unwrap();
-        assert_eq!(f.series[0].values, vec![1.0, 3.0, 3.0, 7.0]);
-        let i =
-            SeriesTable::parse_csv(csv, "f", &cols(&["y"], None, Missing::Interpolate)).unwrap();
-        assert_eq!(i.series[0].values, vec![1.0, 3.0, 5.0, 7.0]);
-        let d = SeriesTable::parse_csv(csv, "f", &cols(&["y"], None, Missing::Drop)).unwrap();
-        assert_eq!(d.series[0].values, vec![1.0, 3.0, 7.0]);
-        assert_eq!(d.series[0].file_rows, vec![2, 3, 5]);
-        let e = SeriesTable::parse_csv(b"y\nNA\n1\n", "f", &cols(&["y"], None, Missing::Ffill))
-            .unwrap_err();
-        assert!(e.to_string().contains("row 2, column 1"), "{e}");
+    fn missing_policies_against_hand_computed_series() {
+        let csv = b"t,y,x\n1,0,10\n2,NA,NA\n3,,16\n4,null,n/a\n5,8,22\n";
+        let read = |time: Option<&str>, missing: Missing| {
+            let c = CsvColumns {
+                features: vec!["x".into()],
+                ..cols(&["y"], time, missing)
+            };
+            SeriesTable::parse_csv(csv, "f.csv", &c)
+        };
+        // rows [y, x]
+        let f = read(Some("t"), Missing::Ffill).unwrap();
+        assert_eq!(
+            f.series[0].values,
+            [0., 10., 0., 10., 0., 16., 0., 16., 8., 22.]
+        );
+        let i = read(Some("t"), Missing::Interpolate).unwrap();
+        assert_eq!(
+            i.series[0].values,
+            [0., 10., 2., 13., 4., 16., 6., 19., 8., 22.]
+        );
+        assert_eq!(i.series[0].file_rows, [2, 3, 4, 5, 6]);
+        // without a time column the rows left are read as consecutive steps
+        let d = read(None, Missing::Drop).unwrap();
+        assert_eq!(d.series[0].values, [0., 10., 8., 22.]);
+        assert_eq!(d.series[0].file_rows, [2, 6]);
+        // with one, a row dropped between two kept rows would be a gap: refused, named
+        let e = read(Some("t"), Missing::Drop).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "f.csv: row 3, column 2 (`y`): missing value; --missing drop would leave a gap in \
+             the time column `t` between `1` (row 2) and `5` (row 6); it drops rows only at a \
+             series' start or end: use --missing ffill or interpolate, or fill the value"
+        );
+        let e = read(Some("t"), Missing::Error).unwrap_err().to_string();
+        assert!(
+            e.starts_with("f.csv: row 3, column 2 (`y`): missing value (choose a --missing"),
+            "{e}"
+        );
+    }
+
+    /// Where a policy cannot fill: before a series' first value (no backfill), after its last
+    /// (interpolation); drop at a series' start and end with a time column, which leaves no
+    /// gap.
+    #[test]
+    fn missing_values_at_a_series_ends() {
+        let c = |missing| cols(&["y"], Some("t"), missing);
+        let lead = b"t,y\n1,NA\n2,1\n3,2\n";
+        let trail = b"t,y\n1,1\n2,2\n3,NA\n";
+        let e = SeriesTable::parse_csv(lead, "f", &c(Missing::Ffill)).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("f: row 2, column 2 (`y`): missing value with no value before it"),
+            "{e}"
+        );
+        let e = SeriesTable::parse_csv(lead, "f", &c(Missing::Interpolate)).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("f: row 2, column 2 (`y`): missing value at the series' start"),
+            "{e}"
+        );
+        let e = SeriesTable::parse_csv(trail, "f", &c(Missing::Interpolate)).unwrap_err();
+        assert!(e.to_string().starts_with("f: row 4, column 2 (`y`)"), "{e}");
+        let f = SeriesTable::parse_csv(trail, "f", &c(Missing::Ffill)).unwrap();
+        assert_eq!(f.series[0].values, [1., 2., 2.]);
+        let both = b"t,y\n1,NA\n2,1\n3,2\n4,\n5,NaN\n";
+        let d = SeriesTable::parse_csv(both, "f", &c(Missing::Drop)).unwrap();
+        assert_eq!(d.series[0].values, [1., 2.]);
+        assert_eq!(d.series[0].times, ["2", "3"]);
+        assert_eq!(d.series[0].file_rows, [3, 4]);
+        assert_eq!(d.frequency.unwrap().step, Step::Number(1.0));
+    }
+
+    /// Policies apply within each series of a long file, never across the rows of another
+    /// series that sit between.
+    #[test]
+    fn missing_values_are_filled_within_their_series() {
+        let csv = b"id,t,y\na,1,1\nb,1,10\na,2,NA\nb,2,NA\na,3,3\nb,3,30\n";
+        let c = |missing| CsvColumns {
+            series: Some("id".into()),
+            ..cols(&["y"], Some("t"), missing)
+        };
+        let i = SeriesTable::parse_csv(csv, "f", &c(Missing::Interpolate)).unwrap();
+        assert_eq!(i.get(Some("a")).unwrap().values, [1., 2., 3.]);
+        assert_eq!(i.get(Some("b")).unwrap().values, [10., 20., 30.]);
+        let f = SeriesTable::parse_csv(csv, "f", &c(Missing::Ffill)).unwrap();
+        assert_eq!(f.get(Some("a")).unwrap().values, [1., 1., 3.]);
+        assert_eq!(f.get(Some("b")).unwrap().values, [10., 10., 30.]);
+        let e = SeriesTable::parse_csv(csv, "f", &c(Missing::Drop)).unwrap_err();
+        assert!(
+            e.to_string().starts_with("f: row 4, column 3 (`y`)")
+                && e.to_string()
+                    .contains("between `1` (row 2) and `3` (row 6) of series `a`"),
+            "{e}"
+        );
+        // b's first value is missing: a's value before it is not b's
+        let csv = b"id,t,y\na,1,1\nb,1,NA\na,2,2\nb,2,20\n";
+        let e = SeriesTable::parse_csv(csv, "f", &c(Missing::Ffill)).unwrap_err();
+        assert!(e.to_string().starts_with("f: row 3, column 3 (`y`)"), "{e}");
+    }
+
+    /// A long run of missing values, filled as one run (each cell reading the two observed
+    /// values around the run, not searching for them).
+    #[test]
+    fn a_long_run_of_missing_values_is_filled() {
+        let n = 200_000;
+        let mut csv = String::from("y\n1\n");
+        csv.push_str(&"NA\n".repeat(n));
+        csv.push_str("3\n");
+        let t = SeriesTable::parse_csv(csv.as_bytes(), "f", &cols(&["y"], None, Missing::Ffill))
+            .unwrap();
+        assert!(t.series[0].values[..=n].iter().all(|&v| v == 1.0));
+        let t = SeriesTable::parse_csv(
+            csv.as_bytes(),
+            "f",
+            &cols(&["y"], None, Missing::Interpolate),
+        )
+        .unwrap();
+        let v = &t.series[0].values;
+        assert_eq!((v[0], v[n + 1]), (1.0, 3.0));
+        assert!(v.windows(2).all(|w| w[1] > w[0]));
     }
 
     #[test]
