@@ -228,7 +228,9 @@ impl<T: Float> DirSpec<'_, T> {
     /// BPTT through the direction. `dy` is the gradient of the layer output (`[rows, ld]`,
     /// this direction's columns at `off`); `dh_n`, `dc_n` those of the final states. Adds the
     /// parameter gradients into `g`, writes (or adds, per `dx_acc`) the input gradient into
-    /// `dx` (`[rows, input_size]`) and returns the initial-state gradients.
+    /// `dx` (`[rows, input_size]`) and returns the initial-state gradients. `norms`, empty or
+    /// `[rows, 1 or 2]`, records each running row's ‖dh‖ (and ‖dc‖) as step t begins
+    /// ([`super::gradnorms`]).
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
@@ -240,6 +242,7 @@ impl<T: Float> DirSpec<'_, T> {
         g: Block<&mut [T]>,
         dx: &mut [T],
         dx_acc: Accumulate,
+        norms: &mut [T],
         ws: &Workspace<T>,
     ) -> (Vec<T>, Vec<T>) {
         let (tl, bs, h, r) = (self.seq_len, self.batch, self.hidden, self.h_out);
@@ -247,6 +250,7 @@ impl<T: Float> DirSpec<'_, T> {
         let widths = self.cell.slab_widths(h);
         let packed = self.pack_backward();
         let sw = self.backward_weights(&packed);
+        let nw = norms.len() / rows.max(1); // values recorded per row: 0 (none), 1 or 2
 
         let mut dh = dh_n.to_vec();
         let mut dc = if self.has_c() {
@@ -275,9 +279,10 @@ impl<T: Float> DirSpec<'_, T> {
                 (&mut dc[..], ch),
                 (&mut dgates[..], gh),
                 (&mut dalt[..], widths.dalt),
+                (&mut norms[..], nw),
             ];
             run_parts_on(&parts, bs, slabs, |part, views| {
-                let [mut dh, mut dc, mut dgates, mut dalt] = views;
+                let [mut dh, mut dc, mut dgates, mut dalt, mut norms] = views;
                 let np = part.len();
                 let (dh, dc) = (dh.rows_mut(0, 0, np), dc.rows_mut(0, 0, np));
                 let mut scratch = vec![T::zero(); np * widths.bwd_scratch];
@@ -304,6 +309,10 @@ impl<T: Float> DirSpec<'_, T> {
                     }
                     if n == 0 {
                         continue;
+                    }
+                    if nw > 0 {
+                        let (dh, dc) = (&dh[..n * r], &dc[..n * ch]);
+                        super::gradnorms::record(norms.rows_mut(t, 0, n), n, dh, dc);
                     }
                     let (ps, cs) = (self.prev_slot(t) * bs, self.cur_slot(t) * bs);
                     // the cell's step backward: its pass over the rows, its product for dh_prev

@@ -8,6 +8,7 @@
 pub mod config;
 pub(crate) mod driver;
 mod dropout;
+mod gradnorms;
 pub(crate) mod pack;
 pub mod params;
 mod stepper;
@@ -27,6 +28,7 @@ use crate::kernel::scalar::Float;
 use crate::tensor::Tensor;
 pub use config::{BatchLayout, Bias, Direction, MAX_PARAMS, RecurrentConfig};
 use driver::DirSpec;
+pub use gradnorms::StateGradNorms;
 pub use params::{ParamInfo, ParamKind, ParamLayout};
 pub use stepper::Stepper;
 use tape::DirTape;
@@ -907,6 +909,35 @@ impl<T: Float> Recurrent<T> {
         grad: OutputGrad<'_, T>,
         param_grads: &mut [T],
     ) -> Result<InputGrad<T>> {
+        self.backward_recording(tape, grad, param_grads, None)
+    }
+
+    /// [`Recurrent::backward`], which it equals bit for bit, recording besides ‖∂L/∂h_t‖ and
+    /// ‖∂L/∂c_t‖ of every sequence at every step of every (layer, direction): how far back
+    /// in time the gradient reaches (see [`StateGradNorms`] for which derivatives these are).
+    ///
+    /// # Errors
+    /// As [`Recurrent::backward`].
+    pub fn backward_with_norms(
+        &self,
+        tape: &Tape<T>,
+        grad: OutputGrad<'_, T>,
+        param_grads: &mut [T],
+    ) -> Result<(InputGrad<T>, StateGradNorms<T>)> {
+        let ld = self.config.num_layers * self.config.direction.count();
+        let has_c = self.config.cell.has_cell_state();
+        let mut norms = StateGradNorms::zeros(ld, tape.seq_len, tape.batch, has_c);
+        let dx = self.backward_recording(tape, grad, param_grads, Some(&mut norms))?;
+        Ok((dx, norms))
+    }
+
+    fn backward_recording(
+        &self,
+        tape: &Tape<T>,
+        grad: OutputGrad<'_, T>,
+        param_grads: &mut [T],
+        mut norms: Option<&mut StateGradNorms<T>>,
+    ) -> Result<InputGrad<T>> {
         let cfg = &self.config;
         if tape.config != *cfg {
             return Err(Error::Unsupported(
@@ -989,6 +1020,8 @@ impl<T: Float> Recurrent<T> {
                 } else {
                     Accumulate::Add
                 };
+                let width = norms.as_deref().map_or(0, StateGradNorms::width);
+                let mut record = vec![T::zero(); rows * width];
                 let (dh, dc) = spec.backward(
                     x,
                     &tape.dirs[ld],
@@ -998,8 +1031,12 @@ impl<T: Float> Recurrent<T> {
                     g,
                     &mut dx,
                     acc,
+                    &mut record,
                     &self.workspace,
                 );
+                if let Some(norms) = norms.as_deref_mut() {
+                    norms.scatter(ld, &b.perm, &record);
+                }
                 Self::scatter_state(&mut dh0, ld, &b, r, &dh);
                 if cfg.cell.has_cell_state() {
                     Self::scatter_state(&mut dc0, ld, &b, h, &dc);
