@@ -46,6 +46,12 @@ enum Command {
     /// Run a trained model (checkpoint, model file or ONNX) on new data: class labels and
     /// probabilities, regression values, or a forecast from a CSV history
     Predict(cmd::predict::PredictArgs),
+    /// Record ‖∂L/∂h_t‖ against t over training (RNN, LSTM, GRU, peephole LSTM on the adding
+    /// problem): DIR/gradflow.csv and a heat map with curves, DIR/gradflow.png
+    Gradflow(cmd::gradflow::GradflowArgs),
+    /// Train several cells on one generated task under one budget and seeds: success rates,
+    /// losses, steps to solve and wall time, as a table, CSV, JSON and a plot
+    Compare(cmd::compare::CompareArgs),
     /// Time one configuration (train, infer or stream): ms per iteration, tokens/s, GFLOP/s
     Bench(cmd::bench::BenchArgs),
     /// Run ONNX models (LSTM/GRU/RNN graphs) on recur's engine, or check ONNX test cases
@@ -84,6 +90,8 @@ fn main() -> ExitCode {
         Command::Eval(args) => cmd::eval::run(&args),
         Command::Sample(args) => cmd::sample::run(&args),
         Command::Predict(args) => cmd::predict::run(&args),
+        Command::Gradflow(args) => cmd::gradflow::run(&args),
+        Command::Compare(args) => cmd::compare::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
         #[cfg(feature = "onnx")]
         Command::Onnx(cmd) => cmd::onnx::run(&cmd),

@@ -261,6 +261,170 @@ impl Figure {
     }
 }
 
+/// A heat map: one value per cell of a grid of columns (x) by rows (y), coloured by log10 of
+/// the value (viridis, the smallest positive value dark, the largest light); values that are
+/// not positive and finite are left white. A colour bar beside it reads the colours back.
+#[derive(Clone, Debug, Default)]
+pub struct HeatMap {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    /// each column's x (in order, evenly spaced)
+    pub xs: Vec<f64>,
+    /// each row's y (in order, evenly spaced, drawn bottom to top)
+    pub ys: Vec<f64>,
+    /// `[ys.len(), xs.len()]`, row by row
+    pub values: Vec<f64>,
+}
+
+/// Pixels of a heat map's colour bar.
+const COLOUR_BAR_WIDTH: u32 = 96;
+
+impl HeatMap {
+    /// log10 of the smallest and largest drawable values, apart; `None` when there are none.
+    fn log_range(&self) -> Option<(f64, f64)> {
+        let logs = self
+            .values
+            .iter()
+            .filter(|v| v.is_finite() && **v > 0.0)
+            .map(|v| v.log10());
+        let (lo, hi) = logs.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+        (lo <= hi).then(|| {
+            if hi > lo {
+                (lo, hi)
+            } else {
+                (lo - 0.5, hi + 0.5)
+            }
+        })
+    }
+
+    /// Writes the heat map with `beside` (line charts) to its right, to `path` (PNG or SVG by
+    /// its extension).
+    pub fn save_beside(&self, beside: &[Panel], path: &Path) -> Result<()> {
+        let format = format_of(path)?;
+        if self.xs.is_empty()
+            || self.ys.is_empty()
+            || self.values.len() != self.xs.len() * self.ys.len()
+        {
+            bail!(
+                "a heat map of {} × {} cells has {} values",
+                self.ys.len(),
+                self.xs.len(),
+                self.values.len()
+            );
+        }
+        let width = PANEL_WIDTH * (1 + beside.len() as u32) + COLOUR_BAR_WIDTH;
+        let size = (width, PANEL_HEIGHT);
+        register_font()?;
+        let name = path.display();
+        match format {
+            Format::Png => {
+                let root = BitMapBackend::new(path, size).into_drawing_area();
+                self.draw(beside, &root)?;
+                root.present().with_context(|| format!("{name}"))?;
+            }
+            Format::Svg => {
+                let root = SVGBackend::new(path, size).into_drawing_area();
+                self.draw(beside, &root)?;
+                root.present().with_context(|| format!("{name}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        beside: &[Panel],
+        root: &DrawingArea<DB, plotters::coord::Shift>,
+    ) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE).map_err(plot_error)?;
+        let (heat, rest) = root.split_horizontally(PANEL_WIDTH + COLOUR_BAR_WIDTH);
+        let (cells, bar) = heat.split_horizontally(PANEL_WIDTH);
+        let Some((lo, hi)) = self.log_range() else {
+            cells
+                .titled(
+                    &format!("{}: no positive values", self.title),
+                    ("sans-serif", 18),
+                )
+                .map_err(plot_error)?;
+            return Ok(());
+        };
+        let colour = |v: f64| -> RGBColor {
+            if v.is_finite() && v > 0.0 {
+                ViridisRGB.get_color_normalized(v.log10(), lo, hi)
+            } else {
+                WHITE
+            }
+        };
+        // each cell centred on its column's x and its row's y
+        let spacing = |v: &[f64]| match v {
+            [first, .., last] if last > first => (last - first) / (v.len() - 1) as f64,
+            _ => 1.0,
+        };
+        let (nx, ny) = (self.xs.len(), self.ys.len());
+        let (dx, dy) = (spacing(&self.xs), spacing(&self.ys));
+        let (x0, x1) = (self.xs[0] - dx / 2.0, self.xs[nx - 1] + dx / 2.0);
+        let (y0, y1) = (self.ys[0] - dy / 2.0, self.ys[ny - 1] + dy / 2.0);
+        let mut chart = ChartBuilder::on(&cells)
+            .caption(&self.title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc(self.x_label.as_str())
+            .y_desc(self.y_label.as_str())
+            .x_label_formatter(&|x| tick(*x))
+            .y_label_formatter(&|y| tick(*y))
+            .draw()
+            .map_err(plot_error)?;
+        let rects = self.values.iter().enumerate().map(|(k, &v)| {
+            let (x, y) = (self.xs[k % nx], self.ys[k / nx]);
+            let corners = [(x - dx / 2.0, y - dy / 2.0), (x + dx / 2.0, y + dy / 2.0)];
+            Rectangle::new(corners, colour(v).filled())
+        });
+        chart.draw_series(rects).map_err(plot_error)?;
+        // the colour bar: log10 of the value up the side, its ticks labelled with the value
+        let mut scale = ChartBuilder::on(&bar)
+            .margin_top(44)
+            .margin_bottom(52)
+            .margin_right(8)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..1.0, lo..hi)
+            .map_err(plot_error)?;
+        scale
+            .configure_mesh()
+            .disable_mesh()
+            .disable_x_axis()
+            .y_labels(6)
+            .y_label_style(("sans-serif", 13))
+            .y_label_formatter(&|y| tick(10f64.powf(*y)))
+            .draw()
+            .map_err(plot_error)?;
+        let steps = 64;
+        let strip = (0..steps).map(|k| {
+            let (a, b) = (
+                lo + (hi - lo) * k as f64 / steps as f64,
+                lo + (hi - lo) * (k + 1) as f64 / steps as f64,
+            );
+            let c: RGBColor = ViridisRGB.get_color_normalized((a + b) / 2.0, lo, hi);
+            Rectangle::new([(0.0, a), (1.0, b)], c.filled())
+        });
+        scale.draw_series(strip).map_err(plot_error)?;
+        let areas = rest.split_evenly((1, beside.len().max(1)));
+        for (panel, area) in beside.iter().zip(&areas) {
+            draw_panel(panel, area)?;
+        }
+        Ok(())
+    }
+}
+
 fn plot_error<E: std::error::Error + Send + Sync + 'static>(
     e: DrawingAreaErrorKind<E>,
 ) -> anyhow::Error {
@@ -449,6 +613,21 @@ mod tests {
         assert_eq!(f(4, 3), (3, 2));
         assert_eq!(f(6, 3), (3, 2));
         assert_eq!(f(2, 3), (2, 1));
+    }
+
+    #[test]
+    fn heat_map_colours_span_the_positive_values() {
+        let mut h = HeatMap {
+            xs: vec![0.0, 1.0],
+            ys: vec![0.0],
+            values: vec![1e-8, 1e-2],
+            ..HeatMap::default()
+        };
+        assert_eq!(h.log_range(), Some((-8.0, -2.0)));
+        h.values = vec![0.0, f64::NAN];
+        assert_eq!(h.log_range(), None);
+        h.values = vec![0.0, 10.0];
+        assert_eq!(h.log_range(), Some((0.5, 1.5)));
     }
 
     #[test]

@@ -32,7 +32,9 @@ use recur::{Call, OutputGrad, Recurrent, Tensor};
 
 use super::args::{Cell, Source, TrainArgs};
 use super::core::Progress;
+use super::gradflow::FlowRecord;
 use super::optim::describe;
+use super::outcome::Outcome;
 use super::report::Figures;
 use super::settings::Settings;
 use super::trainer::{Batch, Moment, Plan, Task, Trainer};
@@ -109,8 +111,14 @@ impl Model {
     }
 
     /// Forward and backward on one batch: adds into `grads` (`[rnn | head]`) and returns the
-    /// loss.
-    fn gradients(&self, batch: &SequenceBatch<f32>, grads: &mut [f32], seed: u64) -> Result<f32> {
+    /// loss; with `flow`, records the top layer's ‖∂L/∂h_t‖ (and ‖∂L/∂c_t‖) as that step's.
+    fn gradients(
+        &self,
+        batch: &SequenceBatch<f32>,
+        grads: &mut [f32],
+        seed: u64,
+        flow: Option<(&mut FlowRecord, usize)>,
+    ) -> Result<f32> {
         let (g_rnn, g_head) = grads.split_at_mut(self.rnn.params().len());
         let (out, tape) = self
             .rnn
@@ -124,14 +132,18 @@ impl Model {
         let mut dh_n = Tensor::zeros(out.state.h.shape());
         let top = dh_n.data().len() - dh.data().len();
         dh_n.data_mut()[top..].copy_from_slice(dh.data());
-        self.rnn.backward(
-            &tape,
-            OutputGrad {
-                h: Some(&dh_n),
-                ..Default::default()
-            },
-            g_rnn,
-        )?;
+        let grad = OutputGrad {
+            h: Some(&dh_n),
+            ..Default::default()
+        };
+        if let Some((record, step)) = flow {
+            let (_, norms) = self.rnn.backward_with_norms(&tape, grad, g_rnn)?;
+            // the top layer (forward only: the head reads no reverse direction)
+            let top = self.rnn.config().num_layers - 1;
+            record.add(step, &norms, top, &batch.lengths);
+        } else {
+            self.rnn.backward(&tape, grad, g_rnn)?;
+        }
         Ok(loss)
     }
 }
@@ -140,18 +152,21 @@ impl Model {
 fn evaluate(model: &Model, set: &SequenceBatch<f32>) -> Result<(f32, f64)> {
     let pred = model.predict(set)?;
     let mse = mse_loss(&pred, &set.target, Reduction::Mean)?;
-    let solved = pred
-        .data()
-        .iter()
-        .zip(set.target.data())
+    Ok((mse, solved_fraction(pred.data(), set.target.data())))
+}
+
+/// The fraction of predictions within [`AddingProblem::SOLVED_TOLERANCE`] of their targets
+/// (the task's criterion of a solved sequence).
+fn solved_fraction(pred: &[f32], target: &[f32]) -> f64 {
+    let solved = (pred.iter().zip(target))
         .filter(|&(&p, &y)| AddingProblem::is_solved(p, y))
         .count();
-    Ok((mse, solved as f64 / set.lengths.len() as f64))
+    solved as f64 / target.len().max(1) as f64
 }
 
 /// The adding problem: fresh batches from its generator, a fixed validation set, and a fresh
 /// test set scored at the end.
-struct Adding {
+pub struct Adding {
     model: Model,
     train: AddingProblem,
     valid: SequenceBatch<f32>,
@@ -166,6 +181,11 @@ struct Adding {
     last: (f32, f64),
     /// the logs' figures of the last validation or the test
     figures: Figures,
+    /// `recur gradflow`'s record, when asked for
+    flow: Option<FlowRecord>,
+    /// what the run measured (`recur compare`)
+    outcome: Outcome,
+    start: Instant,
 }
 
 impl Task for Adding {
@@ -201,7 +221,14 @@ impl Task for Adding {
 
     fn train_step(&mut self, prog: &Progress, grads: &mut [f32]) -> Result<Batch> {
         let batch = self.train.sample::<f32>(self.batch)?;
-        let loss = f64::from(self.model.gradients(&batch, grads, prog.step as u64)?);
+        // the batch after `updates` updates
+        let updates = prog.step - 1;
+        let flow = (self.flow.as_mut().filter(|f| f.wants(updates))).map(|f| (f, updates));
+        let loss = f64::from(
+            self.model
+                .gradients(&batch, grads, prog.step as u64, flow)?,
+        );
+        self.outcome.losses.push(loss);
         Ok(Batch {
             loss,
             loss_sum: loss,
@@ -221,6 +248,7 @@ impl Task for Adding {
             ("val_loss", f64::from(self.last.0)),
             ("val_solved", self.last.1),
         ];
+        self.outcome.valid.push((prog.step, self.last.1));
         let line = step_line(
             prog.step,
             Some(train),
@@ -235,6 +263,9 @@ impl Task for Adding {
         let test = AddingProblem::with_operation(self.seq_len, self.op, self.seed, Split::Test)?
             .sample::<f32>(TEST_SEQUENCES)?;
         let (test_mse, test_solved) = evaluate(&self.model, &test)?;
+        self.outcome.test_loss = f64::from(test_mse);
+        self.outcome.test_solved = test_solved;
+        self.outcome.elapsed_s = self.start.elapsed().as_secs_f64();
         let ((mse0, _), (last_mse, last_solved)) = (self.first, self.last);
         println!(
             "done: {} steps ({} sequences) in {elapsed_s:.1} s; valid mse {last_mse:.5} (from \
@@ -259,6 +290,26 @@ impl Task for Adding {
 
 /// Runs the adding (or the multiplication) problem.
 pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
+    Trainer::new(build(s)?, s, args)?.run()
+}
+
+/// Trains on the adding (or multiplication) problem recording the gradients' norms every
+/// `every` updates (see [`FlowRecord`]).
+pub fn gradflow(args: &TrainArgs, s: &Settings, every: usize) -> Result<FlowRecord> {
+    let mut task = build(s)?;
+    task.flow = Some(FlowRecord::new(every));
+    let task = Trainer::new(task, s, args)?.run_keep()?;
+    task.flow.context("the run's record")
+}
+
+/// Trains on the adding (or multiplication) problem and returns what it measured.
+pub fn measure(args: &TrainArgs, s: &Settings) -> Result<Outcome> {
+    let task = Trainer::new(build(s)?, s, args)?.run_keep()?;
+    Ok(task.outcome)
+}
+
+/// The task of a run, its header printed.
+fn build(s: &Settings) -> Result<Adding> {
     let steps = s.steps.unwrap_or(15_000);
     let (op, name) = match s.source {
         Source::Multiplication => (Operation::Multiply, "multiplication"),
@@ -327,8 +378,11 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         first,
         last: first,
         figures: Figures::new(),
+        flow: None,
+        outcome: Outcome::default(),
+        start,
     };
-    Trainer::new(task, s, args)?.run()
+    Ok(task)
 }
 
 /// Width of the head's input: the top layer's output, both directions.
@@ -353,4 +407,19 @@ fn step_line(
          solved {:5.1}%  {secs:6.1} s",
         100.0 * solved
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The adding problem's criterion: a sequence is solved when the prediction is within
+    /// 0.04 of its target.
+    #[test]
+    fn a_sequence_is_solved_within_the_tolerance() {
+        let target = [0.5f32, 0.5, 0.5, 0.5];
+        assert_eq!(solved_fraction(&[0.5, 0.539, 0.461, 0.7], &target), 0.75);
+        assert_eq!(solved_fraction(&[0.541, 0.459, 0.0, 1.0], &target), 0.0);
+        assert_eq!(solved_fraction(&[], &[]), 0.0);
+    }
 }

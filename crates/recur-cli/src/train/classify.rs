@@ -22,6 +22,7 @@ use super::args::{Source, TrainArgs};
 use super::core::Progress;
 use super::dropout_seed;
 use super::optim::describe;
+use super::outcome::Outcome;
 use super::report::Figures;
 use super::seq::build_model;
 use super::settings::Settings;
@@ -105,7 +106,7 @@ fn evaluate(model: &SequenceModel<f32>, set: &[ClassBatch<f32>]) -> Result<(f64,
 }
 
 /// A generated classification task.
-struct Classify {
+pub struct Classify {
     model: SequenceModel<f32>,
     train: Generator,
     valid: Vec<ClassBatch<f32>>,
@@ -116,6 +117,9 @@ struct Classify {
     seed: u64,
     /// the logs' figures of the last validation or the test
     figures: Figures,
+    /// what the run measured (`recur compare`)
+    outcome: Outcome,
+    start: Instant,
 }
 
 impl Task for Classify {
@@ -157,6 +161,7 @@ impl Task for Classify {
             1.0f32,
         )?;
         self.model.backward(&tape, &ce.grad, grads)?;
+        self.outcome.losses.push(f64::from(ce.loss));
         let n = b.class.len();
         Ok(Batch {
             loss: f64::from(ce.loss),
@@ -184,6 +189,7 @@ impl Task for Classify {
             ("val_loss", loss),
             ("val_acc", acc),
         ];
+        self.outcome.valid.push((prog.step, acc));
         let line = format!(
             "step {:>6}  train loss {:.5}  |grad| {:.3}  valid loss {loss:.5}  correct {:5.1}%  \
              {:.1} s",
@@ -199,6 +205,9 @@ impl Task for Classify {
     fn finish(&mut self, prog: &Progress, elapsed_s: f64) -> Result<()> {
         let test = draw_set(&mut self.test, TEST_SEQUENCES)?;
         let (loss, acc) = evaluate(&self.model, &test)?;
+        self.outcome.test_loss = loss;
+        self.outcome.test_solved = acc;
+        self.outcome.elapsed_s = self.start.elapsed().as_secs_f64();
         println!(
             "done: {} steps ({} sequences) in {elapsed_s:.1} s",
             prog.step,
@@ -219,6 +228,17 @@ impl Task for Classify {
 
 /// Runs a generated classification task.
 pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
+    Trainer::new(build(s)?, s, args)?.run()
+}
+
+/// Trains on a generated classification task and returns what it measured.
+pub fn measure(args: &TrainArgs, s: &Settings) -> Result<Outcome> {
+    let task = Trainer::new(build(s)?, s, args)?.run_keep()?;
+    Ok(task.outcome)
+}
+
+/// The task of a run, its header printed.
+fn build(s: &Settings) -> Result<Classify> {
     if s.bidirectional {
         bail!("--bidirectional: these tasks' heads read the last step of the forward state");
     }
@@ -271,6 +291,8 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         batch: s.batch_size,
         seed: s.seed,
         figures: Figures::new(),
+        outcome: Outcome::default(),
+        start,
     };
-    Trainer::new(task, s, args)?.run()
+    Ok(task)
 }

@@ -29,6 +29,7 @@ use recur::model::{Esn, EsnConfig, EsnData, OutputForm};
 
 use super::adding::{TEST_SEQUENCES, VALID_SEQUENCES};
 use super::args::{Source, TrainArgs};
+use super::outcome::Outcome;
 use super::reber::{TEST_STRINGS, VALID_STRINGS};
 use super::seq::{COPY_TEST, load_sets, read_sequences};
 use super::settings::Settings;
@@ -292,6 +293,8 @@ fn labelled(args: &TrainArgs, s: &Settings) -> Result<Data> {
 struct Figures {
     mse: f64,
     figure: String,
+    /// the fraction of sequences solved (adding, multiplication) or correct (classes)
+    solved: Option<f64>,
 }
 
 fn score(esn: &Esn, parts: &[Part]) -> Result<Figures> {
@@ -367,6 +370,7 @@ fn score(esn: &Esn, parts: &[Part]) -> Result<Figures> {
         }
     }
     let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
+    let solved = matches!(kind, "solved" | "correct").then(|| hits as f64 / total.max(1) as f64);
     let figure = match kind {
         "solved" => format!("solved {:.2}%", pct(hits, total)),
         "correct" => format!("correct {:.2}%", pct(hits, total)),
@@ -385,6 +389,7 @@ fn score(esn: &Esn, parts: &[Part]) -> Result<Figures> {
     Ok(Figures {
         mse: sq / count.max(1) as f64,
         figure,
+        solved,
     })
 }
 
@@ -416,6 +421,29 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
             "--cell esn: --resume and --log are not offered (the readout is fitted in one solve)"
         );
     }
+    let (esn, data, _) = fit(args, s)?;
+    if let Some(path) = &args.checkpoint {
+        save(&esn, path, args, &data)?;
+        println!("saved to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Fits an ESN on a generated task and returns what it measured (`recur compare`): no
+/// training curve, the test set's mean squared error and the fraction of it solved.
+pub fn measure(args: &TrainArgs, s: &Settings) -> Result<Outcome> {
+    let start = Instant::now();
+    let (_, _, test) = fit(args, s)?;
+    Ok(Outcome {
+        test_loss: test.mse,
+        test_solved: test.solved.unwrap_or(f64::NAN),
+        elapsed_s: start.elapsed().as_secs_f64(),
+        ..Outcome::default()
+    })
+}
+
+/// Draws the reservoir, fits the readout and scores it, printing each figure.
+fn fit(args: &TrainArgs, s: &Settings) -> Result<(Esn, Data, Figures)> {
     let start = Instant::now();
     let data = data_of(args, s, s.esn.sequences)?;
     let e = &s.esn;
@@ -464,11 +492,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         line(&format!("test: {n_test} sequences"), &test),
         start.elapsed().as_secs_f64()
     );
-    if let Some(path) = &args.checkpoint {
-        save(&esn, path, args, &data)?;
-        println!("saved to {}", path.display());
-    }
-    Ok(())
+    Ok((esn, data, test))
 }
 
 /// The batches as the library's fit reads them.

@@ -28,6 +28,8 @@
 //! | `classify`   | tasks: temporal order and timing (a class after each generated sequence) |
 //! | `esn`        | `--cell esn`: the echo state network's closed-form fit on any of the tasks |
 //! | `reber`      | task: the embedded Reber grammar (next-symbol prediction)              |
+//! | `gradflow`   | `recur gradflow`'s record of ‖∂L/∂h_t‖ against t over training          |
+//! | `outcome`    | what a run measured and when it succeeds (`recur compare`)             |
 //! | `lm`         | task: language models on a text (TBPTT); perplexity, eval              |
 //! | `seq`        | tasks: labelled sequences (one output each) and the copy task          |
 //! | `forecast`   | task: forecasting the next H rows of CSV series from the last W         |
@@ -45,8 +47,10 @@ pub mod classify;
 pub mod core;
 pub mod esn;
 pub mod forecast;
+pub mod gradflow;
 pub mod lm;
 pub mod optim;
+pub mod outcome;
 pub mod reber;
 pub mod report;
 pub mod seq;

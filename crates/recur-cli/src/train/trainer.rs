@@ -296,7 +296,12 @@ impl<'a, T: Task> Trainer<'a, T> {
     }
 
     /// Runs to the end, to `--steps` or to Ctrl-C, then the task's test.
-    pub fn run(mut self) -> Result<()> {
+    pub fn run(self) -> Result<()> {
+        self.run_keep().map(drop)
+    }
+
+    /// [`Trainer::run`], giving the task back with what it recorded.
+    pub fn run_keep(mut self) -> Result<T> {
         let s = self.s;
         let plan = self.task.plan();
         let (epochs, total) = match plan {
@@ -433,7 +438,8 @@ impl<'a, T: Task> Trainer<'a, T> {
         if !test.figures.is_empty() {
             reporter.record(&test)?;
         }
-        reporter.finish()
+        reporter.finish()?;
+        Ok(self.task)
     }
 
     /// Records validation loss `loss` against the best so far; with `--early-stopping`, keeps
