@@ -289,13 +289,12 @@ impl HeatMap {
             .filter(|v| v.is_finite() && **v > 0.0)
             .map(|v| v.log10());
         let (lo, hi) = logs.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
-        (lo <= hi).then(|| {
-            if hi > lo {
-                (lo, hi)
-            } else {
-                (lo - 0.5, hi + 0.5)
-            }
-        })
+        let widened = if hi > lo {
+            (lo, hi)
+        } else {
+            (lo - 0.5, hi + 0.5)
+        };
+        (lo <= hi).then_some(widened)
     }
 
     /// Writes the heat map with `beside` (line charts) to its right, to `path` (PNG or SVG by

@@ -6,8 +6,11 @@ mod common;
 
 use common::{ok, one_line_error, p, scratch};
 
-/// The record of `gradflow.csv`: (train_step, t, ‖∂L/∂h_t‖, ‖∂L/∂c_t‖ if any), and the header.
-fn read_record(path: &std::path::Path) -> (String, Vec<(usize, usize, f64, Option<f64>)>) {
+/// One line of `gradflow.csv`: train_step, t, ‖∂L/∂h_t‖, ‖∂L/∂c_t‖ if any.
+type Line = (usize, usize, f64, Option<f64>);
+
+/// The header and lines of `gradflow.csv`.
+fn read_record(path: &std::path::Path) -> (String, Vec<Line>) {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
     let header = lines.next().unwrap().to_string();
