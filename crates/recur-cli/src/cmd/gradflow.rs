@@ -103,10 +103,8 @@ fn picture(record: &FlowRecord, title: &str) -> HeatMap {
 fn curves(record: &FlowRecord) -> Vec<Panel> {
     let mut panel = Panel::new("‖∂L/∂h_t‖ (‖∂L/∂c_t‖ dashed)", "t", "norm (log)");
     panel.log_y = true;
-    let n = record.rows.len();
-    let mut picks: Vec<usize> = (0..CURVES.min(n))
-        .map(|k| k * (n - 1) / (CURVES - 1).max(1))
-        .collect();
+    let (n, m) = (record.rows.len(), CURVES.min(record.rows.len()));
+    let mut picks: Vec<usize> = (0..m).map(|k| k * (n - 1) / (m - 1).max(1)).collect();
     picks.dedup();
     for (colour, &i) in picks.iter().enumerate() {
         let row = &record.rows[i];
