@@ -203,7 +203,7 @@ fn bad_settings_are_one_line_errors() {
         &["train", "--task", "temporal-order", "--seq-len", "5"],
         &["train", "--task", "timing", "--seq-len", "1"],
         &["train", "--task", "timing", "--epochs", "2"],
-        &["train", "--task", "reber", "--log", "x.jsonl"],
+        &["train", "--task", "reber", "--checkpoint", "x.safetensors"],
         &["train", "--spectral-radius", "0.5"],
         &["train", "--cell", "esn", "--num-layers", "2"],
         &["train", "--cell", "esn", "--ridge", "-1"],
