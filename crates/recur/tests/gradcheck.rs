@@ -984,6 +984,64 @@ fn lstm_every_option() {
     );
 }
 
+/// The layer-normalised LSTM (haste's LayerNormLSTM): every parameter (the norms' gains and
+/// bias included), the input and both initial states, alone and with every other option.
+#[test]
+fn lstm_layer_norm() {
+    let ln = |cell: LstmCell| {
+        lstm(LstmCell {
+            layer_norm: true,
+            ..cell
+        })
+    };
+    let plain = || ln(LstmCell::default());
+    run_group(
+        "lstm layer norm",
+        &[
+            case("lstm_layer_norm", plain()),
+            case("lstm_layer_norm_no_bias", plain()).no_bias(),
+            case("lstm_layer_norm_hidden_5", plain()).hidden(5),
+            case(
+                "lstm_layer_norm_peephole_ifo",
+                ln(LstmCell {
+                    peepholes: peepholes("ifo"),
+                    ..Default::default()
+                }),
+            ),
+            case(
+                "lstm_layer_norm_coupled_peephole_io",
+                ln(LstmCell {
+                    peepholes: peepholes("io"),
+                    input_forget: InputForget::Coupled,
+                    ..Default::default()
+                }),
+            ),
+            case(
+                "lstm_layer_norm_activations_tanh_sigmoid_tanh",
+                ln(LstmCell {
+                    activations: LstmActivations {
+                        gate: Activation::Tanh,
+                        cell: Activation::Sigmoid,
+                        hidden: Activation::Tanh,
+                    },
+                    ..Default::default()
+                }),
+            ),
+            case("lstm_layer_norm_2_layers_ragged_bidirectional", plain())
+                .layers(2)
+                .direction(Direction::Bidirectional)
+                .input(2)
+                .ragged(),
+            case("lstm_layer_norm_reverse_batch_first", plain())
+                .direction(Direction::Reverse)
+                .batch_first(),
+            case("lstm_layer_norm_rec_dropout_2_layers", plain())
+                .layers(2)
+                .recurrent_dropout(0.3),
+        ],
+    );
+}
+
 #[test]
 fn gru_every_option() {
     let swapped = |reset| {

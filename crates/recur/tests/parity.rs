@@ -2,7 +2,8 @@
 //! with the independent references of the cells PyTorch lacks (`fixtures/reference`: explicit
 //! torch ops whose forward was checked against onnxruntime; among them ONNX's other
 //! activations and its gate pre-activation clip). Outputs, final states and every
-//! gradient. The fixtures and their generator: scripts/gen_fixtures.py.
+//! gradient. The fixtures and their generator: scripts/gen_fixtures.py (the layer-normalised
+//! cells': scripts/gen_layer_norm_fixtures.py).
 
 mod common;
 
@@ -90,6 +91,13 @@ fn check_folder(folder: &str) {
 #[test]
 fn pytorch_parity_outputs_states_and_every_gradient() {
     check_folder("pytorch");
+}
+
+/// The layer-normalised LSTM against a torch.nn.Module written with nn.LayerNorm
+/// (scripts/gen_layer_norm_fixtures.py).
+#[test]
+fn layer_norm_parity_with_a_torch_module() {
+    check_folder("layer_norm");
 }
 
 #[test]

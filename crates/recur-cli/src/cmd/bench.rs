@@ -67,6 +67,9 @@ pub struct BenchArgs {
     /// LSTM with all three peepholes (Gers & Schmidhuber 2000; recur only, PyTorch has none)
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     pub peepholes: bool,
+    /// Layer-normalised LSTM (Ba et al. 2016, haste's LayerNormLSTM; recur only)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
+    pub layer_norm: bool,
     /// What to time [default: train, then infer]
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
@@ -115,10 +118,11 @@ impl Cell {
         }
     }
 
-    fn kind(self, proj_size: usize, peepholes: bool) -> CellKind {
+    fn kind(self, proj_size: usize, peepholes: bool, layer_norm: bool) -> CellKind {
         match self {
             Cell::Lstm => CellKind::Lstm(LstmCell {
                 proj_size,
+                layer_norm,
                 peepholes: if peepholes {
                     Peepholes::ALL
                 } else {
@@ -177,6 +181,14 @@ impl BenchArgs {
         ensure!(
             !self.peepholes || self.cell == Cell::Lstm,
             "--peepholes needs --cell lstm"
+        );
+        ensure!(
+            !self.layer_norm || self.cell == Cell::Lstm,
+            "--layer-norm needs --cell lstm"
+        );
+        ensure!(
+            !(self.layer_norm && self.proj_size > 0),
+            "--layer-norm: a layer-normalised LSTM has no projection (--proj-size 0)"
         );
         if self.proj_size > 0 {
             ensure!(
@@ -248,7 +260,7 @@ impl BenchArgs {
 
     fn config(&self) -> RecurrentConfig {
         RecurrentConfig {
-            cell: self.cell.kind(self.proj_size, self.peepholes),
+            cell: self.cell.kind(self.proj_size, self.peepholes, self.layer_norm),
             input_size: self.input_size,
             hidden_size: self.hidden_size,
             num_layers: self.num_layers,
@@ -483,6 +495,7 @@ fn report(args: &BenchArgs, mode: Mode, threads: usize, timing: &Timing) {
             obj["workspace_bytes"] = json!(bytes);
         }
         obj["peepholes"] = json!(args.peepholes);
+        obj["layer_norm"] = json!(args.layer_norm);
         obj["bf16"] = json!(args.bf16);
         println!("{obj}");
     } else {
@@ -504,7 +517,7 @@ fn report(args: &BenchArgs, mode: Mode, threads: usize, timing: &Timing) {
             None => tape,
         };
         println!(
-            "recur {:<6} {:<4} T={} B={} I={} H={} L={} D={} P={}{}{}{}{} threads={}: \
+            "recur {:<6} {:<4} T={} B={} I={} H={} L={} D={} P={}{}{}{}{}{} threads={}: \
              {ms:10.4} ms/iter{step} {tokens_per_s:12.0} tokens/s {gflops:8.2} GFLOP/s{tape}",
             mode.name(),
             args.cell.name(),
@@ -516,6 +529,7 @@ fn report(args: &BenchArgs, mode: Mode, threads: usize, timing: &Timing) {
             if args.bidirectional { 2 } else { 1 },
             args.proj_size,
             if args.peepholes { " peepholes" } else { "" },
+            if args.layer_norm { " layer_norm" } else { "" },
             if args.bf16 { " bf16" } else { "" },
             if args.ragged { " ragged" } else { "" },
             if args.recurrent_dropout > 0.0 {

@@ -161,13 +161,14 @@ fn check_resumed_flags(
             .map_or_else(String::new, |p| p.get_name().to_owned())
     }
     type Show = fn(&Settings) -> String;
-    let model_flags: [(&str, Show); 10] = [
+    let model_flags: [(&str, Show); 11] = [
         ("cell", |s| name(s.cell)),
         ("hidden-size", |s| s.hidden_size.to_string()),
         ("num-layers", |s| s.num_layers.to_string()),
         ("bidirectional", |s| s.bidirectional.to_string()),
         ("proj-size", |s| s.proj_size.to_string()),
         ("peepholes", |s| s.peepholes.to_string()),
+        ("layer-norm", |s| s.layer_norm.to_string()),
         ("embedding-size", |s| s.embedding_size.to_string()),
         ("tied", |s| s.tied.to_string()),
         ("level", |s| name(s.level)),
@@ -375,11 +376,21 @@ pub fn init_uniform(params: &mut [f32], range: f64, seed: u64) {
 }
 
 /// The run's initialisation of a fresh model: `--init-range` (uniform ±x over every
-/// parameter), then `--chrono-init`, then `--forget-bias`.
+/// weight; layer-norm gains and biases keep their ones and zeros), then `--chrono-init`, then
+/// `--forget-bias`.
 pub fn initialise(model: &mut SequenceModel<f32>, s: &Settings) -> Result<()> {
     if s.init_range > 0.0 {
         let mut p = model.params();
+        let kept = p.clone();
         init_uniform(&mut p, s.init_range, s.seed);
+        // the norms' parameters, as the recurrent stack initialised them
+        let start = rnn_offset(model)?;
+        for e in model.rnn().layout().entries() {
+            if e.kind.row().init != recur::layer::params::Init::Uniform {
+                let r = start + e.offset..start + e.offset + e.len;
+                p[r.clone()].copy_from_slice(&kept[r]);
+            }
+        }
         model.set_params(&p)?;
     }
     apply_chrono_init(model, s)?;
@@ -389,6 +400,17 @@ pub fn initialise(model: &mut SequenceModel<f32>, s: &Settings) -> Result<()> {
     Ok(())
 }
 
+/// Where the recurrent stack's parameters start in the model's flat buffer.
+fn rnn_offset(model: &SequenceModel<f32>) -> Result<usize> {
+    model
+        .param_layout()
+        .iter()
+        .filter(|p| p.name.starts_with("rnn."))
+        .map(|p| p.offset)
+        .min()
+        .context("the model has no recurrent parameters")
+}
+
 /// Chrono initialisation of the model's recurrent stack ([`recur::Recurrent::chrono_init`]),
 /// seeded from the run's seed; a no-op when `--chrono-init` is off.
 pub fn apply_chrono_init(model: &mut SequenceModel<f32>, s: &Settings) -> Result<()> {
@@ -396,13 +418,7 @@ pub fn apply_chrono_init(model: &mut SequenceModel<f32>, s: &Settings) -> Result
         return Ok(());
     }
     let mut flat = model.params();
-    let start = model
-        .param_layout()
-        .iter()
-        .filter(|p| p.name.starts_with("rnn."))
-        .map(|p| p.offset)
-        .min()
-        .context("the model has no recurrent parameters")?;
+    let start = rnn_offset(model)?;
     let len = model.rnn().params().len();
     let mut rnn = recur::Recurrent::from_params(
         model.rnn().config().clone(),

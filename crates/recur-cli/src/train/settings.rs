@@ -39,6 +39,7 @@ pub struct Settings {
     pub bidirectional: bool,
     pub proj_size: usize,
     pub peepholes: bool,
+    pub layer_norm: bool,
     pub embedding_size: usize,
     pub dropout: f64,
     pub embedding_dropout: f64,
@@ -254,6 +255,7 @@ impl Settings {
             bidirectional: a.bidirectional.unwrap_or(false),
             proj_size: a.proj_size.unwrap_or(0),
             peepholes: a.peepholes.unwrap_or(false),
+            layer_norm: a.layer_norm.unwrap_or(false),
             embedding_size: a.embedding_size.unwrap_or(hidden_size),
             dropout: a.dropout.unwrap_or(0.0),
             embedding_dropout: a.embedding_dropout.unwrap_or(0.0),
@@ -414,6 +416,12 @@ impl Settings {
         if self.peepholes && self.cell != Cell::Lstm {
             bail!("--peepholes is an LSTM option");
         }
+        if self.layer_norm && self.cell != Cell::Lstm {
+            bail!("--layer-norm is an LSTM option");
+        }
+        if self.layer_norm && self.proj_size > 0 {
+            bail!("--layer-norm: a layer-normalised LSTM has no projection (--proj-size 0)");
+        }
         if self.tied {
             if self.source != Source::Text {
                 bail!("--tied ties a language model's embedding and output weights");
@@ -440,6 +448,7 @@ impl Settings {
             if self.peepholes {
                 lstm.peepholes = Peepholes::ALL;
             }
+            lstm.layer_norm = self.layer_norm;
         }
         RecurrentConfig {
             cell,

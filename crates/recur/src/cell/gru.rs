@@ -502,12 +502,14 @@ pub(crate) fn recurrent_grad<'a, T>(
 ) -> RecurrentGrad<'a, T> {
     match cell.reset {
         ResetPlacement::AfterMatmul => RecurrentGrad {
-            dq: Some(s.dalt),
+            dq: Some((s.dalt, 3 * hidden)),
             other: None,
+            bias: None,
         },
         ResetPlacement::BeforeMatmul => RecurrentGrad {
             dq: None,
             other: Some((2 * hidden, s.aux)),
+            bias: None,
         },
     }
 }

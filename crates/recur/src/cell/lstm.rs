@@ -39,9 +39,34 @@
 //!
 //! Recurrent dropout: (1) reads `m ⊙ h_prev` (projected: m has P entries); (1)ᵀ gives
 //! dh_prev = m ⊙ (da W_hh) and dW_hh += daᵀ (m ⊙ h_prev).
+//!
+//! Layer norm (`layer_norm`; Ba et al. 2016, as haste's `LayerNormLSTM`): LN(v; γ, β) =
+//! γ ⊙ (v − μ)/√(σ² + ε) + β with μ, σ² the mean and (biased) variance of v's own entries and
+//! ε = [`super::LAYER_NORM_EPS`]; each batch row is normalised on its own. (1) and (7) become
+//! ```text
+//! (1) a = LN(W_ih x; γ_ih) + LN(W_hh h_prev; γ_hh) + b_ih + b_hh   (each norm over all 4H)
+//! (7) m = o ⊙ act_h(LN(c; γ_c, β_c))                                (over the H values of c)
+//! ```
+//! (haste has one bias b where PyTorch's layout has b_ih + b_hh; its input and recurrent norms
+//! have gains only). The input projection carries no bias (the biases come after the norms),
+//! the recurrent product is written to scratch, and the row pass normalises both, keeping
+//! x̂, q̂, ĉ and the three 1/√(σ² + ε) (`aux`). Backward, with da of (6)ᵀ…(2)ᵀ:
+//! ```text
+//! (7)ᵀ dy_c = dm ⊙ o ⊙ act_h'(·);  dγ_c += dy_c ⊙ ĉ;  dβ_c += dy_c;
+//!      dc += LN'(dy_c ⊙ γ_c; ĉ)                   LN'(d; v̂) = (d − mean(d) − v̂ mean(d ⊙ v̂))/√(σ² + ε)
+//! (1)ᵀ db_ih = db_hh += Σ da;  dγ_ih += da ⊙ x̂;  dγ_hh += da ⊙ q̂;
+//!      dz_x = LN'(da ⊙ γ_ih; x̂) → dX, dW_ih;  dz_h = LN'(da ⊙ γ_hh; q̂) → dh_prev, dW_hh
+//! ```
+//! The backward keeps da, dz_h and dy_c (`dalt`) for the weight gradients after the loop;
+//! `dgates` holds dz_x, which is what the input projection sees.
 
-use super::ParamKind::{PeepholeF, PeepholeI, PeepholeO, WeightHr};
-use super::{Block, BwdStep, FwdStep, SlabWidths, Slabs, StepWeights};
+use super::ParamKind::{
+    BetaC, BiasHh, BiasIh, GammaC, GammaHh, GammaIh, PeepholeF, PeepholeI, PeepholeO, WeightHr,
+};
+use super::{
+    Block, BwdStep, FwdStep, RecurrentGrad, SlabWidths, Slabs, StepWeights, normalize,
+    normalize_backward,
+};
 use crate::error::{Result, config_err};
 use crate::kernel::activation::Activation;
 use crate::kernel::scalar::Float;
@@ -117,6 +142,10 @@ pub struct LstmCell {
     /// ONNX `clip`: every gate pre-activation clamped to [−clip, clip] (finite, > 0); `None`
     /// = off (PyTorch).
     pub clip: Option<f64>,
+    /// Layer normalisation (Ba et al. 2016, haste's `LayerNormLSTM`) of the input and
+    /// recurrent products and of the cell state (see the module docs); adds the tensors
+    /// `gamma_ih`, `gamma_hh`, `gamma_c`, `beta_c`. Default off (PyTorch).
+    pub layer_norm: bool,
 }
 
 impl LstmCell {
@@ -128,6 +157,12 @@ impl LstmCell {
                     "must be smaller than hidden_size ({hidden_size}), got {}",
                     self.proj_size
                 ),
+            ));
+        }
+        if self.layer_norm && self.proj_size > 0 {
+            return Err(config_err(
+                "layer_norm",
+                "a layer-normalised LSTM has no projection (proj_size must be 0)",
             ));
         }
         if self.input_forget == InputForget::Coupled && self.peepholes.forget {
@@ -142,6 +177,18 @@ impl LstmCell {
 
 pub(crate) fn slab_widths(cell: &LstmCell, hidden: usize) -> SlabWidths {
     let p = cell.proj_size;
+    if cell.layer_norm {
+        // (no projection) aux: act_h(LN(c)), ĉ, x̂, q̂ and three 1/√(σ² + ε);
+        // dalt: da, dz_h, dy_c; forward scratch: W_hh h_prev
+        return SlabWidths {
+            aux: 10 * hidden + 3,
+            keep: if cell.clip.is_some() { 4 * hidden } else { 0 },
+            m: 0,
+            dalt: 9 * hidden,
+            fwd_scratch: 4 * hidden,
+            bwd_scratch: 0,
+        };
+    }
     SlabWidths {
         aux: hidden, // act_h(c)
         keep: if cell.clip.is_some() { 4 * hidden } else { 0 },
@@ -161,6 +208,14 @@ pub(crate) fn forward_product<T: Float>(
 ) {
     let (n, h, r) = (s.n, w.hidden, w.h_out);
     match k {
+        // layer norm: q = h_prev W_hhᵀ into scratch, normalised by the row pass
+        0 if cell.layer_norm => matmul(
+            s.scratch,
+            4 * h,
+            Mat::rows(s.h_rec, n, r, r),
+            w.w_hh_t,
+            Accumulate::Overwrite,
+        ),
         // (1) a += h_prev W_hhᵀ (recurrent dropout: (m ⊙ h_prev) W_hhᵀ)
         0 => matmul(
             s.gates,
@@ -192,37 +247,98 @@ pub(crate) fn forward_rows<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
         (s.h, r)
     };
     let keep_w = if cell.clip.is_some() { gh } else { 0 };
+    let ln = cell.layer_norm.then(|| Norms::of(w));
+    let (aux_w, q_w) = if ln.is_some() { (10 * h + 3, gh) } else { (h, 0) };
     for row in 0..s.n {
         let rows = |w: usize| row * w..(row + 1) * w;
+        let a = &mut s.gates[rows(gh)];
+        let aux = &mut s.aux[rows(aux_w)];
+        if let Some(ln) = &ln {
+            // (1) a = LN(W_ih x) + LN(W_hh h_prev) + b_ih + b_hh
+            ln.gates(a, &s.scratch[rows(q_w)], &mut aux[2 * h..]);
+        }
         forward_row(
             cell,
             peeps,
+            ln.as_ref(),
             &s.c_prev[rows(h)],
-            &mut s.gates[rows(gh)],
+            a,
             &mut s.c[rows(h)],
-            &mut s.aux[rows(h)],
+            aux,
             &mut ms[rows(mw)],
             &mut s.keep[rows(keep_w)],
         );
     }
 }
 
+/// A layer-normalised LSTM's norm parameters (module docs).
+struct Norms<'a, T> {
+    g_ih: &'a [T],
+    g_hh: &'a [T],
+    g_c: &'a [T],
+    b_c: &'a [T],
+    b_ih: Option<&'a [T]>,
+    b_hh: Option<&'a [T]>,
+}
+
+impl<'a, T: Float> Norms<'a, T> {
+    fn of(w: &StepWeights<'a, T>) -> Self {
+        let p = &w.params;
+        let get = |k| p.get(k).expect("a layer-normalised LSTM has its norm parameters");
+        Self {
+            g_ih: get(GammaIh),
+            g_hh: get(GammaHh),
+            g_c: get(GammaC),
+            b_c: get(BetaC),
+            b_ih: p.get(BiasIh),
+            b_hh: p.get(BiasHh),
+        }
+    }
+
+    /// (1) of one row: in, `a` = W_ih x and `q` = W_hh h_prev; out, the pre-activations in
+    /// `a`, and in `saved` x̂ `[4H]`, q̂ `[4H]` and then (after ĉ's slot) the two 1/√(σ² + ε).
+    #[inline]
+    fn gates(&self, a: &mut [T], q: &[T], saved: &mut [T]) {
+        let gh = a.len();
+        let (x_hat, rest) = saved.split_at_mut(gh);
+        let (q_hat, rstd) = rest.split_at_mut(gh);
+        rstd[0] = normalize(a, x_hat);
+        rstd[1] = normalize(q, q_hat);
+        for (((a, &x), &q), (&gx, &gq)) in a
+            .iter_mut()
+            .zip(&*x_hat)
+            .zip(&*q_hat)
+            .zip(self.g_ih.iter().zip(self.g_hh))
+        {
+            *a = gx * x + gq * q;
+        }
+        for b in [self.b_ih, self.b_hh].into_iter().flatten() {
+            for (a, &b) in a.iter_mut().zip(b) {
+                *a += b;
+            }
+        }
+    }
+}
+
 /// One row of [`forward_rows`]: in, `a` the gate pre-activations; out, the gates in place,
-/// c, act_h(c) in `tc`, m and the clamp record. (A function of its own, so that the compiler
-/// knows the rows it writes apart and vectorises every loop.)
+/// c, act_h(c) (layer norm: act_h(LN(c)), then ĉ) at the start of `aux`, m and the clamp
+/// record. (A function of its own, so that the compiler knows the rows it writes apart and
+/// vectorises every loop.)
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn forward_row<T: Float>(
     cell: &LstmCell,
     [p_i, p_f, p_o]: [Option<&[T]>; 3],
+    ln: Option<&Norms<'_, T>>,
     c_prev: &[T],
     a: &mut [T],
     c: &mut [T],
-    tc: &mut [T],
+    aux: &mut [T],
     m: &mut [T],
     keep: &mut [T],
 ) {
     let h = c.len();
+    let (tc, saved) = aux.split_at_mut(h);
     let act = cell.activations;
     let clip = super::clip_bound::<T>(cell.clip);
     // Gate by gate, each a contiguous pass over the row's H values: the activation passes are
@@ -273,6 +389,14 @@ fn forward_row<T: Float>(
         super::clamp(a_o, &mut keep[3 * h..], clip);
     }
     act.gate.apply_slice(a_o);
+    // layer norm: act_h reads LN(c; γ_c, β_c), with ĉ and its 1/√(σ² + ε) kept
+    if let Some(ln) = ln {
+        let (c_hat, rest) = saved.split_at_mut(h);
+        rest[8 * h + 2] = normalize(c, c_hat);
+        for ((t, &ch), (&g, &b)) in tc.iter_mut().zip(&*c_hat).zip(ln.g_c.iter().zip(ln.b_c)) {
+            *t = g * ch + b;
+        }
+    }
     // (7) m = o ⊙ act_h(c)
     act.hidden.apply_slice(tc);
     for ((m, &o), &t) in m.iter_mut().zip(&*a_o).zip(&*tc) {
@@ -301,16 +425,15 @@ pub(crate) fn backward_product<T: Float>(
             );
         }
         0 => {}
-        // (1)ᵀ dh_prev = da W_hh (recurrent dropout: m ⊙ (da W_hh))
+        // (1)ᵀ dh_prev = da W_hh (recurrent dropout: m ⊙ (da W_hh)); layer norm: dz_h W_hh
         _ => {
             let gh = 4 * h;
-            matmul(
-                s.dh,
-                r,
-                Mat::rows(s.dgates, n, gh, gh),
-                w.w_hh_b,
-                Accumulate::Overwrite,
-            );
+            let dq = if cell.layer_norm {
+                Mat::rows(&s.dalt[gh..], n, gh, 9 * h)
+            } else {
+                Mat::rows(&*s.dgates, n, gh, gh)
+            };
+            matmul(s.dh, r, dq, w.w_hh_b, Accumulate::Overwrite);
             if !s.mask.is_empty() {
                 super::mul_assign(s.dh, s.mask);
             }
@@ -329,29 +452,64 @@ pub(crate) fn backward_rows<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
         (s.dh, r)
     };
     let keep_w = if cell.clip.is_some() { gh } else { 0 };
+    let ln = cell.layer_norm.then(|| Norms::of(w));
+    let (aux_w, dalt_w) = if ln.is_some() { (10 * h + 3, 9 * h) } else { (h, 0) };
     for row in 0..s.n {
         let rows = |w: usize| row * w..(row + 1) * w;
+        let (aux, da, dalt) = (
+            &s.aux[rows(aux_w)],
+            &mut s.dgates[rows(gh)],
+            &mut s.dalt[rows(dalt_w)],
+        );
+        let ln_row = (ln.as_ref().zip(dalt.get_mut(8 * h..))).map(|(ln, dy_c)| (ln, &aux[h..], dy_c));
         backward_row(
             cell,
             peeps,
+            ln_row,
             &s.gates[rows(gh)],
             &s.c_prev[rows(h)],
-            &s.aux[rows(h)],
+            &aux[..h],
             &dm_all[rows(dmw)],
             &s.keep[rows(keep_w)],
-            &mut s.dgates[rows(gh)],
+            da,
             &mut s.dc[rows(h)],
         );
+        if let Some(ln) = &ln {
+            ln.gates_backward(da, dalt, &aux[2 * h..]);
+        }
+    }
+}
+
+impl<T: Float> Norms<'_, T> {
+    /// (1)ᵀ of one row: in, `da`; out, dz_x in `da`, and da, dz_h in `dalt`'s first 8H.
+    /// `saved` is what [`Self::gates`] kept.
+    #[inline]
+    fn gates_backward(&self, da: &mut [T], dalt: &mut [T], saved: &[T]) {
+        let gh = da.len();
+        let (x_hat, rest) = saved.split_at(gh);
+        let (q_hat, rstd) = rest.split_at(gh);
+        let (da_kept, rest) = dalt.split_at_mut(gh);
+        let dz_h = &mut rest[..gh];
+        da_kept.copy_from_slice(da);
+        for (((dz, d), &gq), &gx) in dz_h.iter_mut().zip(da.iter_mut()).zip(self.g_hh).zip(self.g_ih)
+        {
+            *dz = *d * gq;
+            *d *= gx;
+        }
+        normalize_backward(dz_h, q_hat, rstd[1]);
+        normalize_backward(da, x_hat, rstd[0]);
     }
 }
 
 /// One row of [`backward_rows`], the mirror of [`forward_row`]: in, `dm` and `dc` (from step
-/// t + 1); out, da and dc_prev in `dc`.
+/// t + 1); out, da and dc_prev in `dc`. Layer norm: `(norms, [ĉ, …, 1/√(σ_c² + ε)], dy_c)`,
+/// dy_c written for dγ_c and dβ_c.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn backward_row<T: Float>(
     cell: &LstmCell,
     [p_i, p_f, p_o]: [Option<&[T]>; 3],
+    ln: Option<(&Norms<'_, T>, &[T], &mut [T])>,
     gates: &[T],
     c_prev: &[T],
     tc: &[T],
@@ -375,6 +533,13 @@ fn backward_row<T: Float>(
         *t = dm * o;
     }
     act.hidden.mul_derivative_from_output(da_g, tc);
+    if let Some((ln, saved, dy_c)) = ln {
+        // layer norm: da_g holds dy_c, the gradient at LN(c); dc += LN'(dy_c ⊙ γ_c; ĉ)
+        let (c_hat, rest) = saved.split_at(h);
+        dy_c.copy_from_slice(da_g);
+        super::mul_assign(da_g, ln.g_c);
+        normalize_backward(da_g, c_hat, rest[8 * h + 2]);
+    }
     for (((dc, &t), d_o), (&dm, &tc)) in dc
         .iter_mut()
         .zip(&*da_g)
@@ -448,6 +613,7 @@ fn add_product<T: Float>(acc: &mut [T], a: &[T], b: &[T]) {
 }
 
 pub(crate) fn weight_grads<T: Float>(
+    cell: &LstmCell,
     w: &StepWeights<'_, T>,
     s: &Slabs<'_, T>,
     mut g: Block<&mut [T]>,
@@ -465,6 +631,10 @@ pub(crate) fn weight_grads<T: Float>(
             Accumulate::Add,
         );
     }
+    // da: the gradient at the gate pre-activations (layer norm: kept in dalt, whose dgates
+    // holds the input product's dz_x)
+    let layer_norm = cell.layer_norm;
+    let (da_all, da_ld) = if layer_norm { (s.dalt, 9 * h) } else { (s.dgates, gh) };
     // (2)ᵀ (3)ᵀ (6)ᵀ peephole gradients: Σ over steps and batch of da ⊙ (the c it saw)
     let peeps = [
         (PeepholeI, 0, s.c_prev),
@@ -474,11 +644,41 @@ pub(crate) fn weight_grads<T: Float>(
     for (kind, gate, c) in peeps {
         let Some(dp) = g.take(kind) else { continue };
         for row in 0..rows {
-            let da = &s.dgates[row * gh + gate * h..row * gh + (gate + 1) * h];
+            let da = &da_all[row * da_ld + gate * h..row * da_ld + (gate + 1) * h];
             let c = &c[row * h..(row + 1) * h];
             for j in 0..h {
                 dp[j] += da[j] * c[j];
             }
         }
+    }
+    // layer norm: dγ_ih += Σ da ⊙ x̂;  dγ_hh += Σ da ⊙ q̂;  dγ_c += Σ dy_c ⊙ ĉ;  dβ_c += Σ dy_c
+    if layer_norm {
+        let kinds = [GammaIh, GammaHh, GammaC, BetaC].map(|k| g.take(k));
+        let [Some(d_gih), Some(d_ghh), Some(d_gc), Some(d_bc)] = kinds else {
+            unreachable!("a layer-normalised LSTM has its norm parameters")
+        };
+        let aux_w = 10 * h + 3;
+        for row in 0..rows {
+            let dalt = &s.dalt[row * da_ld..(row + 1) * da_ld];
+            let aux = &s.aux[row * aux_w..(row + 1) * aux_w];
+            let (da, dy_c) = (&dalt[..gh], &dalt[8 * h..]);
+            let (c_hat, x_hat, q_hat) = (&aux[h..2 * h], &aux[2 * h..6 * h], &aux[6 * h..10 * h]);
+            add_product(d_gih, da, x_hat);
+            add_product(d_ghh, da, q_hat);
+            add_product(d_gc, dy_c, c_hat);
+            for (d, &v) in d_bc.iter_mut().zip(dy_c) {
+                *d += v;
+            }
+        }
+    }
+}
+
+/// (1)ᵀ's recurrent part with layer norm: dW_hh += dz_hᵀ h_prev, and both biases Σ da.
+pub(crate) fn recurrent_grad<'a, T>(hidden: usize, s: &Slabs<'a, T>) -> RecurrentGrad<'a, T> {
+    let (gh, ld) = (4 * hidden, 9 * hidden);
+    RecurrentGrad {
+        dq: Some((&s.dalt[gh..], ld)),
+        other: None,
+        bias: Some([(s.dalt, ld); 2]),
     }
 }

@@ -98,6 +98,16 @@ impl CellKind {
         }
     }
 
+    /// Whether the cell is layer-normalised (Ba et al. 2016): its gate pre-activations are
+    /// the normalised input and recurrent products plus the biases, which the cell adds in
+    /// its row pass (the input projection then folds no bias).
+    pub fn layer_norm(&self) -> bool {
+        match self {
+            CellKind::Lstm(c) => c.layer_norm,
+            _ => false,
+        }
+    }
+
     /// Whether the cell carries a cell state `c` besides `h`.
     pub fn has_cell_state(&self) -> bool {
         matches!(self, CellKind::Lstm(_))
@@ -208,11 +218,19 @@ pub enum ParamKind {
     PeepholeF,
     /// `peephole_o` (LSTM): `[hidden_size]`
     PeepholeO,
+    /// `gamma_ih` (layer norm): the gain of the input product's norm, `[G * hidden_size]`
+    GammaIh,
+    /// `gamma_hh` (layer norm): the gain of the recurrent product's norm, `[G * hidden_size]`
+    GammaHh,
+    /// `gamma_c` (layer-normalised LSTM): the gain of the cell state's norm, `[hidden_size]`
+    GammaC,
+    /// `beta_c` (layer-normalised LSTM): the bias of the cell state's norm, `[hidden_size]`
+    BetaC,
 }
 
 impl ParamKind {
     /// The number of kinds (the layout table has one row for each).
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 12;
 }
 
 /// The tensors of one (layer, direction) by [`ParamKind`], as views `S` (`&[T]` or
@@ -510,13 +528,57 @@ pub(crate) struct Slabs<'a, T> {
 /// dW_hh += dqᵀ u and db_hh += Σ dq over all steps, where u is the recurrent product's input
 /// (`Slabs::h_prev`, or `other` for some gate rows).
 pub(crate) struct RecurrentGrad<'a, T> {
-    /// `[rows, G*H]`: ∂L/∂q, the gradient at the recurrent product's output, where it is not
-    /// da itself (the GRU with the reset after the product: `[da_r, da_z, da_n ⊙ r]`, kept
-    /// by its backward); `None`: da (`Slabs::dgates`), with the product part of (1)
-    pub dq: Option<&'a [T]>,
+    /// `(dq, ld)`: ∂L/∂q `[rows, G*H]` with row stride `ld`, the gradient at the recurrent
+    /// product's output, where it is not da itself (the GRU with the reset after the product:
+    /// `[da_r, da_z, da_n ⊙ r]`; layer norm: the gradient at W_hh h_prev, before its norm;
+    /// both kept by the backward); `None`: da (`Slabs::dgates`), with the product part of (1)
+    pub dq: Option<(&'a [T], usize)>,
     /// `(row, u)`: from gate row `row` on, the product reads `u` `[rows, R]` instead of
     /// `Slabs::h_prev` (the GRU with the reset before: W_hn reads s = r ⊙ h_prev)
     pub other: Option<(usize, &'a [T])>,
+    /// Layer norm: what `b_ih` and `b_hh` read, `(slab, ld)` each (the gradients after the
+    /// norms, which the products do not see); `None`: `Slabs::dgates` and dq
+    pub bias: Option<[(&'a [T], usize); 2]>,
+}
+
+/// `out[j] += Σ_rows x[row * ld + j]` over the first `out.len()` columns (a bias gradient
+/// read from a slab of row stride `ld`).
+pub(crate) fn add_column_sums_ld<T: Float>(out: &mut [T], x: &[T], rows: usize, ld: usize) {
+    for row in 0..rows {
+        for (o, &v) in out.iter_mut().zip(&x[row * ld..]) {
+            *o += v;
+        }
+    }
+}
+
+/// Layer norm's ε (PyTorch's `nn.LayerNorm` default, which haste's layer norms use too).
+pub const LAYER_NORM_EPS: f64 = 1e-5;
+
+/// Layer norm without its gain: `hat = (v − μ) / √(σ² + ε)`, μ and σ² (biased) over all of
+/// `v`. Returns `1 / √(σ² + ε)`, which the backward reads with `hat`.
+#[inline]
+pub(crate) fn normalize<T: Float>(v: &[T], hat: &mut [T]) -> T {
+    let n = T::from_usize(v.len()).unwrap_or_else(T::one);
+    let mean = v.iter().fold(T::zero(), |s, &x| s + x) / n;
+    let var = v.iter().fold(T::zero(), |s, &x| s + (x - mean) * (x - mean)) / n;
+    let eps = T::from_f64(LAYER_NORM_EPS).unwrap_or_else(T::epsilon);
+    let rstd = T::one() / (var + eps).sqrt();
+    for (h, &x) in hat.iter_mut().zip(v) {
+        *h = (x - mean) * rstd;
+    }
+    rstd
+}
+
+/// The backward of [`normalize`]: in, `d` = ∂L/∂hat; out, ∂L/∂v =
+/// rstd · (d − mean(d) − hat · mean(d ⊙ hat)).
+#[inline]
+pub(crate) fn normalize_backward<T: Float>(d: &mut [T], hat: &[T], rstd: T) {
+    let n = T::from_usize(d.len()).unwrap_or_else(T::one);
+    let mean_d = d.iter().fold(T::zero(), |s, &x| s + x) / n;
+    let mean_dh = d.iter().zip(hat).fold(T::zero(), |s, (&x, &h)| s + x * h) / n;
+    for (d, &h) in d.iter_mut().zip(hat) {
+        *d = rstd * (*d - mean_d - h * mean_dh);
+    }
 }
 
 /// Widths (per batch row) of the per-cell slabs and scratch buffers.
@@ -649,9 +711,11 @@ impl CellKind {
     ) -> RecurrentGrad<'a, T> {
         match self {
             CellKind::Gru(c) => gru::recurrent_grad(c, hidden, s),
+            CellKind::Lstm(c) if c.layer_norm => lstm::recurrent_grad(hidden, s),
             _ => RecurrentGrad {
                 dq: None,
                 other: None,
+                bias: None,
             },
         }
     }
@@ -665,7 +729,7 @@ impl CellKind {
         g: Block<&mut [T]>,
     ) {
         match self {
-            CellKind::Lstm(_) => lstm::weight_grads(w, s, g),
+            CellKind::Lstm(c) => lstm::weight_grads(c, w, s, g),
             // (1)ᵀ is all of a GRU's and an RNN's
             CellKind::Gru(_) | CellKind::Rnn(_) => {}
         }

@@ -652,6 +652,7 @@ mod tests {
                 hidden: Activation::Softsign,
             },
             clip: Some(2.5),
+            layer_norm: false,
         });
         c.rnn.recurrent_dropout = 0.125;
         c.rnn.direction = Direction::Bidirectional;

@@ -2,7 +2,8 @@
 //!
 //! A state_dict names each tensor `{prefix}{stem}_l{layer}[_reverse]` with the stems of
 //! [`crate::layer::params`] (`weight_ih`, `weight_hh`, `bias_ih`, `bias_hh`, `weight_hr`, and
-//! recur's `peephole_i/f/o`, which PyTorch lacks). recur's parameter layout *is* PyTorch's, so
+//! recur's `peephole_i/f/o` and layer-norm `gamma_ih/hh`, `gamma_c`, `beta_c`, which
+//! PyTorch's modules lack). recur's parameter layout *is* PyTorch's, so
 //! every tensor is copied as it is, in the same gate order.
 //!
 //! In PyTorch:
@@ -22,6 +23,7 @@
 //! | `direction` | `_reverse` names: both → bidirectional, only `_reverse` → reverse |
 //! | `bias` | `bias_ih` / `bias_hh` present |
 //! | peepholes | `peephole_i` / `peephole_f` / `peephole_o` present |
+//! | layer norm | `gamma_ih` / `gamma_hh` present (`gamma_c` / `beta_c`: an LSTM) |
 //!
 //! What the names and shapes cannot say (an RNN's tanh or ReLU, a GRU's reset placement, a
 //! coupled input-forget gate, leaky integration, the batch layout, the activations with their
@@ -725,9 +727,16 @@ fn infer(
         ParamKind::PeepholeO,
     ]
     .map(|k| first(found, k).is_some());
-    // A projection or a peephole means an LSTM, unless the metadata says otherwise (then
-    // those tensors are reported as unexpected).
-    let lstm_only = w_hr.is_some() || peephole.iter().any(|&p| p);
+    // A layer norm's gains: a layer-normalised cell; the cell state's: an LSTM.
+    let layer_norm = [ParamKind::GammaIh, ParamKind::GammaHh]
+        .iter()
+        .any(|&k| first(found, k).is_some());
+    let cell_norm = [ParamKind::GammaC, ParamKind::BetaC]
+        .iter()
+        .any(|&k| first(found, k).is_some());
+    // A projection, a peephole or a cell-state norm means an LSTM, unless the metadata says
+    // otherwise (then those tensors are reported as unexpected).
+    let lstm_only = w_hr.is_some() || peephole.iter().any(|&p| p) || cell_norm;
     let family = match meta.family {
         Some(f) => f,
         None if lstm_only => Family::Lstm,
@@ -840,6 +849,7 @@ fn infer(
                 .unwrap_or_default(),
                 activations,
                 clip,
+                layer_norm,
             })
         }
         Family::Gru => {
@@ -971,6 +981,9 @@ fn describe(c: &RecurrentConfig) -> String {
                 .collect();
             s += &format!(", peepholes {names}");
         }
+    }
+    if c.cell.layer_norm() {
+        s += ", layer norm";
     }
     s += &format!(
         ", {} layer{}, {}, {}",

@@ -3,13 +3,14 @@
 //! Every file recur writes carries the configuration as this JSON (serde on
 //! [`RecurrentConfig`]): model files and checkpoints under `"rnn"` in `recur.model`, PyTorch
 //! state_dict exports as `recur.config` (see [`crate::io`]). Every key is required but
-//! `clip` and `recurrent_dropout` (absent in files of earlier versions: none and 0):
+//! `clip`, `recurrent_dropout` and `layer_norm` (absent in files of earlier versions: none, 0
+//! and false; `layer_norm` is written only when true):
 //!
 //! ```json
 //! {"cell": {"kind": "lstm", "proj_size": 0,
 //!           "peepholes": {"input": false, "forget": false, "output": false},
 //!           "input_forget": "separate", "activations": ["sigmoid", "tanh", "tanh"],
-//!           "clip": null},
+//!           "clip": null, "layer_norm": true},
 //!  "input_size": 16, "hidden_size": 32, "num_layers": 2, "bias": true,
 //!  "direction": "forward", "dropout": 0.5, "recurrent_dropout": 0.0, "batch_first": false}
 //! ```
@@ -194,7 +195,7 @@ impl RecurrentConfig {
             self.h_out() as u128,
         );
         let d = self.direction.count() as u128;
-        let per_layer = g * h * (i.max(d * r) + r + 2) + r * h + 3 * h;
+        let per_layer = g * h * (i.max(d * r) + r + 4) + r * h + 5 * h;
         if per_layer * d * self.num_layers as u128 > MAX_PARAMS {
             return Err(config_err(
                 "sizes",
@@ -296,6 +297,10 @@ mod json {
             activations: [ActivationJson; 3],
             /// ONNX gate pre-activation clip (absent: none)
             clip: Option<f64>,
+            /// layer normalisation (absent in files of earlier versions, and written only
+            /// when on: false)
+            #[serde(default, skip_serializing_if = "is_false")]
+            layer_norm: bool,
         },
         Gru {
             reset: ResetJson,
@@ -357,6 +362,10 @@ mod json {
         PerLayer(Vec<f64>),
     }
 
+    fn is_false(b: &bool) -> bool {
+        !*b
+    }
+
     fn activation_json(a: Activation) -> ActivationJson {
         let name = a.onnx_name().to_ascii_lowercase();
         match a.onnx_params() {
@@ -403,6 +412,7 @@ mod json {
                     activations: [l.activations.gate, l.activations.cell, l.activations.hidden]
                         .map(activation_json),
                     clip: l.clip,
+                    layer_norm: l.layer_norm,
                 },
                 CellKind::Gru(g) => CellJson::Gru {
                     reset: match g.reset {
@@ -447,6 +457,7 @@ mod json {
                     input_forget,
                     activations: [gate, cell, hidden],
                     clip,
+                    layer_norm,
                 } => CellKind::Lstm(LstmCell {
                     peepholes: Peepholes {
                         input: peepholes.input,
@@ -464,6 +475,7 @@ mod json {
                         hidden: activation(&hidden)?,
                     },
                     clip,
+                    layer_norm,
                 }),
                 CellJson::Gru {
                     reset,

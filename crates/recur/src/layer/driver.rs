@@ -31,11 +31,13 @@
 use std::borrow::Cow;
 
 use crate::cell::ParamKind::{BiasHh, BiasIh, WeightHh, WeightIh};
-use crate::cell::{Block, BwdStep, CellKind, FwdStep, RecurrentGrad, Slabs, StepWeights};
+use crate::cell::{
+    Block, BwdStep, CellKind, FwdStep, RecurrentGrad, Slabs, StepWeights, add_column_sums_ld,
+};
 use crate::kernel::pair;
 use crate::kernel::scalar::Float;
 use crate::kernel::split::{row_parts, run_parts_on};
-use crate::kernel::{Accumulate, Mat, add_column_sums, matmul, matmul_bias, matmul_two};
+use crate::kernel::{Accumulate, Mat, matmul, matmul_bias, matmul_two};
 use crate::layer::WeightFormat;
 use crate::layer::dropout::{masked_states, rec_input};
 use crate::layer::pack::ForwardPanels;
@@ -410,10 +412,11 @@ impl<T: Float> DirSpec<'_, T> {
         let dw_ih = g.take(WeightIh).expect("dW_ih");
         let dw_hh = g.take(WeightHh).expect("dW_hh");
         let rec = self.cell.recurrent_grad(self.hidden, s);
-        let dq = rec.dq.unwrap_or(s.dgates);
+        let (dq, dq_ld) = rec.dq.unwrap_or((s.dgates, gh));
         if let RecurrentGrad {
             dq: None,
             other: None,
+            ..
         } = rec
         {
             matmul_two(da.t(), (dw_ih, n_in, xs), (dw_hh, r, hs), Accumulate::Add);
@@ -422,10 +425,10 @@ impl<T: Float> DirSpec<'_, T> {
             // gate rows 0..split read h_rec, the rest `other`
             let split = rec.other.map_or(gh, |(row, _)| row);
             let (dw_h, dw_other) = dw_hh.split_at_mut(split * r);
-            let dq_h = Mat::rows(dq, rows, split, gh).t();
+            let dq_h = Mat::rows(dq, rows, split, dq_ld).t();
             matmul(dw_h, r, dq_h, hs, Accumulate::Add);
             if let Some((row, u)) = rec.other {
-                let dq_u = Mat::rows(&dq[row..], rows, gh - row, gh).t();
+                let dq_u = Mat::rows(&dq[row..], rows, gh - row, dq_ld).t();
                 let us = Mat::rows(u, rows, r, r);
                 matmul(dw_other, r, dq_u, us, Accumulate::Add);
             }
@@ -437,11 +440,13 @@ impl<T: Float> DirSpec<'_, T> {
             Mat::rows(self.w[WeightIh], gh, n_in, n_in),
             dx_acc,
         );
+        // the biases read da and dq, or with layer norm what the cell says
+        let [(db_i, ld_i), (db_h, ld_h)] = rec.bias.unwrap_or([(s.dgates, gh), (dq, dq_ld)]);
         if let Some(db) = g.take(BiasIh) {
-            add_column_sums(db, s.dgates, rows, gh);
+            add_column_sums_ld(db, db_i, rows, ld_i);
         }
         if let Some(db) = g.take(BiasHh) {
-            add_column_sums(db, dq, rows, gh);
+            add_column_sums_ld(db, db_h, rows, ld_h);
         }
         self.cell.weight_grads(sw, s, g);
     }

@@ -304,8 +304,8 @@ struct Batch {
 }
 
 impl<T: Float> Recurrent<T> {
-    /// A stack with PyTorch's default initialisation: every parameter ~ U(−1/√H, 1/√H),
-    /// drawn from a ChaCha8 generator seeded with `seed`.
+    /// A stack with PyTorch's default initialisation: every parameter ~ U(−1/√H, 1/√H)
+    /// (layer-norm gains 1 and biases 0, as the table's `init` says), drawn from a ChaCha8 generator seeded with `seed`.
     ///
     /// # Errors
     /// [`Error::Config`] when the configuration is invalid.
@@ -314,9 +314,18 @@ impl<T: Float> Recurrent<T> {
         let layout = ParamLayout::of_valid(&config);
         let k = 1.0 / (config.hidden_size as f64).sqrt();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let params = (0..layout.len())
+        let mut params: Vec<T> = (0..layout.len())
             .map(|_| T::from_f64(rng.random_range(-k..k)).unwrap_or_else(T::zero))
             .collect();
+        // layer-norm gains and biases: ones and zeros (as nn.LayerNorm and haste)
+        for e in layout.entries() {
+            let fill = match e.kind.row().init {
+                params::Init::Uniform => continue,
+                params::Init::Ones => T::one(),
+                params::Init::Zeros => T::zero(),
+            };
+            params[e.offset..e.offset + e.len].fill(fill);
+        }
         Ok(Self {
             config,
             layout,

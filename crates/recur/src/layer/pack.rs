@@ -200,6 +200,10 @@ impl<T: Float> DirSpec<'_, T> {
     pub fn input_bias(&self) -> Vec<T> {
         let h = self.hidden;
         let mut bias = vec![T::zero(); self.gh()];
+        if self.cell.layer_norm() {
+            // the biases come after the norms, in the cell's row pass
+            return bias;
+        }
         if let Some(b) = self.w.get(BiasIh) {
             bias.copy_from_slice(b);
         }

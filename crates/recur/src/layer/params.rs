@@ -60,6 +60,19 @@ pub enum Presence {
     Projection,
     /// With this LSTM peephole: 0 input, 1 forget, 2 output.
     Peephole(usize),
+    /// With a layer-normalised cell (the norms of the input and recurrent products).
+    LayerNorm,
+    /// With a layer-normalised LSTM (the norm of the cell state).
+    CellNorm,
+}
+
+/// How [`crate::Recurrent::new`] initialises a kind: drawn from U(−1/√H, 1/√H) as PyTorch
+/// does, or a layer norm's gain (ones) or bias (zeros), as `nn.LayerNorm` and haste do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Init {
+    Uniform,
+    Ones,
+    Zeros,
 }
 
 /// One row of the layout table.
@@ -70,6 +83,7 @@ pub struct KindRow {
     pub stem: &'static str,
     pub shape: ShapeRule,
     pub presence: Presence,
+    pub init: Init,
 }
 
 /// The layout table: one row per kind, in the order within one (layer, direction) block.
@@ -123,6 +137,42 @@ pub const TABLE: [KindRow; ParamKind::COUNT] = [
         ShapeRule::Hidden,
         Presence::Peephole(2),
     ),
+    KindRow {
+        init: Init::Ones,
+        ..row(
+            ParamKind::GammaIh,
+            "gamma_ih",
+            ShapeRule::Gates,
+            Presence::LayerNorm,
+        )
+    },
+    KindRow {
+        init: Init::Ones,
+        ..row(
+            ParamKind::GammaHh,
+            "gamma_hh",
+            ShapeRule::Gates,
+            Presence::LayerNorm,
+        )
+    },
+    KindRow {
+        init: Init::Ones,
+        ..row(
+            ParamKind::GammaC,
+            "gamma_c",
+            ShapeRule::Hidden,
+            Presence::CellNorm,
+        )
+    },
+    KindRow {
+        init: Init::Zeros,
+        ..row(
+            ParamKind::BetaC,
+            "beta_c",
+            ShapeRule::Hidden,
+            Presence::CellNorm,
+        )
+    },
 ];
 
 const fn row(kind: ParamKind, stem: &'static str, shape: ShapeRule, presence: Presence) -> KindRow {
@@ -131,6 +181,7 @@ const fn row(kind: ParamKind, stem: &'static str, shape: ShapeRule, presence: Pr
         stem,
         shape,
         presence,
+        init: Init::Uniform,
     }
 }
 
@@ -176,6 +227,8 @@ impl Presence {
                     .unwrap_or(false),
                 _ => false,
             },
+            Presence::LayerNorm => config.cell.layer_norm(),
+            Presence::CellNorm => config.cell.layer_norm() && config.cell.has_cell_state(),
         }
     }
 
@@ -190,6 +243,9 @@ impl Presence {
             }
             Presence::Projection => "other layers or directions have a projection (weight_hr)",
             Presence::Peephole(_) => "other layers or directions have this peephole",
+            Presence::LayerNorm | Presence::CellNorm => {
+                "the cell is layer-normalised (other tensors are layer-norm gains)"
+            }
         }
     }
 }

@@ -104,7 +104,14 @@ pub fn estimate_memory(
         .saturating_add(embedding)
         .saturating_add(head);
     let tokens = m(w(batch), w(seq_len));
-    let per_token = m(3, m(g, h)).saturating_add(m(4, h)).saturating_add(h_out);
+    let mut per_token = m(3, m(g, h)).saturating_add(m(4, h)).saturating_add(h_out);
+    if r.cell.layer_norm() {
+        // the normalised products and their gradients, ĉ, dy_c and three inverse deviations
+        per_token = per_token
+            .saturating_add(m(4, m(g, h)))
+            .saturating_add(m(2, h))
+            .saturating_add(3);
+    }
     let tape = m(m(tokens, m(layers, d)), per_token.saturating_add(h_out));
     let head_rows = match config.output {
         OutputForm::EveryStep => tokens,

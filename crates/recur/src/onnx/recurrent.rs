@@ -221,6 +221,7 @@ pub(crate) fn cells(node: &Node, op: Op, dirs: usize, peep: bool) -> Result<Vec<
                         hidden: a[2],
                     },
                     clip,
+                    layer_norm: false,
                 })
             }
             Op::Gru => CellKind::Gru(GruCell {

@@ -161,6 +161,7 @@ impl Fixture {
                         Some(v) => panic!("{}: an lstm has 3 activations, got {v:?}", self.name),
                     },
                     clip,
+                    layer_norm: self.flag("layer_norm"),
                 })
             }
             "gru" => CellKind::Gru(GruCell {
@@ -239,7 +240,7 @@ impl Fixture {
 }
 
 fn is_param(name: &str) -> bool {
-    ["weight_", "bias_", "peephole_"]
+    ["weight_", "bias_", "peephole_", "gamma_", "beta_"]
         .iter()
         .any(|p| name.starts_with(p))
 }
