@@ -1042,6 +1042,45 @@ fn lstm_layer_norm() {
     );
 }
 
+/// The layer-normalised GRU (haste's LayerNormGRU, reset after the product).
+#[test]
+fn gru_layer_norm() {
+    let ln = |activations| {
+        CellKind::Gru(GruCell {
+            activations,
+            layer_norm: true,
+            ..Default::default()
+        })
+    };
+    let plain = || ln(GruActivations::default());
+    run_group(
+        "gru layer norm",
+        &[
+            case("gru_layer_norm", plain()),
+            case("gru_layer_norm_no_bias", plain()).no_bias(),
+            case("gru_layer_norm_hidden_5", plain()).hidden(5),
+            case(
+                "gru_layer_norm_activations_tanh_sigmoid",
+                ln(GruActivations {
+                    gate: Activation::Tanh,
+                    candidate: Activation::Sigmoid,
+                }),
+            ),
+            case("gru_layer_norm_2_layers_ragged_bidirectional", plain())
+                .layers(2)
+                .direction(Direction::Bidirectional)
+                .input(2)
+                .ragged(),
+            case("gru_layer_norm_reverse_batch_first", plain())
+                .direction(Direction::Reverse)
+                .batch_first(),
+            case("gru_layer_norm_rec_dropout_2_layers", plain())
+                .layers(2)
+                .recurrent_dropout(0.3),
+        ],
+    );
+}
+
 #[test]
 fn gru_every_option() {
     let swapped = |reset| {
@@ -1052,6 +1091,7 @@ fn gru_every_option() {
                 candidate: Activation::Sigmoid,
             },
             clip: None,
+            layer_norm: false,
         })
     };
     run_group(
@@ -1295,6 +1335,7 @@ fn gru_every_activation_in_every_slot() {
                         reset,
                         activations,
                         clip: None,
+                        layer_norm: false,
                     }),
                 ));
             }
@@ -1332,6 +1373,7 @@ fn onnx_clip() {
             reset,
             activations,
             clip: Some(CLIP),
+            layer_norm: false,
         })
     };
     let rnn_clip = |nonlinearity, leak| {

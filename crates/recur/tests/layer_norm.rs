@@ -1,9 +1,9 @@
-//! The layer-normalised LSTM around its math (which `gradcheck.rs`, `parity.rs`,
+//! The layer-normalised LSTM and GRU around their math (which `gradcheck.rs`, `parity.rs`,
 //! `consistency.rs` and `stepper.rs` check): its tensors and their initialisation, its JSON,
 //! PyTorch state_dicts with its extra names, and what refuses it.
 
 use recur::io::{LoadOptions, SaveOptions, load_state_dict_bytes, state_dict_bytes};
-use recur::{CellKind, Error, LstmCell, Recurrent, RecurrentConfig, Tensor};
+use recur::{CellKind, Error, GruCell, LstmCell, Recurrent, RecurrentConfig, ResetPlacement, Tensor};
 
 fn ln_config() -> RecurrentConfig {
     RecurrentConfig {
@@ -159,4 +159,40 @@ fn norms_make_the_output_independent_of_the_weights_scale() {
         .fold(0.0, f64::max);
     assert!(worst < 1e-3, "scaled weights move the output by {worst:e}");
     assert!(a.output.data().iter().any(|v| v.abs() > 1e-2));
+}
+
+fn ln_gru() -> RecurrentConfig {
+    RecurrentConfig {
+        cell: CellKind::Gru(GruCell {
+            layer_norm: true,
+            ..Default::default()
+        }),
+        ..ln_config()
+    }
+}
+
+#[test]
+fn the_layer_normalised_gru_has_product_gains_only_and_resets_after() {
+    let m = Recurrent::<f64>::new(ln_gru(), 1).unwrap();
+    assert_eq!(m.param("gamma_ih_l0"), Some(&[1.0; 12][..]));
+    assert_eq!(m.param("gamma_hh_l1_reverse"), Some(&[1.0; 12][..]));
+    assert!(m.param("gamma_c_l0").is_none() && m.param("beta_c_l0").is_none());
+    let json = ln_gru().to_json();
+    assert!(json.contains("\"layer_norm\":true"), "{json}");
+    assert_eq!(RecurrentConfig::from_json(&json).unwrap(), ln_gru());
+    let bytes = state_dict_bytes(&m, &SaveOptions::default());
+    let back: Recurrent<f64> = load_state_dict_bytes(&bytes, &LoadOptions::default()).unwrap();
+    assert_eq!((back.config(), back.params()), (m.config(), m.params()));
+    let before = RecurrentConfig {
+        cell: CellKind::Gru(GruCell {
+            layer_norm: true,
+            reset: ResetPlacement::BeforeMatmul,
+            ..Default::default()
+        }),
+        ..ln_config()
+    };
+    let e = Recurrent::<f32>::new(before, 0).unwrap_err();
+    assert!(e.to_string().contains("reset"), "{e}");
+    let m32 = Recurrent::<f32>::new(ln_gru(), 0).unwrap();
+    assert!(recur::onnx::export_recurrent(&m32, &Default::default()).is_err());
 }

@@ -69,6 +69,7 @@ fn gru() -> RecurrentConfig {
                 candidate: Activation::Softsign,
             },
             clip: None,
+            layer_norm: false,
         }),
         input_size: 3,
         hidden_size: 2,

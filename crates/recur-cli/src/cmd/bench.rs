@@ -24,8 +24,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use clap::{ArgAction, Args, ValueEnum};
 use recur::{
-    Call, CellKind, Direction, LstmCell, OutputGrad, Peepholes, Recurrent, RecurrentConfig,
-    RnnCell, Tensor, WeightFormat,
+    Call, CellKind, Direction, GruCell, LstmCell, OutputGrad, Peepholes, Recurrent,
+    RecurrentConfig, RnnCell, Tensor, WeightFormat,
 };
 use serde_json::json;
 
@@ -67,7 +67,7 @@ pub struct BenchArgs {
     /// LSTM with all three peepholes (Gers & Schmidhuber 2000; recur only, PyTorch has none)
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     pub peepholes: bool,
-    /// Layer-normalised LSTM (Ba et al. 2016, haste's LayerNormLSTM; recur only)
+    /// Layer-normalised LSTM or GRU (Ba et al. 2016, haste's LayerNormLSTM/GRU; recur only)
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     pub layer_norm: bool,
     /// What to time [default: train, then infer]
@@ -130,7 +130,10 @@ impl Cell {
                 },
                 ..Default::default()
             }),
-            Cell::Gru => CellKind::gru(),
+            Cell::Gru => CellKind::Gru(GruCell {
+                layer_norm,
+                ..Default::default()
+            }),
             Cell::Rnn => CellKind::Rnn(RnnCell::default()),
         }
     }
@@ -183,8 +186,8 @@ impl BenchArgs {
             "--peepholes needs --cell lstm"
         );
         ensure!(
-            !self.layer_norm || self.cell == Cell::Lstm,
-            "--layer-norm needs --cell lstm"
+            !self.layer_norm || self.cell != Cell::Rnn,
+            "--layer-norm needs --cell lstm or gru"
         );
         ensure!(
             !(self.layer_norm && self.proj_size > 0),

@@ -121,8 +121,8 @@ pub struct TrainArgs {
     /// LSTM peephole connections [default: false]
     #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Model")]
     pub peepholes: Option<bool>,
-    /// Layer-normalised LSTM (Ba et al. 2016, as haste's LayerNormLSTM: norms on the input
-    /// and recurrent products and on the cell state) [default: false]
+    /// Layer-normalised LSTM or GRU (Ba et al. 2016, as haste's LayerNormLSTM/GRU: norms on
+    /// the input and recurrent products, and the LSTM's cell state) [default: false]
     #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Model")]
     pub layer_norm: Option<bool>,
     /// Embedding width of a language model [default: the hidden size]

@@ -416,8 +416,8 @@ impl Settings {
         if self.peepholes && self.cell != Cell::Lstm {
             bail!("--peepholes is an LSTM option");
         }
-        if self.layer_norm && self.cell != Cell::Lstm {
-            bail!("--layer-norm is an LSTM option");
+        if self.layer_norm && !matches!(self.cell, Cell::Lstm | Cell::Gru) {
+            bail!("--layer-norm is an LSTM and GRU option");
         }
         if self.layer_norm && self.proj_size > 0 {
             bail!("--layer-norm: a layer-normalised LSTM has no projection (--proj-size 0)");
@@ -449,6 +449,9 @@ impl Settings {
                 lstm.peepholes = Peepholes::ALL;
             }
             lstm.layer_norm = self.layer_norm;
+        }
+        if let CellKind::Gru(gru) = &mut cell {
+            gru.layer_norm = self.layer_norm;
         }
         RecurrentConfig {
             cell,

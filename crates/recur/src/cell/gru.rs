@@ -47,14 +47,30 @@
 //! inner `q_n` itself is not clipped), and reset before, `a_n + W_hn s` (both n biases
 //! included). Backward: da of a clamped pre-activation is 0, before anything reads it.
 //!
+//! Layer norm (`layer_norm`, reset after only; haste's `LayerNormGRU`, Ba et al. 2016): the
+//! input and recurrent products are normalised over their 3H values, each with its gain,
+//! before their biases (LN as in the LSTM's module docs):
+//! ```text
+//! (1) a = LN(W_ih x; γ_ih) + b_ih      (2) q = LN(W_hh h_prev; γ_hh) + b_hh
+//! ```
+//! and (3)…(5) as above. The projection carries no bias; the row pass normalises the raw
+//! products (x̂, q̂ and their 1/√(σ² + ε) kept in `aux` after q_n). Backward: with da and dq of
+//! (5)ᵀ…(2)ᵀ, db_ih += Σ da, db_hh += Σ dq, dγ_ih += Σ da ⊙ x̂, dγ_hh += Σ dq ⊙ q̂,
+//! dz_x = LN'(da ⊙ γ_ih; x̂) → dX, dW_ih (in `dgates`); dz_h = LN'(dq ⊙ γ_hh; q̂) → dh_prev, dW_hh;
+//! `dalt` keeps dq, dz_h and da. haste has no reset-before form with layer norm, and it has no
+//! one recurrent product to normalise (W_hn reads r ⊙ h_prev): refused.
+//!
 //! Recurrent dropout: every product with `W_hh` reads `m ⊙ h_prev` (reset before:
 //! `s = r ⊙ m ⊙ h_prev`); the blend (5) reads h_prev itself. The gradient that the products
 //! send to the state is multiplied by m: reset after, dh_prev = dh ⊙ z + m ⊙ (dq W_hh); reset
 //! before, dh_prev = dh ⊙ z + m ⊙ (ds ⊙ r + [da_r, da_z] W_h{r,z}), with dr = ds ⊙ m ⊙ h_prev.
 
-use super::ParamKind::{BiasHh, WeightHh};
-use super::{BwdStep, FwdStep, RecurrentGrad, SlabWidths, Slabs, StepWeights};
-use crate::error::Result;
+use super::ParamKind::{BiasHh, BiasIh, GammaHh, GammaIh, WeightHh};
+use super::{
+    Block, BwdStep, FwdStep, RecurrentGrad, SlabWidths, Slabs, StepWeights, layer_norm,
+    layer_norm_backward,
+};
+use crate::error::{Result, config_err};
 use crate::kernel::activation::Activation;
 use crate::kernel::scalar::Float;
 use crate::kernel::{Accumulate, Mat, matmul};
@@ -97,16 +113,37 @@ pub struct GruCell {
     /// ONNX `clip`: every gate pre-activation clamped to [−clip, clip] (finite, > 0); `None`
     /// = off (PyTorch).
     pub clip: Option<f64>,
+    /// Layer normalisation of the input and recurrent products (haste's `LayerNormGRU`; reset
+    /// after only; see the module docs): adds `gamma_ih`, `gamma_hh`. Default off (PyTorch).
+    pub layer_norm: bool,
 }
 
 impl GruCell {
     pub(crate) fn validate(&self) -> Result<()> {
+        if self.layer_norm && self.reset == ResetPlacement::BeforeMatmul {
+            return Err(config_err(
+                "layer_norm",
+                "a layer-normalised GRU resets after the recurrent product (reset \"after\"): \
+                 with the reset before it, W_hn reads r ⊙ h_prev and there is no one recurrent \
+                 product to normalise",
+            ));
+        }
         Ok(())
     }
 }
 
 pub(crate) fn slab_widths(cell: &GruCell, hidden: usize) -> SlabWidths {
     let keep = if cell.clip.is_some() { 3 * hidden } else { 0 };
+    if cell.layer_norm {
+        // (reset after) aux: q_n, x̂, q̂ and two 1/√(σ² + ε); dalt: dq, dz_h, da
+        return SlabWidths {
+            aux: 7 * hidden + 2,
+            dalt: 9 * hidden,
+            fwd_scratch: 3 * hidden,
+            keep,
+            ..SlabWidths::default()
+        };
+    }
     match cell.reset {
         ResetPlacement::AfterMatmul => SlabWidths {
             aux: hidden,             // q_n (b_hn included)
@@ -175,19 +212,60 @@ pub(crate) fn forward_rows<T: Float>(
     let h = w.hidden;
     let gh = 3 * h;
     let keep_w = if cell.clip.is_some() { gh } else { 0 };
-    let b_hh = w.params.get(BiasHh);
+    let norms = cell.layer_norm.then(|| Norms::of(w));
+    // with layer norm, b_hh is added to all of q by the norm
+    let b_hh = if norms.is_some() {
+        None
+    } else {
+        w.params.get(BiasHh)
+    };
+    let aux_w = if norms.is_some() { 7 * h + 2 } else { h };
     for row in 0..s.n {
         let rows = |w: usize| row * w..(row + 1) * w;
+        let (a, q, aux) = (
+            &mut s.gates[rows(gh)],
+            &mut s.scratch[rows(gh)],
+            &mut s.aux[rows(aux_w)],
+        );
+        let (qn, saved) = aux.split_at_mut(h);
+        if let Some(ln) = &norms {
+            // (1) a = LN(W_ih x) + b_ih;  (2) q = LN(W_hh h_prev) + b_hh
+            let (x_hat, rest) = saved.split_at_mut(gh);
+            let (q_hat, rstd) = rest.split_at_mut(gh);
+            rstd[0] = layer_norm(a, x_hat, ln.g_ih, ln.b_ih);
+            rstd[1] = layer_norm(q, q_hat, ln.g_hh, ln.b_hh);
+        }
         forward_row(
             cell,
             k,
             b_hh,
-            (&s.scratch[rows(gh)], &s.h_prev[rows(h)], &s.h_rec[rows(h)]),
-            &mut s.gates[rows(gh)],
+            (&*q, &s.h_prev[rows(h)], &s.h_rec[rows(h)]),
+            a,
             &mut s.keep[rows(keep_w)],
-            &mut s.aux[rows(h)],
+            qn,
             &mut s.h[rows(h)],
         );
+    }
+}
+
+/// A layer-normalised GRU's gains, and its biases (which come after the norms).
+struct Norms<'a, T> {
+    g_ih: &'a [T],
+    g_hh: &'a [T],
+    b_ih: Option<&'a [T]>,
+    b_hh: Option<&'a [T]>,
+}
+
+impl<'a, T: Float> Norms<'a, T> {
+    fn of(w: &StepWeights<'a, T>) -> Self {
+        let p = &w.params;
+        let get = |k| p.get(k).expect("a layer-normalised GRU has its gains");
+        Self {
+            g_ih: get(GammaIh),
+            g_hh: get(GammaHh),
+            b_ih: p.get(BiasIh),
+            b_hh: p.get(BiasHh),
+        }
     }
 }
 
@@ -279,7 +357,10 @@ pub(crate) fn backward_product<T: Float>(
     let w_hh = w.params[WeightHh];
     // the gradient at the product's output, and W_hh's rows it meets
     let (dq, w_rows) = match (cell.reset, k) {
-        // (2)ᵀ dh_prev += dq W_hh (recurrent dropout: m ⊙ (dq W_hh))
+        // (2)ᵀ dh_prev += dq W_hh (recurrent dropout: m ⊙ (dq W_hh)); layer norm: dz_h W_hh
+        (ResetPlacement::AfterMatmul, 1) if cell.layer_norm => {
+            (Mat::rows(&s.dalt[gh..], n, gh, 3 * gh), w.w_hh_b)
+        }
         (ResetPlacement::AfterMatmul, 1) => (Mat::rows(&*s.dalt, n, gh, gh), w.w_hh_b),
         (ResetPlacement::BeforeMatmul, 1) => {
             // (4)ᵀ ds = da_n W_hn
@@ -324,26 +405,41 @@ pub(crate) fn backward_rows<T: Float>(
     let gh = 3 * h;
     let keep_w = if cell.clip.is_some() { gh } else { 0 };
     let masked_w = if s.mask.is_empty() { 0 } else { h };
+    let norms = cell.layer_norm.then(|| Norms::of(w));
     let (dalt_w, scratch_w) = match cell.reset {
+        _ if norms.is_some() => (3 * gh, 0),
         ResetPlacement::AfterMatmul => (gh, 0),
         ResetPlacement::BeforeMatmul => (0, h),
     };
+    let aux_w = if norms.is_some() { 7 * h + 2 } else { h };
     for row in 0..s.n {
         let rows = |w: usize| row * w..(row + 1) * w;
+        let (aux, da, dalt) = (
+            &s.aux[rows(aux_w)],
+            &mut s.dgates[rows(gh)],
+            &mut s.dalt[rows(dalt_w)],
+        );
+        let (dq, rest) = dalt.split_at_mut(dalt_w.min(gh));
         backward_row(
             cell,
             k,
             (&s.gates[rows(gh)], &s.h_prev[rows(h)], &s.h_rec[rows(h)]),
-            (
-                &s.aux[rows(h)],
-                &s.scratch[rows(scratch_w)],
-                &s.keep[rows(keep_w)],
-            ),
+            (&aux[..h], &s.scratch[rows(scratch_w)], &s.keep[rows(keep_w)]),
             &mut s.dh[rows(h)],
-            &mut s.dgates[rows(gh)],
-            &mut s.dalt[rows(dalt_w)],
+            da,
+            dq,
             &mut s.dh_rec[rows(masked_w)],
         );
+        if let Some(ln) = &norms {
+            // (2)ᵀ (1)ᵀ through the norms: dq, da kept; dz_h beside them, dz_x in `dgates`
+            let (x_hat, rest_aux) = aux[h..].split_at(gh);
+            let (q_hat, rstd) = rest_aux.split_at(gh);
+            let (dz_h, da_kept) = rest.split_at_mut(gh);
+            dz_h.copy_from_slice(dq);
+            da_kept.copy_from_slice(da);
+            layer_norm_backward(dz_h, q_hat, ln.g_hh, rstd[1]);
+            layer_norm_backward(da, x_hat, ln.g_ih, rstd[0]);
+        }
     }
 }
 
@@ -500,9 +596,16 @@ pub(crate) fn recurrent_grad<'a, T>(
     hidden: usize,
     s: &Slabs<'a, T>,
 ) -> RecurrentGrad<'a, T> {
+    let gh = 3 * hidden;
     match cell.reset {
+        // layer norm: dW_hh reads dz_h; b_ih, b_hh read da and dq (see the module docs)
+        _ if cell.layer_norm => RecurrentGrad {
+            dq: Some((&s.dalt[gh..], 3 * gh)),
+            other: None,
+            bias: Some([(&s.dalt[2 * gh..], 3 * gh), (s.dalt, 3 * gh)]),
+        },
         ResetPlacement::AfterMatmul => RecurrentGrad {
-            dq: Some((s.dalt, 3 * hidden)),
+            dq: Some((s.dalt, gh)),
             other: None,
             bias: None,
         },
@@ -511,5 +614,28 @@ pub(crate) fn recurrent_grad<'a, T>(
             other: Some((2 * hidden, s.aux)),
             bias: None,
         },
+    }
+}
+
+/// The gains' gradients with layer norm: dγ_ih += Σ da ⊙ x̂, dγ_hh += Σ dq ⊙ q̂ (every other
+/// weight gradient is the driver's (1)ᵀ).
+pub(crate) fn weight_grads<T: Float>(
+    cell: &GruCell,
+    hidden: usize,
+    s: &Slabs<'_, T>,
+    mut g: Block<&mut [T]>,
+) {
+    if !cell.layer_norm {
+        return;
+    }
+    let (Some(d_gih), Some(d_ghh)) = (g.take(GammaIh), g.take(GammaHh)) else {
+        unreachable!("a layer-normalised GRU has its gains")
+    };
+    let (gh, aux_w) = (3 * hidden, 7 * hidden + 2);
+    for row in 0..s.rows {
+        let dalt = &s.dalt[row * 3 * gh..(row + 1) * 3 * gh];
+        let aux = &s.aux[row * aux_w..(row + 1) * aux_w];
+        add_product(d_gih, &dalt[2 * gh..], &aux[hidden..hidden + gh]);
+        add_product(d_ghh, &dalt[..gh], &aux[hidden + gh..hidden + 2 * gh]);
     }
 }

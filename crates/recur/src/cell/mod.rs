@@ -25,7 +25,14 @@
 //!   the clamp in a `keep` slab `[rows, G*H]` (1 passed, 0 clamped) that the backward
 //!   multiplies into the gate gradients.
 //!
-//! ## Recurrent dropout
+//! ## Layer norm
+A layer-normalised cell ([`CellKind::layer_norm`], Ba et al. 2016) normalises each row's
+input product W_ih x and recurrent product W_hh h_prev over its own G·H values, in its row
+pass (the driver projects without biases; the cell adds them after the norms). Its backward
+keeps ∂L/∂a for the biases and the gains, and hands the driver the gradients at the raw
+products: `dgates` for dX and dW_ih, and [`RecurrentGrad::dq`] for dh_prev and dW_hh.
+
+## Recurrent dropout
 //! Under [`crate::RecurrentConfig::recurrent_dropout`] the driver hands each step the masked
 //! state `h_rec = m ⊙ h_prev` (one mask per row and unit for the whole sequence, Gal &
 //! Ghahramani 2016) besides `h_prev`: the recurrent product reads `h_rec`, everything else
@@ -104,7 +111,8 @@ impl CellKind {
     pub fn layer_norm(&self) -> bool {
         match self {
             CellKind::Lstm(c) => c.layer_norm,
-            _ => false,
+            CellKind::Gru(c) => c.layer_norm,
+            CellKind::Rnn(_) => false,
         }
     }
 
@@ -569,6 +577,30 @@ pub(crate) fn normalize<T: Float>(v: &[T], hat: &mut [T]) -> T {
     rstd
 }
 
+/// Layer norm with its gain and an optional bias, in place: `v = γ ⊙ normalize(v) + b`, the
+/// normalised values kept in `hat`. Returns 1/√(σ² + ε).
+#[inline]
+pub(crate) fn layer_norm<T: Float>(v: &mut [T], hat: &mut [T], gamma: &[T], b: Option<&[T]>) -> T {
+    let rstd = normalize(v, hat);
+    for ((v, &x), &g) in v.iter_mut().zip(&*hat).zip(gamma) {
+        *v = g * x;
+    }
+    if let Some(b) = b {
+        for (v, &b) in v.iter_mut().zip(b) {
+            *v += b;
+        }
+    }
+    rstd
+}
+
+/// The backward of [`layer_norm`] in place: in, `d` = ∂L/∂(its output); out, ∂L/∂v. (The
+/// gain's and the bias's gradients are sums the cell takes after the loop.)
+#[inline]
+pub(crate) fn layer_norm_backward<T: Float>(d: &mut [T], hat: &[T], gamma: &[T], rstd: T) {
+    mul_assign(d, gamma);
+    normalize_backward(d, hat, rstd);
+}
+
 /// The backward of [`normalize`]: in, `d` = ∂L/∂hat; out, ∂L/∂v =
 /// rstd · (d − mean(d) − hat · mean(d ⊙ hat)).
 #[inline]
@@ -730,8 +762,9 @@ impl CellKind {
     ) {
         match self {
             CellKind::Lstm(c) => lstm::weight_grads(c, w, s, g),
-            // (1)ᵀ is all of a GRU's and an RNN's
-            CellKind::Gru(_) | CellKind::Rnn(_) => {}
+            CellKind::Gru(c) => gru::weight_grads(c, w.hidden, s, g),
+            // (1)ᵀ is all of an RNN's
+            CellKind::Rnn(_) => {}
         }
     }
 }

@@ -888,6 +888,7 @@ fn infer(
                 .unwrap_or_default(),
                 activations,
                 clip,
+                layer_norm,
             })
         }
         Family::Rnn => {
@@ -1123,6 +1124,7 @@ mod tests {
                         candidate: b,
                     },
                     clip,
+                    layer_norm: false,
                 }),
                 ..base.clone()
             });

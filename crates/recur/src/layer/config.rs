@@ -15,7 +15,7 @@
 //!  "direction": "forward", "dropout": 0.5, "recurrent_dropout": 0.0, "batch_first": false}
 //! ```
 //! with `{"kind": "gru", "reset": "after" | "before", "activations": [gate, candidate],
-//! "clip": …}` and `{"kind": "rnn", "nonlinearity": "tanh" | "relu" | …, "leak": "none" |
+//! "clip": …, "layer_norm": …}` and `{"kind": "rnn", "nonlinearity": "tanh" | "relu" | …, "leak": "none" |
 //! {"uniform": α} | {"per_layer": [α, …]}, "clip": …}` for the other cells, and
 //! `"direction": "reverse" | "bidirectional"`. An activation is its lowercase ONNX name, or
 //! for one with parameters an object `{"name": "leakyrelu", "alpha": 0.01, "beta": null}`;
@@ -307,6 +307,8 @@ mod json {
             /// gate, candidate
             activations: [ActivationJson; 2],
             clip: Option<f64>,
+            #[serde(default, skip_serializing_if = "is_false")]
+            layer_norm: bool,
         },
         Rnn {
             nonlinearity: ActivationJson,
@@ -421,6 +423,7 @@ mod json {
                     },
                     activations: [g.activations.gate, g.activations.candidate].map(activation_json),
                     clip: g.clip,
+                    layer_norm: g.layer_norm,
                 },
                 CellKind::Rnn(r) => CellJson::Rnn {
                     nonlinearity: activation_json(r.nonlinearity),
@@ -481,6 +484,7 @@ mod json {
                     reset,
                     activations: [gate, candidate],
                     clip,
+                    layer_norm,
                 } => CellKind::Gru(GruCell {
                     reset: match reset {
                         ResetJson::After => ResetPlacement::AfterMatmul,
@@ -491,6 +495,7 @@ mod json {
                         candidate: activation(&candidate)?,
                     },
                     clip,
+                    layer_norm,
                 }),
                 CellJson::Rnn {
                     nonlinearity,

@@ -237,6 +237,7 @@ pub(crate) fn cells(node: &Node, op: Op, dirs: usize, peep: bool) -> Result<Vec<
                     candidate: a[1],
                 },
                 clip,
+                layer_norm: false,
             }),
             Op::Rnn => CellKind::Rnn(RnnCell {
                 nonlinearity: a[0],

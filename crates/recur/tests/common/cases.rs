@@ -223,6 +223,13 @@ pub fn cells(num_layers: usize) -> Vec<(&'static str, CellKind)> {
         ),
         ("gru_reset_after", CellKind::gru()),
         (
+            "gru_layer_norm",
+            CellKind::Gru(GruCell {
+                layer_norm: true,
+                ..Default::default()
+            }),
+        ),
+        (
             "gru_reset_before",
             CellKind::Gru(GruCell {
                 reset: ResetPlacement::BeforeMatmul,
@@ -275,6 +282,7 @@ pub fn cells(num_layers: usize) -> Vec<(&'static str, CellKind)> {
                     },
                 },
                 clip: Some(1.5),
+                layer_norm: false,
             }),
         ),
         (

@@ -175,6 +175,7 @@ impl Fixture {
                     Some(v) => panic!("{}: a gru has 2 activations, got {v:?}", self.name),
                 },
                 clip,
+                layer_norm: self.flag("layer_norm"),
             }),
             // an `activations` key overrides the name's tanh / relu
             "rnn_tanh" | "rnn_relu" => CellKind::Rnn(RnnCell {
