@@ -26,13 +26,19 @@
 //!   multiplies into the gate gradients.
 //!
 //! ## Layer norm
-A layer-normalised cell ([`CellKind::layer_norm`], Ba et al. 2016) normalises each row's
-input product W_ih x and recurrent product W_hh h_prev over its own G·H values, in its row
-pass (the driver projects without biases; the cell adds them after the norms). Its backward
-keeps ∂L/∂a for the biases and the gains, and hands the driver the gradients at the raw
-products: `dgates` for dX and dW_ih, and [`RecurrentGrad::dq`] for dh_prev and dW_hh.
-
-## Recurrent dropout
+//! A layer-normalised cell ([`CellKind::layer_norm`], Ba et al. 2016) normalises each row's
+//! input product W_ih x and recurrent product W_hh h_prev over its own G·H values, in its row
+//! pass (the driver projects without biases; the cell adds them after the norms). Its backward
+//! keeps ∂L/∂a for the biases and the gains, and hands the driver the gradients at the raw
+//! products: `dgates` for dX and dW_ih, and [`RecurrentGrad::dq`] for dh_prev and dW_hh.
+//!
+//! ## Zoneout
+//! Zoneout ([`Zoneout`], Krueger et al. 2017) acts on the states between steps: the driver
+//! blends each step's new h (and c) with the previous one by a mask after the cell's step,
+//! and before the cell's backward step splits the state's gradient into the part the step
+//! sees (m ⊙ dh) and the part that goes straight to the previous state ((1 − m) ⊙ dh).
+//!
+//! ## Recurrent dropout
 //! Under [`crate::RecurrentConfig::recurrent_dropout`] the driver hands each step the masked
 //! state `h_rec = m ⊙ h_prev` (one mask per row and unit for the whole sequence, Gal &
 //! Ghahramani 2016) besides `h_prev`: the recurrent product reads `h_rec`, everything else
@@ -555,6 +561,80 @@ pub(crate) fn add_column_sums_ld<T: Float>(out: &mut [T], x: &[T], rows: usize, 
     for row in 0..rows {
         for (o, &v) in out.iter_mut().zip(&x[row * ld..]) {
             *o += v;
+        }
+    }
+}
+
+/// Zoneout's masks for one (layer, direction) (Krueger et al. 2017; see
+/// [`crate::RecurrentConfig::zoneout_h`]): after each step, every unit of h (and c) is
+/// `h = h_prev + m ⊙ (h̃ − h_prev)`, m from `h` (`c`) `[·, R]` (`[·, H]`), rows in the
+/// sorted batch order. Training: m ∈ {0, 1}, one row per step and sequence (`per_step`);
+/// inference: m = 1 − z, one row per sequence for every step. An empty slab: no zoneout
+/// there.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Zoneout<'a, T> {
+    pub h: &'a [T],
+    pub c: &'a [T],
+    pub per_step: bool,
+    /// the batch (rows of one step's masks)
+    pub batch: usize,
+}
+
+impl<T: Float> Zoneout<'_, T> {
+    /// The mask rows `start..start + n` of step `t` in a slab of width `w` (empty if off).
+    fn rows<'m>(&self, m: &'m [T], w: usize, t: usize, start: usize, n: usize) -> &'m [T] {
+        if m.is_empty() {
+            return m;
+        }
+        let row0 = if self.per_step { t * self.batch } else { 0 } + start;
+        &m[row0 * w..(row0 + n) * w]
+    }
+
+    /// After the cell's step of rows `start..start + n` at t: h = h_prev + m ⊙ (h̃ − h_prev),
+    /// and the same for c.
+    pub fn forward(
+        &self,
+        (t, start, n): (usize, usize, usize),
+        (h_prev, h): (&[T], &mut [T]),
+        (c_prev, c): (&[T], &mut [T]),
+    ) {
+        for (prev, new, m) in [(h_prev, h, self.h), (c_prev, c, self.c)] {
+            let w = if n == 0 { 0 } else { new.len() / n };
+            let m = self.rows(m, w, t, start, n);
+            for ((v, &p), &m) in new.iter_mut().zip(prev).zip(m) {
+                *v = p + m * (*v - p);
+            }
+        }
+    }
+
+    /// Before the cell's backward step (dh, dc: ∂L/∂ of the zoned-out states at t): the
+    /// cell's step sees m ⊙ d, and (1 − m) ⊙ d goes to the state before it (`carry`, added
+    /// to the step's dh_prev, dc_prev by [`Self::add_carry`]).
+    pub fn split(
+        &self,
+        (t, start, n): (usize, usize, usize),
+        (dh, carry_h): (&mut [T], &mut [T]),
+        (dc, carry_c): (&mut [T], &mut [T]),
+    ) {
+        for (d, carry, m) in [(dh, carry_h, self.h), (dc, carry_c, self.c)] {
+            let w = if n == 0 { 0 } else { d.len() / n };
+            let m = self.rows(m, w, t, start, n);
+            for ((d, k), &m) in d.iter_mut().zip(carry.iter_mut()).zip(m) {
+                *k = (T::one() - m) * *d;
+                *d *= m;
+            }
+        }
+    }
+
+    /// After the cell's backward step: dh_prev += carry_h, dc_prev += carry_c (where the
+    /// masks are on).
+    pub fn add_carry(&self, (dh, carry_h): (&mut [T], &[T]), (dc, carry_c): (&mut [T], &[T])) {
+        for (d, carry, m) in [(dh, carry_h, self.h), (dc, carry_c, self.c)] {
+            if !m.is_empty() {
+                for (d, &k) in d.iter_mut().zip(carry) {
+                    *d += k;
+                }
+            }
         }
     }
 }

@@ -327,6 +327,8 @@ struct Meta {
     layout: Option<BatchLayout>,
     dropout: Option<f64>,
     recurrent_dropout: Option<f64>,
+    /// zoneout on h and c (only from `recur.config`)
+    zoneout: Option<(f64, f64)>,
     /// `Some(None)`: the file says no clip
     clip: Option<Option<f64>>,
     /// The whole configuration (`recur.config`), which the tensors must agree with.
@@ -341,6 +343,7 @@ impl Meta {
             layout: Some(config.layout),
             dropout: Some(config.dropout),
             recurrent_dropout: Some(config.recurrent_dropout),
+            zoneout: Some((config.zoneout_h, config.zoneout_c)),
             clip: Some(config.cell.clip()),
             ..Meta::default()
         };
@@ -491,6 +494,7 @@ fn parse_meta(file: &str, raw: &HashMap<String, String>) -> Result<Meta> {
         )?,
         dropout: get(raw, key::DROPOUT, "a number", &bad, rate)?,
         recurrent_dropout: get(raw, key::RECURRENT_DROPOUT, "a number", &bad, rate)?,
+        zoneout: None,
         clip: get(raw, key::CLIP, "none or a number", &bad, |v| match v {
             "none" => Some(None),
             v => rate(v).map(Some),
@@ -936,6 +940,8 @@ fn infer(
         direction,
         dropout: meta.dropout.unwrap_or(0.0),
         recurrent_dropout: meta.recurrent_dropout.unwrap_or(0.0),
+        zoneout_h: meta.zoneout.map_or(0.0, |z| z.0),
+        zoneout_c: meta.zoneout.map_or(0.0, |z| z.1),
         layout,
     };
     config.validate()?;

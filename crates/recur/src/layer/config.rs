@@ -3,8 +3,8 @@
 //! Every file recur writes carries the configuration as this JSON (serde on
 //! [`RecurrentConfig`]): model files and checkpoints under `"rnn"` in `recur.model`, PyTorch
 //! state_dict exports as `recur.config` (see [`crate::io`]). Every key is required but
-//! `clip`, `recurrent_dropout` and `layer_norm` (absent in files of earlier versions: none, 0
-//! and false; `layer_norm` is written only when true):
+//! `clip`, `recurrent_dropout`, `layer_norm`, `zoneout_h` and `zoneout_c` (absent in files of
+//! earlier versions: none, 0, false, 0 and 0; the last three are written only when set):
 //!
 //! ```json
 //! {"cell": {"kind": "lstm", "proj_size": 0,
@@ -127,6 +127,15 @@ pub struct RecurrentConfig {
     /// at every step; one mask for all gates, on the projected state with `proj_size`. The
     /// carried state itself is not masked. Default 0.
     pub recurrent_dropout: f64,
+    /// Zoneout on h (Krueger et al. 2017, as haste offers it), in [0, 1) (LSTM and GRU): in
+    /// [`crate::Recurrent::forward_train`] each unit of each sequence keeps its previous
+    /// value with probability `zoneout_h` at every step (h = h_prev + m ⊙ (h̃ − h_prev), one
+    /// seeded mask m ∈ {0, 1} per step); at inference the expectation,
+    /// h = z h_prev + (1 − z) h̃. On the projected h with `proj_size`. Default 0.
+    pub zoneout_h: f64,
+    /// Zoneout on the LSTM's cell state c, as `zoneout_h` on h (not with an output
+    /// peephole, which reads the new c before its zoneout). Default 0.
+    pub zoneout_c: f64,
     pub layout: BatchLayout,
 }
 
@@ -141,6 +150,8 @@ impl Default for RecurrentConfig {
             direction: Direction::Forward,
             dropout: 0.0,
             recurrent_dropout: 0.0,
+            zoneout_h: 0.0,
+            zoneout_c: 0.0,
             layout: BatchLayout::SeqFirst,
         }
     }
@@ -172,6 +183,31 @@ impl RecurrentConfig {
                 "recurrent_dropout",
                 format!("must lie in [0, 1), got {}", self.recurrent_dropout),
             ));
+        }
+        for (what, z) in [("zoneout_h", self.zoneout_h), ("zoneout_c", self.zoneout_c)] {
+            if !(0.0..1.0).contains(&z) {
+                return Err(config_err(what, format!("must lie in [0, 1), got {z}")));
+            }
+        }
+        if self.zoneout_h > 0.0 && matches!(self.cell, CellKind::Rnn(_)) {
+            return Err(config_err(
+                "zoneout_h",
+                "zoneout is an LSTM and GRU option (an RNN's backward reads its states as its \
+                 activations)",
+            ));
+        }
+        if self.zoneout_c > 0.0 {
+            match &self.cell {
+                CellKind::Lstm(l) if l.peepholes.output => {
+                    return Err(config_err(
+                        "zoneout_c",
+                        "the output peephole reads the new cell state before its zoneout; \
+                         zoneout_c and peepholes.output do not go together",
+                    ));
+                }
+                CellKind::Lstm(_) => {}
+                _ => return Err(config_err("zoneout_c", "only an LSTM has a cell state")),
+            }
         }
         self.cell.validate(self.hidden_size, self.num_layers)?;
         // Hostile sizes must give an error, not an overflow or a runaway allocation. Each size
@@ -283,7 +319,16 @@ mod json {
         /// absent in files of recur versions without recurrent dropout: 0
         #[serde(default)]
         recurrent_dropout: f64,
+        /// absent in files of earlier versions (and written only when > 0): 0
+        #[serde(default, skip_serializing_if = "is_zero")]
+        zoneout_h: f64,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        zoneout_c: f64,
         batch_first: bool,
+    }
+
+    fn is_zero(v: &f64) -> bool {
+        *v == 0.0
     }
 
     #[derive(Serialize, Deserialize)]
@@ -397,6 +442,8 @@ mod json {
                 direction,
                 dropout,
                 recurrent_dropout,
+                zoneout_h,
+                zoneout_c,
                 layout,
             } = c;
             let cell = match cell {
@@ -444,6 +491,8 @@ mod json {
                 direction,
                 dropout,
                 recurrent_dropout,
+                zoneout_h,
+                zoneout_c,
                 batch_first: layout == BatchLayout::BatchFirst,
             }
         }
@@ -524,6 +573,8 @@ mod json {
                 direction: r.direction,
                 dropout: r.dropout,
                 recurrent_dropout: r.recurrent_dropout,
+                zoneout_h: r.zoneout_h,
+                zoneout_c: r.zoneout_c,
                 layout: if r.batch_first {
                     BatchLayout::BatchFirst
                 } else {

@@ -32,7 +32,8 @@ use std::borrow::Cow;
 
 use crate::cell::ParamKind::{BiasHh, BiasIh, WeightHh, WeightIh};
 use crate::cell::{
-    Block, BwdStep, CellKind, FwdStep, RecurrentGrad, Slabs, StepWeights, add_column_sums_ld,
+    Block, BwdStep, CellKind, FwdStep, RecurrentGrad, Slabs, StepWeights, Zoneout,
+    add_column_sums_ld,
 };
 use crate::kernel::pair;
 use crate::kernel::scalar::Float;
@@ -63,6 +64,8 @@ pub(crate) struct DirSpec<'a, T> {
     pub panels: Option<&'a ForwardPanels>,
     /// the format of the forward products' weights (bf16: inference only)
     pub format: WeightFormat,
+    /// zoneout's masks (training) or expectation (inference), or `None`
+    pub zoneout: Option<Zoneout<'a, T>>,
 }
 
 impl<T: Float> DirSpec<'_, T> {
@@ -200,6 +203,10 @@ impl<T: Float> DirSpec<'_, T> {
                                 scratch: &mut scratch[..n * widths.fwd_scratch],
                             },
                         );
+                        if let Some(z) = &self.zoneout {
+                            let (h, c) = (&mut h_cur[..n * r], &mut c_cur[..n * ch]);
+                            z.forward((t, part.start, n), (&h_prev[..n * r], h), (&c_prev[..n * ch], c));
+                        }
                     }
                     // Sequences that have ended (or, in reverse, not yet begun) carry their
                     // state and keep zeros in the slabs the weight gradients read whole.
@@ -290,6 +297,9 @@ impl<T: Float> DirSpec<'_, T> {
                 let mut scratch = vec![T::zero(); np * widths.bwd_scratch];
                 // recurrent dropout: the gradient that reaches m ⊙ h_prev
                 let mut dh_rec = vec![T::zero(); if mask.is_empty() { 0 } else { np * r }];
+                // zoneout: the gradient that goes straight to the state before the step
+                let zw = if self.zoneout.is_some() { np } else { 0 };
+                let (mut carry_h, mut carry_c) = (vec![T::zero(); zw * r], vec![T::zero(); zw * ch]);
                 // Rows `[row0 + part.start, … + n)` of a tape slab `w` values wide.
                 let span = |row0: usize, n: usize, w: usize| {
                     (row0 + part.start) * w..(row0 + part.start + n) * w
@@ -316,6 +326,11 @@ impl<T: Float> DirSpec<'_, T> {
                         let (dh, dc) = (&dh[..n * r], &dc[..n * ch]);
                         super::gradnorms::record(norms.rows_mut(t, 0, n), n, dh, dc);
                     }
+                    let z = self.zoneout.map(|z| (z, (t, part.start, n)));
+                    let (kh, kc) = (&mut carry_h[..zw.min(n) * r], &mut carry_c[..zw.min(n) * ch]);
+                    if let Some((z, at)) = z {
+                        z.split(at, (&mut dh[..n * r], &mut *kh), (&mut dc[..n * ch], &mut *kc));
+                    }
                     let (ps, cs) = (self.prev_slot(t) * bs, self.cur_slot(t) * bs);
                     // the cell's step backward: its pass over the rows, its product for dh_prev
                     self.cell_backward(
@@ -341,6 +356,9 @@ impl<T: Float> DirSpec<'_, T> {
                             scratch: &mut scratch[..n * widths.bwd_scratch],
                         },
                     );
+                    if let Some((z, _)) = z {
+                        z.add_carry((&mut dh[..n * r], kh), (&mut dc[..n * ch], kc));
+                    }
                 }
             });
 

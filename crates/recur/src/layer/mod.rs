@@ -139,9 +139,12 @@ impl<'a, T> Call<'a, T> {
 
 impl RecurrentConfig {
     /// Whether a training call draws dropout masks (inter-layer dropout between two or more
-    /// layers, or recurrent dropout), and so needs a seed (`Call::seed`).
+    /// layers, recurrent dropout, or zoneout), and so needs a seed (`Call::seed`).
     pub(crate) fn draws_masks(&self) -> bool {
-        (self.dropout > 0.0 && self.num_layers > 1) || self.recurrent_dropout > 0.0
+        (self.dropout > 0.0 && self.num_layers > 1)
+            || self.recurrent_dropout > 0.0
+            || self.zoneout_h > 0.0
+            || self.zoneout_c > 0.0
     }
 }
 
@@ -206,6 +209,9 @@ pub struct Tape<T> {
     /// recurrent-dropout mask of each (layer, direction) `[batch, R]` in sorted order, or
     /// empty
     rec_masks: Vec<Vec<T>>,
+    /// zoneout masks of each (layer, direction), h `[seq_len * batch, R]` and c
+    /// `[seq_len * batch, H]` in sorted order (an empty one: off)
+    zone_masks: Vec<[Vec<T>; 2]>,
     dirs: Vec<DirTape<T>>,
     /// the model's pool, which the slabs go back to when the tape drops
     workspace: Workspace<T>,
@@ -235,6 +241,7 @@ impl<T> Tape<T> {
             .iter()
             .chain(&self.masks)
             .chain(&self.rec_masks)
+            .chain(self.zone_masks.iter().flatten())
             .map(Vec::len)
             .sum::<usize>();
         let dirs = self
@@ -293,6 +300,30 @@ fn check_format<T: Float>(format: WeightFormat, what: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Zoneout's masks of one call: per (layer, direction) `[h, c]`, each `[seq_len * batch, w]`
+/// of 0 and 1 in training (`per_step`), or at inference one set `[batch, w]` of 1 − z that
+/// every direction and step reads; an empty slab is off there.
+#[derive(Default)]
+struct ZoneMasks<T> {
+    masks: Vec<[Vec<T>; 2]>,
+    per_step: bool,
+}
+
+/// The zoneout of (layer, direction) `ld` from `(masks, per_step)` of [`ZoneMasks`].
+fn zone_of<T>(
+    (masks, per_step): (&[[Vec<T>; 2]], bool),
+    ld: usize,
+    batch: usize,
+) -> Option<crate::cell::Zoneout<'_, T>> {
+    let [h, c] = masks.get(if per_step { ld } else { 0 })?;
+    Some(crate::cell::Zoneout {
+        h,
+        c,
+        per_step,
+        batch,
+    })
 }
 
 /// Shape bookkeeping of one call: sizes, the length sort and the active-row counts.
@@ -715,7 +746,7 @@ impl<T: Float> Recurrent<T> {
         b: &'a Batch,
         layer: usize,
         dir: usize,
-        rec_masks: &'a [Vec<T>],
+        (rec_masks, zone): (&'a [Vec<T>], (&'a [[Vec<T>; 2]], bool)),
         format: WeightFormat,
     ) -> DirSpec<'a, T> {
         let mut spec = self.dir_spec(layer, dir, (b.seq_len, b.batch, &b.active));
@@ -726,7 +757,56 @@ impl<T: Float> Recurrent<T> {
             .get(ld)
             .filter(|m| !m.is_empty())
             .map(Vec::as_slice);
+        spec.zoneout = zone_of(zone, ld, b.batch);
         spec
+    }
+
+    /// Zoneout's masks of a training call (`seed`), or its expectation at inference (see
+    /// [`ZoneMasks`]); `None` without zoneout.
+    fn zoneout_masks(&self, b: &Batch, seed: Option<u64>) -> ZoneMasks<T> {
+        let cfg = &self.config;
+        let (zh, zc) = (cfg.zoneout_h, cfg.zoneout_c);
+        let widths = [(zh, cfg.h_out()), (zc, cfg.hidden_size)];
+        let dirs = cfg.num_layers * cfg.direction.count();
+        if zh <= 0.0 && zc <= 0.0 {
+            return ZoneMasks::default();
+        }
+        let Some(seed) = seed else {
+            // inference: m = 1 − z for every row (one set serves every direction)
+            let rows = |(z, w): (f64, usize)| {
+                let keep = T::from_f64(1.0 - z).unwrap_or_else(T::one);
+                if z > 0.0 { vec![keep; b.batch * w] } else { Vec::new() }
+            };
+            return ZoneMasks {
+                masks: vec![widths.map(rows)],
+                per_step: false,
+            };
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // a stream of its own (0: inter-layer dropout, 1: recurrent dropout)
+        rng.set_stream(2);
+        let (tl, bs) = (b.seq_len, b.batch);
+        let mut draw = |(z, w): (f64, usize)| {
+            if z <= 0.0 {
+                return Vec::new();
+            }
+            // drawn in the caller's batch order, stored in the sorted order
+            let drawn: Vec<T> = (0..tl * bs * w)
+                .map(|_| if rng.random::<f64>() < 1.0 - z { T::one() } else { T::zero() })
+                .collect();
+            let mut sorted = vec![T::zero(); tl * bs * w];
+            for t in 0..tl {
+                for (s, &orig) in b.perm.iter().enumerate() {
+                    let (to, from) = ((t * bs + s) * w, (t * bs + orig) * w);
+                    sorted[to..to + w].copy_from_slice(&drawn[from..from + w]);
+                }
+            }
+            sorted
+        };
+        ZoneMasks {
+            masks: (0..dirs).map(|_| widths.map(&mut draw)).collect(),
+            per_step: true,
+        }
     }
 
     /// The forward weights of every (layer, direction) packed in `format`, made on first
@@ -774,6 +854,7 @@ impl<T: Float> Recurrent<T> {
             rec_mask: None,
             panels: None,
             format: WeightFormat::F32,
+            zoneout: None,
         }
     }
 
@@ -800,6 +881,7 @@ impl<T: Float> Recurrent<T> {
         let rec_masks = train_seed.map_or_else(Vec::new, |s| {
             dropout::recurrent_masks(cfg.recurrent_dropout, nl * nd, &b.perm, r, s)
         });
+        let zone = self.zoneout_masks(&b, train_seed);
         let (mut inputs, mut masks, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
         let mut h_n = vec![T::zero(); nl * nd * b.batch * r];
         let mut c_n = vec![
@@ -823,7 +905,8 @@ impl<T: Float> Recurrent<T> {
             };
             for dir in 0..nd {
                 let ld = layer * nd + dir;
-                let spec = self.spec(&b, layer, dir, &rec_masks, format);
+                let zones = (&zone.masks[..], zone.per_step);
+                let spec = self.spec(&b, layer, dir, (&rec_masks, zones), format);
                 let h0 = state.map_or_else(
                     || zeros_h.clone(),
                     |s| Self::gather_state(s.h.data(), ld, &b, r),
@@ -890,6 +973,7 @@ impl<T: Float> Recurrent<T> {
             inputs,
             masks,
             rec_masks,
+            zone_masks: zone.masks,
             dirs,
             workspace: self.workspace.clone(),
         });
@@ -1014,7 +1098,8 @@ impl<T: Float> Recurrent<T> {
             };
             for dir in 0..nd {
                 let ld = layer * nd + dir;
-                let spec = self.spec(&b, layer, dir, &tape.rec_masks, WeightFormat::F32);
+                let zones = (&tape.zone_masks[..], true);
+                let spec = self.spec(&b, layer, dir, (&tape.rec_masks, zones), WeightFormat::F32);
                 let dh_n = grad.h.map_or_else(
                     || vec![T::zero(); b.batch * r],
                     |g| Self::gather_state(g.data(), ld, &b, r),

@@ -16,7 +16,7 @@ use std::fmt;
 use super::driver::DirSpec;
 use super::pack::{Packed, pack_panels, transpose, transposed};
 use super::{Direction, Recurrent, State, WeightFormat};
-use crate::cell::{FwdStep, ParamKind};
+use crate::cell::{FwdStep, ParamKind, Zoneout};
 use crate::error::{Error, Result, Shape};
 use crate::kernel::pair::{self, Pair};
 use crate::kernel::scalar::Float;
@@ -91,7 +91,14 @@ impl<'a, T: Float> Stepper<'a, T> {
         let layers: Vec<(DirSpec<'a, T>, DirStep<T>)> = (0..nl)
             .map(|layer| {
                 let spec = model.dir_spec(layer, 0, (1, batch, &[]));
-                let prepared = spec.prepare(format);
+                let mut prepared = spec.prepare(format);
+                // zoneout at inference: the expectation, h = z h_prev + (1 − z) h̃
+                let expect = |(z, w): (f64, usize)| {
+                    let keep = T::from_f64(1.0 - z).unwrap_or_else(T::one);
+                    if z > 0.0 { vec![keep; batch * w] } else { Vec::new() }
+                };
+                prepared.zone =
+                    [(cfg.zoneout_h, cfg.h_out()), (cfg.zoneout_c, cfg.hidden_size)].map(expect);
                 (spec, prepared)
             })
             .collect();
@@ -237,6 +244,8 @@ pub(crate) struct DirStep<T> {
     keep: Vec<T>,
     m: Vec<T>,
     scratch: Vec<T>,
+    /// zoneout's expectation rows 1 − z, h `[batch, R]` and c `[batch, H]` (empty: off)
+    pub zone: [Vec<T>; 2],
 }
 
 impl<T: Float> DirSpec<'_, T> {
@@ -279,6 +288,7 @@ impl<T: Float> DirSpec<'_, T> {
             keep: vec![T::zero(); bs * widths.keep],
             m: vec![T::zero(); bs * widths.m],
             scratch: vec![T::zero(); bs * widths.fwd_scratch],
+            zone: [Vec::new(), Vec::new()],
         }
     }
 
@@ -335,8 +345,8 @@ impl<T: Float> DirSpec<'_, T> {
                 h_prev,
                 h_rec: h_prev,
                 c_prev,
-                h,
-                c,
+                h: &mut *h,
+                c: &mut *c,
                 gates: &mut ds.gates,
                 aux: &mut ds.aux,
                 keep: &mut ds.keep,
@@ -344,6 +354,16 @@ impl<T: Float> DirSpec<'_, T> {
                 scratch: &mut ds.scratch,
             },
         );
+        let [zh, zc] = &ds.zone;
+        if !(zh.is_empty() && zc.is_empty()) {
+            let z = Zoneout {
+                h: zh,
+                c: zc,
+                per_step: false,
+                batch: bs,
+            };
+            z.forward((0, 0, bs), (h_prev, h), (c_prev, c));
+        }
     }
 }
 

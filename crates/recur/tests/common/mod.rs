@@ -207,6 +207,8 @@ impl Fixture {
             },
             dropout: 0.0,
             recurrent_dropout: 0.0,
+            zoneout_h: 0.0,
+            zoneout_c: 0.0,
             layout: if self.flag("batch_first") {
                 BatchLayout::BatchFirst
             } else {
