@@ -148,6 +148,12 @@ impl Case {
         self
     }
 
+    fn zoneout(mut self, h: f64, c: f64) -> Self {
+        self.config.zoneout_h = h;
+        self.config.zoneout_c = c;
+        self
+    }
+
     /// Single-layer forward cases with an activation that has kinks, or with ONNX clip: those
     /// get their margin from [`kink_margin`] (multi-layer ReLU RNNs keep [`relu_margin`]).
     fn needs_kink_margin(&self) -> bool {
@@ -1077,6 +1083,61 @@ fn gru_layer_norm() {
             case("gru_layer_norm_rec_dropout_2_layers", plain())
                 .layers(2)
                 .recurrent_dropout(0.3),
+        ],
+    );
+}
+
+/// Zoneout on h and c (masks fixed by the call's seed): LSTM and GRU, with projection,
+/// peepholes, layer norm, recurrent dropout, two layers, both directions and ragged batches.
+#[test]
+fn zoneout() {
+    let ln_lstm = || {
+        lstm(LstmCell {
+            layer_norm: true,
+            ..Default::default()
+        })
+    };
+    let ln_gru = || {
+        CellKind::Gru(GruCell {
+            layer_norm: true,
+            ..Default::default()
+        })
+    };
+    run_group(
+        "zoneout",
+        &[
+            case("lstm_zoneout_h", CellKind::lstm()).zoneout(0.4, 0.0),
+            case("lstm_zoneout_c", CellKind::lstm()).zoneout(0.0, 0.4),
+            case("lstm_zoneout_h_c_2_layers_ragged_bidirectional", CellKind::lstm())
+                .layers(2)
+                .direction(Direction::Bidirectional)
+                .input(2)
+                .ragged()
+                .zoneout(0.3, 0.3),
+            case(
+                "lstm_zoneout_h_c_proj_peephole_if",
+                lstm(LstmCell {
+                    proj_size: 2,
+                    peepholes: peepholes("if"),
+                    ..Default::default()
+                }),
+            )
+            .hidden(4)
+            .zoneout(0.3, 0.3),
+            case("lstm_layer_norm_zoneout_h_c_rec_dropout", ln_lstm())
+                .zoneout(0.3, 0.3)
+                .recurrent_dropout(0.3),
+            case("gru_zoneout", gru(ResetPlacement::AfterMatmul)).zoneout(0.4, 0.0),
+            case(
+                "gru_reset_before_zoneout_2_layers_reverse",
+                gru(ResetPlacement::BeforeMatmul),
+            )
+            .layers(2)
+            .direction(Direction::Reverse)
+            .zoneout(0.3, 0.0),
+            case("gru_layer_norm_zoneout_ragged", ln_gru())
+                .ragged()
+                .zoneout(0.3, 0.0),
         ],
     );
 }

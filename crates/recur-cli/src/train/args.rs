@@ -141,6 +141,14 @@ pub struct TrainArgs {
     /// [default: 0]
     #[arg(long, help_heading = "Model")]
     pub recurrent_dropout: Option<f64>,
+    /// Zoneout on h (Krueger et al. 2017): each unit keeps its previous value with this
+    /// probability at every training step; the expectation at inference (LSTM, GRU)
+    /// [default: 0]
+    #[arg(long, help_heading = "Model")]
+    pub zoneout_h: Option<f64>,
+    /// Zoneout on the LSTM's cell state c [default: 0]
+    #[arg(long, help_heading = "Model")]
+    pub zoneout_c: Option<f64>,
     /// Tie the embedding and the output weights (Press & Wolf 2017; needs embedding size =
     /// hidden size) [default: false]
     #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Model")]

@@ -45,6 +45,8 @@ pub struct Settings {
     pub embedding_dropout: f64,
     pub output_dropout: f64,
     pub recurrent_dropout: f64,
+    pub zoneout_h: f64,
+    pub zoneout_c: f64,
     pub tied: bool,
     pub init_range: f64,
     pub forget_bias: f64,
@@ -261,6 +263,8 @@ impl Settings {
             embedding_dropout: a.embedding_dropout.unwrap_or(0.0),
             output_dropout: a.output_dropout.unwrap_or(0.0),
             recurrent_dropout: a.recurrent_dropout.unwrap_or(0.0),
+            zoneout_h: a.zoneout_h.unwrap_or(0.0),
+            zoneout_c: a.zoneout_c.unwrap_or(0.0),
             tied: a.tied.unwrap_or(false),
             init_range: a.init_range.unwrap_or(if text { 0.1 } else { 0.0 }),
             forget_bias: a
@@ -372,6 +376,8 @@ impl Settings {
             ("--embedding-dropout", self.embedding_dropout),
             ("--output-dropout", self.output_dropout),
             ("--recurrent-dropout", self.recurrent_dropout),
+            ("--zoneout-h", self.zoneout_h),
+            ("--zoneout-c", self.zoneout_c),
         ] {
             ensure!(
                 (0.0..1.0).contains(&p),
@@ -415,6 +421,15 @@ impl Settings {
         }
         if self.peepholes && self.cell != Cell::Lstm {
             bail!("--peepholes is an LSTM option");
+        }
+        if self.zoneout_h > 0.0 && !matches!(self.cell, Cell::Lstm | Cell::Gru) {
+            bail!("--zoneout-h is an LSTM and GRU option");
+        }
+        if self.zoneout_c > 0.0 && self.cell != Cell::Lstm {
+            bail!("--zoneout-c is an LSTM option (only an LSTM has a cell state)");
+        }
+        if self.zoneout_c > 0.0 && self.peepholes {
+            bail!("--zoneout-c: the output peephole reads the new cell state before its zoneout");
         }
         if self.layer_norm && !matches!(self.cell, Cell::Lstm | Cell::Gru) {
             bail!("--layer-norm is an LSTM and GRU option");
@@ -465,6 +480,8 @@ impl Settings {
             },
             dropout: self.dropout,
             recurrent_dropout: self.recurrent_dropout,
+            zoneout_h: self.zoneout_h,
+            zoneout_c: self.zoneout_c,
             ..Default::default()
         }
     }

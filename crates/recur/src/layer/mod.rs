@@ -786,25 +786,34 @@ impl<T: Float> Recurrent<T> {
         // a stream of its own (0: inter-layer dropout, 1: recurrent dropout)
         rng.set_stream(2);
         let (tl, bs) = (b.seq_len, b.batch);
-        let mut draw = |(z, w): (f64, usize)| {
-            if z <= 0.0 {
-                return Vec::new();
-            }
-            // drawn in the caller's batch order, stored in the sorted order
-            let drawn: Vec<T> = (0..tl * bs * w)
-                .map(|_| if rng.random::<f64>() < 1.0 - z { T::one() } else { T::zero() })
-                .collect();
-            let mut sorted = vec![T::zero(); tl * bs * w];
-            for t in 0..tl {
-                for (s, &orig) in b.perm.iter().enumerate() {
-                    let (to, from) = ((t * bs + s) * w, (t * bs + orig) * w);
-                    sorted[to..to + w].copy_from_slice(&drawn[from..from + w]);
+        // step by step, each sequence in the caller's order its h row and then its c row (so
+        // that a sequence's masks depend neither on the others' lengths nor on what follows);
+        // stored in the sorted order
+        let mut sorted_of = vec![0; bs];
+        for (s, &orig) in b.perm.iter().enumerate() {
+            sorted_of[orig] = s;
+        }
+        let masks = (0..dirs)
+            .map(|_| {
+                let mut m = widths.map(|(z, w)| vec![T::zero(); if z > 0.0 { tl * bs * w } else { 0 }]);
+                for t in 0..tl {
+                    for &s in &sorted_of {
+                        for (m, &(z, w)) in m.iter_mut().zip(&widths) {
+                            if z > 0.0 {
+                                for v in &mut m[(t * bs + s) * w..(t * bs + s + 1) * w] {
+                                    if rng.random::<f64>() < 1.0 - z {
+                                        *v = T::one();
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
-            }
-            sorted
-        };
+                m
+            })
+            .collect();
         ZoneMasks {
-            masks: (0..dirs).map(|_| widths.map(&mut draw)).collect(),
+            masks,
             per_step: true,
         }
     }

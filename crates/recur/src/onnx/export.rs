@@ -16,8 +16,8 @@
 //! layers are concatenated into `h_n`. A [`SequenceModel`]'s embedding is a `Gather`, its
 //! head a `MatMul` + `Add` on every step (times a 0/1 mask built from `sequence_lens`, since
 //! recur's outputs are zero past a sequence's end) or a `Gemm` on the top layer's final
-//! states. A projection (`proj_size`), the leaky RNN and layer norm have no ONNX form and are
-//! refused.
+//! states. A projection (`proj_size`), the leaky RNN, layer norm and zoneout have no ONNX form
+//! and are refused.
 
 use prost::Message;
 
@@ -203,6 +203,13 @@ fn check_exportable(model: &Recurrent<f32>) -> Result<()> {
         CellKind::Rnn(r) if r.leak != Leak::None => Err(Error::Unsupported(
             "onnx export: a leaky RNN has no ONNX form".into(),
         )),
+        _ if model.config().zoneout_h > 0.0 || model.config().zoneout_c > 0.0 => {
+            Err(Error::Unsupported(
+                "onnx export: zoneout (its expectation at inference, h = z h_prev + (1 − z) h̃) \
+                 has no form in ONNX's LSTM and GRU operators"
+                    .into(),
+            ))
+        }
         cell if cell.layer_norm() => Err(Error::Unsupported(
             "onnx export: a layer-normalised cell has no form in ONNX's LSTM and GRU operators"
                 .into(),
