@@ -1108,12 +1108,15 @@ fn zoneout() {
         &[
             case("lstm_zoneout_h", CellKind::lstm()).zoneout(0.4, 0.0),
             case("lstm_zoneout_c", CellKind::lstm()).zoneout(0.0, 0.4),
-            case("lstm_zoneout_h_c_2_layers_ragged_bidirectional", CellKind::lstm())
-                .layers(2)
-                .direction(Direction::Bidirectional)
-                .input(2)
-                .ragged()
-                .zoneout(0.3, 0.3),
+            case(
+                "lstm_zoneout_h_c_2_layers_ragged_bidirectional",
+                CellKind::lstm(),
+            )
+            .layers(2)
+            .direction(Direction::Bidirectional)
+            .input(2)
+            .ragged()
+            .zoneout(0.3, 0.3),
             case(
                 "lstm_zoneout_h_c_proj_peephole_if",
                 lstm(LstmCell {

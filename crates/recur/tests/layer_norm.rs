@@ -3,7 +3,9 @@
 //! PyTorch state_dicts with its extra names, and what refuses it.
 
 use recur::io::{LoadOptions, SaveOptions, load_state_dict_bytes, state_dict_bytes};
-use recur::{CellKind, Error, GruCell, LstmCell, Recurrent, RecurrentConfig, ResetPlacement, Tensor};
+use recur::{
+    CellKind, Error, GruCell, LstmCell, Recurrent, RecurrentConfig, ResetPlacement, Tensor,
+};
 
 fn ln_config() -> RecurrentConfig {
     RecurrentConfig {
@@ -113,11 +115,20 @@ fn state_dicts_carry_the_norms_by_name_and_load_back() {
         .iter()
         .map(|e| e.name.as_str())
         .collect();
-    for name in ["gamma_ih_l0", "gamma_hh_l1_reverse", "gamma_c_l1", "beta_c_l0"] {
+    for name in [
+        "gamma_ih_l0",
+        "gamma_hh_l1_reverse",
+        "gamma_c_l1",
+        "beta_c_l0",
+    ] {
         assert!(names.contains(&name), "{name} in {names:?}");
     }
     // and the model they give runs as the original
-    let x = Tensor::new((0..5 * 2 * 3).map(|i| (i as f64).cos()).collect(), &[5, 2, 3]).unwrap();
+    let x = Tensor::new(
+        (0..5 * 2 * 3).map(|i| (i as f64).cos()).collect(),
+        &[5, 2, 3],
+    )
+    .unwrap();
     let call = recur::Call::new();
     assert_eq!(
         back.forward(&x, call.clone()).unwrap(),
@@ -144,8 +155,11 @@ fn norms_make_the_output_independent_of_the_weights_scale() {
             }
         }
     }
-    let x = Tensor::new((0..6 * 2 * 3).map(|i| (i as f64 * 0.7).sin()).collect(), &[6, 2, 3])
-        .unwrap();
+    let x = Tensor::new(
+        (0..6 * 2 * 3).map(|i| (i as f64 * 0.7).sin()).collect(),
+        &[6, 2, 3],
+    )
+    .unwrap();
     let (a, b) = (
         m.forward(&x, recur::Call::new()).unwrap(),
         scaled.forward(&x, recur::Call::new()).unwrap(),

@@ -78,7 +78,10 @@ fn check_steps(model: &Recurrent<f64>, train: Option<u64>) -> [(usize, usize); 2
                 match train {
                     Some(_) if z > 0.0 => {
                         let held = g == p;
-                        assert!(held || (g - v).abs() < 1e-12, "t {t}: {g} is neither {p} nor {v}");
+                        assert!(
+                            held || (g - v).abs() < 1e-12,
+                            "t {t}: {g} is neither {p} nor {v}"
+                        );
                         kept[which].0 += usize::from(held && (p - v).abs() > 1e-9);
                         kept[which].1 += 1;
                     }
@@ -112,9 +115,17 @@ fn training_keeps_each_unit_or_takes_the_new_value_at_rate_z() {
         let [(kh, nh), (kc, nc)] = check_steps(&model, Some(11));
         // each unit is held with probability z (a binomial over T·B·H = 240 draws)
         let rate = |k: usize, n: usize| k as f64 / n.max(1) as f64;
-        assert!((rate(kh, nh) - zh).abs() < 0.1, "{}: h held {kh}/{nh}", cell.name());
+        assert!(
+            (rate(kh, nh) - zh).abs() < 0.1,
+            "{}: h held {kh}/{nh}",
+            cell.name()
+        );
         if zc > 0.0 {
-            assert!((rate(kc, nc) - zc).abs() < 0.1, "{}: c held {kc}/{nc}", cell.name());
+            assert!(
+                (rate(kc, nc) - zc).abs() < 0.1,
+                "{}: c held {kc}/{nc}",
+                cell.name()
+            );
         }
     }
 }
@@ -187,11 +198,8 @@ fn zero_zoneout_is_bitwise_the_plain_cell() {
         zero = RecurrentConfig::from_json(&zero.to_json()).unwrap();
         let z2 = Recurrent::<f64>::from_params(zero, plain2.params().to_vec()).unwrap();
         assert_eq!(train_run(&plain2, 4), train_run(&z2, 4));
-        let z1 = Recurrent::<f64>::from_params(
-            config(cell, 0.0, 0.0),
-            plain.params().to_vec(),
-        )
-        .unwrap();
+        let z1 =
+            Recurrent::<f64>::from_params(config(cell, 0.0, 0.0), plain.params().to_vec()).unwrap();
         assert_eq!(train_run(&plain, 4), train_run(&z1, 4));
         let x = input(5);
         assert_eq!(

@@ -263,7 +263,9 @@ impl BenchArgs {
 
     fn config(&self) -> RecurrentConfig {
         RecurrentConfig {
-            cell: self.cell.kind(self.proj_size, self.peepholes, self.layer_norm),
+            cell: self
+                .cell
+                .kind(self.proj_size, self.peepholes, self.layer_norm),
             input_size: self.input_size,
             hidden_size: self.hidden_size,
             num_layers: self.num_layers,

@@ -424,7 +424,11 @@ pub(crate) fn backward_rows<T: Float>(
             cell,
             k,
             (&s.gates[rows(gh)], &s.h_prev[rows(h)], &s.h_rec[rows(h)]),
-            (&aux[..h], &s.scratch[rows(scratch_w)], &s.keep[rows(keep_w)]),
+            (
+                &aux[..h],
+                &s.scratch[rows(scratch_w)],
+                &s.keep[rows(keep_w)],
+            ),
             &mut s.dh[rows(h)],
             da,
             dq,

@@ -248,7 +248,11 @@ pub(crate) fn forward_rows<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
     };
     let keep_w = if cell.clip.is_some() { gh } else { 0 };
     let ln = cell.layer_norm.then(|| Norms::of(w));
-    let (aux_w, q_w) = if ln.is_some() { (10 * h + 3, gh) } else { (h, 0) };
+    let (aux_w, q_w) = if ln.is_some() {
+        (10 * h + 3, gh)
+    } else {
+        (h, 0)
+    };
     for row in 0..s.n {
         let rows = |w: usize| row * w..(row + 1) * w;
         let a = &mut s.gates[rows(gh)];
@@ -284,7 +288,10 @@ struct Norms<'a, T> {
 impl<'a, T: Float> Norms<'a, T> {
     fn of(w: &StepWeights<'a, T>) -> Self {
         let p = &w.params;
-        let get = |k| p.get(k).expect("a layer-normalised LSTM has its norm parameters");
+        let get = |k| {
+            p.get(k)
+                .expect("a layer-normalised LSTM has its norm parameters")
+        };
         Self {
             g_ih: get(GammaIh),
             g_hh: get(GammaHh),
@@ -453,7 +460,11 @@ pub(crate) fn backward_rows<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
     };
     let keep_w = if cell.clip.is_some() { gh } else { 0 };
     let ln = cell.layer_norm.then(|| Norms::of(w));
-    let (aux_w, dalt_w) = if ln.is_some() { (10 * h + 3, 9 * h) } else { (h, 0) };
+    let (aux_w, dalt_w) = if ln.is_some() {
+        (10 * h + 3, 9 * h)
+    } else {
+        (h, 0)
+    };
     for row in 0..s.n {
         let rows = |w: usize| row * w..(row + 1) * w;
         let (aux, da, dalt) = (
@@ -461,7 +472,8 @@ pub(crate) fn backward_rows<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
             &mut s.dgates[rows(gh)],
             &mut s.dalt[rows(dalt_w)],
         );
-        let ln_row = (ln.as_ref().zip(dalt.get_mut(8 * h..))).map(|(ln, dy_c)| (ln, &aux[h..], dy_c));
+        let ln_row =
+            (ln.as_ref().zip(dalt.get_mut(8 * h..))).map(|(ln, dy_c)| (ln, &aux[h..], dy_c));
         backward_row(
             cell,
             peeps,
@@ -491,7 +503,11 @@ impl<T: Float> Norms<'_, T> {
         let (da_kept, rest) = dalt.split_at_mut(gh);
         let dz_h = &mut rest[..gh];
         da_kept.copy_from_slice(da);
-        for (((dz, d), &gq), &gx) in dz_h.iter_mut().zip(da.iter_mut()).zip(self.g_hh).zip(self.g_ih)
+        for (((dz, d), &gq), &gx) in dz_h
+            .iter_mut()
+            .zip(da.iter_mut())
+            .zip(self.g_hh)
+            .zip(self.g_ih)
         {
             *dz = *d * gq;
             *d *= gx;
@@ -634,7 +650,11 @@ pub(crate) fn weight_grads<T: Float>(
     // da: the gradient at the gate pre-activations (layer norm: kept in dalt, whose dgates
     // holds the input product's dz_x)
     let layer_norm = cell.layer_norm;
-    let (da_all, da_ld) = if layer_norm { (s.dalt, 9 * h) } else { (s.dgates, gh) };
+    let (da_all, da_ld) = if layer_norm {
+        (s.dalt, 9 * h)
+    } else {
+        (s.dgates, gh)
+    };
     // (2)ᵀ (3)ᵀ (6)ᵀ peephole gradients: Σ over steps and batch of da ⊙ (the c it saw)
     let peeps = [
         (PeepholeI, 0, s.c_prev),

@@ -648,7 +648,10 @@ pub const LAYER_NORM_EPS: f64 = 1e-5;
 pub(crate) fn normalize<T: Float>(v: &[T], hat: &mut [T]) -> T {
     let n = T::from_usize(v.len()).unwrap_or_else(T::one);
     let mean = v.iter().fold(T::zero(), |s, &x| s + x) / n;
-    let var = v.iter().fold(T::zero(), |s, &x| s + (x - mean) * (x - mean)) / n;
+    let var = v
+        .iter()
+        .fold(T::zero(), |s, &x| s + (x - mean) * (x - mean))
+        / n;
     let eps = T::from_f64(LAYER_NORM_EPS).unwrap_or_else(T::epsilon);
     let rstd = T::one() / (var + eps).sqrt();
     for (h, &x) in hat.iter_mut().zip(v) {

@@ -205,7 +205,11 @@ impl<T: Float> DirSpec<'_, T> {
                         );
                         if let Some(z) = &self.zoneout {
                             let (h, c) = (&mut h_cur[..n * r], &mut c_cur[..n * ch]);
-                            z.forward((t, part.start, n), (&h_prev[..n * r], h), (&c_prev[..n * ch], c));
+                            z.forward(
+                                (t, part.start, n),
+                                (&h_prev[..n * r], h),
+                                (&c_prev[..n * ch], c),
+                            );
                         }
                     }
                     // Sequences that have ended (or, in reverse, not yet begun) carry their
@@ -299,7 +303,8 @@ impl<T: Float> DirSpec<'_, T> {
                 let mut dh_rec = vec![T::zero(); if mask.is_empty() { 0 } else { np * r }];
                 // zoneout: the gradient that goes straight to the state before the step
                 let zw = if self.zoneout.is_some() { np } else { 0 };
-                let (mut carry_h, mut carry_c) = (vec![T::zero(); zw * r], vec![T::zero(); zw * ch]);
+                let (mut carry_h, mut carry_c) =
+                    (vec![T::zero(); zw * r], vec![T::zero(); zw * ch]);
                 // Rows `[row0 + part.start, … + n)` of a tape slab `w` values wide.
                 let span = |row0: usize, n: usize, w: usize| {
                     (row0 + part.start) * w..(row0 + part.start + n) * w
@@ -327,9 +332,16 @@ impl<T: Float> DirSpec<'_, T> {
                         super::gradnorms::record(norms.rows_mut(t, 0, n), n, dh, dc);
                     }
                     let z = self.zoneout.map(|z| (z, (t, part.start, n)));
-                    let (kh, kc) = (&mut carry_h[..zw.min(n) * r], &mut carry_c[..zw.min(n) * ch]);
+                    let (kh, kc) = (
+                        &mut carry_h[..zw.min(n) * r],
+                        &mut carry_c[..zw.min(n) * ch],
+                    );
                     if let Some((z, at)) = z {
-                        z.split(at, (&mut dh[..n * r], &mut *kh), (&mut dc[..n * ch], &mut *kc));
+                        z.split(
+                            at,
+                            (&mut dh[..n * r], &mut *kh),
+                            (&mut dc[..n * ch], &mut *kc),
+                        );
                     }
                     let (ps, cs) = (self.prev_slot(t) * bs, self.cur_slot(t) * bs);
                     // the cell's step backward: its pass over the rows, its product for dh_prev

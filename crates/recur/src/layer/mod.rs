@@ -775,7 +775,11 @@ impl<T: Float> Recurrent<T> {
             // inference: m = 1 − z for every row (one set serves every direction)
             let rows = |(z, w): (f64, usize)| {
                 let keep = T::from_f64(1.0 - z).unwrap_or_else(T::one);
-                if z > 0.0 { vec![keep; b.batch * w] } else { Vec::new() }
+                if z > 0.0 {
+                    vec![keep; b.batch * w]
+                } else {
+                    Vec::new()
+                }
             };
             return ZoneMasks {
                 masks: vec![widths.map(rows)],
@@ -795,7 +799,8 @@ impl<T: Float> Recurrent<T> {
         }
         let masks = (0..dirs)
             .map(|_| {
-                let mut m = widths.map(|(z, w)| vec![T::zero(); if z > 0.0 { tl * bs * w } else { 0 }]);
+                let mut m =
+                    widths.map(|(z, w)| vec![T::zero(); if z > 0.0 { tl * bs * w } else { 0 }]);
                 for t in 0..tl {
                     for &s in &sorted_of {
                         for (m, &(z, w)) in m.iter_mut().zip(&widths) {
