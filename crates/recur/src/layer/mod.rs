@@ -336,7 +336,8 @@ struct Batch {
 
 impl<T: Float> Recurrent<T> {
     /// A stack with PyTorch's default initialisation: every parameter ~ U(−1/√H, 1/√H)
-    /// (layer-norm gains 1 and biases 0, as the table's `init` says), drawn from a ChaCha8 generator seeded with `seed`.
+    /// (layer-norm gains 1 and biases 0, as the table's `init` says), drawn from a ChaCha8
+    /// generator seeded with `seed`.
     ///
     /// # Errors
     /// [`Error::Config`] when the configuration is invalid.
