@@ -42,6 +42,12 @@ const REORDERED_SUM_TOL_F32: f64 = 1e-5;
 /// ≤ 1.3e-7 relative on outputs and states, ≤ 3.5e-7 on gradients.
 const F32_VS_F64_TOL: f64 = 1e-5;
 
+/// `F32_VS_F64_TOL` for a layer-normalised cell: a norm divides each row by the deviation of
+/// its values, √(σ² + ε) ≥ √ε ≈ 3.2e-3, which magnifies the f32 rounding of what it divides
+/// by up to 1/√ε ≈ 316 (here H = 5: the cell-state norm averages five values). Observed
+/// ≤ 1.4e-5 relative on gradients.
+const F32_VS_F64_LAYER_NORM_TOL: f64 = 1e-4;
+
 /// The reordered-sum tolerance of `T`.
 fn reordered_sum_tol<T: Real>() -> f64 {
     if T::NAME == "f64" {
@@ -884,6 +890,11 @@ fn f32_matches_f64_for_the_same_weights() {
         for direction in [Direction::Forward, Direction::Bidirectional] {
             for (name, cell) in cells(num_layers) {
                 let ctx = format!("{name} layers={num_layers} H={hidden} {direction:?}");
+                let f32_tol = if cell.layer_norm() {
+                    F32_VS_F64_LAYER_NORM_TOL
+                } else {
+                    F32_VS_F64_TOL
+                };
                 let m64 = model::<f64>(RecurrentConfig {
                     hidden_size: hidden,
                     ..config(cell, num_layers, direction)
@@ -912,7 +923,7 @@ fn f32_matches_f64_for_the_same_weights() {
                 let (o32, t32) = m32
                     .forward_train(&x32, Call::new().state(&s32).seed(0))
                     .unwrap();
-                let tol = Tol::Rel(F32_VS_F64_TOL);
+                let tol = Tol::Rel(f32_tol);
                 assert_same(
                     &format!("{ctx} output"),
                     &cast::<f32, f64>(o32.output.data()),
@@ -947,7 +958,7 @@ fn f32_matches_f64_for_the_same_weights() {
                 let mut g32 = vec![0.0f32; m32.params().len()];
                 let d64 = m64.backward(&t64, up.grad(), &mut g64).unwrap();
                 let d32 = m32.backward(&t32, up32.grad(), &mut g32).unwrap();
-                let tol = Tol::Rel(F32_VS_F64_TOL);
+                let tol = Tol::Rel(f32_tol);
                 assert_same(
                     &format!("{ctx} grad input"),
                     &cast::<f32, f64>(d32.input.data()),

@@ -1015,10 +1015,9 @@ fn lstm_layer_norm() {
                 }),
             ),
             case(
-                "lstm_layer_norm_coupled_peephole_io",
+                "lstm_layer_norm_peephole_io",
                 ln(LstmCell {
                     peepholes: peepholes("io"),
-                    input_forget: InputForget::Coupled,
                     ..Default::default()
                 }),
             ),

@@ -165,6 +165,13 @@ impl LstmCell {
                 "a layer-normalised LSTM has no projection (proj_size must be 0)",
             ));
         }
+        if self.layer_norm && self.input_forget == InputForget::Coupled {
+            return Err(config_err(
+                "layer_norm",
+                "a coupled forget gate (f = 1 - i) leaves the f rows of the weights unused, and \
+                 a norm over all 4H pre-activations would still read them",
+            ));
+        }
         if self.input_forget == InputForget::Coupled && self.peepholes.forget {
             return Err(config_err(
                 "peepholes.forget",

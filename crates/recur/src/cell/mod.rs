@@ -644,20 +644,27 @@ pub const LAYER_NORM_EPS: f64 = 1e-5;
 
 /// Layer norm without its gain: `hat = (v − μ) / √(σ² + ε)`, μ and σ² (biased) over all of
 /// `v`. Returns `1 / √(σ² + ε)`, which the backward reads with `hat`.
+///
+/// The mean and the variance are summed in f64 whatever `T` is (in f32 the norm divides by
+/// a deviation that can be small, which magnifies a sum's rounding).
 #[inline]
 pub(crate) fn normalize<T: Float>(v: &[T], hat: &mut [T]) -> T {
-    let n = T::from_usize(v.len()).unwrap_or_else(T::one);
-    let mean = v.iter().fold(T::zero(), |s, &x| s + x) / n;
-    let var = v
-        .iter()
-        .fold(T::zero(), |s, &x| s + (x - mean) * (x - mean))
-        / n;
-    let eps = T::from_f64(LAYER_NORM_EPS).unwrap_or_else(T::epsilon);
-    let rstd = T::one() / (var + eps).sqrt();
+    let n = v.len() as f64;
+    let mean = v.iter().map(|&x| wide(x)).sum::<f64>() / n;
+    let var = v.iter().map(|&x| (wide(x) - mean).powi(2)).sum::<f64>() / n;
+    let rstd = 1.0 / (var + LAYER_NORM_EPS).sqrt();
     for (h, &x) in hat.iter_mut().zip(v) {
-        *h = (x - mean) * rstd;
+        *h = narrow((wide(x) - mean) * rstd);
     }
-    rstd
+    narrow(rstd)
+}
+
+fn wide<T: Float>(x: T) -> f64 {
+    x.to_f64().unwrap_or(f64::NAN)
+}
+
+fn narrow<T: Float>(x: f64) -> T {
+    T::from_f64(x).unwrap_or_else(T::nan)
 }
 
 /// Layer norm with its gain and an optional bias, in place: `v = γ ⊙ normalize(v) + b`, the
@@ -686,13 +693,15 @@ pub(crate) fn layer_norm_backward<T: Float>(d: &mut [T], hat: &[T], gamma: &[T],
 
 /// The backward of [`normalize`]: in, `d` = ∂L/∂hat; out, ∂L/∂v =
 /// rstd · (d − mean(d) − hat · mean(d ⊙ hat)).
+/// (The two means in f64, as in [`normalize`].)
 #[inline]
 pub(crate) fn normalize_backward<T: Float>(d: &mut [T], hat: &[T], rstd: T) {
-    let n = T::from_usize(d.len()).unwrap_or_else(T::one);
-    let mean_d = d.iter().fold(T::zero(), |s, &x| s + x) / n;
-    let mean_dh = d.iter().zip(hat).fold(T::zero(), |s, (&x, &h)| s + x * h) / n;
+    let n = d.len() as f64;
+    let mean_d = d.iter().map(|&x| wide(x)).sum::<f64>() / n;
+    let mean_dh = d.iter().zip(hat).map(|(&x, &h)| wide(x) * wide(h)).sum::<f64>() / n;
+    let rstd = wide(rstd);
     for (d, &h) in d.iter_mut().zip(hat) {
-        *d = rstd * (*d - mean_d - h * mean_dh);
+        *d = narrow(rstd * (wide(*d) - mean_d - wide(h) * mean_dh));
     }
 }
 

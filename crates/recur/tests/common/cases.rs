@@ -207,20 +207,6 @@ pub fn cells(num_layers: usize) -> Vec<(&'static str, CellKind)> {
                 ..Default::default()
             }),
         ),
-        (
-            "lstm_layer_norm_peepholes_coupled_clip",
-            lstm(LstmCell {
-                layer_norm: true,
-                peepholes: Peepholes {
-                    input: true,
-                    forget: false,
-                    output: true,
-                },
-                input_forget: InputForget::Coupled,
-                clip: Some(1.5),
-                ..Default::default()
-            }),
-        ),
         ("gru_reset_after", CellKind::gru()),
         (
             "gru_layer_norm",
