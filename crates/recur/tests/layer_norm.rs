@@ -210,3 +210,35 @@ fn the_layer_normalised_gru_has_product_gains_only_and_resets_after() {
     let m32 = Recurrent::<f32>::new(ln_gru(), 0).unwrap();
     assert!(recur::onnx::export_recurrent(&m32, &Default::default()).is_err());
 }
+
+#[test]
+fn inference_equals_the_training_forward_on_a_large_ragged_batch() {
+    // 37 rows: split between threads, inference projecting each step's input in the loop
+    for cell in [ln_config().cell, ln_gru().cell] {
+        let c = RecurrentConfig {
+            cell,
+            input_size: 3,
+            hidden_size: 16,
+            ..ln_config()
+        };
+        let m = Recurrent::<f32>::new(c, 2).unwrap();
+        let (t, b) = (30, 37);
+        let x = Tensor::new(
+            (0..t * b * 3).map(|i| ((i as f32) * 0.37).sin()).collect(),
+            &[t, b, 3],
+        )
+        .unwrap();
+        let lengths: Vec<usize> = (0..b).map(|k| 1 + (k * 7) % t).collect();
+        let call = recur::Call::new().lengths(&lengths);
+        let inf = m.forward(&x, call).unwrap();
+        let (train, _) = m.forward_train(&x, call.seed(0)).unwrap();
+        let worst = inf
+            .output
+            .data()
+            .iter()
+            .zip(train.output.data())
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "{worst:e}");
+    }
+}

@@ -541,6 +541,17 @@ fn bf16_sequence_inference_equals_bf16_streaming_and_stays_close_to_f32() {
     for (name, cell) in cells(2) {
         let m = model::<f32>(config(cell.clone(), 2, Direction::Forward));
         let r = m.config().h_out();
+        if cell.layer_norm() {
+            // not offered for layer norm: refused with a typed error (before any draw, so
+            // that the other cells see the data they always saw)
+            let x = Tensor::new(vec![0.5f32; t * INPUT], &[t, 1, INPUT]).unwrap();
+            assert!(matches!(
+                m.forward_with(&x, Call::new(), bf16),
+                Err(Error::Unsupported(_))
+            ));
+            assert!(m.stepper_with(1, bf16).is_err());
+            continue;
+        }
         let x = rng.tensor::<f32>(&[t, 1, INPUT]);
         let out = m.forward_with(&x, Call::new(), bf16).unwrap();
         let mut stepper = m.stepper_with(1, bf16).unwrap();

@@ -698,7 +698,12 @@ pub(crate) fn layer_norm_backward<T: Float>(d: &mut [T], hat: &[T], gamma: &[T],
 pub(crate) fn normalize_backward<T: Float>(d: &mut [T], hat: &[T], rstd: T) {
     let n = d.len() as f64;
     let mean_d = d.iter().map(|&x| wide(x)).sum::<f64>() / n;
-    let mean_dh = d.iter().zip(hat).map(|(&x, &h)| wide(x) * wide(h)).sum::<f64>() / n;
+    let mean_dh = d
+        .iter()
+        .zip(hat)
+        .map(|(&x, &h)| wide(x) * wide(h))
+        .sum::<f64>()
+        / n;
     let rstd = wide(rstd);
     for (d, &h) in d.iter_mut().zip(hat) {
         *d = narrow(rstd * (wide(*d) - mean_d - wide(h) * mean_dh));

@@ -293,10 +293,16 @@ impl KeptPanels {
 
 /// [`Error::Unsupported`] unless this type and CPU run `format` (bf16: an f32 model on a CPU
 /// with AVX-512 BF16); `what` names the caller.
-fn check_format<T: Float>(format: WeightFormat, what: &str) -> Result<()> {
+fn check_format<T: Float>(format: WeightFormat, cell: &CellKind, what: &str) -> Result<()> {
     if format == WeightFormat::Bf16 && !crate::kernel::has_bf16::<T>() {
         return Err(Error::Unsupported(format!(
             "{what}: bf16 weights need an f32 model and a CPU with AVX-512 BF16"
+        )));
+    }
+    if format == WeightFormat::Bf16 && cell.layer_norm() {
+        return Err(Error::Unsupported(format!(
+            "{what}: bf16 weights are not offered for a layer-normalised cell (its outputs \
+             were not shown to stay close to f32's)"
         )));
     }
     Ok(())
@@ -551,7 +557,7 @@ impl<T: Float> Recurrent<T> {
         call: Call<'_, T>,
         format: WeightFormat,
     ) -> Result<Output<T>> {
-        check_format::<T>(format, "forward_with")?;
+        check_format::<T>(format, &self.config.cell, "forward_with")?;
         self.run(input, call, None, format).map(|(out, _)| out)
     }
 

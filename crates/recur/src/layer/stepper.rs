@@ -86,7 +86,7 @@ impl<'a, T: Float> Stepper<'a, T> {
         if batch == 0 {
             return Err(Error::Empty("stepper: batch is 0".into()));
         }
-        super::check_format::<T>(format, "stepper")?;
+        super::check_format::<T>(format, &cfg.cell, "stepper")?;
         let nl = cfg.num_layers;
         let layers: Vec<(DirSpec<'a, T>, DirStep<T>)> = (0..nl)
             .map(|layer| {
