@@ -131,7 +131,7 @@ fn state_dicts_carry_the_norms_by_name_and_load_back() {
     .unwrap();
     let call = recur::Call::new();
     assert_eq!(
-        back.forward(&x, call.clone()).unwrap(),
+        back.forward(&x, call).unwrap(),
         m.forward(&x, call).unwrap()
     );
 }

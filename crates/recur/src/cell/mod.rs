@@ -599,7 +599,7 @@ impl<T: Float> Zoneout<'_, T> {
         (c_prev, c): (&[T], &mut [T]),
     ) {
         for (prev, new, m) in [(h_prev, h, self.h), (c_prev, c, self.c)] {
-            let w = if n == 0 { 0 } else { new.len() / n };
+            let w = new.len().checked_div(n).unwrap_or(0);
             let m = self.rows(m, w, t, start, n);
             for ((v, &p), &m) in new.iter_mut().zip(prev).zip(m) {
                 *v = p + m * (*v - p);
@@ -617,7 +617,7 @@ impl<T: Float> Zoneout<'_, T> {
         (dc, carry_c): (&mut [T], &mut [T]),
     ) {
         for (d, carry, m) in [(dh, carry_h, self.h), (dc, carry_c, self.c)] {
-            let w = if n == 0 { 0 } else { d.len() / n };
+            let w = d.len().checked_div(n).unwrap_or(0);
             let m = self.rows(m, w, t, start, n);
             for ((d, k), &m) in d.iter_mut().zip(carry.iter_mut()).zip(m) {
                 *k = (T::one() - m) * *d;

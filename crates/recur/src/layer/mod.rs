@@ -317,9 +317,12 @@ struct ZoneMasks<T> {
     per_step: bool,
 }
 
+/// `(masks, per_step)` of a [`ZoneMasks`], borrowed.
+type ZoneView<'a, T> = (&'a [[Vec<T>; 2]], bool);
+
 /// The zoneout of (layer, direction) `ld` from `(masks, per_step)` of [`ZoneMasks`].
 fn zone_of<T>(
-    (masks, per_step): (&[[Vec<T>; 2]], bool),
+    (masks, per_step): ZoneView<'_, T>,
     ld: usize,
     batch: usize,
 ) -> Option<crate::cell::Zoneout<'_, T>> {
@@ -753,7 +756,7 @@ impl<T: Float> Recurrent<T> {
         b: &'a Batch,
         layer: usize,
         dir: usize,
-        (rec_masks, zone): (&'a [Vec<T>], (&'a [[Vec<T>; 2]], bool)),
+        (rec_masks, zone): (&'a [Vec<T>], ZoneView<'a, T>),
         format: WeightFormat,
     ) -> DirSpec<'a, T> {
         let mut spec = self.dir_spec(layer, dir, (b.seq_len, b.batch, &b.active));
