@@ -941,3 +941,60 @@ fn chrono_init_trains_and_refuses_what_it_cannot_do() {
     let err = one_line_error(&["train", "--chrono-init", "2"]);
     assert!(err.contains("--chrono-init"), "{err}");
 }
+
+/// `--layer-norm` and `--zoneout-h/-c` train the adding problem (seeded: two runs print the
+/// same figures, which differ from the plain cell's), and are refused where they do not apply.
+#[test]
+fn layer_norm_and_zoneout_train_and_refuse_what_they_cannot_do() {
+    let plain = [
+        "train",
+        "--seq-len",
+        "20",
+        "--steps",
+        "40",
+        "--eval-every",
+        "20",
+        "--hidden-size",
+        "8",
+    ];
+    for extra in [
+        &["--layer-norm"][..],
+        &["--cell", "gru", "--layer-norm", "--zoneout-h", "0.1"],
+        &[
+            "--zoneout-h",
+            "0.1",
+            "--zoneout-c",
+            "0.05",
+            "--init-range",
+            "0.1",
+        ],
+    ] {
+        let args = [&plain[..], extra].concat();
+        let a = ok(&args);
+        assert!(a.contains("test: 2560 fresh sequences"), "{a}");
+        assert_eq!(figures(&a), figures(&ok(&args)), "{extra:?}");
+        assert_ne!(figures(&a), figures(&ok(&plain)), "{extra:?}");
+    }
+    for (args, flag) in [
+        (
+            &["train", "--cell", "rnn", "--layer-norm"][..],
+            "--layer-norm",
+        ),
+        (
+            &["train", "--cell", "rnn", "--zoneout-h", "0.1"],
+            "--zoneout-h",
+        ),
+        (
+            &["train", "--cell", "gru", "--zoneout-c", "0.1"],
+            "--zoneout-c",
+        ),
+        (&["train", "--zoneout-h", "1"], "--zoneout-h"),
+        (
+            &["train", "--layer-norm", "--proj-size", "2"],
+            "--layer-norm",
+        ),
+    ] {
+        let err = one_line_error(args);
+        assert!(err.contains(flag), "{args:?}: {err}");
+    }
+}
