@@ -14,7 +14,7 @@
 //! ```text
 //! forward:  (1) project all steps;  for t: cell step (its recurrent product, its pass);  carry
 //! backward: for t (reversed): add dy;  cell step ((8)ᵀ…(2)ᵀ, (1)ᵀ's dh_prev);  after the loop
-//!           (1)ᵀ and every weight gradient, one product each over all steps
+//!           (1)ᵀ and every weight gradient, one product each over all steps ([`super::grads`])
 //! ```
 //! Around them: the weights packed for the products and the folded bias ([`super::pack`]),
 //! the batch's rows split between threads for the whole loop with each part's rows of every
@@ -30,15 +30,11 @@
 
 use std::borrow::Cow;
 
-use crate::cell::ParamKind::{BiasHh, BiasIh, WeightHh, WeightIh};
-use crate::cell::{
-    Block, BwdStep, CellKind, FwdStep, RecurrentGrad, Slabs, StepWeights, Zoneout,
-    add_column_sums_ld,
-};
+use crate::cell::{Block, BwdStep, CellKind, FwdStep, Slabs, StepWeights, Zoneout};
 use crate::kernel::pair;
 use crate::kernel::scalar::Float;
 use crate::kernel::split::{row_parts, run_parts_on};
-use crate::kernel::{Accumulate, Mat, matmul, matmul_bias, matmul_two};
+use crate::kernel::{Accumulate, Mat, matmul_bias};
 use crate::layer::WeightFormat;
 use crate::layer::dropout::{masked_states, rec_input};
 use crate::layer::pack::ForwardPanels;
@@ -419,65 +415,5 @@ impl<T: Float> DirSpec<'_, T> {
                 pair::split_rows(s.n, self.gh(), s.reborrow(), BwdStep::split_at, rows);
             }
         }
-    }
-
-    /// (1)ᵀ of every cell, after the loop, from da (`slabs.dgates`, the gradients of the
-    /// gate pre-activations of all steps): dX (=|+=) da W_ih (W_ih read in place),
-    /// dW_ih += daᵀ x, db_ih += Σ da, and the recurrent part dW_hh += dqᵀ h_rec,
-    /// db_hh += Σ dq (see [`RecurrentGrad`]: dq is da where the recurrent product is part of
-    /// (1), and dW_ih and dW_hh then share one pass over da). Then the cell's own weight
-    /// gradients (projection, peepholes).
-    fn param_grads(
-        &self,
-        s: &Slabs<'_, T>,
-        mut g: Block<&mut [T]>,
-        dx: &mut [T],
-        dx_acc: Accumulate,
-        sw: &StepWeights<'_, T>,
-    ) {
-        let (rows, gh, n_in, r) = (s.rows, self.gh(), self.input_size, self.h_out);
-        let da = Mat::rows(s.dgates, rows, gh, gh);
-        let xs = Mat::rows(s.x, rows, n_in, n_in);
-        let hs = Mat::rows(s.h_prev, rows, r, r);
-        let dw_ih = g.take(WeightIh).expect("dW_ih");
-        let dw_hh = g.take(WeightHh).expect("dW_hh");
-        let rec = self.cell.recurrent_grad(self.hidden, s);
-        let (dq, dq_ld) = rec.dq.unwrap_or((s.dgates, gh));
-        if let RecurrentGrad {
-            dq: None,
-            other: None,
-            ..
-        } = rec
-        {
-            matmul_two(da.t(), (dw_ih, n_in, xs), (dw_hh, r, hs), Accumulate::Add);
-        } else {
-            matmul(dw_ih, n_in, da.t(), xs, Accumulate::Add);
-            // gate rows 0..split read h_rec, the rest `other`
-            let split = rec.other.map_or(gh, |(row, _)| row);
-            let (dw_h, dw_other) = dw_hh.split_at_mut(split * r);
-            let dq_h = Mat::rows(dq, rows, split, dq_ld).t();
-            matmul(dw_h, r, dq_h, hs, Accumulate::Add);
-            if let Some((row, u)) = rec.other {
-                let dq_u = Mat::rows(&dq[row..], rows, gh - row, dq_ld).t();
-                let us = Mat::rows(u, rows, r, r);
-                matmul(dw_other, r, dq_u, us, Accumulate::Add);
-            }
-        }
-        matmul(
-            dx,
-            n_in,
-            da,
-            Mat::rows(self.w[WeightIh], gh, n_in, n_in),
-            dx_acc,
-        );
-        // the biases read da and dq, or with layer norm what the cell says
-        let [(db_i, ld_i), (db_h, ld_h)] = rec.bias.unwrap_or([(s.dgates, gh), (dq, dq_ld)]);
-        if let Some(db) = g.take(BiasIh) {
-            add_column_sums_ld(db, db_i, rows, ld_i);
-        }
-        if let Some(db) = g.take(BiasHh) {
-            add_column_sums_ld(db, db_h, rows, ld_h);
-        }
-        self.cell.weight_grads(sw, s, g);
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub(crate) mod driver;
 mod dropout;
 mod gradnorms;
+mod grads;
 pub(crate) mod pack;
 pub mod params;
 mod stepper;
