@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use recur::data::{AddingProblem, Operation, SequenceBatch, Split};
-use recur::model::{Linear, LinearConfig, Reduction, SequenceModel, mse_loss, mse_loss_backward};
+use recur::model::{Linear, LinearConfig, Reduction, mse_loss, mse_loss_backward};
 use recur::{Call, OutputGrad, Recurrent, Tensor};
 
 use super::args::{Cell, Source, TrainArgs};
@@ -201,14 +201,6 @@ impl Task for Adding {
             steps: self.steps,
             eval_every: self.eval_every,
         }
-    }
-
-    fn model(&self) -> Option<&SequenceModel<f32>> {
-        None
-    }
-
-    fn model_mut(&mut self) -> Option<&mut SequenceModel<f32>> {
-        None
     }
 
     fn parts_mut(&mut self) -> [&mut [f32]; 3] {

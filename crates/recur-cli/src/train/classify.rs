@@ -134,14 +134,6 @@ impl Task for Classify {
         }
     }
 
-    fn model(&self) -> Option<&SequenceModel<f32>> {
-        None
-    }
-
-    fn model_mut(&mut self) -> Option<&mut SequenceModel<f32>> {
-        None
-    }
-
     fn parts_mut(&mut self) -> [&mut [f32]; 3] {
         self.model.parts_mut()
     }

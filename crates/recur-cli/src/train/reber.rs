@@ -90,14 +90,6 @@ impl Task for Reber {
         }
     }
 
-    fn model(&self) -> Option<&SequenceModel<f32>> {
-        None
-    }
-
-    fn model_mut(&mut self) -> Option<&mut SequenceModel<f32>> {
-        None
-    }
-
     fn parts_mut(&mut self) -> [&mut [f32]; 3] {
         self.model.parts_mut()
     }

@@ -103,11 +103,15 @@ pub trait Task {
     /// How the run is counted.
     fn plan(&self) -> Plan;
 
-    /// The model, for checkpoints; `None` for a task that writes none.
-    fn model(&self) -> Option<&SequenceModel<f32>>;
+    /// The model, for checkpoints; `None` (the default) for a task that writes none.
+    fn model(&self) -> Option<&SequenceModel<f32>> {
+        None
+    }
 
-    /// The model, to restore a checkpoint into.
-    fn model_mut(&mut self) -> Option<&mut SequenceModel<f32>>;
+    /// The model, to restore a checkpoint into; `None` (the default) as [`Task::model`].
+    fn model_mut(&mut self) -> Option<&mut SequenceModel<f32>> {
+        None
+    }
 
     /// The parameters in the parts that have an optimizer each (one flat gradient buffer
     /// holds their gradients in this order).

@@ -1,4 +1,5 @@
-//! Dropout masks, drawn from a training call's seed. Inter-layer dropout ([`draw_mask`],
+//! Dropout masks, drawn from a training call's seed, and zoneout's expectation at inference
+//! ([`zoneout_expectation`]; its training masks are drawn in `layer/mod.rs`). Inter-layer dropout ([`draw_mask`],
 //! stream 0): a fresh mask on each layer's output. Recurrent dropout (Gal & Ghahramani 2016,
 //! as Keras' `recurrent_dropout`; [`recurrent_masks`], stream 1): one mask per sequence and
 //! (layer, direction), the same at every step, on the state the recurrent product reads,
@@ -11,6 +12,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::kernel::scalar::Float;
+use crate::layer::RecurrentConfig;
 
 /// The masks of a training call with drop probability `p`: for each of `count` (layer,
 /// direction) one `[batch, r]` mask of 0 or 1/(1−p), drawn in the caller's batch order (so
@@ -91,4 +93,21 @@ fn mask_rows<T: Float>(d: &mut [T], h: &[T], m: &[T]) {
     for ((d, &h), &m) in d.iter_mut().zip(h).zip(m) {
         *d = h * m;
     }
+}
+
+/// Zoneout at inference: its expectation, `[1 − z_h; batch · R]` and `[1 − z_c; batch · H]`
+/// (h = z h_prev + (1 − z) h̃), each empty where that zoneout is off. The whole-sequence call
+/// and the stepper read the same rows.
+pub(super) fn zoneout_expectation<T: Float>(cfg: &RecurrentConfig, batch: usize) -> [Vec<T>; 2] {
+    [
+        (cfg.zoneout_h, cfg.h_out()),
+        (cfg.zoneout_c, cfg.hidden_size),
+    ]
+    .map(|(z, w)| {
+        if z > 0.0 {
+            vec![T::from_f64(1.0 - z).unwrap_or_else(T::one); batch * w]
+        } else {
+            Vec::new()
+        }
+    })
 }

@@ -784,16 +784,8 @@ impl<T: Float> Recurrent<T> {
         }
         let Some(seed) = seed else {
             // inference: m = 1 − z for every row (one set serves every direction)
-            let rows = |(z, w): (f64, usize)| {
-                let keep = T::from_f64(1.0 - z).unwrap_or_else(T::one);
-                if z > 0.0 {
-                    vec![keep; b.batch * w]
-                } else {
-                    Vec::new()
-                }
-            };
             return ZoneMasks {
-                masks: vec![widths.map(rows)],
+                masks: vec![dropout::zoneout_expectation(cfg, b.batch)],
                 per_step: false,
             };
         };

@@ -93,19 +93,7 @@ impl<'a, T: Float> Stepper<'a, T> {
                 let spec = model.dir_spec(layer, 0, (1, batch, &[]));
                 let mut prepared = spec.prepare(format);
                 // zoneout at inference: the expectation, h = z h_prev + (1 − z) h̃
-                let expect = |(z, w): (f64, usize)| {
-                    let keep = T::from_f64(1.0 - z).unwrap_or_else(T::one);
-                    if z > 0.0 {
-                        vec![keep; batch * w]
-                    } else {
-                        Vec::new()
-                    }
-                };
-                prepared.zone = [
-                    (cfg.zoneout_h, cfg.h_out()),
-                    (cfg.zoneout_c, cfg.hidden_size),
-                ]
-                .map(expect);
+                prepared.zone = super::dropout::zoneout_expectation(cfg, batch);
                 (spec, prepared)
             })
             .collect();
