@@ -58,7 +58,8 @@ pub(crate) struct DirSpec<'a, T> {
     pub rec_mask: Option<&'a [T]>,
     /// the forward weights already packed ([`DirSpec::forward_panels`]), or `None`
     pub panels: Option<&'a ForwardPanels>,
-    /// the format of the forward products' weights (bf16: inference only)
+    /// the format of the products' weights: the forward's, and in training the backward's
+    /// step products and input gradient (see [`crate::Recurrent::set_precision`])
     pub format: WeightFormat,
     /// zoneout's masks (training) or expectation (inference), or `None`
     pub zoneout: Option<Zoneout<'a, T>>,
@@ -87,10 +88,6 @@ impl<T: Float> DirSpec<'_, T> {
         let (tl, bs, h, r) = (self.seq_len, self.batch, self.hidden, self.h_out);
         let (gh, n_in, rows) = (self.gh(), self.input_size, tl * bs);
         let widths = self.cell.slab_widths(h);
-        debug_assert!(
-            !keep || self.format == WeightFormat::F32,
-            "training runs in f32"
-        );
         // The weights as the products read them (see `layer::pack`): the panels kept by the
         // model, or made for this call.
         let fp = (self.panels.map(Cow::Borrowed))
@@ -384,7 +381,7 @@ impl<T: Float> DirSpec<'_, T> {
                 dgates: &dgates,
                 dalt: &dalt,
             };
-            self.param_grads(&slabs, g, dx, dx_acc, &sw);
+            self.param_grads(&slabs, g, dx, dx_acc, &sw, packed.w_ih());
         });
         ws.give(dgates);
         ws.give(dalt);

@@ -4,12 +4,15 @@
 use crate::cell::ParamKind::{BiasHh, BiasIh, WeightHh, WeightIh};
 use crate::cell::{Block, RecurrentGrad, Slabs, StepWeights, add_column_sums_ld};
 use crate::kernel::scalar::Float;
-use crate::kernel::{Accumulate, Mat, matmul, matmul_two};
+use crate::kernel::{Accumulate, Mat, Panels, matmul, matmul_two};
+use crate::layer::WeightFormat;
 use crate::layer::driver::DirSpec;
+use crate::layer::pack::pack_panels;
 
 impl<T: Float> DirSpec<'_, T> {
     /// (1)ᵀ of every cell, after the loop, from da (`slabs.dgates`, the gradients of the
-    /// gate pre-activations of all steps): dX (=|+=) da W_ih (W_ih read in place),
+    /// gate pre-activations of all steps): dX (=|+=) da W_ih (W_ih read in place, or from
+    /// `w_ih_panels`: bf16 training),
     /// dW_ih += daᵀ x, db_ih += Σ da, and the recurrent part dW_hh += dqᵀ h_rec,
     /// db_hh += Σ dq (see [`RecurrentGrad`]: dq is da where the recurrent product is part of
     /// (1), and dW_ih and dW_hh then share one pass over da). Then the cell's own weight
@@ -21,6 +24,7 @@ impl<T: Float> DirSpec<'_, T> {
         dx: &mut [T],
         dx_acc: Accumulate,
         sw: &StepWeights<'_, T>,
+        w_ih_panels: Option<&Panels>,
     ) {
         let (rows, gh, n_in, r) = (s.rows, self.gh(), self.input_size, self.h_out);
         let da = Mat::rows(s.dgates, rows, gh, gh);
@@ -30,7 +34,40 @@ impl<T: Float> DirSpec<'_, T> {
         let dw_hh = g.take(WeightHh).expect("dW_hh");
         let rec = self.cell.recurrent_grad(self.hidden, s);
         let (dq, dq_ld) = rec.dq.unwrap_or((s.dgates, gh));
-        if let RecurrentGrad {
+        // bf16 training: daᵀ and dqᵀ copied row-major (the bf16 kernel reads its left
+        // operand's rows), X and H packed in bf16 pairs
+        let bf16 = match self.format {
+            WeightFormat::Bf16 => pack_panels::<T>(xs, WeightFormat::Bf16)
+                .zip(pack_panels::<T>(hs, WeightFormat::Bf16)),
+            WeightFormat::F32 => None,
+        };
+        if let Some((xp, hp)) = bf16 {
+            let da_t = transpose_ld(s.dgates, rows, gh, gh);
+            let da_tm = Mat::rows(&da_t, gh, rows, rows);
+            matmul(
+                dw_ih,
+                n_in,
+                da_tm,
+                xs.with_panels(Some(&xp)),
+                Accumulate::Add,
+            );
+            let split = rec.other.map_or(gh, |(row, _)| row);
+            let (dw_h, dw_other) = dw_hh.split_at_mut(split * r);
+            let hs_p = hs.with_panels(Some(&hp));
+            if rec.dq.is_none() {
+                let da_h = Mat::rows(&da_t, split, rows, rows);
+                matmul(dw_h, r, da_h, hs_p, Accumulate::Add);
+            } else {
+                let dq_t = transpose_ld(dq, rows, split, dq_ld);
+                let dq_t = Mat::rows(&dq_t, split, rows, rows);
+                matmul(dw_h, r, dq_t, hs_p, Accumulate::Add);
+            }
+            if let Some((row, u)) = rec.other {
+                let dq_u = Mat::rows(&dq[row..], rows, gh - row, dq_ld).t();
+                let us = Mat::rows(u, rows, r, r);
+                matmul(dw_other, r, dq_u, us, Accumulate::Add);
+            }
+        } else if let RecurrentGrad {
             dq: None,
             other: None,
             ..
@@ -54,7 +91,7 @@ impl<T: Float> DirSpec<'_, T> {
             dx,
             n_in,
             da,
-            Mat::rows(self.w[WeightIh], gh, n_in, n_in),
+            Mat::rows(self.w[WeightIh], gh, n_in, n_in).with_panels(w_ih_panels),
             dx_acc,
         );
         // the biases read da and dq, or with layer norm what the cell says
@@ -67,4 +104,22 @@ impl<T: Float> DirSpec<'_, T> {
         }
         self.cell.weight_grads(sw, s, g);
     }
+}
+
+/// `a` `[rows, cols]` (rows `ld` apart) transposed into a fresh row-major `[cols, rows]`,
+/// in square tiles (as `pack::transpose`).
+fn transpose_ld<T: Float>(a: &[T], rows: usize, cols: usize, ld: usize) -> Vec<T> {
+    const TILE: usize = 32;
+    let mut out = vec![T::zero(); rows * cols];
+    for i0 in (0..rows).step_by(TILE) {
+        for j0 in (0..cols).step_by(TILE) {
+            for i in i0..(i0 + TILE).min(rows) {
+                let src = &a[i * ld..];
+                for j in j0..(j0 + TILE).min(cols) {
+                    out[j * rows + i] = src[j];
+                }
+            }
+        }
+    }
+    out
 }

@@ -35,8 +35,9 @@ pub use stepper::Stepper;
 use tape::DirTape;
 use workspace::Workspace;
 
-/// How inference holds its weights: a [`Stepper`] ([`Recurrent::stepper_with`]) or a
-/// whole-sequence call ([`Recurrent::forward_with`]). Training is f32 (or f64) always.
+/// How the matrix products hold their weights: inference in a [`Stepper`]
+/// ([`Recurrent::stepper_with`]) or a whole-sequence call ([`Recurrent::forward_with`]), and
+/// training's products ([`Recurrent::set_precision`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WeightFormat {
     /// The model's own values.
@@ -214,6 +215,8 @@ pub struct Tape<T> {
     /// `[seq_len * batch, H]` in sorted order (an empty one: off)
     zone_masks: Vec<[Vec<T>; 2]>,
     dirs: Vec<DirTape<T>>,
+    /// the operands of the forward's products, which the backward's take too
+    format: WeightFormat,
     /// the model's pool, which the slabs go back to when the tape drops
     workspace: Workspace<T>,
 }
@@ -267,6 +270,8 @@ pub struct Recurrent<T> {
     /// Working buffers kept from one call for the next (see [`Recurrent::workspace_bytes`]);
     /// shared with the model's clones and its tapes.
     workspace: Workspace<T>,
+    /// The operands of training's products ([`Recurrent::set_precision`]).
+    precision: WeightFormat,
 }
 
 /// The packed forward weights a [`Recurrent`] keeps, one set per [`WeightFormat`] asked
@@ -374,6 +379,7 @@ impl<T: Float> Recurrent<T> {
             params,
             panels: KeptPanels::default(),
             workspace: Workspace::default(),
+            precision: WeightFormat::F32,
         })
     }
 
@@ -398,6 +404,7 @@ impl<T: Float> Recurrent<T> {
             params,
             panels: KeptPanels::default(),
             workspace: Workspace::default(),
+            precision: WeightFormat::F32,
         })
     }
 
@@ -569,7 +576,9 @@ impl<T: Float> Recurrent<T> {
     /// drawn from `call.seed` (two separate streams, so that turning recurrent dropout on
     /// does not change the inter-layer masks), and keeps what [`Recurrent::backward`] needs.
     /// The seed is needed when the configuration draws masks (`dropout` > 0 with two or
-    /// more layers, or `recurrent_dropout` > 0), and not otherwise.
+    /// more layers, or `recurrent_dropout` > 0), and not otherwise. Its products, and those
+    /// of the [`Recurrent::backward`] of its tape, take the model's
+    /// [`Recurrent::precision`].
     ///
     /// # Errors
     /// As [`Recurrent::forward`]; also [`Error::Config`] (`seed`) for a configuration with
@@ -590,8 +599,39 @@ impl<T: Float> Recurrent<T> {
             }
         }
         let seed = training_seed(call.seed, self.config.draws_masks())?;
-        self.run(input, call, Some(seed), WeightFormat::F32)
+        self.run(input, call, Some(seed), self.precision)
             .map(|(out, tape)| (out, tape.expect("training run keeps a tape")))
+    }
+
+    /// Sets the operands of training's matrix products ([`Recurrent::forward_train`] and
+    /// the backward of its tape); f32 by default. [`WeightFormat::Bf16`]: the forward's
+    /// input projection and recurrent products, the backward's recurrent products
+    /// (δgates · W_hh at each step), its input gradient (dX = δG · W_ih) and its weight
+    /// gradients (dW_ih = δGᵀX, dW_hh = δGᵀH) multiply bf16 operands and accumulate in f32,
+    /// on the AVX-512 BF16 dot product. The weights are rounded once per forward or
+    /// backward call into packed bf16 panels (so once per optimizer step in a training
+    /// loop), X and H once per backward; each left operand is rounded as the kernel reads
+    /// it (δG after being copied to rows, since the kernel reads rows). The parameters,
+    /// their gradients' accumulation, the optimizer, the gates' elementwise passes, the cell
+    /// state and the loss stay f32, and so do the products that do not run on the panel
+    /// kernel (as in [`Recurrent::forward_with`]) and the weight gradients of a projection,
+    /// peepholes and the reset-before GRU's W_hn. The forward's outputs equal
+    /// [`Recurrent::forward_with`]'s in bf16 bit for bit; how far outputs and gradients lie
+    /// from f32's is measured in `tests/bf16_train.rs`.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for bf16 on an f64 model, a CPU without AVX-512 BF16 or a
+    /// layer-normalised cell (as [`Recurrent::forward_with`]); the precision is then
+    /// unchanged.
+    pub fn set_precision(&mut self, format: WeightFormat) -> Result<()> {
+        check_format::<T>(format, &self.config.cell, "set_precision")?;
+        self.precision = format;
+        Ok(())
+    }
+
+    /// The operands of training's products ([`Recurrent::set_precision`]).
+    pub fn precision(&self) -> WeightFormat {
+        self.precision
     }
 
     fn check_batch(&self, input: &Tensor<T>, lengths: Option<&[usize]>) -> Result<Batch> {
@@ -992,6 +1032,7 @@ impl<T: Float> Recurrent<T> {
             rec_masks,
             zone_masks: zone.masks,
             dirs,
+            format,
             workspace: self.workspace.clone(),
         });
         Ok((
@@ -1116,7 +1157,7 @@ impl<T: Float> Recurrent<T> {
             for dir in 0..nd {
                 let ld = layer * nd + dir;
                 let zones = (&tape.zone_masks[..], true);
-                let spec = self.spec(&b, layer, dir, (&tape.rec_masks, zones), WeightFormat::F32);
+                let spec = self.spec(&b, layer, dir, (&tape.rec_masks, zones), tape.format);
                 let dh_n = grad.h.map_or_else(
                     || vec![T::zero(); b.batch * r],
                     |g| Self::gather_state(g.data(), ld, &b, r),

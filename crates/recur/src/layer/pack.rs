@@ -58,12 +58,20 @@ pub(crate) struct ForwardPanels {
 pub(crate) struct PackedBwd {
     w_hh: Option<Panels>,
     w_hr: Option<Panels>,
+    /// `W_ih` `[G*H, I]` as stored, for the input gradient dX = δG · W_ih: packed in bf16
+    /// training only (f32 reads it in place)
+    w_ih: Option<Panels>,
 }
 
 impl PackedBwd {
     /// Whether the recurrent product runs on the panel kernel.
     pub fn on_panels(&self) -> bool {
         self.w_hh.is_some()
+    }
+
+    /// `W_ih`'s panels for the input gradient, where there are some.
+    pub fn w_ih(&self) -> Option<&Panels> {
+        self.w_ih.as_ref()
     }
 }
 
@@ -121,15 +129,23 @@ impl<T: Float> DirSpec<'_, T> {
         }
     }
 
-    /// `W_hh` and `W_hr` packed for the backward step product, where the panel kernel runs.
+    /// `W_hh` and `W_hr` packed for the backward step product, where the panel kernel runs,
+    /// in the direction's format; in bf16 also `W_ih` for the input gradient.
     pub fn pack_backward(&self) -> PackedBwd {
-        let (gh, h, r) = (self.gh(), self.hidden, self.h_out);
+        let (gh, h, r, n_in) = (self.gh(), self.hidden, self.h_out, self.input_size);
+        let format = self.format;
         PackedBwd {
-            w_hh: T::pack_panels(Mat::rows(self.w[WeightHh], gh, r, r)),
+            w_hh: pack_panels::<T>(Mat::rows(self.w[WeightHh], gh, r, r), format),
             w_hr: self
                 .w
                 .get(WeightHr)
-                .and_then(|w| T::pack_panels(Mat::rows(w, r, h, h))),
+                .and_then(|w| pack_panels::<T>(Mat::rows(w, r, h, h), format)),
+            w_ih: match format {
+                WeightFormat::F32 => None,
+                WeightFormat::Bf16 => {
+                    pack_panels::<T>(Mat::rows(self.w[WeightIh], gh, n_in, n_in), format)
+                }
+            },
         }
     }
 

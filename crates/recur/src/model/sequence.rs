@@ -74,7 +74,8 @@ use crate::error::{Error, Result, Shape, config_err};
 use crate::kernel::scalar::Float;
 use crate::layer::params::ParamLayout;
 use crate::layer::{
-    BatchLayout, Bias, Call, OutputGrad, Recurrent, RecurrentConfig, State, Tape, training_seed,
+    BatchLayout, Bias, Call, OutputGrad, Recurrent, RecurrentConfig, State, Tape, WeightFormat,
+    training_seed,
 };
 use crate::model::embedding::{Embedding, EmbeddingConfig};
 use crate::model::linear::{Linear, LinearConfig, affine_backward, affine_forward};
@@ -521,6 +522,15 @@ impl<T: Float> SequenceModel<T> {
 
     pub fn rnn(&self) -> &Recurrent<T> {
         &self.rnn
+    }
+
+    /// The operands of the recurrent stack's training products: see
+    /// [`Recurrent::set_precision`] (the embedding and the head stay f32).
+    ///
+    /// # Errors
+    /// As [`Recurrent::set_precision`].
+    pub fn set_precision(&mut self, format: WeightFormat) -> Result<()> {
+        self.rnn.set_precision(format)
     }
 
     /// Inference: (1)–(3) from `call.state` (zero when `None`) over sequences of
