@@ -31,6 +31,11 @@ tokens, G = 4 LSTM, 3 GRU, 1 RNN; I = input_size for layer 0, D*R above it; R = 
 with a projection, which adds 2*N*P*H, else hidden_size) and three times that for train.
 JSON objects carry "engine": "torch" where recur's carry "engine": "recur".
 
+--autocast-bf16 runs the train and infer modes' forward under
+torch.autocast("cpu", dtype=torch.bfloat16) (the weights stay float32; autocast casts the
+operands of the module's products to bfloat16 each call): PyTorch's own bf16 training, the
+twin of `recur bench --bf16`. Its JSON objects carry "bf16": true.
+
 How to run and compare (from the repository root; `pip install torch`)
 -----------------------------------------------------------------------
     cargo build --release -p recur-cli
@@ -96,6 +101,8 @@ def parse_args(argv=None):
                    help="seed of the weights, the inputs and the --ragged lengths")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object per mode instead of a line")
+    p.add_argument("--autocast-bf16", action="store_true",
+                   help='train and infer under torch.autocast("cpu", dtype=torch.bfloat16)')
     a = p.parse_args(argv)
     for flag in ("seq_len", "batch", "input_size", "hidden_size", "num_layers", "threads",
                  "iters"):
@@ -112,6 +119,8 @@ def parse_args(argv=None):
         if a.proj_size >= a.hidden_size:
             p.error(f"--proj-size must be smaller than --hidden-size ({a.hidden_size}), "
                     f"got {a.proj_size}")
+    if a.autocast_bf16 and a.mode == "stream":
+        p.error("--autocast-bf16 is for --mode train or infer")
     if a.mode == "stream":
         if a.bidirectional:
             p.error("--mode stream cannot run --bidirectional: the reverse direction needs "
@@ -192,6 +201,8 @@ def result(a, mode, secs, tokens, flops):
     }
     if mode == "stream":
         obj["us_per_step"] = secs * 1e6
+    if a.autocast_bf16:
+        obj["bf16"] = True
     return obj
 
 
@@ -207,7 +218,8 @@ def report(a, mode, secs, tokens, flops):
         print(
             f"torch {mode:<6} {a.cell:<4} T={a.seq_len} B={a.batch} I={a.input_size} "
             f"H={a.hidden_size} L={a.num_layers} D={2 if a.bidirectional else 1} "
-            f"P={a.proj_size}{' ragged' if a.ragged else ''} threads={threads}: "
+            f"P={a.proj_size}{' ragged' if a.ragged else ''}"
+            f"{' autocast-bf16' if a.autocast_bf16 else ''} threads={threads}: "
             f"{ms:10.4f} ms/iter{step} {tokens_per_s:12.0f} tokens/s {gflops:8.2f} GFLOP/s",
             flush=True,
         )
@@ -259,9 +271,12 @@ def time_mode(a, model, mode, lengths):
             return t
         return torch.nn.utils.rnn.pack_padded_sequence(t, lengths, enforce_sorted=False)
 
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast_bf16)
+
     if mode == "infer":
         def infer():
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast():
                 model(inputs(x))
 
         return median_time(warmup, iters, infer), tokens, fwd
@@ -271,8 +286,9 @@ def time_mode(a, model, mode, lengths):
     def train():
         model.zero_grad(set_to_none=False)
         xg.grad = None
-        out, _ = model(inputs(xg))
-        (out.data if lengths is not None else out).sum().backward()
+        with autocast():
+            out, _ = model(inputs(xg))
+        (out.data if lengths is not None else out).float().sum().backward()
 
     train()  # allocate the .grad tensors once so that zero_grad zeroes them, as recur does
     return median_time(warmup, iters, train), tokens, 3.0 * fwd

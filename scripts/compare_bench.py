@@ -83,6 +83,7 @@ class Config:
     proj_size: int = 0
     ragged: bool = False
     iters: int = 20  # timed iterations (stream: steps)
+    bf16: bool = False  # a bf16 row: recur --bf16 and PyTorch autocast beside both in f32
 
     def flags(self, threads, iters):
         """The flags both `recur bench` and bench_pytorch.py take (warmup: their default)."""
@@ -127,6 +128,16 @@ def default_configs():
             c.append(_stream(cell, hidden, DEFAULT_STREAM_ITERS))
     c += _rows("lstm", ["train"], 100, 64, 256, 10, "-ragged", ragged=True)
     c += _rows("lstm", ["train"], 100, 64, 256, 10, "-P128", proj_size=128)
+    c += bf16_configs()
+    return c
+
+
+def bf16_configs():
+    """bf16 training (`recur bench --bf16`), timed beside recur f32, PyTorch f32 and PyTorch
+    under torch.autocast("cpu", dtype=torch.bfloat16); their own table."""
+    c = []
+    for cell, hidden in (("lstm", 512), ("lstm", 256), ("gru", 512), ("rnn", 512)):
+        c += _rows(cell, ["train"], 100, 64, hidden, 10, "-bf16", bf16=True)
     return c
 
 
@@ -139,6 +150,7 @@ def quick_configs():
     c += [_stream("lstm", 32, 200), _stream("gru", 32, 200)]
     c += _rows("lstm", ["train"], 10, 4, 32, 5, "-ragged", ragged=True)
     c += _rows("lstm", ["train"], 10, 4, 32, 5, "-P16", proj_size=16)
+    c += _rows("lstm", ["train"], 10, 4, 32, 5, "-bf16", bf16=True)
     return c
 
 
@@ -188,8 +200,8 @@ def run_recur(binary, flags):
     return json.loads(lines[-1])
 
 
-def run_torch(flags):
-    a = bench_pytorch.parse_args(flags)
+def run_torch(flags, autocast=False):
+    a = bench_pytorch.parse_args(flags + (["--autocast-bf16"] if autocast else []))
     [(mode, secs, tokens, flops)] = bench_pytorch.measure(a)
     return bench_pytorch.result(a, mode, secs, tokens, flops)
 
@@ -325,6 +337,27 @@ def table(rows, repeats):
     return "\n".join(lines)
 
 
+def bf16_table(rows, repeats):
+    """The bf16 rows: recur's bf16 training beside recur f32, PyTorch f32 and PyTorch's
+    autocast bf16, each speed the other's time per token / recur bf16's."""
+    spread = " (min–max)" if repeats > 1 else ""
+    lines = [f"| configuration | mode | recur bf16 ms{spread} | recur f32 ms{spread} "
+             f"| PyTorch f32 ms{spread} | PyTorch autocast bf16 ms{spread} "
+             "| recur bf16 GFLOP/s | speed vs recur f32 | speed vs PyTorch f32 "
+             "| speed vs PyTorch autocast |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        cfg, m = row["config"], row["measurements"]
+        gflops = fmt(statistics.median(r["gflops"] for r in m["recur"]))
+        lines.append(
+            f"| {cfg['name']} | forward+backward | {cell_of(m['recur'], repeats)} | "
+            f"{cell_of(m['recur_f32'], repeats)} | {cell_of(m['torch'], repeats)} | "
+            f"{cell_of(m['torch_bf16'], repeats)} | {gflops} | "
+            f"{speed(m['recur'], m['recur_f32'])} | {speed(m['recur'], m['torch'])} | "
+            f"{speed(m['recur'], m['torch_bf16'])} |")
+    return "\n".join(lines)
+
+
 def cpu_name():
     try:
         with open("/proc/cpuinfo") as f:
@@ -348,7 +381,9 @@ def report(files):
             sys.exit(f"error: {name}: not a run saved by --json ({e})")
     key = lambda row: (row["config"]["name"], row["config"]["mode"])  # noqa: E731
     by_key = [{key(r): r for r in run["rows"]} for run in runs]
-    first = runs[0]
+    first = dict(runs[0])
+    bf16_rows = [r for r in first["rows"] if r["config"].get("bf16")]
+    first["rows"] = [r for r in first["rows"] if not r["config"].get("bf16")]
     lines = table(first["rows"], first["meta"]["repeats"]).split("\n")
     lines[0] += f" speed in runs 1–{len(runs)} vs PyTorch (vs ORT) |"
     lines[1] += "---:|"
@@ -368,6 +403,9 @@ def report(files):
           f"{meta['threads']} threads ({meta['cpu']}): the table of {files[0]}; the last "
           f"column gives each row's speeds in {', '.join(files)}.\n")
     print("\n".join(lines))
+    if bf16_rows:
+        print("\nbf16 training (the first file's):\n")
+        print(bf16_table(bf16_rows, first["meta"]["repeats"]))
 
 
 def main():
@@ -408,7 +446,7 @@ def main():
     for k, cfg in enumerate(configs, 1):
         flags = cfg.flags(a.threads, a.iters)
         ort_model = None
-        if ort is not None and cfg.mode != "train":
+        if ort is not None and cfg.mode != "train" and not cfg.bf16:
             try:
                 ort_model = OrtModel(flags)
                 ort_model.check()
@@ -416,7 +454,15 @@ def main():
                 notes.append(f"{cfg.name} {cfg.mode}: ONNX Runtime not run: {e}")
                 ort_model = None
         m = {"recur": [], "torch": [], "onnxruntime": []}
+        if cfg.bf16:
+            m.update(recur_f32=[], torch_bf16=[])
         for _ in range(a.repeats):
+            if cfg.bf16:
+                m["recur"].append(run_recur(a.recur, flags + ["--bf16"]))
+                m["recur_f32"].append(run_recur(a.recur, flags))
+                m["torch"].append(run_torch(flags))
+                m["torch_bf16"].append(run_torch(flags, autocast=True))
+                continue
             m["recur"].append(run_recur(a.recur, flags))
             m["torch"].append(run_torch(flags))
             if ort_model is not None:
@@ -434,7 +480,15 @@ def main():
               f"({meta['cpu']}, {meta['cores']} cores), one layer, I = H; "
               + (f"medians of {a.repeats} alternating runs. " if a.repeats > 1 else "one run. ")
               + "Speed = the other engine's time per token / recur's (above 1: recur faster).")
-    text = header + "\n\n" + table(rows, a.repeats) + "\n"
+    f32_rows = [r for r in rows if not r["config"].get("bf16")]
+    bf16_rows = [r for r in rows if r["config"].get("bf16")]
+    text = header + "\n\n" + (table(f32_rows, a.repeats) + "\n" if f32_rows else "")
+    if bf16_rows:
+        text += ("\nbf16 training: recur's products with bf16 operands and f32 sums "
+                 "(`recur bench --bf16`, the weights repacked every iteration) beside recur "
+                 "f32, PyTorch f32 and PyTorch under torch.autocast(\"cpu\", "
+                 "dtype=torch.bfloat16); speed = the other's time per token / recur bf16's."
+                 "\n\n" + bf16_table(bf16_rows, a.repeats) + "\n")
     if notes:
         text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     print(text)

@@ -231,11 +231,11 @@ fn bench_prints_one_json_object_per_mode() {
     }
 }
 
-/// `--bf16` times bf16 weights in inference and streaming (where the CPU has AVX-512 BF16;
-/// elsewhere a one-line error), and is refused for training.
+/// `--bf16` times bf16 products in training, inference and streaming (where the CPU has
+/// AVX-512 BF16; elsewhere a one-line error).
 #[test]
-fn bench_bf16_is_for_inference_and_streaming() {
-    for mode in ["infer", "stream"] {
+fn bench_bf16_times_every_mode() {
+    for mode in ["train", "infer", "stream"] {
         let out = recur(&[
             "bench",
             "--seq-len",
@@ -267,13 +267,6 @@ fn bench_bf16_is_for_inference_and_streaming() {
             assert!(!err.contains("panicked"), "{err}");
         }
     }
-    let out = recur(&["bench", "--mode", "train", "--bf16"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        err.starts_with("error: --bf16 is for --mode stream or --mode infer"),
-        "{err}"
-    );
 }
 
 #[test]

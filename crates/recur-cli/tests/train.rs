@@ -998,3 +998,89 @@ fn layer_norm_and_zoneout_train_and_refuse_what_they_cannot_do() {
         assert!(err.contains(flag), "{args:?}: {err}");
     }
 }
+
+/// `--precision bf16` (or `precision = "bf16"` in the config file) trains the adding problem
+/// and a character-level model on bf16 products (seeded: two runs print the same figures,
+/// which differ from f32's); a layer-normalised cell, an echo state network and a CPU
+/// without AVX-512 BF16 get a one-line error naming the flag.
+#[test]
+fn precision_bf16_trains_and_refuses_what_it_cannot_do() {
+    let plain = [
+        "train",
+        "--seq-len",
+        "20",
+        "--steps",
+        "40",
+        "--eval-every",
+        "20",
+        "--hidden-size",
+        "16",
+    ];
+    let bf16 = [&plain[..], &["--precision", "bf16"]].concat();
+    if !cpu_has_bf16() {
+        let err = one_line_error(&bf16);
+        assert!(
+            err.contains("--precision") && err.contains("AVX-512 BF16"),
+            "{err}"
+        );
+        return;
+    }
+    let a = ok(&bf16);
+    assert!(a.contains("test: 2560 fresh sequences"), "{a}");
+    assert_eq!(figures(&a), figures(&ok(&bf16)));
+    assert_ne!(figures(&a), figures(&ok(&plain)));
+    assert_eq!(
+        figures(&ok(&[&plain[..], &["--precision", "f32"]].concat())),
+        figures(&ok(&plain))
+    );
+
+    let dir = scratch("bf16");
+    let file = dir.join("all.txt");
+    std::fs::write(&file, corpus(100, 3)).unwrap();
+    let cfg = dir.join("run.toml");
+    std::fs::write(&cfg, "precision = \"bf16\"\n").unwrap();
+    let char_run = [
+        &[
+            "train",
+            "--text",
+            p(&file),
+            "--split",
+            "0.8,0.1,0.1",
+            "--epochs",
+            "1",
+        ][..],
+        &SMALL,
+    ]
+    .concat();
+    let f = ok(&char_run);
+    let b = ok(&[&char_run[..], &["--config", p(&cfg)]].concat());
+    assert!(
+        b.lines()
+            .any(|l| l.starts_with("test:") && l.contains("bpc")),
+        "{b}"
+    );
+    assert_ne!(figures(&f), figures(&b));
+
+    for (extra, what) in [
+        (&["--layer-norm"][..], "layer-normalised"),
+        (&["--cell", "esn"][..], "echo state"),
+    ] {
+        let err = one_line_error(&[&bf16[..], extra].concat());
+        assert!(
+            err.contains("--precision") && err.contains(what),
+            "{extra:?}: {err}"
+        );
+    }
+}
+
+fn cpu_has_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}

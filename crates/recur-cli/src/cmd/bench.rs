@@ -60,8 +60,10 @@ pub struct BenchArgs {
     /// LSTM projection size P (0 = none; must be smaller than --hidden-size)
     #[arg(long, default_value_t = 0)]
     pub proj_size: usize,
-    /// Stream and infer modes: weights in bfloat16 (AVX-512 BF16; outputs within ~2e-3 of
-    /// f32)
+    /// Products with bfloat16 operands and f32 sums (AVX-512 BF16): stream and infer modes
+    /// with bf16 weights (outputs within ~2e-3 of f32), train mode with
+    /// `Recurrent::set_precision(Bf16)`, repacking the weights at every iteration as after
+    /// an optimizer update
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = ArgAction::Set)]
     pub bf16: bool,
     /// LSTM with all three peepholes (Gers & Schmidhuber 2000; recur only, PyTorch has none)
@@ -177,10 +179,6 @@ impl BenchArgs {
                 ensure!(v >= 1, "{flag} must be at least 1, got {v}");
             }
         }
-        ensure!(
-            !self.bf16 || matches!(self.mode, Some(Mode::Stream | Mode::Infer)),
-            "--bf16 is for --mode stream or --mode infer (training runs in f32)"
-        );
         ensure!(
             !self.peepholes || self.cell == Cell::Lstm,
             "--peepholes needs --cell lstm"
@@ -353,7 +351,7 @@ fn median_time(warmup: usize, iters: usize, mut f: impl FnMut() -> Result<()>) -
 /// iteration).
 fn time_mode(
     args: &BenchArgs,
-    model: &Recurrent<f32>,
+    model: &mut Recurrent<f32>,
     mode: Mode,
     lengths: Option<&[usize]>,
 ) -> Result<Timing> {
@@ -416,8 +414,15 @@ fn time_mode(
         ..Default::default()
     };
     let mut tape_bytes = 0;
+    if args.bf16 {
+        model.set_precision(WeightFormat::Bf16).context("--bf16")?;
+    }
     let secs = median_time(warmup, iters, || {
         grads.fill(0.0);
+        if args.bf16 {
+            // as an optimizer update does: the weights are rounded and packed again
+            model.params_mut();
+        }
         let (out, tape) = model.forward_train(
             black_box(&x),
             Call {
@@ -559,12 +564,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .build_global()
         .context("--threads: building rayon's global pool")?;
     let threads = rayon::current_num_threads();
-    let model = Recurrent::<f32>::new(args.config(), args.seed).context("recurrent stack")?;
+    let mut model = Recurrent::<f32>::new(args.config(), args.seed).context("recurrent stack")?;
     let lengths = args
         .ragged
         .then(|| ragged_lengths(args.seq_len, args.batch, args.seed));
     for mode in args.modes() {
-        let timing = time_mode(args, &model, mode, lengths.as_deref())?;
+        let timing = time_mode(args, &mut model, mode, lengths.as_deref())?;
         report(args, mode, threads, &timing);
     }
     Ok(())

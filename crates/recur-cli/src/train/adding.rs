@@ -211,6 +211,10 @@ impl Task for Adding {
         ]
     }
 
+    fn set_precision(&mut self, format: recur::WeightFormat) -> Result<()> {
+        self.model.rnn.set_precision(format).context("--precision")
+    }
+
     fn train_step(&mut self, prog: &Progress, grads: &mut [f32]) -> Result<Batch> {
         let batch = self.train.sample::<f32>(self.batch)?;
         // the batch after `updates` updates

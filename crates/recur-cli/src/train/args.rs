@@ -275,6 +275,11 @@ pub struct TrainArgs {
     /// Worker threads of the matrix products (0 = one per core) [default: 0]
     #[arg(long, help_heading = "Run")]
     pub threads: Option<usize>,
+    /// Operands of the recurrent layers' matrix products: f32, or bf16 (AVX-512 BF16: bf16
+    /// operands, f32 sums; weights, optimizer, cell state and loss stay f32; see docs/cells.md)
+    /// [default: f32]
+    #[arg(long, value_enum, help_heading = "Run")]
+    pub precision: Option<Precision>,
     /// mean: the loss is the mean over every target; sum-over-time: summed over the steps
     /// of a TBPTT chunk and averaged over the batch (Zaremba et al.'s, what SGD's lr 1 is
     /// for) [default: sum-over-time for text with sgd, mean otherwise]
@@ -416,6 +421,23 @@ pub enum ScheduleKind {
     Exp,
     Cosine,
     Plateau,
+}
+
+/// The operands of training's matrix products (`--precision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    pub fn format(self) -> recur::WeightFormat {
+        match self {
+            Precision::F32 => recur::WeightFormat::F32,
+            Precision::Bf16 => recur::WeightFormat::Bf16,
+        }
+    }
 }
 
 /// How a language model's loss is reduced.

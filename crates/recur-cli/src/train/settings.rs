@@ -8,7 +8,8 @@ use recur::optim::{
 use recur::{CellKind, Direction, Peepholes, RecurrentConfig};
 
 use super::args::{
-    Cell, Level, LossReduction, OptimizerKind, ScheduleKind, Source, Target, TrainArgs, parse_list,
+    Cell, Level, LossReduction, OptimizerKind, Precision, ScheduleKind, Source, Target, TrainArgs,
+    parse_list,
 };
 
 /// A comma-separated list of λ ≥ 0.
@@ -69,6 +70,8 @@ pub struct Settings {
     pub steps: Option<usize>,
     pub seed: u64,
     pub threads: usize,
+    /// the operands of the recurrent layers' training products
+    pub precision: Precision,
     pub loss_reduction: LossReduction,
     pub eval_every: usize,
     /// validations without a lower validation loss before the run stops (0: off)
@@ -301,6 +304,7 @@ impl Settings {
             steps,
             seed: a.seed.unwrap_or(0),
             threads: a.threads.unwrap_or(0),
+            precision: a.precision.unwrap_or(Precision::F32),
             loss_reduction: a.loss_reduction.unwrap_or(if zaremba {
                 LossReduction::SumOverTime
             } else {
@@ -343,6 +347,11 @@ impl Settings {
                 bail!("--cell esn: one reservoir read forward (no --num-layers, --bidirectional)");
             }
             ensure!(s.esn.sequences >= 1, "--esn-sequences must be at least 1");
+            ensure!(
+                s.precision == Precision::F32,
+                "--precision: an echo state network fits its readout by ridge regression; \
+                 there are no recurrent products to train"
+            );
         }
         if source == Source::Reber && a.seq_len.is_some() {
             bail!("--seq-len: the embedded Reber grammar's strings have their own lengths");

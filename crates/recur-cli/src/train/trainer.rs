@@ -5,11 +5,11 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use recur::State;
 use recur::model::SequenceModel;
+use recur::{State, WeightFormat};
 
 use super::INTERRUPTED;
-use super::args::TrainArgs;
+use super::args::{Precision, TrainArgs};
 use super::checkpoint::{Checkpoint, best_path};
 use super::core::{Core, Progress};
 use super::report::{Record, Reporter, StepRecord, truncate_log};
@@ -165,6 +165,15 @@ pub trait Task {
 
     /// Sets the carried state (from a checkpoint, or `None` as an epoch ends).
     fn set_state(&mut self, _state: Option<State<f32>>) {}
+
+    /// `--precision`: the operands of the recurrent layers' training products (see
+    /// `Recurrent::set_precision`); the default sets [`Task::model_mut`]'s.
+    fn set_precision(&mut self, format: WeightFormat) -> Result<()> {
+        let Some(model) = self.model_mut() else {
+            bail!("--precision is not offered for this task");
+        };
+        model.set_precision(format).context("--precision")
+    }
 }
 
 /// A task being trained: its optimizers, scheduler, gradient buffer and progress.
@@ -187,6 +196,9 @@ impl<'a, T: Task> Trainer<'a, T> {
             Plan::Epochs { epochs, .. } => epochs,
             Plan::Steps { .. } => 1,
         };
+        if s.precision != Precision::F32 {
+            task.set_precision(s.precision.format())?;
+        }
         let lens = task.parts_mut().map(|p| p.len());
         Ok(Self {
             core: Core::new(lens, s, epochs)?,
