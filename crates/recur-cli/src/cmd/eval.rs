@@ -48,6 +48,16 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         }
         return crate::train::esn::eval_command(&args.checkpoint, args.sequences.as_deref());
     }
+    if crate::train::feedback::is_feedback_file(&args.checkpoint) {
+        if args.text.is_some() || args.test.is_some() || args.sequences.is_some() {
+            bail!(
+                "{}: an output-to-hidden network: `recur eval` scores it on its run's test set \
+                 (no file); `recur predict --csv` continues new history",
+                args.checkpoint.display()
+            );
+        }
+        return crate::train::feedback::eval_command(&args.checkpoint);
+    }
     let ck = Checkpoint::load(&args.checkpoint)?;
     let report = match crate::train::checkpoint_source(&ck)? {
         Source::Text => {
@@ -84,7 +94,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         | Source::TemporalOrder
         | Source::TemporalOrder3
         | Source::Reber
-        | Source::Timing => bail!("{}: this generated task writes no checkpoints", ck.file),
+        | Source::Timing
+        | Source::Sines => bail!("{}: this generated task writes no checkpoints", ck.file),
     }?;
     if args.json {
         let mut obj = report.json();

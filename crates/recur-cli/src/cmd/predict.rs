@@ -420,8 +420,10 @@ struct ForecastOptions<'a> {
     plot_series: &'a [String],
 }
 
+/// The forecast of `run` (the model's scaled outputs of one window) after each series of the
+/// history file `path`.
 fn predict_forecast(
-    runner: &Runner,
+    run: &dyn Fn(&Tensor<f32>) -> Result<Vec<f32>>,
     spec: &ForecastSpec,
     path: &Path,
     opts: &ForecastOptions,
@@ -434,8 +436,7 @@ fn predict_forecast(
     } else {
         (table, None)
     };
-    let f = forecast::<anyhow::Error>(spec, &history, |x| runner.run(x, &[spec.window]))
-        .with_context(|| name.clone())?;
+    let f = forecast::<anyhow::Error>(spec, &history, run).with_context(|| name.clone())?;
     if let Some(truth) = &truth {
         let m = holdout_metrics(&f, truth).ok_or_else(|| anyhow!("{name}: no values held out"))?;
         println!(
@@ -583,6 +584,9 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     if let Some(plot) = &args.plot {
         crate::plot::check_extension(plot)?;
     }
+    if safetensors_format(&args.checkpoint).as_deref() == Some(recur::io::FEEDBACK_FORMAT) {
+        return predict_feedback(args, format);
+    }
     let (runner, meta) = load(&args.checkpoint)?;
     let file = args.checkpoint.display();
     let proba = args.proba.unwrap_or(false);
@@ -654,7 +658,12 @@ pub fn run(args: &PredictArgs) -> Result<()> {
                 holdout,
                 plot_series: &args.plot_series,
             };
-            predict_forecast(&runner, spec, path, &opts)?
+            predict_forecast(
+                &|x: &Tensor<f32>| runner.run(x, &[spec.window]),
+                spec,
+                path,
+                &opts,
+            )?
         }
         "text" => bail!(
             "{file}: a language model's; `recur predict` does not run language models: \
@@ -664,6 +673,50 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         "copy" => bail!("{file}: the copy task's model; it has nothing to predict on new data"),
         other => bail!("{file}: metadata `kind` is `{other}`, not one recur writes"),
     };
+    write(&args.output, &predictions, format)?;
+    println!(
+        "{} prediction row(s) → {}",
+        predictions.rows.len(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+/// `recur predict` of an output-to-hidden network (`recur train --cell feedback --csv`): the
+/// horizon's steps after each series of `--csv`, run free from its last `window` rows.
+fn predict_feedback(args: &PredictArgs, format: Format) -> Result<()> {
+    let file = args.checkpoint.display();
+    let saved = crate::train::feedback::load(&args.checkpoint)?;
+    let Some(spec) = saved.spec else {
+        bail!(
+            "{file}: an output-to-hidden network trained on the generated task (--task sines); \
+             `recur eval --checkpoint {file}` scores it; `recur predict` continues series of a \
+             network trained with --csv"
+        );
+    };
+    for (flag, set) in [
+        ("--sequences", args.sequences.is_some()),
+        ("--text", args.text.is_some()),
+        ("--proba", args.proba.unwrap_or(false)),
+    ] {
+        if set {
+            bail!("{flag}: {file} is an output-to-hidden forecaster; give --csv HISTORY.csv");
+        }
+    }
+    let Some(path) = &args.csv else {
+        bail!("{file}: an output-to-hidden forecaster's; give --csv HISTORY.csv");
+    };
+    if !args.plot_series.is_empty() && args.plot.is_none() {
+        bail!("--plot-series chooses the series of --plot FILE; give --plot too");
+    }
+    let opts = ForecastOptions {
+        plot: args.plot.as_deref(),
+        holdout: args.holdout.unwrap_or(false),
+        plot_series: &args.plot_series,
+    };
+    let net = &saved.net;
+    let run = |x: &Tensor<f32>| crate::train::feedback::generate(net, x, spec.horizon);
+    let predictions = predict_forecast(&run, &spec, path, &opts)?;
     write(&args.output, &predictions, format)?;
     println!(
         "{} prediction row(s) → {}",

@@ -84,6 +84,39 @@ fn safetensors_file(path: &Path) -> Result<()> {
             }
             println!("run settings given: {run}");
         }
+        Some(f) if f == recur::io::FEEDBACK_FORMAT => {
+            let saved = crate::train::feedback::load(path)?;
+            let config = saved.net.config();
+            let stored = stored_types(&bytes);
+            let rows: Vec<Row> = config
+                .layout()
+                .iter()
+                .map(|(n, shape)| {
+                    let (dtype, width) = stored
+                        .get(*n)
+                        .cloned()
+                        .unwrap_or_else(|| ("f64".into(), 8));
+                    Row::new(*n, shape, &dtype, width)
+                })
+                .collect();
+            println!("{name}: recur output-to-hidden network ({f})");
+            print!("{}", table(&rows));
+            println!("model: {}", serde_json::to_string_pretty(config)?);
+            if let Some(spec) = &saved.spec {
+                println!(
+                    "forecast: {} after {} rows of {} ({} series)",
+                    spec.horizon,
+                    spec.window,
+                    spec.targets.join(","),
+                    spec.scaling.len()
+                );
+            }
+            let mut run = serde_json::to_value(&saved.args)?;
+            if let Some(m) = run.as_object_mut() {
+                m.retain(|_, v| !v.is_null());
+            }
+            println!("run settings given: {run}");
+        }
         Some(f) if f.starts_with("sequence-model") => {
             let model = load_model::<f32>(path)?;
             println!("{name}: recur model file ({MODEL_FORMAT})");

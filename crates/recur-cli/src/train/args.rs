@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 pub struct TrainArgs {
     // ---- data ----
     /// Built-in generated task: adding, multiplication, temporal-order(-3), reber (Hochreiter
-    /// & Schmidhuber 1997), copy (memory) or timing (Gers et al. 2002) [default: adding when
-    /// no data file is given]
+    /// & Schmidhuber 1997), copy (memory), timing (Gers et al. 2002) or sines (next-value
+    /// prediction of a noisy sum of sines) [default: adding when no data file is given]
     #[arg(long, value_enum, help_heading = "Data")]
     pub task: Option<Task>,
     /// Length T of a generated task (adding, multiplication, temporal order: sequences of T
@@ -88,6 +88,11 @@ pub struct TrainArgs {
     /// Steps H forecast at once (direct multi-horizon)
     #[arg(long, help_heading = "Forecasting")]
     pub horizon: Option<usize>,
+    /// Next-value prediction with an output at every step (teacher forcing), scored one step
+    /// ahead and free running over --horizon steps after --window rows (form i of `--cell
+    /// rnn|lstm|gru` on --csv; implied by --cell feedback and --task sines) [default: false]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Forecasting")]
+    pub next_value: Option<bool>,
     /// Seasonal period of the seasonal-naive baseline and MASE [default: from the time
     /// column's frequency: hourly 24, daily 7, weekly 52, monthly 12, quarterly 4]
     #[arg(long, help_heading = "Forecasting")]
@@ -166,6 +171,15 @@ pub struct TrainArgs {
     /// per unit; replaces --forget-bias's default [default: off]
     #[arg(long, value_name = "T_MAX", help_heading = "Model")]
     pub chrono_init: Option<f64>,
+
+    // ---- output-to-hidden recurrence ----
+    /// --cell feedback: feed the model's own previous output back (instead of the target)
+    /// with probability ε (Bengio et al. 2015): `EPS` (constant), `linear:EPS:K` (ε ramps
+    /// from 0 to EPS over the first K steps) or `sigmoid:EPS:K` (ε = EPS·(1 − K/(K +
+    /// exp(step/K))), the inverse-sigmoid decay of teacher forcing) [default: 0, teacher
+    /// forcing]
+    #[arg(long, value_name = "SCHEDULE", help_heading = "Output-to-hidden recurrence")]
+    pub scheduled_sampling: Option<String>,
 
     // ---- echo state network ----
     /// Echo state network (--cell esn): the reservoir's largest |eigenvalue| [default: 0.9]
@@ -349,6 +363,8 @@ pub enum Task {
     Reber,
     /// Timing: tell spikes T apart from spikes T − 1 apart
     Timing,
+    /// Noisy sum of two sines: predict the next value at every step, then run free
+    Sines,
 }
 
 /// Text tokens.
@@ -399,6 +415,10 @@ pub enum Cell {
     /// Echo state network: a fixed random reservoir of tanh units and a linear readout fitted
     /// by ridge regression (no gradient training; --hidden-size is the reservoir's size)
     Esn,
+    /// Output-to-hidden recurrence (form ii): the previous output (under teacher forcing the
+    /// previous target) is all that reaches the tanh hidden units from the past; next-value
+    /// prediction on --task sines or --csv
+    Feedback,
 }
 
 /// The optimizers.
@@ -461,6 +481,8 @@ pub enum Source {
     Text,
     Sequences,
     Forecast,
+    /// next-value prediction of noisy sines (`--task sines`)
+    Sines,
 }
 
 impl Source {
@@ -497,6 +519,7 @@ impl TrainArgs {
             (Some(Task::TemporalOrder3), false, false) => Ok(Source::TemporalOrder3),
             (Some(Task::Reber), false, false) => Ok(Source::Reber),
             (Some(Task::Timing), false, false) => Ok(Source::Timing),
+            (Some(Task::Sines), false, false) => Ok(Source::Sines),
             (None, true, false) => Ok(Source::Text),
             (None, false, true) => Ok(Source::Sequences),
         }

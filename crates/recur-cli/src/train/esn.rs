@@ -224,7 +224,7 @@ fn generated(s: &Settings, train_n: usize) -> Result<Data> {
                 sets(COPY_TEST, COPY_TEST, &make)?,
             )
         }
-        Source::Text | Source::Sequences | Source::Forecast => {
+        Source::Text | Source::Sequences | Source::Forecast | Source::Sines => {
             bail!("{:?} is not a generated task", s.source)
         }
     };

@@ -27,6 +27,7 @@
 //! | `adding`     | task: the built-in adding-problem demonstration (no data flag), and the multiplication problem |
 //! | `classify`   | tasks: temporal order and timing (a class after each generated sequence) |
 //! | `esn`        | `--cell esn`: the echo state network's closed-form fit on any of the tasks |
+//! | `feedback`   | next-value prediction of a series (`--task sines`, `--csv --next-value`): `--cell feedback` (form ii), or an RNN with an output every step (form i) |
 //! | `reber`      | task: the embedded Reber grammar (next-symbol prediction)              |
 //! | `gradflow`   | `recur gradflow`'s record of ‖∂L/∂h_t‖ against t over training          |
 //! | `outcome`    | what a run measured and when it succeeds (`recur compare`)             |
@@ -46,6 +47,7 @@ pub mod checkpoint;
 pub mod classify;
 pub mod core;
 pub mod esn;
+pub mod feedback;
 pub mod forecast;
 pub mod gradflow;
 pub mod lm;
@@ -98,6 +100,9 @@ pub fn run(cli: &TrainArgs) -> Result<()> {
         }
     })
     .context("installing the Ctrl-C handler")?;
+    if s.next_value {
+        return feedback::run(&args, &s);
+    }
     if s.cell == Cell::Esn {
         return esn::run(&args, &s);
     }
@@ -114,6 +119,7 @@ pub fn run(cli: &TrainArgs) -> Result<()> {
         Source::Copy => seq::run_copy(&args, &s),
         Source::Sequences => seq::run(&args, &s),
         Source::Forecast => forecast::run(&args, &s),
+        Source::Sines => feedback::run(&args, &s),
     }
 }
 

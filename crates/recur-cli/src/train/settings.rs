@@ -79,6 +79,11 @@ pub struct Settings {
     pub save_every: usize,
     pub quiet: bool,
     pub esn: EsnSettings,
+    /// next-value prediction with an output every step (`--next-value`, `--cell feedback`,
+    /// `--task sines`)
+    pub next_value: bool,
+    /// `--scheduled-sampling` (`--cell feedback`)
+    pub sampling: super::feedback::Sampling,
     /// `--dry-run`: stop after the model's summary and memory estimate
     pub dry_run: bool,
 }
@@ -105,6 +110,8 @@ impl Cell {
             Cell::RnnRelu => CellKind::rnn_relu(),
             // the reservoir's units are tanh RNN units; no `Recurrent` is built for an ESN
             Cell::Esn => CellKind::rnn_tanh(),
+            // the hidden units of the output-to-hidden network are tanh units (no `Recurrent`)
+            Cell::Feedback => CellKind::rnn_tanh(),
         }
     }
 }
@@ -326,8 +333,24 @@ impl Settings {
                 },
                 sequences: a.esn_sequences.unwrap_or(2000),
             },
+            next_value: a.next_value.unwrap_or(false)
+                || a.cell == Some(Cell::Feedback)
+                || source == Source::Sines,
+            sampling: match &a.scheduled_sampling {
+                Some(spec) if a.cell == Some(Cell::Feedback) => {
+                    super::feedback::Sampling::parse(spec)?
+                }
+                Some(_) => bail!(
+                    "--scheduled-sampling feeds back the model's own outputs: an option of \
+                     --cell feedback"
+                ),
+                None => super::feedback::Sampling::default(),
+            },
             dry_run: a.dry_run,
         };
+        if a.next_value == Some(true) && !matches!(source, Source::Forecast | Source::Sines) {
+            bail!("--next-value is next-value prediction of a series: give --csv or --task sines");
+        }
         let esn_flags = [
             a.spectral_radius.is_some(),
             a.input_scaling.is_some(),
