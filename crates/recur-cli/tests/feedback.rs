@@ -158,7 +158,14 @@ fn scheduled_sampling_changes_the_run_and_the_seed_repeats_it() {
         std::fs::read(&files[1]).unwrap()
     );
     // another seed, another run
-    let c = sines(&["--cell", "feedback", "--scheduled-sampling", "0.5", "--seed", "1"]);
+    let c = sines(&[
+        "--cell",
+        "feedback",
+        "--scheduled-sampling",
+        "0.5",
+        "--seed",
+        "1",
+    ]);
     assert_ne!(test_line(&a), test_line(&c));
 }
 
@@ -166,7 +173,12 @@ fn scheduled_sampling_changes_the_run_and_the_seed_repeats_it() {
 /// the inverse-sigmoid curve with K = 10.
 #[test]
 fn scheduled_sampling_schedules() {
-    let out = sines(&["--cell", "feedback", "--scheduled-sampling", "linear:0.4:40"]);
+    let out = sines(&[
+        "--cell",
+        "feedback",
+        "--scheduled-sampling",
+        "linear:0.4:40",
+    ]);
     let eps: Vec<f64> = lines(&out, "step")
         .iter()
         .map(|l| number_after(l, "ε"))
@@ -309,7 +321,15 @@ fn what_does_not_fit_is_refused() {
             "expected EPS, linear:EPS:K or sigmoid:EPS:K",
         ),
         (
-            vec!["train", "--task", "sines", "--cell", "rnn", "--checkpoint", &x],
+            vec![
+                "train",
+                "--task",
+                "sines",
+                "--cell",
+                "rnn",
+                "--checkpoint",
+                &x,
+            ],
             "writes no file",
         ),
         (

@@ -92,10 +92,8 @@ fn safetensors_file(path: &Path) -> Result<()> {
                 .layout()
                 .iter()
                 .map(|(n, shape)| {
-                    let (dtype, width) = stored
-                        .get(*n)
-                        .cloned()
-                        .unwrap_or_else(|| ("f64".into(), 8));
+                    let (dtype, width) =
+                        stored.get(*n).cloned().unwrap_or_else(|| ("f64".into(), 8));
                     Row::new(*n, shape, &dtype, width)
                 })
                 .collect();

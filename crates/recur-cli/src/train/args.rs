@@ -178,7 +178,11 @@ pub struct TrainArgs {
     /// from 0 to EPS over the first K steps) or `sigmoid:EPS:K` (ε = EPS·(1 − K/(K +
     /// exp(step/K))), the inverse-sigmoid decay of teacher forcing) [default: 0, teacher
     /// forcing]
-    #[arg(long, value_name = "SCHEDULE", help_heading = "Output-to-hidden recurrence")]
+    #[arg(
+        long,
+        value_name = "SCHEDULE",
+        help_heading = "Output-to-hidden recurrence"
+    )]
     pub scheduled_sampling: Option<String>,
 
     // ---- echo state network ----

@@ -76,9 +76,15 @@ pub enum Sampling {
     Off,
     Constant(f64),
     /// ε = EPS · min(step / K, 1)
-    Linear { eps: f64, k: f64 },
+    Linear {
+        eps: f64,
+        k: f64,
+    },
     /// ε = EPS · (1 − K / (K + exp(step / K)))
-    Sigmoid { eps: f64, k: f64 },
+    Sigmoid {
+        eps: f64,
+        k: f64,
+    },
 }
 
 impl Sampling {
@@ -92,7 +98,13 @@ impl Sampling {
         let k = |s: &str| num(s).filter(|k| *k >= 1.0);
         let parts: Vec<&str> = spec.split(':').map(str::trim).collect();
         let parsed = match parts.as_slice() {
-            [e] => eps(e).map(|e| if e == 0.0 { Self::Off } else { Self::Constant(e) }),
+            [e] => eps(e).map(|e| {
+                if e == 0.0 {
+                    Self::Off
+                } else {
+                    Self::Constant(e)
+                }
+            }),
             ["linear", e, n] => eps(e).zip(k(n)).map(|(eps, k)| Self::Linear { eps, k }),
             ["sigmoid", e, n] => eps(e).zip(k(n)).map(|(eps, k)| Self::Sigmoid { eps, k }),
             _ => None,
@@ -146,7 +158,7 @@ struct Seqs {
 /// Where the sequences come from.
 enum Data {
     Sines {
-        train: NoisySines,
+        train: Box<NoisySines>,
         valid: Vec<Seqs>,
         test: Vec<Seqs>,
     },
@@ -556,7 +568,7 @@ fn data_of(args: &TrainArgs, s: &Settings) -> Result<(Data, usize, usize, usize)
             );
             let len = check_len(w, h)?;
             let data = Data::Sines {
-                train: NoisySines::new(len, s.seed, Split::Train)?,
+                train: Box::new(NoisySines::new(len, s.seed, Split::Train)?),
                 valid: sines_set(len, s.seed, Split::Valid, VALID_SEQUENCES)?,
                 test: sines_set(len, s.seed, Split::Test, TEST_SEQUENCES)?,
             };
@@ -631,9 +643,7 @@ fn build_net(args: &TrainArgs, s: &Settings, m: usize, len: usize) -> Result<Net
     match s.cell {
         Cell::Feedback => {
             if s.num_layers != 1 || s.bidirectional {
-                bail!(
-                    "--cell feedback: one layer read forward (no --num-layers, --bidirectional)"
-                );
+                bail!("--cell feedback: one layer read forward (no --num-layers, --bidirectional)");
             }
             let dropouts = [
                 s.dropout,

@@ -176,6 +176,11 @@ mod tests {
         assert_ne!(draw(1, Split::Train), draw(2, Split::Train));
         assert_ne!(draw(1, Split::Train), draw(1, Split::Test));
         assert!(NoisySines::new(1, 0, Split::Train).is_err());
-        assert!(NoisySines::new(5, 0, Split::Train).unwrap().sample(0).is_err());
+        assert!(
+            NoisySines::new(5, 0, Split::Train)
+                .unwrap()
+                .sample(0)
+                .is_err()
+        );
     }
 }
