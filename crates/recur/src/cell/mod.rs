@@ -646,17 +646,57 @@ pub const LAYER_NORM_EPS: f64 = 1e-5;
 /// `v`. Returns `1 / √(σ² + ε)`, which the backward reads with `hat`.
 ///
 /// The mean and the variance are summed in f64 whatever `T` is (in f32 the norm divides by
-/// a deviation that can be small, which magnifies a sum's rounding).
+/// a deviation that can be small, which magnifies a sum's rounding), in [`LANES`] partial
+/// sums so that the passes vectorise.
 #[inline]
 pub(crate) fn normalize<T: Float>(v: &[T], hat: &mut [T]) -> T {
     let n = v.len() as f64;
-    let mean = v.iter().map(|&x| wide(x)).sum::<f64>() / n;
-    let var = v.iter().map(|&x| (wide(x) - mean).powi(2)).sum::<f64>() / n;
+    let mean = sum_wide(v, |x| x) / n;
+    let var = sum_wide(v, |x| (x - mean) * (x - mean)) / n;
     let rstd = 1.0 / (var + LAYER_NORM_EPS).sqrt();
     for (h, &x) in hat.iter_mut().zip(v) {
         *h = narrow((wide(x) - mean) * rstd);
     }
     narrow(rstd)
+}
+
+/// Partial sums the layer norm's reductions keep: one AVX-512 register of f64.
+const LANES: usize = 8;
+
+/// Σ f(v_j) in f64, over [`LANES`] partial sums (a sum in one accumulator is a chain of
+/// dependent additions the compiler may not reorder, and does not vectorise).
+#[inline]
+fn sum_wide<T: Float>(v: &[T], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += f(wide(x));
+        }
+    }
+    tail.iter().map(|&x| f(wide(x))).sum::<f64>() + acc.iter().sum::<f64>()
+}
+
+/// Σ a_j and Σ a_j b_j in f64, over [`LANES`] partial sums each (see [`sum_wide`]).
+#[inline]
+fn sums_wide<T: Float>(a: &[T], b: &[T]) -> (f64, f64) {
+    let (mut s, mut p) = ([0.0f64; LANES], [0.0f64; LANES]);
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (xa, xb) in ca.zip(cb) {
+        for k in 0..LANES {
+            let x = wide(xa[k]);
+            s[k] += x;
+            p[k] += x * wide(xb[k]);
+        }
+    }
+    let (mut s_t, mut p_t) = (0.0, 0.0);
+    for (&x, &y) in ta.iter().zip(tb) {
+        s_t += wide(x);
+        p_t += wide(x) * wide(y);
+    }
+    (s_t + s.iter().sum::<f64>(), p_t + p.iter().sum::<f64>())
 }
 
 fn wide<T: Float>(x: T) -> f64 {
@@ -693,17 +733,12 @@ pub(crate) fn layer_norm_backward<T: Float>(d: &mut [T], hat: &[T], gamma: &[T],
 
 /// The backward of [`normalize`]: in, `d` = ∂L/∂hat; out, ∂L/∂v =
 /// rstd · (d − mean(d) − hat · mean(d ⊙ hat)).
-/// (The two means in f64, as in [`normalize`].)
+/// (The two means in f64, as in [`normalize`], in one pass.)
 #[inline]
 pub(crate) fn normalize_backward<T: Float>(d: &mut [T], hat: &[T], rstd: T) {
     let n = d.len() as f64;
-    let mean_d = d.iter().map(|&x| wide(x)).sum::<f64>() / n;
-    let mean_dh = d
-        .iter()
-        .zip(hat)
-        .map(|(&x, &h)| wide(x) * wide(h))
-        .sum::<f64>()
-        / n;
+    let (sum_d, sum_dh) = sums_wide(d, hat);
+    let (mean_d, mean_dh) = (sum_d / n, sum_dh / n);
     let rstd = wide(rstd);
     for (d, &h) in d.iter_mut().zip(hat) {
         *d = narrow(rstd * (wide(*d) - mean_d - wide(h) * mean_dh));
