@@ -367,6 +367,63 @@ mod tests {
         assert_eq!(layer.param("bias").unwrap(), &[0.1, -0.2]);
     }
 
+    /// An f32 product of `k` terms against the f64 sum of the same f32 values: a few ulps
+    /// per term's rounding, relative to the sum of the terms' magnitudes.
+    const F32_PRODUCT_TOL: f64 = 1e-5;
+
+    /// The f32 forward at a language model's many rows against a naive f64 sum of the same
+    /// values, at awkward sizes (columns not a multiple of 16 or 64, rows not of 6, up to a
+    /// 200 → 5300 head), with and without a bias; and the same rows computed a few at a time.
+    #[test]
+    fn forward_at_many_rows_matches_a_naive_sum() {
+        for (rows, n_in, n_out, bias) in [
+            (37, 13, 70, Bias::Enabled),
+            (33, 7, 1, Bias::Disabled),
+            (40, 200, 5300, Bias::Enabled),
+            (32, 65, 129, Bias::Disabled),
+        ] {
+            let config = LinearConfig {
+                in_features: n_in,
+                out_features: n_out,
+                bias,
+            };
+            let layer = Linear::<f32>::new(config.clone(), 5).unwrap();
+            let xs: Vec<f32> = fill(rows * n_in, 6).iter().map(|&v| v as f32).collect();
+            let x = Tensor::new(xs.clone(), &[rows, n_in]).unwrap();
+            let y = layer.forward(&x).unwrap();
+            assert_eq!(y.shape(), &[rows, n_out]);
+            let w = layer.weight();
+            for r in 0..rows {
+                for o in 0..n_out {
+                    let terms = (0..n_in)
+                        .map(|i| f64::from(xs[r * n_in + i]))
+                        .zip(w[o * n_in..(o + 1) * n_in].iter().map(|&v| f64::from(v)));
+                    let (mut sum, mut scale) = (0.0f64, 0.0f64);
+                    for (a, b) in terms {
+                        sum += a * b;
+                        scale += (a * b).abs();
+                    }
+                    if let Some(b) = layer.bias() {
+                        sum += f64::from(b[o]);
+                        scale += f64::from(b[o].abs());
+                    }
+                    let got = f64::from(y.data()[r * n_out + o]);
+                    assert!(
+                        (got - sum).abs() <= F32_PRODUCT_TOL * scale.max(1e-30),
+                        "{rows}×{n_in}→{n_out} [{r}, {o}]: {got} vs {sum}"
+                    );
+                }
+            }
+            // a few rows at a time (the other path) give the same rows within the same bound
+            let few = Tensor::new(xs[..3 * n_in].to_vec(), &[3, n_in]).unwrap();
+            let y3 = layer.forward(&few).unwrap();
+            for (a, b) in y3.data().iter().zip(&y.data()[..3 * n_out]) {
+                let scale = f64::from(a.abs().max(b.abs())).max(1.0);
+                assert!(f64::from((a - b).abs()) <= F32_PRODUCT_TOL * scale * n_in as f64);
+            }
+        }
+    }
+
     #[test]
     fn init_is_seeded_and_within_pytorch_bound() {
         let config = LinearConfig {

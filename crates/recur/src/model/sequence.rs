@@ -691,8 +691,17 @@ impl<T: Float> SequenceModel<T> {
         let (g_emb, rest) = param_grads.split_at_mut(n_emb);
         let (g_rnn, g_head) = rest.split_at_mut(n_rnn);
         // (3)ᵀ dz = 0 past each end; dW += dzᵀ u (into dE when tied); dbias += Σ dz; du = dz W
-        let mut dz = grad_output.clone();
-        zero_rows(dz.data_mut(), &tape.padded, self.config.out_features);
+        // (a copy only when some rows are past an end: the full-length batches of a
+        // language model read `grad_output` as it is)
+        let zeroed;
+        let dz = if tape.padded.is_empty() {
+            grad_output
+        } else {
+            let mut d = grad_output.clone();
+            zero_rows(d.data_mut(), &tape.padded, self.config.out_features);
+            zeroed = d;
+            &zeroed
+        };
         let (dw, db) = match self.config.tie_weights {
             TieWeights::Tied => (&mut *g_emb, g_head),
             TieWeights::Untied => g_head.split_at_mut(self.head_weight_len()),
@@ -702,7 +711,7 @@ impl<T: Float> SequenceModel<T> {
             &self.config.head_config(),
             self.head_weight(),
             &tape.head_input,
-            &dz,
+            dz,
             dw,
             db,
         )?;
