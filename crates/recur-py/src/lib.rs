@@ -6,10 +6,15 @@
 //! (a whole sequence model from a model file or checkpoint, with what predicting needs
 //! besides its weights: `recur::io::predict`, the library's one reading of it) and [`load`]. Every call that
 //! computes releases the GIL. Arrays come in as numpy arrays of the layer's dtype, C
-//! contiguous: read in place (a wrong dtype is a `TypeError`, a non-contiguous array a
-//! `ValueError`); results leave as numpy arrays that take over recur's buffers, uncopied.
-//! Library errors arrive as `recur.RecurError` (a `ValueError`) with the library's message.
+//! contiguous, and reach the library uncopied, as `recur::TensorView`s of numpy's buffers
+//! (a wrong dtype is a `TypeError`, a non-contiguous array a `ValueError`); results leave as
+//! numpy arrays that take over recur's buffers, uncopied. Library errors arrive as
+//! `recur.RecurError` (a `ValueError`) with the library's message. [`engine_pointers`]
+//! says where the buffers the library last read lie, so that the tests can check that no
+//! copy was made.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use numpy::{
@@ -22,7 +27,9 @@ use recur::data::series::SeriesTable;
 use recur::io::predict::{self, PredictMeta, Role};
 use recur::io::{LoadOptions, MODEL_FORMAT, load_checkpoint, load_model, load_state_dict};
 use recur::model::{Input, ModelInput, SequenceModel};
-use recur::{Call, Float, OutputGrad, Recurrent, RecurrentConfig, State, Tensor};
+use recur::{
+    Call, Float, OutputGrad, Recurrent, RecurrentConfig, StateView, Tensor, TensorView,
+};
 
 pyo3::create_exception!(
     _recur,
@@ -96,19 +103,58 @@ fn array<'py, T: Elem>(
     Ok(typed.readonly())
 }
 
-/// The values of a contiguous array as a tensor of its shape.
-fn tensor<T: Elem>(a: &PyReadonlyArrayDyn<'_, T>) -> PyResult<Tensor<T>> {
+thread_local! {
+    /// The address of each buffer the library read in this thread's last call, by argument
+    /// name (see [`engine_pointers`]).
+    static SEEN: RefCell<HashMap<&'static str, usize>> = RefCell::new(HashMap::new());
+}
+
+/// Notes that the library is handed `data` as the argument `what` (for [`engine_pointers`]).
+fn seen<T>(what: &'static str, data: &[T]) {
+    SEEN.with(|s| s.borrow_mut().insert(what, data.as_ptr() as usize));
+}
+
+/// A new call: forgets the buffers of the last one.
+fn forget_seen() {
+    SEEN.with(|s| s.borrow_mut().clear());
+}
+
+/// The addresses of the buffers the library read in this thread's last call (`x`, `h0`,
+/// `c0`, `params`, `grad_output`, `grad_h`, `grad_c`, as given): equal to the numpy
+/// arrays' `ctypes.data` when they crossed without a copy. For tests.
+#[pyfunction]
+fn engine_pointers() -> HashMap<&'static str, usize> {
+    SEEN.with(|s| s.borrow().clone())
+}
+
+/// A contiguous array as the library reads it: a view of numpy's buffer, no copy.
+fn view<'a, T: Elem>(
+    a: &'a PyReadonlyArrayDyn<'_, T>,
+    what: &'static str,
+) -> PyResult<TensorView<'a, T>> {
     let data = a
         .as_slice()
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    Tensor::new(data.to_vec(), a.shape()).map_err(lib_err)
+    seen(what, data);
+    TensorView::new(data, a.shape()).map_err(lib_err)
 }
 
-fn opt_tensor<T: Elem>(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Tensor<T>>> {
+/// `array`, for an optional argument (None: absent).
+fn opt_array<'py, T: Elem>(
+    obj: Option<&Bound<'py, PyAny>>,
+    what: &str,
+) -> PyResult<Option<PyReadonlyArrayDyn<'py, T>>> {
     match obj {
-        Some(o) if !o.is_none() => Ok(Some(tensor(&array::<T>(o, what)?)?)),
+        Some(o) if !o.is_none() => Ok(Some(array::<T>(o, what)?)),
         _ => Ok(None),
     }
+}
+
+fn opt_view<'a, T: Elem>(
+    a: Option<&'a PyReadonlyArrayDyn<'_, T>>,
+    what: &'static str,
+) -> PyResult<Option<TensorView<'a, T>>> {
+    a.map(|a| view(a, what)).transpose()
 }
 
 /// A tensor handed to numpy without a copy.
@@ -122,16 +168,28 @@ fn flat_to_numpy<'py, T: Elem>(py: Python<'py>, v: Vec<T>) -> Bound<'py, PyAny> 
     PyArray1::from_vec(py, v).into_any()
 }
 
-fn state_from<T: Elem>(
-    h0: Option<&Bound<'_, PyAny>>,
-    c0: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Option<State<T>>> {
-    let h = opt_tensor::<T>(h0, "h0")?;
-    let c = opt_tensor::<T>(c0, "c0")?;
-    match (h, c) {
-        (Some(h), c) => Ok(Some(State { h, c })),
-        (None, None) => Ok(None),
-        (None, Some(_)) => Err(PyValueError::new_err("c0 given without h0")),
+/// The arrays of an initial state `(h0, c0)`, borrowed from numpy.
+struct StateArrays<'py, T: Elem> {
+    h: Option<PyReadonlyArrayDyn<'py, T>>,
+    c: Option<PyReadonlyArrayDyn<'py, T>>,
+}
+
+impl<'py, T: Elem> StateArrays<'py, T> {
+    fn new(h0: Option<&Bound<'py, PyAny>>, c0: Option<&Bound<'py, PyAny>>) -> PyResult<Self> {
+        let (h, c) = (opt_array::<T>(h0, "h0")?, opt_array::<T>(c0, "c0")?);
+        if h.is_none() && c.is_some() {
+            return Err(PyValueError::new_err("c0 given without h0"));
+        }
+        Ok(Self { h, c })
+    }
+
+    /// The state as the library reads it (None: zero), no copy.
+    fn view(&self) -> PyResult<Option<StateView<'_, T>>> {
+        let Some(h) = opt_view(self.h.as_ref(), "h0")? else {
+            return Ok(None);
+        };
+        let c = opt_view(self.c.as_ref(), "c0")?;
+        Ok(Some(StateView { h, c }))
     }
 }
 
@@ -271,17 +329,20 @@ impl Layer {
         lengths: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Outputs<'py>> {
         let lengths = lengths_from(lengths)?;
+        forget_seen();
         on_net!(&self.net, n, T => {
-            let x = tensor(&array::<T>(x, "x")?)?;
-            let state = state_from::<T>(h0, c0)?;
+            let xa = array::<T>(x, "x")?;
+            let x = view(&xa, "x")?;
+            let state = StateArrays::<T>::new(h0, c0)?;
+            let state = state.view()?;
             let net: &Recurrent<T> = n;
             let out = py
                 .detach(|| {
-                    let mut call = Call::new().state(state.as_ref());
+                    let mut call = Call::new().state(state);
                     if let Some(l) = &lengths {
                         call = call.lengths(l);
                     }
-                    net.forward(&x, call)
+                    net.forward(x, call)
                 })
                 .map_err(lib_err)?;
             let c = out.state.c.map(|c| to_numpy(py, c)).transpose()?;
@@ -304,22 +365,25 @@ impl Layer {
         seed: Option<u64>,
     ) -> PyResult<(Arr<'py>, Arr<'py>, Option<Arr<'py>>, Tape)> {
         let lengths = lengths_from(lengths)?;
+        forget_seen();
         on_net!(&mut self.net, n, T => {
-            let p = array::<T>(params, "params")?;
-            let x = tensor(&array::<T>(x, "x")?)?;
-            let state = state_from::<T>(h0, c0)?;
-            let p = p.as_slice().map_err(|e| PyValueError::new_err(e.to_string()))?;
+            let pa = array::<T>(params, "params")?;
+            let p = view(&pa, "params")?.data();
+            let xa = array::<T>(x, "x")?;
+            let x = view(&xa, "x")?;
+            let state = StateArrays::<T>::new(h0, c0)?;
+            let state = state.view()?;
             let (out, tape) = py
                 .detach(|| {
                     sync_params(n, p)?;
-                    let mut call = Call::new().state(state.as_ref());
+                    let mut call = Call::new().state(state);
                     if let Some(l) = &lengths {
                         call = call.lengths(l);
                     }
                     if let Some(s) = seed {
                         call = call.seed(s);
                     }
-                    n.forward_train(&x, call).map_err(lib_err)
+                    n.forward_train(x, call).map_err(lib_err)
                 })?;
             let c = out.state.c.map(|c| to_numpy(py, c)).transpose()?;
             Ok((
@@ -350,19 +414,20 @@ impl Layer {
                     "tape: recorded by a layer of another dtype, or already released",
                 ));
             };
-            let p = array::<T>(params, "params")?;
-            let p = p.as_slice().map_err(|e| PyValueError::new_err(e.to_string()))?;
-            let dy = opt_tensor::<T>(grad_output, "grad_output")?;
-            let dh = opt_tensor::<T>(grad_h, "grad_h")?;
-            let dc = opt_tensor::<T>(grad_c, "grad_c")?;
+            forget_seen();
+            let pa = array::<T>(params, "params")?;
+            let p = view(&pa, "params")?.data();
+            let dya = opt_array::<T>(grad_output, "grad_output")?;
+            let dha = opt_array::<T>(grad_h, "grad_h")?;
+            let dca = opt_array::<T>(grad_c, "grad_c")?;
+            let grad = OutputGrad {
+                output: opt_view(dya.as_ref(), "grad_output")?,
+                h: opt_view(dha.as_ref(), "grad_h")?,
+                c: opt_view(dca.as_ref(), "grad_c")?,
+            };
             let (dx, grads) = py.detach(|| {
                 sync_params(n, p)?;
                 let mut grads = vec![T::default(); n.params().len()];
-                let grad = OutputGrad {
-                    output: dy.as_ref(),
-                    h: dh.as_ref(),
-                    c: dc.as_ref(),
-                };
                 let dx = n.backward(tape, grad, &mut grads).map_err(lib_err)?;
                 Ok::<_, PyErr>((dx, grads))
             })?;
@@ -501,9 +566,8 @@ fn step_generic<'py, T: Elem>(
             x.shape()
         )));
     }
-    let xs = x
-        .as_slice()
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    forget_seen();
+    let xs = view(&x, "x")?.data();
     let mut out = vec![T::zero(); batch * h_out];
     py.detach(|| run(xs, &mut out)).map_err(lib_err)?;
     Ok(PyArray1::from_vec(py, out)
@@ -562,13 +626,17 @@ impl Stepper {
     fn set_state(&mut self, h: &Bound<'_, PyAny>, c: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         match &mut self.inner {
             StepperAny::F32(s) => {
-                let st = state_from::<f32>(Some(h), c)?.expect("h given");
-                s.with_dependent_mut(|_, d| d.set_state(&st))
+                forget_seen();
+                let st = StateArrays::<f32>::new(Some(h), c)?;
+                let st = st.view()?.expect("h given");
+                s.with_dependent_mut(|_, d| d.set_state(st))
                     .map_err(lib_err)
             }
             StepperAny::F64(s) => {
-                let st = state_from::<f64>(Some(h), c)?.expect("h given");
-                s.with_dependent_mut(|_, d| d.set_state(&st))
+                forget_seen();
+                let st = StateArrays::<f64>::new(Some(h), c)?;
+                let st = st.view()?.expect("h given");
+                s.with_dependent_mut(|_, d| d.set_state(st))
                     .map_err(lib_err)
             }
         }
@@ -665,8 +733,10 @@ fn model_outputs<'py, T: Elem>(
             })?
         }
         Input::Dense => {
-            let t = tensor(&array::<T>(x, "x")?)?;
-            py.detach(|| run(ModelInput::Features(&t)))?
+            forget_seen();
+            let xa = array::<T>(x, "x")?;
+            let t = view(&xa, "x")?;
+            py.detach(|| run(ModelInput::Features(t)))?
         }
     };
     Ok(out.output)
@@ -677,7 +747,7 @@ fn model_outputs<'py, T: Elem>(
 fn forecast_outputs<T: Elem>(m: &SequenceModel<T>, x: &Tensor<f32>) -> recur::Result<Vec<f32>> {
     let xt: Vec<T> = x.data().iter().map(|&v| <T as Elem>::of_f32(v)).collect();
     let xt = Tensor::new(xt, x.shape())?;
-    let out = m.forward(ModelInput::Features(&xt), Call::new())?;
+    let out = m.forward(ModelInput::Features(xt.view()), Call::new())?;
     Ok(out.output.data().iter().map(|&v| v.to_f32()).collect())
 }
 
@@ -971,5 +1041,6 @@ fn _recur(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(load, m)?)?;
     m.add_function(wrap_pyfunction!(save_state_dict, m)?)?;
+    m.add_function(wrap_pyfunction!(engine_pointers, m)?)?;
     Ok(())
 }

@@ -176,7 +176,7 @@ fn layers(c: &mut Criterion) {
             b.iter(|| {
                 let (_, tape) = m.forward_train(&x, Call::new()).expect("forward");
                 let grad = OutputGrad {
-                    output: Some(&dy),
+                    output: Some(dy.view()),
                     ..Default::default()
                 };
                 m.backward(&tape, grad, &mut grads).expect("backward")

@@ -69,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         h,
         c: tensor(&file, "c0"),
     });
-    let out = lstm.forward(&x, Call::new().state(state.as_ref()))?;
+    let out = lstm.forward(&x, Call::new().state(state.as_ref().map(State::view)))?;
     let max_diff = out
         .output
         .data()

@@ -24,7 +24,7 @@
 //!
 //! let mut grads = vec![0.0f32; lstm.params().len()];
 //! let dy = Tensor::new(vec![1.0f32; 5 * 2 * 16], &[5, 2, 16])?;
-//! let dx = lstm.backward(&tape, OutputGrad { output: Some(&dy), ..Default::default() }, &mut grads)?;
+//! let dx = lstm.backward(&tape, OutputGrad { output: Some(dy.view()), ..Default::default() }, &mut grads)?;
 //! assert_eq!(dx.input.shape(), &[5, 2, 3]);
 //! # Ok::<(), recur::Error>(())
 //! ```
@@ -64,10 +64,10 @@ pub use kernel::activation::Activation;
 pub use kernel::scalar::Float;
 pub use layer::{
     BatchLayout, Bias, Call, Direction, InputGrad, Output, OutputGrad, ParamInfo, ParamKind,
-    ParamLayout, Recurrent, RecurrentConfig, State, StateGradNorms, Stepper, Tape, WeightFormat,
+    ParamLayout, Recurrent, RecurrentConfig, State, StateGradNorms, StateView, Stepper, Tape, WeightFormat,
 };
 pub use model::{MemoryEstimate, estimate_memory};
-pub use tensor::Tensor;
+pub use tensor::{Tensor, TensorView};
 
 /// The Rust examples of README.md and docs/ compile and run as doc tests.
 #[cfg(doctest)]

@@ -1,4 +1,5 @@
-//! A minimal owned, row-major tensor: the currency of recur's public API.
+//! A minimal owned, row-major tensor, the currency of recur's public API, and its borrowed
+//! view, which the entry points read.
 
 use crate::error::{Error, Result, Shape};
 use crate::kernel::scalar::Float;
@@ -37,6 +38,14 @@ impl<T: Float> Tensor<T> {
         })
     }
 
+    /// The tensor borrowed, as the entry points read it.
+    pub fn view(&self) -> TensorView<'_, T> {
+        TensorView {
+            shape: &self.shape,
+            data: &self.data,
+        }
+    }
+
     /// A tensor of zeros.
     ///
     /// # Panics
@@ -71,10 +80,93 @@ impl<T: Float> Tensor<T> {
 
     /// Checks the shape, naming the tensor in the error.
     pub(crate) fn expect_shape(&self, what: &str, expected: &[usize]) -> Result<()> {
+        self.view().expect_shape(what, expected)
+    }
+}
+
+/// A borrowed row-major tensor: a shape and values owned elsewhere (a [`Tensor`], part of
+/// a larger buffer, an array handed over from another language), read in place.
+///
+/// Every entry point that reads a tensor ([`crate::Recurrent::forward`],
+/// [`crate::Recurrent::forward_train`], the gradients of [`crate::OutputGrad`], the initial
+/// state of [`crate::Call`], ...) takes a view, so that data need not be copied into a
+/// [`Tensor`] first; `&Tensor` converts into one (`From`), and [`Tensor::view`] makes one.
+///
+/// ```
+/// # use recur::{Call, Recurrent, RecurrentConfig, TensorView};
+/// # let lstm = Recurrent::<f32>::new(RecurrentConfig { input_size: 3, hidden_size: 4, ..Default::default() }, 0)?;
+/// let values = vec![0.5f32; 5 * 2 * 3]; // owned by the caller, not copied
+/// let x = TensorView::new(&values, &[5, 2, 3])?;
+/// let out = lstm.forward(x, Call::new())?;
+/// assert_eq!(out.output.shape(), &[5, 2, 4]);
+/// # Ok::<(), recur::Error>(())
+/// ```
+#[derive(Debug, PartialEq)]
+pub struct TensorView<'a, T> {
+    shape: &'a [usize],
+    data: &'a [T],
+}
+
+impl<T> Clone for TensorView<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for TensorView<'_, T> {}
+
+impl<'a, T> TensorView<'a, T> {
+    /// Views `data` as a tensor of `shape`.
+    ///
+    /// # Errors
+    /// [`Error::Length`] when `data.len()` is not the product of `shape`.
+    pub fn new(data: &'a [T], shape: &'a [usize]) -> Result<Self> {
+        if numel(shape) != Some(data.len()) {
+            return Err(Error::Length {
+                what: "tensor".into(),
+                shape: Shape(shape.to_vec()),
+                len: data.len(),
+            });
+        }
+        Ok(Self { shape, data })
+    }
+
+    /// The shape, outermost dimension first.
+    pub fn shape(&self) -> &'a [usize] {
+        self.shape
+    }
+
+    /// The values in row-major order.
+    pub fn data(&self) -> &'a [T] {
+        self.data
+    }
+
+    /// An owned copy.
+    pub fn to_tensor(&self) -> Tensor<T>
+    where
+        T: Clone,
+    {
+        Tensor {
+            shape: self.shape.to_vec(),
+            data: self.data.to_vec(),
+        }
+    }
+
+    /// Checks the shape, naming the tensor in the error.
+    pub(crate) fn expect_shape(&self, what: &str, expected: &[usize]) -> Result<()> {
         if self.shape != expected {
-            return Err(crate::error::shape_err(what, expected, &self.shape));
+            return Err(crate::error::shape_err(what, expected, self.shape));
         }
         Ok(())
+    }
+}
+
+impl<'a, T> From<&'a Tensor<T>> for TensorView<'a, T> {
+    fn from(t: &'a Tensor<T>) -> Self {
+        Self {
+            shape: &t.shape,
+            data: &t.data,
+        }
     }
 }
 

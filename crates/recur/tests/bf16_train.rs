@@ -99,7 +99,7 @@ fn run(m: &Recurrent<f32>, seed: u64) -> Run {
     .unwrap();
     let mut grads = vec![0f32; m.params().len()];
     let grad = OutputGrad {
-        output: Some(&dy),
+        output: Some(dy.view()),
         ..Default::default()
     };
     let dx = m.backward(&tape, grad, &mut grads).unwrap();

@@ -149,9 +149,9 @@ impl<T: Real> Upstream<T> {
 
     fn grad(&self) -> OutputGrad<'_, T> {
         OutputGrad {
-            output: Some(&self.output),
-            h: Some(&self.h_n),
-            c: self.c_n.as_ref(),
+            output: Some(self.output.view()),
+            h: Some(self.h_n.view()),
+            c: self.c_n.as_ref().map(Tensor::view),
         }
     }
 }
@@ -261,7 +261,7 @@ fn check_step_equals_forward<T: Real>() {
                     BatchLayout::BatchFirst => [BATCH, SEQ_LEN, INPUT],
                 });
                 for s0 in [None, Some(rng.state(&m, BATCH))] {
-                    let full = m.forward(&x, Call::new().state(s0.as_ref())).unwrap();
+                    let full = m.forward(&x, Call::new().state(s0.as_ref().map(State::view))).unwrap();
                     let mut s = s0.clone().unwrap_or_else(|| m.zero_state(BATCH));
                     for t in 0..SEQ_LEN {
                         let xt: Vec<T> = (0..BATCH)
@@ -410,9 +410,9 @@ fn truncated_bptt_over_two_chunks_composes_to_full_bptt() {
                         .backward(
                             &t2,
                             OutputGrad {
-                                output: Some(dy2),
-                                h: Some(&up.h_n),
-                                c: up.c_n.as_ref(),
+                                output: Some(dy2.view()),
+                                h: Some(up.h_n.view()),
+                                c: up.c_n.as_ref().map(Tensor::view),
                             },
                             &mut g,
                         )
@@ -421,9 +421,9 @@ fn truncated_bptt_over_two_chunks_composes_to_full_bptt() {
                         .backward(
                             &t1,
                             OutputGrad {
-                                output: Some(dy1),
-                                h: Some(&d2.state.h),
-                                c: d2.state.c.as_ref(),
+                                output: Some(dy1.view()),
+                                h: Some(d2.state.h.view()),
+                                c: d2.state.c.as_ref().map(Tensor::view),
                             },
                             &mut g,
                         )
@@ -536,9 +536,9 @@ fn check_ragged_batch<T: Real>() {
                 let (dyb, dhb) = (one_seq(&up.output, b, len), state_row(&up.h_n, b));
                 let dcb = up.c_n.as_ref().map(|c| state_row(c, b));
                 let grad = OutputGrad {
-                    output: Some(&dyb),
-                    h: Some(&dhb),
-                    c: dcb.as_ref(),
+                    output: Some(dyb.view()),
+                    h: Some(dhb.view()),
+                    c: dcb.as_ref().map(Tensor::view),
                 };
                 let db = m.backward(&tb, grad, &mut g_sum).unwrap();
                 let dx: Vec<T> = (0..len)
@@ -606,7 +606,7 @@ fn batch_first_is_seq_first_transposed() {
                     .forward_train(
                         &x,
                         Call {
-                            state: Some(&s0),
+                            state: Some(s0.view()),
                             lengths,
                             seed: Some(0),
                         },
@@ -616,7 +616,7 @@ fn batch_first_is_seq_first_transposed() {
                     .forward_train(
                         &swap01(&x),
                         Call {
-                            state: Some(&s0),
+                            state: Some(s0.view()),
                             lengths,
                             seed: Some(0),
                         },
@@ -632,7 +632,7 @@ fn batch_first_is_seq_first_transposed() {
                     .backward(
                         &tb,
                         OutputGrad {
-                            output: Some(&dyb),
+                            output: Some(dyb.view()),
                             ..up.grad()
                         },
                         &mut gb,
@@ -783,7 +783,7 @@ fn recurrent_dropout_is_seeded_and_training_only() {
                 )
                 .unwrap();
                 let upstream = OutputGrad {
-                    output: Some(&dy),
+                    output: Some(dy.view()),
                     ..Default::default()
                 };
                 let dx = m.backward(&tape, upstream, &mut grads).unwrap();

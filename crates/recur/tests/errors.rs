@@ -991,9 +991,9 @@ impl Recorded {
 
     fn full(&self) -> OutputGrad<'_, f64> {
         OutputGrad {
-            output: Some(&self.dy),
-            h: Some(&self.dh),
-            c: self.dc.as_ref(),
+            output: Some(self.dy.view()),
+            h: Some(self.dh.view()),
+            c: self.dc.as_ref().map(Tensor::view),
         }
     }
 }
@@ -1095,7 +1095,7 @@ fn backward_with_gradients_of_the_wrong_shape_names_the_gradient() {
                 let dy = tensor(&got);
                 let r = rec.backward(
                     OutputGrad {
-                        output: Some(&dy),
+                        output: Some(dy.view()),
                         ..rec.full()
                     },
                     n,
@@ -1108,7 +1108,7 @@ fn backward_with_gradients_of_the_wrong_shape_names_the_gradient() {
                 let dh = tensor(&got);
                 let r = rec.backward(
                     OutputGrad {
-                        h: Some(&dh),
+                        h: Some(dh.view()),
                         ..rec.full()
                     },
                     n,
@@ -1119,7 +1119,7 @@ fn backward_with_gradients_of_the_wrong_shape_names_the_gradient() {
             let dc = tensor(&[hs[0], hs[1], HIDDEN + 1]);
             let r = rec.backward(
                 OutputGrad {
-                    c: Some(&dc),
+                    c: Some(dc.view()),
                     ..rec.full()
                 },
                 n,

@@ -317,7 +317,7 @@ impl Problem {
             .forward_train(
                 &self.input,
                 Call {
-                    state: Some(&self.state),
+                    state: Some(self.state.view()),
                     lengths: self.lengths.as_deref(),
                     seed: Some(DROPOUT_SEED),
                 },
@@ -473,9 +473,9 @@ fn check_case(case: &Case) -> Report {
     let (out, tape) = p.forward();
     let mut grads = vec![0.0; p.model.params().len()];
     let upstream = OutputGrad {
-        output: Some(&p.r_y),
-        h: Some(&p.r_h),
-        c: p.r_c.as_ref(),
+        output: Some(p.r_y.view()),
+        h: Some(p.r_h.view()),
+        c: p.r_c.as_ref().map(Tensor::view),
     };
     let dx = p.model.backward(&tape, upstream, &mut grads).unwrap();
 
@@ -564,9 +564,9 @@ fn check_case(case: &Case) -> Report {
         }
         let mut grads2 = vec![0.0; grads.len()];
         let upstream = OutputGrad {
-            output: Some(&r_y),
-            h: Some(&p.r_h),
-            c: p.r_c.as_ref(),
+            output: Some(r_y.view()),
+            h: Some(p.r_h.view()),
+            c: p.r_c.as_ref().map(Tensor::view),
         };
         let dx2 = p.model.backward(&tape, upstream, &mut grads2).unwrap();
         if grads2 != grads || dx2 != dx {
@@ -583,7 +583,7 @@ fn check_case(case: &Case) -> Report {
             .forward(
                 &p.input,
                 Call {
-                    state: Some(&p.state),
+                    state: Some(p.state.view()),
                     lengths: p.lengths.as_deref(),
                     ..Call::new()
                 },
@@ -642,7 +642,7 @@ fn relu_margin(p: &Problem) -> f64 {
                 .forward(
                     &p.input,
                     Call {
-                        state: Some(&state),
+                        state: Some(state.view()),
                         lengths: p.lengths.as_deref(),
                         ..Call::new()
                     },
@@ -729,7 +729,7 @@ fn kink_margin(p: &Problem) -> KinkMargin {
         .forward(
             &p.input,
             Call {
-                state: Some(&p.state),
+                state: Some(p.state.view()),
                 lengths: p.lengths.as_deref(),
                 ..Call::new()
             },

@@ -80,7 +80,7 @@ impl Batch {
 
     fn input(&self) -> ModelInput<'_, f64> {
         match &self.features {
-            Some(x) => ModelInput::Features(x),
+            Some(x) => ModelInput::Features(x.view()),
             None => ModelInput::Ids {
                 ids: &self.ids,
                 shape: self.shape,

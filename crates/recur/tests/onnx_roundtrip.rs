@@ -417,7 +417,7 @@ fn exported_sequence_models_give_recurs_outputs() {
                 Input::Dense => (
                     model
                         .forward(
-                            ModelInput::Features(&x),
+                            ModelInput::Features(x.view()),
                             Call {
                                 lengths: lens,
                                 ..Call::new()

@@ -22,7 +22,7 @@ fn check(fx: &Fixture) -> Vec<String> {
         .forward_train(
             &fx.tensor("input"),
             Call {
-                state: Some(&state),
+                state: Some(state.view()),
                 lengths: lengths.as_deref(),
                 seed: Some(0),
             },
@@ -51,9 +51,9 @@ fn check(fx: &Fixture) -> Vec<String> {
         .backward(
             &tape,
             OutputGrad {
-                output: Some(&gy),
-                h: Some(&gh),
-                c: gc.as_ref(),
+                output: Some(gy.view()),
+                h: Some(gh.view()),
+                c: gc.as_ref().map(Tensor::view),
             },
             &mut grads,
         )

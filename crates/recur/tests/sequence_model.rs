@@ -114,7 +114,7 @@ impl Problem {
                     shape: [shape[0], shape[1]],
                 }
             }
-            Input::Dense => ModelInput::Features(features),
+            Input::Dense => ModelInput::Features(features.view()),
         }
     }
 
@@ -532,7 +532,7 @@ fn last_is_the_head_on_each_sequences_final_state() {
     let model = &p.model;
     let out = model
         .forward(
-            ModelInput::Features(&p.features),
+            ModelInput::Features(p.features.view()),
             Call::new().lengths(&p.lengths),
         )
         .unwrap();
@@ -681,7 +681,7 @@ fn errors_name_what_is_wrong() {
     )
     .unwrap();
     assert!(matches!(
-        model.forward(ModelInput::Features(&x), Call::new()),
+        model.forward(ModelInput::Features(x.view()), Call::new()),
         Err(Error::Unsupported(_))
     ));
     let ids = [0, 1, 2, VOCAB, 1, 0];
@@ -831,7 +831,7 @@ fn initial_state_flows_through() {
         h: Tensor::new(rng.values(2 * 3 * HIDDEN, 0.5), &[2, 3, HIDDEN]).unwrap(),
         c: Some(Tensor::new(rng.values(2 * 3 * HIDDEN, 0.5), &[2, 3, HIDDEN]).unwrap()),
     };
-    let input = ModelInput::Features(&p.features);
+    let input = ModelInput::Features(p.features.view());
     let zero = p
         .model
         .forward(input, Call::new().lengths(&p.lengths))

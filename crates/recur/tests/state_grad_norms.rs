@@ -60,9 +60,9 @@ impl Upstream {
 
     fn grad(&self) -> OutputGrad<'_, f64> {
         OutputGrad {
-            output: Some(&self.dy),
-            h: Some(&self.dh_n),
-            c: self.dc_n.as_ref(),
+            output: Some(self.dy.view()),
+            h: Some(self.dh_n.view()),
+            c: self.dc_n.as_ref().map(Tensor::view),
         }
     }
 }
@@ -106,7 +106,7 @@ fn norms_are_those_of_the_gradients_a_split_backward_returns() {
                     .unwrap();
                 let dy_rest = steps(&up.dy, t + 1, SEQ_LEN, None);
                 let grad = OutputGrad {
-                    output: Some(&dy_rest),
+                    output: Some(dy_rest.view()),
                     ..up.grad()
                 };
                 let mut g = vec![0.0; model.params().len()];
@@ -165,9 +165,9 @@ fn a_ragged_batch_records_each_sequence_as_if_alone() {
             let xb = steps(&x, 0, len, Some(b));
             let (_, tape) = model.forward_train(&xb, Call::new()).unwrap();
             let grad = OutputGrad {
-                output: Some(&dy),
-                h: Some(&alone_up.h),
-                c: alone_up.c.as_ref(),
+                output: Some(dy.view()),
+                h: Some(alone_up.h.view()),
+                c: alone_up.c.as_ref().map(Tensor::view),
             };
             let mut g = vec![0.0; model.params().len()];
             let (_, alone) = model.backward_with_norms(&tape, grad, &mut g).unwrap();

@@ -168,7 +168,7 @@ fn train_run(model: &Recurrent<f64>, seed: u64) -> (Vec<f64>, Vec<f64>, Vec<f64>
         .backward(
             &tape,
             OutputGrad {
-                output: Some(&dy),
+                output: Some(dy.view()),
                 ..Default::default()
             },
             &mut grads,

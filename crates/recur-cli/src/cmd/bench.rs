@@ -410,7 +410,7 @@ fn time_mode(
     let dy = Tensor::new(vec![1.0f32; t * b * width], &[t, b, width])?;
     let mut grads = vec![0.0f32; model.params().len()];
     let grad = OutputGrad {
-        output: Some(&dy),
+        output: Some(dy.view()),
         ..Default::default()
     };
     let mut tape_bytes = 0;

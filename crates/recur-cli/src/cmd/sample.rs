@@ -99,7 +99,7 @@ fn sample(a: &SampleArgs) -> Result<String> {
                 ids: &[id],
                 shape: [1, 1],
             },
-            Call::new().state(state.as_ref()),
+            Call::new().state(state.as_ref().map(State::view)),
         )?;
         logits.copy_from_slice(out.output.data());
         state = Some(out.state);

@@ -133,7 +133,7 @@ impl Model {
         let top = dh_n.data().len() - dh.data().len();
         dh_n.data_mut()[top..].copy_from_slice(dh.data());
         let grad = OutputGrad {
-            h: Some(&dh_n),
+            h: Some(dh_n.view()),
             ..Default::default()
         };
         if let Some((record, step)) = flow {

@@ -94,7 +94,7 @@ fn evaluate(model: &SequenceModel<f32>, set: &[ClassBatch<f32>]) -> Result<(f64,
     let (mut loss, mut correct, mut n) = (0.0, 0, 0);
     for b in set {
         let out = model.forward(
-            ModelInput::Features(&b.input),
+            ModelInput::Features(b.input.view()),
             Call::new().lengths(&b.lengths),
         )?;
         let (l, _, c) = cross_entropy_loss(&out.output, &b.class, &CrossEntropyConfig::default())?;
@@ -141,7 +141,7 @@ impl Task for Classify {
     fn train_step(&mut self, prog: &Progress, grads: &mut [f32]) -> Result<Batch> {
         let b = self.train.sample(self.batch)?;
         let (out, tape) = self.model.forward_train(
-            ModelInput::Features(&b.input),
+            ModelInput::Features(b.input.view()),
             Call::new()
                 .lengths(&b.lengths)
                 .seed(dropout_seed(self.seed, prog.step)),

@@ -107,7 +107,7 @@ pub fn forecasts(
         let recur::data::forecast::WindowBatch {
             input: x, levels, ..
         } = data.batch(b)?;
-        let z = model.forward(ModelInput::Features(&x), Call::new())?;
+        let z = model.forward(ModelInput::Features(x.view()), Call::new())?;
         for (j, w) in b.iter().enumerate() {
             let zj = &z.output.data()[j * no..(j + 1) * no];
             out.push(
@@ -134,7 +134,7 @@ fn evaluate(
             target: y,
             levels,
         } = data.batch(b)?;
-        let z = model.forward(ModelInput::Features(&x), Call::new())?;
+        let z = model.forward(ModelInput::Features(x.view()), Call::new())?;
         se += f64::from(mse_loss(&z.output, &y, Reduction::Sum)?);
         n += y.data().len();
         let no = data.spec.out_features();
@@ -308,7 +308,7 @@ impl Task for Forecast {
             ..
         } = self.data.batch(idx)?;
         let (out, tape) = self.model.forward_train(
-            ModelInput::Features(&x),
+            ModelInput::Features(x.view()),
             Call::new().seed(dropout_seed(self.seed, prog.step)),
         )?;
         let loss = f64::from(mse_loss(&out.output, &y, Reduction::Mean)?);

@@ -131,7 +131,7 @@ pub fn evaluate(
                 ids: chunk.input,
                 shape: [chunk.seq_len, batch],
             },
-            Call::new().state(state.as_ref()),
+            Call::new().state(state.as_ref().map(State::view)),
         )?;
         let sums = cross_entropy_sums(&out.output, chunk.target)?;
         loss += sums.loss;
@@ -228,7 +228,7 @@ impl Task for Text {
                 shape: [chunk.seq_len, self.batch],
             },
             Call {
-                state: self.state.as_ref(),
+                state: self.state.as_ref().map(State::view),
                 seed: Some(dropout_seed(self.seed, prog.step)),
                 ..Call::new()
             },

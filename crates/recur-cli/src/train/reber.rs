@@ -57,7 +57,7 @@ fn masked_mse(z: &Tensor<f32>, b: &ReberBatch<f32>, want_grad: bool) -> (f64, Op
 /// Loss, correct steps and correct strings over a batch.
 fn evaluate(model: &SequenceModel<f32>, b: &ReberBatch<f32>) -> Result<(f64, f64, f64)> {
     let out = model.forward(
-        ModelInput::Features(&b.input),
+        ModelInput::Features(b.input.view()),
         Call::new().lengths(&b.lengths),
     )?;
     let (loss, _) = masked_mse(&out.output, b, false);
@@ -97,7 +97,7 @@ impl Task for Reber {
     fn train_step(&mut self, prog: &Progress, grads: &mut [f32]) -> Result<Batch> {
         let b = self.train.sample::<f32>(self.batch)?;
         let (out, tape) = self.model.forward_train(
-            ModelInput::Features(&b.input),
+            ModelInput::Features(b.input.view()),
             Call::new()
                 .lengths(&b.lengths)
                 .seed(dropout_seed(self.seed, prog.step)),

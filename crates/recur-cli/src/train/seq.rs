@@ -231,7 +231,7 @@ pub fn evaluate(
     let idx: Vec<usize> = (0..ds.len()).collect();
     for b in idx.chunks(batch.max(1)) {
         let (x, lengths) = ds.padded_batch::<f32>(b)?;
-        let out = model.forward(ModelInput::Features(&x), Call::new().lengths(&lengths))?;
+        let out = model.forward(ModelInput::Features(x.view()), Call::new().lengths(&lengths))?;
         let bl = batch_loss(&out.output, &ds.labels, b, false)?;
         loss += bl.loss;
         correct += bl.correct;
@@ -313,7 +313,7 @@ impl Task for Sequences {
         let idx = self.batch_at(prog.position);
         let (x, lengths) = self.train.padded_batch::<f32>(idx)?;
         let (out, tape) = self.model.forward_train(
-            ModelInput::Features(&x),
+            ModelInput::Features(x.view()),
             Call::new()
                 .lengths(&lengths)
                 .seed(dropout_seed(self.seed, prog.step)),
@@ -477,7 +477,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
 /// The copy task's model, loss and recall on its fixed held-out batch.
 fn copy_eval(model: &SequenceModel<f32>, test: &recur::data::CopyBatch) -> Result<(f64, f64, f64)> {
     let x = test.one_hot::<f32>();
-    let out = model.forward(ModelInput::Features(&x), Call::new())?;
+    let out = model.forward(ModelInput::Features(x.view()), Call::new())?;
     let z = &out.output;
     let rows = z.shape()[0] * z.shape()[1];
     let flat = Tensor::new(z.data().to_vec(), &[rows, CopyTask::VOCAB])?;
@@ -527,7 +527,7 @@ impl Task for Copy {
         let batch = self.task.sample(self.batch)?;
         let x = batch.one_hot::<f32>();
         let (out, tape) = self.model.forward_train(
-            ModelInput::Features(&x),
+            ModelInput::Features(x.view()),
             Call::new().seed(dropout_seed(self.seed, prog.step)),
         )?;
         let shape = out.output.shape().to_vec();

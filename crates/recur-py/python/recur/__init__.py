@@ -9,8 +9,9 @@
 - ``recur.torch``: ``LSTM``, ``GRU``, ``RNN`` as ``torch.nn.Module``s (needs torch).
 
 Arrays are numpy arrays of the model's dtype (float32 by default, or float64), C-contiguous;
-they are read in place and the results take over recur's buffers without a copy. A wrong
-dtype raises ``TypeError``, a wrong layout ``ValueError``; what recur's library rejects
+recur's library reads them in place, without a copy, and the results take over recur's
+buffers without a copy either. A wrong dtype raises ``TypeError``, a non-contiguous array
+``ValueError`` (nothing is copied behind the caller's back); what recur's library rejects
 (shapes, lengths, files, configurations) raises :class:`RecurError`, a ``ValueError`` that
 carries the library's message. recur releases the GIL while it computes.
 """

@@ -1,7 +1,7 @@
 """Type hints of recur's Rust extension (crates/recur-py/src/lib.rs)."""
 
 from os import PathLike
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -85,3 +85,8 @@ class Model:
 
 def load(path: _Path, dtype: str = "float32") -> Union[Layer, Model]: ...
 def save_state_dict(layer: Layer, path: _Path) -> None: ...
+def engine_pointers() -> Dict[str, int]:
+    """The address of each buffer recur's library read in this thread's last call, by
+    argument name (``x``, ``h0``, ``c0``, ``params``, ``grad_output``, ``grad_h``,
+    ``grad_c``): an array's own ``ctypes.data`` when it crossed without a copy. For tests."""
+

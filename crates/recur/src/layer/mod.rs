@@ -26,7 +26,7 @@ use crate::cell::CellKind;
 use crate::error::{Error, Result, config_err, shape_err};
 use crate::kernel::Accumulate;
 use crate::kernel::scalar::Float;
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, TensorView};
 pub use config::{BatchLayout, Bias, Direction, MAX_PARAMS, RecurrentConfig};
 use driver::DirSpec;
 pub use gradnorms::StateGradNorms;
@@ -68,6 +68,43 @@ pub struct State<T> {
     pub c: Option<Tensor<T>>,
 }
 
+impl<T> State<T> {
+    /// The state borrowed, as [`Call::state`] and [`Stepper::set_state`] read it.
+    pub fn view(&self) -> StateView<'_, T> {
+        StateView {
+            h: (&self.h).into(),
+            c: self.c.as_ref().map(TensorView::from),
+        }
+    }
+}
+
+/// A borrowed [`State`]: `h` and (LSTM) `c`, read in place, shaped as a [`State`]'s.
+#[derive(Debug, PartialEq)]
+pub struct StateView<'a, T> {
+    pub h: TensorView<'a, T>,
+    pub c: Option<TensorView<'a, T>>,
+}
+
+impl<T> Clone for StateView<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for StateView<'_, T> {}
+
+impl<'a, T> From<&'a State<T>> for StateView<'a, T> {
+    fn from(s: &'a State<T>) -> Self {
+        s.view()
+    }
+}
+
+impl<'a, T> From<&'a State<T>> for Option<StateView<'a, T>> {
+    fn from(s: &'a State<T>) -> Self {
+        Some(s.view())
+    }
+}
+
 /// The optional arguments of a forward call ([`Recurrent::forward`],
 /// [`Recurrent::forward_train`], [`crate::model::SequenceModel::forward`]), named:
 ///
@@ -80,12 +117,15 @@ pub struct State<T> {
 /// # Ok::<(), recur::Error>(())
 /// ```
 ///
+/// The state is borrowed as a [`StateView`] (`.state(&s)`, `.state(s.view())`, or
+/// `.state(opt.as_ref().map(State::view))` for an `Option<State>`).
+///
 /// A seed is needed only where a training call draws dropout masks (a configuration with
 /// dropout: [`Recurrent::forward_train`] says which); inference ignores it.
 #[derive(Debug)]
 pub struct Call<'a, T> {
     /// The initial state (PyTorch's `h_0`, `c_0`); `None`: zero.
-    pub state: Option<&'a State<T>>,
+    pub state: Option<StateView<'a, T>>,
     /// Each sequence's length, in any order (PyTorch packed-sequence semantics); `None`:
     /// all are `seq_len`.
     pub lengths: Option<&'a [usize]>,
@@ -117,9 +157,10 @@ impl<'a, T> Call<'a, T> {
         Self::default()
     }
 
-    /// Starts from `state` (a `&State`, or an `Option<&State>` where `None` is zero).
+    /// Starts from `state` (a `&State` or a [`StateView`], or an `Option<StateView>` where
+    /// `None` is zero).
     #[must_use]
-    pub fn state(mut self, state: impl Into<Option<&'a State<T>>>) -> Self {
+    pub fn state(mut self, state: impl Into<Option<StateView<'a, T>>>) -> Self {
         self.state = state.into();
         self
     }
@@ -174,15 +215,16 @@ pub struct Output<T> {
 }
 
 /// Gradients flowing into a backward pass, each named after the [`Output`] value it is
-/// the gradient of; a missing one is zero.
+/// the gradient of; a missing one is zero. Each is borrowed ([`Tensor::view`]):
+/// `OutputGrad { output: Some(dy.view()), ..Default::default() }`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OutputGrad<'a, T> {
     /// ∂L/∂output, shaped like [`Output::output`]. Values past a sequence's end are ignored.
-    pub output: Option<&'a Tensor<T>>,
+    pub output: Option<TensorView<'a, T>>,
     /// ∂L/∂h of [`Output::state`] (PyTorch's `h_n`).
-    pub h: Option<&'a Tensor<T>>,
+    pub h: Option<TensorView<'a, T>>,
     /// ∂L/∂c of [`Output::state`] (PyTorch's `c_n`; LSTM only).
-    pub c: Option<&'a Tensor<T>>,
+    pub c: Option<TensorView<'a, T>>,
 }
 
 /// Gradients a backward pass returns besides the parameter gradients.
@@ -542,8 +584,15 @@ impl<T: Float> Recurrent<T> {
     /// [`Error::SequenceLength`] for a length outside `1..=seq_len`, [`Error::Empty`] for an
     /// empty batch, [`Error::Unsupported`] for a state that does not fit the cell (a `c` for a
     /// GRU, none for an LSTM).
-    pub fn forward(&self, input: &Tensor<T>, call: Call<'_, T>) -> Result<Output<T>> {
-        self.run(input, call, None, WeightFormat::F32)
+    pub fn forward<'x>(
+        &self,
+        input: impl Into<TensorView<'x, T>>,
+        call: Call<'_, T>,
+    ) -> Result<Output<T>>
+    where
+        T: 'x,
+    {
+        self.run(input.into(), call, None, WeightFormat::F32)
             .map(|(out, _)| out)
     }
 
@@ -562,14 +611,17 @@ impl<T: Float> Recurrent<T> {
     /// # Errors
     /// As [`Recurrent::forward`]; also [`Error::Unsupported`] for bf16 on an f64 model or a
     /// CPU without AVX-512 BF16.
-    pub fn forward_with(
+    pub fn forward_with<'x>(
         &self,
-        input: &Tensor<T>,
+        input: impl Into<TensorView<'x, T>>,
         call: Call<'_, T>,
         format: WeightFormat,
-    ) -> Result<Output<T>> {
+    ) -> Result<Output<T>>
+    where
+        T: 'x,
+    {
         check_format::<T>(format, &self.config.cell, "forward_with")?;
-        self.run(input, call, None, format).map(|(out, _)| out)
+        self.run(input.into(), call, None, format).map(|(out, _)| out)
     }
 
     /// Training: as [`Recurrent::forward`], with inter-layer dropout and recurrent dropout
@@ -585,11 +637,14 @@ impl<T: Float> Recurrent<T> {
     /// dropout and no seed, and [`Error::Unsupported`] for an activation whose derivative
     /// its output does not determine (LeakyRelu or Elu with α < 0, ThresholdedRelu with
     /// α < 0), which the backward pass could not differentiate exactly.
-    pub fn forward_train(
+    pub fn forward_train<'x>(
         &self,
-        input: &Tensor<T>,
+        input: impl Into<TensorView<'x, T>>,
         call: Call<'_, T>,
-    ) -> Result<(Output<T>, Tape<T>)> {
+    ) -> Result<(Output<T>, Tape<T>)>
+    where
+        T: 'x,
+    {
         for (slot, act) in self.config.cell.activations() {
             if !act.output_determines_derivative() {
                 return Err(Error::Unsupported(format!(
@@ -599,7 +654,7 @@ impl<T: Float> Recurrent<T> {
             }
         }
         let seed = training_seed(call.seed, self.config.draws_masks())?;
-        self.run(input, call, Some(seed), self.precision)
+        self.run(input.into(), call, Some(seed), self.precision)
             .map(|(out, tape)| (out, tape.expect("training run keeps a tape")))
     }
 
@@ -634,7 +689,7 @@ impl<T: Float> Recurrent<T> {
         self.precision
     }
 
-    fn check_batch(&self, input: &Tensor<T>, lengths: Option<&[usize]>) -> Result<Batch> {
+    fn check_batch(&self, input: TensorView<'_, T>, lengths: Option<&[usize]>) -> Result<Batch> {
         let shape = input.shape();
         let i = self.config.input_size;
         if shape.len() != 3 {
@@ -689,11 +744,11 @@ impl<T: Float> Recurrent<T> {
         })
     }
 
-    fn check_state(&self, state: Option<&State<T>>, batch: usize, what: [&str; 2]) -> Result<()> {
+    fn check_state(&self, state: Option<StateView<'_, T>>, batch: usize, what: [&str; 2]) -> Result<()> {
         let Some(s) = state else { return Ok(()) };
         let ld = self.config.num_layers * self.config.direction.count();
         s.h.expect_shape(what[0], &[ld, batch, self.config.h_out()])?;
-        match (&s.c, self.config.cell.has_cell_state()) {
+        match (s.c, self.config.cell.has_cell_state()) {
             (Some(c), true) => c.expect_shape(what[1], &[ld, batch, self.config.hidden_size]),
             (None, false) => Ok(()),
             (None, true) => Err(Error::Unsupported(format!(
@@ -917,7 +972,7 @@ impl<T: Float> Recurrent<T> {
 
     fn run(
         &self,
-        input: &Tensor<T>,
+        input: TensorView<'_, T>,
         call: Call<'_, T>,
         train_seed: Option<u64>,
         format: WeightFormat,
@@ -968,7 +1023,7 @@ impl<T: Float> Recurrent<T> {
                     || zeros_h.clone(),
                     |s| Self::gather_state(s.h.data(), ld, &b, r),
                 );
-                let c0 = match state.and_then(|s| s.c.as_ref()) {
+                let c0 = match state.and_then(|s| s.c) {
                     Some(c) => Self::gather_state(c.data(), ld, &b, h),
                     None => zeros_c.clone(),
                 };
@@ -1269,7 +1324,15 @@ impl<T: Float> Recurrent<T> {
     /// for a reverse or bidirectional stack (those need the whole sequence) or a state that
     /// does not fit the cell, [`Error::Empty`] for an empty batch. On error `state` is
     /// untouched.
-    pub fn step(&self, x: &Tensor<T>, state: &mut State<T>) -> Result<Tensor<T>> {
+    pub fn step<'x>(
+        &self,
+        x: impl Into<TensorView<'x, T>>,
+        state: &mut State<T>,
+    ) -> Result<Tensor<T>>
+    where
+        T: 'x,
+    {
+        let x = x.into();
         if self.config.direction != Direction::Forward {
             return Err(Error::Unsupported(
                 "step: a reverse direction needs the whole sequence".into(),
@@ -1289,7 +1352,7 @@ impl<T: Float> Recurrent<T> {
         }
         let batch = x.shape()[0];
         let mut stepper = self.stepper(batch)?;
-        stepper.set_state(state)?;
+        stepper.set_state(&*state)?;
         let mut out = vec![T::zero(); batch * self.config.h_out()];
         stepper.step(x.data(), &mut out)?;
         *state = stepper.state();

@@ -15,7 +15,7 @@ use std::fmt;
 
 use super::driver::DirSpec;
 use super::pack::{Packed, pack_panels, transpose, transposed};
-use super::{Direction, Recurrent, State, WeightFormat};
+use super::{Direction, Recurrent, State, StateView, WeightFormat};
 use crate::cell::{FwdStep, ParamKind, Zoneout};
 use crate::error::{Error, Result, Shape};
 use crate::kernel::pair::{self, Pair};
@@ -204,11 +204,15 @@ impl<'a, T: Float> Stepper<'a, T> {
     /// [`Error::Shape`] or [`Error::Rank`] for a tensor of the wrong shape,
     /// [`Error::Unsupported`] for a state that does not fit the cell (a `c` for a GRU, none
     /// for an LSTM); the state is then untouched.
-    pub fn set_state(&mut self, state: &State<T>) -> Result<()> {
+    pub fn set_state<'s>(&mut self, state: impl Into<StateView<'s, T>>) -> Result<()>
+    where
+        T: 's,
+    {
+        let state = state.into();
         self.model
             .check_state(Some(state), self.batch, ["h0", "c0"])?;
         self.h.copy_from_slice(state.h.data());
-        if let Some(c) = &state.c {
+        if let Some(c) = state.c {
             self.c.copy_from_slice(c.data());
         }
         Ok(())

@@ -79,7 +79,7 @@ use crate::layer::{
 };
 use crate::model::embedding::{Embedding, EmbeddingConfig};
 use crate::model::linear::{Linear, LinearConfig, affine_backward, affine_forward};
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, TensorView};
 
 /// What the model reads.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -274,8 +274,8 @@ pub enum ModelInput<'a, T> {
     /// Row-major ids of shape `shape`: `[seq_len, batch]`, or `[batch, seq_len]` with
     /// [`BatchLayout::BatchFirst`].
     Ids { ids: &'a [usize], shape: [usize; 2] },
-    /// `[seq_len, batch, input_size]`, or batch-first.
-    Features(&'a Tensor<T>),
+    /// `[seq_len, batch, input_size]`, or batch-first, borrowed (`Features(x.view())`).
+    Features(TensorView<'a, T>),
 }
 
 /// What a forward pass returns.
@@ -577,7 +577,7 @@ impl<T: Float> SequenceModel<T> {
         let (x, ids, ids_shape) = match (input, &self.embedding) {
             (ModelInput::Ids { ids, shape }, Some(e)) => {
                 embedded = e.forward(ids, &shape)?;
-                (&embedded, ids, shape)
+                (embedded.view(), ids, shape)
             }
             (ModelInput::Features(x), None) => (x, &[][..], [0, 0]),
             (ModelInput::Ids { .. }, None) => {
@@ -601,7 +601,7 @@ impl<T: Float> SequenceModel<T> {
             x
         } else {
             dropped = Tensor::new(mul(x.data(), &input_mask), x.shape())?;
-            &dropped
+            dropped.view()
         };
         // (2) y, h_n = rnn(x, state, lengths)
         let (out, rnn_tape) = match train_seed {
@@ -725,13 +725,13 @@ impl<T: Float> SequenceModel<T> {
         let dh_n;
         let grad = match self.config.output {
             OutputForm::EveryStep => OutputGrad {
-                output: Some(&d_head_input),
+                output: Some(d_head_input.view()),
                 ..Default::default()
             },
             OutputForm::Last => {
                 dh_n = self.last_states_backward(&d_head_input, tape.batch)?;
                 OutputGrad {
-                    h: Some(&dh_n),
+                    h: Some(dh_n.view()),
                     ..Default::default()
                 }
             }

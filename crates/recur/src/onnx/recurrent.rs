@@ -477,7 +477,7 @@ pub(crate) fn run(
             .forward(
                 &x_tensor,
                 Call {
-                    state: state.as_ref(),
+                    state: state.as_ref().map(State::view),
                     lengths: lengths.as_deref(),
                     ..Call::new()
                 },
