@@ -488,7 +488,10 @@ fn predict_forecasts_the_steps_after_the_history_with_the_time_column_continued(
     let (x, levels) = spec.history_input(&table.series[0]).unwrap();
     let z = ck_lib
         .model
-        .forward(recur::model::ModelInput::Features(x.view()), recur::Call::new())
+        .forward(
+            recur::model::ModelInput::Features(x.view()),
+            recur::Call::new(),
+        )
         .unwrap();
     let f = spec.decode(&spec.scaling[0], &levels, z.output.data());
     for (row, want) in rows.iter().zip(&f) {

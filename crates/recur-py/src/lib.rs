@@ -27,9 +27,7 @@ use recur::data::series::SeriesTable;
 use recur::io::predict::{self, PredictMeta, Role};
 use recur::io::{LoadOptions, MODEL_FORMAT, load_checkpoint, load_model, load_state_dict};
 use recur::model::{Input, ModelInput, SequenceModel};
-use recur::{
-    Call, Float, OutputGrad, Recurrent, RecurrentConfig, StateView, Tensor, TensorView,
-};
+use recur::{Call, Float, OutputGrad, Recurrent, RecurrentConfig, StateView, Tensor, TensorView};
 
 pyo3::create_exception!(
     _recur,

@@ -85,8 +85,10 @@ fn main() -> recur::Result<()> {
 
     for step in 0..=300u64 {
         let (x, lengths, labels) = batch(&mut rng, 32)?;
-        let (out, tape) =
-            model.forward_train(ModelInput::Features(x.view()), Call::new().lengths(&lengths))?;
+        let (out, tape) = model.forward_train(
+            ModelInput::Features(x.view()),
+            Call::new().lengths(&lengths),
+        )?;
         // out.output: [batch, CLASSES] logits; the loss gives their gradient in the same pass.
         let loss = cross_entropy(&out.output, &labels, &loss_config, 1.0)?;
         grads.fill(0.0); // backward accumulates, as PyTorch's .grad
@@ -105,7 +107,10 @@ fn main() -> recur::Result<()> {
 
     // Fresh sequences, never trained on.
     let (x, lengths, labels) = batch(&mut Rng(0x7e57), 1000)?;
-    let out = model.forward(ModelInput::Features(x.view()), Call::new().lengths(&lengths))?;
+    let out = model.forward(
+        ModelInput::Features(x.view()),
+        Call::new().lengths(&lengths),
+    )?;
     let test = cross_entropy(&out.output, &labels, &loss_config, 1.0)?;
     println!(
         "test: {} fresh sequences, loss {:.4}, accuracy {:.1}% (chance {:.1}%)",

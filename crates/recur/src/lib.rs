@@ -64,7 +64,8 @@ pub use kernel::activation::Activation;
 pub use kernel::scalar::Float;
 pub use layer::{
     BatchLayout, Bias, Call, Direction, InputGrad, Output, OutputGrad, ParamInfo, ParamKind,
-    ParamLayout, Recurrent, RecurrentConfig, State, StateGradNorms, StateView, Stepper, Tape, WeightFormat,
+    ParamLayout, Recurrent, RecurrentConfig, State, StateGradNorms, StateView, Stepper, Tape,
+    WeightFormat,
 };
 pub use model::{MemoryEstimate, estimate_memory};
 pub use tensor::{Tensor, TensorView};

@@ -261,7 +261,9 @@ fn check_step_equals_forward<T: Real>() {
                     BatchLayout::BatchFirst => [BATCH, SEQ_LEN, INPUT],
                 });
                 for s0 in [None, Some(rng.state(&m, BATCH))] {
-                    let full = m.forward(&x, Call::new().state(s0.as_ref().map(State::view))).unwrap();
+                    let full = m
+                        .forward(&x, Call::new().state(s0.as_ref().map(State::view)))
+                        .unwrap();
                     let mut s = s0.clone().unwrap_or_else(|| m.zero_state(BATCH));
                     for t in 0..SEQ_LEN {
                         let xt: Vec<T> = (0..BATCH)

@@ -173,7 +173,7 @@ fn forward_both(
         m.forward(
             x,
             Call {
-                state: s,
+                state: s.map(State::view),
                 lengths,
                 ..Call::new()
             },
@@ -184,7 +184,7 @@ fn forward_both(
         m.forward_train(
             x,
             Call {
-                state: s,
+                state: s.map(State::view),
                 lengths,
                 seed: Some(1),
             },

@@ -259,7 +259,7 @@ fn exported_stacks_give_recurs_outputs() {
                 .forward(
                     &x,
                     Call {
-                        state: st,
+                        state: st.map(State::view),
                         lengths: lengths.then_some(&LENGTHS[..]),
                         ..Call::new()
                     },

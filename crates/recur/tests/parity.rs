@@ -8,7 +8,7 @@
 mod common;
 
 use common::{Fixture, max_rel_err};
-use recur::{Call, OutputGrad};
+use recur::{Call, OutputGrad, Tensor};
 
 /// Both sides compute in float64; the only differences are summation orders.
 const PARITY_TOL: f64 = 1e-10;

@@ -114,7 +114,9 @@ fn check_stepper_equals_forward<T: Real>() {
                         T::NAME,
                         if s0.is_some() { "random" } else { "zero" }
                     );
-                    let full = m.forward(&x, Call::new().state(s0.as_ref().map(State::view))).unwrap();
+                    let full = m
+                        .forward(&x, Call::new().state(s0.as_ref().map(State::view)))
+                        .unwrap();
                     let mut stepper = m.stepper(batch).unwrap();
                     assert_eq!(stepper.batch(), batch);
                     if let Some(s) = &s0 {

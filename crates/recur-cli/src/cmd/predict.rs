@@ -100,7 +100,8 @@ impl Runner {
     fn run(&self, x: &Tensor<f32>, lengths: &[usize]) -> Result<Vec<f32>> {
         match self {
             Runner::Model(m) => {
-                let out = m.forward(ModelInput::Features(x.view()), Call::new().lengths(lengths))?;
+                let out =
+                    m.forward(ModelInput::Features(x.view()), Call::new().lengths(lengths))?;
                 Ok(out.output.data().to_vec())
             }
             #[cfg(feature = "onnx")]

@@ -231,7 +231,10 @@ pub fn evaluate(
     let idx: Vec<usize> = (0..ds.len()).collect();
     for b in idx.chunks(batch.max(1)) {
         let (x, lengths) = ds.padded_batch::<f32>(b)?;
-        let out = model.forward(ModelInput::Features(x.view()), Call::new().lengths(&lengths))?;
+        let out = model.forward(
+            ModelInput::Features(x.view()),
+            Call::new().lengths(&lengths),
+        )?;
         let bl = batch_loss(&out.output, &ds.labels, b, false)?;
         loss += bl.loss;
         correct += bl.correct;

@@ -588,10 +588,7 @@ impl<T: Float> Recurrent<T> {
         &self,
         input: impl Into<TensorView<'x, T>>,
         call: Call<'_, T>,
-    ) -> Result<Output<T>>
-    where
-        T: 'x,
-    {
+    ) -> Result<Output<T>> {
         self.run(input.into(), call, None, WeightFormat::F32)
             .map(|(out, _)| out)
     }
@@ -616,12 +613,10 @@ impl<T: Float> Recurrent<T> {
         input: impl Into<TensorView<'x, T>>,
         call: Call<'_, T>,
         format: WeightFormat,
-    ) -> Result<Output<T>>
-    where
-        T: 'x,
-    {
+    ) -> Result<Output<T>> {
         check_format::<T>(format, &self.config.cell, "forward_with")?;
-        self.run(input.into(), call, None, format).map(|(out, _)| out)
+        self.run(input.into(), call, None, format)
+            .map(|(out, _)| out)
     }
 
     /// Training: as [`Recurrent::forward`], with inter-layer dropout and recurrent dropout
@@ -641,10 +636,7 @@ impl<T: Float> Recurrent<T> {
         &self,
         input: impl Into<TensorView<'x, T>>,
         call: Call<'_, T>,
-    ) -> Result<(Output<T>, Tape<T>)>
-    where
-        T: 'x,
-    {
+    ) -> Result<(Output<T>, Tape<T>)> {
         for (slot, act) in self.config.cell.activations() {
             if !act.output_determines_derivative() {
                 return Err(Error::Unsupported(format!(
@@ -744,7 +736,12 @@ impl<T: Float> Recurrent<T> {
         })
     }
 
-    fn check_state(&self, state: Option<StateView<'_, T>>, batch: usize, what: [&str; 2]) -> Result<()> {
+    fn check_state(
+        &self,
+        state: Option<StateView<'_, T>>,
+        batch: usize,
+        what: [&str; 2],
+    ) -> Result<()> {
         let Some(s) = state else { return Ok(()) };
         let ld = self.config.num_layers * self.config.direction.count();
         s.h.expect_shape(what[0], &[ld, batch, self.config.h_out()])?;
@@ -1328,11 +1325,8 @@ impl<T: Float> Recurrent<T> {
         &self,
         x: impl Into<TensorView<'x, T>>,
         state: &mut State<T>,
-    ) -> Result<Tensor<T>>
-    where
-        T: 'x,
-    {
-        let x = x.into();
+    ) -> Result<Tensor<T>> {
+        let x: TensorView<'_, T> = x.into();
         if self.config.direction != Direction::Forward {
             return Err(Error::Unsupported(
                 "step: a reverse direction needs the whole sequence".into(),

@@ -196,19 +196,16 @@ impl<'a, T: Float> Stepper<'a, T> {
         }
     }
 
-    /// Continues from `state` (shaped as [`Stepper::state`] returns it; the initial state of
-    /// the steps to come, so errors name its tensors `h0` and `c0`, as
-    /// [`Recurrent::forward`]'s do).
+    /// Continues from `state` (a `&State` or a [`StateView`], shaped as [`Stepper::state`]
+    /// returns it; the initial state of the steps to come, so errors name its tensors `h0`
+    /// and `c0`, as [`Recurrent::forward`]'s do).
     ///
     /// # Errors
     /// [`Error::Shape`] or [`Error::Rank`] for a tensor of the wrong shape,
     /// [`Error::Unsupported`] for a state that does not fit the cell (a `c` for a GRU, none
     /// for an LSTM); the state is then untouched.
-    pub fn set_state<'s>(&mut self, state: impl Into<StateView<'s, T>>) -> Result<()>
-    where
-        T: 's,
-    {
-        let state = state.into();
+    pub fn set_state<'s>(&mut self, state: impl Into<StateView<'s, T>>) -> Result<()> {
+        let state: StateView<'_, T> = state.into();
         self.model
             .check_state(Some(state), self.batch, ["h0", "c0"])?;
         self.h.copy_from_slice(state.h.data());
