@@ -275,14 +275,14 @@ fn generate_rnn(
 ) -> Result<Vec<f32>> {
     let row: usize = history.shape()[1..].iter().product();
     let w = history.shape()[0];
-    let out = model.forward(ModelInput::Features(history), Call::new())?;
+    let out = model.forward(ModelInput::Features(history.view()), Call::new())?;
     let mut state = out.state;
     let mut last = out.output.data()[(w - 1) * row..w * row].to_vec();
     let mut all = Vec::with_capacity(horizon.saturating_mul(row));
     all.extend_from_slice(&last);
     for _ in 1..horizon {
         let x = Tensor::new(last, &[1, history.shape()[1], history.shape()[2]])?;
-        let o = model.forward(ModelInput::Features(&x), Call::new().state(&state))?;
+        let o = model.forward(ModelInput::Features(x.view()), Call::new().state(&state))?;
         state = o.state;
         last = o.output.data().to_vec();
         all.extend_from_slice(&last);
@@ -318,7 +318,10 @@ impl Sums {
         let (x, y) = tensors(net, s, m)?;
         let tf = match net {
             Net::Feedback(f) => f.forward(&x, Some(&y), Feed::TeacherForcing)?.0,
-            Net::Rnn(r) => r.forward(ModelInput::Features(&x), Call::new())?.output,
+            Net::Rnn(r) => {
+                r.forward(ModelInput::Features(x.view()), Call::new())?
+                    .output
+            }
         };
         let hist: Vec<f32> = s.z[..w * row].iter().map(|&v| v as f32).collect();
         let hist = Tensor::new(hist, &[w, s.batch, m])?;
@@ -461,7 +464,7 @@ impl Task for NextValue {
             }
             Net::Rnn(r) => {
                 let (out, tape) =
-                    r.forward_train(ModelInput::Features(&x), Call::new().seed(seed))?;
+                    r.forward_train(ModelInput::Features(x.view()), Call::new().seed(seed))?;
                 let grad = mse_loss_backward(&out.output, &y, Reduction::Mean, 1.0f32)?;
                 r.backward(&tape, &grad, grads)?;
                 out.output
