@@ -215,3 +215,234 @@ fn bad_settings_are_one_line_errors() {
         one_line_error(args);
     }
 }
+
+/// Tolerance between a forecast written by `recur predict` (shortest round-trip decimals of
+/// an f64 decoded from an f32 output) and the same forecast computed here from the file.
+const SAME_FORECAST: f64 = 1e-9;
+
+/// The test table's lines (from `test:` to the verdict).
+fn table(out: &str) -> Vec<&str> {
+    let t: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("test: "))
+        .take_while(|l| l.starts_with("test: ") || l.starts_with("  "))
+        .collect();
+    assert!(t.len() >= 4, "no test table in {out}");
+    t
+}
+
+/// A clean sine (period 2π/0.37 ≈ 17 steps) around 50, with a second column, as CSV with
+/// a numeric time column.
+fn sine_csv(n: usize) -> String {
+    let mut s = String::from("t,y,z\n");
+    for t in 0..n {
+        let a = t as f64 * 0.37;
+        s.push_str(&format!(
+            "{t},{:.6},{:.6}\n",
+            50.0 + 10.0 * a.sin(),
+            (0.5 * a).cos()
+        ));
+    }
+    s
+}
+
+/// `--cell esn --csv`: the ESN forecaster beats the naive baseline on a clean sine; its file
+/// is a forecaster for `recur eval` (the same table), `recur predict` (the numbers the
+/// readout gives on the file's spec, computed here from the file; `--holdout` scoring the one
+/// test origin as the table did; `--plot`) and `recur summary`.
+#[test]
+fn esn_forecasts_csv_series_and_its_file_is_a_forecaster() {
+    let dir = scratch("esn_csv");
+    let csv = dir.join("sine.csv");
+    std::fs::write(&csv, sine_csv(200)).unwrap();
+    let file = dir.join("esn.safetensors");
+    // 200 rows: 150 train, 40 valid, 10 test = one test origin of the 10-step horizon
+    let base = [
+        "train",
+        "--cell",
+        "esn",
+        "--csv",
+        p(&csv),
+        "--target",
+        "y",
+        "--time-column",
+        "t",
+        "--window",
+        "34",
+        "--horizon",
+        "10",
+        "--split",
+        "0.75,0.2,0.05",
+        "--hidden-size",
+        "100",
+    ];
+    let out = ok(&[&base[..], &["--checkpoint", p(&file)]].concat());
+    assert!(out.contains("echo state network forecasting y"), "{out}");
+    assert_eq!(lines(&out, "  λ = ").len(), 5, "{out}");
+    let t = table(&out);
+    assert!(
+        t[0].starts_with("test: 1 rolling origins × 10 steps"),
+        "{out}"
+    );
+    let model = number_after(t[2], "model");
+    let naive = number_after(t[3], "naive");
+    assert!(model < naive / 10.0, "the ESN beats naive on a sine: {out}");
+    assert!(t.last().unwrap().contains("beats naive"), "{out}");
+
+    // `recur eval`: the same table
+    let eval = ok(&["eval", "--checkpoint", p(&file)]);
+    assert_eq!(table(&eval), t, "{eval}");
+
+    // `recur predict --holdout`: the last 10 rows are the test origin's targets
+    let (held, png) = (dir.join("held.csv"), dir.join("f.png"));
+    let pred = ok(&[
+        "predict",
+        "--checkpoint",
+        p(&file),
+        "--csv",
+        p(&csv),
+        "-o",
+        p(&held),
+        "--holdout",
+        "--plot",
+        p(&png),
+    ]);
+    let line = pred.lines().find(|l| l.starts_with("holdout:")).unwrap();
+    // both printed to 4 decimals
+    assert!(
+        (number_after(line, "MAE ") - model).abs() <= 1.0001e-4,
+        "{line} vs {out}"
+    );
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+
+    // `recur predict` on new history: the readout on the last window, decoded, from the file
+    let history = dir.join("history.csv");
+    std::fs::write(&history, sine_csv(180)).unwrap();
+    let next = dir.join("next.csv");
+    ok(&[
+        "predict",
+        "--checkpoint",
+        p(&file),
+        "--csv",
+        p(&history),
+        "-o",
+        p(&next),
+    ]);
+    let written: Vec<(String, f64)> = std::fs::read_to_string(&next)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (t, v) = l.split_once(',').unwrap();
+            (t.to_string(), v.parse().unwrap())
+        })
+        .collect();
+    let steps: Vec<&str> = written.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        steps,
+        [
+            "180", "181", "182", "183", "184", "185", "186", "187", "188", "189"
+        ]
+    );
+    let (esn, extra) = recur::io::load_esn(&file).unwrap();
+    let spec: recur::data::forecast::ForecastSpec =
+        serde_json::from_str(&extra["recur.extra.forecast"]).unwrap();
+    assert_eq!(extra["recur.extra.kind"], "forecast");
+    let rows = recur::data::series::SeriesTable::read_csv(&history, &spec.csv_columns()).unwrap();
+    let (x, levels) = spec.history_input(&rows.series[0]).unwrap();
+    let x =
+        recur::Tensor::new(x.data().iter().map(|&v| f64::from(v)).collect(), x.shape()).unwrap();
+    let z: Vec<f32> = esn
+        .predict(&x, None)
+        .unwrap()
+        .data()
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let want = spec.decode(&spec.scaling[0], &levels, &z);
+    for ((_, got), want) in written.iter().zip(&want) {
+        assert!(
+            (got - want).abs() <= SAME_FORECAST * want.abs(),
+            "{got} vs {want}"
+        );
+    }
+    // and the forecast is close to the sine's continuation
+    for (k, (_, got)) in written.iter().enumerate() {
+        let truth = 50.0 + 10.0 * ((180 + k) as f64 * 0.37).sin();
+        assert!((got - truth).abs() < 1.0, "step {k}: {got} vs {truth}");
+    }
+
+    let summary = ok(&["summary", p(&file)]);
+    assert!(
+        summary.contains("echo state network") && summary.contains("w_out"),
+        "{summary}"
+    );
+    assert!(summary.contains("kind: forecast"), "{summary}");
+
+    // several targets: H × 2 outputs, both scored
+    let two = ok(&[
+        "train",
+        "--cell",
+        "esn",
+        "--csv",
+        p(&csv),
+        "--target",
+        "y,z",
+        "--window",
+        "20",
+        "--horizon",
+        "3",
+        "--hidden-size",
+        "30",
+    ]);
+    assert!(table(&two)[0].contains("× 2 targets"), "{two}");
+
+    // what does not fit is a one-line error naming it
+    let e = one_line_error(&[&base[..], &["--epochs", "3"]].concat());
+    assert!(e.contains("--epochs is not an option"), "{e}");
+    let e = one_line_error(&[&base[..], &["--esn-sequences", "3"]].concat());
+    assert!(e.contains("--esn-sequences"), "{e}");
+    let e = one_line_error(&["eval", "--checkpoint", p(&file), "--sequences", p(&csv)]);
+    assert!(e.contains("a forecaster"), "{e}");
+    let e = one_line_error(&[
+        "predict",
+        "--checkpoint",
+        p(&file),
+        "--sequences",
+        p(&csv),
+        "-o",
+        p(&next),
+    ]);
+    assert!(e.contains("--csv HISTORY.csv"), "{e}");
+    // an ESN of a generated task has nothing for `recur predict`
+    let task = dir.join("task.safetensors");
+    ok(&[
+        "train",
+        "--cell",
+        "esn",
+        "--task",
+        "adding",
+        "--seq-len",
+        "5",
+        "--hidden-size",
+        "20",
+        "--esn-sequences",
+        "50",
+        "--checkpoint",
+        p(&task),
+    ]);
+    let e = one_line_error(&[
+        "predict",
+        "--checkpoint",
+        p(&task),
+        "--csv",
+        p(&csv),
+        "-o",
+        p(&next),
+    ]);
+    assert!(e.contains("recur eval"), "{e}");
+    // a CSV changed since the fit: eval refuses rather than scoring other windows
+    std::fs::write(&csv, sine_csv(220)).unwrap();
+    let e = one_line_error(&["eval", "--checkpoint", p(&file)]);
+    assert!(e.contains("changed"), "{e}");
+}

@@ -2,10 +2,16 @@
 //! `scripts/gen_esn_fixtures.py`, holds a reservoir, its states computed in numpy from the
 //! equations of `model/esn.rs`, and the ridge readout numpy's `lstsq` finds on the augmented
 //! system `[Z; √λ I] W = [Y; 0]` (an SVD solve that never forms ZᵀZ). recur must reproduce the
-//! spectral radius, the states and the readout.
+//! spectral radius, the states and the readout. `tests/fixtures/esn/forecast.safetensors`, from
+//! the same script, is the ESN as a forecaster of a CSV series (`recur train --cell esn
+//! --csv`), written out in numpy from the forecasting pipeline's description: recur's split,
+//! scaling, windows, last-state readout and decoding must give its forecasts.
 
 mod common;
 
+use recur::Tensor;
+use recur::data::forecast::{ForecastConfig, ForecastData, Part, WindowScaling};
+use recur::data::series::{CsvColumns, Missing, SeriesTable};
 use recur::model::{Esn, EsnConfig, ridge_regression, spectral_radius};
 
 /// States: the same f64 operations in another order (numpy's matrix-vector product sums in
@@ -16,6 +22,12 @@ const STATE_TOL: f64 = 1e-12;
 /// SVD does not square it. Observed ≤ 1e-9 relative; 1e-7 keeps room and catches any wrong λ,
 /// row or column (those change the weights at order 1e-2 or more).
 const READOUT_TOL: f64 = 1e-7;
+/// The forecasts, relative to the largest: recur rounds each readout output to f32 before
+/// putting it back into the data's units (as every forecaster's output is), ≤ 6e-8 of a
+/// scaled value; the scalers' and levels' sums are taken in another order than numpy's,
+/// which may move a float32 input by one ulp. Observed 2.5e-9; a wrong level, scaler, row or
+/// window moves them by 1e-3 or more.
+const FORECAST_TOL: f64 = 1e-7;
 /// Eigenvalues by two QR-based solvers of a 40 × 40 matrix agree to a few ulps.
 const RADIUS_TOL: f64 = 1e-12;
 
@@ -85,4 +97,71 @@ fn reservoir_states_and_readout_match_numpy() {
         &f.tensors["w_out"].1,
         READOUT_TOL,
     );
+}
+
+fn widen(t: &Tensor<f32>) -> Tensor<f64> {
+    Tensor::new(t.data().iter().map(|&v| f64::from(v)).collect(), t.shape()).unwrap()
+}
+
+#[test]
+fn the_esn_forecaster_matches_numpy() {
+    let f = common::load(&common::fixture_dir().join("esn/forecast.safetensors"));
+    let config: EsnConfig = serde_json::from_str(&f.meta["config"]).unwrap();
+    let ridge: f64 = f.meta["ridge"].parse().unwrap();
+    let split: Vec<f64> = serde_json::from_str(&f.meta["split"]).unwrap();
+    let (window, horizon) = (
+        f.meta["window"].parse().unwrap(),
+        f.meta["horizon"].parse().unwrap(),
+    );
+    // the series as a CSV file (Rust's shortest round-trip decimals: the same f64 values)
+    let mut csv = String::from("y,x\n");
+    for row in f.tensors["series"].1.chunks_exact(2) {
+        csv.push_str(&format!("{:?},{:?}\n", row[0], row[1]));
+    }
+    let columns = CsvColumns {
+        targets: vec!["y".into()],
+        features: vec!["x".into()],
+        time: None,
+        series: None,
+        missing: Missing::Error,
+    };
+    let table = SeriesTable::parse_csv(csv.as_bytes(), "fixture", &columns).unwrap();
+    let forecast = ForecastConfig {
+        window,
+        horizon,
+        season: None,
+        window_scaling: WindowScaling::Mean,
+        split: [split[0], split[1], split[2]],
+    };
+    let data = ForecastData::new(table, &forecast, None, None, Missing::Error).unwrap();
+    let f_size = config.feature_size();
+    let mut esn = Esn::from_parts(
+        config.clone(),
+        f.tensors["w_in"].1.clone(),
+        f.tensors["w"].1.clone(),
+        vec![0.0; config.output_size * f_size],
+        0.0,
+    )
+    .unwrap();
+    let train = data.batch(&data.windows(Part::Train)).unwrap();
+    let (x, y) = (widen(&train.input), widen(&train.target));
+    esn.fit(&[(&x, None, &y)], &[(&x, None, &y)], &[ridge])
+        .unwrap();
+    close("w_out", esn.readout(), &f.tensors["w_out"].1, READOUT_TOL);
+
+    let test = data.windows(Part::Test);
+    let batch = data.batch(&test).unwrap();
+    let z = esn.predict(&widen(&batch.input), None).unwrap();
+    let mut got = Vec::new();
+    for (j, w) in test.iter().enumerate() {
+        let zj: Vec<f32> = z.data()[j * horizon..(j + 1) * horizon]
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        got.extend(
+            data.spec
+                .decode(&data.spec.scaling[w.series], &batch.levels[j], &zj),
+        );
+    }
+    close("forecasts", &got, &f.tensors["forecasts"].1, FORECAST_TOL);
 }

@@ -1,9 +1,10 @@
 //! `recur predict`: a trained model on new data, predictions to a file.
 //!
 //! ```text
-//! model      a training checkpoint, a model file or an ONNX file written by `recur convert`
-//!            (what predicting needs besides the weights: `kind`, `classes`, `forecast`,
-//!            kept in the checkpoint's extra strings, the model file's `recur.extra.*`
+//! model      a training checkpoint, a model file, an ONNX file written by `recur convert` or
+//!            an echo state network forecaster (`recur train --cell esn --csv`; what
+//!            predicting needs besides the weights: `kind`, `classes`, `forecast`, kept in
+//!            the checkpoint's extra strings, the model and ESN files' `recur.extra.*`
 //!            metadata, the ONNX file's `metadata_props` `recur.*`)
 //! classifier --sequences F   →  label [, one probability column per class with --proba]
 //! regressor  --sequences F   →  prediction (the data's units: the model is trained on them)
@@ -34,8 +35,8 @@ use recur::io::predict::{
     Forecast, PredictMeta, Role, best_classes, class_probabilities, forecast, hold_out,
     holdout_metrics,
 };
-use recur::io::{CHECKPOINT_FORMAT, MODEL_FORMAT, load_model_extra};
-use recur::model::{ModelInput, SequenceModel};
+use recur::io::{CHECKPOINT_FORMAT, ESN_FORMAT, MODEL_FORMAT, load_model_extra};
+use recur::model::{Esn, ModelInput, SequenceModel};
 use recur::{Call, Tensor};
 
 use crate::plot::{Figure, Panel, Series};
@@ -88,9 +89,11 @@ pub struct PredictArgs {
     pub plot_series: Vec<String>,
 }
 
-/// A model to run: recur's own, or an ONNX graph.
+/// A model to run: recur's own, an echo state network, or an ONNX graph.
 enum Runner {
     Model(Box<SequenceModel<f32>>),
+    /// read in f64 (the network's precision), its outputs rounded to f32 as the others'
+    Esn(Box<Esn>),
     #[cfg(feature = "onnx")]
     Onnx(Box<recur::onnx::OnnxModel>),
 }
@@ -103,6 +106,11 @@ impl Runner {
                 let out =
                     m.forward(ModelInput::Features(x.view()), Call::new().lengths(lengths))?;
                 Ok(out.output.data().to_vec())
+            }
+            Runner::Esn(esn) => {
+                let x = Tensor::new(x.data().iter().map(|&v| f64::from(v)).collect(), x.shape())?;
+                let out = esn.predict(&x, Some(lengths))?;
+                Ok(out.data().iter().map(|&v| v as f32).collect())
             }
             #[cfg(feature = "onnx")]
             Runner::Onnx(g) => {
@@ -184,6 +192,25 @@ fn load(path: &Path) -> Result<(Runner, PredictMeta)> {
                 load_model_extra(path)?;
             let meta = PredictMeta::read(&file, |k| extra.get(k).cloned())?;
             Ok((Runner::Model(Box::new(m)), meta))
+        }
+        Some(ESN_FORMAT) => {
+            let (esn, extra) = recur::io::load_esn(path)?;
+            let meta = PredictMeta::read(&file, |k| {
+                extra
+                    .get(&format!(
+                        "{}{k}",
+                        recur::io::predict::SAFETENSORS_META_PREFIX
+                    ))
+                    .cloned()
+            })?;
+            if meta.kind.is_none() {
+                bail!(
+                    "{file}: an echo state network fitted on labelled sequences or a generated \
+                     task: `recur eval --checkpoint {file}` scores it; `recur predict` runs the \
+                     forecasters of `recur train --cell esn --csv`"
+                );
+            }
+            Ok((Runner::Esn(Box::new(esn)), meta))
         }
         _ => {
             // let the checkpoint reader say precisely what is wrong with the file

@@ -1,6 +1,6 @@
-//! `recur summary FILE`: the tensors of a training checkpoint, a whole-model file, a PyTorch
-//! state_dict (safetensors) or an ONNX model, by layer, with parameter counts and bytes, then
-//! the configuration.
+//! `recur summary FILE`: the tensors of a training checkpoint, a whole-model file, an echo
+//! state network, a PyTorch state_dict (safetensors) or an ONNX model, by layer, with
+//! parameter counts and bytes, then the configuration.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use recur::io::{
-    CHECKPOINT_FORMAT, LoadOptions, MODEL_FORMAT, load_checkpoint, load_model, load_state_dict,
-    model_config_to_json,
+    CHECKPOINT_FORMAT, ESN_FORMAT, LoadOptions, MODEL_FORMAT, load_checkpoint, load_esn,
+    load_model, load_state_dict, model_config_to_json,
 };
 use safetensors::{Dtype, SafeTensors};
 
@@ -18,7 +18,8 @@ use crate::summary::{Row, human_bytes, model_rows, table};
 /// Settings of `recur summary`.
 #[derive(Args, Debug, Clone)]
 pub struct SummaryArgs {
-    /// A checkpoint, model file or state_dict (.safetensors), or an ONNX model (.onnx)
+    /// A checkpoint, model file, echo state network or state_dict (.safetensors), or an ONNX
+    /// model (.onnx)
     pub file: PathBuf,
 }
 
@@ -120,6 +121,43 @@ fn safetensors_file(path: &Path) -> Result<()> {
             println!("{name}: recur model file ({MODEL_FORMAT})");
             print!("{}", table(&model_rows(&model, &stored_types(&bytes))));
             println!("model: {}", pretty(&model_config_to_json(model.config()))?);
+        }
+        Some(ESN_FORMAT) => {
+            let (esn, extra) = load_esn(path)?;
+            let stored = stored_types(&bytes);
+            let shapes = recur::model::Esn::part_shapes(esn.config());
+            let rows: Vec<Row> = ["w_in", "w", "w_out"]
+                .iter()
+                .zip(shapes)
+                .map(|(n, shape)| {
+                    let (dtype, width) =
+                        stored.get(*n).cloned().unwrap_or_else(|| ("f64".into(), 8));
+                    // grouped as the reservoir (fixed) and the readout (fitted)
+                    let part = if *n == "w_out" {
+                        "readout"
+                    } else {
+                        "reservoir"
+                    };
+                    Row::new(format!("{part}.{n}"), &shape, &dtype, width)
+                })
+                .collect();
+            println!("{name}: recur echo state network ({ESN_FORMAT})");
+            print!("{}", table(&rows));
+            let config = serde_json::to_string(esn.config()).context("the configuration")?;
+            println!("esn: {}", pretty(&config)?);
+            println!("readout λ: {:e}", esn.ridge());
+            let kind_key = format!("{}kind", recur::io::predict::SAFETENSORS_META_PREFIX);
+            if let Some(kind) = extra.get(&kind_key) {
+                println!("kind: {kind}");
+            }
+            if let Some(run) = extra.get(crate::train::esn::RUN_KEY) {
+                let mut run: serde_json::Value =
+                    serde_json::from_str(run).context("the run's settings")?;
+                if let Some(m) = run.as_object_mut() {
+                    m.retain(|_, v| !v.is_null());
+                }
+                println!("run settings given: {run}");
+            }
         }
         _ => {
             let stack = load_state_dict::<f32>(path, &LoadOptions::default())?;

@@ -1,5 +1,5 @@
 //! `recur train --cell esn`: an echo state network ([`recur::model::Esn`]) on the generated
-//! tasks and on labelled sequences. Nothing is trained by gradient: the reservoir is drawn
+//! tasks and on labelled sequences (on `--csv` series: [`super::esn_forecast`]). Nothing is trained by gradient: the reservoir is drawn
 //! from the seed, and the readout is fitted in closed form by ridge regression on the
 //! training data, for each λ of `--ridge`, keeping the λ with the lowest validation error.
 //!
@@ -396,11 +396,10 @@ fn score(esn: &Esn, parts: &[Part]) -> Result<Figures> {
 /// The data of a run: generated or labelled.
 fn data_of(args: &TrainArgs, s: &Settings, train_n: usize) -> Result<Data> {
     match s.source {
-        Source::Text | Source::Forecast => {
-            bail!(
-                "--cell esn: language models and --csv forecasting are not offered; use --sequences or --task"
-            )
+        Source::Text => {
+            bail!("--cell esn: language models are not offered; use --sequences, --task or --csv")
         }
+        Source::Forecast => bail!("--cell esn --csv is fitted by esn_forecast"),
         Source::Sequences => labelled(args, s),
         _ => generated(s, train_n),
     }
@@ -421,9 +420,13 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
             "--cell esn: --resume and --log are not offered (the readout is fitted in one solve)"
         );
     }
+    if s.source == Source::Forecast {
+        return super::esn_forecast::run(args, s);
+    }
     let (esn, data, _) = fit(args, s)?;
     if let Some(path) = &args.checkpoint {
-        save(&esn, path, args, &data)?;
+        let classes = serde_json::to_string(&data.classes)?;
+        save(&esn, path, args, Some(&classes), &[])?;
         println!("saved to {}", path.display());
     }
     Ok(())
@@ -504,16 +507,26 @@ fn view(parts: &[Part]) -> Vec<EsnData<'_>> {
 }
 
 /// Metadata keys of a saved ESN run.
-const RUN_KEY: &str = "recur-cli.run_config";
+pub const RUN_KEY: &str = "recur-cli.run_config";
 const CLASSES_KEY: &str = "recur-cli.classes";
 
-fn save(esn: &Esn, path: &Path, args: &TrainArgs, data: &Data) -> Result<()> {
+/// Writes the network with the run's settings, its class names (JSON) and `extra` metadata.
+pub(super) fn save(
+    esn: &Esn,
+    path: &Path,
+    args: &TrainArgs,
+    classes: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Result<()> {
     let mut run = args.clone();
     run.checkpoint = None;
     let run = serde_json::to_string(&run)?;
-    let classes = serde_json::to_string(&data.classes)?;
-    recur::io::save_esn(esn, path, &[(RUN_KEY, &run), (CLASSES_KEY, &classes)])
-        .with_context(|| format!("writing {}", path.display()))
+    let mut meta = vec![(RUN_KEY, run.as_str())];
+    if let Some(c) = classes {
+        meta.push((CLASSES_KEY, c));
+    }
+    meta.extend_from_slice(extra);
+    recur::io::save_esn(esn, path, &meta).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Whether `path` is an ESN file: a safetensors file whose `recur.format` is the ESN's
@@ -536,6 +549,17 @@ pub fn eval_command(path: &Path, sequences: Option<&Path>) -> Result<()> {
     let args: TrainArgs = serde_json::from_str(run)
         .with_context(|| format!("{}: metadata `{RUN_KEY}`", path.display()))?;
     let s = Settings::resolve(&args)?;
+    if s.source == Source::Forecast {
+        if sequences.is_some() {
+            bail!(
+                "{}: a forecaster: `recur eval` prints its test table on the data it was fitted \
+                 on (no file); `recur predict --csv` forecasts new history",
+                path.display()
+            );
+        }
+        let spec_key = format!("{}forecast", recur::io::predict::SAFETENSORS_META_PREFIX);
+        return super::esn_forecast::eval(&esn, meta.get(&spec_key), &args, path);
+    }
     let (name, parts) = match (s.source, sequences) {
         (Source::Sequences, Some(file)) => {
             let classes: Option<Vec<String>> = meta

@@ -171,16 +171,24 @@ pub fn test_table(
     windows: &[Window],
     batch: usize,
 ) -> Result<String> {
+    Ok(table_of(
+        data,
+        windows,
+        &forecasts(model, data, windows, batch)?,
+    ))
+}
+
+/// The test table of any forecaster's forecasts `preds` (data units, one per window).
+pub fn table_of(data: &ForecastData, windows: &[Window], preds: &[Vec<f64>]) -> String {
     let spec = &data.spec;
     let nt = spec.targets.len();
-    let preds = forecasts(model, data, windows, batch)?;
     let (mut m, mut naive, mut snaive) = (
         ErrorSums::default(),
         ErrorSums::default(),
         ErrorSums::default(),
     );
     let mut seasonal_ok = spec.season.is_some();
-    for (w, p) in windows.iter().zip(&preds) {
+    for (w, p) in windows.iter().zip(preds) {
         let scales: Vec<Option<f64>> = (0..nt).map(|k| data.mase_scale(w.series, k)).collect();
         let truth = data.truth(w);
         m.add(p, &truth, &scales);
@@ -245,7 +253,7 @@ pub fn test_table(
         _ => "  the model beats naive on test MAE (no seasonal baseline)".into(),
     };
     lines.push(verdict);
-    Ok(lines.join("\n"))
+    lines.join("\n")
 }
 
 /// A forecaster: batches of shuffled training windows.
@@ -371,6 +379,41 @@ pub fn spec_json(spec: &ForecastSpec) -> Result<String> {
     Ok(serde_json::to_string(spec)?)
 }
 
+/// What a forecasting run reads: the file, its series and rows, the window and horizon, the
+/// windows of each part (`counts`: train, valid, test) and how they are split and scaled.
+pub fn describe_data(
+    args: &TrainArgs,
+    s: &Settings,
+    data: &ForecastData,
+    counts: [usize; 3],
+) -> String {
+    let spec = &data.spec;
+    let rows: usize = data.bounds.iter().map(|b| b[2]).sum();
+    format!(
+        "forecasting {} from {} ({} series, {rows} rows{}); window {} → horizon {}; {} \
+         input(s) a step; windows train {} / valid {} / test {} (each series split {:?} in \
+         time order, scaled on its training rows, window scaling {:?})",
+        spec.targets.join(","),
+        args.csv
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        data.table.series.len(),
+        spec.frequency
+            .as_ref()
+            .map(|f| format!(", {}", f.name()))
+            .unwrap_or_default(),
+        spec.window,
+        spec.horizon,
+        spec.input_size(),
+        counts[0],
+        counts[1],
+        counts[2],
+        s.split,
+        spec.window_scaling,
+    )
+}
+
 /// Runs `recur train --csv`.
 pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     let resume = match &args.resume {
@@ -396,29 +439,9 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     let Plan::Epochs { epochs, .. } = plan else {
         unreachable!("a plan of epochs")
     };
-    let rows: usize = data.bounds.iter().map(|b| b[2]).sum();
     println!(
-        "recur train: forecasting {} from {} ({} series, {rows} rows{}); window {} → horizon \
-         {}; {} input(s) a step; windows train {} / valid {} / test {} (each series split \
-         {:?} in time order, scaled on its training rows, window scaling {:?})",
-        spec.targets.join(","),
-        args.csv
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
-        data.table.series.len(),
-        spec.frequency
-            .as_ref()
-            .map(|f| format!(", {}", f.name()))
-            .unwrap_or_default(),
-        spec.window,
-        spec.horizon,
-        spec.input_size(),
-        train.len(),
-        valid.len(),
-        test.len(),
-        s.split,
-        spec.window_scaling,
+        "recur train: {}",
+        describe_data(args, s, &data, [train.len(), valid.len(), test.len()])
     );
     println!(
         "  model: {} {} × {} layer(s) → {} output(s); {} parameters; {} epoch(s) of {} steps \

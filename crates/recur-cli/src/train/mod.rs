@@ -27,6 +27,7 @@
 //! | `adding`     | task: the built-in adding-problem demonstration (no data flag), and the multiplication problem |
 //! | `classify`   | tasks: temporal order and timing (a class after each generated sequence) |
 //! | `esn`        | `--cell esn`: the echo state network's closed-form fit on any of the tasks |
+//! | `esn_forecast` | `--cell esn --csv`: the echo state network as a forecaster of CSV series |
 //! | `feedback`   | next-value prediction of a series (`--task sines`, `--csv --next-value`): `--cell feedback` (form ii), or an RNN with an output every step (form i) |
 //! | `reber`      | task: the embedded Reber grammar (next-symbol prediction)              |
 //! | `gradflow`   | `recur gradflow`'s record of ‖∂L/∂h_t‖ against t over training          |
@@ -47,6 +48,7 @@ pub mod checkpoint;
 pub mod classify;
 pub mod core;
 pub mod esn;
+pub mod esn_forecast;
 pub mod feedback;
 pub mod forecast;
 pub mod gradflow;

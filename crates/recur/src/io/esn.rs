@@ -11,7 +11,9 @@
 //! ```
 //! Loading checks the configuration first, then that the file holds exactly those three
 //! tensors with the shapes it implies, before reading a value. A caller may add metadata of
-//! its own (keys outside `recur.`, e.g. what the readout was fitted on); loading returns it.
+//! its own (keys outside `recur.`, e.g. what the readout was fitted on) and what predicting
+//! needs under `recur.extra.<key>` ([`PREDICT_KEYS`](super::predict::PREDICT_KEYS), as
+//! model files keep them: an ESN forecaster's `kind` and `forecast`); loading returns both.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,9 +34,10 @@ const NAMES: [&str; 3] = ["w_in", "w", "w_out"];
 /// The bytes [`save_esn`] writes; the same network and metadata always give the same bytes.
 ///
 /// # Errors
-/// [`Error::Config`] when a key of `extra` starts with `recur.` (the file's own keys).
+/// [`Error::Config`] when a key of `extra` starts with `recur.` but not `recur.extra.` (the
+/// file's own keys).
 pub fn esn_bytes(esn: &Esn, extra: &[(&str, &str)]) -> Result<Vec<u8>> {
-    if let Some((k, _)) = extra.iter().find(|(k, _)| k.starts_with("recur.")) {
+    if let Some((k, _)) = extra.iter().find(|(k, _)| !is_callers(k)) {
         return Err(crate::error::config_err(
             "esn metadata",
             format!("`{k}`: keys starting with `recur.` are the file's own"),
@@ -76,7 +79,13 @@ pub fn save_esn(esn: &Esn, path: impl AsRef<Path>, extra: &[(&str, &str)]) -> Re
     write_atomic(path.as_ref(), &esn_bytes(esn, extra)?)
 }
 
-/// An ESN file's network and the metadata its writer added (keys outside `recur.`).
+/// Whether a metadata key is the caller's: outside `recur.`, or under `recur.extra.`.
+fn is_callers(key: &str) -> bool {
+    !key.starts_with("recur.") || key.starts_with(super::model::key::EXTRA)
+}
+
+/// An ESN file's network and the metadata its writer added (keys outside `recur.` and
+/// under `recur.extra.`, by their full names).
 pub type EsnFile = (Esn, BTreeMap<String, String>);
 
 /// Reads a file written by [`save_esn`].
@@ -140,7 +149,7 @@ fn load_esn_from(file: &str, bytes: &[u8]) -> Result<EsnFile> {
     let extra = parsed
         .metadata
         .iter()
-        .filter(|(k, _)| !k.starts_with("recur."))
+        .filter(|(k, _)| is_callers(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     Ok((Esn::from_parts(config, w_in, w, w_out, ridge)?, extra))
@@ -176,15 +185,21 @@ mod tests {
     #[test]
     fn round_trip_is_exact_and_bytes_are_stable() {
         let esn = fitted();
-        let extra = [("kind", "adding"), ("classes", "[\"a\",\"b\"]")];
+        let extra = [
+            ("kind", "adding"),
+            ("classes", "[\"a\",\"b\"]"),
+            ("recur.extra.kind", "forecast"),
+        ];
         let bytes = esn_bytes(&esn, &extra).unwrap();
         let (back, meta) = load_esn_bytes(&bytes).unwrap();
         assert_eq!(back, esn);
-        assert_eq!(meta.len(), 2);
+        assert_eq!(meta.len(), 3);
         assert_eq!(meta["kind"], "adding");
         assert_eq!(meta["classes"], "[\"a\",\"b\"]");
+        assert_eq!(meta["recur.extra.kind"], "forecast");
         assert_eq!(esn_bytes(&back, &extra).unwrap(), bytes);
         assert!(esn_bytes(&esn, &[("recur.esn", "x")]).is_err());
+        assert!(esn_bytes(&esn, &[("recur.format", "x")]).is_err());
         let dir = std::env::temp_dir().join(format!("recur-esn-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("esn.safetensors");
