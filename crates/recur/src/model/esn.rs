@@ -407,21 +407,32 @@ impl Esn {
                 *v = wi[0] + wi[1..].iter().zip(ut).map(|(w, x)| w * x).sum::<f64>();
             }
         }
-        // the recurrence: one state per sequence carried through time
+        // the recurrence: every sequence's state carried through time, one product per step
+        // for the whole batch (a sequence that has ended keeps its last state in `prev` and
+        // writes zeros)
         let mut prev = vec![0.0; batch * n];
+        let w = faer::MatRef::from_row_major_slice(&self.w, n, n);
         for t in 0..n_steps {
-            for (b, &len) in lengths.iter().enumerate() {
-                let at = (t * batch + b) * n;
-                let row = &mut out[at..at + n];
+            let rows = &mut out[t * batch * n..(t + 1) * batch * n];
+            // pre-activations: W_in [1; u_t] (already there) + W x_{t−1}
+            faer::linalg::matmul::matmul(
+                faer::MatMut::from_row_major_slice_mut(rows, batch, n),
+                faer::Accum::Add,
+                faer::MatRef::from_row_major_slice(&prev, batch, n),
+                w.transpose(),
+                1.0,
+                faer::Par::Seq,
+            );
+            for ((row, x), &len) in (rows.chunks_exact_mut(n))
+                .zip(prev.chunks_exact_mut(n))
+                .zip(lengths.iter())
+            {
                 if t >= len {
                     row.fill(0.0);
                     continue;
                 }
-                let x = &mut prev[b * n..(b + 1) * n];
-                for (i, v) in row.iter_mut().enumerate() {
-                    let wr = &self.w[i * n..(i + 1) * n];
-                    let pre = *v + wr.iter().zip(x.iter()).map(|(w, s)| w * s).sum::<f64>();
-                    *v = (1.0 - a) * x[i] + a * pre.tanh();
+                for (v, &s) in row.iter_mut().zip(x.iter()) {
+                    *v = (1.0 - a) * s + a * v.tanh();
                 }
                 x.copy_from_slice(row);
             }
