@@ -25,8 +25,10 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use recur::data::series::SeriesTable;
 use recur::io::predict::{self, PredictMeta, Role};
-use recur::io::{LoadOptions, MODEL_FORMAT, load_checkpoint, load_model, load_state_dict};
-use recur::model::{Input, ModelInput, SequenceModel};
+use recur::io::{
+    ESN_FORMAT, LoadOptions, MODEL_FORMAT, load_checkpoint, load_esn, load_model, load_state_dict,
+};
+use recur::model::{Esn, Input, ModelInput, SequenceModel};
 use recur::{Call, Float, OutputGrad, Recurrent, RecurrentConfig, StateView, Tensor, TensorView};
 
 pyo3::create_exception!(
@@ -661,10 +663,12 @@ impl Stepper {
 enum ModelAny {
     F32(SequenceModel<f32>),
     F64(SequenceModel<f64>),
+    /// an echo state network (`recur train --cell esn`), always float64
+    Esn(Box<Esn>),
 }
 
 /// A whole sequence model (embedding or dense input, recurrent stack, linear head) from a
-/// model file or checkpoint.
+/// model file or checkpoint, or an echo state network's file.
 #[pyclass(module = "recur._recur")]
 struct Model {
     model: ModelAny,
@@ -740,6 +744,27 @@ fn model_outputs<'py, T: Elem>(
     Ok(out.output)
 }
 
+/// An echo state network's readout for `x` (float64 `[seq_len, batch, inputs]`).
+fn esn_outputs(
+    py: Python<'_>,
+    esn: &Esn,
+    x: &Bound<'_, PyAny>,
+    lengths: Option<Vec<usize>>,
+) -> PyResult<Tensor<f64>> {
+    let a = array::<f64>(x, "x")?;
+    let t = view(&a, "x")?.to_tensor();
+    py.detach(|| esn.predict(&t, lengths.as_deref()))
+        .map_err(lib_err)
+}
+
+/// An echo state network forecaster's output for one window, as f32 (as `recur predict`
+/// rounds it, for the library's decoding).
+fn esn_forecast_outputs(esn: &Esn, x: &Tensor<f32>) -> recur::Result<Vec<f32>> {
+    let xt = Tensor::new(x.data().iter().map(|&v| f64::from(v)).collect(), x.shape())?;
+    let out = esn.predict(&xt, None)?;
+    Ok(out.data().iter().map(|&v| v as f32).collect())
+}
+
 /// A forecaster's output for one window `x` `[window, 1, input_size]`, as f32 (the
 /// library's decoding reads f32 outputs; a float64 model's are rounded to them).
 fn forecast_outputs<T: Elem>(m: &SequenceModel<T>, x: &Tensor<f32>) -> recur::Result<Vec<f32>> {
@@ -776,6 +801,7 @@ impl Model {
         match &self.model {
             ModelAny::F32(m) => model_predict(py, m, x, lengths),
             ModelAny::F64(m) => model_predict(py, m, x, lengths),
+            ModelAny::Esn(e) => to_numpy(py, esn_outputs(py, e, x, lengths)?),
         }
     }
 
@@ -803,6 +829,7 @@ impl Model {
                 .map(|&v| f64::from(v))
                 .collect(),
             ModelAny::F64(m) => model_outputs(py, m, x, lengths)?.into_data(),
+            ModelAny::Esn(e) => esn_outputs(py, e, x, lengths)?.into_data(),
         };
         let c = classes.len();
         let proba = predict::class_probabilities(&logits, c).map_err(lib_err)?;
@@ -859,6 +886,9 @@ impl Model {
                 match &self.model {
                     ModelAny::F32(m) => predict::forecast(spec, &table, |x| forecast_outputs(m, x)),
                     ModelAny::F64(m) => predict::forecast(spec, &table, |x| forecast_outputs(m, x)),
+                    ModelAny::Esn(e) => {
+                        predict::forecast(spec, &table, |x| esn_forecast_outputs(e, x))
+                    }
                 }
             })
             .map_err(lib_err)?;
@@ -906,24 +936,35 @@ impl Model {
             .map(|(_, v)| v.clone())
     }
 
-    /// The recurrent stack alone, as a [`Layer`] (a copy).
-    fn rnn(&self) -> Layer {
+    /// The recurrent stack alone, as a [`Layer`] (a copy); an echo state network has none.
+    fn rnn(&self) -> PyResult<Layer> {
         match &self.model {
-            ModelAny::F32(m) => Layer {
+            ModelAny::F32(m) => Ok(Layer {
                 net: Net::F32(Arc::new(m.rnn().clone())),
-            },
-            ModelAny::F64(m) => Layer {
+            }),
+            ModelAny::F64(m) => Ok(Layer {
                 net: Net::F64(Arc::new(m.rnn().clone())),
-            },
+            }),
+            ModelAny::Esn(_) => Err(RecurError::new_err(format!(
+                "{}: an echo state network: its reservoir is not a recurrent stack",
+                self.file
+            ))),
         }
     }
 
-    /// The model's configuration as recur's JSON.
+    /// The model's configuration as recur's JSON (an echo state network's: the file's
+    /// `recur.esn`).
     #[getter]
     fn config_json(&self) -> String {
         match &self.model {
             ModelAny::F32(m) => recur::io::model_config_to_json(m.config()),
             ModelAny::F64(m) => recur::io::model_config_to_json(m.config()),
+            ModelAny::Esn(_) => self
+                .metadata
+                .iter()
+                .find(|(k, _)| k == "recur.esn")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -989,6 +1030,7 @@ fn load(py: Python<'_>, path: std::path::PathBuf, dtype: &str) -> PyResult<Py<Py
                 ModelAny::F32(load_checkpoint::<f32>(&path, None).map_err(lib_err)?.model)
             }
         }
+        Some(f) if f == ESN_FORMAT => ModelAny::Esn(Box::new(load_esn(&path).map_err(lib_err)?.0)),
         Some(f) if f == MODEL_FORMAT => {
             if f64_ {
                 ModelAny::F64(load_model::<f64>(&path).map_err(lib_err)?)

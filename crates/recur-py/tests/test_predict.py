@@ -4,6 +4,7 @@ by the `recur` binary that cargo builds (`cargo build -p recur-cli`, or `cargo t
 --workspace` as CI runs it first); RECUR_BIN names another one."""
 
 import csv
+import json
 import os
 import pathlib
 import subprocess
@@ -188,6 +189,36 @@ def test_a_forecaster_forecasts_in_the_datas_units_as_recur_predict(tmp_path, se
     with pytest.raises(recur.RecurError, match="forecast"):
         m.predict(np.zeros((12, 1, 2), np.float32))
     assert m.predict_raw(np.zeros((12, 1, 2), np.float32)).shape == (1, 4)
+
+
+def test_an_esn_forecaster_forecasts_as_recur_predict(tmp_path):
+    """An echo state network forecaster (`recur train --cell esn --csv`) loads through the
+    library's ESN reader and forecasts what `recur predict` writes."""
+    data = tmp_path / "sales.csv"
+    write_csv(data, monthly(96, ["a", "b"]))
+    ck = tmp_path / "esn.safetensors"
+    cli("train", "--cell", "esn", "--csv", data, "--target", "sales", "--features", "promo",
+        "--time-column", "month", "--series-column", "store", "--window", 12, "--horizon", 4,
+        "--hidden-size", 40, "--seed", 0, "--checkpoint", ck)
+    hist_file = tmp_path / "history.csv"
+    write_csv(hist_file, monthly(90, ["a", "b"]))
+    out = tmp_path / "f.csv"
+    cli("predict", "--checkpoint", ck, "--csv", hist_file, "-o", out)
+    header, rows = read_csv(out)
+    m = recur.load(ck)
+    assert (m.kind, m.role) == ("forecast", "forecaster")
+    assert json.loads(m.config_json)["reservoir_size"] == 40
+    got = m.forecast(hist_file)
+    assert list(got) == header == ["store", "month", "sales"]
+    want = np.array([float(r[2]) for r in rows])
+    np.testing.assert_allclose(got["sales"], want, rtol=SAME_PREDICTION, atol=0)
+    assert got["store"] == ["a"] * 4 + ["b"] * 4
+    # the readout's raw outputs read float64 windows [window, batch, targets + features]
+    assert m.predict_raw(np.zeros((12, 3, 2))).shape == (3, 4)
+    with pytest.raises(TypeError, match="float64"):
+        m.predict_raw(np.zeros((12, 3, 2), np.float32))
+    with pytest.raises(recur.RecurError, match="echo state network"):
+        m.rnn()
 
 
 def test_models_without_a_kind_predict_their_raw_outputs():

@@ -131,8 +131,9 @@ class Model:
     - any model: ``.predict_raw(x)`` the head's outputs.
 
     ``x`` is ``[seq_len, batch, features]`` of the model's dtype (int64 token ids
-    ``[seq_len, batch]`` for a model with an embedding); ``lengths`` gives each sequence's
-    length in a padded batch.
+    ``[seq_len, batch]`` for a model with an embedding; float64 for an echo state network,
+    whose ``.predict_raw`` is its readout); ``lengths`` gives each sequence's length in a
+    padded batch.
     """
 
     def __init__(self, model: "_recur.Model"):
@@ -340,6 +341,8 @@ def load(path: Union[str, os.PathLike], dtype=np.float32) -> Union[Recurrent, Mo
     - a checkpoint (``recur train --checkpoint``) or model file: a :class:`Model`
       (``.predict``, ``.predict_proba``, ``.forecast`` in the user's terms; ``.predict_raw``
       the head's outputs);
+    - an echo state network's file (``recur train --cell esn --checkpoint``): a
+      :class:`Model` too, always float64 (an ESN forecaster's ``.forecast`` as above);
     - a PyTorch state_dict of an ``nn.LSTM``/``GRU``/``RNN`` in safetensors (PyTorch's
       names; recur's own exports carry the configuration), or an ONNX file holding one
       LSTM/GRU/RNN stack: a :class:`Recurrent`.
