@@ -13,8 +13,8 @@
 //! ```
 //!
 //! The forecast depends on the window's W rows and nothing else, as an LSTM forecaster's
-//! does: `recur predict --csv` (with `--holdout` and `--plot`) and `recur eval` read the
-//! file's spec and run the same readout (the Python package does not read ESN files). The file
+//! does: `recur predict --csv` (with `--holdout` and `--plot`), `recur eval` and Python's
+//! `recur.load(F).forecast(history)` read the file's spec and run the same readout. The file
 //! is [`recur::io::save_esn`]'s, with the run's settings and, under `recur.extra.`, the kind
 //! `forecast` and the spec (scalers included).
 
