@@ -1,5 +1,6 @@
 """torch.autograd.gradcheck (float64) of recur.torch's backward for every cell and option,
-those PyTorch lacks included (peepholes, the reset-before GRU, recurrent dropout)."""
+those PyTorch lacks included (peepholes, the reset-before GRU, recurrent dropout, layer
+norm)."""
 
 import pytest
 
@@ -20,7 +21,12 @@ CASES = {
     "lstm_batch_first_proj": (rt.LSTM, {"batch_first": True, "proj_size": 2}),
     "lstm_dropout": (rt.LSTM, {"num_layers": 2, "dropout": 0.4}),
     "lstm_recurrent_dropout": (rt.LSTM, {"recurrent_dropout": 0.3, "peepholes": True}),
+    "lstm_layer_norm": (rt.LSTM, {"layer_norm": True}),
+    "lstm_layer_norm_2layer_bidir_peepholes": (rt.LSTM, {"layer_norm": True, "num_layers": 2,
+                                                         "bidirectional": True,
+                                                         "peepholes": True}),
     "gru": (rt.GRU, {}),
+    "gru_layer_norm": (rt.GRU, {"layer_norm": True, "batch_first": True}),
     "gru_reset_before": (rt.GRU, {"reset": "before"}),
     "gru_reset_before_2layer_bidir": (rt.GRU, {"reset": "before", "num_layers": 2,
                                                "bidirectional": True}),
@@ -59,8 +65,11 @@ def test_gradcheck(case, lengths):
 
 
 @pytest.mark.parametrize("cls,kw", [(rt.LSTM, {"peepholes": True, "bidirectional": True}),
-                                    (rt.GRU, {"reset": "before", "batch_first": True})],
-                         ids=["lstm_peepholes_bidir", "gru_reset_before_batch_first"])
+                                    (rt.GRU, {"reset": "before", "batch_first": True}),
+                                    (rt.LSTM, {"layer_norm": True}),
+                                    (rt.GRU, {"layer_norm": True, "bidirectional": True})],
+                         ids=["lstm_peepholes_bidir", "gru_reset_before_batch_first",
+                              "lstm_layer_norm", "gru_layer_norm_bidir"])
 def test_gradcheck_through_packed_sequences(cls, kw):
     """The module's own forward with a PackedSequence in and out."""
     torch.manual_seed(0)
@@ -77,3 +86,19 @@ def test_gradcheck_through_packed_sequences(cls, kw):
         return pad_packed_sequence(out, batch_first=bf, total_length=T)[0]
 
     assert torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_layer_norm_parameters_have_their_names_and_start_at_one_and_zero():
+    m = rt.LSTM(I, H, layer_norm=True)
+    sd = m.state_dict()
+    for name in ("gamma_ih_l0", "gamma_hh_l0", "gamma_c_l0", "beta_c_l0"):
+        assert name in sd, sorted(sd)
+    assert torch.equal(sd["gamma_ih_l0"], torch.ones(4 * H))
+    assert torch.equal(sd["beta_c_l0"], torch.zeros(H))
+    g = rt.GRU(I, H, layer_norm=True)
+    assert "gamma_hh_l0" in g.state_dict() and "gamma_c_l0" not in g.state_dict()
+    assert "layer_norm=True" in repr(m)
+    with pytest.raises(TypeError, match="layer_norm"):
+        rt.RNN(I, H, layer_norm=True)
+    with pytest.raises(Exception, match="layer_norm"):
+        rt.LSTM(I, H, proj_size=2, layer_norm=True)

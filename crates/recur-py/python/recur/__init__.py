@@ -303,26 +303,26 @@ def _make(cell: str, args, kwargs) -> Recurrent:
 def LSTM(input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
          batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
          proj_size: int = 0, *, peepholes=None, recurrent_dropout: float = 0.0,
-         dtype=np.float32, seed: int = 0) -> Recurrent:
+         layer_norm: bool = False, dtype=np.float32, seed: int = 0) -> Recurrent:
     """An LSTM stack with ``torch.nn.LSTM``'s arguments (and PyTorch's initialisation,
     drawn from ``seed``); ``peepholes`` (True or a subset of "input", "forget", "output")
-    and ``recurrent_dropout`` are recur's. ``dtype``: float32 or float64."""
+    ``recurrent_dropout`` and ``layer_norm`` are recur's. ``dtype``: float32 or float64."""
     return _make("lstm", (input_size, hidden_size, num_layers, bias, batch_first, dropout,
                           bidirectional, proj_size),
                  dict(peepholes=peepholes, recurrent_dropout=recurrent_dropout,
-                      dtype=dtype, seed=seed))
+                      layer_norm=layer_norm, dtype=dtype, seed=seed))
 
 
 def GRU(input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
         batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
-        reset: str = "after", recurrent_dropout: float = 0.0, dtype=np.float32,
-        seed: int = 0) -> Recurrent:
+        reset: str = "after", recurrent_dropout: float = 0.0, layer_norm: bool = False,
+        dtype=np.float32, seed: int = 0) -> Recurrent:
     """A GRU stack with ``torch.nn.GRU``'s arguments; ``reset="before"`` is the original
-    GRU's reset placement (recur's addition)."""
+    GRU's reset placement and ``layer_norm`` haste's LayerNormGRU (recur's additions)."""
     return _make("gru", (input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional),
-                 dict(reset=reset, recurrent_dropout=recurrent_dropout, dtype=dtype,
-                      seed=seed))
+                 dict(reset=reset, recurrent_dropout=recurrent_dropout,
+                      layer_norm=layer_norm, dtype=dtype, seed=seed))
 
 
 def RNN(input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",

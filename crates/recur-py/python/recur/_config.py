@@ -23,13 +23,16 @@ def config_json(
     peepholes: Optional[Sequence[str] | bool] = None,
     reset: str = "after",
     recurrent_dropout: float = 0.0,
+    layer_norm: bool = False,
 ) -> str:
     """The JSON of recur's ``RecurrentConfig`` for a ``cell`` ("lstm", "gru" or "rnn").
 
     ``peepholes``: True for all three (input, forget, output) or a subset of
     ``("input", "forget", "output")`` (LSTM only). ``reset``: "after" (PyTorch's,
     the default) or "before" (the original GRU's; GRU only). ``recurrent_dropout``:
-    variational dropout on the recurrent state in training, in [0, 1).
+    variational dropout on the recurrent state in training, in [0, 1). ``layer_norm``:
+    layer normalisation of the gate pre-activations (and of an LSTM's cell state), as
+    haste's LayerNormLSTM / LayerNormGRU; LSTM without projection and GRU with reset after.
     """
     for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                         ("num_layers", num_layers), ("proj_size", proj_size)):
@@ -54,6 +57,7 @@ def config_json(
             "input_forget": "separate",
             "activations": ["sigmoid", "tanh", "tanh"],
             "clip": None,
+            "layer_norm": bool(layer_norm),
         }
     else:
         if proj_size:
@@ -64,10 +68,12 @@ def config_json(
             if reset not in ("after", "before"):
                 raise ValueError(f"reset: expected 'after' or 'before', got {reset!r}")
             cell_json = {"kind": "gru", "reset": reset, "activations": ["sigmoid", "tanh"],
-                         "clip": None}
+                         "clip": None, "layer_norm": bool(layer_norm)}
         elif cell == "rnn":
             if nonlinearity not in _RNN_NONLINEARITIES:
                 raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+            if layer_norm:
+                raise ValueError("layer_norm: an RNN has no layer norm (LSTM and GRU do)")
             cell_json = {"kind": "rnn", "nonlinearity": nonlinearity, "leak": "none",
                          "clip": None}
         else:

@@ -74,7 +74,7 @@ class RecurRNNBase(nn.Module):
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0, nonlinearity: str = "tanh",
                  *, peepholes=None, reset: str = "after", recurrent_dropout: float = 0.0,
-                 device=None, dtype=None) -> None:
+                 layer_norm: bool = False, device=None, dtype=None) -> None:
         super().__init__()
         if device is not None and torch.device(device).type != "cpu":
             raise ValueError(f"recur.torch runs on the CPU, not {device}")
@@ -89,10 +89,11 @@ class RecurRNNBase(nn.Module):
         self.bidirectional, self.proj_size = bidirectional, proj_size
         self.nonlinearity = nonlinearity
         self.recurrent_dropout = float(recurrent_dropout)
+        self.layer_norm = bool(layer_norm)
         self._config = config_json(
             self._cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
             bidirectional, proj_size, nonlinearity, peepholes=peepholes, reset=reset,
-            recurrent_dropout=recurrent_dropout)
+            recurrent_dropout=recurrent_dropout, layer_norm=layer_norm)
         # evaluation runs a configuration without dropout (same parameters)
         cfg = json.loads(self._config)
         cfg["dropout"] = cfg["recurrent_dropout"] = 0.0
@@ -124,6 +125,13 @@ class RecurRNNBase(nn.Module):
         stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
         for weight in self.parameters():
             nn.init.uniform_(weight, -stdv, stdv)
+        # layer norm's gains start at 1 and its bias at 0 (haste's and recur's initialisation)
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if name.startswith("gamma_"):
+                    p.fill_(1.0)
+                elif name.startswith("beta_"):
+                    p.zero_()
 
     def flatten_parameters(self) -> None:
         """Nothing to do: recur gathers the parameters on each call (kept for code written
@@ -160,6 +168,8 @@ class RecurRNNBase(nn.Module):
             s += ", bidirectional=True"
         if self.recurrent_dropout:
             s += f", recurrent_dropout={self.recurrent_dropout}"
+        if self.layer_norm:
+            s += ", layer_norm=True"
         return s
 
     def _has_c(self) -> bool:
@@ -235,34 +245,39 @@ def _pack_like(padded: Tensor, like: PackedSequence, batch_first: bool) -> Packe
 
 class LSTM(RecurRNNBase):
     """``torch.nn.LSTM`` on recur's engine. Extra keyword arguments: ``peepholes`` (True,
-    or a subset of ``("input", "forget", "output")``: parameters ``peephole_i_l{k}`` ...)
-    and ``recurrent_dropout``."""
+    or a subset of ``("input", "forget", "output")``: parameters ``peephole_i_l{k}`` ...),
+    ``recurrent_dropout`` and ``layer_norm`` (haste's LayerNormLSTM: parameters
+    ``gamma_ih_l{k}``, ``gamma_hh_l{k}``, ``gamma_c_l{k}``, ``beta_c_l{k}``; no projection)."""
 
     _cell = "lstm"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0, *, peepholes=None,
-                 recurrent_dropout: float = 0.0, device=None, dtype=None) -> None:
+                 recurrent_dropout: float = 0.0, layer_norm: bool = False, device=None,
+                 dtype=None) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, proj_size, peepholes=peepholes,
-                         recurrent_dropout=recurrent_dropout, device=device, dtype=dtype)
+                         recurrent_dropout=recurrent_dropout, layer_norm=layer_norm,
+                         device=device, dtype=dtype)
 
 
 class GRU(RecurRNNBase):
     """``torch.nn.GRU`` on recur's engine. Extra keyword arguments: ``reset="before"`` (the
     reset gate applied before the recurrent product, as in Cho et al. 2014; PyTorch's is
-    ``"after"``) and ``recurrent_dropout``."""
+    ``"after"``), ``recurrent_dropout`` and ``layer_norm`` (haste's LayerNormGRU, reset
+    after: parameters ``gamma_ih_l{k}``, ``gamma_hh_l{k}``)."""
 
     _cell = "gru"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, *, reset: str = "after",
-                 recurrent_dropout: float = 0.0, device=None, dtype=None) -> None:
+                 recurrent_dropout: float = 0.0, layer_norm: bool = False, device=None,
+                 dtype=None) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, reset=reset, recurrent_dropout=recurrent_dropout,
-                         device=device, dtype=dtype)
+                         layer_norm=layer_norm, device=device, dtype=dtype)
 
 
 class RNN(RecurRNNBase):
