@@ -449,19 +449,8 @@ pub fn measure(args: &TrainArgs, s: &Settings) -> Result<Outcome> {
 fn fit(args: &TrainArgs, s: &Settings) -> Result<(Esn, Data, Figures)> {
     let start = Instant::now();
     let data = data_of(args, s, s.esn.sequences)?;
+    let config = esn_config(s, data.input_size, data.output_size, data.output);
     let e = &s.esn;
-    let config = EsnConfig {
-        input_size: data.input_size,
-        reservoir_size: s.hidden_size,
-        output_size: data.output_size,
-        spectral_radius: e.spectral_radius,
-        input_scaling: e.input_scaling,
-        bias_scaling: e.bias_scaling,
-        leak_rate: e.leak_rate,
-        sparsity: e.sparsity,
-        washout: 0,
-        output: data.output,
-    };
     let mut esn = Esn::new(config, s.seed).context("echo state network")?;
     let n_train: usize = data.train.iter().map(|p| p.lengths.len()).sum();
     println!(
@@ -585,4 +574,28 @@ pub fn eval_command(path: &Path, sequences: Option<&Path>) -> Result<()> {
     let n: usize = parts.iter().map(|p| p.lengths.len()).sum();
     println!("{}", line(&format!("{name}: {n} sequences"), &f));
     Ok(())
+}
+
+/// The echo state network the settings describe (`--hidden-size` reservoir units and the
+/// `--spectral-radius` … `--sparsity` flags), reading `input_size` values a step and writing
+/// `output_size`; no washout.
+pub(super) fn esn_config(
+    s: &Settings,
+    input_size: usize,
+    output_size: usize,
+    output: OutputForm,
+) -> EsnConfig {
+    let e = &s.esn;
+    EsnConfig {
+        input_size,
+        reservoir_size: s.hidden_size,
+        output_size,
+        spectral_radius: e.spectral_radius,
+        input_scaling: e.input_scaling,
+        bias_scaling: e.bias_scaling,
+        leak_rate: e.leak_rate,
+        sparsity: e.sparsity,
+        washout: 0,
+        output,
+    }
 }

@@ -25,7 +25,7 @@ use anyhow::{Context, Result, bail};
 use recur::Tensor;
 use recur::data::forecast::{ErrorSums, ForecastData, Part, Window};
 use recur::io::predict::SAFETENSORS_META_PREFIX;
-use recur::model::{Esn, EsnConfig, EsnData, OutputForm};
+use recur::model::{Esn, EsnData, OutputForm};
 
 use super::args::TrainArgs;
 use super::forecast::{describe_data, load_data, spec_json, table_of};
@@ -155,18 +155,8 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         describe_data(args, s, &data, [train.len(), valid.len(), test.len()])
     );
     let e = &s.esn;
-    let config = EsnConfig {
-        input_size: spec.input_size(),
-        reservoir_size: s.hidden_size,
-        output_size: spec.out_features(),
-        spectral_radius: e.spectral_radius,
-        input_scaling: e.input_scaling,
-        bias_scaling: e.bias_scaling,
-        leak_rate: e.leak_rate,
-        sparsity: e.sparsity,
-        washout: 0,
-        output: OutputForm::Last,
-    };
+    let config =
+        super::esn::esn_config(s, spec.input_size(), spec.out_features(), OutputForm::Last);
     let mut esn = Esn::new(config, s.seed).context("echo state network")?;
     println!(
         "  reservoir {} (spectral radius {}, input scaling {}, bias scaling {}, leak rate {}, \
