@@ -381,7 +381,7 @@ impl<T: Float> DirSpec<'_, T> {
                 dgates: &dgates,
                 dalt: &dalt,
             };
-            self.param_grads(&slabs, g, dx, dx_acc, &sw, packed.w_ih());
+            self.param_grads(&slabs, g, dx, dx_acc, &sw, packed.w_ih(), ws);
         });
         ws.give(dgates);
         ws.give(dalt);

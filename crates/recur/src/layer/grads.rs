@@ -8,6 +8,8 @@ use crate::kernel::{Accumulate, Mat, Panels, matmul, matmul_two};
 use crate::layer::WeightFormat;
 use crate::layer::driver::DirSpec;
 use crate::layer::pack::pack_panels;
+use crate::layer::workspace::Workspace;
+use rayon::prelude::*;
 
 impl<T: Float> DirSpec<'_, T> {
     /// (1)ᵀ of every cell, after the loop, from da (`slabs.dgates`, the gradients of the
@@ -17,6 +19,7 @@ impl<T: Float> DirSpec<'_, T> {
     /// db_hh += Σ dq (see [`RecurrentGrad`]: dq is da where the recurrent product is part of
     /// (1), and dW_ih and dW_hh then share one pass over da). Then the cell's own weight
     /// gradients (projection, peepholes).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn param_grads(
         &self,
         s: &Slabs<'_, T>,
@@ -25,6 +28,7 @@ impl<T: Float> DirSpec<'_, T> {
         dx_acc: Accumulate,
         sw: &StepWeights<'_, T>,
         w_ih_panels: Option<&Panels>,
+        ws: &Workspace<T>,
     ) {
         let (rows, gh, n_in, r) = (s.rows, self.gh(), self.input_size, self.h_out);
         let da = Mat::rows(s.dgates, rows, gh, gh);
@@ -35,14 +39,15 @@ impl<T: Float> DirSpec<'_, T> {
         let rec = self.cell.recurrent_grad(self.hidden, s);
         let (dq, dq_ld) = rec.dq.unwrap_or((s.dgates, gh));
         // bf16 training: daᵀ and dqᵀ copied row-major (the bf16 kernel reads its left
-        // operand's rows), X and H packed in bf16 pairs
+        // operand's rows) into buffers of the workspace, X and H packed in bf16 pairs
         let bf16 = match self.format {
             WeightFormat::Bf16 => pack_panels::<T>(xs, WeightFormat::Bf16)
                 .zip(pack_panels::<T>(hs, WeightFormat::Bf16)),
             WeightFormat::F32 => None,
         };
         if let Some((xp, hp)) = bf16 {
-            let da_t = transpose_ld(s.dgates, rows, gh, gh);
+            let mut da_t = ws.take(rows * gh);
+            transpose_ld(&mut da_t, s.dgates, rows, gh, gh);
             let da_tm = Mat::rows(&da_t, gh, rows, rows);
             matmul(
                 dw_ih,
@@ -58,15 +63,23 @@ impl<T: Float> DirSpec<'_, T> {
                 let da_h = Mat::rows(&da_t, split, rows, rows);
                 matmul(dw_h, r, da_h, hs_p, Accumulate::Add);
             } else {
-                let dq_t = transpose_ld(dq, rows, split, dq_ld);
-                let dq_t = Mat::rows(&dq_t, split, rows, rows);
-                matmul(dw_h, r, dq_t, hs_p, Accumulate::Add);
+                let mut dq_t = ws.take(rows * split);
+                transpose_ld(&mut dq_t, dq, rows, split, dq_ld);
+                matmul(
+                    dw_h,
+                    r,
+                    Mat::rows(&dq_t, split, rows, rows),
+                    hs_p,
+                    Accumulate::Add,
+                );
+                ws.give(dq_t);
             }
             if let Some((row, u)) = rec.other {
                 let dq_u = Mat::rows(&dq[row..], rows, gh - row, dq_ld).t();
                 let us = Mat::rows(u, rows, r, r);
                 matmul(dw_other, r, dq_u, us, Accumulate::Add);
             }
+            ws.give(da_t);
         } else if let RecurrentGrad {
             dq: None,
             other: None,
@@ -106,20 +119,51 @@ impl<T: Float> DirSpec<'_, T> {
     }
 }
 
-/// `a` `[rows, cols]` (rows `ld` apart) transposed into a fresh row-major `[cols, rows]`,
-/// in square tiles (as `pack::transpose`).
-fn transpose_ld<T: Float>(a: &[T], rows: usize, cols: usize, ld: usize) -> Vec<T> {
-    const TILE: usize = 32;
-    let mut out = vec![T::zero(); rows * cols];
-    for i0 in (0..rows).step_by(TILE) {
-        for j0 in (0..cols).step_by(TILE) {
-            for i in i0..(i0 + TILE).min(rows) {
-                let src = &a[i * ld..];
-                for j in j0..(j0 + TILE).min(cols) {
-                    out[j * rows + i] = src[j];
+/// Rows of the transpose written by one task of [`transpose_ld`].
+const TILE: usize = 32;
+
+/// `a` `[rows, cols]` (rows `ld` apart) transposed into `out`, row-major `[cols, rows]`:
+/// blocks of [`TILE`] of `out`'s rows on rayon's threads.
+fn transpose_ld<T: Float>(out: &mut [T], a: &[T], rows: usize, cols: usize, ld: usize) {
+    if rows == 0 {
+        return;
+    }
+    out[..rows * cols]
+        .par_chunks_mut(TILE * rows)
+        .enumerate()
+        .for_each(|(block, out)| {
+            let j0 = block * TILE;
+            let width = out.len() / rows;
+            // row by row: each of the `width` output rows takes one value per input row
+            for i in 0..rows {
+                let src = &a[i * ld + j0..i * ld + j0 + width];
+                for (j, &v) in src.iter().enumerate() {
+                    out[j * rows + i] = v;
                 }
             }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn transpose_ld_over_awkward_sizes() {
+        for (rows, cols, ld) in [
+            (1, 1, 1),
+            (1, 70, 70),
+            (33, 1, 4),
+            (31, 65, 67),
+            (100, 37, 37),
+        ] {
+            let a: Vec<f64> = (0..rows * ld).map(|v| v as f64).collect();
+            let mut t = vec![f64::NAN; rows * cols + 3];
+            super::transpose_ld(&mut t, &a, rows, cols, ld);
+            for i in 0..rows {
+                for j in 0..cols {
+                    assert_eq!(t[j * rows + i], a[i * ld + j]);
+                }
+            }
+            assert!(t[rows * cols..].iter().all(|v| v.is_nan()));
         }
     }
-    out
 }
