@@ -196,6 +196,50 @@ fn esn_saves_and_eval_reproduces_the_test() {
     assert!(all.contains("240 sequences"), "{all}");
 }
 
+/// An echo state network trains nothing by gradient: on the generated tasks and on labelled
+/// sequences, as on CSV series, the gradient-training flags are refused by name, not ignored.
+#[test]
+fn esn_refuses_gradient_training_flags() {
+    let dir = scratch("esn_flags");
+    let seqs = dir.join("s.txt");
+    let lines: String = (0..40)
+        .map(|i| format!("{}\t{} 0.5 -0.25\n", ["a", "b"][i % 2], i as f64 / 40.0))
+        .collect();
+    std::fs::write(&seqs, lines).unwrap();
+    let task = [
+        "train",
+        "--cell",
+        "esn",
+        "--task",
+        "adding",
+        "--seq-len",
+        "10",
+    ];
+    let labelled = ["train", "--cell", "esn", "--sequences", p(&seqs)];
+    for base in [&task[..], &labelled[..]] {
+        for flag in [
+            &["--lr", "0.1"][..],
+            &["--optimizer", "sgd"],
+            &["--steps", "5"],
+            &["--epochs", "2"],
+            &["--batch-size", "8"],
+            &["--clip-norm", "1"],
+            &["--dropout", "0.1"],
+            &["--schedule", "step"],
+            &["--init-range", "0.1"],
+        ] {
+            let e = one_line_error(&[base, flag].concat());
+            assert!(
+                e.contains(&format!(
+                    "{} is not an option of an echo state network",
+                    flag[0]
+                )),
+                "{flag:?}: {e}"
+            );
+        }
+    }
+}
+
 #[test]
 fn bad_settings_are_one_line_errors() {
     for args in [

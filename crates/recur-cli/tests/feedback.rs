@@ -86,6 +86,10 @@ fn form_ii_trains_on_sines_saves_and_eval_repeats_its_test() {
         assert!(summary.contains(name), "{summary}");
     }
     assert!(summary.contains("\"hidden_size\": 8"), "{summary}");
+    // the table groups the tensors by layer: the hidden units', the output layer's
+    let layer = |first: &str| summary.lines().find(|l| l.contains(first)).unwrap_or("");
+    assert!(layer("weight_xh").starts_with("hidden"), "{summary}");
+    assert!(layer("weight_hy").starts_with("output"), "{summary}");
 
     // a network of the generated task has no history to continue
     let e = one_line_error(&[

@@ -95,7 +95,10 @@ fn safetensors_file(path: &Path) -> Result<()> {
                 .map(|(n, shape)| {
                     let (dtype, width) =
                         stored.get(*n).cloned().unwrap_or_else(|| ("f64".into(), 8));
-                    Row::new(*n, shape, &dtype, width)
+                    // grouped as the hidden units (fed x_t and the output fed back) and the
+                    // output layer
+                    let part = if n.ends_with('y') { "output" } else { "hidden" };
+                    Row::new(format!("{part}.{n}"), shape, &dtype, width)
                 })
                 .collect();
             println!("{name}: recur output-to-hidden network ({f})");

@@ -423,11 +423,78 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     if s.source == Source::Forecast {
         return super::esn_forecast::run(args, s);
     }
+    refuse_gradient_flags(
+        args,
+        "--cell esn",
+        &[],
+        "the readout is fitted in closed form on --esn-sequences sequences; its options are \
+         --hidden-size, --spectral-radius, --input-scaling, --bias-scaling, --leak-rate, \
+         --sparsity, --ridge, --esn-sequences and --seed",
+    )?;
     let (esn, data, _) = fit(args, s)?;
     if let Some(path) = &args.checkpoint {
         let classes = serde_json::to_string(&data.classes)?;
         save(&esn, path, args, Some(&classes), &[])?;
         println!("saved to {}", path.display());
+    }
+    Ok(())
+}
+
+/// The flags of gradient training (optimizer, schedule, steps, batches, clipping, dropout,
+/// the trained cells' options, the training log), and `extra`: an echo state network trains
+/// nothing by gradient, so each is refused, naming the flag, rather than ignored. `what`
+/// names the run, `options` says what it does take. (`recur compare` hands every cell the
+/// one budget and calls [`measure`], which does not check.)
+pub(super) fn refuse_gradient_flags(
+    a: &TrainArgs,
+    what: &str,
+    extra: &[(&str, bool)],
+    options: &str,
+) -> Result<()> {
+    let given = [
+        ("--epochs", a.epochs.is_some()),
+        ("--steps", a.steps.is_some()),
+        ("--optimizer", a.optimizer.is_some()),
+        ("--lr", a.lr.is_some()),
+        ("--momentum", a.momentum.is_some()),
+        ("--nesterov", a.nesterov.is_some()),
+        ("--weight-decay", a.weight_decay.is_some()),
+        ("--betas", a.betas.is_some()),
+        ("--eps", a.eps.is_some()),
+        ("--alpha", a.alpha.is_some()),
+        ("--batch-size", a.batch_size.is_some()),
+        ("--eval-batch-size", a.eval_batch_size.is_some()),
+        ("--bptt", a.bptt.is_some()),
+        ("--clip-norm", a.clip_norm.is_some()),
+        ("--clip-value", a.clip_value.is_some()),
+        ("--schedule", a.schedule.is_some()),
+        ("--decay-after", a.decay_after.is_some()),
+        ("--decay-factor", a.decay_factor.is_some()),
+        ("--warmup-steps", a.warmup_steps.is_some()),
+        ("--patience", a.patience.is_some()),
+        ("--min-lr", a.min_lr.is_some()),
+        ("--loss-reduction", a.loss_reduction.is_some()),
+        ("--eval-every", a.eval_every.is_some()),
+        ("--early-stopping", a.early_stopping.is_some()),
+        ("--dropout", a.dropout.is_some()),
+        ("--embedding-dropout", a.embedding_dropout.is_some()),
+        ("--output-dropout", a.output_dropout.is_some()),
+        ("--recurrent-dropout", a.recurrent_dropout.is_some()),
+        ("--zoneout-h", a.zoneout_h.is_some()),
+        ("--zoneout-c", a.zoneout_c.is_some()),
+        ("--proj-size", a.proj_size.is_some()),
+        ("--peepholes", a.peepholes.is_some()),
+        ("--layer-norm", a.layer_norm.is_some()),
+        ("--embedding-size", a.embedding_size.is_some()),
+        ("--tied", a.tied.is_some()),
+        ("--init-range", a.init_range.is_some()),
+        ("--forget-bias", a.forget_bias.is_some()),
+        ("--chrono-init", a.chrono_init.is_some()),
+        ("--save-every", a.save_every.is_some()),
+        ("--csv-log", a.csv_log.is_some()),
+    ];
+    if let Some((flag, _)) = given.iter().chain(extra).find(|(_, set)| *set) {
+        bail!("{what}: {flag} is not an option of an echo state network ({options})");
     }
     Ok(())
 }

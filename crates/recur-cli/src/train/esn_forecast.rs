@@ -114,33 +114,14 @@ fn mae(data: &ForecastData, windows: &[Window], preds: &[Vec<f64>]) -> f64 {
 /// Flags of gradient training and of the generated tasks, which a closed-form fit on CSV
 /// windows cannot honour: refused rather than ignored.
 fn refuse_flags(a: &TrainArgs) -> Result<()> {
-    let given = [
-        ("--epochs", a.epochs.is_some()),
-        ("--steps", a.steps.is_some()),
-        ("--optimizer", a.optimizer.is_some()),
-        ("--lr", a.lr.is_some()),
-        ("--batch-size", a.batch_size.is_some()),
-        ("--clip-norm", a.clip_norm.is_some()),
-        ("--dropout", a.dropout.is_some()),
-        ("--recurrent-dropout", a.recurrent_dropout.is_some()),
-        ("--early-stopping", a.early_stopping.is_some()),
-        ("--schedule", a.schedule.is_some()),
-        ("--save-every", a.save_every.is_some()),
-        ("--csv-log", a.csv_log.is_some()),
-        ("--proj-size", a.proj_size.is_some()),
-        ("--peepholes", a.peepholes.is_some()),
-        ("--layer-norm", a.layer_norm.is_some()),
-        ("--esn-sequences", a.esn_sequences.is_some()),
-    ];
-    if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
-        bail!(
-            "--cell esn --csv: {flag} is not an option of an echo state network forecaster \
-             (the readout is fitted in closed form on every training window; its options are \
-             --hidden-size, --spectral-radius, --input-scaling, --bias-scaling, --leak-rate, \
-             --sparsity, --ridge and --seed)"
-        );
-    }
-    Ok(())
+    super::esn::refuse_gradient_flags(
+        a,
+        "--cell esn --csv",
+        &[("--esn-sequences", a.esn_sequences.is_some())],
+        "the readout is fitted in closed form on every training window; its options are \
+         --hidden-size, --spectral-radius, --input-scaling, --bias-scaling, --leak-rate, \
+         --sparsity, --ridge and --seed",
+    )
 }
 
 /// Runs `recur train --cell esn --csv`.
