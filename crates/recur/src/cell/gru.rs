@@ -72,6 +72,7 @@ use super::{
 };
 use crate::error::{Result, config_err};
 use crate::kernel::activation::Activation;
+use crate::kernel::rows::{self, Streams};
 use crate::kernel::scalar::Float;
 use crate::kernel::{Accumulate, Mat, matmul};
 
@@ -576,7 +577,7 @@ fn add_assign<T: Float>(acc: &mut [T], a: &[T]) {
 }
 
 /// `acc[j] += a[j] · b[j]`
-#[inline]
+#[inline(always)]
 fn add_product<T: Float>(acc: &mut [T], a: &[T], b: &[T]) {
     for ((acc, &a), &b) in acc.iter_mut().zip(a).zip(b) {
         *acc += a * b;
@@ -639,7 +640,28 @@ pub(crate) fn weight_grads<T: Float>(
     for row in 0..s.rows {
         let dalt = &s.dalt[row * 3 * gh..(row + 1) * 3 * gh];
         let aux = &s.aux[row * aux_w..(row + 1) * aux_w];
-        add_product(d_gih, &dalt[2 * gh..], &aux[hidden..hidden + gh]);
-        add_product(d_ghh, &dalt[..gh], &aux[hidden + gh..hidden + 2 * gh]);
+        let (x_hat, q_hat) = (
+            &aux[hidden..hidden + gh],
+            &aux[hidden + gh..hidden + 2 * gh],
+        );
+        rows::run(
+            GainGrads,
+            [d_gih, d_ghh, &mut [], &mut []],
+            [&dalt[2 * gh..], x_hat, &dalt[..gh], q_hat, &[], &[]],
+        );
+    }
+}
+
+/// One row of [`weight_grads`]: dγ_ih += da ⊙ x̂, dγ_hh += dq ⊙ q̂, compiled for the CPU's
+/// instruction set ([`rows`]).
+struct GainGrads;
+
+impl<T: Float> Streams<T> for GainGrads {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self, [d_gih, d_ghh, ..]: [&mut [T]; 4], [da, x_hat, dq, q_hat, ..]: [&[T]; 6]) {
+        add_product(d_gih, da, x_hat);
+        add_product(d_ghh, dq, q_hat);
     }
 }

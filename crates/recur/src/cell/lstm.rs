@@ -58,17 +58,25 @@
 //!      dz_x = LN'(da ⊙ γ_ih; x̂) → dX, dW_ih;  dz_h = LN'(da ⊙ γ_hh; q̂) → dh_prev, dW_hh
 //! ```
 //! The backward keeps da, dz_h and dy_c (`dalt`) for the weight gradients after the loop;
-//! `dgates` holds dz_x, which is what the input projection sees.
+//! `dgates` holds dz_x, which is what the input projection sees. The sums over Σ rows (db,
+//! dγ, dβ) are passes over those slabs after the loop, none inside it.
+//!
+//! Each norm's row work is its statistics (f64 partial sums, [`super::moments`],
+//! [`super::backward_means`]) and one pass that writes: (1)'s writes x̂, q̂ and a together,
+//! (1)ᵀ's writes dz_x and dz_h together, (7)'s ĉ and LN(c), (7)ᵀ's dc and do. Those passes,
+//! (5)ᵀ and the sums after the loop run in builds compiled for the CPU's instruction set
+//! ([`crate::kernel::rows`]; the same bits in every build).
 
 use super::ParamKind::{
     BetaC, BiasHh, BiasIh, GammaC, GammaHh, GammaIh, PeepholeF, PeepholeI, PeepholeO, WeightHr,
 };
 use super::{
-    Block, BwdStep, FwdStep, RecurrentGrad, SlabWidths, Slabs, StepWeights, normalize,
-    normalize_backward,
+    Block, BwdStep, FwdStep, RecurrentGrad, SlabWidths, Slabs, StepWeights, backward_means,
+    moments, narrow, wide,
 };
 use crate::error::{Result, config_err};
 use crate::kernel::activation::Activation;
+use crate::kernel::rows::{self, Streams};
 use crate::kernel::scalar::Float;
 use crate::kernel::{Accumulate, Mat, matmul};
 
@@ -188,7 +196,7 @@ pub(crate) fn slab_widths(cell: &LstmCell, hidden: usize) -> SlabWidths {
         // (no projection) aux: act_h(LN(c)), ĉ, x̂, q̂ and three 1/√(σ² + ε);
         // dalt: da, dz_h, dy_c; forward scratch: W_hh h_prev
         return SlabWidths {
-            aux: 10 * hidden + 3,
+            aux: ln_aux_width(hidden),
             keep: if cell.clip.is_some() { 4 * hidden } else { 0 },
             m: 0,
             dalt: 9 * hidden,
@@ -204,6 +212,12 @@ pub(crate) fn slab_widths(cell: &LstmCell, hidden: usize) -> SlabWidths {
         fwd_scratch: 0,
         bwd_scratch: if p > 0 { hidden } else { 0 }, // dm
     }
+}
+
+/// A layer-normalised LSTM's `aux` row: act_h(LN(c)), ĉ, x̂, q̂ and three 1/√(σ² + ε), padded
+/// to a multiple of 16 values so that its rows start 64 bytes apart (whole vectors).
+fn ln_aux_width(hidden: usize) -> usize {
+    (10 * hidden + 3).next_multiple_of(16)
 }
 
 /// The forward step's products over all its rows: 0, (1)'s recurrent part; 1, (8).
@@ -256,7 +270,7 @@ pub(crate) fn forward_rows<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s:
     let keep_w = if cell.clip.is_some() { gh } else { 0 };
     let ln = cell.layer_norm.then(|| Norms::of(w));
     let (aux_w, q_w) = if ln.is_some() {
-        (10 * h + 3, gh)
+        (ln_aux_width(h), gh)
     } else {
         (h, 0)
     };
@@ -311,24 +325,62 @@ impl<'a, T: Float> Norms<'a, T> {
 
     /// (1) of one row: in, `a` = W_ih x and `q` = W_hh h_prev; out, the pre-activations in
     /// `a`, and in `saved` x̂ `[4H]`, q̂ `[4H]` and then (after ĉ's slot) the two 1/√(σ² + ε).
+    /// The statistics first, then one pass writes x̂, q̂ and a.
     #[inline]
     fn gates(&self, a: &mut [T], q: &[T], saved: &mut [T]) {
         let gh = a.len();
         let (x_hat, rest) = saved.split_at_mut(gh);
         let (q_hat, rstd) = rest.split_at_mut(gh);
-        rstd[0] = normalize(a, x_hat);
-        rstd[1] = normalize(q, q_hat);
-        for (((a, &x), &q), (&gx, &gq)) in a
-            .iter_mut()
-            .zip(&*x_hat)
-            .zip(&*q_hat)
-            .zip(self.g_ih.iter().zip(self.g_hh))
-        {
-            *a = gx * x + gq * q;
+        let (mean_x, rstd_x) = moments(a);
+        let (mean_q, rstd_q) = moments(q);
+        rstd[0] = narrow(rstd_x);
+        rstd[1] = narrow(rstd_q);
+        let stats = [(mean_x, rstd_x), (mean_q, rstd_q)];
+        let (g_ih, g_hh) = (&self.g_ih[..gh], &self.g_hh[..gh]);
+        if let (Some(b_ih), Some(b_hh)) = (self.b_ih, self.b_hh) {
+            let ins = [q, g_ih, g_hh, b_ih, b_hh, &[]];
+            rows::run(GatesWrite(stats), [a, x_hat, q_hat, &mut []], ins);
+        } else {
+            let ins = [q, g_ih, g_hh, &[], &[], &[]];
+            rows::run(GatesWrite(stats), [a, x_hat, q_hat, &mut []], ins);
+            for b in [self.b_ih, self.b_hh].into_iter().flatten() {
+                for (a, &b) in a.iter_mut().zip(b) {
+                    *a += b;
+                }
+            }
         }
-        for b in [self.b_ih, self.b_hh].into_iter().flatten() {
-            for (a, &b) in a.iter_mut().zip(b) {
-                *a += b;
+    }
+}
+
+/// (1)'s pass over `[a, x̂, q̂]` reading `[q, γ_ih, γ_hh, b_ih, b_hh]`: x̂ and q̂ from the raw
+/// products a and q and their statistics `[(μ, 1/√(σ² + ε)); 2]`, and a = γ_ih ⊙ x̂ + γ_hh ⊙ q̂
+/// (+ b_ih + b_hh where given), compiled for the CPU's instruction set ([`rows`]).
+struct GatesWrite([(f64, f64); 2]);
+
+impl<T: Float> Streams<T> for GatesWrite {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self, [a, x_hat, q_hat, _]: [&mut [T]; 4], [q, g_ih, g_hh, b_ih, b_hh, _]: [&[T]; 6]) {
+        let [(mean_x, rstd_x), (mean_q, rstd_q)] = self.0;
+        let n = a.len();
+        let (q, x_hat, q_hat) = (&q[..n], &mut x_hat[..n], &mut q_hat[..n]);
+        let (g_ih, g_hh) = (&g_ih[..n], &g_hh[..n]);
+        if b_ih.len() == n && b_hh.len() == n {
+            for j in 0..n {
+                let xh = narrow::<T>((wide(a[j]) - mean_x) * rstd_x);
+                let qh = narrow::<T>((wide(q[j]) - mean_q) * rstd_q);
+                x_hat[j] = xh;
+                q_hat[j] = qh;
+                a[j] = g_ih[j] * xh + g_hh[j] * qh + b_ih[j] + b_hh[j];
+            }
+        } else {
+            for j in 0..n {
+                let xh = narrow::<T>((wide(a[j]) - mean_x) * rstd_x);
+                let qh = narrow::<T>((wide(q[j]) - mean_q) * rstd_q);
+                x_hat[j] = xh;
+                q_hat[j] = qh;
+                a[j] = g_ih[j] * xh + g_hh[j] * qh;
             }
         }
     }
@@ -406,10 +458,14 @@ fn forward_row<T: Float>(
     // layer norm: act_h reads LN(c; γ_c, β_c), with ĉ and its 1/√(σ² + ε) kept
     if let Some(ln) = ln {
         let (c_hat, rest) = saved.split_at_mut(h);
-        rest[8 * h + 2] = normalize(c, c_hat);
-        for ((t, &ch), (&g, &b)) in tc.iter_mut().zip(&*c_hat).zip(ln.g_c.iter().zip(ln.b_c)) {
-            *t = g * ch + b;
-        }
+        let (mean, rstd) = moments(c);
+        rest[8 * h + 2] = narrow(rstd);
+        let ins = [&*c, ln.g_c, ln.b_c, &[], &[], &[]];
+        rows::run(
+            CellNormWrite(mean, rstd),
+            [c_hat, tc, &mut [], &mut []],
+            ins,
+        );
     }
     // (7) m = o ⊙ act_h(c)
     act.hidden.apply_slice(tc);
@@ -468,7 +524,7 @@ pub(crate) fn backward_rows<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
     let keep_w = if cell.clip.is_some() { gh } else { 0 };
     let ln = cell.layer_norm.then(|| Norms::of(w));
     let (aux_w, dalt_w) = if ln.is_some() {
-        (10 * h + 3, 9 * h)
+        (ln_aux_width(h), 9 * h)
     } else {
         (h, 0)
     };
@@ -501,7 +557,8 @@ pub(crate) fn backward_rows<T: Float>(cell: &LstmCell, w: &StepWeights<'_, T>, s
 
 impl<T: Float> Norms<'_, T> {
     /// (1)ᵀ of one row: in, `da`; out, dz_x in `da`, and da, dz_h in `dalt`'s first 8H.
-    /// `saved` is what [`Self::gates`] kept.
+    /// `saved` is what [`Self::gates`] kept. One pass sums what both norms' backwards need,
+    /// a second writes dz_h and dz_x (da ⊙ γ computed again rather than stored).
     #[inline]
     fn gates_backward(&self, da: &mut [T], dalt: &mut [T], saved: &[T]) {
         let gh = da.len();
@@ -510,17 +567,39 @@ impl<T: Float> Norms<'_, T> {
         let (da_kept, rest) = dalt.split_at_mut(gh);
         let dz_h = &mut rest[..gh];
         da_kept.copy_from_slice(da);
-        for (((dz, d), &gq), &gx) in dz_h
-            .iter_mut()
-            .zip(da.iter_mut())
-            .zip(self.g_hh)
-            .zip(self.g_ih)
-        {
-            *dz = *d * gq;
-            *d *= gx;
+        let (g_ih, g_hh) = (&self.g_ih[..gh], &self.g_hh[..gh]);
+        let means = [
+            backward_means(da, g_ih, x_hat),
+            backward_means(da, g_hh, q_hat),
+        ];
+        let pass = GatesBackwardWrite(means, [wide(rstd[0]), wide(rstd[1])]);
+        rows::run(
+            pass,
+            [da, dz_h, &mut [], &mut []],
+            [g_ih, g_hh, x_hat, q_hat, &[], &[]],
+        );
+    }
+}
+
+/// (1)ᵀ's pass over `[da, dz_h]` reading `[γ_ih, γ_hh, x̂, q̂]`: dz_h = LN'(da ⊙ γ_hh; q̂) and,
+/// in place, da ← LN'(da ⊙ γ_ih; x̂), from the means of [`backward_means`] `[x, q]` and the
+/// two 1/√(σ² + ε), compiled for the CPU's instruction set ([`rows`]).
+struct GatesBackwardWrite([(f64, f64); 2], [f64; 2]);
+
+impl<T: Float> Streams<T> for GatesBackwardWrite {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self, [da, dz_h, ..]: [&mut [T]; 4], [g_ih, g_hh, x_hat, q_hat, ..]: [&[T]; 6]) {
+        let ([(mx_d, mx_dh), (mq_d, mq_dh)], [rstd_x, rstd_q]) = (self.0, self.1);
+        let n = da.len();
+        let (dz_h, g_ih, g_hh) = (&mut dz_h[..n], &g_ih[..n], &g_hh[..n]);
+        let (x_hat, q_hat) = (&x_hat[..n], &q_hat[..n]);
+        for j in 0..n {
+            let d = da[j];
+            dz_h[j] = narrow(rstd_q * (wide(d * g_hh[j]) - mq_d - wide(q_hat[j]) * mq_dh));
+            da[j] = narrow(rstd_x * (wide(d * g_ih[j]) - mx_d - wide(x_hat[j]) * mx_dh));
         }
-        normalize_backward(dz_h, q_hat, rstd[1]);
-        normalize_backward(da, x_hat, rstd[0]);
     }
 }
 
@@ -560,17 +639,20 @@ fn backward_row<T: Float>(
         // layer norm: da_g holds dy_c, the gradient at LN(c); dc += LN'(dy_c ⊙ γ_c; ĉ)
         let (c_hat, rest) = saved.split_at(h);
         dy_c.copy_from_slice(da_g);
-        super::mul_assign(da_g, ln.g_c);
-        normalize_backward(da_g, c_hat, rest[8 * h + 2]);
-    }
-    for (((dc, &t), d_o), (&dm, &tc)) in dc
-        .iter_mut()
-        .zip(&*da_g)
-        .zip(da_o.iter_mut())
-        .zip(dm.iter().zip(tc))
-    {
-        *dc += t;
-        *d_o = dm * tc;
+        let means = backward_means(da_g, ln.g_c, c_hat);
+        let pass = CellNormBackwardWrite(means, wide(rest[8 * h + 2]));
+        let ins = [&*dy_c, ln.g_c, c_hat, dm, tc, &[]];
+        rows::run(pass, [dc, da_o, &mut [], &mut []], ins);
+    } else {
+        for (((dc, &t), d_o), (&dm, &tc)) in dc
+            .iter_mut()
+            .zip(&*da_g)
+            .zip(da_o.iter_mut())
+            .zip(dm.iter().zip(tc))
+        {
+            *dc += t;
+            *d_o = dm * tc;
+        }
     }
     // (6)ᵀ da_o = do ⊙ σ'(o) (0 where clipped);  dc += da_o ⊙ p_o
     act.gate.mul_derivative_from_output(da_o, o);
@@ -583,28 +665,8 @@ fn backward_row<T: Float>(
     // (5)ᵀ di = dc ⊙ g;  dg = dc ⊙ i;  df = dc ⊙ c_prev;  dc_prev = dc ⊙ f
     //      coupled (3)ᵀ: di −= df, da_f = 0
     let (da_i, da_f) = da_if.split_at_mut(h);
-    let rows = da_i
-        .iter_mut()
-        .zip(da_f.iter_mut())
-        .zip(da_g.iter_mut())
-        .zip(dc.iter_mut())
-        .zip(g.iter().zip(i))
-        .zip(c_prev.iter().zip(f));
-    if coupled {
-        for (((((di, df), dg), dc), (&g, &i)), (&cp, &f)) in rows {
-            *di = *dc * g - *dc * cp;
-            *df = T::zero();
-            *dg = *dc * i;
-            *dc *= f;
-        }
-    } else {
-        for (((((di, df), dg), dc), (&g, &i)), (&cp, &f)) in rows {
-            *di = *dc * g;
-            *df = *dc * cp;
-            *dg = *dc * i;
-            *dc *= f;
-        }
-    }
+    let ins = [g, i, c_prev, f, &[], &[]];
+    rows::run(CellStateBackward(coupled), [da_i, da_f, da_g, dc], ins);
     // (4)ᵀ da_g = dg ⊙ act_g'(g)
     act.cell.mul_derivative_from_output(da_g, g);
     // (3)ᵀ da_f = df ⊙ σ'(f);  (2)ᵀ da_i = di ⊙ σ'(i): one pass over 2H
@@ -627,8 +689,84 @@ fn backward_row<T: Float>(
     }
 }
 
+/// The layer-normalised cell state of (7), a pass over `[ĉ, t]` reading `[c, γ_c, β_c]`:
+/// ĉ = (c − μ)/√(σ² + ε) from `(μ, 1/√(σ² + ε))`, and LN(c) = γ_c ⊙ ĉ + β_c into `t` (for
+/// act_h to apply in place), compiled for the CPU's instruction set ([`rows`]).
+struct CellNormWrite(f64, f64);
+
+impl<T: Float> Streams<T> for CellNormWrite {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self, [c_hat, t, ..]: [&mut [T]; 4], [c, g_c, b_c, ..]: [&[T]; 6]) {
+        let Self(mean, rstd) = self;
+        let n = c.len();
+        let (c_hat, t, g_c, b_c) = (&mut c_hat[..n], &mut t[..n], &g_c[..n], &b_c[..n]);
+        for j in 0..n {
+            let ch = narrow::<T>((wide(c[j]) - mean) * rstd);
+            c_hat[j] = ch;
+            t[j] = g_c[j] * ch + b_c[j];
+        }
+    }
+}
+
+/// (7)ᵀ with the cell state's norm, a pass over `[dc, do]` reading `[dy_c, γ_c, ĉ, dm,
+/// act_h(·)]`: dc += LN'(dy_c ⊙ γ_c; ĉ) from the means of [`backward_means`] and
+/// 1/√(σ² + ε), and do = dm ⊙ act_h(·), compiled for the CPU's instruction set ([`rows`]).
+struct CellNormBackwardWrite((f64, f64), f64);
+
+impl<T: Float> Streams<T> for CellNormBackwardWrite {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self, [dc, d_o, ..]: [&mut [T]; 4], [dy_c, g_c, c_hat, dm, tc, _]: [&[T]; 6]) {
+        let Self((mean_d, mean_dh), rstd) = self;
+        let n = dc.len();
+        let (d_o, dy_c, g_c, c_hat) = (&mut d_o[..n], &dy_c[..n], &g_c[..n], &c_hat[..n]);
+        let (dm, tc) = (&dm[..n], &tc[..n]);
+        for j in 0..n {
+            let y = wide(dy_c[j] * g_c[j]);
+            dc[j] += narrow::<T>(rstd * (y - mean_d - wide(c_hat[j]) * mean_dh));
+            d_o[j] = dm[j] * tc[j];
+        }
+    }
+}
+
+/// (5)ᵀ, a pass over `[di, df, dg, dc]` reading `[g, i, c_prev, f]`: di = dc ⊙ g;
+/// dg = dc ⊙ i;  df = dc ⊙ c_prev;  dc_prev = dc ⊙ f (coupled, `.0`: (3)ᵀ di −= df,
+/// da_f = 0), compiled for the CPU's instruction set ([`rows`]).
+struct CellStateBackward(bool);
+
+impl<T: Float> Streams<T> for CellStateBackward {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self, [di, df, dg, dc]: [&mut [T]; 4], [g, i, c_prev, f, ..]: [&[T]; 6]) {
+        let n = dc.len();
+        let (di, df, dg) = (&mut di[..n], &mut df[..n], &mut dg[..n]);
+        let (g, i, c_prev, f) = (&g[..n], &i[..n], &c_prev[..n], &f[..n]);
+        if self.0 {
+            for j in 0..n {
+                let d = dc[j];
+                di[j] = d * g[j] - d * c_prev[j];
+                df[j] = T::zero();
+                dg[j] = d * i[j];
+                dc[j] = d * f[j];
+            }
+        } else {
+            for j in 0..n {
+                let d = dc[j];
+                di[j] = d * g[j];
+                df[j] = d * c_prev[j];
+                dg[j] = d * i[j];
+                dc[j] = d * f[j];
+            }
+        }
+    }
+}
+
 /// `acc[j] += a[j] · b[j]`
-#[inline]
+#[inline(always)]
 fn add_product<T: Float>(acc: &mut [T], a: &[T], b: &[T]) {
     for ((acc, &a), &b) in acc.iter_mut().zip(a).zip(b) {
         *acc += a * b;
@@ -684,18 +822,35 @@ pub(crate) fn weight_grads<T: Float>(
         let [Some(d_gih), Some(d_ghh), Some(d_gc), Some(d_bc)] = kinds else {
             unreachable!("a layer-normalised LSTM has its norm parameters")
         };
-        let aux_w = 10 * h + 3;
+        let (dalt_w, aux_w) = (9 * h, ln_aux_width(h));
+        let mut d = [d_gih, d_ghh, d_gc, d_bc];
         for row in 0..rows {
-            let dalt = &s.dalt[row * da_ld..(row + 1) * da_ld];
+            let dalt = &s.dalt[row * dalt_w..(row + 1) * dalt_w];
             let aux = &s.aux[row * aux_w..(row + 1) * aux_w];
             let (da, dy_c) = (&dalt[..gh], &dalt[8 * h..]);
             let (c_hat, x_hat, q_hat) = (&aux[h..2 * h], &aux[2 * h..6 * h], &aux[6 * h..10 * h]);
-            add_product(d_gih, da, x_hat);
-            add_product(d_ghh, da, q_hat);
-            add_product(d_gc, dy_c, c_hat);
-            for (d, &v) in d_bc.iter_mut().zip(dy_c) {
-                *d += v;
-            }
+            let [a, b, c, e] = &mut d;
+            let out = [&mut **a, &mut **b, &mut **c, &mut **e];
+            rows::run(NormGrads, out, [da, x_hat, q_hat, dy_c, c_hat, &[]]);
+        }
+    }
+}
+
+/// One row of the norms' gain and bias gradients over `[dγ_ih, dγ_hh, dγ_c, dβ_c]` reading
+/// `[da, x̂, q̂, dy_c, ĉ]`, compiled for the CPU's instruction set ([`rows`]).
+struct NormGrads;
+
+impl<T: Float> Streams<T> for NormGrads {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self, [d_gih, d_ghh, d_gc, d_bc]: [&mut [T]; 4], ins: [&[T]; 6]) {
+        let [da, x_hat, q_hat, dy_c, c_hat, _] = ins;
+        add_product(d_gih, da, x_hat);
+        add_product(d_ghh, da, q_hat);
+        add_product(d_gc, dy_c, c_hat);
+        for (d, &v) in d_bc.iter_mut().zip(dy_c) {
+            *d += v;
         }
     }
 }

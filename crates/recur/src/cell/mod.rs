@@ -56,6 +56,7 @@ pub use rnn::{Leak, RnnCell};
 
 use crate::error::{Result, config_err};
 use crate::kernel::Mat;
+use crate::kernel::rows::{self, Streams};
 use crate::kernel::scalar::Float;
 
 /// Which recurrent cell a layer runs, with the cell's own options.
@@ -555,12 +556,42 @@ pub(crate) struct RecurrentGrad<'a, T> {
     pub bias: Option<[(&'a [T], usize); 2]>,
 }
 
-/// `out[j] += Σ_rows x[row * ld + j]` over the first `out.len()` columns (a bias gradient
-/// read from a slab of row stride `ld`).
-pub(crate) fn add_column_sums_ld<T: Float>(out: &mut [T], x: &[T], rows: usize, ld: usize) {
+/// `out[j] += Σ_rows x[row * ld + j]` over the first `out.len()` columns, for each `out` of
+/// `outs` (a bias gradient read from a slab of row stride `ld`; two biases that read the same
+/// slab in one pass over it), each row compiled for the CPU's instruction set ([`rows`]).
+pub(crate) fn add_column_sums_ld<T: Float>(outs: &mut [&mut [T]], x: &[T], rows: usize, ld: usize) {
     for row in 0..rows {
-        for (o, &v) in out.iter_mut().zip(&x[row * ld..]) {
-            *o += v;
+        let x = &x[row * ld..];
+        match outs {
+            [a, b] => rows::run(
+                AddTwice,
+                [a, b, &mut [], &mut []],
+                [x, &[], &[], &[], &[], &[]],
+            ),
+            _ => {
+                for out in outs.iter_mut() {
+                    for (o, &v) in out.iter_mut().zip(x) {
+                        *o += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `a += x` and `b += x` (over `a`'s length) in one pass.
+struct AddTwice;
+
+impl<T: Float> Streams<T> for AddTwice {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self, [a, b, ..]: [&mut [T]; 4], [x, ..]: [&[T]; 6]) {
+        let n = a.len();
+        let (b, x) = (&mut b[..n], &x[..n]);
+        for j in 0..n {
+            a[j] += x[j];
+            b[j] += x[j];
         }
     }
 }
@@ -642,22 +673,34 @@ impl<T: Float> Zoneout<'_, T> {
 /// Layer norm's ε (PyTorch's `nn.LayerNorm` default, which haste's layer norms use too).
 pub const LAYER_NORM_EPS: f64 = 1e-5;
 
-/// Layer norm without its gain: `hat = (v − μ) / √(σ² + ε)`, μ and σ² (biased) over all of
-/// `v`. Returns `1 / √(σ² + ε)`, which the backward reads with `hat`.
+/// Layer norm's statistics of `v`: its mean μ and `1 / √(σ² + ε)` (σ² biased), for
+/// `hat = (v − μ) / √(σ² + ε)`, which the backward reads with `1 / √(σ² + ε)`.
 ///
 /// The mean and the variance are summed in f64 whatever `T` is (in f32 the norm divides by
 /// a deviation that can be small, which magnifies a sum's rounding), in [`LANES`] partial
 /// sums so that the passes vectorise.
-#[inline]
-pub(crate) fn normalize<T: Float>(v: &[T], hat: &mut [T]) -> T {
-    let n = v.len() as f64;
-    let mean = sum_wide(v, |x| x) / n;
-    let var = sum_wide(v, |x| (x - mean) * (x - mean)) / n;
-    let rstd = 1.0 / (var + LAYER_NORM_EPS).sqrt();
-    for (h, &x) in hat.iter_mut().zip(v) {
-        *h = narrow((wide(x) - mean) * rstd);
+/// Compiled for the CPU's instruction set ([`rows`]).
+pub(crate) fn moments<T: Float>(v: &[T]) -> (f64, f64) {
+    rows::run(
+        Moments,
+        [&mut [], &mut [], &mut [], &mut []],
+        [v, &[], &[], &[], &[], &[]],
+    )
+}
+
+/// [`moments`]' passes.
+struct Moments;
+
+impl<T: Float> Streams<T> for Moments {
+    type Output = (f64, f64);
+
+    #[inline(always)]
+    fn run(self, _: [&mut [T]; 4], [v, ..]: [&[T]; 6]) -> (f64, f64) {
+        let n = v.len() as f64;
+        let mean = sum_wide(v, |x| x) / n;
+        let var = sum_wide(v, |x| (x - mean) * (x - mean)) / n;
+        (mean, 1.0 / (var + LAYER_NORM_EPS).sqrt())
     }
-    narrow(rstd)
 }
 
 /// Partial sums the layer norm's reductions keep: one AVX-512 register of f64.
@@ -665,7 +708,7 @@ const LANES: usize = 8;
 
 /// Σ f(v_j) in f64, over [`LANES`] partial sums (a sum in one accumulator is a chain of
 /// dependent additions the compiler may not reorder, and does not vectorise).
-#[inline]
+#[inline(always)]
 fn sum_wide<T: Float>(v: &[T], f: impl Fn(f64) -> f64) -> f64 {
     let mut acc = [0.0f64; LANES];
     let chunks = v.chunks_exact(LANES);
@@ -678,70 +721,134 @@ fn sum_wide<T: Float>(v: &[T], f: impl Fn(f64) -> f64) -> f64 {
     tail.iter().map(|&x| f(wide(x))).sum::<f64>() + acc.iter().sum::<f64>()
 }
 
-/// Σ a_j and Σ a_j b_j in f64, over [`LANES`] partial sums each (see [`sum_wide`]).
-#[inline]
-fn sums_wide<T: Float>(a: &[T], b: &[T]) -> (f64, f64) {
-    let (mut s, mut p) = ([0.0f64; LANES], [0.0f64; LANES]);
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ta, tb) = (ca.remainder(), cb.remainder());
-    for (xa, xb) in ca.zip(cb) {
-        for k in 0..LANES {
-            let x = wide(xa[k]);
-            s[k] += x;
-            p[k] += x * wide(xb[k]);
-        }
-    }
-    let (mut s_t, mut p_t) = (0.0, 0.0);
-    for (&x, &y) in ta.iter().zip(tb) {
-        s_t += wide(x);
-        p_t += wide(x) * wide(y);
-    }
-    (s_t + s.iter().sum::<f64>(), p_t + p.iter().sum::<f64>())
+/// The backward of a norm of `d`'s row with gain g reads two means: with y = d ⊙ g (in `T`)
+/// and v̂ the normalised values, ∂L/∂v = (y − mean(y) − v̂ mean(y ⊙ v̂)) / √(σ² + ε). This
+/// returns `(mean(y), mean(y ⊙ v̂))` in f64, over [`LANES`] partial sums each, compiled for
+/// the CPU's instruction set ([`rows`]).
+pub(crate) fn backward_means<T: Float>(d: &[T], g: &[T], hat: &[T]) -> (f64, f64) {
+    rows::run(
+        BackwardMeans,
+        [&mut [], &mut [], &mut [], &mut []],
+        [d, g, hat, &[], &[], &[]],
+    )
 }
 
-fn wide<T: Float>(x: T) -> f64 {
+/// [`backward_means`]' pass.
+struct BackwardMeans;
+
+impl<T: Float> Streams<T> for BackwardMeans {
+    type Output = (f64, f64);
+
+    #[inline(always)]
+    fn run(self, _: [&mut [T]; 4], [d, g, hat, ..]: [&[T]; 6]) -> (f64, f64) {
+        // two passes (each vectorises; fused, the two sums' lanes get interleaved)
+        let n = d.len();
+        let (g, hat) = (&g[..n], &hat[..n]);
+        let body = n - n % LANES;
+        let (mut s, mut p) = ([0.0f64; LANES], [0.0f64; LANES]);
+        for (xd, xg) in d[..body].chunks_exact(LANES).zip(g.chunks_exact(LANES)) {
+            for ((a, &x), &y) in s.iter_mut().zip(xd).zip(xg) {
+                *a += wide(x * y);
+            }
+        }
+        let (cd, cg, ch) = (
+            d[..body].chunks_exact(LANES),
+            g[..body].chunks_exact(LANES),
+            hat[..body].chunks_exact(LANES),
+        );
+        for ((xd, xg), xh) in cd.zip(cg).zip(ch) {
+            for (((a, &x), &y), &z) in p.iter_mut().zip(xd).zip(xg).zip(xh) {
+                *a += wide(x * y) * wide(z);
+            }
+        }
+        let (mut s_t, mut p_t) = (0.0, 0.0);
+        for j in body..n {
+            let y = wide(d[j] * g[j]);
+            s_t += y;
+            p_t += y * wide(hat[j]);
+        }
+        let n = n as f64;
+        (
+            (s_t + s.iter().sum::<f64>()) / n,
+            (p_t + p.iter().sum::<f64>()) / n,
+        )
+    }
+}
+
+#[inline(always)]
+pub(crate) fn wide<T: Float>(x: T) -> f64 {
     x.to_f64().unwrap_or(f64::NAN)
 }
 
-fn narrow<T: Float>(x: f64) -> T {
+#[inline(always)]
+pub(crate) fn narrow<T: Float>(x: f64) -> T {
     T::from_f64(x).unwrap_or_else(T::nan)
 }
 
-/// Layer norm with its gain and an optional bias, in place: `v = γ ⊙ normalize(v) + b`, the
-/// normalised values kept in `hat`. Returns 1/√(σ² + ε).
-#[inline]
+/// Layer norm with its gain and an optional bias, in place: `v = γ ⊙ v̂ + b`, the normalised
+/// values v̂ ([`moments`]) kept in `hat`. Returns 1/√(σ² + ε). (The statistics, then one
+/// pass, compiled for the CPU's instruction set: [`rows`].)
 pub(crate) fn layer_norm<T: Float>(v: &mut [T], hat: &mut [T], gamma: &[T], b: Option<&[T]>) -> T {
-    let rstd = normalize(v, hat);
-    for ((v, &x), &g) in v.iter_mut().zip(&*hat).zip(gamma) {
-        *v = g * x;
-    }
-    if let Some(b) = b {
-        for (v, &b) in v.iter_mut().zip(b) {
-            *v += b;
+    let (mean, rstd) = moments(v);
+    let ins = [gamma, b.unwrap_or(&[]), &[], &[], &[], &[]];
+    rows::run(LayerNormWrite(mean, rstd), [v, hat, &mut [], &mut []], ins);
+    narrow(rstd)
+}
+
+/// [`layer_norm`]'s pass over `[v, v̂]` reading `[γ, b]` (b empty: none).
+struct LayerNormWrite(f64, f64);
+
+impl<T: Float> Streams<T> for LayerNormWrite {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self, [v, hat, ..]: [&mut [T]; 4], [gamma, b, ..]: [&[T]; 6]) {
+        let Self(mean, rstd) = self;
+        let n = v.len();
+        let (hat, gamma) = (&mut hat[..n], &gamma[..n]);
+        if b.len() == n {
+            for j in 0..n {
+                let h = narrow::<T>((wide(v[j]) - mean) * rstd);
+                hat[j] = h;
+                v[j] = gamma[j] * h + b[j];
+            }
+        } else {
+            for j in 0..n {
+                let h = narrow::<T>((wide(v[j]) - mean) * rstd);
+                hat[j] = h;
+                v[j] = gamma[j] * h;
+            }
         }
     }
-    rstd
 }
 
-/// The backward of [`layer_norm`] in place: in, `d` = ∂L/∂(its output); out, ∂L/∂v. (The
-/// gain's and the bias's gradients are sums the cell takes after the loop.)
-#[inline]
+/// The backward of [`layer_norm`] in place: in, `d` = ∂L/∂(its output); out, ∂L/∂v =
+/// rstd · (y − mean(y) − v̂ mean(y ⊙ v̂)), y = d ⊙ γ ([`backward_means`], then one pass).
+/// (The gain's and the bias's gradients are sums the cell takes after the loop.)
 pub(crate) fn layer_norm_backward<T: Float>(d: &mut [T], hat: &[T], gamma: &[T], rstd: T) {
-    mul_assign(d, gamma);
-    normalize_backward(d, hat, rstd);
+    let means = backward_means(d, gamma, hat);
+    let pass = LayerNormBackwardWrite(means, wide(rstd));
+    rows::run(
+        pass,
+        [d, &mut [], &mut [], &mut []],
+        [gamma, hat, &[], &[], &[], &[]],
+    );
 }
 
-/// The backward of [`normalize`]: in, `d` = ∂L/∂hat; out, ∂L/∂v =
-/// rstd · (d − mean(d) − hat · mean(d ⊙ hat)).
-/// (The two means in f64, as in [`normalize`], in one pass.)
-#[inline]
-pub(crate) fn normalize_backward<T: Float>(d: &mut [T], hat: &[T], rstd: T) {
-    let n = d.len() as f64;
-    let (sum_d, sum_dh) = sums_wide(d, hat);
-    let (mean_d, mean_dh) = (sum_d / n, sum_dh / n);
-    let rstd = wide(rstd);
-    for (d, &h) in d.iter_mut().zip(hat) {
-        *d = narrow(rstd * (wide(*d) - mean_d - wide(h) * mean_dh));
+/// [`layer_norm_backward`]'s pass over `[d]` reading `[γ, v̂]`.
+struct LayerNormBackwardWrite((f64, f64), f64);
+
+impl<T: Float> Streams<T> for LayerNormBackwardWrite {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self, [d, ..]: [&mut [T]; 4], [gamma, hat, ..]: [&[T]; 6]) {
+        let Self((mean_d, mean_dh), rstd) = self;
+        let n = d.len();
+        let (gamma, hat) = (&gamma[..n], &hat[..n]);
+        for j in 0..n {
+            d[j] = narrow(rstd * (wide(d[j] * gamma[j]) - mean_d - wide(hat[j]) * mean_dh));
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! rows that the cells and the loss run on, and the threads that share a step's work.
 //!
 //! ## Where `unsafe` lives
-//! Here alone, in six files (`grep -rln unsafe crates/recur/src` lists them); everything
+//! Here alone, in seven files (`grep -rln unsafe crates/recur/src` lists them); everything
 //! outside `kernel/` (the cells, the driver, the loss, ONNX, I/O) is safe code:
 //! - `mod.rs`: the call into the `gemm` crate ([`matmul_gemm`]), once every view has been
 //!   checked to lie inside its slice;
@@ -10,6 +10,8 @@
 //!   views, its parts shared by the threads that run them);
 //! - `fast_f32.rs` and `softmax.rs`: calls of the builds compiled for the instruction set
 //!   detected at run time (`#[target_feature]`);
+//! - `rows.rs`: a cell's row pass, generic code, called in a build compiled for that
+//!   instruction set;
 //! - `pair.rs`: the job a pair's owner posts to its helper thread, and a thread's current
 //!   pair;
 //! - `split.rs`: a slab whose disjoint rows several threads write at once, behind the safe
@@ -28,6 +30,7 @@ pub mod pair;
 pub mod panels;
 #[cfg(any(test, feature = "internals"))]
 pub mod reference;
+pub(crate) mod rows;
 pub mod scalar;
 pub(crate) mod softmax;
 pub mod split;
