@@ -427,7 +427,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         args,
         "--cell esn",
         &[],
-        "the readout is fitted in closed form on --esn-sequences sequences; its options are \
+        "the readout is fitted in closed form on the training sequences; its options are \
          --hidden-size, --spectral-radius, --input-scaling, --bias-scaling, --leak-rate, \
          --sparsity, --ridge, --esn-sequences and --seed",
     )?;
