@@ -556,42 +556,28 @@ pub(crate) struct RecurrentGrad<'a, T> {
     pub bias: Option<[(&'a [T], usize); 2]>,
 }
 
-/// `out[j] += Σ_rows x[row * ld + j]` over the first `out.len()` columns, for each `out` of
-/// `outs` (a bias gradient read from a slab of row stride `ld`; two biases that read the same
-/// slab in one pass over it), each row compiled for the CPU's instruction set ([`rows`]).
-pub(crate) fn add_column_sums_ld<T: Float>(outs: &mut [&mut [T]], x: &[T], rows: usize, ld: usize) {
+/// `out[j] += Σ_rows x[row * ld + j]` over the first `out.len()` columns (a bias gradient
+/// read from a slab of row stride `ld`), each row compiled for the CPU's instruction set
+/// ([`rows`]).
+pub(crate) fn add_column_sums_ld<T: Float>(out: &mut [T], x: &[T], rows: usize, ld: usize) {
     for row in 0..rows {
-        let x = &x[row * ld..];
-        match outs {
-            [a, b] => rows::run(
-                AddTwice,
-                [a, b, &mut [], &mut []],
-                [x, &[], &[], &[], &[], &[]],
-            ),
-            _ => {
-                for out in outs.iter_mut() {
-                    for (o, &v) in out.iter_mut().zip(x) {
-                        *o += v;
-                    }
-                }
-            }
-        }
+        let ins = [&x[row * ld..], &[], &[], &[], &[], &[]];
+        rows::run(AddRow, [out, &mut [], &mut [], &mut []], ins);
     }
 }
 
-/// `a += x` and `b += x` (over `a`'s length) in one pass.
-struct AddTwice;
+/// `out += x` over `out`'s length.
+struct AddRow;
 
-impl<T: Float> Streams<T> for AddTwice {
+impl<T: Float> Streams<T> for AddRow {
     type Output = ();
 
     #[inline(always)]
-    fn run(self, [a, b, ..]: [&mut [T]; 4], [x, ..]: [&[T]; 6]) {
-        let n = a.len();
-        let (b, x) = (&mut b[..n], &x[..n]);
+    fn run(self, [out, ..]: [&mut [T]; 4], [x, ..]: [&[T]; 6]) {
+        let n = out.len();
+        let x = &x[..n];
         for j in 0..n {
-            a[j] += x[j];
-            b[j] += x[j];
+            out[j] += x[j];
         }
     }
 }

@@ -107,21 +107,13 @@ impl<T: Float> DirSpec<'_, T> {
             Mat::rows(self.w[WeightIh], gh, n_in, n_in).with_panels(w_ih_panels),
             dx_acc,
         );
-        // the biases read da and dq, or with layer norm what the cell says: one pass over
-        // the slab where both read the same
+        // the biases read da and dq, or with layer norm what the cell says
         let [(db_i, ld_i), (db_h, ld_h)] = rec.bias.unwrap_or([(s.dgates, gh), (dq, dq_ld)]);
-        let same = std::ptr::eq(db_i, db_h) && ld_i == ld_h;
-        match (g.take(BiasIh), g.take(BiasHh)) {
-            (Some(d_i), Some(d_h)) if same => {
-                add_column_sums_ld(&mut [d_i, d_h], db_i, rows, ld_i);
-            }
-            (d_i, d_h) => {
-                for (d, (x, ld)) in [(d_i, (db_i, ld_i)), (d_h, (db_h, ld_h))] {
-                    if let Some(d) = d {
-                        add_column_sums_ld(&mut [d], x, rows, ld);
-                    }
-                }
-            }
+        if let Some(db) = g.take(BiasIh) {
+            add_column_sums_ld(db, db_i, rows, ld_i);
+        }
+        if let Some(db) = g.take(BiasHh) {
+            add_column_sums_ld(db, db_h, rows, ld_h);
         }
         self.cell.weight_grads(sw, s, g);
     }
