@@ -126,6 +126,50 @@ fn esn_fits_every_generated_task() {
     assert!(acc > 60.0, "{out}");
 }
 
+/// `--esn-noise` (and the config file's `esn-noise`) adds seeded state noise to the training
+/// states: the same seed gives the same fit, the noise changes it, and 0 is no noise.
+#[test]
+fn esn_noise_is_seeded_and_changes_the_fit() {
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--task",
+            "adding",
+            "--seq-len",
+            "8",
+            "--cell",
+            "esn",
+            "--hidden-size",
+            "40",
+            "--esn-sequences",
+            "200",
+            "--ridge",
+            "1e-6",
+        ];
+        args.extend(extra);
+        let out = ok(&args);
+        let lambda = lines(&out, "  λ = ");
+        assert_eq!(lambda.len(), 1, "{out}");
+        (out.clone(), number_after(lambda[0], "valid mse"))
+    };
+    let (plain, clean) = run(&[]);
+    assert!(plain.contains("state noise 0)"), "{plain}");
+    let (out, zero) = run(&["--esn-noise", "0"]);
+    assert_eq!(zero, clean, "{out}");
+    let (out, noisy) = run(&["--esn-noise", "0.05"]);
+    assert!(out.contains("state noise 0.05)"), "{out}");
+    assert_ne!(noisy, clean, "{out}");
+    assert_eq!(run(&["--esn-noise", "0.05"]).1, noisy);
+    assert_ne!(
+        run(&["--esn-noise", "0.05", "--seed", "1"]).1,
+        run(&["--seed", "1"]).1
+    );
+    let dir = scratch("esn_noise");
+    let cfg = dir.join("esn.toml");
+    std::fs::write(&cfg, "esn-noise = 0.05\n").unwrap();
+    assert_eq!(run(&["--config", p(&cfg)]).1, noisy);
+}
+
 /// A saved ESN scores the same figures under `recur eval`, on its generated test set and on a
 /// labelled file.
 #[test]
@@ -258,6 +302,9 @@ fn bad_settings_are_one_line_errors() {
         &["train", "--cell", "esn", "--ridge", "a,b"],
         &["train", "--cell", "esn", "--leak-rate", "0"],
         &["train", "--cell", "esn", "--sparsity", "1"],
+        &["train", "--cell", "esn", "--esn-noise", "-1"],
+        &["train", "--cell", "esn", "--esn-noise", "inf"],
+        &["train", "--esn-noise", "0.1"],
         &["train", "--cell", "esn", "--hidden-size", "100000"],
     ] {
         one_line_error(args);

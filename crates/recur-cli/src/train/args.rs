@@ -208,6 +208,10 @@ pub struct TrainArgs {
     /// Sequences of a generated task the readout is fitted on [default: 2000]
     #[arg(long, help_heading = "Echo state network")]
     pub esn_sequences: Option<usize>,
+    /// Noise uniform in ±x added to the reservoir's states while the readout's training
+    /// states are collected, drawn from --seed (Jaeger & Haas 2004) [default: 0]
+    #[arg(long, help_heading = "Echo state network")]
+    pub esn_noise: Option<f64>,
 
     // ---- optimizer ----
     /// Optimizer (PyTorch's update formulas) [default: sgd for text, adam

@@ -429,7 +429,7 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         &[],
         "the readout is fitted in closed form on the training sequences; its options are \
          --hidden-size, --spectral-radius, --input-scaling, --bias-scaling, --leak-rate, \
-         --sparsity, --ridge, --esn-sequences and --seed",
+         --sparsity, --ridge, --esn-sequences, --esn-noise and --seed",
     )?;
     let (esn, data, _) = fit(args, s)?;
     if let Some(path) = &args.checkpoint {
@@ -522,8 +522,8 @@ fn fit(args: &TrainArgs, s: &Settings) -> Result<(Esn, Data, Figures)> {
     let n_train: usize = data.train.iter().map(|p| p.lengths.len()).sum();
     println!(
         "recur train: echo state network on {}: reservoir {} (spectral radius {}, input scaling \
-         {}, bias scaling {}, leak rate {}, sparsity {}), seed {}; readout fitted on {n_train} \
-         sequences",
+         {}, bias scaling {}, leak rate {}, sparsity {}, state noise {}), seed {}; readout \
+         fitted on {n_train} sequences",
         data.name,
         s.hidden_size,
         e.spectral_radius,
@@ -531,6 +531,7 @@ fn fit(args: &TrainArgs, s: &Settings) -> Result<(Esn, Data, Figures)> {
         e.bias_scaling,
         e.leak_rate,
         e.sparsity,
+        e.noise,
         s.seed
     );
     let fit = esn.fit(&view(&data.train), &view(&data.valid), &e.ridge)?;
@@ -664,5 +665,7 @@ pub(super) fn esn_config(
         sparsity: e.sparsity,
         washout: 0,
         output,
+        state_noise: e.noise,
+        noise_seed: s.seed,
     }
 }

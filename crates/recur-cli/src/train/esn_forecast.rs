@@ -120,7 +120,7 @@ fn refuse_flags(a: &TrainArgs) -> Result<()> {
         &[("--esn-sequences", a.esn_sequences.is_some())],
         "the readout is fitted in closed form on every training window; its options are \
          --hidden-size, --spectral-radius, --input-scaling, --bias-scaling, --leak-rate, \
-         --sparsity, --ridge and --seed",
+         --sparsity, --ridge, --esn-noise and --seed",
     )
 }
 
@@ -141,14 +141,15 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
     let mut esn = Esn::new(config, s.seed).context("echo state network")?;
     println!(
         "  reservoir {} (spectral radius {}, input scaling {}, bias scaling {}, leak rate {}, \
-         sparsity {}), seed {}; the readout maps each window's last state to {} value(s), \
-         fitted on {} training windows",
+         sparsity {}, state noise {}), seed {}; the readout maps each window's last state to \
+         {} value(s), fitted on {} training windows",
         s.hidden_size,
         e.spectral_radius,
         e.input_scaling,
         e.bias_scaling,
         e.leak_rate,
         e.sparsity,
+        e.noise,
         s.seed,
         spec.out_features(),
         train.len()

@@ -99,6 +99,8 @@ pub struct EsnSettings {
     /// the λ grid
     pub ridge: Vec<f64>,
     pub sequences: usize,
+    /// state noise while the training states are collected
+    pub noise: f64,
 }
 
 impl Cell {
@@ -332,6 +334,7 @@ impl Settings {
                     None => vec![1e-8, 1e-6, 1e-4, 1e-2, 1.0],
                 },
                 sequences: a.esn_sequences.unwrap_or(2000),
+                noise: a.esn_noise.unwrap_or(0.0),
             },
             next_value: a.next_value.unwrap_or(false)
                 || a.cell == Some(Cell::Feedback)
@@ -359,10 +362,11 @@ impl Settings {
             a.sparsity.is_some(),
             a.ridge.is_some(),
             a.esn_sequences.is_some(),
+            a.esn_noise.is_some(),
         ];
         if !esn && esn_flags.iter().any(|&f| f) {
             bail!(
-                "--spectral-radius, --input-scaling, --bias-scaling, --leak-rate, --sparsity, --ridge and --esn-sequences are options of --cell esn"
+                "--spectral-radius, --input-scaling, --bias-scaling, --leak-rate, --sparsity, --ridge, --esn-sequences and --esn-noise are options of --cell esn"
             );
         }
         if esn {
@@ -370,6 +374,11 @@ impl Settings {
                 bail!("--cell esn: one reservoir read forward (no --num-layers, --bidirectional)");
             }
             ensure!(s.esn.sequences >= 1, "--esn-sequences must be at least 1");
+            ensure!(
+                s.esn.noise.is_finite() && s.esn.noise >= 0.0,
+                "--esn-noise must be finite and ≥ 0, got {}",
+                s.esn.noise
+            );
             ensure!(
                 s.precision == Precision::F32,
                 "--precision: an echo state network fits its readout by ridge regression; \
