@@ -521,18 +521,9 @@ fn fit(args: &TrainArgs, s: &Settings) -> Result<(Esn, Data, Figures)> {
     let mut esn = Esn::new(config, s.seed).context("echo state network")?;
     let n_train: usize = data.train.iter().map(|p| p.lengths.len()).sum();
     println!(
-        "recur train: echo state network on {}: reservoir {} (spectral radius {}, input scaling \
-         {}, bias scaling {}, leak rate {}, sparsity {}, state noise {}), seed {}; readout \
-         fitted on {n_train} sequences",
+        "recur train: echo state network on {}: {}; readout fitted on {n_train} sequences",
         data.name,
-        s.hidden_size,
-        e.spectral_radius,
-        e.input_scaling,
-        e.bias_scaling,
-        e.leak_rate,
-        e.sparsity,
-        e.noise,
-        s.seed
+        describe(s)
     );
     let fit = esn.fit(&view(&data.train), &view(&data.valid), &e.ridge)?;
     for (lambda, mse) in &fit.grid {
@@ -647,6 +638,23 @@ pub fn eval_command(path: &Path, sequences: Option<&Path>) -> Result<()> {
 /// The echo state network the settings describe (`--hidden-size` reservoir units and the
 /// `--spectral-radius` … `--sparsity` flags), reading `input_size` values a step and writing
 /// `output_size`; no washout.
+/// The reservoir's settings and seed as the runs print them.
+pub(super) fn describe(s: &Settings) -> String {
+    let e = &s.esn;
+    format!(
+        "reservoir {} (spectral radius {}, input scaling {}, bias scaling {}, leak rate {}, \
+         sparsity {}, state noise {}), seed {}",
+        s.hidden_size,
+        e.spectral_radius,
+        e.input_scaling,
+        e.bias_scaling,
+        e.leak_rate,
+        e.sparsity,
+        e.noise,
+        s.seed
+    )
+}
+
 pub(super) fn esn_config(
     s: &Settings,
     input_size: usize,

@@ -140,17 +140,9 @@ pub fn run(args: &TrainArgs, s: &Settings) -> Result<()> {
         super::esn::esn_config(s, spec.input_size(), spec.out_features(), OutputForm::Last);
     let mut esn = Esn::new(config, s.seed).context("echo state network")?;
     println!(
-        "  reservoir {} (spectral radius {}, input scaling {}, bias scaling {}, leak rate {}, \
-         sparsity {}, state noise {}), seed {}; the readout maps each window's last state to \
-         {} value(s), fitted on {} training windows",
-        s.hidden_size,
-        e.spectral_radius,
-        e.input_scaling,
-        e.bias_scaling,
-        e.leak_rate,
-        e.sparsity,
-        e.noise,
-        s.seed,
+        "  {}; the readout maps each window's last state to {} value(s), fitted on {} \
+         training windows",
+        super::esn::describe(s),
         spec.out_features(),
         train.len()
     );
